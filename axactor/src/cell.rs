@@ -1,0 +1,196 @@
+//! One actor's shared state (`Cell`): its mailbox, its links and monitors,
+//! and the exit procedure that every way of ending an actor goes through.
+//!
+//! A cell is shared by the actor's task, its refs and the system's pid table.
+//! `finalize` runs exactly once per actor (guarded by `Meta::record_exit`), in
+//! this order: close the mailbox (queued asks see `Canceled`), leave the pid
+//! table, signal linked actors, notify watchers, broadcast `Stopped`, wake the
+//! tasks waiting in `join`/`stop_wait`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context as TaskCx, Poll};
+use std::time::Duration;
+
+use crate::lifecycle::ActorLifecycleEventKind;
+use crate::mailbox::{Control, Mailbox};
+use crate::meta::Meta;
+use crate::system::SystemCore;
+use crate::{ExitReason, Pid, SpawnConfig, TellError};
+
+/// The state of one actor shared between its task and its handles.
+pub(crate) struct Cell<M> {
+    pub(crate) mailbox: Mailbox<M>,
+    pub(crate) meta: Meta,
+    pub(crate) system: Arc<SystemCore>,
+    /// Activity counter, written by the actor's task only: +1 when a message
+    /// is taken, +1 when its handler returns, so an odd value means "busy".
+    /// The registry's idle reaper samples it instead of a clock read per
+    /// message.
+    activity: AtomicU64,
+    drain_on_stop: Option<Duration>,
+}
+
+impl<M> std::fmt::Debug for Cell<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cell").field("pid", &self.meta.pid()).field("name", self.meta.name()).finish_non_exhaustive()
+    }
+}
+
+/// Type-erased operations the system performs on any cell.
+pub(crate) trait CellOps: Send + Sync + std::fmt::Debug {
+    fn meta(&self) -> &Meta;
+    /// Delivers a runtime signal (exit, down, stop, restart).
+    fn signal(&self, c: Control) -> Result<(), TellError>;
+    /// Stops the actor now, without `on_stop`: aborts its task.
+    fn kill(&self, reason: ExitReason);
+    /// The activity counter (see `Cell::mark_busy`): odd while a handler runs.
+    fn activity(&self) -> u64;
+    fn mailbox_len(&self) -> usize;
+    /// `true` once the mailbox no longer accepts messages.
+    fn is_closed(&self) -> bool;
+}
+
+impl<M: Send + 'static> Cell<M> {
+    pub(crate) fn new(pid: Pid, cfg: &SpawnConfig, system: Arc<SystemCore>) -> Self {
+        Cell {
+            mailbox: Mailbox::new(cfg.capacity, cfg.control_capacity),
+            meta: Meta::new(pid, cfg.name.clone()),
+            system,
+            activity: AtomicU64::new(0),
+            drain_on_stop: cfg.drain_on_stop,
+        }
+    }
+
+    pub(crate) fn pid(&self) -> Pid {
+        self.meta.pid()
+    }
+
+    /// A message was taken (the counter becomes odd). Single writer, so a
+    /// plain load/store instead of a read-modify-write.
+    pub(crate) fn mark_busy(&self) {
+        let n = self.activity.load(Ordering::Relaxed);
+        self.activity.store(n.wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// The handler returned (the counter becomes even).
+    pub(crate) fn mark_idle(&self) {
+        self.mark_busy();
+    }
+
+    /// A stop request from a handle: graceful per the config.
+    pub(crate) fn stop_request(&self) -> Control {
+        Control::Stop {
+            reason: ExitReason::Normal,
+            drain_until: self.drain_on_stop.map(|d| tokio::time::Instant::now() + d),
+        }
+    }
+
+    /// Ends the actor: see the module docs for the order.
+    pub(crate) fn finalize(&self, reason: ExitReason) {
+        let Some(obit) = self.meta.record_exit(reason.clone()) else {
+            return;
+        };
+        let pid = self.pid();
+        self.mailbox.close();
+        self.system.unregister(pid);
+        for other in obit.links {
+            if let Some(c) = self.system.lookup(other) {
+                c.meta().remove_link(pid);
+                let _ = c.signal(Control::Exit { from: pid, reason: reason.clone() });
+            }
+        }
+        for (id, watcher) in obit.watchers {
+            if let Some(c) = self.system.lookup(watcher) {
+                let _ = c.signal(Control::Down { id, pid, reason: reason.clone() });
+            }
+        }
+        for (id, target) in obit.watching {
+            if let Some(c) = self.system.lookup(target) {
+                c.meta().remove_watcher(id);
+            }
+        }
+        tracing::debug!(%pid, name = %self.meta.name(), %reason, "actor stopped");
+        self.system.emit(pid, self.meta.name(), ActorLifecycleEventKind::Stopped, Some(reason));
+        self.meta.wake_exit_waiters();
+    }
+}
+
+impl<M: Send + 'static> CellOps for Cell<M> {
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    fn signal(&self, c: Control) -> Result<(), TellError> {
+        self.mailbox.push_control(c, false)
+    }
+
+    fn kill(&self, reason: ExitReason) {
+        if let Some(h) = self.meta.take_abort() {
+            h.abort();
+        }
+        self.finalize(reason);
+    }
+
+    fn activity(&self) -> u64 {
+        self.activity.load(Ordering::Relaxed)
+    }
+
+    fn mailbox_len(&self) -> usize {
+        self.mailbox.len()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.mailbox.is_closed()
+    }
+}
+
+/// Resolves with the actor's final exit reason.
+#[derive(Debug)]
+pub(crate) struct ExitWait<'a> {
+    meta: &'a Meta,
+    ticket: Option<u64>,
+}
+
+impl<'a> ExitWait<'a> {
+    pub(crate) fn new(meta: &'a Meta) -> Self {
+        ExitWait { meta, ticket: None }
+    }
+}
+
+impl Future for ExitWait<'_> {
+    type Output = ExitReason;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<ExitReason> {
+        let this = &mut *self;
+        let r = this.meta.poll_exit(&mut this.ticket, cx);
+        if r.is_ready() {
+            this.ticket = None;
+        }
+        r
+    }
+}
+
+impl Drop for ExitWait<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            self.meta.cancel_exit_wait(t);
+        }
+    }
+}
+
+/// Finalizes the actor as `Killed` if its task is dropped before it ends
+/// (aborted, or the runtime shut down).
+pub(crate) struct KillGuard<M: Send + 'static> {
+    pub(crate) cell: Option<Arc<Cell<M>>>,
+}
+
+impl<M: Send + 'static> Drop for KillGuard<M> {
+    fn drop(&mut self) {
+        if let Some(cell) = self.cell.take() {
+            cell.finalize(ExitReason::Killed);
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! [`LocalRef`]: the untyped-by-method handle to a local actor's mailbox, and
+//! [`ReplyTo`], the reply half of an ask.
+//!
+//! Every generated `XRef` is a thin wrapper over `LocalRef<XMsg>`. A tell is
+//! one lock and one queue push; an ask adds one allocation (the reply
+//! channel). Neither reads the clock or boxes a future.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::cell::{Cell, ExitWait};
+use crate::{AskError, Pid, TellError};
+
+/// A handle to a local actor whose messages are `M`.
+///
+/// `Clone + Send + Sync`; clones address the same actor, and stay valid
+/// across restarts.
+pub struct LocalRef<M> {
+    cell: Arc<Cell<M>>,
+}
+
+impl<M> Clone for LocalRef<M> {
+    fn clone(&self) -> Self {
+        LocalRef { cell: self.cell.clone() }
+    }
+}
+
+impl<M: Send + 'static> fmt::Debug for LocalRef<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalRef").field("pid", &self.pid()).finish()
+    }
+}
+
+/// The sending half of an ask's reply channel, carried inside the message.
+pub struct ReplyTo<T> {
+    tx: oneshot::Sender<T>,
+}
+
+impl<T> ReplyTo<T> {
+    /// A reply channel: put the `ReplyTo` in a message and await the
+    /// receiver (it errs if the `ReplyTo` is dropped without a reply).
+    pub fn channel() -> (ReplyTo<T>, oneshot::Receiver<T>) {
+        let (tx, rx) = oneshot::channel();
+        (ReplyTo { tx }, rx)
+    }
+
+    /// Sends the reply. A reply to an asker that gave up (timed out or was
+    /// dropped) is discarded.
+    pub fn send(self, value: T) {
+        let _ = self.tx.send(value);
+    }
+
+    /// `true` if the asker is no longer waiting.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+impl<T> fmt::Debug for ReplyTo<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplyTo").field("closed", &self.tx.is_closed()).finish()
+    }
+}
+
+impl<M: Send + 'static> LocalRef<M> {
+    pub(crate) fn from_cell(cell: Arc<Cell<M>>) -> Self {
+        LocalRef { cell }
+    }
+
+    /// The actor's pid.
+    pub fn pid(&self) -> Pid {
+        self.cell.pid()
+    }
+
+    /// Enqueues `msg` without waiting.
+    ///
+    /// # Errors
+    /// [`TellError::Full`] if the mailbox is at capacity,
+    /// [`TellError::Closed`] if the actor has stopped or is stopping.
+    pub fn try_send(&self, msg: M) -> Result<(), TellError> {
+        self.cell.mailbox.try_push(msg).map_err(|(e, _)| e)
+    }
+
+    /// Enqueues `msg`, waiting for mailbox space.
+    ///
+    /// # Errors
+    /// [`TellError::Closed`] if the actor has stopped or is stopping.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: if the future is dropped before completing, `msg` was not
+    /// enqueued (and is dropped).
+    pub async fn send(&self, msg: M) -> Result<(), TellError> {
+        self.cell.mailbox.push_wait(msg).await
+    }
+
+    /// Asks without waiting for space: the message is built by `make` around
+    /// the reply channel.
+    ///
+    /// # Errors
+    /// `Full`/`Closed` if not enqueued; `Canceled` if the actor dropped the
+    /// request (handler panic, stop) before replying.
+    pub async fn ask<T, F>(&self, make: F) -> Result<T, AskError>
+    where
+        F: FnOnce(ReplyTo<T>) -> M,
+    {
+        let (tx, rx) = ReplyTo::channel();
+        self.try_send(make(tx))?;
+        rx.await.map_err(|_| AskError::Canceled)
+    }
+
+    /// Like [`LocalRef::ask`], but waits for mailbox space.
+    ///
+    /// # Errors
+    /// As [`LocalRef::ask`], except never `Full`.
+    pub async fn ask_wait<T, F>(&self, make: F) -> Result<T, AskError>
+    where
+        F: FnOnce(ReplyTo<T>) -> M,
+    {
+        let (tx, rx) = ReplyTo::channel();
+        self.send(make(tx)).await?;
+        rx.await.map_err(|_| AskError::Canceled)
+    }
+
+    /// Like [`LocalRef::ask`], failing with `Timeout` if no reply arrives
+    /// within `timeout` (the request may still run).
+    ///
+    /// # Errors
+    /// As [`LocalRef::ask`], plus [`AskError::Timeout`].
+    pub async fn ask_timeout<T, F>(&self, make: F, timeout: Duration) -> Result<T, AskError>
+    where
+        F: FnOnce(ReplyTo<T>) -> M,
+    {
+        let (tx, rx) = ReplyTo::channel();
+        self.try_send(make(tx))?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(r) => r.map_err(|_| AskError::Canceled),
+            Err(_) => Err(AskError::Timeout),
+        }
+    }
+
+    /// Like [`LocalRef::ask_wait`]; `timeout` covers both the wait for space
+    /// and the wait for the reply.
+    ///
+    /// # Errors
+    /// As [`LocalRef::ask_wait`], plus [`AskError::Timeout`].
+    pub async fn ask_wait_timeout<T, F>(&self, make: F, timeout: Duration) -> Result<T, AskError>
+    where
+        F: FnOnce(ReplyTo<T>) -> M,
+    {
+        match tokio::time::timeout(timeout, self.ask_wait(make)).await {
+            Ok(r) => r,
+            Err(_) => Err(AskError::Timeout),
+        }
+    }
+
+    /// Asks the actor to stop, through the control mailbox (it overtakes
+    /// queued user messages). With `SpawnConfig::shutdown_graceful`, the
+    /// actor first handles what is queued, up to the configured deadline.
+    ///
+    /// # Errors
+    /// [`TellError::Closed`] if the actor is already stopped or stopping,
+    /// [`TellError::Full`] if the control mailbox is full.
+    pub fn stop(&self) -> Result<(), TellError> {
+        self.cell.mailbox.push_control(self.cell.stop_request(), true)
+    }
+
+    /// Like [`LocalRef::stop`], but waits for control-mailbox space and then
+    /// until the actor has stopped for good.
+    ///
+    /// Do not await this from the actor's own handler: the actor cannot stop
+    /// while its handler waits for it (use `ctx.stop()` there).
+    ///
+    /// # Errors
+    /// [`TellError::Closed`] if the actor was already stopped or stopping.
+    pub async fn stop_wait(&self) -> Result<(), TellError> {
+        self.cell.mailbox.push_control_wait(|| self.cell.stop_request()).await?;
+        ExitWait::new(&self.cell.meta).await;
+        Ok(())
+    }
+
+    /// Messages currently queued in the user mailbox.
+    pub fn mailbox_len(&self) -> usize {
+        self.cell.mailbox.len()
+    }
+
+    /// The user mailbox capacity.
+    pub fn capacity(&self) -> usize {
+        self.cell.mailbox.capacity()
+    }
+
+    /// `true` once the actor stopped or began stopping (no more messages are
+    /// accepted).
+    pub fn is_closed(&self) -> bool {
+        self.cell.mailbox.is_closed()
+    }
+
+    /// Waits until the actor has stopped for good and returns why.
+    pub async fn wait_stopped(&self) -> crate::ExitReason {
+        ExitWait::new(&self.cell.meta).await
+    }
+
+    pub(crate) fn cell_ops(&self) -> Arc<dyn crate::cell::CellOps> {
+        self.cell.clone()
+    }
+}

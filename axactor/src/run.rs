@@ -1,0 +1,306 @@
+//! The per-actor task: incarnations, the message loop, restarts.
+//!
+//! One task per actor runs [`run_actor`]. Each *incarnation* builds the actor
+//! value (factory), runs `on_start`, handles messages one at a time, then
+//! runs `on_stop`. The [`Restarter`] decides whether another incarnation
+//! follows (after a backoff) or the actor ends; the pid, the mailbox and every
+//! ref stay the same across incarnations. Links and monitors fire only at the
+//! final end (`Cell::finalize`).
+//!
+//! The message loop reads no clock and allocates nothing per message: the
+//! handler future is polled in place inside `catch_async`.
+
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::catch::{Panic, catch_async, catch_sync, panic_message};
+use crate::cell::{Cell, CellOps, KillGuard};
+use crate::config::{JitterFn, RestartMailbox};
+use crate::lifecycle::ActorLifecycleEventKind;
+use crate::mailbox::{Control, Next};
+use crate::restart::{Decision, RestartCounter, RestartPolicy};
+use crate::supervisor::SupervisedChild;
+use crate::{Actor, Context, ExitReason, Fence, SpawnConfig};
+
+/// Messages handled between two cooperative yields, so one busy actor cannot
+/// starve the others on its worker.
+const YIELD_EVERY: u32 = 128;
+
+/// Builds the actor value for each incarnation.
+pub(crate) trait MakeActor<A>: Send + 'static {
+    /// `None` when no further value can be built.
+    fn make(&mut self) -> Option<A>;
+}
+
+/// A value given to `System::spawn`: one incarnation only.
+pub(crate) struct MakeOnce<A>(pub(crate) Option<A>);
+
+impl<A: Actor> MakeActor<A> for MakeOnce<A> {
+    fn make(&mut self) -> Option<A> {
+        self.0.take()
+    }
+}
+
+/// A factory given to `System::spawn_with`: called for every incarnation.
+pub(crate) struct MakeRepeat<F>(pub(crate) F);
+
+impl<A: Actor, F: Fn() -> A + Send + Sync + 'static> MakeActor<A> for MakeRepeat<F> {
+    fn make(&mut self) -> Option<A> {
+        Some((self.0)())
+    }
+}
+
+/// How an incarnation ended.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// Stopped on purpose (stop request, `ctx.stop`, a linked exit).
+    Exit(ExitReason),
+    /// The factory, a handler or a hook panicked.
+    Failed,
+    /// A supervisor restarts this child because a sibling failed.
+    Restart,
+}
+
+impl End {
+    fn reason(&self) -> ExitReason {
+        match self {
+            End::Exit(r) => r.clone(),
+            End::Failed => ExitReason::Panic,
+            End::Restart => ExitReason::Shutdown,
+        }
+    }
+}
+
+/// What follows an incarnation.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Outcome {
+    /// Another incarnation after this delay.
+    Restart(Duration),
+    /// The actor ends with this reason.
+    Stop(ExitReason),
+}
+
+/// The restart policy of one actor, with its state.
+pub(crate) enum Restarter {
+    /// Never restarted: a panic ends the actor with `Panic`.
+    Never,
+    /// `SpawnConfig::restart_on_panic`.
+    OnPanic { policy: RestartPolicy, counter: RestartCounter, jitter: Option<JitterFn> },
+    /// A child of a [`crate::Supervisor`], with its jitter source.
+    Supervised(SupervisedChild, Option<JitterFn>),
+}
+
+impl Restarter {
+    pub(crate) fn from_config(cfg: &SpawnConfig) -> Restarter {
+        match &cfg.restart {
+            Some(policy) => Restarter::OnPanic {
+                policy: policy.clone(),
+                counter: RestartCounter::default(),
+                jitter: cfg.jitter.clone(),
+            },
+            None => Restarter::Never,
+        }
+    }
+
+    fn decide(&mut self, end: &End, ran_for: Duration) -> Outcome {
+        match (self, end) {
+            (_, End::Restart) => Outcome::Restart(Duration::ZERO),
+            (Restarter::Never, end) => Outcome::Stop(end.reason()),
+            (Restarter::OnPanic { policy, counter, jitter }, End::Failed) => {
+                match counter.on_failure(policy, ran_for, sample_jitter(jitter.as_ref())) {
+                    Decision::Restart(d) => Outcome::Restart(d),
+                    Decision::GiveUp => Outcome::Stop(ExitReason::RestartIntensityExceeded),
+                }
+            }
+            (Restarter::OnPanic { .. }, end) => Outcome::Stop(end.reason()),
+            (Restarter::Supervised(child, jitter), end) => child.decide(&end.reason(), jitter.as_ref()),
+        }
+    }
+}
+
+/// A jitter sample in `[0, 1]`: the injected source, else the thread RNG.
+pub(crate) fn sample_jitter(jitter: Option<&JitterFn>) -> f64 {
+    match jitter {
+        Some(f) => f().clamp(0.0, 1.0),
+        None => rand::random::<f64>(),
+    }
+}
+
+/// Per-actor settings the task needs beyond the cell.
+pub(crate) struct RunSpec {
+    pub(crate) restarter: Restarter,
+    pub(crate) restart_mailbox: RestartMailbox,
+    pub(crate) fence: Option<Fence>,
+}
+
+/// The actor task: incarnations until the restarter says stop, then the
+/// exit procedure.
+pub(crate) async fn run_actor<A, F>(
+    cell: Arc<Cell<A::Msg>>,
+    mut make: F,
+    mut spec: RunSpec,
+    mut guard: KillGuard<A::Msg>,
+) where
+    A: Actor,
+    F: MakeActor<A>,
+{
+    let mut incarnation: u32 = 0;
+    let reason = loop {
+        let started = Instant::now();
+        let end = run_incarnation(&cell, &mut make, &spec, incarnation).await;
+        match spec.restarter.decide(&end, started.elapsed()) {
+            Outcome::Stop(reason) => break reason,
+            Outcome::Restart(delay) => {
+                if let Some(reason) = backoff(&cell, delay).await {
+                    break reason;
+                }
+                if spec.restart_mailbox == RestartMailbox::DrainAndDrop {
+                    cell.mailbox.clear_user();
+                }
+                incarnation = incarnation.saturating_add(1);
+            }
+        }
+    };
+    // Ending normally: the guard must not report `Killed`.
+    guard.cell = None;
+    cell.finalize(reason);
+}
+
+async fn run_incarnation<A, F>(cell: &Arc<Cell<A::Msg>>, make: &mut F, spec: &RunSpec, incarnation: u32) -> End
+where
+    A: Actor,
+    F: MakeActor<A>,
+{
+    let pid = cell.pid();
+    let name = cell.meta.name().clone();
+    let mut actor = match catch_sync(|| make.make()) {
+        Ok(Some(a)) => a,
+        Ok(None) => return End::Exit(ExitReason::Other("actor value already consumed".into())),
+        Err(p) => {
+            log_panic(cell, "factory", &p);
+            return End::Failed;
+        }
+    };
+    let mut ctx = Context::new(pid, name.clone(), cell.system.clone(), spec.fence.clone(), incarnation);
+    let kind = if incarnation == 0 { ActorLifecycleEventKind::Started } else { ActorLifecycleEventKind::Restarted };
+    cell.system.emit(pid, &name, kind, None);
+    if let Err(p) = catch_async(|| actor.on_start(&mut ctx)).await {
+        log_panic(cell, "on_start", &p);
+        return End::Failed;
+    }
+    let end = message_loop(cell, &mut actor, &mut ctx).await;
+    let reason = end.reason();
+    if let Err(p) = catch_async(|| actor.on_stop(&mut ctx, &reason)).await {
+        log_panic(cell, "on_stop", &p);
+    }
+    end
+}
+
+async fn message_loop<A: Actor>(cell: &Arc<Cell<A::Msg>>, actor: &mut A, ctx: &mut Context) -> End {
+    let mut since_yield = 0u32;
+    let mut draining = false;
+    loop {
+        if let Some(reason) = ctx.take_stop() {
+            return End::Exit(reason);
+        }
+        let next = poll_fn(|cx| cell.mailbox.poll_next(cx)).await;
+        match next {
+            Next::User(msg) => {
+                cell.mark_busy();
+                let r = catch_async(|| actor.handle(ctx, msg)).await;
+                cell.mark_idle();
+                if let Err(p) = r {
+                    log_panic(cell, "handler", &p);
+                    return End::Failed;
+                }
+                since_yield += 1;
+                if since_yield == YIELD_EVERY {
+                    since_yield = 0;
+                    tokio::task::yield_now().await;
+                }
+            }
+            Next::Control(Control::Stop { reason, drain_until: None }) => return End::Exit(reason),
+            Next::Control(Control::Stop { reason, drain_until: Some(deadline) }) => {
+                cell.mailbox.begin_drain(reason.clone());
+                if !draining {
+                    draining = true;
+                    spawn_deadline_killer(cell.clone(), deadline);
+                }
+            }
+            Next::Control(Control::Exit { from, reason }) => {
+                if ctx.is_trapping_exits() {
+                    if let Err(p) = catch_async(|| actor.on_exit(ctx, from, reason)).await {
+                        log_panic(cell, "on_exit", &p);
+                        return End::Failed;
+                    }
+                } else if reason.is_abnormal() {
+                    return End::Exit(reason);
+                }
+            }
+            Next::Control(Control::Down { id, pid, reason }) => {
+                // A demonitor after the notice was queued removed the entry:
+                // the notice is then dropped, so `on_down` runs at most once.
+                if cell.meta.take_watching(id).is_some() {
+                    if let Err(p) = catch_async(|| actor.on_down(ctx, id, pid, reason)).await {
+                        log_panic(cell, "on_down", &p);
+                        return End::Failed;
+                    }
+                }
+            }
+            Next::Control(Control::Restart) => return End::Restart,
+            Next::Drained(reason) => return End::Exit(reason),
+        }
+    }
+}
+
+/// Kills a draining actor that has not finished by its deadline (its
+/// handler may never return).
+fn spawn_deadline_killer<M: Send + 'static>(cell: Arc<Cell<M>>, deadline: Instant) {
+    let weak = Arc::downgrade(&cell);
+    drop(cell);
+    tokio::spawn(async move {
+        tokio::time::sleep_until(deadline).await;
+        if let Some(cell) = weak.upgrade() {
+            if cell.meta.exit_reason().is_none() {
+                tracing::warn!(pid = %cell.pid(), name = %cell.meta.name(), "drain deadline passed; actor killed");
+                cell.kill(ExitReason::Killed);
+            }
+        }
+    });
+}
+
+/// Waits out a restart backoff while still obeying stop requests. Exit and
+/// down notices that arrive meanwhile are kept for the next incarnation.
+/// Returns `Some(reason)` if the actor must end instead of restarting.
+async fn backoff<M: Send + 'static>(cell: &Cell<M>, delay: Duration) -> Option<ExitReason> {
+    let mut sleep = pin!(tokio::time::sleep(delay));
+    let mut deferred = Vec::new();
+    let result = poll_fn(|cx| {
+        loop {
+            match cell.mailbox.poll_control(cx) {
+                Poll::Ready(Control::Stop { reason, .. }) => return Poll::Ready(Some(reason)),
+                Poll::Ready(Control::Restart) => {}
+                Poll::Ready(other) => deferred.push(other),
+                Poll::Pending => break,
+            }
+        }
+        sleep.as_mut().poll(cx).map(|()| None)
+    })
+    .await;
+    cell.mailbox.requeue_control(deferred);
+    result
+}
+
+fn log_panic<M: Send + 'static>(cell: &Cell<M>, place: &str, p: &Panic) {
+    tracing::error!(
+        pid = %cell.pid(),
+        name = %cell.meta.name(),
+        panic = panic_message(p),
+        "actor panicked in {place}"
+    );
+}
