@@ -1,8 +1,124 @@
-//! TEMPORARY placeholder (the macro helper replaces this file).
+//! Procedural macros for the `axactor` actor runtime: `#[actor]` and `#[msg]`.
+//!
+//! Use them through the `axactor` crate (`axactor::actor`, `axactor::msg`),
+//! which re-exports them; the generated code refers to `::axactor::...`, so the
+//! `axactor` crate must be a dependency under that name.
+//!
+//! # `#[actor]`
+//!
+//! Put `#[actor]` on the inherent `impl` block of an actor type and mark the
+//! message handlers with `#[msg]`:
+//!
+//! ```ignore
+//! // Not compiled here: a proc-macro crate cannot depend on `axactor`,
+//! // which the generated code targets. The same example is tested in axactor.
+//! use axactor::{actor, Context, ExitReason};
+//!
+//! pub struct Counter { n: i64 }
+//!
+//! #[actor]
+//! impl Counter {
+//!     pub fn new() -> Self { Self { n: 0 } }               // plain method, unchanged
+//!     #[msg] fn inc(&mut self) { self.n += 1 }               // a tell
+//!     #[msg] fn add(&mut self, by: i64) -> i64 {             // an ask
+//!         self.n += by;
+//!         self.n
+//!     }
+//!     #[msg] async fn nap(&mut self, ctx: &mut Context, ms: u64) {
+//!         // `ctx`, if wanted, comes right after `&mut self`
+//!     }
+//!     async fn on_start(&mut self, ctx: &mut Context) {}    // hooks: recognised by name
+//!     fn on_stop(&mut self, reason: &ExitReason) {}
+//! }
+//! ```
+//!
+//! Next to the impl block (re-emitted with the `#[msg]` attributes removed, so
+//! every method stays an ordinary inherent method), this generates:
+//!
+//! * `pub enum CounterMsg`: one struct-like variant per `#[msg]` method, named
+//!   in CamelCase (`get_value` → `GetValue`), with the arguments as fields; an
+//!   ask's variant also carries `__reply: axactor::ReplyTo<T>`. Its `Debug`
+//!   prints only the variant name.
+//! * `pub struct CounterRef`, the typed handle (`Clone`, `Debug`,
+//!   `From<LocalRef<CounterMsg>>`), with
+//!   * for each tell `m(args)`: `m(&self, args) -> Result<(), TellError>` (fails
+//!     if the mailbox is full) and `async m_wait(&self, args)` (waits for space);
+//!   * for each ask `m(args) -> T`: `async m`, `m_wait`, `m_timeout` and
+//!     `m_wait_timeout` returning `Result<T, AskError>` (the `_timeout` ones
+//!     take a trailing `Duration`);
+//!   * `pid`, `stop`, `stop_wait`, `mailbox_len`, `is_closed`, `as_local_ref`.
+//! * `impl axactor::Actor for Counter`, whose `handle` dispatches each message
+//!   to its method (awaiting `async` ones, passing the context to those that
+//!   take it, and replying to asks), and whose `on_start`, `on_stop`,
+//!   `on_exit` and `on_down` delegate to methods of the same names, if defined.
+//!
+//! A method returning nothing (or `()`) is a tell; any other return type makes
+//! an ask. Lifecycle hooks may be sync or async, with or without the leading
+//! `ctx: &mut Context`, and take, after it: nothing (`on_start`),
+//! `reason: &ExitReason` (`on_stop`), `from: Pid, reason: ExitReason`
+//! (`on_exit`), or `id: MonitorId, pid: Pid, reason: ExitReason` (`on_down`).
+//!
+//! # Diagnostics
+//!
+//! Misuse is reported all at once, each error pointing at the offending
+//! method or argument and saying how to fix it; when there is any error only
+//! the user's impl block is emitted (no generated items), so a mistake does
+//! not cascade into unrelated errors. The rules: `#[msg]` methods take
+//! `&mut self`, optionally `&mut Context` first, then plainly named, owned
+//! arguments; they are not generic or `unsafe`; their names are not reserved
+//! (`pid`, `stop`, `stop_wait`, `mailbox_len`, `is_closed`, `as_local_ref`,
+//! `clone`), do not end in `_wait` or `_timeout`, and map to distinct
+//! CamelCase variants; arguments are not named `__reply` or `__timeout`. The
+//! impl block is inherent and not generic.
+//!
+//! `#[actor(remote)]` is reserved for `axactor-cluster` and currently a
+//! compile error.
+//!
+//! # `#[msg]`
+//!
+//! Only meaningful inside an `#[actor]` impl block, where `#[actor]` consumes
+//! it; anywhere else it is a compile error.
+
+mod ast;
+mod expand;
+mod validate;
+
 use proc_macro::TokenStream;
-/// placeholder
+use quote::quote;
+
+/// Turns an inherent impl block into an actor: generates the `XMsg` enum, the
+/// `XRef` handle and the `axactor::Actor` impl. See the [crate docs](crate).
 #[proc_macro_attribute]
-pub fn actor(_a: TokenStream, i: TokenStream) -> TokenStream { i }
-/// placeholder
+pub fn actor(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let args = ast::ActorArgs::parse(attr.into());
+    let item = proc_macro2::TokenStream::from(item);
+    let mut imp = match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(syn::Item::Impl(imp)) => imp,
+        Ok(_) => {
+            let err = validate::not_an_impl(proc_macro2::Span::call_site()).to_compile_error();
+            return quote!(#item #err).into();
+        }
+        Err(e) => {
+            let err = e.to_compile_error();
+            return quote!(#item #err).into();
+        }
+    };
+    let parsed = ast::lower(args, &mut imp);
+    // The remote expansion (`#[actor(remote)]`) will be another `expand`
+    // function over the same checked `ast::Actor`, emitted after `local`.
+    let generated = match validate::check(parsed) {
+        Ok(actor) => expand::local(&actor),
+        Err(errors) => errors.to_compile_error(),
+    };
+    quote!(#imp #generated).into()
+}
+
+/// Marks a method of an `#[actor]` impl block as a message handler. It is
+/// consumed by `#[actor]`; used anywhere else it is a compile error.
 #[proc_macro_attribute]
-pub fn msg(_a: TokenStream, i: TokenStream) -> TokenStream { i }
+pub fn msg(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let _ = attr;
+    let item = proc_macro2::TokenStream::from(item);
+    let err = validate::msg_outside_actor(proc_macro2::Span::call_site()).to_compile_error();
+    quote!(#err #item).into()
+}

@@ -1,0 +1,385 @@
+//! Validation: turns a [`ParsedActor`] into a checked [`Actor`], or reports
+//! every rule that is broken, all at once (combined with
+//! [`syn::Error::combine`]). Each error points at the offending tokens and
+//! says both the rule and the fix.
+
+use std::collections::HashMap;
+
+use proc_macro2::Span;
+use quote::ToTokens;
+use syn::spanned::Spanned;
+
+use crate::ast::{
+    Actor, ActorArgs, Arg, ArgPat, CtxKind, Hook, HookKind, Message, ParsedActor, ParsedArg, ParsedMethod, Receiver,
+    camel_case, is_named, non_owned, plain_name,
+};
+
+/// Names every generated `XRef` already has as methods.
+const RESERVED_METHODS: &[&str] = &["pid", "stop", "stop_wait", "mailbox_len", "is_closed", "as_local_ref", "clone"];
+
+/// Argument names the generated code uses for itself.
+const RESERVED_ARGS: &[&str] = &["__reply", "__timeout"];
+
+/// Collects errors in source order.
+#[derive(Default)]
+struct Errors {
+    all: Option<syn::Error>,
+    count: usize,
+}
+
+impl Errors {
+    fn push(&mut self, span: Span, msg: impl std::fmt::Display) {
+        let err = syn::Error::new(span, msg);
+        self.count += 1;
+        match &mut self.all {
+            Some(all) => all.combine(err),
+            None => self.all = Some(err),
+        }
+    }
+}
+
+/// Checks every rule; returns the checked actor, or all the errors.
+pub(crate) fn check(parsed: ParsedActor) -> syn::Result<Actor> {
+    let mut errs = Errors::default();
+    check_args(&parsed.args, &mut errs);
+
+    let type_name = parsed.name.as_ref().map(plain_name).unwrap_or_else(|| "X".to_owned());
+    let ref_name = format!("{type_name}Ref");
+
+    if let Some(path) = &parsed.trait_path {
+        errs.push(
+            path.span(),
+            format!(
+                "#[actor] must be on an inherent impl block, not a trait impl; \
+                 put the #[msg] methods in `impl {type_name} {{ ... }}` and put #[actor] there"
+            ),
+        );
+    }
+    if let Some(generics) = &parsed.generics {
+        errs.push(
+            generics.span(),
+            "#[actor] does not support generic impl blocks (the generated message enum and ref are not generic); \
+             remove the generic parameters and where-clause, e.g. wrap a concrete type in a newtype",
+        );
+    }
+    if parsed.name.is_none() {
+        errs.push(
+            parsed.self_ty.span(),
+            "#[actor] needs an impl block for a named type, e.g. `impl Counter { ... }`; \
+             define a struct and implement the actor on it",
+        );
+    }
+    if let Some(args) = &parsed.self_ty_args {
+        errs.push(
+            args.span(),
+            "#[actor] does not support generic actor types; \
+             remove the generic arguments, e.g. wrap the type in a non-generic newtype",
+        );
+    }
+    for span in &parsed.misplaced_msg {
+        errs.push(*span, "#[msg] only applies to methods; remove it from this item");
+    }
+
+    let mut messages = Vec::new();
+    let mut hooks = Vec::new();
+    let mut variants: HashMap<String, syn::Ident> = HashMap::new();
+    for method in parsed.methods {
+        let hook = HookKind::from_name(&plain_name(&method.ident));
+        match (hook, &method.msg) {
+            (Some(kind), Some(attr)) => errs.push(
+                attr.span,
+                format!(
+                    "`{}` is a lifecycle hook, recognised by its name, so it cannot also be a #[msg] message; \
+                     remove #[msg] (or rename the method to make it a message)",
+                    kind.name()
+                ),
+            ),
+            (Some(kind), None) => {
+                if let Some(h) = check_hook(kind, method, &mut errs) {
+                    hooks.push(h);
+                }
+            }
+            (None, Some(_)) => {
+                if let Some(m) = check_message(method, &ref_name, &mut variants, &mut errs) {
+                    messages.push(m);
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    match (errs.all, parsed.name) {
+        (Some(e), _) => Err(e),
+        (None, Some(name)) => Ok(Actor {
+            msg_enum: quote::format_ident!("{}Msg", name),
+            ref_struct: quote::format_ident!("{}Ref", name),
+            self_ty: parsed.self_ty,
+            name,
+            messages,
+            hooks,
+        }),
+        // Unreachable: a missing name was reported above. Kept total without panicking.
+        (None, None) => Err(syn::Error::new(Span::call_site(), "#[actor] needs an impl block for a named type")),
+    }
+}
+
+fn check_args(args: &ActorArgs, errs: &mut Errors) {
+    if let Some(e) = &args.malformed {
+        errs.push(
+            e.span(),
+            format!("could not parse the #[actor] arguments ({e}); write `#[actor]` without arguments"),
+        );
+    }
+    if let Some(span) = args.remote {
+        errs.push(span, "#[actor(remote)] is provided by axactor-cluster and not available yet; use #[actor]");
+    }
+    for (span, text) in &args.unknown {
+        errs.push(
+            *span,
+            format!("unknown #[actor] argument `{text}`; #[actor] takes no arguments, write `#[actor]`"),
+        );
+    }
+}
+
+/// Checks the receiver; `what` names the kind of method for the message.
+fn check_receiver(m: &ParsedMethod, what: &str, errs: &mut Errors) {
+    let name = plain_name(&m.ident);
+    let rule = format!(
+        "{what} `{name}` must take `&mut self` (the actor runs one message at a time with exclusive access to its state)"
+    );
+    match &m.receiver {
+        Receiver::RefMut => {}
+        Receiver::Ref(span) => errs.push(*span, format!("{rule}; change `&self` to `&mut self`")),
+        Receiver::Value(span) => errs.push(*span, format!("{rule}; change `self` to `&mut self`")),
+        Receiver::Typed(span) => errs.push(*span, format!("{rule}; replace the typed receiver with `&mut self`")),
+        Receiver::Missing => errs.push(m.ident.span(), format!("{rule}; add `&mut self` as the first parameter")),
+    }
+}
+
+/// Checks the position and form of a `Context` parameter. Returns whether the
+/// method takes a (well-formed) context first.
+fn check_ctx(m: &ParsedMethod, errs: &mut Errors) -> bool {
+    let mut takes_ctx = false;
+    for (i, arg) in m.args.iter().enumerate() {
+        match arg.ctx {
+            CtxKind::No => {}
+            CtxKind::Wrong => errs.push(
+                arg.ty.span(),
+                "the context parameter must be `&mut Context` (the runtime lends it mutably); \
+                 change the type to `&mut Context`",
+            ),
+            CtxKind::RefMut if i == 0 => takes_ctx = true,
+            CtxKind::RefMut => errs.push(
+                arg.span,
+                format!(
+                    "the `&mut Context` parameter of `{}` must come first, right after `&mut self`; \
+                     move it to the front",
+                    plain_name(&m.ident)
+                ),
+            ),
+        }
+    }
+    takes_ctx
+}
+
+fn check_message(
+    m: ParsedMethod,
+    ref_name: &str,
+    variants: &mut HashMap<String, syn::Ident>,
+    errs: &mut Errors,
+) -> Option<Message> {
+    let before = errs.count;
+    let name = plain_name(&m.ident);
+
+    if let Some(attr) = &m.msg
+        && let Some(span) = attr.args
+    {
+        errs.push(span, "#[msg] takes no arguments; write `#[msg]`");
+    }
+    for span in &m.duplicate_msg {
+        errs.push(*span, "duplicate #[msg] attribute; keep a single `#[msg]`");
+    }
+
+    if RESERVED_METHODS.contains(&name.as_str()) {
+        errs.push(
+            m.ident.span(),
+            format!(
+                "#[msg] method name `{name}` is reserved: every `{ref_name}` already has a `{name}` method; \
+                 rename this method"
+            ),
+        );
+    } else if let Some(suffix) = ["_wait", "_timeout"].into_iter().find(|s| name.ends_with(s)) {
+        errs.push(
+            m.ident.span(),
+            format!(
+                "#[msg] method names must not end in `{suffix}`: `{ref_name}` generates `{suffix}` variants \
+                 of every message method (`name_wait`, `name_timeout`, `name_wait_timeout`); \
+                 rename `{name}` so it does not end in `{suffix}`"
+            ),
+        );
+    }
+
+    let mut camel = camel_case(&m.ident);
+    if !camel.starts_with(|c: char| c.is_alphabetic()) {
+        camel.insert_str(0, "Msg");
+    }
+    let variant = syn::Ident::new(&camel, m.ident.span());
+    if let Some(first) = variants.get(&camel) {
+        errs.push(
+            m.ident.span(),
+            format!(
+                "#[msg] method `{name}` maps to the message variant `{camel}`, which `{}` already uses; \
+                 rename one of the two methods",
+                plain_name(first)
+            ),
+        );
+    } else {
+        variants.insert(camel, m.ident.clone());
+    }
+
+    if let Some(span) = m.unsafety {
+        errs.push(
+            span,
+            format!("#[msg] method `{name}` cannot be `unsafe` (the generated handler calls it); remove `unsafe`"),
+        );
+    }
+    if let Some(generics) = &m.generics {
+        errs.push(
+            generics.span(),
+            format!(
+                "#[msg] method `{name}` cannot be generic: its arguments become fields of a non-generic \
+                 message enum; remove the generic parameters and use concrete types (or `Box<dyn Trait>`)"
+            ),
+        );
+    }
+
+    check_receiver(&m, "#[msg] method", errs);
+    let takes_ctx = check_ctx(&m, errs);
+
+    let mut args = Vec::new();
+    for arg in m.args.iter().skip(usize::from(takes_ctx)) {
+        if arg.ctx != CtxKind::No {
+            continue; // reported by check_ctx
+        }
+        if let Some(a) = check_arg(arg, &name, errs) {
+            args.push(a);
+        }
+    }
+
+    if let Some(ty) = &m.output
+        && let Some((span, what)) = non_owned(ty)
+    {
+        errs.push(
+            span,
+            format!(
+                "the reply of #[msg] method `{name}` is sent back over a channel, so it cannot be {what}; \
+                 return an owned type (e.g. `String` instead of `&str`, or an `Arc`)"
+            ),
+        );
+    }
+
+    let after = errs.count;
+    (after == before).then(|| Message {
+        variant,
+        is_async: m.is_async,
+        takes_ctx,
+        args,
+        reply: m.output,
+        docs: m.docs,
+        cfgs: m.cfgs,
+        method: m.ident,
+    })
+}
+
+fn check_arg(arg: &ParsedArg, method: &str, errs: &mut Errors) -> Option<Arg> {
+    let name = match &arg.pat {
+        ArgPat::Ident(id) => id.clone(),
+        ArgPat::Other(span) => {
+            errs.push(
+                *span,
+                format!(
+                    "#[msg] arguments must be plain names (each becomes a field of the message); \
+                     give this argument of `{method}` a name, e.g. `arg: {}`, and destructure it in the body",
+                    arg.ty.to_token_stream()
+                ),
+            );
+            return None;
+        }
+    };
+    let arg_name = plain_name(&name);
+    if RESERVED_ARGS.contains(&arg_name.as_str()) {
+        errs.push(
+            name.span(),
+            format!("argument name `{arg_name}` is reserved for the code #[actor] generates; rename the argument"),
+        );
+        return None;
+    }
+    if let Some((span, what)) = non_owned(&arg.ty) {
+        errs.push(
+            span,
+            format!(
+                "#[msg] arguments are moved into the actor's mailbox, so argument `{arg_name}` cannot be {what}; \
+                 use an owned type (e.g. `String` instead of `&str`, `Vec<T>` instead of `&[T]`, or an `Arc`)"
+            ),
+        );
+        return None;
+    }
+    Some(Arg { name, ty: arg.ty.clone() })
+}
+
+fn check_hook(kind: HookKind, m: ParsedMethod, errs: &mut Errors) -> Option<Hook> {
+    let before = errs.count;
+    let sig = kind.signature();
+    let rule = format!(
+        "`{}` is a lifecycle hook (recognised by its name) and must look like `{sig}`, sync or async",
+        kind.name()
+    );
+    check_receiver(&m, "lifecycle hook", errs);
+    let takes_ctx = check_ctx(&m, errs);
+    if let Some(g) = &m.generics {
+        errs.push(g.span(), format!("{rule}; remove the generic parameters"));
+    }
+    if let Some(span) = m.unsafety {
+        errs.push(span, format!("{rule}; remove `unsafe`"));
+    }
+    if let Some(ty) = &m.output {
+        errs.push(ty.span(), format!("{rule}; remove the return type"));
+    }
+    let rest: Vec<&ParsedArg> = m.args.iter().skip(usize::from(takes_ctx)).collect();
+    let params = kind.params();
+    if rest.len() != params.len() {
+        errs.push(m.ident.span(), format!("{rule}; it takes {} argument(s) after the context", params.len()));
+    } else {
+        for (arg, p) in rest.iter().zip(params) {
+            let ok = match (&arg.ty, p.by_ref) {
+                (syn::Type::Reference(r), true) => r.mutability.is_none() && is_named(&r.elem, p.ty),
+                (ty, false) => is_named(ty, p.ty),
+                _ => false,
+            };
+            if !ok {
+                let amp = if p.by_ref { "&" } else { "" };
+                errs.push(arg.ty.span(), format!("{rule}; this parameter must be `{amp}{}`", p.ty));
+            }
+        }
+    }
+    let after = errs.count;
+    (after == before).then(|| Hook { kind, is_async: m.is_async, takes_ctx, cfgs: m.cfgs, method: m.ident })
+}
+
+/// The error for `#[msg]` outside an `#[actor]` impl block.
+pub(crate) fn msg_outside_actor(span: Span) -> syn::Error {
+    syn::Error::new(
+        span,
+        "#[msg] only works on methods inside an #[actor] impl block; \
+         put #[actor] on the enclosing `impl` block (or remove #[msg])",
+    )
+}
+
+/// The error for `#[actor]` on something other than an impl block.
+pub(crate) fn not_an_impl(span: Span) -> syn::Error {
+    syn::Error::new(
+        span,
+        "#[actor] goes on the inherent `impl` block of the actor type, e.g. `#[actor] impl Counter { ... }`; \
+         move it there",
+    )
+}
