@@ -6,6 +6,7 @@ use axactor::registry::Registry;
 use axactor::{Context, LocalRef, SpawnHandle, Supervisor, System, actor};
 
 /// A minimal actor whose generated types are checked.
+#[derive(Debug)]
 pub struct Probe;
 
 #[actor]

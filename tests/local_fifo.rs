@@ -11,6 +11,7 @@ use axactor::{SpawnConfig, System, TellError, actor};
 use proptest::prelude::*;
 
 /// Records, per sender, the last sequence number seen.
+#[derive(Debug)]
 pub struct Recorder {
     last: Vec<Option<u32>>,
     violations: Vec<String>,

@@ -8,6 +8,7 @@ use axactor::{ActorLifecycleEvent, ActorLifecycleEventKind as Kind, Context, Exi
 use tokio::sync::{broadcast, mpsc};
 
 /// Reports its hooks on a channel.
+#[derive(Debug)]
 pub struct Hooks {
     log: mpsc::UnboundedSender<String>,
 }

@@ -11,6 +11,7 @@ use axactor_tests::Gate;
 use tokio::sync::mpsc;
 
 /// Blocks in `hold` until its gate opens; counts every other message.
+#[derive(Debug)]
 pub struct Worker {
     gate: Gate,
     entered: mpsc::UnboundedSender<()>,
@@ -64,9 +65,7 @@ fn spawn(s: &mut Setup, cfg: SpawnConfig) -> axactor::SpawnHandle<WorkerRef> {
     let (tx, rx) = mpsc::unbounded_channel();
     s.entered = rx;
     let (gate, handled) = (s.gate.clone(), s.handled.clone());
-    s.system
-        .spawn(Worker { gate, entered: tx, handled }, cfg)
-        .expect("spawn inside a runtime")
+    s.system.spawn(Worker { gate, entered: tx, handled }, cfg).expect("spawn inside a runtime")
 }
 
 /// Spawns a worker and parks it inside `hold`, so its mailbox only fills.

@@ -12,6 +12,7 @@ use axactor_tests::{Gate, next_event};
 use tokio::time::Instant;
 
 /// Counts, panics on demand, and can be parked on a gate.
+#[derive(Debug)]
 pub struct Flaky {
     n: u32,
     gate: Gate,
@@ -211,6 +212,7 @@ async fn long_uptime_resets_the_restart_budget() {
 }
 
 /// Panics in `on_start` until told otherwise.
+#[derive(Debug)]
 pub struct BadStart {
     fail: Arc<AtomicUsize>,
 }

@@ -10,6 +10,7 @@ use axactor::{ExitReason, SpawnConfig, SpawnError, System, actor};
 use tokio::time::Instant;
 
 /// `stuck` never returns; `work` counts.
+#[derive(Debug)]
 pub struct Busy {
     handled: Arc<AtomicUsize>,
 }

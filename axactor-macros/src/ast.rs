@@ -12,13 +12,10 @@
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::ToTokens;
+use quote::quote_spanned;
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
-use syn::spanned::Spanned;
-use syn::{
-    Attribute, FnArg, GenericArgument, ImplItem, ImplItemFn, ItemImpl, Meta, Pat, PathArguments, ReturnType, Token,
-    Type,
-};
+use syn::{Attribute, FnArg, ImplItem, ImplItemFn, ItemImpl, Meta, Pat, PathArguments, ReturnType, Token, Type};
 
 // ---------------------------------------------------------------------------
 // Checked layer
@@ -134,13 +131,12 @@ impl HookKind {
 
     /// The accepted signature, for diagnostics.
     pub(crate) fn signature(self) -> String {
-        let mut s = format!("fn {}(&mut self, [ctx: &mut Context]", self.name());
+        let mut sig = format!("fn {}(&mut self, [ctx: &mut Context]", self.name());
         for p in self.params() {
-            let amp = if p.by_ref { "&" } else { "" };
-            s.push_str(&format!(", {}: {amp}{}", p.name, p.ty));
+            sig.extend([", ", p.name, ": ", if p.by_ref { "&" } else { "" }, p.ty]);
         }
-        s.push(')');
-        s
+        sig.push(')');
+        sig
     }
 }
 
@@ -175,10 +171,10 @@ pub(crate) struct Hook {
 /// The arguments of `#[actor(...)]`.
 #[derive(Default)]
 pub(crate) struct ActorArgs {
-    /// `remote` was given (span of the word).
-    pub(crate) remote: Option<Span>,
-    /// Arguments that are not understood: their span and how they read.
-    pub(crate) unknown: Vec<(Span, String)>,
+    /// `remote` was given (the word).
+    pub(crate) remote: Option<TokenStream>,
+    /// Arguments that are not understood.
+    pub(crate) unknown: Vec<TokenStream>,
     /// The argument list did not even parse.
     pub(crate) malformed: Option<syn::Error>,
 }
@@ -197,8 +193,8 @@ impl ActorArgs {
         };
         for meta in metas {
             match &meta {
-                Meta::Path(p) if p.is_ident("remote") => args.remote = Some(p.span()),
-                other => args.unknown.push((other.span(), other.to_token_stream().to_string())),
+                Meta::Path(p) if p.is_ident("remote") => args.remote = Some(p.to_token_stream()),
+                other => args.unknown.push(other.to_token_stream()),
             }
         }
         args
@@ -222,15 +218,15 @@ pub(crate) struct ParsedActor {
     /// Methods of the impl block, in order.
     pub(crate) methods: Vec<ParsedMethod>,
     /// `#[msg]` attributes found on impl items that are not methods.
-    pub(crate) misplaced_msg: Vec<Span>,
+    pub(crate) misplaced_msg: Vec<TokenStream>,
 }
 
 /// A `#[msg]` attribute as written.
 pub(crate) struct MsgAttr {
-    /// Span of the attribute path.
-    pub(crate) span: Span,
-    /// Span of the arguments, if the attribute had any (`#[msg(...)]`).
-    pub(crate) args: Option<Span>,
+    /// The whole attribute, for diagnostics.
+    pub(crate) attr: TokenStream,
+    /// The arguments, if the attribute had any (`#[msg(...)]`).
+    pub(crate) args: Option<TokenStream>,
 }
 
 /// How the method takes `self`.
@@ -238,11 +234,11 @@ pub(crate) enum Receiver {
     /// `&mut self` (optionally with a lifetime).
     RefMut,
     /// `&self`.
-    Ref(Span),
+    Ref(TokenStream),
     /// `self` / `mut self`.
-    Value(Span),
+    Value(TokenStream),
     /// `self: Type`.
-    Typed(Span),
+    Typed(TokenStream),
     /// No receiver at all (an associated function).
     Missing,
 }
@@ -252,7 +248,7 @@ pub(crate) enum ArgPat {
     /// `name` or `mut name` (the ident, without `mut`).
     Ident(syn::Ident),
     /// Anything else: tuple, struct, wildcard, `ref x`, `x @ ..`.
-    Other(Span),
+    Other(TokenStream),
 }
 
 /// Whether an argument's type is the runtime's `Context`.
@@ -272,8 +268,8 @@ pub(crate) struct ParsedArg {
     pub(crate) pat: ArgPat,
     /// The type, with `Self` replaced by the actor type.
     pub(crate) ty: Type,
-    /// The whole argument's span (`pat: ty`).
-    pub(crate) span: Span,
+    /// The whole argument (`pat: ty`), for diagnostics.
+    pub(crate) tokens: TokenStream,
     /// Is it a `Context`?
     pub(crate) ctx: CtxKind,
 }
@@ -285,11 +281,11 @@ pub(crate) struct ParsedMethod {
     /// The `#[msg]` attribute, if present (the first one).
     pub(crate) msg: Option<MsgAttr>,
     /// Extra `#[msg]` attributes after the first.
-    pub(crate) duplicate_msg: Vec<Span>,
+    pub(crate) duplicate_msg: Vec<TokenStream>,
     /// `async fn`?
     pub(crate) is_async: bool,
-    /// `unsafe fn`: span of `unsafe`.
-    pub(crate) unsafety: Option<Span>,
+    /// `unsafe fn`: the `unsafe` keyword.
+    pub(crate) unsafety: Option<TokenStream>,
     /// Generic parameters or where-clause, if any.
     pub(crate) generics: Option<TokenStream>,
     /// How `self` is taken.
@@ -302,6 +298,11 @@ pub(crate) struct ParsedMethod {
     pub(crate) docs: Vec<Attribute>,
     /// `#[cfg]` attributes.
     pub(crate) cfgs: Vec<Attribute>,
+}
+
+/// A single token carrying `span`, to point a diagnostic at a bare span.
+pub(crate) fn spot(span: Span) -> TokenStream {
+    quote_spanned!(span=> _)
 }
 
 /// `true` for `#[msg]` and `#[some::path::msg]`.
@@ -334,6 +335,11 @@ pub(crate) fn lower(args: ActorArgs, item: &mut ItemImpl) -> ParsedActor {
             ImplItem::Fn(f) => {
                 let method = lower_method(f, &parsed.self_ty);
                 f.attrs.retain(|a| !is_msg_attr(a));
+                if method.msg.is_some() || HookKind::from_name(&plain_name(&method.ident)).is_some() {
+                    // The signature is dictated by #[actor] (`&mut self`, owned
+                    // arguments), so these pedantic lints would only nag.
+                    f.attrs.push(syn::parse_quote!(#[allow(clippy::unused_self, clippy::needless_pass_by_value)]));
+                }
                 parsed.methods.push(method);
             }
             ImplItem::Const(c) => strip_misplaced(&mut c.attrs, &mut parsed.misplaced_msg),
@@ -346,29 +352,14 @@ pub(crate) fn lower(args: ActorArgs, item: &mut ItemImpl) -> ParsedActor {
 }
 
 /// Removes `#[msg]` from a non-method item, recording where it was.
-fn strip_misplaced(attrs: &mut Vec<Attribute>, found: &mut Vec<Span>) {
+fn strip_misplaced(attrs: &mut Vec<Attribute>, found: &mut Vec<TokenStream>) {
     attrs.retain(|a| {
         let msg = is_msg_attr(a);
         if msg {
-            found.push(a.path().span());
+            found.push(a.to_token_stream());
         }
         !msg
     });
-}
-
-/// Removes every `#[msg]` attribute from the impl's items (for re-emitting the
-/// impl when the rest of `lower` is not needed).
-pub(crate) fn strip_msg_attrs(item: &mut ItemImpl) {
-    for impl_item in &mut item.items {
-        let attrs = match impl_item {
-            ImplItem::Fn(f) => &mut f.attrs,
-            ImplItem::Const(c) => &mut c.attrs,
-            ImplItem::Type(t) => &mut t.attrs,
-            ImplItem::Macro(m) => &mut m.attrs,
-            _ => continue,
-        };
-        attrs.retain(|a| !is_msg_attr(a));
-    }
 }
 
 /// The name of a plain path type, and its generic arguments if it has any.
@@ -396,15 +387,15 @@ fn lower_method(f: &ImplItemFn, self_ty: &Type) -> ParsedMethod {
     let mut duplicate_msg = Vec::new();
     for attr in f.attrs.iter().filter(|a| is_msg_attr(a)) {
         if msg.is_some() {
-            duplicate_msg.push(attr.path().span());
+            duplicate_msg.push(attr.to_token_stream());
             continue;
         }
         let args = match &attr.meta {
             Meta::Path(_) => None,
-            Meta::List(l) => Some(l.delimiter.span().join()),
-            Meta::NameValue(nv) => Some(nv.value.span()),
+            Meta::List(l) => Some(spot(l.delimiter.span().join())),
+            Meta::NameValue(nv) => Some(nv.value.to_token_stream()),
         };
-        msg = Some(MsgAttr { span: attr.path().span(), args });
+        msg = Some(MsgAttr { attr: attr.to_token_stream(), args });
     }
     let generics = if sig.generics.params.is_empty() && sig.generics.where_clause.is_none() {
         None
@@ -417,25 +408,25 @@ fn lower_method(f: &ImplItemFn, self_ty: &Type) -> ParsedMethod {
         match input {
             FnArg::Receiver(r) => {
                 receiver = if r.colon_token.is_some() {
-                    Receiver::Typed(r.span())
+                    Receiver::Typed(r.to_token_stream())
                 } else {
                     match &r.reference {
                         Some(_) if r.mutability.is_some() => Receiver::RefMut,
-                        Some(_) => Receiver::Ref(r.span()),
-                        None => Receiver::Value(r.span()),
+                        Some(_) => Receiver::Ref(r.to_token_stream()),
+                        None => Receiver::Value(r.to_token_stream()),
                     }
                 };
             }
             FnArg::Typed(pt) => {
                 let pat = match &*pt.pat {
                     Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => ArgPat::Ident(pi.ident.clone()),
-                    other => ArgPat::Other(other.span()),
+                    other => ArgPat::Other(other.to_token_stream()),
                 };
                 args.push(ParsedArg {
                     pat,
                     ctx: ctx_kind(&pt.ty),
                     ty: replace_self(&pt.ty, self_ty),
-                    span: pt.span(),
+                    tokens: pt.to_token_stream(),
                 });
             }
         }
@@ -452,7 +443,7 @@ fn lower_method(f: &ImplItemFn, self_ty: &Type) -> ParsedMethod {
         msg,
         duplicate_msg,
         is_async: sig.asyncness.is_some(),
-        unsafety: sig.unsafety.map(|u| u.span),
+        unsafety: sig.unsafety.map(|u| u.to_token_stream()),
         generics,
         receiver,
         args,
@@ -465,11 +456,9 @@ fn lower_method(f: &ImplItemFn, self_ty: &Type) -> ParsedMethod {
 /// `true` if `ty` names `Context` (any path ending in `Context`, no generics).
 pub(crate) fn is_named(ty: &Type, name: &str) -> bool {
     match ty {
-        Type::Path(tp) if tp.qself.is_none() => tp
-            .path
-            .segments
-            .last()
-            .is_some_and(|s| s.ident == name && matches!(s.arguments, PathArguments::None)),
+        Type::Path(tp) if tp.qself.is_none() => {
+            tp.path.segments.last().is_some_and(|s| s.ident == name && matches!(s.arguments, PathArguments::None))
+        }
         Type::Group(g) => is_named(&g.elem, name),
         Type::Paren(p) => is_named(&p.elem, name),
         _ => false,
@@ -505,10 +494,10 @@ fn replace_self_tokens(tokens: TokenStream, self_ty: &Type) -> TokenStream {
         .flat_map(|tt| -> TokenStream {
             match tt {
                 TokenTree::Ident(id) if id == "Self" => {
-                    // Wrapped in `<...>` so `Self::Assoc` stays a valid path for any actor type.
+                    // The actor type is a plain path (validated), so `Self::Assoc` stays valid too.
                     let mut ty = self_ty.clone();
                     set_span(&mut ty, id.span());
-                    quote::quote_spanned!(id.span()=> <#ty>)
+                    ty.into_token_stream()
                 }
                 TokenTree::Group(g) => {
                     let mut group = proc_macro2::Group::new(g.delimiter(), replace_self_tokens(g.stream(), self_ty));
@@ -537,71 +526,36 @@ fn set_span(ty: &mut Type, span: Span) {
     }
 }
 
-/// Finds what makes a message argument or reply type unable to live in a
-/// mailbox: a borrowed (non-`'static`) reference or lifetime, or an `impl
-/// Trait`. Returns the span and a short description of the first problem.
-pub(crate) fn non_owned(ty: &Type) -> Option<(Span, &'static str)> {
-    match ty {
-        Type::Reference(r) => match &r.lifetime {
-            Some(l) if l.ident == "static" => non_owned(&r.elem),
-            _ => Some((r.span(), "a borrowed reference")),
-        },
-        Type::ImplTrait(i) => Some((i.span(), "an `impl Trait` type")),
-        Type::Path(tp) => {
-            if let Some(q) = &tp.qself
-                && let Some(p) = non_owned(&q.ty)
-            {
-                return Some(p);
-            }
-            tp.path.segments.iter().find_map(|seg| non_owned_args(&seg.arguments))
-        }
-        Type::Array(a) => non_owned(&a.elem),
-        Type::Slice(s) => non_owned(&s.elem),
-        Type::Paren(p) => non_owned(&p.elem),
-        Type::Group(g) => non_owned(&g.elem),
-        Type::Ptr(p) => non_owned(&p.elem),
-        Type::Tuple(t) => t.elems.iter().find_map(non_owned),
-        Type::TraitObject(t) => t.bounds.iter().find_map(|b| match b {
-            syn::TypeParamBound::Lifetime(l) if l.ident != "static" => Some((l.span(), "a borrowed lifetime")),
-            syn::TypeParamBound::Trait(tb) => tb.path.segments.iter().find_map(|seg| non_owned_args(&seg.arguments)),
-            _ => None,
-        }),
-        // `fn(&T)` is higher-ranked, hence `'static`; the rest is rare or invalid anyway.
-        _ => None,
-    }
-}
-
-fn non_owned_args(args: &PathArguments) -> Option<(Span, &'static str)> {
-    match args {
-        PathArguments::AngleBracketed(ab) => ab.args.iter().find_map(|a| match a {
-            GenericArgument::Type(t) => non_owned(t),
-            GenericArgument::Lifetime(l) if l.ident != "static" => Some((l.span(), "a borrowed lifetime")),
-            GenericArgument::AssocType(at) => non_owned(&at.ty),
-            _ => None,
-        }),
-        // `Fn(&T) -> U` sugar is higher-ranked.
-        _ => None,
-    }
-}
-
-/// The `CamelCase` variant name of a snake_case method name: `get_value` →
-/// `GetValue`, `get__x` → `GetX`, `r#type` → `Type`.
-pub(crate) fn camel_case(method: &syn::Ident) -> String {
-    let name = method.to_string();
-    let name = name.strip_prefix("r#").unwrap_or(&name);
-    let mut out = String::with_capacity(name.len());
-    for part in name.split('_').filter(|p| !p.is_empty()) {
-        let mut chars = part.chars();
-        if let Some(first) = chars.next() {
-            out.extend(first.to_uppercase());
-            out.push_str(chars.as_str());
-        }
-    }
-    out
-}
-
 /// The method name as the user reads it (without `r#`).
 pub(crate) fn plain_name(ident: &syn::Ident) -> String {
     let s = ident.to_string();
     s.strip_prefix("r#").map(str::to_owned).unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ty(s: &str) -> Type {
+        syn::parse_str(s).expect("type")
+    }
+
+    #[test]
+    fn self_is_replaced_by_the_actor_type() {
+        let actor = ty("crate::a::Counter");
+        let replaced = replace_self(&ty("Vec<(Self, Option<Self>)>"), &actor);
+        assert_eq!(
+            replaced.to_token_stream().to_string(),
+            ty("Vec<(crate::a::Counter, Option<crate::a::Counter>)>").to_token_stream().to_string()
+        );
+    }
+
+    #[test]
+    fn context_parameters_are_recognised() {
+        assert!(ctx_kind(&ty("&mut Context")) == CtxKind::RefMut);
+        assert!(ctx_kind(&ty("&mut ::axactor::Context")) == CtxKind::RefMut);
+        assert!(ctx_kind(&ty("&Context")) == CtxKind::Wrong);
+        assert!(ctx_kind(&ty("Context")) == CtxKind::Wrong);
+        assert!(ctx_kind(&ty("&mut Contexts")) == CtxKind::No);
+    }
 }

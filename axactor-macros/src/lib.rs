@@ -64,12 +64,14 @@
 //! method or argument and saying how to fix it; when there is any error only
 //! the user's impl block is emitted (no generated items), so a mistake does
 //! not cascade into unrelated errors. The rules: `#[msg]` methods take
-//! `&mut self`, optionally `&mut Context` first, then plainly named, owned
-//! arguments; they are not generic or `unsafe`; their names are not reserved
+//! `&mut self`, optionally `&mut Context` first, then plainly named arguments
+//! of owned types (no borrowed references, no `impl Trait`), and return an
+//! owned type; they are not generic or `unsafe`; their names are not reserved
 //! (`pid`, `stop`, `stop_wait`, `mailbox_len`, `is_closed`, `as_local_ref`,
-//! `clone`), do not end in `_wait` or `_timeout`, and map to distinct
-//! CamelCase variants; arguments are not named `__reply` or `__timeout`. The
-//! impl block is inherent and not generic.
+//! and `clone`, which would shadow `Clone::clone` on the ref), do not end in
+//! `_wait` or `_timeout`, and map to distinct CamelCase variants; arguments
+//! are not named `__reply` or `__timeout`. Hooks have the signatures above and
+//! are not also `#[msg]`. The impl block is inherent and not generic.
 //!
 //! `#[actor(remote)]` is reserved for `axactor-cluster` and currently a
 //! compile error.
@@ -77,7 +79,9 @@
 //! # `#[msg]`
 //!
 //! Only meaningful inside an `#[actor]` impl block, where `#[actor]` consumes
-//! it; anywhere else it is a compile error.
+//! it before it is ever resolved: write it bare, without importing it (an
+//! imported `msg` would be reported as an unused import). Anywhere else it is
+//! a compile error.
 
 mod ast;
 mod expand;

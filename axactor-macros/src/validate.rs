@@ -5,13 +5,13 @@
 
 use std::collections::HashMap;
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
-use syn::spanned::Spanned;
+use syn::{GenericArgument, PathArguments, Type};
 
 use crate::ast::{
     Actor, ActorArgs, Arg, ArgPat, CtxKind, Hook, HookKind, Message, ParsedActor, ParsedArg, ParsedMethod, Receiver,
-    camel_case, is_named, non_owned, plain_name,
+    is_named, plain_name, spot,
 };
 
 /// Names every generated `XRef` already has as methods.
@@ -28,8 +28,9 @@ struct Errors {
 }
 
 impl Errors {
-    fn push(&mut self, span: Span, msg: impl std::fmt::Display) {
-        let err = syn::Error::new(span, msg);
+    /// Records an error covering `at` (first to last token).
+    fn push(&mut self, at: impl ToTokens, msg: impl std::fmt::Display) {
+        let err = syn::Error::new_spanned(at, msg);
         self.count += 1;
         match &mut self.all {
             Some(all) => all.combine(err),
@@ -43,12 +44,12 @@ pub(crate) fn check(parsed: ParsedActor) -> syn::Result<Actor> {
     let mut errs = Errors::default();
     check_args(&parsed.args, &mut errs);
 
-    let type_name = parsed.name.as_ref().map(plain_name).unwrap_or_else(|| "X".to_owned());
+    let type_name = parsed.name.as_ref().map_or_else(|| "X".to_owned(), plain_name);
     let ref_name = format!("{type_name}Ref");
 
     if let Some(path) = &parsed.trait_path {
         errs.push(
-            path.span(),
+            path,
             format!(
                 "#[actor] must be on an inherent impl block, not a trait impl; \
                  put the #[msg] methods in `impl {type_name} {{ ... }}` and put #[actor] there"
@@ -57,27 +58,29 @@ pub(crate) fn check(parsed: ParsedActor) -> syn::Result<Actor> {
     }
     if let Some(generics) = &parsed.generics {
         errs.push(
-            generics.span(),
+            generics,
             "#[actor] does not support generic impl blocks (the generated message enum and ref are not generic); \
              remove the generic parameters and where-clause, e.g. wrap a concrete type in a newtype",
         );
     }
     if parsed.name.is_none() {
         errs.push(
-            parsed.self_ty.span(),
+            &parsed.self_ty,
             "#[actor] needs an impl block for a named type, e.g. `impl Counter { ... }`; \
              define a struct and implement the actor on it",
         );
     }
-    if let Some(args) = &parsed.self_ty_args {
+    if let Some(args) = &parsed.self_ty_args
+        && parsed.generics.is_none()
+    {
         errs.push(
-            args.span(),
+            args,
             "#[actor] does not support generic actor types; \
              remove the generic arguments, e.g. wrap the type in a non-generic newtype",
         );
     }
-    for span in &parsed.misplaced_msg {
-        errs.push(*span, "#[msg] only applies to methods; remove it from this item");
+    for attr in &parsed.misplaced_msg {
+        errs.push(attr, "#[msg] only applies to methods; remove it from this item");
     }
 
     let mut messages = Vec::new();
@@ -87,7 +90,7 @@ pub(crate) fn check(parsed: ParsedActor) -> syn::Result<Actor> {
         let hook = HookKind::from_name(&plain_name(&method.ident));
         match (hook, &method.msg) {
             (Some(kind), Some(attr)) => errs.push(
-                attr.span,
+                &attr.attr,
                 format!(
                     "`{}` is a lifecycle hook, recognised by its name, so it cannot also be a #[msg] message; \
                      remove #[msg] (or rename the method to make it a message)",
@@ -111,8 +114,8 @@ pub(crate) fn check(parsed: ParsedActor) -> syn::Result<Actor> {
     match (errs.all, parsed.name) {
         (Some(e), _) => Err(e),
         (None, Some(name)) => Ok(Actor {
-            msg_enum: quote::format_ident!("{}Msg", name),
-            ref_struct: quote::format_ident!("{}Ref", name),
+            msg_enum: quote::format_ident!("{}Msg", name, span = name.span()),
+            ref_struct: quote::format_ident!("{}Ref", name, span = name.span()),
             self_ty: parsed.self_ty,
             name,
             messages,
@@ -126,18 +129,15 @@ pub(crate) fn check(parsed: ParsedActor) -> syn::Result<Actor> {
 fn check_args(args: &ActorArgs, errs: &mut Errors) {
     if let Some(e) = &args.malformed {
         errs.push(
-            e.span(),
+            spot(e.span()),
             format!("could not parse the #[actor] arguments ({e}); write `#[actor]` without arguments"),
         );
     }
-    if let Some(span) = args.remote {
-        errs.push(span, "#[actor(remote)] is provided by axactor-cluster and not available yet; use #[actor]");
+    if let Some(remote) = &args.remote {
+        errs.push(remote, "#[actor(remote)] is provided by axactor-cluster and not available yet; use #[actor]");
     }
-    for (span, text) in &args.unknown {
-        errs.push(
-            *span,
-            format!("unknown #[actor] argument `{text}`; #[actor] takes no arguments, write `#[actor]`"),
-        );
+    for arg in &args.unknown {
+        errs.push(arg, format!("unknown #[actor] argument `{arg}`; #[actor] takes no arguments, write `#[actor]`"));
     }
 }
 
@@ -149,10 +149,10 @@ fn check_receiver(m: &ParsedMethod, what: &str, errs: &mut Errors) {
     );
     match &m.receiver {
         Receiver::RefMut => {}
-        Receiver::Ref(span) => errs.push(*span, format!("{rule}; change `&self` to `&mut self`")),
-        Receiver::Value(span) => errs.push(*span, format!("{rule}; change `self` to `&mut self`")),
-        Receiver::Typed(span) => errs.push(*span, format!("{rule}; replace the typed receiver with `&mut self`")),
-        Receiver::Missing => errs.push(m.ident.span(), format!("{rule}; add `&mut self` as the first parameter")),
+        Receiver::Ref(r) => errs.push(r, format!("{rule}; change `&self` to `&mut self`")),
+        Receiver::Value(r) => errs.push(r, format!("{rule}; change `self` to `&mut self`")),
+        Receiver::Typed(r) => errs.push(r, format!("{rule}; replace the typed receiver with `&mut self`")),
+        Receiver::Missing => errs.push(&m.ident, format!("{rule}; add `&mut self` as the first parameter")),
     }
 }
 
@@ -164,13 +164,13 @@ fn check_ctx(m: &ParsedMethod, errs: &mut Errors) -> bool {
         match arg.ctx {
             CtxKind::No => {}
             CtxKind::Wrong => errs.push(
-                arg.ty.span(),
+                &arg.ty,
                 "the context parameter must be `&mut Context` (the runtime lends it mutably); \
                  change the type to `&mut Context`",
             ),
             CtxKind::RefMut if i == 0 => takes_ctx = true,
             CtxKind::RefMut => errs.push(
-                arg.span,
+                &arg.tokens,
                 format!(
                     "the `&mut Context` parameter of `{}` must come first, right after `&mut self`; \
                      move it to the front",
@@ -192,17 +192,17 @@ fn check_message(
     let name = plain_name(&m.ident);
 
     if let Some(attr) = &m.msg
-        && let Some(span) = attr.args
+        && let Some(args) = &attr.args
     {
-        errs.push(span, "#[msg] takes no arguments; write `#[msg]`");
+        errs.push(args, "#[msg] takes no arguments; write `#[msg]`");
     }
-    for span in &m.duplicate_msg {
-        errs.push(*span, "duplicate #[msg] attribute; keep a single `#[msg]`");
+    for attr in &m.duplicate_msg {
+        errs.push(attr, "duplicate #[msg] attribute; keep a single `#[msg]`");
     }
 
     if RESERVED_METHODS.contains(&name.as_str()) {
         errs.push(
-            m.ident.span(),
+            &m.ident,
             format!(
                 "#[msg] method name `{name}` is reserved: every `{ref_name}` already has a `{name}` method; \
                  rename this method"
@@ -210,7 +210,7 @@ fn check_message(
         );
     } else if let Some(suffix) = ["_wait", "_timeout"].into_iter().find(|s| name.ends_with(s)) {
         errs.push(
-            m.ident.span(),
+            &m.ident,
             format!(
                 "#[msg] method names must not end in `{suffix}`: `{ref_name}` generates `{suffix}` variants \
                  of every message method (`name_wait`, `name_timeout`, `name_wait_timeout`); \
@@ -226,7 +226,7 @@ fn check_message(
     let variant = syn::Ident::new(&camel, m.ident.span());
     if let Some(first) = variants.get(&camel) {
         errs.push(
-            m.ident.span(),
+            &m.ident,
             format!(
                 "#[msg] method `{name}` maps to the message variant `{camel}`, which `{}` already uses; \
                  rename one of the two methods",
@@ -237,15 +237,15 @@ fn check_message(
         variants.insert(camel, m.ident.clone());
     }
 
-    if let Some(span) = m.unsafety {
+    if let Some(unsafety) = &m.unsafety {
         errs.push(
-            span,
+            unsafety,
             format!("#[msg] method `{name}` cannot be `unsafe` (the generated handler calls it); remove `unsafe`"),
         );
     }
     if let Some(generics) = &m.generics {
         errs.push(
-            generics.span(),
+            generics,
             format!(
                 "#[msg] method `{name}` cannot be generic: its arguments become fields of a non-generic \
                  message enum; remove the generic parameters and use concrete types (or `Box<dyn Trait>`)"
@@ -266,16 +266,24 @@ fn check_message(
         }
     }
 
-    if let Some(ty) = &m.output
-        && let Some((span, what)) = non_owned(ty)
-    {
-        errs.push(
-            span,
-            format!(
-                "the reply of #[msg] method `{name}` is sent back over a channel, so it cannot be {what}; \
-                 return an owned type (e.g. `String` instead of `&str`, or an `Arc`)"
+    if let Some(ty) = &m.output {
+        match non_owned(ty) {
+            Some(NotOwned::Borrowed(at)) => errs.push(
+                at,
+                format!(
+                    "the reply of #[msg] method `{name}` is sent back over a channel, so it cannot borrow; \
+                     return an owned type (e.g. `String` instead of `&str`, or an `Arc`)"
+                ),
             ),
-        );
+            Some(NotOwned::ImplTrait(at)) => errs.push(
+                at,
+                format!(
+                    "the reply of #[msg] method `{name}` is a field of the message enum, so it cannot be \
+                     `impl Trait`; return a concrete type (e.g. a `Box<dyn Trait + Send>`)"
+                ),
+            ),
+            None => {}
+        }
     }
 
     let after = errs.count;
@@ -294,9 +302,9 @@ fn check_message(
 fn check_arg(arg: &ParsedArg, method: &str, errs: &mut Errors) -> Option<Arg> {
     let name = match &arg.pat {
         ArgPat::Ident(id) => id.clone(),
-        ArgPat::Other(span) => {
+        ArgPat::Other(pat) => {
             errs.push(
-                *span,
+                pat,
                 format!(
                     "#[msg] arguments must be plain names (each becomes a field of the message); \
                      give this argument of `{method}` a name, e.g. `arg: {}`, and destructure it in the body",
@@ -309,20 +317,33 @@ fn check_arg(arg: &ParsedArg, method: &str, errs: &mut Errors) -> Option<Arg> {
     let arg_name = plain_name(&name);
     if RESERVED_ARGS.contains(&arg_name.as_str()) {
         errs.push(
-            name.span(),
+            &name,
             format!("argument name `{arg_name}` is reserved for the code #[actor] generates; rename the argument"),
         );
         return None;
     }
-    if let Some((span, what)) = non_owned(&arg.ty) {
-        errs.push(
-            span,
-            format!(
-                "#[msg] arguments are moved into the actor's mailbox, so argument `{arg_name}` cannot be {what}; \
-                 use an owned type (e.g. `String` instead of `&str`, `Vec<T>` instead of `&[T]`, or an `Arc`)"
-            ),
-        );
-        return None;
+    match non_owned(&arg.ty) {
+        Some(NotOwned::Borrowed(at)) => {
+            errs.push(
+                at,
+                format!(
+                    "#[msg] arguments are moved into the actor's mailbox, so argument `{arg_name}` cannot borrow; \
+                     use an owned type (e.g. `String` instead of `&str`, `Vec<T>` instead of `&[T]`, or an `Arc`)"
+                ),
+            );
+            return None;
+        }
+        Some(NotOwned::ImplTrait(at)) => {
+            errs.push(
+                at,
+                format!(
+                    "#[msg] arguments become fields of the message enum, so argument `{arg_name}` cannot be \
+                     `impl Trait`; use a concrete type (e.g. a `Box<dyn Trait + Send>`)"
+                ),
+            );
+            return None;
+        }
+        None => {}
     }
     Some(Arg { name, ty: arg.ty.clone() })
 }
@@ -337,19 +358,17 @@ fn check_hook(kind: HookKind, m: ParsedMethod, errs: &mut Errors) -> Option<Hook
     check_receiver(&m, "lifecycle hook", errs);
     let takes_ctx = check_ctx(&m, errs);
     if let Some(g) = &m.generics {
-        errs.push(g.span(), format!("{rule}; remove the generic parameters"));
+        errs.push(g, format!("{rule}; remove the generic parameters"));
     }
-    if let Some(span) = m.unsafety {
-        errs.push(span, format!("{rule}; remove `unsafe`"));
+    if let Some(unsafety) = &m.unsafety {
+        errs.push(unsafety, format!("{rule}; remove `unsafe`"));
     }
     if let Some(ty) = &m.output {
-        errs.push(ty.span(), format!("{rule}; remove the return type"));
+        errs.push(ty, format!("{rule}; remove the return type"));
     }
     let rest: Vec<&ParsedArg> = m.args.iter().skip(usize::from(takes_ctx)).collect();
     let params = kind.params();
-    if rest.len() != params.len() {
-        errs.push(m.ident.span(), format!("{rule}; it takes {} argument(s) after the context", params.len()));
-    } else {
+    if rest.len() == params.len() {
         for (arg, p) in rest.iter().zip(params) {
             let ok = match (&arg.ty, p.by_ref) {
                 (syn::Type::Reference(r), true) => r.mutability.is_none() && is_named(&r.elem, p.ty),
@@ -358,12 +377,92 @@ fn check_hook(kind: HookKind, m: ParsedMethod, errs: &mut Errors) -> Option<Hook
             };
             if !ok {
                 let amp = if p.by_ref { "&" } else { "" };
-                errs.push(arg.ty.span(), format!("{rule}; this parameter must be `{amp}{}`", p.ty));
+                errs.push(&arg.ty, format!("{rule}; this parameter must be `{amp}{}`", p.ty));
             }
         }
+    } else {
+        let expected: Vec<String> =
+            params.iter().map(|p| format!("{}: {}{}", p.name, if p.by_ref { "&" } else { "" }, p.ty)).collect();
+        let fix = if expected.is_empty() {
+            "it takes no parameters after the context".to_owned()
+        } else {
+            format!("after the context it takes exactly `{}`", expected.join(", "))
+        };
+        errs.push(&m.ident, format!("{rule}; {fix}"));
     }
     let after = errs.count;
     (after == before).then(|| Hook { kind, is_async: m.is_async, takes_ctx, cfgs: m.cfgs, method: m.ident })
+}
+
+/// Why a type cannot travel inside a message (or a reply).
+pub(crate) enum NotOwned {
+    /// A non-`'static` reference or lifetime (the tokens of it).
+    Borrowed(TokenStream),
+    /// An `impl Trait` type (an anonymous generic).
+    ImplTrait(TokenStream),
+}
+
+/// Finds what makes a message argument or reply type unable to live in a
+/// mailbox: a borrowed (non-`'static`) reference or lifetime, or an `impl
+/// Trait`. Returns the first problem found.
+pub(crate) fn non_owned(ty: &Type) -> Option<NotOwned> {
+    match ty {
+        Type::Reference(r) => match &r.lifetime {
+            Some(l) if l.ident == "static" => non_owned(&r.elem),
+            _ => Some(NotOwned::Borrowed(r.to_token_stream())),
+        },
+        Type::ImplTrait(i) => Some(NotOwned::ImplTrait(i.to_token_stream())),
+        Type::Path(tp) => {
+            if let Some(q) = &tp.qself
+                && let Some(p) = non_owned(&q.ty)
+            {
+                return Some(p);
+            }
+            tp.path.segments.iter().find_map(|seg| non_owned_args(&seg.arguments))
+        }
+        Type::Array(a) => non_owned(&a.elem),
+        Type::Slice(s) => non_owned(&s.elem),
+        Type::Paren(p) => non_owned(&p.elem),
+        Type::Group(g) => non_owned(&g.elem),
+        Type::Ptr(p) => non_owned(&p.elem),
+        Type::Tuple(t) => t.elems.iter().find_map(non_owned),
+        Type::TraitObject(t) => t.bounds.iter().find_map(|b| match b {
+            syn::TypeParamBound::Lifetime(l) if l.ident != "static" => Some(NotOwned::Borrowed(l.to_token_stream())),
+            syn::TypeParamBound::Trait(tb) => tb.path.segments.iter().find_map(|seg| non_owned_args(&seg.arguments)),
+            _ => None,
+        }),
+        // `fn(&T)` is higher-ranked, hence `'static`; the rest is rare or invalid anyway.
+        _ => None,
+    }
+}
+
+fn non_owned_args(args: &PathArguments) -> Option<NotOwned> {
+    match args {
+        PathArguments::AngleBracketed(ab) => ab.args.iter().find_map(|a| match a {
+            GenericArgument::Type(t) => non_owned(t),
+            GenericArgument::Lifetime(l) if l.ident != "static" => Some(NotOwned::Borrowed(l.to_token_stream())),
+            GenericArgument::AssocType(at) => non_owned(&at.ty),
+            _ => None,
+        }),
+        // `Fn(&T) -> U` sugar is higher-ranked.
+        _ => None,
+    }
+}
+
+/// The `CamelCase` variant name of a `snake_case` method name: `get_value` →
+/// `GetValue`, `get__x` → `GetX`, `r#type` → `Type`.
+pub(crate) fn camel_case(method: &syn::Ident) -> String {
+    let name = method.to_string();
+    let name = name.strip_prefix("r#").unwrap_or(&name);
+    let mut out = String::with_capacity(name.len());
+    for part in name.split('_').filter(|p| !p.is_empty()) {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            out.extend(first.to_uppercase());
+            out.push_str(chars.as_str());
+        }
+    }
+    out
 }
 
 /// The error for `#[msg]` outside an `#[actor]` impl block.
@@ -382,4 +481,38 @@ pub(crate) fn not_an_impl(span: Span) -> syn::Error {
         "#[actor] goes on the inherent `impl` block of the actor type, e.g. `#[actor] impl Counter { ... }`; \
          move it there",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ident(s: &str) -> syn::Ident {
+        syn::parse_str(s).expect("ident")
+    }
+
+    #[test]
+    fn camel_case_of_method_names() {
+        assert_eq!(camel_case(&ident("get_value")), "GetValue");
+        assert_eq!(camel_case(&ident("get__x")), "GetX");
+        assert_eq!(camel_case(&ident("get_x")), "GetX");
+        assert_eq!(camel_case(&ident("_private")), "Private");
+        assert_eq!(camel_case(&ident("r#type")), "Type");
+        assert_eq!(camel_case(&ident("add2_more")), "Add2More");
+        assert_eq!(camel_case(&ident("__")), "");
+    }
+
+    fn owned(ty: &str) -> bool {
+        non_owned(&syn::parse_str(ty).expect("type")).is_none()
+    }
+
+    #[test]
+    fn owned_and_borrowed_types() {
+        for ty in ["u8", "String", "Vec<String>", "&'static str", "fn(&str) -> usize", "Box<dyn Fn(&str) + Send>"] {
+            assert!(owned(ty), "{ty} is owned");
+        }
+        for ty in ["&str", "&mut u8", "Vec<&str>", "Cow<'_, str>", "(u8, &str)", "impl Fn()", "Box<dyn Tr + 'a>"] {
+            assert!(!owned(ty), "{ty} is not owned");
+        }
+    }
 }

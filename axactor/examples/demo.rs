@@ -10,6 +10,7 @@ use axactor::registry::Registry;
 use axactor::{ActorLifecycleEventKind, Context, ExitReason, MonitorId, Pid, SpawnConfig, System, actor};
 
 /// A counter that panics when asked to divide by zero.
+#[derive(Debug)]
 pub struct Counter {
     n: i64,
 }
@@ -35,6 +36,7 @@ impl Counter {
 }
 
 /// Watches other actors and reports when they go down.
+#[derive(Debug)]
 pub struct Watcher;
 
 #[actor]
@@ -57,7 +59,8 @@ async fn main() {
     let mut events = system.subscribe_lifecycle();
 
     println!("1. asks and tells");
-    let cfg = SpawnConfig::new("counter", 64).restart_on_panic(3, Duration::from_millis(10), Duration::from_millis(200));
+    let cfg =
+        SpawnConfig::new("counter", 64).restart_on_panic(3, Duration::from_millis(10), Duration::from_millis(200));
     let counter = system.spawn_with(|| Counter { n: 0 }, cfg).expect("inside a runtime").actor();
     println!("  add(5) = {:?}", counter.add(5).await);
     println!("  add(2) = {:?}", counter.add(2).await);

@@ -46,6 +46,9 @@ pub(crate) trait CellOps: Send + Sync + std::fmt::Debug {
     fn signal(&self, c: Control) -> Result<(), TellError>;
     /// Stops the actor now, without `on_stop`: aborts its task.
     fn kill(&self, reason: ExitReason);
+    /// Closes the mailbox to new messages; the actor stops with `reason`
+    /// once it has handled what is queued.
+    fn drain(&self, reason: ExitReason) -> Result<(), TellError>;
     /// The activity counter (see `Cell::mark_busy`): odd while a handler runs.
     fn activity(&self) -> u64;
     fn mailbox_len(&self) -> usize;
@@ -80,11 +83,27 @@ impl<M: Send + 'static> Cell<M> {
         self.mark_busy();
     }
 
-    /// A stop request from a handle: graceful per the config.
-    pub(crate) fn stop_request(&self) -> Control {
-        Control::Stop {
-            reason: ExitReason::Normal,
-            drain_until: self.drain_on_stop.map(|d| tokio::time::Instant::now() + d),
+    /// A stop request from a handle. Without a drain deadline, a stop goes
+    /// through the control path and overtakes queued messages. With one
+    /// (`SpawnConfig::shutdown_graceful`), the mailbox closes at once, the
+    /// actor handles what is queued, and a timer kills it at the deadline,
+    /// even if its current handler never returns.
+    pub(crate) fn request_stop(self: &Arc<Self>) -> Result<(), TellError> {
+        match self.drain_on_stop {
+            None => self.mailbox.push_control(Control::Stop { reason: ExitReason::Normal }, true),
+            Some(d) => {
+                self.mailbox.begin_drain(ExitReason::Normal)?;
+                spawn_deadline_killer(self, tokio::time::Instant::now() + d);
+                Ok(())
+            }
+        }
+    }
+
+    /// Like `request_stop`, waiting for control space when it is full.
+    pub(crate) async fn request_stop_wait(self: &Arc<Self>) -> Result<(), TellError> {
+        match self.drain_on_stop {
+            None => self.mailbox.push_control_wait(|| Control::Stop { reason: ExitReason::Normal }).await,
+            Some(_) => self.request_stop(),
         }
     }
 
@@ -134,6 +153,10 @@ impl<M: Send + 'static> CellOps for Cell<M> {
         self.finalize(reason);
     }
 
+    fn drain(&self, reason: ExitReason) -> Result<(), TellError> {
+        self.mailbox.begin_drain(reason)
+    }
+
     fn activity(&self) -> u64 {
         self.activity.load(Ordering::Relaxed)
     }
@@ -145,6 +168,21 @@ impl<M: Send + 'static> CellOps for Cell<M> {
     fn is_closed(&self) -> bool {
         self.mailbox.is_closed()
     }
+}
+
+/// Kills a draining actor that has not finished by `deadline`. Holds only a
+/// weak reference, so a finished actor is not kept alive until then.
+fn spawn_deadline_killer<M: Send + 'static>(cell: &Arc<Cell<M>>, deadline: tokio::time::Instant) {
+    let weak = Arc::downgrade(cell);
+    tokio::spawn(async move {
+        tokio::time::sleep_until(deadline).await;
+        if let Some(cell) = weak.upgrade()
+            && cell.meta.exit_reason().is_none()
+        {
+            tracing::warn!(pid = %cell.pid(), name = %cell.meta.name(), "drain deadline passed; actor killed");
+            cell.kill(ExitReason::Killed);
+        }
+    });
 }
 
 /// Resolves with the actor's final exit reason.

@@ -144,10 +144,10 @@ impl SpawnConfig {
         if self.control_capacity == 0 {
             return Err(SpawnError::InvalidConfig("control capacity must be at least 1"));
         }
-        if let Some(p) = &self.restart {
-            if p.backoff.min > p.backoff.max {
-                return Err(SpawnError::InvalidConfig("min_backoff must not exceed max_backoff"));
-            }
+        if let Some(p) = &self.restart
+            && p.backoff.min > p.backoff.max
+        {
+            return Err(SpawnError::InvalidConfig("min_backoff must not exceed max_backoff"));
         }
         Ok(())
     }

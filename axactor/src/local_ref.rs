@@ -164,7 +164,7 @@ impl<M: Send + 'static> LocalRef<M> {
     /// [`TellError::Closed`] if the actor is already stopped or stopping,
     /// [`TellError::Full`] if the control mailbox is full.
     pub fn stop(&self) -> Result<(), TellError> {
-        self.cell.mailbox.push_control(self.cell.stop_request(), true)
+        self.cell.request_stop()
     }
 
     /// Like [`LocalRef::stop`], but waits for control-mailbox space and then
@@ -176,7 +176,7 @@ impl<M: Send + 'static> LocalRef<M> {
     /// # Errors
     /// [`TellError::Closed`] if the actor was already stopped or stopping.
     pub async fn stop_wait(&self) -> Result<(), TellError> {
-        self.cell.mailbox.push_control_wait(|| self.cell.stop_request()).await?;
+        self.cell.request_stop_wait().await?;
         ExitWait::new(&self.cell.meta).await;
         Ok(())
     }

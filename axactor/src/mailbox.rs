@@ -22,7 +22,6 @@ use std::pin::Pin;
 use std::task::{Context as TaskCx, Poll, Waker};
 
 use parking_lot::Mutex;
-use tokio::time::Instant;
 
 use crate::waiters::{WaitList, wake_all};
 use crate::{ExitReason, MonitorId, Pid, TellError};
@@ -30,8 +29,8 @@ use crate::{ExitReason, MonitorId, Pid, TellError};
 /// A message on the control path.
 #[derive(Debug, Clone)]
 pub(crate) enum Control {
-    /// Stop the actor with `reason`; with a deadline, first drain the queue.
-    Stop { reason: ExitReason, drain_until: Option<Instant> },
+    /// Stop the actor with `reason` after the current message.
+    Stop { reason: ExitReason },
     /// A linked actor exited.
     Exit { from: Pid, reason: ExitReason },
     /// A monitored actor is down.
@@ -61,12 +60,28 @@ enum Status {
 struct State<M> {
     user: VecDeque<M>,
     control: VecDeque<Control>,
-    /// Handle-originated control messages currently queued.
+    /// A pending stop: taken before anything else. Stops coalesce into this
+    /// slot (no queue allocation per stop); a runtime stop replaces the reason
+    /// of a handle stop.
+    stop: Option<ExitReason>,
+    /// Stop requests from handles since the actor last took a stop; bounded
+    /// by the control capacity.
     handle_control: usize,
     status: Status,
     rx_waker: Option<Waker>,
     senders: WaitList,
     control_senders: WaitList,
+}
+
+impl<M> State<M> {
+    /// Takes the pending stop, if any, and lets waiting stop senders retry
+    /// (their request is then answered by this stop).
+    fn take_stop(&mut self) -> Option<ExitReason> {
+        let reason = self.stop.take()?;
+        self.handle_control = 0;
+        wake_all(self.control_senders.take_all());
+        Some(reason)
+    }
 }
 
 /// The mailbox of one actor.
@@ -88,6 +103,7 @@ impl<M> Mailbox<M> {
             state: Mutex::new(State {
                 user: VecDeque::new(),
                 control: VecDeque::new(),
+                stop: None,
                 handle_control: 0,
                 status: Status::Open,
                 rx_waker: None,
@@ -135,11 +151,13 @@ impl<M> Mailbox<M> {
             }
             st.handle_control += 1;
         }
-        // A stop from the runtime (shutdown, supervisor) goes first.
-        if !from_handle && matches!(c, Control::Stop { .. }) {
-            st.control.push_front(c);
-        } else {
-            st.control.push_back(c);
+        match c {
+            Control::Stop { reason } if from_handle => {
+                st.stop.get_or_insert(reason);
+            }
+            // A stop from the runtime (supervisor, registry) sets the reason.
+            Control::Stop { reason } => st.stop = Some(reason),
+            other => st.control.push_back(other),
         }
         let rx = st.rx_waker.take();
         drop(st);
@@ -177,18 +195,10 @@ impl<M> Mailbox<M> {
     /// Receiver side: the next control or user message.
     pub(crate) fn poll_next(&self, cx: &mut TaskCx<'_>) -> Poll<Next<M>> {
         let mut st = self.state.lock();
+        if let Some(reason) = st.take_stop() {
+            return Poll::Ready(Next::Control(Control::Stop { reason }));
+        }
         if let Some(c) = st.control.pop_front() {
-            let woken = match c {
-                Control::Stop { .. } if st.handle_control > 0 => {
-                    st.handle_control -= 1;
-                    st.control_senders.pop()
-                }
-                _ => None,
-            };
-            drop(st);
-            if let Some(w) = woken {
-                w.wake();
-            }
             return Poll::Ready(Next::Control(c));
         }
         if let Some(m) = st.user.pop_front() {
@@ -212,11 +222,16 @@ impl<M> Mailbox<M> {
     /// Receiver side during a restart backoff: only control messages.
     pub(crate) fn poll_control(&self, cx: &mut TaskCx<'_>) -> Poll<Control> {
         let mut st = self.state.lock();
+        if let Some(reason) = st.take_stop() {
+            return Poll::Ready(Control::Stop { reason });
+        }
         if let Some(c) = st.control.pop_front() {
-            if matches!(c, Control::Stop { .. }) && st.handle_control > 0 {
-                st.handle_control -= 1;
-            }
             return Poll::Ready(c);
+        }
+        // Draining during a backoff: nothing will be handled until the
+        // backoff ends, so end now instead of waiting it out.
+        if let Status::Draining(reason) = &st.status {
+            return Poll::Ready(Control::Stop { reason: reason.clone() });
         }
         match &st.rx_waker {
             Some(w) if w.will_wake(cx.waker()) => {}
@@ -233,17 +248,27 @@ impl<M> Mailbox<M> {
         }
     }
 
-    /// Closes to new user messages and drains the rest before stopping.
-    pub(crate) fn begin_drain(&self, reason: ExitReason) {
+    /// Closes to new user messages; the actor handles what is queued, then
+    /// stops with `reason` (`Next::Drained`).
+    ///
+    /// # Errors
+    /// [`TellError::Closed`] if the mailbox was already draining or closed.
+    pub(crate) fn begin_drain(&self, reason: ExitReason) -> Result<(), TellError> {
         let mut st = self.state.lock();
-        if st.status == Status::Open {
-            st.status = Status::Draining(reason);
+        if st.status != Status::Open {
+            return Err(TellError::Closed);
         }
+        st.status = Status::Draining(reason);
         let senders = st.senders.take_all();
         let control = st.control_senders.take_all();
+        let rx = st.rx_waker.take();
         drop(st);
         wake_all(senders);
         wake_all(control);
+        if let Some(w) = rx {
+            w.wake();
+        }
+        Ok(())
     }
 
     /// Drops every queued user message (restart with drain-and-drop).
@@ -262,6 +287,7 @@ impl<M> Mailbox<M> {
         let (user, control, senders, control_senders, rx) = {
             let mut st = self.state.lock();
             st.status = Status::Closed;
+            st.stop = None;
             st.handle_control = 0;
             (
                 std::mem::take(&mut st.user),

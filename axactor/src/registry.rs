@@ -117,10 +117,11 @@ where
         F: Fn() -> A + Send + Sync + 'static,
     {
         let mut table = self.inner.table.lock();
-        if let Some(e) = table.get(&key) {
-            if e.cell.meta().exit_reason().is_none() && !e.cell.is_closed() {
-                return Ok(e.actor.clone());
-            }
+        if let Some(e) = table.get(&key)
+            && e.cell.meta().exit_reason().is_none()
+            && !e.cell.is_closed()
+        {
+            return Ok(e.actor.clone());
         }
         let handle = self.inner.system.spawn_with(factory, cfg)?;
         let actor = handle.actor();
@@ -141,7 +142,7 @@ where
         let removed = self.inner.table.lock().remove(key);
         match removed {
             Some(e) => {
-                let _ = e.cell.signal(Control::Stop { reason: ExitReason::Normal, drain_until: None });
+                let _ = e.cell.signal(Control::Stop { reason: ExitReason::Normal });
                 true
             }
             None => false,
@@ -162,9 +163,11 @@ where
     /// Starts (or restarts with new settings) the idle reaper: every
     /// `check_interval` it stops actors that have been idle (no message
     /// taken, none queued, no handler running) for at least `idle_timeout`,
-    /// and forgets actors that stopped. A reaped actor handles what was
-    /// already queued before it stops; a later `get_or_spawn` for its key
-    /// starts a fresh one. Idle time is measured in steps of
+    /// and forgets actors that stopped. A reaped actor is removed from the
+    /// table and its mailbox closes at once (later sends get `Closed`); a
+    /// message that slipped in between the idle check and the close is still
+    /// handled before it stops. A later `get_or_spawn` for its key starts a
+    /// fresh one. Idle time is measured in steps of
     /// `check_interval`, so an actor is reaped between `idle_timeout` and
     /// `idle_timeout + check_interval` after its last message.
     ///
@@ -194,9 +197,9 @@ where
         let Some(inner) = weak.upgrade() else { return };
         let reaped = sweep(&mut inner.table.lock(), idle_timeout, check_interval);
         for cell in reaped {
-            // Drain what is queued, but never longer than one interval.
-            let drain_until = Some(Instant::now() + check_interval);
-            let _ = cell.signal(Control::Stop { reason: ExitReason::Normal, drain_until });
+            // Removed from the table under the lock above: later callers get a
+            // fresh actor, while this one handles anything queued meanwhile.
+            let _ = cell.drain(ExitReason::Normal);
         }
     }
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::catch::{Panic, catch_async, catch_sync, panic_message};
-use crate::cell::{Cell, CellOps, KillGuard};
+use crate::cell::{Cell, KillGuard};
 use crate::config::{JitterFn, RestartMailbox};
 use crate::lifecycle::ActorLifecycleEventKind;
 use crate::mailbox::{Control, Next};
@@ -98,13 +98,15 @@ pub(crate) enum Restarter {
 impl Restarter {
     pub(crate) fn from_config(cfg: &SpawnConfig) -> Restarter {
         match &cfg.restart {
-            Some(policy) => Restarter::OnPanic {
-                policy: policy.clone(),
-                counter: RestartCounter::default(),
-                jitter: cfg.jitter.clone(),
-            },
+            Some(policy) => {
+                Restarter::OnPanic { policy: *policy, counter: RestartCounter::default(), jitter: cfg.jitter.clone() }
+            }
             None => Restarter::Never,
         }
+    }
+
+    fn can_restart(&self) -> bool {
+        !matches!(self, Restarter::Never)
     }
 
     fn decide(&mut self, end: &End, ran_for: Duration) -> Outcome {
@@ -151,9 +153,11 @@ pub(crate) async fn run_actor<A, F>(
 {
     let mut incarnation: u32 = 0;
     let reason = loop {
-        let started = Instant::now();
+        // The uptime only matters to restart policies: no clock read otherwise.
+        let started = spec.restarter.can_restart().then(Instant::now);
         let end = run_incarnation(&cell, &mut make, &spec, incarnation).await;
-        match spec.restarter.decide(&end, started.elapsed()) {
+        let ran_for = started.map_or(Duration::ZERO, |t| t.elapsed());
+        match spec.restarter.decide(&end, ran_for) {
             Outcome::Stop(reason) => break reason,
             Outcome::Restart(delay) => {
                 if let Some(reason) = backoff(&cell, delay).await {
@@ -203,7 +207,6 @@ where
 
 async fn message_loop<A: Actor>(cell: &Arc<Cell<A::Msg>>, actor: &mut A, ctx: &mut Context) -> End {
     let mut since_yield = 0u32;
-    let mut draining = false;
     loop {
         if let Some(reason) = ctx.take_stop() {
             return End::Exit(reason);
@@ -224,14 +227,7 @@ async fn message_loop<A: Actor>(cell: &Arc<Cell<A::Msg>>, actor: &mut A, ctx: &m
                     tokio::task::yield_now().await;
                 }
             }
-            Next::Control(Control::Stop { reason, drain_until: None }) => return End::Exit(reason),
-            Next::Control(Control::Stop { reason, drain_until: Some(deadline) }) => {
-                cell.mailbox.begin_drain(reason.clone());
-                if !draining {
-                    draining = true;
-                    spawn_deadline_killer(cell.clone(), deadline);
-                }
-            }
+            Next::Control(Control::Stop { reason }) => return End::Exit(reason),
             Next::Control(Control::Exit { from, reason }) => {
                 if ctx.is_trapping_exits() {
                     if let Err(p) = catch_async(|| actor.on_exit(ctx, from, reason)).await {
@@ -245,33 +241,17 @@ async fn message_loop<A: Actor>(cell: &Arc<Cell<A::Msg>>, actor: &mut A, ctx: &m
             Next::Control(Control::Down { id, pid, reason }) => {
                 // A demonitor after the notice was queued removed the entry:
                 // the notice is then dropped, so `on_down` runs at most once.
-                if cell.meta.take_watching(id).is_some() {
-                    if let Err(p) = catch_async(|| actor.on_down(ctx, id, pid, reason)).await {
-                        log_panic(cell, "on_down", &p);
-                        return End::Failed;
-                    }
+                if cell.meta.take_watching(id).is_some()
+                    && let Err(p) = catch_async(|| actor.on_down(ctx, id, pid, reason)).await
+                {
+                    log_panic(cell, "on_down", &p);
+                    return End::Failed;
                 }
             }
             Next::Control(Control::Restart) => return End::Restart,
             Next::Drained(reason) => return End::Exit(reason),
         }
     }
-}
-
-/// Kills a draining actor that has not finished by its deadline (its
-/// handler may never return).
-fn spawn_deadline_killer<M: Send + 'static>(cell: Arc<Cell<M>>, deadline: Instant) {
-    let weak = Arc::downgrade(&cell);
-    drop(cell);
-    tokio::spawn(async move {
-        tokio::time::sleep_until(deadline).await;
-        if let Some(cell) = weak.upgrade() {
-            if cell.meta.exit_reason().is_none() {
-                tracing::warn!(pid = %cell.pid(), name = %cell.meta.name(), "drain deadline passed; actor killed");
-                cell.kill(ExitReason::Killed);
-            }
-        }
-    });
 }
 
 /// Waits out a restart backoff while still obeying stop requests. Exit and
@@ -283,7 +263,7 @@ async fn backoff<M: Send + 'static>(cell: &Cell<M>, delay: Duration) -> Option<E
     let result = poll_fn(|cx| {
         loop {
             match cell.mailbox.poll_control(cx) {
-                Poll::Ready(Control::Stop { reason, .. }) => return Poll::Ready(Some(reason)),
+                Poll::Ready(Control::Stop { reason }) => return Poll::Ready(Some(reason)),
                 Poll::Ready(Control::Restart) => {}
                 Poll::Ready(other) => deferred.push(other),
                 Poll::Pending => break,

@@ -173,7 +173,7 @@ impl Supervisor {
             st.children.clone()
         };
         for c in children.iter().rev() {
-            let _ = c.signal(Control::Stop { reason: ExitReason::Shutdown, drain_until: None });
+            let _ = c.signal(Control::Stop { reason: ExitReason::Shutdown });
             ExitWait::new(c.meta()).await;
         }
     }
@@ -224,7 +224,7 @@ impl SupervisedChild {
             match st.intensity.allow(Instant::now()) {
                 None => {
                     st.closed = Some(ExitReason::RestartIntensityExceeded);
-                    let stop = Control::Stop { reason: ExitReason::RestartIntensityExceeded, drain_until: None };
+                    let stop = Control::Stop { reason: ExitReason::RestartIntensityExceeded };
                     (Outcome::Stop(ExitReason::RestartIntensityExceeded), self.siblings(&st, stop))
                 }
                 Some(attempt) => {

@@ -47,6 +47,8 @@ type PidMap = HashMap<Pid, Arc<dyn CellOps>, BuildHasherDefault<PidHasher>>;
 pub(crate) struct SystemCore {
     shards: [Mutex<PidMap>; SHARDS],
     lifecycle: broadcast::Sender<ActorLifecycleEvent>,
+    /// Set by the first `subscribe_lifecycle`; never cleared.
+    lifecycle_used: AtomicBool,
     shutting_down: AtomicBool,
 }
 
@@ -86,7 +88,9 @@ impl SystemCore {
     }
 
     pub(crate) fn emit(&self, pid: Pid, name: &str, kind: ActorLifecycleEventKind, reason: Option<ExitReason>) {
-        if self.lifecycle.receiver_count() == 0 {
+        // One relaxed load instead of the channel's lock when nobody ever
+        // subscribed (the common case in production).
+        if !self.lifecycle_used.load(Ordering::Relaxed) || self.lifecycle.receiver_count() == 0 {
             return;
         }
         let _ = self.lifecycle.send(ActorLifecycleEvent { pid, name: name.to_owned(), kind, reason });
@@ -173,6 +177,7 @@ impl System {
             core: Arc::new(SystemCore {
                 shards: std::array::from_fn(|_| Mutex::new(PidMap::default())),
                 lifecycle,
+                lifecycle_used: AtomicBool::new(false),
                 shutting_down: AtomicBool::new(false),
             }),
         }
@@ -232,6 +237,7 @@ impl System {
 
     /// Subscribes to lifecycle events of every actor of this system.
     pub fn subscribe_lifecycle(&self) -> broadcast::Receiver<ActorLifecycleEvent> {
+        self.core.lifecycle_used.store(true, Ordering::Relaxed);
         self.core.lifecycle.subscribe()
     }
 
@@ -282,7 +288,7 @@ impl System {
         let deadline = tokio::time::Instant::now() + timeout;
         let cells = self.core.all();
         for c in &cells {
-            let _ = c.signal(Control::Stop { reason: ExitReason::Shutdown, drain_until: Some(deadline) });
+            let _ = c.drain(ExitReason::Shutdown);
         }
         for c in &cells {
             if tokio::time::timeout_at(deadline, ExitWait::new(c.meta())).await.is_err() {

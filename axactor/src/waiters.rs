@@ -17,13 +17,13 @@ impl WaitList {
     /// Parks `waker` under `ticket`, reusing the ticket if it is still parked
     /// (then only the waker is refreshed).
     pub(crate) fn park(&mut self, ticket: &mut Option<u64>, waker: &Waker) {
-        if let Some(t) = *ticket {
-            if let Some(slot) = self.parked.iter_mut().find(|(id, _)| *id == t) {
-                if !slot.1.will_wake(waker) {
-                    slot.1 = waker.clone();
-                }
-                return;
+        if let Some(t) = *ticket
+            && let Some(slot) = self.parked.iter_mut().find(|(id, _)| *id == t)
+        {
+            if !slot.1.will_wake(waker) {
+                slot.1 = waker.clone();
             }
+            return;
         }
         let t = self.next_ticket;
         self.next_ticket = self.next_ticket.wrapping_add(1);

@@ -8,9 +8,15 @@ use axactor::{ActorLifecycleEvent, ActorLifecycleEventKind, Pid};
 use tokio::sync::{Semaphore, broadcast};
 
 /// A gate a handler waits on: closed until the test opens it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Gate {
     sem: Arc<Semaphore>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate::new()
+    }
 }
 
 impl Gate {

@@ -1,0 +1,13 @@
+use axactor::actor;
+
+pub struct Greeter;
+
+#[actor]
+impl Greeter {
+    #[msg]
+    fn greet(&mut self, name: &str) -> usize {
+        name.len()
+    }
+}
+
+fn main() {}
