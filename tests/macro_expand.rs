@@ -25,7 +25,7 @@ use axactor::{AskError, Context, ExitReason, LocalRef, MonitorId, Pid, SpawnConf
 use tokio::sync::{mpsc, oneshot};
 
 /// A counter exercising tells, asks, async handlers and the context.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Counter {
     n: i64,
 }
@@ -132,12 +132,12 @@ impl Counter {
     }
 
     /// Compiled out: no variant, no arm, no `CounterRef` methods.
-    #[cfg(any())]
+    #[cfg(not(test))]
     #[msg]
     fn never(&mut self, x: NoSuchType) {}
 
     /// Compiled in.
-    #[cfg(all())]
+    #[cfg(test)]
     #[msg]
     fn always(&mut self) -> bool {
         true

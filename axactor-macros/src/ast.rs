@@ -315,11 +315,7 @@ fn is_msg_attr(attr: &Attribute) -> bool {
 pub(crate) fn lower(args: ActorArgs, item: &mut ItemImpl) -> ParsedActor {
     let self_ty = (*item.self_ty).clone();
     let (name, self_ty_args) = type_name(&self_ty);
-    let generics = if item.generics.params.is_empty() && item.generics.where_clause.is_none() {
-        None
-    } else {
-        Some(item.generics.to_token_stream())
-    };
+    let generics = generics_tokens(&item.generics);
     let mut parsed = ParsedActor {
         args,
         trait_path: item.trait_.as_ref().map(|(_, path, _)| path.clone()),
@@ -335,11 +331,6 @@ pub(crate) fn lower(args: ActorArgs, item: &mut ItemImpl) -> ParsedActor {
             ImplItem::Fn(f) => {
                 let method = lower_method(f, &parsed.self_ty);
                 f.attrs.retain(|a| !is_msg_attr(a));
-                if method.msg.is_some() || HookKind::from_name(&plain_name(&method.ident)).is_some() {
-                    // The signature is dictated by #[actor] (`&mut self`, owned
-                    // arguments), so these pedantic lints would only nag.
-                    f.attrs.push(syn::parse_quote!(#[allow(clippy::unused_self, clippy::needless_pass_by_value)]));
-                }
                 parsed.methods.push(method);
             }
             ImplItem::Const(c) => strip_misplaced(&mut c.attrs, &mut parsed.misplaced_msg),
@@ -360,6 +351,17 @@ fn strip_misplaced(attrs: &mut Vec<Attribute>, found: &mut Vec<TokenStream>) {
         }
         !msg
     });
+}
+
+/// The generic parameters and where-clause as written, if there are any.
+fn generics_tokens(generics: &syn::Generics) -> Option<TokenStream> {
+    if generics.params.is_empty() && generics.where_clause.is_none() {
+        return None;
+    }
+    // `Generics` prints only its parameters; the where-clause is separate.
+    let mut tokens = generics.to_token_stream();
+    generics.where_clause.to_tokens(&mut tokens);
+    Some(tokens)
 }
 
 /// The name of a plain path type, and its generic arguments if it has any.
@@ -397,11 +399,7 @@ fn lower_method(f: &ImplItemFn, self_ty: &Type) -> ParsedMethod {
         };
         msg = Some(MsgAttr { attr: attr.to_token_stream(), args });
     }
-    let generics = if sig.generics.params.is_empty() && sig.generics.where_clause.is_none() {
-        None
-    } else {
-        Some(sig.generics.to_token_stream())
-    };
+    let generics = generics_tokens(&sig.generics);
     let mut receiver = Receiver::Missing;
     let mut args = Vec::new();
     for input in &sig.inputs {

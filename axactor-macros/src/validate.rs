@@ -248,7 +248,8 @@ fn check_message(
             generics,
             format!(
                 "#[msg] method `{name}` cannot be generic: its arguments become fields of a non-generic \
-                 message enum; remove the generic parameters and use concrete types (or `Box<dyn Trait>`)"
+                 message enum; remove the generic parameters and where-clause, and use concrete types \
+                 (or `Box<dyn Trait>`)"
             ),
         );
     }
