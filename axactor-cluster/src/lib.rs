@@ -1,15 +1,20 @@
 //! The cluster layer of axactor: lease-fenced shard ownership over
 //! authenticated overlays.
 //!
-//! **Status: skeleton.** The transport (wire protocol, authenticated
-//! sessions, in-memory and TCP overlays) and the lease/fencing layer are
-//! being built (see the repository's issues); nothing is exported yet except
-//! the re-export of the local runtime this crate builds on.
+//! **Status: in progress.** The wire format, the authenticated handshake and
+//! the overlays are being built (issue: cluster transport); the lease and
+//! fencing layer follows. What is exported today is listed below.
 //!
 //! ```
-//! // The local runtime is available through this crate as well.
-//! let system = axactor_cluster::axactor::System::new();
-//! assert_eq!(system.actor_count(), 0);
+//! use axactor_cluster::NodeId;
+//!
+//! let a = NodeId::new("a");
+//! assert_eq!(a.to_string(), "a");
 //! ```
 
 pub use axactor;
+
+mod id;
+pub mod wire;
+
+pub use id::{NodeId, SessionId};
