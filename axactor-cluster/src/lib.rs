@@ -14,7 +14,15 @@
 
 pub use axactor;
 
+pub mod config;
+mod error;
+pub mod handshake;
 mod id;
+pub mod overlay;
+pub mod session;
 pub mod wire;
 
+pub use config::{ClusterConfig, ConfigProblem};
+pub use error::{ClusterError, RemoteError};
 pub use id::{NodeId, SessionId};
+pub use overlay::{ClusterOverlay, InMemoryOverlay, LinkFaults, OverlayError, TcpKeepaliveOptions, TcpOverlay};

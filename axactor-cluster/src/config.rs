@@ -1,0 +1,219 @@
+//! [`ClusterConfig`]: every tunable of a node, with secure defaults and a
+//! consistency check run by `ClusterNode::start`.
+//!
+//! Every table or queue a peer can grow has a named default here, a field,
+//! an error when it is full and a counter in `ClusterNode::inspect`.
+
+use std::time::Duration;
+
+use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
+use crate::wire::hello::{PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION};
+
+/// Default lease time-to-live.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+/// Default lease renewal interval.
+pub const DEFAULT_RENEW_INTERVAL: Duration = Duration::from_secs(3);
+/// Default time after which a silent node is considered gone.
+pub const DEFAULT_NODE_TTL: Duration = Duration::from_secs(10);
+/// Default heartbeat interval per peer.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// Default deadline of a remote request.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default deadline of a handshake.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default number of handshakes in progress at once (unauthenticated peers).
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 64;
+/// Default number of authenticated peer sessions.
+pub const DEFAULT_MAX_PEERS: usize = 256;
+/// Default number of frames an unauthenticated peer may send (the
+/// handshake needs two).
+pub const DEFAULT_PREAUTH_FRAME_BUDGET: usize = 4;
+/// Default size limit of a frame before authentication.
+pub const DEFAULT_PREAUTH_MAX_FRAME_BYTES: usize = 4 * 1024;
+/// Default number of remote requests awaiting a reply, per node.
+pub const DEFAULT_MAX_INFLIGHT_REQUESTS: usize = 65_536;
+/// Default first delay before re-dialling a lost peer.
+pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(50);
+/// Default cap of the re-dial backoff.
+pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// Settings of a cluster node. `Default` is secure: no token means
+/// `ClusterNode::start` refuses to run unless `allow_insecure_auth` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Shared secret all nodes of the cluster authenticate each other with.
+    /// Never sent on the wire.
+    pub auth_token: Option<String>,
+    /// Allow running without a token (a well-known key is used: no security;
+    /// a loud warning is logged).
+    pub allow_insecure_auth: bool,
+    /// How long a shard lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// How often leases are renewed; must be well below `lease_ttl`.
+    pub renew_interval: Duration,
+    /// How long a node may stay silent before it is considered gone.
+    pub node_ttl: Duration,
+    /// Heartbeat interval per peer connection.
+    pub heartbeat_interval: Duration,
+    /// Deadline of a remote request.
+    pub request_timeout: Duration,
+    /// Largest frame sent or accepted after authentication.
+    pub max_frame_bytes: usize,
+    /// Oldest protocol version spoken.
+    pub protocol_min_version: u16,
+    /// Newest protocol version spoken.
+    pub protocol_max_version: u16,
+    /// Deadline of a handshake.
+    pub handshake_timeout: Duration,
+    /// Handshakes in progress at once; further connections are closed.
+    pub max_pending_handshakes: usize,
+    /// Frames an unauthenticated peer may send before it must be
+    /// authenticated.
+    pub preauth_frame_budget: usize,
+    /// Largest frame accepted before authentication.
+    pub preauth_max_frame_bytes: usize,
+    /// Authenticated peer sessions at once.
+    pub max_peers: usize,
+    /// Remote requests awaiting replies at once; more fail at once.
+    pub max_inflight_requests: usize,
+    /// First delay before re-dialling a lost peer (doubles up to
+    /// `reconnect_max`).
+    pub reconnect_min: Duration,
+    /// Cap of the re-dial backoff.
+    pub reconnect_max: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            auth_token: None,
+            allow_insecure_auth: false,
+            lease_ttl: DEFAULT_LEASE_TTL,
+            renew_interval: DEFAULT_RENEW_INTERVAL,
+            node_ttl: DEFAULT_NODE_TTL,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            protocol_min_version: PROTOCOL_MIN_VERSION,
+            protocol_max_version: PROTOCOL_MAX_VERSION,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
+            preauth_frame_budget: DEFAULT_PREAUTH_FRAME_BUDGET,
+            preauth_max_frame_bytes: DEFAULT_PREAUTH_MAX_FRAME_BYTES,
+            max_peers: DEFAULT_MAX_PEERS,
+            max_inflight_requests: DEFAULT_MAX_INFLIGHT_REQUESTS,
+            reconnect_min: DEFAULT_RECONNECT_MIN,
+            reconnect_max: DEFAULT_RECONNECT_MAX,
+        }
+    }
+}
+
+/// A configuration problem: which field, and what is wrong with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid cluster config: `{field}` {problem}")]
+pub struct ConfigProblem {
+    /// The field at fault.
+    pub field: &'static str,
+    /// What is wrong and what to do.
+    pub problem: &'static str,
+}
+
+impl ClusterConfig {
+    /// Checks that the settings are consistent.
+    ///
+    /// # Errors
+    /// The first problem found.
+    pub fn validate(&self) -> Result<(), ConfigProblem> {
+        let bad = |field, problem| Err(ConfigProblem { field, problem });
+        if self.auth_token.is_none() && !self.allow_insecure_auth {
+            return bad("auth_token", "is required: set a shared secret, or allow_insecure_auth for tests");
+        }
+        if self.auth_token.as_deref().is_some_and(str::is_empty) {
+            return bad("auth_token", "must not be empty");
+        }
+        if self.renew_interval.is_zero() {
+            return bad("renew_interval", "must be greater than zero");
+        }
+        if self.lease_ttl <= self.renew_interval {
+            return bad("lease_ttl", "must be greater than renew_interval (suggested: about 3x)");
+        }
+        if self.node_ttl < self.lease_ttl {
+            return bad("node_ttl", "must be at least lease_ttl");
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.node_ttl {
+            return bad("heartbeat_interval", "must be greater than zero and below node_ttl");
+        }
+        for (field, d) in [("request_timeout", self.request_timeout), ("handshake_timeout", self.handshake_timeout)] {
+            if d.is_zero() {
+                return bad(field, "must be greater than zero");
+            }
+        }
+        if self.protocol_min_version > self.protocol_max_version {
+            return bad("protocol_min_version", "must not exceed protocol_max_version");
+        }
+        if self.protocol_max_version < PROTOCOL_MIN_VERSION || self.protocol_min_version > PROTOCOL_MAX_VERSION {
+            return bad("protocol_max_version", "range shares no version with this build");
+        }
+        if self.max_frame_bytes < 1024 || self.max_frame_bytes > u32::MAX as usize {
+            return bad("max_frame_bytes", "must be between 1 KiB and 4 GiB");
+        }
+        if self.preauth_max_frame_bytes < 256 || self.preauth_max_frame_bytes > self.max_frame_bytes {
+            return bad("preauth_max_frame_bytes", "must be between 256 bytes and max_frame_bytes");
+        }
+        for (field, n) in [
+            ("max_pending_handshakes", self.max_pending_handshakes),
+            ("max_peers", self.max_peers),
+            ("max_inflight_requests", self.max_inflight_requests),
+        ] {
+            if n == 0 {
+                return bad(field, "must be at least 1");
+            }
+        }
+        if self.preauth_frame_budget < 2 {
+            return bad("preauth_frame_budget", "must be at least 2 (the handshake sends two frames)");
+        }
+        if self.reconnect_min.is_zero() || self.reconnect_min > self.reconnect_max {
+            return bad("reconnect_min", "must be greater than zero and at most reconnect_max");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secure() -> ClusterConfig {
+        ClusterConfig { auth_token: Some("s3cret".into()), ..ClusterConfig::default() }
+    }
+
+    #[test]
+    fn defaults_with_a_token_are_valid() {
+        assert_eq!(secure().validate(), Ok(()));
+    }
+
+    #[test]
+    fn default_without_token_is_refused_unless_insecure_is_allowed() {
+        assert_eq!(ClusterConfig::default().validate().map_err(|p| p.field), Err("auth_token"));
+        let insecure = ClusterConfig { allow_insecure_auth: true, ..ClusterConfig::default() };
+        assert_eq!(insecure.validate(), Ok(()));
+    }
+
+    #[test]
+    fn inconsistent_values_name_the_field() {
+        let cases: Vec<(ClusterConfig, &str)> = vec![
+            (ClusterConfig { lease_ttl: Duration::from_secs(3), ..secure() }, "lease_ttl"),
+            (ClusterConfig { renew_interval: Duration::ZERO, ..secure() }, "renew_interval"),
+            (ClusterConfig { node_ttl: Duration::from_secs(1), ..secure() }, "node_ttl"),
+            (ClusterConfig { protocol_min_version: 3, protocol_max_version: 2, ..secure() }, "protocol_min_version"),
+            (ClusterConfig { protocol_min_version: 9, protocol_max_version: 9, ..secure() }, "protocol_max_version"),
+            (ClusterConfig { max_frame_bytes: 10, ..secure() }, "max_frame_bytes"),
+            (ClusterConfig { max_peers: 0, ..secure() }, "max_peers"),
+            (ClusterConfig { preauth_frame_budget: 1, ..secure() }, "preauth_frame_budget"),
+            (ClusterConfig { auth_token: Some(String::new()), ..secure() }, "auth_token"),
+        ];
+        for (cfg, field) in cases {
+            assert_eq!(cfg.validate().map_err(|p| p.field), Err(field));
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Errors at the cluster's public boundary: [`ClusterError`] for starting
+//! and configuring a node, [`RemoteError`] for remote calls.
+
+use crate::config::ConfigProblem;
+use crate::overlay::OverlayError;
+
+/// Why a node could not start or a registry could not be created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The configuration is inconsistent; the message names the field.
+    #[error(transparent)]
+    Config(#[from] ConfigProblem),
+    /// The transport could not start (e.g. the TCP listener could not bind).
+    #[error("overlay failed to start: {0}")]
+    Overlay(#[from] OverlayError),
+    /// The node has been shut down.
+    #[error("the node is shut down")]
+    ShutDown,
+}
+
+/// Why a remote call failed. [`RemoteError::is_definitely_not_executed`]
+/// tells whether the request is known not to have run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// No reply within the request timeout: the request may have run.
+    #[error("remote request timed out")]
+    Timeout,
+    /// The connection was lost after the request was sent: it may have run.
+    #[error("connection lost after the request was sent")]
+    ConnectionLost,
+    /// No node currently owns the shard (no lease holder reachable).
+    #[error("no owner available for the shard")]
+    NoOwner,
+    /// The receiver does not own the shard (not executed).
+    #[error("the receiver does not own the shard")]
+    NotOwner,
+    /// The request carried an epoch the receiver does not hold (not executed).
+    #[error("stale shard epoch")]
+    StaleEpoch,
+    /// The receiver does not know the sender's session (not executed).
+    #[error("unknown session")]
+    UnknownSession,
+    /// The peer is not authenticated (not executed).
+    #[error("peer is not authenticated")]
+    Unauthorized,
+    /// The remote mailbox was full; the message was not enqueued.
+    #[error("remote mailbox full")]
+    MailboxFull,
+    /// The remote actor stopped before the message was enqueued.
+    #[error("remote actor closed")]
+    ActorClosed,
+    /// A message could not be encoded or decoded.
+    #[error("codec failure")]
+    Codec,
+    /// The peer broke the protocol.
+    #[error("protocol violation")]
+    ProtocolViolation,
+    /// Too many requests in flight on this node.
+    #[error("too many requests in flight")]
+    Overloaded,
+    /// The local node is shut down.
+    #[error("the node is shut down")]
+    ShutDown,
+}
+
+impl RemoteError {
+    /// `true` only when the request is known not to have run: it was
+    /// rejected before execution (not owner, stale epoch, unknown session,
+    /// unauthorized, mailbox full before enqueue, never sent). `false` when
+    /// the outcome is unknown (timeout, connection lost after sending).
+    /// Only the first kind is retried automatically.
+    pub fn is_definitely_not_executed(&self) -> bool {
+        match self {
+            RemoteError::NotOwner
+            | RemoteError::StaleEpoch
+            | RemoteError::UnknownSession
+            | RemoteError::Unauthorized
+            | RemoteError::MailboxFull
+            | RemoteError::ActorClosed
+            | RemoteError::NoOwner
+            | RemoteError::Overloaded
+            | RemoteError::ShutDown => true,
+            RemoteError::Timeout
+            | RemoteError::ConnectionLost
+            | RemoteError::Codec
+            | RemoteError::ProtocolViolation => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_rejections_before_execution_are_definite() {
+        for e in [RemoteError::NotOwner, RemoteError::StaleEpoch, RemoteError::UnknownSession, RemoteError::MailboxFull]
+        {
+            assert!(e.is_definitely_not_executed(), "{e}");
+        }
+        for e in [RemoteError::Timeout, RemoteError::ConnectionLost] {
+            assert!(!e.is_definitely_not_executed(), "{e}");
+        }
+    }
+}

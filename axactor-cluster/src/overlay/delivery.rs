@@ -1,0 +1,183 @@
+//! The in-memory overlay's delivery task: the driver of one direction of one
+//! link. It takes frames from the sender's queues (control first), asks the
+//! [`FaultTable`](super::faults::FaultTable) what happens to each, keeps
+//! delayed frames in a [`Schedule`] and held frames in a bounded queue, and
+//! hands due frames to the receiver's bounded queue.
+//!
+//! Bounds: at most `link_queue_frames` frames are scheduled at once (beyond
+//! that the task stops taking frames, so the sender's queue fills and
+//! `try_send` reports `Full`); at most `max_held_frames` are held.
+//!
+//! Shutdown: when the sender side drains (closed or dropped), the task moves
+//! the link to `Closing`, discards held frames, delivers what is scheduled
+//! and ends, which ends the receiver. When the link is `Dead` (the receiver
+//! was dropped, or a frame exceeded the receiver's limit) it ends at once.
+//! Discarded frames are counted in `dropped_closed`. Unlike TCP there is no
+//! close deadline: a closing link waits for its receiver to make room (it
+//! never loses a frame to a slow reader); dropping the receiver ends it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::faults::{Decision, DropReason, Schedule};
+use super::link::{FrameLimit, LinkState, Next, OutQueue, Phase, PhaseWatch};
+use super::memory::{Net, REORDER_MAX_WAIT, bump};
+
+/// Which way a delivery task carries frames.
+#[derive(Debug)]
+pub(crate) struct Direction {
+    pub(crate) net: Arc<Net>,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    /// The receiving endpoint's frame limit.
+    pub(crate) limit: FrameLimit,
+}
+
+/// Far enough in the future to never fire in a test or a simulation.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+struct Task {
+    dir: Direction,
+    inbound: mpsc::Sender<Bytes>,
+    state: Arc<LinkState>,
+    dead: PhaseWatch,
+    schedule: Schedule,
+    held: VecDeque<Bytes>,
+    max_held: usize,
+}
+
+/// Runs one direction until the link ends.
+pub(crate) async fn run(dir: Direction, mut out: OutQueue, inbound: mpsc::Sender<Bytes>, state: Arc<LinkState>) {
+    let config = dir.net.config();
+    let mut changes = dir.net.subscribe_changes();
+    let mut task = Task {
+        dead: state.watch(),
+        dir,
+        inbound,
+        state,
+        schedule: Schedule::default(),
+        held: VecDeque::new(),
+        max_held: config.max_held_frames,
+    };
+    let mut draining = false;
+    let alive = loop {
+        if draining && task.schedule.is_empty() {
+            break true;
+        }
+        let due = task.schedule.next_due();
+        let wake = due.unwrap_or_else(|| Instant::now() + NEVER);
+        let can_take = !draining && task.schedule.len() < config.link_queue_frames;
+        tokio::select! {
+            biased;
+            () = task.dead.reached(Phase::Dead) => break false,
+            () = task.inbound.closed() => break false,
+            r = changes.changed() => {
+                // The sender lives in `Net`, which this task holds: never an error.
+                if r.is_ok() && !task.held.is_empty() && !task.is_held() && !task.flush_held().await {
+                    break false;
+                }
+            }
+            () = tokio::time::sleep_until(wake), if due.is_some() => {
+                if !task.deliver_due().await {
+                    break false;
+                }
+            }
+            next = out.next(), if can_take => match next {
+                Next::Frame(frame) => {
+                    if !task.accept(frame).await {
+                        break false;
+                    }
+                }
+                Next::Drained => {
+                    draining = true;
+                    task.state.advance(Phase::Closing);
+                    let n = task.held.len();
+                    task.held.clear();
+                    bump(&task.dir.net.counters.dropped_closed, n as u64);
+                }
+                Next::Dead => break false,
+            },
+        }
+    };
+    if !alive {
+        task.state.advance(Phase::Dead);
+    }
+    let discarded = task.schedule.len() + task.held.len();
+    bump(&task.dir.net.counters.dropped_closed, discarded as u64);
+    // Dropping `task.inbound` ends the receiver.
+}
+
+impl Task {
+    fn is_held(&self) -> bool {
+        self.dir.net.with_faults(|t| t.is_held(&self.dir.from, &self.dir.to))
+    }
+
+    /// Applies the link's faults to a frame just taken from the sender.
+    /// Returns `false` if the link died.
+    async fn accept(&mut self, frame: Bytes) -> bool {
+        let counters = &self.dir.net.counters;
+        match self.dir.net.with_faults(|t| t.decide(&self.dir.from, &self.dir.to)) {
+            Decision::Drop(DropReason::Partition) => bump(&counters.dropped_partition, 1),
+            Decision::Drop(DropReason::Random) => bump(&counters.dropped_random, 1),
+            Decision::Hold if self.held.len() < self.max_held => {
+                self.held.push_back(frame);
+                bump(&counters.held, 1);
+            }
+            Decision::Hold => bump(&counters.dropped_hold_overflow, 1),
+            Decision::Deliver(d) if d.is_plain() && self.schedule.is_empty() => return self.deliver(frame).await,
+            Decision::Deliver(d) => {
+                if d.duplicate {
+                    bump(&counters.duplicated, 1);
+                }
+                if self.schedule.push(Instant::now(), frame, d, REORDER_MAX_WAIT) {
+                    bump(&counters.reordered, 1);
+                }
+                return self.deliver_due().await;
+            }
+        }
+        true
+    }
+
+    /// Sends held frames through the faults again, in order.
+    async fn flush_held(&mut self) -> bool {
+        while let Some(frame) = self.held.pop_front() {
+            if !self.accept(frame).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn deliver_due(&mut self) -> bool {
+        while let Some(frame) = self.schedule.pop_due(Instant::now()) {
+            if !self.deliver(frame).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Hands one frame to the receiver, waiting for room.
+    async fn deliver(&mut self, frame: Bytes) -> bool {
+        if frame.len() > self.dir.limit.get() {
+            tracing::debug!(from = %self.dir.from, to = %self.dir.to, len = frame.len(), "closing link: frame over the receiver's limit");
+            bump(&self.dir.net.counters.dropped_closed, 1);
+            return false;
+        }
+        tokio::select! {
+            biased;
+            () = self.dead.reached(Phase::Dead) => false,
+            r = self.inbound.send(frame) => {
+                if r.is_ok() {
+                    bump(&self.dir.net.counters.delivered, 1);
+                }
+                r.is_ok()
+            }
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! [`InMemoryOverlay`]: an in-process network with seeded fault injection.
+//!
+//! All clones of an `InMemoryOverlay` share one network ([`Net`]): a table of
+//! listening node names, the [`FaultTable`], a change signal and counters,
+//! behind one `parking_lot` mutex that is never held across an await.
+//!
+//! Dialling creates a pair of link endpoints sharing one `LinkState` and
+//! spawns two delivery tasks (`super::delivery`), one per direction; each
+//! applies the faults of its directed link, by node name, to every frame.
+//!
+//! Determinism: under a current-thread runtime with a paused clock, the same
+//! seed and the same sequence of calls and sends give the same deliveries at
+//! the same (virtual) instants. Nothing here iterates a hash map, every
+//! `select!` is `biased;`, delays use tokio time, and each directed link draws
+//! from its own RNG seeded from `(seed, from, to)`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch};
+
+use super::delivery::{self, Direction};
+use super::faults::{FaultTable, LinkFaults};
+use super::link::{self, FrameLimit, LinkState};
+use super::{BoxFuture, DEFAULT_ACCEPT_BACKLOG, DEFAULT_LINK_QUEUE_FRAMES, Link, Listener, Overlay, OverlayError};
+use crate::id::NodeId;
+use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
+
+/// Default number of frames a held directed link keeps (per link) until
+/// released; further frames are dropped and counted
+/// ([`InMemoryStats::dropped_hold_overflow`]).
+pub const DEFAULT_MAX_HELD_FRAMES: usize = 4096;
+
+/// How long a reordered frame waits for the next frame of its link before it
+/// is delivered anyway (tokio time).
+pub const REORDER_MAX_WAIT: Duration = Duration::from_millis(10);
+
+/// A snapshot of an [`InMemoryOverlay`]'s counters (all links, since creation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InMemoryStats {
+    /// Links opened by `dial`.
+    pub links_opened: u64,
+    /// Dials refused (nothing listening, backlog full) or blocked by a partition.
+    pub dials_failed: u64,
+    /// Frames handed to a receiving link (duplicates included).
+    pub delivered: u64,
+    /// Extra copies made by the duplicate rate.
+    pub duplicated: u64,
+    /// Frames delivered behind a later frame by the reorder rate.
+    pub reordered: u64,
+    /// Frames put on hold.
+    pub held: u64,
+    /// Frames dropped by a partition.
+    pub dropped_partition: u64,
+    /// Frames dropped by the drop rate.
+    pub dropped_random: u64,
+    /// Frames dropped because a held link already kept its maximum.
+    pub dropped_hold_overflow: u64,
+    /// Frames discarded because their link closed first (pending, held, or
+    /// larger than the receiver's frame limit, which also closes the link).
+    pub dropped_closed: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) links_opened: AtomicU64,
+    pub(crate) dials_failed: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) duplicated: AtomicU64,
+    pub(crate) reordered: AtomicU64,
+    pub(crate) held: AtomicU64,
+    pub(crate) dropped_partition: AtomicU64,
+    pub(crate) dropped_random: AtomicU64,
+    pub(crate) dropped_hold_overflow: AtomicU64,
+    pub(crate) dropped_closed: AtomicU64,
+}
+
+pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Settings fixed when the overlay is built.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MemoryConfig {
+    pub(crate) max_frame_bytes: usize,
+    pub(crate) link_queue_frames: usize,
+    pub(crate) max_held_frames: usize,
+}
+
+/// The shared network.
+#[derive(Debug)]
+pub(crate) struct Net {
+    inner: Mutex<NetInner>,
+    /// Bumped on every fault change, so held links re-check their state.
+    changes: watch::Sender<u64>,
+    pub(crate) counters: Counters,
+}
+
+#[derive(Debug)]
+struct NetInner {
+    listeners: BTreeMap<String, (u64, mpsc::Sender<Link>)>,
+    next_listener: u64,
+    faults: FaultTable,
+    config: MemoryConfig,
+}
+
+impl Net {
+    pub(crate) fn config(&self) -> MemoryConfig {
+        self.inner.lock().config
+    }
+
+    pub(crate) fn with_faults<T>(&self, f: impl FnOnce(&mut FaultTable) -> T) -> T {
+        f(&mut self.inner.lock().faults)
+    }
+
+    pub(crate) fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn change_faults(&self, f: impl FnOnce(&mut FaultTable)) {
+        f(&mut self.inner.lock().faults);
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// Unregisters a listening name when its [`Listener`] is dropped.
+#[derive(Debug)]
+struct Registration {
+    net: Arc<Net>,
+    name: String,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut inner = self.net.inner.lock();
+        if inner.listeners.get(&self.name).is_some_and(|(id, _)| *id == self.id) {
+            inner.listeners.remove(&self.name);
+        }
+    }
+}
+
+/// An in-process network. `Clone`: all clones are one shared network.
+///
+/// Faults apply per *directed* link between node names (`from → to`) and to
+/// every link between those nodes, existing and future. Setting one fault of
+/// a link the first time starts from the default faults
+/// ([`set_default_faults`](Self::set_default_faults)).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use axactor_cluster::NodeId;
+/// use axactor_cluster::overlay::{InMemoryOverlay, Overlay, Priority};
+/// use bytes::Bytes;
+///
+/// let net = InMemoryOverlay::with_seed(42);
+/// let (a, b) = (NodeId::new("a"), NodeId::new("b"));
+/// let mut listener = net.listen(&b).await.unwrap();
+/// let link = net.dial(&a, &b).await.unwrap();
+/// link.tx.try_send(Bytes::from_static(b"hi"), Priority::Data).unwrap();
+/// let mut inbound = listener.accept().await.unwrap();
+/// assert_eq!(inbound.remote, "a");
+/// assert_eq!(inbound.rx.recv().await.unwrap(), "hi");
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct InMemoryOverlay {
+    net: Arc<Net>,
+}
+
+impl Default for InMemoryOverlay {
+    fn default() -> Self {
+        InMemoryOverlay::new()
+    }
+}
+
+impl InMemoryOverlay {
+    /// A fresh network with seed 0 and no faults.
+    pub fn new() -> InMemoryOverlay {
+        InMemoryOverlay::with_seed(0)
+    }
+
+    /// A fresh network whose random faults are drawn from `seed`.
+    pub fn with_seed(seed: u64) -> InMemoryOverlay {
+        let config = MemoryConfig {
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            link_queue_frames: DEFAULT_LINK_QUEUE_FRAMES,
+            max_held_frames: DEFAULT_MAX_HELD_FRAMES,
+        };
+        let inner = NetInner { listeners: BTreeMap::new(), next_listener: 0, faults: FaultTable::new(seed), config };
+        let net = Net { inner: Mutex::new(inner), changes: watch::Sender::new(0), counters: Counters::default() };
+        InMemoryOverlay { net: Arc::new(net) }
+    }
+
+    fn set_config(self, f: impl FnOnce(&mut MemoryConfig)) -> Self {
+        f(&mut self.net.inner.lock().config);
+        self
+    }
+
+    /// Sets the largest frame carried (default 4 MiB), for the whole network
+    /// (every clone). Affects links opened later.
+    pub fn with_max_frame_bytes(self, n: usize) -> Self {
+        self.set_config(|c| c.max_frame_bytes = n.max(1))
+    }
+
+    /// Sets each link queue's capacity in frames (default
+    /// [`DEFAULT_LINK_QUEUE_FRAMES`]), for the whole network. Affects links
+    /// opened later.
+    pub fn with_link_queue_frames(self, n: usize) -> Self {
+        self.set_config(|c| c.link_queue_frames = n.max(1))
+    }
+
+    /// Sets how many frames a held link keeps (default
+    /// [`DEFAULT_MAX_HELD_FRAMES`]), for the whole network. Affects links
+    /// opened later.
+    pub fn with_max_held_frames(self, n: usize) -> Self {
+        self.set_config(|c| c.max_held_frames = n)
+    }
+
+    /// Re-seeds the network: every directed link's RNG restarts from `seed`.
+    pub fn set_seed(&self, seed: u64) {
+        self.net.change_faults(|t| t.set_seed(seed));
+    }
+
+    /// Cuts `a` and `b` apart in both directions: frames between them are
+    /// dropped (counted) when sent, and new dials between them fail.
+    pub fn partition(&self, a: &str, b: &str) {
+        self.net.change_faults(|t| {
+            t.set_partitioned(a, b, true);
+            t.set_partitioned(b, a, true);
+        });
+    }
+
+    /// Undoes [`partition`](Self::partition) (both directions).
+    pub fn heal(&self, a: &str, b: &str) {
+        self.net.change_faults(|t| {
+            t.set_partitioned(a, b, false);
+            t.set_partitioned(b, a, false);
+        });
+    }
+
+    /// Drops frames from `from` to `to` only; new dials between the two fail
+    /// (a dial needs both directions).
+    pub fn partition_one_way(&self, from: &str, to: &str) {
+        self.net.change_faults(|t| t.set_partitioned(from, to, true));
+    }
+
+    /// Undoes [`partition_one_way`](Self::partition_one_way).
+    pub fn heal_one_way(&self, from: &str, to: &str) {
+        self.net.change_faults(|t| t.set_partitioned(from, to, false));
+    }
+
+    /// Probability that a frame from `from` to `to` is lost.
+    pub fn set_drop_rate(&self, from: &str, to: &str, p: f64) {
+        self.net.change_faults(|t| t.update_link(from, to, |f| f.drop_rate = p));
+    }
+
+    /// Delay of frames from `from` to `to`, uniform in `min..=max`.
+    pub fn set_delay(&self, from: &str, to: &str, min: Duration, max: Duration) {
+        self.net.change_faults(|t| {
+            t.update_link(from, to, |f| {
+                f.delay_min = min;
+                f.delay_max = max;
+            })
+        });
+    }
+
+    /// Probability that a frame from `from` to `to` is delivered twice.
+    pub fn set_duplicate_rate(&self, from: &str, to: &str, p: f64) {
+        self.net.change_faults(|t| t.update_link(from, to, |f| f.duplicate_rate = p));
+    }
+
+    /// Probability that a frame from `from` to `to` is delivered behind the
+    /// next one (waiting at most [`REORDER_MAX_WAIT`] for it).
+    pub fn set_reorder_rate(&self, from: &str, to: &str, p: f64) {
+        self.net.change_faults(|t| t.update_link(from, to, |f| f.reorder_rate = p));
+    }
+
+    /// Sets all random faults of the link `from → to` at once.
+    pub fn set_link_faults(&self, from: &str, to: &str, faults: LinkFaults) {
+        self.net.change_faults(|t| t.update_link(from, to, |f| *f = faults));
+    }
+
+    /// Makes the link `from → to` follow the default faults again.
+    pub fn clear_link_faults(&self, from: &str, to: &str) {
+        self.net.change_faults(|t| t.clear_link(from, to));
+    }
+
+    /// Queues frames from `from` to `to` until [`release`](Self::release)
+    /// (at most `max_held_frames` per link; more are dropped and counted).
+    pub fn hold(&self, from: &str, to: &str) {
+        self.net.change_faults(|t| t.set_held(from, to, true));
+    }
+
+    /// Delivers the frames held on `from → to` (in order, through the link's
+    /// faults) and stops holding.
+    pub fn release(&self, from: &str, to: &str) {
+        self.net.change_faults(|t| t.set_held(from, to, false));
+    }
+
+    /// The random faults of every link without faults of its own.
+    pub fn set_default_faults(&self, faults: LinkFaults) {
+        self.net.change_faults(|t| t.set_default(faults));
+    }
+
+    /// Removes every fault, partition and hold (held frames are released).
+    pub fn clear_faults(&self) {
+        self.net.change_faults(FaultTable::clear);
+    }
+
+    /// The counters, summed over all links.
+    pub fn stats(&self) -> InMemoryStats {
+        let c = &self.net.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        InMemoryStats {
+            links_opened: get(&c.links_opened),
+            dials_failed: get(&c.dials_failed),
+            delivered: get(&c.delivered),
+            duplicated: get(&c.duplicated),
+            reordered: get(&c.reordered),
+            held: get(&c.held),
+            dropped_partition: get(&c.dropped_partition),
+            dropped_random: get(&c.dropped_random),
+            dropped_hold_overflow: get(&c.dropped_hold_overflow),
+            dropped_closed: get(&c.dropped_closed),
+        }
+    }
+
+    fn listen_now(&self, me: &NodeId) -> Result<Listener, OverlayError> {
+        let mut inner = self.net.inner.lock();
+        let name = me.as_str();
+        if inner.listeners.get(name).is_some_and(|(_, tx)| !tx.is_closed()) {
+            return Err(OverlayError::Bind { addr: name.to_owned(), kind: std::io::ErrorKind::AddrInUse });
+        }
+        let id = inner.next_listener;
+        inner.next_listener += 1;
+        let (tx, rx) = mpsc::channel(DEFAULT_ACCEPT_BACKLOG);
+        inner.listeners.insert(name.to_owned(), (id, tx));
+        let guard = Registration { net: Arc::clone(&self.net), name: name.to_owned(), id };
+        Ok(Listener::new(rx, None, Some(Box::new(guard))))
+    }
+
+    fn dial_now(&self, me: &NodeId, peer: &NodeId) -> Result<Link, OverlayError> {
+        let (me, peer) = (me.as_str(), peer.as_str());
+        let failed = |e| {
+            bump(&self.net.counters.dials_failed, 1);
+            Err(e)
+        };
+        let inner = self.net.inner.lock();
+        if inner.faults.dial_blocked(me, peer) {
+            return failed(OverlayError::Unreachable(peer.to_owned()));
+        }
+        let Some((_, acceptor)) = inner.listeners.get(peer) else {
+            return failed(OverlayError::Refused(peer.to_owned()));
+        };
+        let MemoryConfig { max_frame_bytes, link_queue_frames: q, .. } = inner.config;
+        let state = LinkState::new();
+        let (a_tx, a_out) = link::outbound(&state, q, max_frame_bytes);
+        let (b_tx, b_out) = link::outbound(&state, q, max_frame_bytes);
+        let a_limit = FrameLimit::new(max_frame_bytes, max_frame_bytes);
+        let b_limit = FrameLimit::new(max_frame_bytes, max_frame_bytes);
+        let (a_in, a_rx) = link::inbound(q, a_limit.clone());
+        let (b_in, b_rx) = link::inbound(q, b_limit.clone());
+        let theirs = Link { tx: b_tx, rx: b_rx, remote: me.to_owned() };
+        if acceptor.try_send(theirs).is_err() {
+            return failed(OverlayError::Refused(peer.to_owned()));
+        }
+        drop(inner);
+        bump(&self.net.counters.links_opened, 1);
+        let there = Direction { net: Arc::clone(&self.net), from: me.to_owned(), to: peer.to_owned(), limit: b_limit };
+        let back = Direction { net: Arc::clone(&self.net), from: peer.to_owned(), to: me.to_owned(), limit: a_limit };
+        tokio::spawn(delivery::run(there, a_out, b_in, Arc::clone(&state)));
+        tokio::spawn(delivery::run(back, b_out, a_in, state));
+        Ok(Link { tx: a_tx, rx: a_rx, remote: peer.to_owned() })
+    }
+}
+
+impl Overlay for InMemoryOverlay {
+    fn listen(&self, me: &NodeId) -> BoxFuture<'_, Result<Listener, OverlayError>> {
+        let result = self.listen_now(me);
+        Box::pin(async move { result })
+    }
+
+    fn dial(&self, me: &NodeId, peer: &NodeId) -> BoxFuture<'_, Result<Link, OverlayError>> {
+        let (me, peer) = (me.clone(), peer.clone());
+        Box::pin(async move { self.dial_now(&me, &peer) })
+    }
+
+    fn max_frame_bytes(&self) -> usize {
+        self.net.config().max_frame_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests;

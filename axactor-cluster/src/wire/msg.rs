@@ -1,0 +1,245 @@
+//! What is inside a frame body, and how it is encoded.
+//!
+//! The first byte of a body is its tag:
+//!
+//! ```text
+//! pre-authentication:  [0x01 TAG_PREAUTH][postcard(HandshakeMsg)]
+//! after the handshake: [0x02 TAG_SEALED][seq: u64 BE][payload][mac: 32 bytes]
+//!                      payload = postcard(Envelope)
+//! ```
+//!
+//! This module only cuts and joins these layouts; `crate::session` computes
+//! and checks the sequence number and the MAC, and `crate::handshake` decides
+//! which tag is acceptable in which state. Every decoder here is pure, takes
+//! a complete body, rejects trailing bytes, and allocates at most as much as
+//! the body's length (postcard checks every announced length against the
+//! remaining input before copying; see `docs/protocol.md`, "Allocation").
+//! Errors carry no text from the peer.
+
+use serde::Serialize;
+
+use super::hello::HandshakeMsg;
+
+mod envelope;
+
+pub use envelope::{ControlMsg, DataMsg, DownReason, Envelope, Rejection};
+
+/// Tag of a pre-authentication body (a handshake message).
+pub const TAG_PREAUTH: u8 = 0x01;
+/// Tag of a sealed body (an authenticated envelope).
+pub const TAG_SEALED: u8 = 0x02;
+/// Length of a sealed body's sequence number (`u64` big-endian).
+pub const SEQ_LEN: usize = 8;
+/// Length of a sealed body's MAC (HMAC-SHA256).
+pub const MAC_LEN: usize = 32;
+/// Length of what precedes a sealed payload: the tag and the sequence number.
+pub const SEALED_HEADER_LEN: usize = 1 + SEQ_LEN;
+/// Bytes a sealed body adds to its payload.
+pub const SEALED_OVERHEAD: usize = SEALED_HEADER_LEN + MAC_LEN;
+/// The frame limit the reader applies until the handshake is done: enough for
+/// any handshake message with a node name of up to a few KiB, and small
+/// enough that an unauthenticated peer cannot make the node buffer much.
+pub const MAX_PREAUTH_FRAME_BYTES: usize = 4 * 1024;
+
+/// Why a body could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The body starts with a tag this build does not know.
+    #[error("unknown body tag {0:#04x}")]
+    UnknownTag(u8),
+    /// The body ends before its layout or its message does.
+    #[error("truncated body")]
+    Truncated,
+    /// Postcard rejected the bytes (or, when encoding, the value).
+    #[error("malformed message: {0}")]
+    Postcard(PostcardErrorKind),
+    /// The message decoded but bytes were left after it.
+    #[error("trailing bytes after message")]
+    TrailingBytes,
+}
+
+/// What postcard objected to; a copy of its error kind without any text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PostcardErrorKind {
+    /// A varint longer than its type allows.
+    #[error("bad varint")]
+    BadVarint,
+    /// A `bool` byte other than 0 or 1.
+    #[error("bad bool")]
+    BadBool,
+    /// An invalid `char`.
+    #[error("bad char")]
+    BadChar,
+    /// A string that is not UTF-8.
+    #[error("bad utf-8")]
+    BadUtf8,
+    /// An `Option` tag other than 0 or 1.
+    #[error("bad option tag")]
+    BadOption,
+    /// An enum variant index above `u32::MAX`.
+    #[error("bad enum index")]
+    BadEnum,
+    /// A value the type rejects: an unknown variant index, for instance.
+    #[error("invalid value")]
+    Invalid,
+    /// Encoding failed.
+    #[error("cannot encode")]
+    Serialize,
+    /// Anything else postcard reports.
+    #[error("other postcard error")]
+    Other,
+}
+
+impl From<postcard::Error> for CodecError {
+    fn from(err: postcard::Error) -> Self {
+        use postcard::Error as E;
+        let kind = match err {
+            E::DeserializeUnexpectedEnd => return CodecError::Truncated,
+            E::DeserializeBadVarint => PostcardErrorKind::BadVarint,
+            E::DeserializeBadBool => PostcardErrorKind::BadBool,
+            E::DeserializeBadChar => PostcardErrorKind::BadChar,
+            E::DeserializeBadUtf8 => PostcardErrorKind::BadUtf8,
+            E::DeserializeBadOption => PostcardErrorKind::BadOption,
+            E::DeserializeBadEnum => PostcardErrorKind::BadEnum,
+            E::SerdeDeCustom | E::DeserializeBadEncoding => PostcardErrorKind::Invalid,
+            E::SerializeBufferFull | E::SerializeSeqLengthUnknown | E::SerdeSerCustom | E::CollectStrError => {
+                PostcardErrorKind::Serialize
+            }
+            _ => PostcardErrorKind::Other,
+        };
+        CodecError::Postcard(kind)
+    }
+}
+
+/// A frame body, split by its tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Body<'a> {
+    /// A handshake message (tag [`TAG_PREAUTH`]).
+    PreAuth(HandshakeMsg),
+    /// A sealed frame (tag [`TAG_SEALED`]), not yet verified.
+    Sealed {
+        /// The sender's sequence number for this frame.
+        seq: u64,
+        /// The sealed bytes: `postcard(Envelope)` once the MAC verifies.
+        /// May be empty here; [`decode_envelope`] rejects that.
+        payload: &'a [u8],
+        /// The frame's MAC.
+        mac: &'a [u8; MAC_LEN],
+    },
+}
+
+/// Appends a pre-authentication body (`TAG_PREAUTH`, then the message) to
+/// `out`. No length prefix: pass the result to `super::frame::encode_frame`.
+///
+/// # Errors
+/// [`CodecError::Postcard`] if postcard cannot encode the message (not
+/// expected for these types). `out` is left as it was on error.
+pub fn encode_preauth(msg: &HandshakeMsg, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let start = out.len();
+    out.push(TAG_PREAUTH);
+    append_postcard(msg, out).inspect_err(|_| out.truncate(start))
+}
+
+/// Splits a frame body by its tag. A pre-authentication body is decoded
+/// whole; a sealed body is only cut into its parts, for `crate::session` to
+/// verify.
+///
+/// # Errors
+/// [`CodecError::Truncated`] for an empty body or a sealed body shorter than
+/// [`SEALED_OVERHEAD`], [`CodecError::UnknownTag`], and for a handshake
+/// message [`CodecError::Postcard`] or [`CodecError::TrailingBytes`]. Each
+/// means the peer is broken or hostile: the caller closes the connection.
+pub fn decode_body(body: &[u8]) -> Result<Body<'_>, CodecError> {
+    let (&tag, rest) = body.split_first().ok_or(CodecError::Truncated)?;
+    match tag {
+        TAG_PREAUTH => decode_exact(rest).map(Body::PreAuth),
+        TAG_SEALED => {
+            let (seq, rest) = rest.split_first_chunk::<SEQ_LEN>().ok_or(CodecError::Truncated)?;
+            let (payload, mac) = rest.split_last_chunk::<MAC_LEN>().ok_or(CodecError::Truncated)?;
+            Ok(Body::Sealed { seq: u64::from_be_bytes(*seq), payload, mac })
+        }
+        other => Err(CodecError::UnknownTag(other)),
+    }
+}
+
+/// The bytes that precede a sealed payload: `TAG_SEALED` and `seq`
+/// big-endian.
+pub fn sealed_header(seq: u64) -> [u8; SEALED_HEADER_LEN] {
+    let mut header = [0u8; SEALED_HEADER_LEN];
+    header[0] = TAG_SEALED;
+    header[1..].copy_from_slice(&seq.to_be_bytes());
+    header
+}
+
+/// Appends a sealed body (`sealed_header(seq)`, `payload`, `mac`) to `out`;
+/// the inverse of the [`Body::Sealed`] split.
+pub fn encode_sealed(seq: u64, payload: &[u8], mac: &[u8; MAC_LEN], out: &mut Vec<u8>) {
+    out.reserve(SEALED_OVERHEAD + payload.len());
+    out.extend_from_slice(&sealed_header(seq));
+    out.extend_from_slice(payload);
+    out.extend_from_slice(mac);
+}
+
+/// The largest envelope encoding that fits a sealed frame under
+/// `max_frame_bytes`.
+pub const fn max_envelope_bytes(max_frame_bytes: usize) -> usize {
+    max_frame_bytes.saturating_sub(SEALED_OVERHEAD)
+}
+
+/// Appends `postcard(env)` (a sealed payload) to `out`.
+///
+/// # Errors
+/// [`CodecError::Postcard`] if postcard cannot encode it (not expected for
+/// these types). `out` is left as it was on error.
+pub fn encode_envelope(env: &Envelope, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let start = out.len();
+    append_postcard(env, out).inspect_err(|_| out.truncate(start))
+}
+
+/// Decodes a verified sealed payload.
+///
+/// # Errors
+/// [`CodecError::Truncated`], [`CodecError::Postcard`] (including an unknown
+/// variant index) or [`CodecError::TrailingBytes`]: the caller closes the
+/// connection.
+pub fn decode_envelope(payload: &[u8]) -> Result<Envelope, CodecError> {
+    decode_exact(payload)
+}
+
+/// Decodes one `T` that must use all of `bytes`.
+fn decode_exact<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, CodecError> {
+    let (value, rest) = postcard::take_from_bytes(bytes)?;
+    if rest.is_empty() { Ok(value) } else { Err(CodecError::TrailingBytes) }
+}
+
+fn append_postcard<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    postcard::serialize_with_flavor(value, AppendVec(out)).map_err(CodecError::from)
+}
+
+/// A postcard output that appends to a caller's `Vec` (postcard's own
+/// `Vec` outputs either own the vector or consume it).
+struct AppendVec<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for AppendVec<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

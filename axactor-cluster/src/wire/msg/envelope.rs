@@ -1,0 +1,230 @@
+//! The messages of an established session: plain data, no behaviour.
+//!
+//! Postcard encodes an enum variant by its index, and a struct's fields in
+//! declaration order, without names. So **the order of variants and fields is
+//! the wire format**: a new variant goes at the end of its enum, together with
+//! a protocol version bump, and a peer only sends variants that exist in the
+//! negotiated version. An unknown variant index is a decoding error (the
+//! receiver closes the connection), never a silently ignored message.
+//! `docs/protocol.md` lists every index.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::SessionId;
+
+/// A sealed frame's payload: one message of the control or the data plane.
+///
+/// The planes are kept apart so that a reader can give control messages
+/// (heartbeats, monitors, goodbye) their own queue, ahead of a backlog of
+/// actor traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Envelope {
+    /// Index 0: membership, liveness, leases and monitors.
+    Control(ControlMsg),
+    /// Index 1: actor traffic.
+    Data(DataMsg),
+}
+
+/// Control-plane messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ControlMsg {
+    /// Index 0: a liveness probe; the peer answers [`ControlMsg::HeartbeatAck`].
+    Heartbeat {
+        /// The sender's monotonic clock in milliseconds; only the sender
+        /// reads it back (round-trip time), so clocks need not agree.
+        sent_at_ms: u64,
+    },
+    /// Index 1: the answer to a heartbeat.
+    HeartbeatAck {
+        /// The `sent_at_ms` of the heartbeat being answered.
+        echo_ms: u64,
+    },
+    /// Index 2: a hint about who owns a shard. Only a hint: the lease store
+    /// decides, and the receiver's fencing check still applies.
+    LeaseNotice {
+        /// The registry id.
+        registry: String,
+        /// The shard within the registry.
+        shard: u32,
+        /// The lease epoch the hint is about.
+        epoch: u64,
+        /// The owner at that epoch, `None` if released.
+        owner: Option<SessionId>,
+    },
+    /// Index 3: watch the activation of `key`; answered by one
+    /// [`ControlMsg::Down`] with the same `request_id`.
+    Monitor {
+        /// Chosen by the watcher, unique among its monitors on this session.
+        request_id: u64,
+        /// The registry id.
+        registry: String,
+        /// The key within the registry.
+        key: String,
+    },
+    /// Index 4: cancel a monitor (no answer).
+    Demonitor {
+        /// The monitor's `request_id`.
+        request_id: u64,
+    },
+    /// Index 5: a monitored activation can no longer execute.
+    Down {
+        /// The monitor's `request_id`.
+        request_id: u64,
+        /// Why.
+        reason: DownReason,
+    },
+    /// Index 6: the sender closes the session gracefully; nothing follows.
+    Goodbye,
+}
+
+/// Why a monitored activation is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum DownReason {
+    /// Index 0: the activation stopped.
+    Stopped,
+    /// Index 1: its node lost the shard's lease (reported after the lease
+    /// deadline, when it can no longer execute).
+    LeaseLost,
+    /// Index 2: its node was declared down.
+    NodeDown,
+    /// Index 3: there is no such activation (or registry).
+    NoSuchActor,
+    /// Index 4: any other reason.
+    Other,
+}
+
+/// Data-plane messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum DataMsg {
+    /// Index 0: a one-way message to the activation of `key`.
+    Tell {
+        /// The registry id.
+        registry: String,
+        /// The shard the sender routed by.
+        shard: u32,
+        /// The lease epoch the sender routed by (the fencing check).
+        epoch: u64,
+        /// The key within the registry.
+        key: String,
+        /// Postcard of the actor's contract tell enum; opaque here.
+        #[serde(with = "bytes_field")]
+        payload: Vec<u8>,
+        /// `Some`: acknowledge with [`DataMsg::Ack`] once enqueued (or answer
+        /// [`DataMsg::Rejected`] with this id as `request_id`).
+        ack_id: Option<u64>,
+    },
+    /// Index 1: a request; answered by one [`DataMsg::Reply`] or
+    /// [`DataMsg::Rejected`] with the same `request_id`.
+    Ask {
+        /// Chosen by the sender, unique among its requests in flight on this
+        /// session.
+        request_id: u64,
+        /// The registry id.
+        registry: String,
+        /// The shard the sender routed by.
+        shard: u32,
+        /// The lease epoch the sender routed by.
+        epoch: u64,
+        /// The key within the registry.
+        key: String,
+        /// Postcard of the actor's contract ask enum; opaque here.
+        #[serde(with = "bytes_field")]
+        payload: Vec<u8>,
+    },
+    /// Index 2: the answer to an ask.
+    Reply {
+        /// The ask's `request_id`.
+        request_id: u64,
+        /// Postcard of the actor's contract reply; opaque here.
+        #[serde(with = "bytes_field")]
+        payload: Vec<u8>,
+    },
+    /// Index 3: a tell with an `ack_id` was enqueued (not yet processed).
+    Ack {
+        /// The tell's `ack_id`.
+        ack_id: u64,
+    },
+    /// Index 4: an ask or acknowledged tell was refused.
+    Rejected {
+        /// The ask's `request_id` or the tell's `ack_id`.
+        request_id: u64,
+        /// Why.
+        reason: Rejection,
+    },
+}
+
+/// Why a request was refused. Every reason is *definite*: the request was
+/// not executed and will not be, so the sender may retry it elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// Index 0: this node does not hold the shard's lease.
+    NotOwner {
+        /// Who the receiver believes holds it, if anyone.
+        owner_hint: Option<SessionId>,
+    },
+    /// Index 1: the shard is held here, at another epoch than the sender's.
+    StaleEpoch {
+        /// The receiver's epoch for the shard.
+        current: u64,
+    },
+    /// Index 2: the request names a session the receiver does not know.
+    UnknownSession,
+    /// Index 3: the activation's mailbox was full; nothing was enqueued.
+    MailboxFull,
+    /// Index 4: the activation had stopped before the message was enqueued.
+    ActorClosed,
+    /// Index 5: the sender may not make this request.
+    Unauthorized,
+    /// Index 6: the payload did not decode as the actor's contract.
+    BadPayload,
+}
+
+/// Serde adapter for opaque byte payloads: the same bytes on the wire as a
+/// plain `Vec<u8>` in postcard (varint length, then the bytes), but copied in
+/// one piece instead of element by element.
+mod bytes_field {
+    use std::fmt;
+
+    use serde::de::{self, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        deserializer.deserialize_byte_buf(BytesVisitor)
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        // For self-describing formats that send bytes as a sequence. The
+        // hint comes from the peer, so it only caps the first reservation.
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(byte) = seq.next_element::<u8>()? {
+                out.push(byte);
+            }
+            Ok(out)
+        }
+    }
+}
