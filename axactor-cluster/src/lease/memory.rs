@@ -1,0 +1,240 @@
+//! [`MemoryLeaseStore`]: an in-process lease store on Tokio time, so the
+//! paused clock (and the simulation) drives expiry.
+//!
+//! Epochs come from one counter per lease name that survives release and
+//! expiry, so they only grow. All state sits behind one mutex; the futures
+//! complete without awaiting.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use super::{Epoch, Lease, LeaseStore, LeaseStoreError};
+use crate::id::SessionId;
+use crate::overlay::BoxFuture;
+
+#[derive(Debug)]
+struct Held {
+    holder: SessionId,
+    epoch: Epoch,
+    expires: Instant,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    held: BTreeMap<String, Held>,
+    /// Last epoch granted per name; never removed.
+    last_epoch: BTreeMap<String, u64>,
+    members: BTreeMap<SessionId, Instant>,
+}
+
+/// A lease store shared by the nodes of one process (tests, the
+/// simulation, single-process deployments). Share it as `Arc`.
+#[derive(Debug, Default)]
+pub struct MemoryLeaseStore {
+    state: Mutex<State>,
+}
+
+impl MemoryLeaseStore {
+    /// An empty store.
+    pub fn new() -> MemoryLeaseStore {
+        MemoryLeaseStore::default()
+    }
+
+    fn check(name: &str, ttl: Option<Duration>) -> Result<(), LeaseStoreError> {
+        if name.is_empty() {
+            return Err(LeaseStoreError::Invalid("empty lease name"));
+        }
+        if ttl.is_some_and(|t| t.is_zero()) {
+            return Err(LeaseStoreError::Invalid("zero ttl"));
+        }
+        Ok(())
+    }
+
+    fn acquire_now(&self, name: &str, holder: &SessionId, ttl: Duration) -> Result<Option<Lease>, LeaseStoreError> {
+        Self::check(name, Some(ttl))?;
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        if let Some(h) = st.held.get_mut(name)
+            && h.expires > now
+        {
+            if &h.holder != holder {
+                return Ok(None);
+            }
+            h.expires = now + ttl;
+            return Ok(Some(Lease { name: name.to_owned(), holder: holder.clone(), epoch: h.epoch }));
+        }
+        let last = st.last_epoch.entry(name.to_owned()).or_insert(0);
+        *last += 1;
+        let epoch = Epoch(*last);
+        st.held.insert(name.to_owned(), Held { holder: holder.clone(), epoch, expires: now + ttl });
+        Ok(Some(Lease { name: name.to_owned(), holder: holder.clone(), epoch }))
+    }
+
+    fn renew_now(&self, name: &str, holder: &SessionId, epoch: Epoch, ttl: Duration) -> Result<bool, LeaseStoreError> {
+        Self::check(name, Some(ttl))?;
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        match st.held.get_mut(name) {
+            Some(h) if &h.holder == holder && h.epoch == epoch && h.expires > now => {
+                h.expires = now + ttl;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn release_now(&self, name: &str, holder: &SessionId, epoch: Epoch) -> Result<bool, LeaseStoreError> {
+        Self::check(name, None)?;
+        let mut st = self.state.lock();
+        match st.held.get(name) {
+            Some(h) if &h.holder == holder && h.epoch == epoch => {
+                st.held.remove(name);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn get_now(&self, name: &str) -> Result<Option<Lease>, LeaseStoreError> {
+        Self::check(name, None)?;
+        let now = Instant::now();
+        let st = self.state.lock();
+        Ok(st.held.get(name).filter(|h| h.expires > now).map(|h| Lease {
+            name: name.to_owned(),
+            holder: h.holder.clone(),
+            epoch: h.epoch,
+        }))
+    }
+}
+
+impl LeaseStore for MemoryLeaseStore {
+    fn acquire<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a SessionId,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>, LeaseStoreError>> {
+        let r = self.acquire_now(name, holder, ttl);
+        Box::pin(async move { r })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a SessionId,
+        epoch: Epoch,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, LeaseStoreError>> {
+        let r = self.renew_now(name, holder, epoch, ttl);
+        Box::pin(async move { r })
+    }
+
+    fn release<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a SessionId,
+        epoch: Epoch,
+    ) -> BoxFuture<'a, Result<bool, LeaseStoreError>> {
+        let r = self.release_now(name, holder, epoch);
+        Box::pin(async move { r })
+    }
+
+    fn get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Lease>, LeaseStoreError>> {
+        let r = self.get_now(name);
+        Box::pin(async move { r })
+    }
+
+    fn heartbeat_member<'a>(
+        &'a self,
+        session: &'a SessionId,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), LeaseStoreError>> {
+        let r = if ttl.is_zero() {
+            Err(LeaseStoreError::Invalid("zero ttl"))
+        } else {
+            self.state.lock().members.insert(session.clone(), Instant::now() + ttl);
+            Ok(())
+        };
+        Box::pin(async move { r })
+    }
+
+    fn remove_member<'a>(&'a self, session: &'a SessionId) -> BoxFuture<'a, Result<(), LeaseStoreError>> {
+        self.state.lock().members.remove(session);
+        Box::pin(async move { Ok(()) })
+    }
+
+    fn members(&self) -> BoxFuture<'_, Result<Vec<SessionId>, LeaseStoreError>> {
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        st.members.retain(|_, expires| *expires > now);
+        let v: Vec<SessionId> = st.members.keys().cloned().collect();
+        Box::pin(async move { Ok(v) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::NodeId;
+
+    fn session(name: &str, boot: u64) -> SessionId {
+        SessionId { node: NodeId::new(name), boot, counter: 0 }
+    }
+
+    const TTL: Duration = Duration::from_secs(10);
+
+    #[tokio::test(start_paused = true)]
+    async fn only_one_holder_and_epochs_grow_across_release_and_expiry() {
+        let store = MemoryLeaseStore::new();
+        let (a, b) = (session("a", 1), session("b", 2));
+        let la = store.acquire("s/1", &a, TTL).await.expect("store").expect("free");
+        assert_eq!(la.epoch, Epoch(1));
+        assert_eq!(store.acquire("s/1", &b, TTL).await, Ok(None), "held by a");
+        assert_eq!(store.acquire("s/1", &a, TTL).await.expect("store").map(|l| l.epoch), Some(Epoch(1)));
+        assert_eq!(store.renew("s/1", &b, Epoch(1), TTL).await, Ok(false), "only the holder renews");
+        assert_eq!(store.release("s/1", &b, Epoch(1)).await, Ok(false), "only the holder releases");
+        assert_eq!(store.release("s/1", &a, Epoch(1)).await, Ok(true));
+        let lb = store.acquire("s/1", &b, TTL).await.expect("store").expect("free after release");
+        assert_eq!(lb.epoch, Epoch(2));
+        tokio::time::sleep(TTL + Duration::from_millis(1)).await;
+        assert_eq!(store.get("s/1").await, Ok(None), "expired");
+        assert_eq!(store.renew("s/1", &b, Epoch(2), TTL).await, Ok(false), "an expired lease cannot be renewed");
+        let la2 = store.acquire("s/1", &a, TTL).await.expect("store").expect("free after expiry");
+        assert_eq!(la2.epoch, Epoch(3));
+        assert_eq!(store.renew("s/1", &a, Epoch(2), TTL).await, Ok(false), "stale epoch");
+        assert_eq!(store.renew("s/1", &a, Epoch(3), TTL).await, Ok(true));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restarted_node_is_a_different_holder() {
+        let store = MemoryLeaseStore::new();
+        let (old, new) = (session("a", 1), session("a", 2));
+        let l = store.acquire("s/1", &old, TTL).await.expect("store").expect("free");
+        assert_eq!(store.acquire("s/1", &new, TTL).await, Ok(None));
+        assert_eq!(store.renew("s/1", &new, l.epoch, TTL).await, Ok(false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn members_expire() {
+        let store = MemoryLeaseStore::new();
+        let (a, b) = (session("a", 1), session("b", 2));
+        store.heartbeat_member(&a, TTL).await.expect("store");
+        store.heartbeat_member(&b, Duration::from_secs(1)).await.expect("store");
+        assert_eq!(store.members().await, Ok(vec![a.clone(), b.clone()]));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(store.members().await, Ok(vec![a.clone()]));
+        store.remove_member(&a).await.expect("store");
+        assert_eq!(store.members().await, Ok(vec![]));
+    }
+
+    #[tokio::test]
+    async fn bad_arguments_are_errors() {
+        let store = MemoryLeaseStore::new();
+        let a = session("a", 1);
+        assert!(matches!(store.acquire("", &a, TTL).await, Err(LeaseStoreError::Invalid(_))));
+        assert!(matches!(store.acquire("x", &a, Duration::ZERO).await, Err(LeaseStoreError::Invalid(_))));
+    }
+}

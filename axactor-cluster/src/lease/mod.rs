@@ -1,0 +1,111 @@
+//! Lease stores: where shard ownership and node membership are recorded.
+//!
+//! A lease names a *session* (never an address or a bare node name) and
+//! carries an [`Epoch`] that only grows: every acquisition of a lease name
+//! gets an epoch greater than every epoch granted for that name before, also
+//! across release, expiry and (for Redis) deletion of the lease key. Every
+//! routed message carries the epoch its sender routed by, and the owner
+//! executes it only under exactly that epoch.
+//!
+//! Expiry is judged by the store's clock; the holder's self-fencing deadline
+//! is computed on its own clock from when it *sent* the renewal (see the
+//! lease state machine), so it always stops before the store lets another
+//! session acquire.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::SessionId;
+use crate::overlay::BoxFuture;
+
+mod memory;
+
+pub use memory::MemoryLeaseStore;
+
+/// A lease generation. Strictly increasing per lease name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Epoch(pub u64);
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "e{}", self.0)
+    }
+}
+
+/// A granted lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The lease name (e.g. `accounts/17` for shard 17 of registry `accounts`).
+    pub name: String,
+    /// The session holding it.
+    pub holder: SessionId,
+    /// Its epoch.
+    pub epoch: Epoch,
+}
+
+/// Why a lease-store operation failed. A failed renewal means the holder
+/// must assume it may lose the lease and self-fence by its deadline.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LeaseStoreError {
+    /// The store could not be reached or did not answer.
+    #[error("lease store unavailable: {0}")]
+    Unavailable(&'static str),
+    /// The store answered with something this client does not understand.
+    #[error("lease store protocol error: {0}")]
+    Protocol(&'static str),
+    /// An argument was rejected (empty name, zero ttl).
+    #[error("invalid lease request: {0}")]
+    Invalid(&'static str),
+}
+
+/// A store of leases and node-membership records. Object safe.
+pub trait LeaseStore: Send + Sync + fmt::Debug + 'static {
+    /// Acquires `name` for `holder` for `ttl` if it is free or expired.
+    /// Returns the new lease (with a fresh, greater epoch) or `None` if
+    /// another session holds it. If `holder` already holds it, the lease is
+    /// renewed and returned with its current epoch.
+    fn acquire<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a SessionId,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>, LeaseStoreError>>;
+
+    /// Extends the lease for `ttl` if `holder` still holds it at `epoch`.
+    /// Returns `false` if it does not (expired and taken, or released).
+    fn renew<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a SessionId,
+        epoch: Epoch,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, LeaseStoreError>>;
+
+    /// Releases the lease if `holder` holds it at `epoch`; returns whether
+    /// it did. The next acquisition gets a greater epoch.
+    fn release<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a SessionId,
+        epoch: Epoch,
+    ) -> BoxFuture<'a, Result<bool, LeaseStoreError>>;
+
+    /// The current, unexpired lease on `name`, if any.
+    fn get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Lease>, LeaseStoreError>>;
+
+    /// Records (or refreshes) `session` as a live member for `ttl`.
+    fn heartbeat_member<'a>(
+        &'a self,
+        session: &'a SessionId,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), LeaseStoreError>>;
+
+    /// Removes `session` from the members (graceful leave).
+    fn remove_member<'a>(&'a self, session: &'a SessionId) -> BoxFuture<'a, Result<(), LeaseStoreError>>;
+
+    /// The live members, sorted.
+    fn members(&self) -> BoxFuture<'_, Result<Vec<SessionId>, LeaseStoreError>>;
+}
