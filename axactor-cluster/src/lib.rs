@@ -19,6 +19,7 @@ mod error;
 pub mod handshake;
 mod id;
 pub mod lease;
+mod node;
 pub mod overlay;
 pub mod session;
 pub mod wire;
@@ -27,4 +28,8 @@ pub use config::{ClusterConfig, ConfigProblem};
 pub use error::{ClusterError, RemoteError};
 pub use id::{NodeId, SessionId};
 pub use lease::{Epoch, Lease, LeaseStore, LeaseStoreError, MemoryLeaseStore};
+pub use node::{
+    CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, ClusterInspect, ClusterNode, Counters, DATA_QUEUE_CAPACITY, PeerDirection,
+    PeerInfo, PeerState, SHUTDOWN_TIMEOUT,
+};
 pub use overlay::{ClusterOverlay, InMemoryOverlay, LinkFaults, OverlayError, TcpKeepaliveOptions, TcpOverlay};

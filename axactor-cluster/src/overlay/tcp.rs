@@ -205,7 +205,8 @@ impl TcpOverlay {
     ) -> TcpOverlay {
         let config = TcpConfig {
             max_frame_bytes,
-            initial_max_frame_bytes: max_frame_bytes,
+            // Unauthenticated peers get a small limit until the node raises it.
+            initial_max_frame_bytes: max_frame_bytes.min(crate::config::DEFAULT_PREAUTH_MAX_FRAME_BYTES),
             connect_timeout,
             keepalive,
             link_queue_frames: DEFAULT_LINK_QUEUE_FRAMES,
@@ -236,7 +237,8 @@ impl TcpOverlay {
     }
 
     /// Sets the frame limit every new link starts with (default: the
-    /// overlay's `max_frame_bytes`); the node raises it per link with
+    /// smaller of `max_frame_bytes` and
+    /// [`DEFAULT_PREAUTH_MAX_FRAME_BYTES`](crate::config::DEFAULT_PREAUTH_MAX_FRAME_BYTES)); the node raises it per link with
     /// [`LinkReceiver::set_max_frame_bytes`](super::LinkReceiver::set_max_frame_bytes)
     /// once the peer is authenticated.
     pub fn with_initial_max_frame_bytes(mut self, n: usize) -> Self {

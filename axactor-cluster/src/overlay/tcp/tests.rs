@@ -85,7 +85,8 @@ async fn pipelined_frames_arrive_in_order_in_batches() {
 
 #[tokio::test]
 async fn control_frames_overtake_queued_data() {
-    let small = |t: TcpOverlay| t.with_link_queue_frames(8);
+    // Raw overlay links (no node raises the pre-auth limit): allow big frames.
+    let small = |t: TcpOverlay| t.with_link_queue_frames(8).with_initial_max_frame_bytes(1 << 20);
     let (ta, _tb, mut listener) = setup(small(TcpOverlay::new(HashMap::new()))).await;
     let ta = small(ta);
     let (a, mut b) = connect(&ta, &mut listener).await;

@@ -1,0 +1,188 @@
+//! The per-connection driver, first half: the handshake over a fresh link.
+//!
+//! Before authentication a link is hostile until proven otherwise: its
+//! receive limit is `preauth_max_frame_bytes`, it may send at most
+//! `preauth_frame_budget` frames, the handshake has a deadline
+//! (`handshake_timeout`, tokio's clock), and only pre-authentication bodies
+//! are accepted (a sealed frame closes it). Every failure is counted by its
+//! label and logged at debug level, a `Refuse` is sent best effort, and the
+//! link is dropped; nothing outside this connection changes. Only an
+//! established handshake goes on to [`super::established`], which may
+//! touch the peer table.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{Instant, sleep_until};
+use tracing::Instrument;
+
+use super::established;
+use super::inspect::{bump, codec_label};
+use super::shared::Shared;
+use super::table::PeerDirection;
+use crate::handshake::{Established, HandshakeError, Initiator, Local, Responder, Step, fresh_nonce};
+use crate::id::NodeId;
+use crate::overlay::{Link, Priority};
+use crate::wire::hello::Refusal;
+use crate::wire::{Body, HandshakeMsg, decode_body, encode_preauth};
+
+/// Which side of the handshake this node plays.
+#[derive(Debug, Clone)]
+pub(crate) enum Role {
+    /// We accepted the link.
+    Responder,
+    /// We dialled the node with this name.
+    Initiator(NodeId),
+}
+
+enum Machine {
+    I(Initiator),
+    R(Responder),
+}
+
+impl Machine {
+    fn on_message(&mut self, msg: HandshakeMsg, now: Instant) -> Result<Step, HandshakeError> {
+        match self {
+            Machine::I(m) => m.on_message(msg, now),
+            Machine::R(m) => m.on_message(msg, now),
+        }
+    }
+
+    fn on_sealed_frame(&mut self) -> HandshakeError {
+        match self {
+            Machine::I(m) => m.on_sealed_frame(),
+            Machine::R(m) => m.on_sealed_frame(),
+        }
+    }
+
+    fn on_tick(&mut self, now: Instant) -> Result<(), HandshakeError> {
+        match self {
+            Machine::I(m) => m.on_tick(now),
+            Machine::R(m) => m.on_tick(now),
+        }
+    }
+}
+
+/// Drives one link: handshake, then (if established) the session.
+/// `permit` is the inbound-handshake slot, released once the handshake ends.
+pub(crate) async fn run(node: Arc<Shared>, mut link: Link, role: Role, permit: Option<OwnedSemaphorePermit>) {
+    let span = tracing::debug_span!(
+        "conn",
+        node = %node.id,
+        session = %node.session,
+        peer = tracing::field::Empty,
+        remote = %link.remote,
+    );
+    async move {
+        link.rx.set_max_frame_bytes(node.cfg.preauth_max_frame_bytes);
+        let result = handshake(&node, &mut link, &role).await;
+        drop(permit);
+        let dialled = match &role {
+            Role::Initiator(name) => Some(name.clone()),
+            Role::Responder => None,
+        };
+        let est = match result {
+            Ok(est) => est,
+            Err(label) => {
+                if let Some(label) = label {
+                    node.counters.handshake_failed(label);
+                    tracing::debug!(reason = label, "handshake failed; closing");
+                }
+                if let Some(name) = &dialled {
+                    node.dial_done(name, false);
+                }
+                link.tx.close();
+                return;
+            }
+        };
+        tracing::Span::current().record("peer", tracing::field::display(&est.peer));
+        bump(&node.counters.handshakes_established);
+        tracing::debug!(version = est.version, "authenticated");
+        let direction = if dialled.is_some() { PeerDirection::Outbound } else { PeerDirection::Inbound };
+        established::run(node, link, est, direction, dialled).await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// Queues a handshake message; `false` if the link no longer takes frames.
+fn send_preauth(link: &Link, msg: &HandshakeMsg) -> bool {
+    let mut body = Vec::new();
+    encode_preauth(msg, &mut body).is_ok() && link.tx.try_send(Bytes::from(body), Priority::Control).is_ok()
+}
+
+/// Sends the error's refusal (best effort) and returns its label.
+fn refuse(link: &Link, err: &HandshakeError) -> Option<&'static str> {
+    if let Some(reason) = err.refusal() {
+        let _ = send_preauth(link, &HandshakeMsg::Refuse(reason));
+    }
+    Some(err.label())
+}
+
+/// Runs the handshake. `Err(Some(label))` is a counted failure, `Err(None)`
+/// the node stopping.
+async fn handshake(node: &Shared, link: &mut Link, role: &Role) -> Result<Established, Option<&'static str>> {
+    let nonce = fresh_nonce().map_err(|_| Some("nonce"))?;
+    let cfg = &node.cfg;
+    let deadline = Instant::now() + cfg.handshake_timeout;
+    let local = Local {
+        session: node.session.clone(),
+        min_version: cfg.protocol_min_version,
+        max_version: cfg.protocol_max_version,
+        key: node.key.clone(),
+    };
+    let mut machine = match role {
+        Role::Initiator(peer) => {
+            let (m, hello) = Initiator::new(local, peer.clone(), nonce, deadline).map_err(|e| Some(e.label()))?;
+            if !send_preauth(link, &hello) {
+                return Err(Some("link_closed"));
+            }
+            Machine::I(m)
+        }
+        Role::Responder => Machine::R(Responder::new(local, None, nonce, deadline).map_err(|e| Some(e.label()))?),
+    };
+    let mut stop = node.stop.subscribe();
+    let mut frames = 0usize;
+    loop {
+        let body = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return Err(None),
+            () = sleep_until(deadline) => {
+                let err = machine.on_tick(Instant::now()).err().unwrap_or(HandshakeError::TimedOut);
+                return Err(refuse(link, &err));
+            }
+            frame = link.rx.recv() => match frame {
+                Some(body) => body,
+                None => return Err(Some("link_closed")),
+            },
+        };
+        frames += 1;
+        if frames > cfg.preauth_frame_budget {
+            bump(&node.counters.preauth_budget_exceeded);
+            let _ = send_preauth(link, &HandshakeMsg::Refuse(Refusal::Unexpected));
+            return Err(Some("preauth_budget_exceeded"));
+        }
+        let step = match decode_body(&body) {
+            Err(e) => return Err(Some(codec_label(&e))),
+            Ok(Body::PreAuth(msg)) => machine.on_message(msg, Instant::now()),
+            Ok(Body::Sealed { .. }) => {
+                bump(&node.counters.preauth_sealed_frames);
+                Err(machine.on_sealed_frame())
+            }
+        };
+        match step {
+            Ok(step) => {
+                if let Some(msg) = step.send
+                    && !send_preauth(link, &msg)
+                {
+                    return Err(Some("link_closed"));
+                }
+                if let Some(est) = step.established {
+                    return Ok(est);
+                }
+            }
+            Err(err) => return Err(refuse(link, &err)),
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The per-connection driver, second half: an authenticated session.
+//!
+//! ```text
+//! conn task ─┬─ reader: link rx ─▶ decode_body ─▶ Opener ─▶ decode_envelope ─▶ handle
+//!            │          heartbeat tick, node stop, close signal (replaced)
+//!            └─ writer: control queue, then data queue (biased) ─▶ Sealer ─▶ link tx (Priority::Data)
+//! ```
+//!
+//! Sequence numbers are strictly consecutive, so the writer is the only
+//! owner of the [`Sealer`] and hands every sealed frame to the link with one
+//! priority: the overlay never reorders them. Both queues are bounded; a
+//! message that does not fit is dropped and counted.
+//!
+//! Only here may the peer table change: the established session is offered
+//! to it ([`super::table::PeerTable::admit`]), a displaced connection is
+//! signalled to close, and the entry is removed when this connection ends.
+//!
+//! Ends: any bad frame (MAC, sequence, codec) closes this connection at
+//! once, counted by label; a peer silent for `node_ttl` is closed and
+//! counted; on shutdown a `Goodbye` is queued, the writer flushes it and
+//! closes the link, and the reader drains until the peer has closed too
+//! (bounded by [`CLOSE_GRACE`]).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+use tokio::time::MissedTickBehavior;
+
+use super::inspect::{bump, codec_label};
+use super::shared::{PeerHandle, PeerStats, Shared};
+use super::table::{Admit, Entry, PeerDirection};
+use crate::handshake::Established;
+use crate::id::NodeId;
+use crate::overlay::{Link, LinkReceiver, LinkSender, Priority};
+use crate::session::{Opener, Sealer};
+use crate::wire::{
+    Body, ControlMsg, DataMsg, DownReason, Envelope, Rejection, SEALED_OVERHEAD, decode_body, decode_envelope,
+    encode_envelope, max_envelope_bytes,
+};
+
+/// Control messages queued per connection before new ones are dropped.
+pub const CONTROL_QUEUE_CAPACITY: usize = 256;
+/// Data messages queued per connection before new ones are dropped.
+pub const DATA_QUEUE_CAPACITY: usize = 1024;
+/// How long a gracefully closing connection waits for the peer's end.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+enum End {
+    /// Shutdown or the peer's Goodbye: let queued frames go, wait for the peer.
+    Graceful,
+    /// An error, a replacement, or the link ended: drop at once.
+    Abrupt,
+}
+
+/// Runs an established connection until it ends.
+pub(crate) async fn run(
+    node: Arc<Shared>,
+    link: Link,
+    est: Established,
+    direction: PeerDirection,
+    dialled: Option<NodeId>,
+) {
+    let Link { tx, mut rx, .. } = link;
+    rx.set_max_frame_bytes(node.cfg.max_frame_bytes);
+    let (sealer, opener) = est.keys.into_parts();
+    let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE_CAPACITY);
+    let (data_tx, data_rx) = mpsc::channel(DATA_QUEUE_CAPACITY);
+    let (close_tx, close_rx) = watch::channel(false);
+    let stats = Arc::new(PeerStats::new(node.now_ms()));
+    let conn = node.next_conn();
+    let peer = est.peer;
+    let handle = PeerHandle { close: close_tx, stats: Arc::clone(&stats) };
+    let entry = Entry { conn, session: peer.clone(), direction, version: est.version, handle };
+    let admitted = admit(&node, entry);
+    if let Some(name) = &dialled {
+        node.dial_done(name, admitted);
+    }
+    if !admitted {
+        tx.close();
+        return;
+    }
+    let writer = write_loop(&node, sealer, tx.clone(), control_rx, data_rx);
+    let reader = async {
+        let reader = Reader { node: &node, tx: &tx, opener, control: control_tx, data: data_tx, stats };
+        let end = reader.run(&mut rx, close_rx).await;
+        // Drops this connection's handle (and its queue sender) if it is still ours.
+        node.table.lock().remove(&peer.node, conn);
+        end
+    };
+    let ((), end) = tokio::join!(writer, reader);
+    match end {
+        End::Graceful => {
+            let _ = tokio::time::timeout(CLOSE_GRACE, async { while rx.recv().await.is_some() {} }).await;
+        }
+        End::Abrupt => tx.close(),
+    }
+    tracing::debug!("connection closed");
+}
+
+/// Offers the connection to the peer table; `true` if it was kept.
+fn admit(node: &Shared, entry: Entry<PeerHandle>) -> bool {
+    if node.is_stopping() {
+        return false;
+    }
+    if entry.session.node == node.id {
+        node.counters.handshake_failed("own_name");
+        tracing::debug!("peer claims our own name; closing");
+        return false;
+    }
+    let outcome = node.table.lock().admit(entry);
+    match outcome {
+        Admit::Inserted => true,
+        Admit::Replaced { old, new_session } => {
+            if new_session {
+                bump(&node.counters.sessions_replaced);
+                tracing::debug!(old = %old.session, "session replaced by a new run of the peer");
+            } else {
+                bump(&node.counters.duplicate_connections);
+            }
+            let _ = old.handle.close.send(true);
+            true
+        }
+        Admit::Duplicate(_) => {
+            bump(&node.counters.duplicate_connections);
+            tracing::debug!("duplicate connection (crossed dials); closing this one");
+            false
+        }
+        Admit::Full(_) => {
+            bump(&node.counters.peer_table_full);
+            tracing::debug!("peer table full; closing");
+            false
+        }
+    }
+}
+
+/// The only owner of the connection's [`Sealer`].
+async fn write_loop(
+    node: &Shared,
+    mut sealer: Sealer,
+    tx: LinkSender,
+    mut control: mpsc::Receiver<ControlMsg>,
+    mut data: mpsc::Receiver<DataMsg>,
+) {
+    let max_envelope = max_envelope_bytes(node.cfg.max_frame_bytes.min(node.overlay.inner().max_frame_bytes()));
+    let mut payload = Vec::new();
+    loop {
+        let (env, last) = tokio::select! {
+            biased;
+            Some(msg) = control.recv() => {
+                let last = matches!(msg, ControlMsg::Goodbye);
+                (Envelope::Control(msg), last)
+            }
+            Some(msg) = data.recv() => (Envelope::Data(msg), false),
+            else => break,
+        };
+        payload.clear();
+        if encode_envelope(&env, &mut payload).is_err() || payload.len() > max_envelope {
+            node.counters.dropped("unencodable");
+            continue;
+        }
+        let mut body = Vec::with_capacity(payload.len() + SEALED_OVERHEAD);
+        if sealer.seal(&payload, &mut body).is_err() {
+            tracing::debug!("sequence numbers exhausted; closing");
+            break;
+        }
+        if tx.send(Bytes::from(body), Priority::Data).await.is_err() || last {
+            break;
+        }
+    }
+    tx.close();
+}
+
+struct Reader<'a> {
+    node: &'a Shared,
+    tx: &'a LinkSender,
+    opener: Opener,
+    control: mpsc::Sender<ControlMsg>,
+    data: mpsc::Sender<DataMsg>,
+    stats: Arc<PeerStats>,
+}
+
+enum Flow {
+    Continue,
+    Goodbye,
+}
+
+impl Reader<'_> {
+    async fn run(mut self, rx: &mut LinkReceiver, mut close: watch::Receiver<bool>) -> End {
+        let node = self.node;
+        let mut stop = node.stop.subscribe();
+        let mut heartbeat = tokio::time::interval(node.cfg.heartbeat_interval);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let ttl_ms = u64::try_from(node.cfg.node_ttl.as_millis()).unwrap_or(u64::MAX);
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => {
+                    self.queue_control(ControlMsg::Goodbye);
+                    return End::Graceful;
+                }
+                // A send of `true` or the handle being dropped: replaced.
+                _ = close.changed() => {
+                    tracing::debug!("connection replaced; closing");
+                    return End::Abrupt;
+                }
+                _ = heartbeat.tick() => {
+                    let now = node.now_ms();
+                    if now.saturating_sub(self.stats.last_seen_ms.load(Ordering::Relaxed)) > ttl_ms {
+                        bump(&node.counters.heartbeat_timeouts);
+                        tracing::debug!("peer silent for node_ttl; closing");
+                        return End::Abrupt;
+                    }
+                    self.queue_control(ControlMsg::Heartbeat { sent_at_ms: now });
+                }
+                frame = rx.recv() => {
+                    let Some(body) = frame else {
+                        tracing::debug!("link ended");
+                        return End::Abrupt;
+                    };
+                    match self.on_frame(&body) {
+                        Ok(Flow::Continue) => {}
+                        Ok(Flow::Goodbye) => return End::Graceful,
+                        Err(label) => {
+                            node.counters.frame_rejected(label);
+                            tracing::debug!(reason = label, "bad frame; closing");
+                            self.tx.close();
+                            return End::Abrupt;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn queue_control(&self, msg: ControlMsg) {
+        if self.control.try_send(msg).is_err() {
+            self.node.counters.dropped("control_queue_full");
+        }
+    }
+
+    fn queue_data(&self, msg: DataMsg) {
+        if self.data.try_send(msg).is_err() {
+            self.node.counters.dropped("data_queue_full");
+        }
+    }
+
+    fn on_frame(&mut self, body: &[u8]) -> Result<Flow, &'static str> {
+        let (seq, payload, mac) = match decode_body(body).map_err(|e| codec_label(&e))? {
+            Body::Sealed { seq, payload, mac } => (seq, payload, mac),
+            _ => return Err("handshake_after_auth"),
+        };
+        self.opener.open_parts(seq, payload, mac).map_err(|e| e.label())?;
+        let env = decode_envelope(payload).map_err(|e| codec_label(&e))?;
+        let node = self.node;
+        let now = node.now_ms();
+        self.stats.last_seen_ms.store(now, Ordering::Relaxed);
+        match env {
+            Envelope::Control(ControlMsg::Heartbeat { sent_at_ms }) => {
+                self.queue_control(ControlMsg::HeartbeatAck { echo_ms: sent_at_ms });
+            }
+            Envelope::Control(ControlMsg::HeartbeatAck { echo_ms }) => {
+                let rtt_us = now.saturating_sub(echo_ms).saturating_mul(1000);
+                self.stats.rtt_us.store(rtt_us, Ordering::Relaxed);
+                self.stats.heartbeats_acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Envelope::Control(ControlMsg::Goodbye) => {
+                bump(&node.counters.goodbyes_received);
+                tracing::debug!("peer said goodbye");
+                return Ok(Flow::Goodbye);
+            }
+            Envelope::Control(ControlMsg::Monitor { request_id, .. }) => {
+                // No registries are hosted yet: nothing to watch.
+                self.queue_control(ControlMsg::Down { request_id, reason: DownReason::NoSuchActor });
+            }
+            Envelope::Control(_) => node.counters.dropped("ignored_control"),
+            Envelope::Data(DataMsg::Ask { request_id, .. } | DataMsg::Tell { ack_id: Some(request_id), .. }) => {
+                // Leases are not built yet: this node owns no shard.
+                bump(&node.counters.data_rejected_no_registry);
+                let reason = Rejection::NotOwner { owner_hint: None };
+                self.queue_data(DataMsg::Rejected { request_id, reason });
+            }
+            Envelope::Data(DataMsg::Tell { ack_id: None, .. }) => {
+                bump(&node.counters.data_rejected_no_registry);
+                node.counters.dropped("unacked_tell");
+            }
+            Envelope::Data(_) => node.counters.dropped("unmatched_reply"),
+        }
+        Ok(Flow::Continue)
+    }
+}

@@ -1,0 +1,198 @@
+//! The state every task of one node shares: identity, configuration, the
+//! peer table, the re-dial schedule, counters, the stop signal and the set
+//! of live tasks (so `shutdown` can wait for them, and abort stragglers).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use super::inspect::LiveCounters;
+use super::table::{ConnId, PeerTable};
+use crate::config::ClusterConfig;
+use crate::handshake::AuthKey;
+use crate::id::{NodeId, SessionId};
+use crate::lease::LeaseStore;
+use crate::overlay::ClusterOverlay;
+
+/// What the node keeps per authenticated connection.
+#[derive(Debug)]
+pub(crate) struct PeerHandle {
+    /// Set to `true` to close the connection (replaced, shutdown).
+    pub(crate) close: watch::Sender<bool>,
+    /// Liveness statistics, written by the connection's reader.
+    pub(crate) stats: Arc<PeerStats>,
+}
+
+/// Liveness of one connection, in milliseconds of the node's clock.
+#[derive(Debug)]
+pub(crate) struct PeerStats {
+    pub(crate) last_seen_ms: AtomicU64,
+    /// Latest round-trip time in microseconds; `u64::MAX` until the first ack.
+    pub(crate) rtt_us: AtomicU64,
+    pub(crate) heartbeats_acked: AtomicU64,
+}
+
+impl PeerStats {
+    pub(crate) fn new(now_ms: u64) -> PeerStats {
+        PeerStats {
+            last_seen_ms: AtomicU64::new(now_ms),
+            rtt_us: AtomicU64::new(u64::MAX),
+            heartbeats_acked: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Re-dial schedule of one peer name: capped exponential backoff.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DialState {
+    pub(crate) in_progress: bool,
+    pub(crate) failures: u32,
+    pub(crate) not_before: Instant,
+}
+
+/// The delay before the next dial after `failures` consecutive failures:
+/// `min * 2^(failures - 1)`, capped at `max` (zero after no failure).
+pub(crate) fn backoff(failures: u32, min: Duration, max: Duration) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    let factor = 1u32.checked_shl(failures.saturating_sub(1).min(31)).unwrap_or(u32::MAX);
+    min.saturating_mul(factor).min(max)
+}
+
+pub(crate) struct Shared {
+    pub(crate) id: NodeId,
+    pub(crate) session: SessionId,
+    pub(crate) cfg: ClusterConfig,
+    pub(crate) key: AuthKey,
+    pub(crate) overlay: ClusterOverlay,
+    pub(crate) store: Arc<dyn LeaseStore>,
+    pub(crate) table: Mutex<PeerTable<PeerHandle>>,
+    pub(crate) dials: Mutex<BTreeMap<NodeId, DialState>>,
+    pub(crate) counters: LiveCounters,
+    /// Permits for inbound handshakes in progress.
+    pub(crate) handshakes: Arc<Semaphore>,
+    /// `true` once shutdown has begun.
+    pub(crate) stop: watch::Sender<bool>,
+    pub(crate) renewal_paused: AtomicBool,
+    next_conn: AtomicU64,
+    epoch: Instant,
+    next_task: AtomicU64,
+    tasks: watch::Sender<BTreeMap<u64, Option<AbortHandle>>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("session", &self.session).finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(
+        session: SessionId,
+        cfg: ClusterConfig,
+        key: AuthKey,
+        overlay: ClusterOverlay,
+        store: Arc<dyn LeaseStore>,
+    ) -> Shared {
+        Shared {
+            id: session.node.clone(),
+            table: Mutex::new(PeerTable::new(session.clone(), cfg.max_peers)),
+            handshakes: Arc::new(Semaphore::new(cfg.max_pending_handshakes)),
+            session,
+            cfg,
+            key,
+            overlay,
+            store,
+            dials: Mutex::new(BTreeMap::new()),
+            counters: LiveCounters::default(),
+            stop: watch::Sender::new(false),
+            renewal_paused: AtomicBool::new(false),
+            next_conn: AtomicU64::new(0),
+            epoch: Instant::now(),
+            next_task: AtomicU64::new(0),
+            tasks: watch::Sender::new(BTreeMap::new()),
+        }
+    }
+
+    pub(crate) fn next_conn(&self) -> ConnId {
+        ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Milliseconds since the node started, on tokio's clock (so the paused
+    /// test clock works).
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Spawns a task that `shutdown` waits for (and aborts after its bound).
+    pub(crate) fn spawn(self: &Arc<Self>, fut: impl Future<Output = ()> + Send + 'static) {
+        let id = self.next_task.fetch_add(1, Ordering::Relaxed);
+        let guard = TaskGuard { shared: Arc::clone(self), id };
+        // The entry exists before the task can end (and remove it); the abort
+        // handle is filled in afterwards, unless the task is already gone.
+        self.tasks.send_modify(|tasks| {
+            tasks.insert(id, None);
+        });
+        let handle = tokio::spawn(async move {
+            let _guard = guard;
+            fut.await;
+        });
+        self.tasks.send_if_modified(|tasks| {
+            if let Some(slot) = tasks.get_mut(&id) {
+                *slot = Some(handle.abort_handle());
+            }
+            false
+        });
+    }
+
+    /// Waits until every spawned task has ended, at most `bound`; then aborts
+    /// the rest. Returns whether all ended in time.
+    pub(crate) async fn join_tasks(&self, bound: Duration) -> bool {
+        let mut rx = self.tasks.subscribe();
+        let done = tokio::time::timeout(bound, rx.wait_for(BTreeMap::is_empty)).await.is_ok();
+        if !done {
+            for handle in self.tasks.borrow().values().flatten() {
+                handle.abort();
+            }
+        }
+        done
+    }
+}
+
+struct TaskGuard {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.shared.tasks.send_if_modified(|tasks| tasks.remove(&self.id).is_some());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let (min, max) = (Duration::from_millis(50), Duration::from_secs(1));
+        assert_eq!(backoff(0, min, max), Duration::ZERO);
+        assert_eq!(backoff(1, min, max), min);
+        assert_eq!(backoff(2, min, max), Duration::from_millis(100));
+        assert_eq!(backoff(6, min, max), max);
+        assert_eq!(backoff(u32::MAX, min, max), max);
+    }
+}
