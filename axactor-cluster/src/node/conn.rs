@@ -93,6 +93,7 @@ pub(crate) async fn run(node: Arc<Shared>, mut link: Link, role: Role, permit: O
                     node.dial_done(name, false);
                 }
                 link.tx.close();
+                linger(&mut link).await;
                 return;
             }
         };
@@ -104,6 +105,17 @@ pub(crate) async fn run(node: Arc<Shared>, mut link: Link, role: Role, permit: O
     }
     .instrument(span)
     .await
+}
+
+/// How long a refused connection is kept so the refusal can be written.
+const REFUSE_LINGER: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Keeps a closing link's receiving side for a short, bounded time, so the
+/// queued refusal is flushed before the link is torn down (dropping the
+/// receiver ends the link at once). Frames arriving meanwhile are discarded.
+async fn linger(link: &mut Link) {
+    let drain = async { while link.rx.recv().await.is_some() {} };
+    let _ = tokio::time::timeout(REFUSE_LINGER, drain).await;
 }
 
 /// Queues a handshake message; `false` if the link no longer takes frames.
