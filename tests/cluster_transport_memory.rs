@@ -206,3 +206,26 @@ async fn a_silent_peer_is_closed_after_node_ttl_and_reconnects_after_healing() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn crossed_dials_settle_on_one_connection() {
+    let (net, store) = (InMemoryOverlay::new(), Arc::new(MemoryLeaseStore::new()));
+    let a = start("a", &store, &net, cfg("s3cret")).await;
+    // b dials a at once, but its frames are held: a sees no session from b
+    // and dials b on its next membership tick, so both dials are in flight.
+    net.hold("b", "a");
+    let b = start("b", &store, &net, cfg("s3cret")).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    net.release("b", "a");
+    all_connected(&[&a, &b]).await;
+    let dup = |n: &ClusterNode| n.inspect().counters.duplicate_connections;
+    assert!(dup(&a) + dup(&b) >= 1, "both dials completed and one was dropped as a duplicate");
+    // The survivor is stable: no further replacements, heartbeats keep flowing.
+    let (replaced, acked) = (a.inspect().counters.sessions_replaced, a.inspect().peer("b").map(|p| p.heartbeats_acked));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(a.inspect().counters.sessions_replaced, replaced);
+    assert_eq!(a.inspect().peers.len(), 1);
+    assert!(a.inspect().peer("b").map(|p| p.heartbeats_acked) > acked);
+    a.shutdown().await;
+    b.shutdown().await;
+}
