@@ -19,31 +19,15 @@ use axactor_cluster::handshake::{AuthKey, Initiator, Local, fresh_nonce};
 use axactor_cluster::overlay::TcpStats;
 use axactor_cluster::session::{Opener, Sealer};
 use axactor_cluster::wire::hello::{Auth, Challenge, Hello, Refusal};
-use axactor_cluster::wire::{
-    Body, ControlMsg, DataMsg, Envelope, HandshakeMsg, decode_body, encode_envelope, encode_preauth,
+use axactor_cluster::wire::{Body, ControlMsg, DataMsg, Envelope, HandshakeMsg, decode_body, encode_preauth};
+use axactor_cluster::{ClusterConfig, ClusterNode, LeaseStore, MemoryLeaseStore, NodeId, SessionId, TcpOverlay};
+use axactor_tests::cluster::{
+    BOUND, TOKEN, assert_closed_by_node, connected, eventually, fast_cfg, framed, heartbeats_advance, read_frame,
+    sealed, write_frame,
 };
-use axactor_cluster::{
-    ClusterConfig, ClusterInspect, ClusterNode, LeaseStore, MemoryLeaseStore, NodeId, SessionId, TcpOverlay,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout};
-
-const TOKEN: &str = "s3cret";
-const BOUND: Duration = Duration::from_secs(10);
-
-fn cfg() -> ClusterConfig {
-    ClusterConfig {
-        auth_token: Some(TOKEN.into()),
-        heartbeat_interval: Duration::from_millis(100),
-        renew_interval: Duration::from_millis(300),
-        lease_ttl: Duration::from_secs(1),
-        node_ttl: Duration::from_secs(2),
-        reconnect_min: Duration::from_millis(20),
-        reconnect_max: Duration::from_millis(200),
-        ..ClusterConfig::default()
-    }
-}
 
 /// A TCP cluster on loopback: one overlay, one lease store, its nodes.
 struct Cluster {
@@ -88,18 +72,6 @@ impl Cluster {
     }
 }
 
-async fn eventually(node: &ClusterNode, what: &str, check: impl Fn(&ClusterInspect) -> bool) {
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let snap = node.inspect();
-        if check(&snap) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{}: {what}: not reached: {snap:#?}", node.id());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Waits until the overlay's counters satisfy `check`. The overlay counts a
 /// link when its task has ended, just after the node saw the link close.
 async fn tcp_eventually(overlay: &TcpOverlay, what: &str, check: impl Fn(&TcpStats) -> bool) {
@@ -108,20 +80,6 @@ async fn tcp_eventually(overlay: &TcpOverlay, what: &str, check: impl Fn(&TcpSta
         assert!(Instant::now() < deadline, "{what}: not reached: {:#?}", overlay.stats());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn connected(a: &ClusterNode, b: &ClusterNode) {
-    let (a_name, b_name) = (a.id().to_string(), b.id().to_string());
-    let (a_session, b_session) = (a.session().clone(), b.session().clone());
-    eventually(a, "peer authenticated", |s| s.peer(&b_name).is_some_and(|p| p.session == b_session)).await;
-    eventually(b, "peer authenticated", |s| s.peer(&a_name).is_some_and(|p| p.session == a_session)).await;
-}
-
-/// Waits until `a` has seen more acknowledged heartbeats from `b` than now.
-async fn heartbeats_advance(a: &ClusterNode, b: &ClusterNode) {
-    let name = b.id().to_string();
-    let before = a.inspect().peer(&name).map_or(0, |p| p.heartbeats_acked);
-    eventually(a, "heartbeats advance", |s| s.peer(&name).is_some_and(|p| p.heartbeats_acked >= before + 3)).await;
 }
 
 /// The honest pair still talks both ways, with the right sessions.
@@ -142,41 +100,6 @@ fn frame_rejections(node: &ClusterNode, label: &str) -> u64 {
 /// Waits until the handshake failure `label` was counted `n` more times than `before`.
 async fn handshake_failure_counted(node: &ClusterNode, label: &'static str, before: u64, n: u64) {
     eventually(node, label, |s| s.counters.handshake_failures.get(label).copied().unwrap_or(0) == before + n).await;
-}
-
-/// Reads until the node closes the connection; panics if it stays open.
-async fn assert_closed_by_node(stream: &mut TcpStream) {
-    let mut buf = [0u8; 4096];
-    let closed = timeout(BOUND, async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {} // a best-effort Refuse, or heartbeats
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "the node kept the connection open");
-}
-
-fn framed(body: &[u8]) -> Vec<u8> {
-    let len = u32::try_from(body.len()).expect("small frame");
-    let mut frame = len.to_be_bytes().to_vec();
-    frame.extend_from_slice(body);
-    frame
-}
-
-async fn write_frame(stream: &mut TcpStream, body: &[u8]) {
-    stream.write_all(&framed(body)).await.expect("write");
-}
-
-/// The next frame's body, or `None` once the node has closed the stream.
-async fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut len = [0u8; 4];
-    timeout(BOUND, stream.read_exact(&mut len)).await.expect("frame in time").ok()?;
-    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-    timeout(BOUND, stream.read_exact(&mut body)).await.expect("frame in time").ok()?;
-    Some(body)
 }
 
 /// The next handshake message from the node, or `None` on close.
@@ -272,17 +195,9 @@ fn assert_refusal(got: Option<Refusal>, want: Refusal) {
     assert_eq!(got, Some(want), "the refusal reaches the client before the close");
 }
 
-fn sealed(sealer: &mut Sealer, env: &Envelope) -> Vec<u8> {
-    let mut payload = Vec::new();
-    encode_envelope(env, &mut payload).expect("encode");
-    let mut body = Vec::new();
-    sealer.seal(&payload, &mut body).expect("seal");
-    body
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_handshake_transcript_is_rejected() {
-    let (cluster, a, b) = Cluster::pair(cfg()).await;
+    let (cluster, a, b) = Cluster::pair(fast_cfg()).await;
     let addr = a.local_addr().expect("addr");
 
     // An honest initiator's handshake, recorded.
@@ -323,7 +238,7 @@ async fn a_replayed_handshake_transcript_is_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reflected_mac_is_rejected() {
-    let (cluster, a, b) = Cluster::pair(cfg()).await;
+    let (cluster, a, b) = Cluster::pair(fast_cfg()).await;
     let addr = a.local_addr().expect("addr");
     let honest = authenticated(addr, run_of("x", 1), "a").await;
     let accept_mac = honest.accept_mac.expect("an Accept was received");
@@ -367,7 +282,7 @@ async fn a_reflected_mac_is_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_downgrades_and_tampered_versions_are_refused() {
-    let (cluster, a, b) = Cluster::pair(cfg()).await;
+    let (cluster, a, b) = Cluster::pair(fast_cfg()).await;
     let addr = a.local_addr().expect("addr");
     let key = || AuthKey::from_token(TOKEN.as_bytes());
 
@@ -409,7 +324,7 @@ async fn version_downgrades_and_tampered_versions_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_claiming_another_nodes_name() {
-    let (cluster, a, b) = Cluster::pair(cfg()).await;
+    let (cluster, a, b) = Cluster::pair(fast_cfg()).await;
     let addr = a.local_addr().expect("addr");
     let acked_before = a.inspect().peer("b").map_or(0, |p| p.heartbeats_acked);
 
@@ -451,7 +366,8 @@ async fn a_peer_claiming_another_nodes_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_loris_connections_time_out_and_free_their_slots() {
     const SLOTS: usize = 3;
-    let cfg = ClusterConfig { handshake_timeout: Duration::from_millis(500), max_pending_handshakes: SLOTS, ..cfg() };
+    let cfg =
+        ClusterConfig { handshake_timeout: Duration::from_millis(500), max_pending_handshakes: SLOTS, ..fast_cfg() };
     let (mut cluster, a, b) = Cluster::pair(cfg.clone()).await;
     let addr = a.local_addr().expect("addr");
     let timed_out = handshake_failures(&a, "timed_out");
@@ -488,7 +404,7 @@ async fn slow_loris_connections_time_out_and_free_their_slots() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_of_a_replaced_session_is_rejected() {
-    let (cluster, a, b) = Cluster::pair(cfg()).await;
+    let (cluster, a, b) = Cluster::pair(fast_cfg()).await;
     let addr = a.local_addr().expect("addr");
     let replaced = a.inspect().counters.sessions_replaced;
 
@@ -517,7 +433,7 @@ async fn a_frame_of_a_replaced_session_is_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_empty_and_oversized_frames_before_auth_are_closed_and_counted() {
-    let cfg = ClusterConfig { preauth_max_frame_bytes: 1024, ..cfg() };
+    let cfg = ClusterConfig { preauth_max_frame_bytes: 1024, ..fast_cfg() };
     let (cluster, a, b) = Cluster::pair(cfg).await;
     let addr = a.local_addr().expect("addr");
     let tcp = || cluster.overlay.stats();
@@ -580,7 +496,7 @@ fn proc_status_kib(field: &str) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_flood_from_one_peer_stays_bounded() {
     const FRAMES: u64 = 50_000;
-    let (cluster, a, b) = Cluster::pair(cfg()).await;
+    let (cluster, a, b) = Cluster::pair(fast_cfg()).await;
     let addr = a.local_addr().expect("addr");
     let rss_before = rss_kib();
 

@@ -13,30 +13,16 @@ use std::time::Duration;
 use axactor_cluster::handshake::{AuthKey, Initiator, Local, fresh_nonce};
 use axactor_cluster::session::{Opener, Sealer};
 use axactor_cluster::wire::{
-    Body, ControlMsg, DataMsg, Envelope, Rejection, decode_body, decode_envelope, encode_envelope, encode_preauth,
+    Body, ControlMsg, DataMsg, Envelope, Rejection, decode_body, decode_envelope, encode_preauth,
 };
-use axactor_cluster::{
-    ClusterConfig, ClusterInspect, ClusterNode, LeaseStore, MemoryLeaseStore, NodeId, SessionId, TcpOverlay,
+use axactor_cluster::{ClusterConfig, ClusterNode, LeaseStore, MemoryLeaseStore, NodeId, SessionId, TcpOverlay};
+use axactor_tests::cluster::{
+    BOUND, TOKEN, assert_closed_by_node, connected, eventually, fast_cfg, heartbeats_advance, read_frame, sealed,
+    write_frame,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
-
-const TOKEN: &str = "s3cret";
-const BOUND: Duration = Duration::from_secs(10);
-
-fn cfg() -> ClusterConfig {
-    ClusterConfig {
-        auth_token: Some(TOKEN.into()),
-        heartbeat_interval: Duration::from_millis(100),
-        renew_interval: Duration::from_millis(300),
-        lease_ttl: Duration::from_secs(1),
-        node_ttl: Duration::from_secs(2),
-        reconnect_min: Duration::from_millis(20),
-        reconnect_max: Duration::from_millis(200),
-        ..ClusterConfig::default()
-    }
-}
 
 /// Starts `names` on one overlay whose address book starts at port 0; each
 /// node's bound address is published to the shared book after it starts.
@@ -47,66 +33,12 @@ async fn start_nodes(names: &[&str]) -> Vec<ClusterNode> {
     let store: Arc<dyn LeaseStore> = Arc::new(MemoryLeaseStore::new());
     let mut nodes = Vec::new();
     for name in names {
-        let node = ClusterNode::start(NodeId::new(*name), store.clone(), overlay.clone(), cfg()).await.expect("start");
+        let node =
+            ClusterNode::start(NodeId::new(*name), store.clone(), overlay.clone(), fast_cfg()).await.expect("start");
         overlay.insert_address(*name, node.local_addr().expect("tcp listens on an address"));
         nodes.push(node);
     }
     nodes
-}
-
-async fn eventually(node: &ClusterNode, what: &str, check: impl Fn(&ClusterInspect) -> bool) {
-    let deadline = Instant::now() + BOUND;
-    loop {
-        let snap = node.inspect();
-        if check(&snap) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{}: {what}: not reached: {snap:#?}", node.id());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn connected(a: &ClusterNode, b: &ClusterNode) {
-    let (a_name, b_name) = (a.id().to_string(), b.id().to_string());
-    eventually(a, "peer authenticated", |s| s.peer(&b_name).is_some_and(|p| p.version == 1)).await;
-    eventually(b, "peer authenticated", |s| s.peer(&a_name).is_some_and(|p| p.version == 1)).await;
-}
-
-/// Waits until `a` has seen more acknowledged heartbeats from `b` than now.
-async fn heartbeats_advance(a: &ClusterNode, b: &ClusterNode) {
-    let name = b.id().to_string();
-    let before = a.inspect().peer(&name).map_or(0, |p| p.heartbeats_acked);
-    eventually(a, "heartbeats advance", |s| s.peer(&name).is_some_and(|p| p.heartbeats_acked >= before + 3)).await;
-}
-
-/// Reads until the node closes the connection; panics if it stays open.
-async fn assert_closed_by_node(stream: &mut TcpStream) {
-    let mut buf = [0u8; 4096];
-    let closed = timeout(BOUND, async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {} // a best-effort Refuse, or heartbeats
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "the node kept the connection open");
-}
-
-async fn write_frame(stream: &mut TcpStream, body: &[u8]) {
-    let len = u32::try_from(body.len()).expect("small frame");
-    let mut frame = len.to_be_bytes().to_vec();
-    frame.extend_from_slice(body);
-    stream.write_all(&frame).await.expect("write");
-}
-
-async fn read_frame(stream: &mut TcpStream) -> Vec<u8> {
-    let mut len = [0u8; 4];
-    timeout(BOUND, stream.read_exact(&mut len)).await.expect("frame in time").expect("read");
-    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-    timeout(BOUND, stream.read_exact(&mut body)).await.expect("frame in time").expect("read");
-    body
 }
 
 /// A raw client that runs the real handshake as `name` against `peer`.
@@ -125,7 +57,7 @@ async fn raw_session_of(addr: SocketAddr, me: SessionId, peer: &str) -> (TcpStre
     encode_preauth(&hello, &mut out).expect("encode");
     write_frame(&mut stream, &out).await;
     loop {
-        let body = read_frame(&mut stream).await;
+        let body = read_frame(&mut stream).await.expect("frame");
         let Ok(Body::PreAuth(msg)) = decode_body(&body) else { panic!("expected a handshake message") };
         let step = machine.on_message(msg, Instant::now()).expect("handshake step");
         if let Some(msg) = step.send {
@@ -138,14 +70,6 @@ async fn raw_session_of(addr: SocketAddr, me: SessionId, peer: &str) -> (TcpStre
             return (stream, sealer, opener);
         }
     }
-}
-
-fn sealed(sealer: &mut Sealer, env: &Envelope) -> Vec<u8> {
-    let mut payload = Vec::new();
-    encode_envelope(env, &mut payload).expect("encode");
-    let mut body = Vec::new();
-    sealer.seal(&payload, &mut body).expect("seal");
-    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,7 +151,7 @@ async fn an_authenticated_client_is_refused_data_and_cut_off_on_a_bad_frame() {
     write_frame(&mut s, &sealed(&mut sealer, &Envelope::Data(ask))).await;
     let rejected = timeout(BOUND, async {
         loop {
-            let body = read_frame(&mut s).await;
+            let body = read_frame(&mut s).await.expect("frame");
             let Ok(Body::Sealed { seq, payload, mac }) = decode_body(&body) else { panic!("expected a sealed frame") };
             opener.open_parts(seq, payload, mac).expect("authentic frame from the node");
             if let Envelope::Data(DataMsg::Rejected { request_id, reason }) = decode_envelope(payload).expect("env") {
@@ -270,7 +194,7 @@ async fn pending_handshakes_are_capped_and_time_out() {
     let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let overlay = TcpOverlay::new(HashMap::from([("a".to_string(), any)]));
     let store: Arc<dyn LeaseStore> = Arc::new(MemoryLeaseStore::new());
-    let cfg = ClusterConfig { max_pending_handshakes: 1, handshake_timeout: Duration::from_millis(500), ..cfg() };
+    let cfg = ClusterConfig { max_pending_handshakes: 1, handshake_timeout: Duration::from_millis(500), ..fast_cfg() };
     let a = ClusterNode::start(NodeId::new("a"), store, overlay, cfg).await.expect("start");
     let addr = a.local_addr().expect("addr");
 

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: gates to hold an actor inside a
 //! handler, and lifecycle-event collection.
 
+pub mod cluster;
+
 use std::sync::Arc;
 use std::time::Duration;
 
