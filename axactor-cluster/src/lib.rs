@@ -12,6 +12,8 @@
 //! assert_eq!(a.to_string(), "a");
 //! ```
 
+extern crate self as axactor_cluster;
+
 pub use axactor;
 
 pub mod config;
@@ -21,6 +23,8 @@ mod id;
 pub mod lease;
 mod node;
 pub mod overlay;
+mod remote;
+mod route;
 pub mod session;
 pub mod wire;
 
@@ -33,3 +37,5 @@ pub use node::{
     PeerInfo, PeerState, SHUTDOWN_TIMEOUT,
 };
 pub use overlay::{ClusterOverlay, InMemoryOverlay, LinkFaults, OverlayError, TcpKeepaliveOptions, TcpOverlay};
+pub use remote::{AskOf, DownEvent, PendingReply, RemoteActor, RemoteHandle, ReplyOf, TellOf};
+pub use wire::DownReason;

@@ -1,0 +1,163 @@
+//! What `#[actor(remote)]` generates code against: the [`RemoteActor`]
+//! trait (the actor's wire contract plus the conversions between contract
+//! values and local messages) and [`RemoteHandle`], the routing handle every
+//! generated `XRemoteRef` wraps.
+//!
+//! A [`RemoteHandle`] names a key of a keyed registry (or a singleton). Each
+//! call maps the key to its shard, finds the shard's owner and its epoch, and
+//! either delivers the message in process (the key's shard is owned here: no
+//! serialization) or sends it over the authenticated session to the owner,
+//! which executes it only under exactly that epoch.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axactor::{Actor, LocalRef, RefContract};
+use tokio::sync::mpsc;
+
+use crate::error::RemoteError;
+use crate::wire::DownReason;
+
+/// The tell enum of `A`'s contract.
+pub type TellOf<A> = <<A as RemoteActor>::Contract as RefContract>::Tell;
+/// The ask enum of `A`'s contract.
+pub type AskOf<A> = <<A as RemoteActor>::Contract as RefContract>::Ask;
+/// The reply enum of `A`'s contract.
+pub type ReplyOf<A> = <<A as RemoteActor>::Contract as RefContract>::Reply;
+
+/// The reply to an ask delivered in process: resolves to `None` when the
+/// actor dropped the request without replying (handler panic, stop).
+pub type PendingReply<R> = Pin<Box<dyn Future<Output = Option<R>> + Send + 'static>>;
+
+/// An actor that can be hosted by the cluster and addressed from any node.
+/// Implemented by `#[actor(remote)]`; not meant to be implemented by hand.
+pub trait RemoteActor: Actor {
+    /// The generated wire contract (`XContract`).
+    type Contract: RefContract;
+    /// The generated remote handle (`XRemoteRef`).
+    type RemoteRef: Clone + Send + Sync + 'static;
+
+    /// Wraps a routing handle into the generated remote ref.
+    fn remote_ref(handle: RemoteHandle<Self>) -> Self::RemoteRef;
+
+    /// The local handle's untyped ref (`XRef::as_local_ref`).
+    fn local_ref(actor: &Self::Ref) -> LocalRef<Self::Msg>;
+
+    /// Turns a contract tell into the actor's message.
+    fn tell_message(tell: TellOf<Self>) -> Self::Msg;
+
+    /// Turns a contract ask into the actor's message and the future of its
+    /// reply, already converted into the contract's reply enum.
+    fn ask_message(ask: AskOf<Self>) -> (Self::Msg, PendingReply<ReplyOf<Self>>);
+}
+
+/// A monitored remote activation can no longer execute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownEvent {
+    /// The registry (or singleton) id.
+    pub registry: String,
+    /// The key of the activation.
+    pub key: String,
+    /// Why it is down.
+    pub reason: DownReason,
+}
+
+/// The routing handle of one key: what every generated `XRemoteRef` wraps.
+/// Cheap to clone.
+pub struct RemoteHandle<A: RemoteActor> {
+    pub(crate) route: Arc<crate::route::Route<A>>,
+    pub(crate) key: Arc<str>,
+    pub(crate) shard: u32,
+    _actor: PhantomData<fn() -> A>,
+}
+
+impl<A: RemoteActor> Clone for RemoteHandle<A> {
+    fn clone(&self) -> Self {
+        RemoteHandle {
+            route: Arc::clone(&self.route),
+            key: Arc::clone(&self.key),
+            shard: self.shard,
+            _actor: PhantomData,
+        }
+    }
+}
+
+impl<A: RemoteActor> fmt::Debug for RemoteHandle<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteHandle")
+            .field("registry", &self.route.registry())
+            .field("key", &self.key)
+            .field("shard", &self.shard)
+            .finish()
+    }
+}
+
+impl<A: RemoteActor> RemoteHandle<A> {
+    pub(crate) fn new(route: Arc<crate::route::Route<A>>, key: Arc<str>) -> Self {
+        let shard = route.shard_of(&key);
+        RemoteHandle { route, key, shard, _actor: PhantomData }
+    }
+
+    /// The key this handle addresses.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The shard of the key.
+    pub fn shard(&self) -> u32 {
+        self.shard
+    }
+
+    /// Sends a tell without waiting for an acknowledgement (`m`). `Ok` means
+    /// it was handed to the owner's mailbox (local owner) or to the
+    /// connection to the owner (remote owner); it may still be dropped on
+    /// the way, and every such drop is counted by the receiver.
+    ///
+    /// # Errors
+    /// A definite [`RemoteError`] when it could not be sent (no owner,
+    /// mailbox or send queue full, shut down).
+    pub async fn tell(&self, tell: TellOf<A>) -> Result<(), RemoteError> {
+        self.route.tell(self, tell, false).await
+    }
+
+    /// Sends a tell and waits until the owner accepted it into the
+    /// activation's mailbox (`m_wait`).
+    ///
+    /// # Errors
+    /// Definite rejections are retried within the request timeout; what
+    /// remains is returned. `Timeout`/`ConnectionLost` mean it may have been
+    /// enqueued.
+    pub async fn tell_wait(&self, tell: TellOf<A>) -> Result<(), RemoteError> {
+        self.route.tell(self, tell, true).await
+    }
+
+    /// Asks and waits for the reply, at most `timeout` (the node's
+    /// `request_timeout` when `None`).
+    ///
+    /// # Errors
+    /// As [`RemoteHandle::tell_wait`]; plus `ActorClosed` when the activation
+    /// dropped the request without replying.
+    pub async fn ask(&self, ask: AskOf<A>, timeout: Option<Duration>) -> Result<ReplyOf<A>, RemoteError> {
+        self.route.ask(self, ask, timeout).await
+    }
+
+    /// Watches the key's current activation: the receiver gets exactly one
+    /// [`DownEvent`] once that activation can no longer execute. Dropping the
+    /// receiver cancels the monitor.
+    ///
+    /// # Errors
+    /// A definite [`RemoteError`] when no owner could be reached.
+    pub async fn monitor(&self) -> Result<mpsc::Receiver<DownEvent>, RemoteError> {
+        self.route.monitor(self).await
+    }
+
+    /// The error a generated ref returns when a reply has the wrong variant
+    /// for its ask (only a peer breaking the contract can cause it).
+    pub fn reply_mismatch() -> RemoteError {
+        RemoteError::Codec
+    }
+}
