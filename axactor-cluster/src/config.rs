@@ -36,6 +36,13 @@ pub const DEFAULT_MAX_INFLIGHT_REQUESTS: usize = 65_536;
 pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(50);
 /// Default cap of the re-dial backoff.
 pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// Default settle window: no handover until the set of nodes has been
+/// stable this long.
+pub const DEFAULT_REBALANCE_SETTLE: Duration = Duration::from_secs(5);
+/// Default cap on handovers a node starts per `renew_interval`.
+pub const DEFAULT_MAX_MOVES_PER_INTERVAL: usize = 8;
+/// Default bound on monitors this node holds on remote activations.
+pub const DEFAULT_MAX_REMOTE_MONITORS: usize = 65_536;
 
 /// Settings of a cluster node. `Default` is secure: no token means
 /// `ClusterNode::start` refuses to run unless `allow_insecure_auth` is set.
@@ -81,6 +88,14 @@ pub struct ClusterConfig {
     pub reconnect_min: Duration,
     /// Cap of the re-dial backoff.
     pub reconnect_max: Duration,
+    /// Settle window: a node hands a shard over to its preferred owner only
+    /// once the set of nodes has been stable this long.
+    pub rebalance_settle: Duration,
+    /// Handovers a node starts per `renew_interval`, at most.
+    pub max_moves_per_interval: usize,
+    /// Monitors this node may hold on remote activations; more fail with
+    /// `Overloaded`.
+    pub max_remote_monitors: usize,
 }
 
 impl Default for ClusterConfig {
@@ -104,6 +119,9 @@ impl Default for ClusterConfig {
             max_inflight_requests: DEFAULT_MAX_INFLIGHT_REQUESTS,
             reconnect_min: DEFAULT_RECONNECT_MIN,
             reconnect_max: DEFAULT_RECONNECT_MAX,
+            rebalance_settle: DEFAULT_REBALANCE_SETTLE,
+            max_moves_per_interval: DEFAULT_MAX_MOVES_PER_INTERVAL,
+            max_remote_monitors: DEFAULT_MAX_REMOTE_MONITORS,
         }
     }
 }
@@ -137,6 +155,12 @@ impl ClusterConfig {
         if self.lease_ttl <= self.renew_interval {
             return bad("lease_ttl", "must be greater than renew_interval (suggested: about 3x)");
         }
+        if self.renew_interval + crate::shard::lease_fsm::drift_margin(self.lease_ttl) >= self.lease_ttl {
+            return bad(
+                "renew_interval",
+                "plus the drift margin (max(2% of lease_ttl, 50 ms)) must be below lease_ttl",
+            );
+        }
         if self.node_ttl < self.lease_ttl {
             return bad("node_ttl", "must be at least lease_ttl");
         }
@@ -164,6 +188,8 @@ impl ClusterConfig {
             ("max_pending_handshakes", self.max_pending_handshakes),
             ("max_peers", self.max_peers),
             ("max_inflight_requests", self.max_inflight_requests),
+            ("max_moves_per_interval", self.max_moves_per_interval),
+            ("max_remote_monitors", self.max_remote_monitors),
         ] {
             if n == 0 {
                 return bad(field, "must be at least 1");

@@ -63,6 +63,10 @@ pub enum RemoteError {
     /// The local node is shut down.
     #[error("the node is shut down")]
     ShutDown,
+    /// The activation accepted the request but stopped (or panicked) before
+    /// replying: it may have run.
+    #[error("the activation stopped before replying")]
+    Canceled,
 }
 
 impl RemoteError {
@@ -85,6 +89,7 @@ impl RemoteError {
             RemoteError::Timeout
             | RemoteError::ConnectionLost
             | RemoteError::Codec
+            | RemoteError::Canceled
             | RemoteError::ProtocolViolation => false,
         }
     }

@@ -29,6 +29,7 @@ mod conn;
 mod established;
 mod inspect;
 mod loops;
+mod routing;
 mod shared;
 mod table;
 
@@ -41,13 +42,20 @@ use std::time::Duration;
 use crate::config::{ClusterConfig, ConfigProblem};
 use crate::error::ClusterError;
 use crate::handshake::{AuthKey, fresh_nonce, valid_name};
+use crate::host::{Host, HostedRegistry};
 use crate::id::{NodeId, SessionId};
+use crate::keyed::{Keyed, KeyedConfig, Singleton};
 use crate::lease::LeaseStore;
 use crate::overlay::ClusterOverlay;
+use crate::remote::RemoteActor;
+use crate::route::Route;
+use crate::wire::ControlMsg;
 
 pub use established::{CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, DATA_QUEUE_CAPACITY};
-pub use inspect::{ClusterInspect, Counters, PeerDirection, PeerInfo, PeerState};
-use shared::Shared;
+pub use inspect::{ClusterInspect, Counters, OwnedShard, PeerDirection, PeerInfo, PeerState};
+pub(crate) use routing::Response;
+pub(crate) use shared::Shared;
+pub(crate) use table::ConnId as ConnTag;
 
 /// The longest `shutdown` waits for the node's tasks before aborting them.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -148,6 +156,9 @@ impl ClusterNode {
         }
         shared.spawn(loops::accept_loop(Arc::clone(&shared), listener));
         shared.spawn(loops::membership_loop(Arc::clone(&shared)));
+        let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(1);
+        *shared.manager.lock() = Some(cmd_tx);
+        shared.spawn(crate::manager::run(Arc::clone(&shared), cmd_rx));
         tracing::info!(node = %shared.id, session = %shared.session, "cluster node started");
         Ok(ClusterNode { shared, local_addr })
     }
@@ -193,19 +204,100 @@ impl ClusterNode {
                 }
             })
             .collect();
+        let mut shards: Vec<OwnedShard> = shared
+            .hosts_snapshot()
+            .iter()
+            .flat_map(|h| {
+                h.owned().into_iter().map(|(shard, epoch)| OwnedShard {
+                    registry: h.id().to_string(),
+                    shard,
+                    epoch: epoch.0,
+                })
+            })
+            .collect();
+        shards.sort();
         ClusterInspect {
             node: shared.id.clone(),
             session: shared.session.clone(),
             peers,
+            shards,
             counters: shared.counters.snapshot(),
         }
     }
 
-    /// Test hook: stop renewing leases as if the lease store were
-    /// unreachable. **Not yet effective**: leases are not built yet; the flag
-    /// is only stored (membership refreshes are not affected).
+    /// Hosts the keyed registry `registry_id` on this node: keys map to
+    /// `cfg.shard_count` shards, each owned by one node at a time (under a
+    /// lease), and each key has at most one activation cluster-wide, made
+    /// by `factory(key)` on first use. Every node hosting the registry must
+    /// register it with the same id and shard count.
+    ///
+    /// # Errors
+    /// [`ClusterError::Config`] for an invalid id or config, or an id
+    /// already registered on this node; [`ClusterError::ShutDown`] after
+    /// `shutdown`.
+    pub fn keyed<A, F>(&self, registry_id: &str, cfg: KeyedConfig, factory: F) -> Result<Keyed<A>, ClusterError>
+    where
+        A: RemoteActor,
+        F: Fn(&str) -> A + Send + Sync + 'static,
+    {
+        self.register(registry_id, cfg, Arc::new(factory), None)
+    }
+
+    /// Hosts the singleton `name`: exactly one activation cluster-wide,
+    /// started eagerly on the node holding its lease and restarted on
+    /// another node when that lease is lost. Every node that may run it
+    /// registers it with the same name.
+    ///
+    /// # Errors
+    /// As [`ClusterNode::keyed`].
+    pub fn singleton<A, F>(&self, name: &str, factory: F) -> Result<Singleton<A>, ClusterError>
+    where
+        A: RemoteActor,
+        F: Fn() -> A + Send + Sync + 'static,
+    {
+        let cfg = KeyedConfig::new(1).idle_timeout(None);
+        let keyed = self.register(name, cfg, Arc::new(move |_: &str| factory()), Some(name))?;
+        Ok(Singleton { keyed })
+    }
+
+    fn register<A: RemoteActor>(
+        &self,
+        id: &str,
+        cfg: KeyedConfig,
+        factory: Arc<dyn Fn(&str) -> A + Send + Sync>,
+        eager: Option<&str>,
+    ) -> Result<Keyed<A>, ClusterError> {
+        let shared = &self.shared;
+        if shared.is_stopping() {
+            return Err(ClusterError::ShutDown);
+        }
+        if !valid_name(id) {
+            let problem = "must be 1 to 255 bytes of UTF-8 without control characters";
+            return Err(ConfigProblem { field: "registry id", problem }.into());
+        }
+        cfg.validate()?;
+        let host = Host::new(id, cfg, factory, Arc::clone(&shared.system), eager);
+        {
+            let mut hosts = shared.hosts.write();
+            if hosts.contains_key(id) {
+                let problem = "is already registered on this node";
+                return Err(ConfigProblem { field: "registry id", problem }.into());
+            }
+            hosts.insert(id.to_string(), Arc::clone(&host) as Arc<dyn HostedRegistry>);
+        }
+        shared.broadcast_control(&ControlMsg::Hosting { registries: shared.hosting() });
+        shared.kick.notify_one();
+        Ok(Keyed { route: Arc::new(Route::new(Arc::clone(shared), host)) })
+    }
+
+    /// Test hook: stop renewing (and acquiring) leases as if the lease
+    /// store were unreachable. Held shards are fenced at their local
+    /// deadline: their activations stop with `ExitReason::LeaseLost` before
+    /// the store can hand the lease to another node. Membership refreshes
+    /// are not affected.
     pub fn set_lease_renewal_paused(&self, paused: bool) {
         self.shared.renewal_paused.store(paused, Ordering::Relaxed);
+        self.shared.kick.notify_one();
     }
 
     /// Shuts the node down gracefully, in the order described in the module
@@ -220,6 +312,17 @@ impl ClusterNode {
     /// removal of the membership record (it then expires after `node_ttl`).
     pub async fn shutdown(&self) {
         let shared = &self.shared;
+        // Withdraw from placement, then stop the activations and release
+        // the leases (peers are told), then close the transport.
+        shared.broadcast_control(&ControlMsg::Hosting { registries: Vec::new() });
+        let manager = shared.manager.lock().take();
+        if let Some(manager) = manager {
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            if manager.send(crate::manager::Cmd::Shutdown(done_tx)).await.is_ok() {
+                let _ = done_rx.await;
+            }
+        }
+        shared.system.shutdown_graceful(Duration::from_secs(1)).await;
         shared.stop.send_replace(true);
         let removal = shared.store.remove_member(&shared.session);
         match tokio::time::timeout(shared.cfg.request_timeout, removal).await {

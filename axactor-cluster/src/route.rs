@@ -1,37 +1,417 @@
-//! Routing (work in progress).
-use std::marker::PhantomData;
+//! The client side of routing: key → shard → owner → delivery.
+//!
+//! 1. **Local fast path**: if this node holds the key's shard (and is
+//!    before its deadline), the message goes straight into the activation's
+//!    mailbox: no serialization, no copy.
+//! 2. Otherwise the payload is encoded once, and the owner is looked up in
+//!    the node's owner cache (entries live one `renew_interval`; refreshed
+//!    from the lease store on a miss or after a rejection, and updated by
+//!    peers' lease notices). The frame carries the registry, shard and
+//!    epoch; the owner executes it only under exactly that epoch.
+//! 3. Only **definite** failures are retried (not owner, stale epoch, no
+//!    connection to the owner's session, mailbox full, activation closing,
+//!    overloaded), with capped exponential backoff, until the request's
+//!    deadline or [`MAX_ATTEMPTS`]. A timeout or a connection lost after the
+//!    send is returned as is: the request may have run.
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::error::RemoteError;
+use crate::host::{Host, Local, MonitorSink};
+use crate::lease::Epoch;
+use crate::node::{Response, Shared};
 use crate::remote::{AskOf, DownEvent, RemoteActor, RemoteHandle, ReplyOf, TellOf};
+use crate::shard::{lease_name, shard_of};
+use crate::wire::{ControlMsg, DataMsg, Rejection};
 
-pub(crate) struct Route<A> {
-    registry: String,
+/// Attempts per request before the last definite error is returned.
+pub const MAX_ATTEMPTS: u32 = 16;
+/// First retry delay; doubles per attempt up to [`MAX_RETRY_DELAY`].
+pub const MIN_RETRY_DELAY: Duration = Duration::from_millis(5);
+/// Cap of the retry delay.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_millis(250);
+
+/// The routing state of one registry on one node.
+pub(crate) struct Route<A: RemoteActor> {
+    pub(crate) node: Arc<Shared>,
+    pub(crate) host: Arc<Host<A>>,
     shards: u32,
-    _a: PhantomData<fn() -> A>,
+}
+
+impl<A: RemoteActor> std::fmt::Debug for Route<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route").field("registry", self.host.registry()).finish_non_exhaustive()
+    }
+}
+
+/// What one remote attempt asks for.
+enum Kind {
+    Ask,
+    TellAck,
+}
+
+fn map_rejection(r: &Rejection) -> RemoteError {
+    match r {
+        Rejection::NotOwner { .. } => RemoteError::NotOwner,
+        Rejection::StaleEpoch { .. } => RemoteError::StaleEpoch,
+        Rejection::UnknownSession => RemoteError::UnknownSession,
+        Rejection::MailboxFull => RemoteError::MailboxFull,
+        Rejection::ActorClosed => RemoteError::ActorClosed,
+        Rejection::Unauthorized => RemoteError::Unauthorized,
+        Rejection::BadPayload => RemoteError::Codec,
+        Rejection::Overloaded => RemoteError::Overloaded,
+    }
+}
+
+/// Definite failures worth another attempt (possibly at another owner).
+fn retryable(e: &RemoteError) -> bool {
+    matches!(
+        e,
+        RemoteError::NotOwner
+            | RemoteError::StaleEpoch
+            | RemoteError::UnknownSession
+            | RemoteError::NoOwner
+            | RemoteError::MailboxFull
+            | RemoteError::ActorClosed
+            | RemoteError::Overloaded
+    )
+}
+
+fn retry_delay(attempt: u32) -> Duration {
+    MIN_RETRY_DELAY.saturating_mul(1u32 << attempt.min(16)).min(MAX_RETRY_DELAY)
 }
 
 impl<A: RemoteActor> Route<A> {
+    pub(crate) fn new(node: Arc<Shared>, host: Arc<Host<A>>) -> Route<A> {
+        let shards = crate::host::HostedRegistry::shard_count(&*host);
+        Route { node, host, shards }
+    }
+
     pub(crate) fn registry(&self) -> &str {
-        &self.registry
+        self.host.registry()
     }
+
     pub(crate) fn shard_of(&self, key: &str) -> u32 {
-        (key.len() as u32) % self.shards.max(1)
+        shard_of(key, self.shards)
     }
-    pub(crate) async fn tell(&self, _h: &RemoteHandle<A>, _t: TellOf<A>, _wait: bool) -> Result<(), RemoteError> {
-        Err(RemoteError::NoOwner)
+
+    fn check_running(&self) -> Result<(), RemoteError> {
+        if self.node.is_stopping() { Err(RemoteError::ShutDown) } else { Ok(()) }
     }
+
+    pub(crate) async fn tell(&self, h: &RemoteHandle<A>, tell: TellOf<A>, wait: bool) -> Result<(), RemoteError> {
+        self.check_running()?;
+        let deadline = Instant::now() + self.node.cfg.request_timeout;
+        let tell = match self.host.local_tell(h.shard, &h.key, tell, wait.then_some(deadline)).await {
+            Local::Done(r) => return r.map_err(|r| map_rejection(&r)),
+            Local::NotHere(t) => t,
+        };
+        let payload = postcard::to_allocvec(&tell).map_err(|_| RemoteError::Codec)?;
+        drop(tell);
+        if wait {
+            self.request(h, Kind::TellAck, payload, deadline).await.map(|_| ())
+        } else {
+            self.send_unacked(h, payload, deadline).await
+        }
+    }
+
     pub(crate) async fn ask(
         &self,
-        _h: &RemoteHandle<A>,
-        _a: AskOf<A>,
-        _t: Option<Duration>,
+        h: &RemoteHandle<A>,
+        ask: AskOf<A>,
+        timeout: Option<Duration>,
     ) -> Result<ReplyOf<A>, RemoteError> {
-        Err(RemoteError::NoOwner)
+        self.check_running()?;
+        let deadline = Instant::now() + timeout.unwrap_or(self.node.cfg.request_timeout);
+        let ask = match self.host.local_ask(h.shard, &h.key, ask, deadline).await {
+            Local::Done(r) => return self.await_local(r, deadline).await,
+            Local::NotHere(a) => a,
+        };
+        let payload = postcard::to_allocvec(&ask).map_err(|_| RemoteError::Codec)?;
+        drop(ask);
+        let bytes = self.request(h, Kind::Ask, payload, deadline).await?;
+        postcard::from_bytes(&bytes).map_err(|_| RemoteError::Codec)
     }
-    pub(crate) async fn monitor(&self, _h: &RemoteHandle<A>) -> Result<mpsc::Receiver<DownEvent>, RemoteError> {
-        Err(RemoteError::NoOwner)
+
+    async fn await_local(
+        &self,
+        r: Result<crate::remote::PendingReply<ReplyOf<A>>, Rejection>,
+        deadline: Instant,
+    ) -> Result<ReplyOf<A>, RemoteError> {
+        let pending = r.map_err(|r| map_rejection(&r))?;
+        match tokio::time::timeout_at(deadline, pending).await {
+            Ok(Some(reply)) => Ok(reply),
+            Ok(None) => Err(RemoteError::Canceled),
+            Err(_) => Err(RemoteError::Timeout),
+        }
+    }
+
+    /// The shard's owner: from the cache, or the store when `fresh` or missing.
+    async fn owner(&self, shard: u32, fresh: bool) -> Result<(crate::id::SessionId, Epoch), RemoteError> {
+        let registry = self.host.registry();
+        if !fresh && let Some(hit) = self.node.cached_owner(registry, shard) {
+            return Ok(hit);
+        }
+        let name = lease_name(registry, shard);
+        let looked_up = tokio::time::timeout(self.node.cfg.request_timeout, self.node.store.get(&name)).await;
+        match looked_up {
+            Ok(Ok(Some(lease))) => {
+                self.node.cache_owner(registry, shard, lease.holder.clone(), lease.epoch);
+                Ok((lease.holder, lease.epoch))
+            }
+            Ok(Ok(None)) => {
+                self.node.forget_owner(registry, shard);
+                Err(RemoteError::NoOwner)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "owner lookup failed");
+                Err(RemoteError::NoOwner)
+            }
+            Err(_) => Err(RemoteError::NoOwner),
+        }
+    }
+
+    /// Runs attempts until a result, an indeterminate failure, the deadline
+    /// or [`MAX_ATTEMPTS`].
+    async fn request(
+        &self,
+        h: &RemoteHandle<A>,
+        kind: Kind,
+        payload: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, RemoteError> {
+        let mut fresh = false;
+        let mut attempt = 0;
+        loop {
+            let err = match self.attempt(h, &kind, &payload, deadline, fresh).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(e) if !retryable(&e) => return Err(e),
+                Err(e) => e,
+            };
+            attempt += 1;
+            fresh = true;
+            let next = Instant::now() + retry_delay(attempt);
+            if attempt >= MAX_ATTEMPTS || next >= deadline || self.node.is_stopping() {
+                return Err(err);
+            }
+            tracing::trace!(registry = %self.registry(), key = %h.key, error = %err, attempt, "retrying");
+            tokio::time::sleep_until(next).await;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        h: &RemoteHandle<A>,
+        kind: &Kind,
+        payload: &[u8],
+        deadline: Instant,
+        fresh: bool,
+    ) -> Result<Vec<u8>, RemoteError> {
+        // The shard may have moved here since the first try.
+        if self.host.usable(h.shard) {
+            return self.local_from_bytes(h, kind, payload, deadline).await;
+        }
+        let (holder, epoch) = self.owner(h.shard, fresh).await?;
+        if holder == self.node.session {
+            // The store says ours, but this node does not (or no longer) use it.
+            return Err(RemoteError::NoOwner);
+        }
+        let Some(link) = self.node.connection(&holder) else {
+            self.node.kick_dials();
+            return Err(RemoteError::UnknownSession);
+        };
+        let (request_id, rx) = self.node.register_pending(link.conn)?;
+        let msg = match kind {
+            Kind::Ask => DataMsg::Ask {
+                request_id,
+                registry: self.registry().to_string(),
+                shard: h.shard,
+                epoch: epoch.0,
+                key: h.key.to_string(),
+                payload: payload.to_vec(),
+            },
+            Kind::TellAck => DataMsg::Tell {
+                registry: self.registry().to_string(),
+                shard: h.shard,
+                epoch: epoch.0,
+                key: h.key.to_string(),
+                payload: payload.to_vec(),
+                ack_id: Some(request_id),
+            },
+        };
+        match tokio::time::timeout_at(deadline, link.data.send(msg)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                // The connection ended before the frame was queued: not sent.
+                self.node.forget_pending(request_id);
+                return Err(RemoteError::UnknownSession);
+            }
+            Err(_) => {
+                self.node.forget_pending(request_id);
+                return Err(RemoteError::Overloaded);
+            }
+        }
+        self.wait_response(request_id, rx, deadline).await
+    }
+
+    async fn wait_response(
+        &self,
+        request_id: u64,
+        rx: oneshot::Receiver<Response>,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, RemoteError> {
+        match tokio::time::timeout_at(deadline, rx).await {
+            Err(_) => {
+                self.node.forget_pending(request_id);
+                Err(RemoteError::Timeout)
+            }
+            Ok(Err(_)) => Err(RemoteError::ConnectionLost),
+            Ok(Ok(Response::Reply(bytes))) => Ok(bytes),
+            Ok(Ok(Response::Ack)) => Ok(Vec::new()),
+            Ok(Ok(Response::Canceled)) => Err(RemoteError::Canceled),
+            Ok(Ok(Response::Rejected(r))) => Err(map_rejection(&r)),
+        }
+    }
+
+    /// A retry that found the shard owned here: decode the payload again
+    /// and deliver it in process.
+    async fn local_from_bytes(
+        &self,
+        h: &RemoteHandle<A>,
+        kind: &Kind,
+        payload: &[u8],
+        deadline: Instant,
+    ) -> Result<Vec<u8>, RemoteError> {
+        match kind {
+            Kind::TellAck => {
+                let tell: TellOf<A> = postcard::from_bytes(payload).map_err(|_| RemoteError::Codec)?;
+                match self.host.local_tell(h.shard, &h.key, tell, Some(deadline)).await {
+                    Local::Done(r) => r.map(|()| Vec::new()).map_err(|r| map_rejection(&r)),
+                    Local::NotHere(_) => Err(RemoteError::NotOwner),
+                }
+            }
+            Kind::Ask => {
+                let ask: AskOf<A> = postcard::from_bytes(payload).map_err(|_| RemoteError::Codec)?;
+                match self.host.local_ask(h.shard, &h.key, ask, deadline).await {
+                    Local::Done(r) => {
+                        let reply = self.await_local(r, deadline).await?;
+                        postcard::to_allocvec(&reply).map_err(|_| RemoteError::Codec)
+                    }
+                    Local::NotHere(_) => Err(RemoteError::NotOwner),
+                }
+            }
+        }
+    }
+
+    /// A tell without acknowledgement: resolved and queued on the owner's
+    /// connection; retried only while it could not be queued at all.
+    async fn send_unacked(&self, h: &RemoteHandle<A>, payload: Vec<u8>, deadline: Instant) -> Result<(), RemoteError> {
+        let mut fresh = false;
+        let mut attempt = 0;
+        loop {
+            let err = match self.try_unacked(h, &payload, deadline, fresh).await {
+                Ok(()) => return Ok(()),
+                Err(e) if !retryable(&e) => return Err(e),
+                Err(e) => e,
+            };
+            attempt += 1;
+            fresh = true;
+            let next = Instant::now() + retry_delay(attempt);
+            if attempt >= MAX_ATTEMPTS || next >= deadline || self.node.is_stopping() {
+                return Err(err);
+            }
+            tokio::time::sleep_until(next).await;
+        }
+    }
+
+    async fn try_unacked(
+        &self,
+        h: &RemoteHandle<A>,
+        payload: &[u8],
+        deadline: Instant,
+        fresh: bool,
+    ) -> Result<(), RemoteError> {
+        if self.host.usable(h.shard) {
+            let tell: TellOf<A> = postcard::from_bytes(payload).map_err(|_| RemoteError::Codec)?;
+            return match self.host.local_tell(h.shard, &h.key, tell, None).await {
+                Local::Done(r) => r.map_err(|r| map_rejection(&r)),
+                Local::NotHere(_) => Err(RemoteError::NotOwner),
+            };
+        }
+        let _ = deadline;
+        let (holder, epoch) = self.owner(h.shard, fresh).await?;
+        if holder == self.node.session {
+            return Err(RemoteError::NoOwner);
+        }
+        let Some(link) = self.node.connection(&holder) else {
+            self.node.kick_dials();
+            return Err(RemoteError::UnknownSession);
+        };
+        let msg = DataMsg::Tell {
+            registry: self.registry().to_string(),
+            shard: h.shard,
+            epoch: epoch.0,
+            key: h.key.to_string(),
+            payload: payload.to_vec(),
+            ack_id: None,
+        };
+        link.data.try_send(msg).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => RemoteError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => RemoteError::UnknownSession,
+        })
+    }
+
+    pub(crate) async fn monitor(&self, h: &RemoteHandle<A>) -> Result<mpsc::Receiver<DownEvent>, RemoteError> {
+        self.check_running()?;
+        let (tx, rx) = mpsc::channel(1);
+        let deadline = Instant::now() + self.node.cfg.request_timeout;
+        let mut fresh = false;
+        let mut attempt = 0;
+        loop {
+            if self.host.usable(h.shard) {
+                if let Err((sink, reason)) =
+                    crate::host::HostedRegistry::monitor(&*self.host, &h.key, MonitorSink::Local { tx })
+                {
+                    sink.fire(self.registry(), &h.key, reason);
+                }
+                return Ok(rx);
+            }
+            let err = match self.owner(h.shard, fresh).await {
+                Ok((holder, epoch)) if holder != self.node.session => match self.node.connection(&holder) {
+                    Some(link) => {
+                        let registry = self.registry().to_string();
+                        let request_id = self.node.register_monitor(
+                            &link,
+                            registry.clone(),
+                            h.key.to_string(),
+                            h.shard,
+                            holder,
+                            epoch,
+                            tx,
+                        )?;
+                        let msg = ControlMsg::Monitor { request_id, registry, key: h.key.to_string() };
+                        if link.control.try_send(msg).is_err() {
+                            self.node.drop_monitor(request_id);
+                            return Err(RemoteError::Overloaded);
+                        }
+                        return Ok(rx);
+                    }
+                    None => RemoteError::UnknownSession,
+                },
+                Ok(_) => RemoteError::NoOwner,
+                Err(e) => e,
+            };
+            attempt += 1;
+            fresh = true;
+            let next = Instant::now() + retry_delay(attempt);
+            if attempt >= MAX_ATTEMPTS || next >= deadline {
+                return Err(err);
+            }
+            tokio::time::sleep_until(next).await;
+        }
     }
 }

@@ -84,6 +84,15 @@ impl<M: Send + 'static> LocalRef<M> {
         self.cell.mailbox.try_push(msg).map_err(|(e, _)| e)
     }
 
+    /// Like [`LocalRef::try_send`], but hands `msg` back when it was not
+    /// enqueued, so the caller can wait for space or route it elsewhere.
+    ///
+    /// # Errors
+    /// As [`LocalRef::try_send`], with the message.
+    pub fn try_send_or_return(&self, msg: M) -> Result<(), (TellError, M)> {
+        self.cell.mailbox.try_push(msg)
+    }
+
     /// Enqueues `msg`, waiting for mailbox space.
     ///
     /// # Errors
@@ -179,6 +188,36 @@ impl<M: Send + 'static> LocalRef<M> {
         self.cell.request_stop_wait().await?;
         ExitWait::new(&self.cell.meta).await;
         Ok(())
+    }
+
+    /// Stops the actor with `reason` ahead of queued user messages: the
+    /// actor finishes the handler it is running, then runs `on_stop(reason)`.
+    /// A runtime stop (not bounded by the control capacity); runtimes built
+    /// on axactor use it, e.g. the cluster layer with
+    /// [`ExitReason::LeaseLost`](crate::ExitReason::LeaseLost).
+    ///
+    /// # Errors
+    /// [`TellError::Closed`] if the actor has already stopped.
+    pub fn stop_with(&self, reason: crate::ExitReason) -> Result<(), TellError> {
+        self.cell.mailbox.push_control(crate::mailbox::Control::Stop { reason }, false)
+    }
+
+    /// Closes the mailbox to new messages at once; the actor handles what is
+    /// already queued, then stops with `reason`. Used by the cluster layer to
+    /// passivate idle activations (a later send sees `Closed`, never a
+    /// silently dropped message).
+    ///
+    /// # Errors
+    /// [`TellError::Closed`] if the actor is already stopped or stopping.
+    pub fn drain(&self, reason: crate::ExitReason) -> Result<(), TellError> {
+        crate::cell::CellOps::drain(&*self.cell, reason)
+    }
+
+    /// Ends the actor at once with `reason`, without `on_stop`: its task is
+    /// aborted (a running handler is dropped at its next await point) and
+    /// links, monitors and waiters see `reason`. A no-op on a stopped actor.
+    pub fn kill(&self, reason: crate::ExitReason) {
+        crate::cell::CellOps::kill(&*self.cell, reason);
     }
 
     /// Messages currently queued in the user mailbox.

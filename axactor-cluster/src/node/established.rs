@@ -30,15 +30,17 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
 use super::inspect::{bump, codec_label};
+use super::routing::Response;
 use super::shared::{PeerHandle, PeerStats, Shared};
-use super::table::{Admit, Entry, PeerDirection};
+use super::table::{Admit, ConnId, Entry, PeerDirection};
 use crate::handshake::Established;
+use crate::host::MonitorSink;
 use crate::id::NodeId;
 use crate::overlay::{Link, LinkReceiver, LinkSender, Priority};
 use crate::session::{Opener, Sealer};
 use crate::wire::{
-    Body, ControlMsg, DataMsg, DownReason, Envelope, Rejection, SEALED_OVERHEAD, decode_body, decode_envelope,
-    encode_envelope, max_envelope_bytes,
+    Body, ControlMsg, DataMsg, DownReason, Envelope, MAX_HOSTED_REGISTRIES, Rejection, SEALED_OVERHEAD, decode_body,
+    decode_envelope, encode_envelope, max_envelope_bytes,
 };
 
 /// Control messages queued per connection before new ones are dropped.
@@ -72,7 +74,8 @@ pub(crate) async fn run(
     let stats = Arc::new(PeerStats::new(node.now_ms()));
     let conn = node.next_conn();
     let peer = est.peer;
-    let handle = PeerHandle { close: close_tx, stats: Arc::clone(&stats) };
+    let handle =
+        PeerHandle { close: close_tx, stats: Arc::clone(&stats), data: data_tx.clone(), control: control_tx.clone() };
     let entry = Entry { conn, session: peer.clone(), direction, version: est.version, handle };
     let admitted = admit(&node, entry);
     if let Some(name) = &dialled {
@@ -82,12 +85,16 @@ pub(crate) async fn run(
         tx.close();
         return;
     }
+    // Tell the peer what we host, then let placement consider it.
+    let _ = control_tx.try_send(ControlMsg::Hosting { registries: node.hosting() });
+    node.kick.notify_one();
     let writer = write_loop(&node, sealer, tx.clone(), control_rx, data_rx);
     let reader = async {
-        let reader = Reader { node: &node, tx: &tx, opener, control: control_tx, data: data_tx, stats };
+        let reader = Reader { node: &node, tx: &tx, opener, control: control_tx, data: data_tx, stats, conn };
         let end = reader.run(&mut rx, close_rx).await;
         // Drops this connection's handle (and its queue sender) if it is still ours.
         node.table.lock().remove(&peer.node, conn);
+        node.connection_ended(conn);
         end
     };
     let ((), end) = tokio::join!(writer, reader);
@@ -180,6 +187,7 @@ struct Reader<'a> {
     control: mpsc::Sender<ControlMsg>,
     data: mpsc::Sender<DataMsg>,
     stats: Arc<PeerStats>,
+    conn: ConnId,
 }
 
 enum Flow {
@@ -247,6 +255,56 @@ impl Reader<'_> {
         }
     }
 
+    fn count_rejection(&self, reason: &Rejection) {
+        let label = match reason {
+            Rejection::NotOwner { .. } => "not_owner",
+            Rejection::StaleEpoch { .. } => "stale_epoch",
+            Rejection::UnknownSession => "unknown_session",
+            Rejection::MailboxFull => "mailbox_full",
+            Rejection::ActorClosed => "actor_closed",
+            Rejection::Unauthorized => "unauthorized",
+            Rejection::BadPayload => "bad_payload",
+            Rejection::Overloaded => "overloaded",
+        };
+        self.node.counters.request_rejected(label);
+        tracing::debug!(reason = label, "request rejected before execution");
+    }
+
+    /// An ask from the peer: fenced delivery, then a task that sends the
+    /// reply. Asks executing at once are bounded by `max_inflight_requests`.
+    fn on_ask(&self, request_id: u64, registry: &str, shard: u32, epoch: u64, key: &str, payload: &[u8]) {
+        let node = self.node;
+        let Some(host) = node.hosts.read().get(registry).cloned() else {
+            bump(&node.counters.data_rejected_no_registry);
+            let reason = Rejection::NotOwner { owner_hint: None };
+            self.count_rejection(&reason);
+            self.queue_data(DataMsg::Rejected { request_id, reason });
+            return;
+        };
+        let Ok(permit) = Arc::clone(&node.inbound_asks).try_acquire_owned() else {
+            self.count_rejection(&Rejection::Overloaded);
+            self.queue_data(DataMsg::Rejected { request_id, reason: Rejection::Overloaded });
+            return;
+        };
+        match host.deliver_ask(shard, epoch, key, payload) {
+            Ok(reply) => {
+                let data = self.data.clone();
+                tokio::spawn(async move {
+                    let msg = match reply.await {
+                        Some(payload) => DataMsg::Reply { request_id, payload },
+                        None => DataMsg::Canceled { request_id },
+                    };
+                    let _ = data.send(msg).await;
+                    drop(permit);
+                });
+            }
+            Err(reason) => {
+                self.count_rejection(&reason);
+                self.queue_data(DataMsg::Rejected { request_id, reason });
+            }
+        }
+    }
+
     fn on_frame(&mut self, body: &[u8]) -> Result<Flow, &'static str> {
         let (seq, payload, mac) = match decode_body(body).map_err(|e| codec_label(&e))? {
             Body::Sealed { seq, payload, mac } => (seq, payload, mac),
@@ -271,22 +329,66 @@ impl Reader<'_> {
                 tracing::debug!("peer said goodbye");
                 return Ok(Flow::Goodbye);
             }
-            Envelope::Control(ControlMsg::Monitor { request_id, .. }) => {
-                // No registries are hosted yet: nothing to watch.
-                self.queue_control(ControlMsg::Down { request_id, reason: DownReason::NoSuchActor });
+            Envelope::Control(ControlMsg::Monitor { request_id, registry, key }) => {
+                let sink = MonitorSink::Remote { tx: self.control.clone(), request_id, conn: self.conn };
+                let host = node.hosts.read().get(&registry).cloned();
+                let refused = match host {
+                    Some(host) => host.monitor(&key, sink).err(),
+                    None => Some((sink, DownReason::NoSuchActor)),
+                };
+                if let Some((sink, reason)) = refused {
+                    sink.fire(&registry, &key, reason);
+                }
             }
-            Envelope::Control(_) => node.counters.dropped("ignored_control"),
-            Envelope::Data(DataMsg::Ask { request_id, .. } | DataMsg::Tell { ack_id: Some(request_id), .. }) => {
-                // Leases are not built yet: this node owns no shard.
-                bump(&node.counters.data_rejected_no_registry);
-                let reason = Rejection::NotOwner { owner_hint: None };
-                self.queue_data(DataMsg::Rejected { request_id, reason });
+            Envelope::Control(ControlMsg::Demonitor { request_id }) => {
+                for host in node.hosts_snapshot() {
+                    host.demonitor(self.conn, request_id);
+                }
             }
-            Envelope::Data(DataMsg::Tell { ack_id: None, .. }) => {
-                bump(&node.counters.data_rejected_no_registry);
-                node.counters.dropped("unacked_tell");
+            Envelope::Control(ControlMsg::Down { request_id, reason }) => {
+                node.monitor_down(self.conn, request_id, reason)
             }
-            Envelope::Data(_) => node.counters.dropped("unmatched_reply"),
+            Envelope::Control(ControlMsg::LeaseNotice { registry, shard, epoch, owner }) => {
+                node.lease_notice(&registry, shard, epoch, owner);
+            }
+            Envelope::Control(ControlMsg::Hosting { registries }) => {
+                if registries.len() > MAX_HOSTED_REGISTRIES {
+                    return Err("too_many_registries");
+                }
+                node.peer_hosting(&self.stats, registries);
+            }
+            Envelope::Data(DataMsg::Tell { registry, shard, epoch, key, payload, ack_id }) => {
+                let outcome = match node.hosts.read().get(&registry).cloned() {
+                    Some(host) => host.deliver_tell(shard, epoch, &key, &payload),
+                    None => Err(Rejection::NotOwner { owner_hint: None }).inspect_err(|_| {
+                        bump(&node.counters.data_rejected_no_registry);
+                    }),
+                };
+                match (outcome, ack_id) {
+                    (Ok(()), Some(ack_id)) => self.queue_data(DataMsg::Ack { ack_id }),
+                    (Ok(()), None) => {}
+                    (Err(reason), ack_id) => {
+                        self.count_rejection(&reason);
+                        match ack_id {
+                            Some(request_id) => self.queue_data(DataMsg::Rejected { request_id, reason }),
+                            None => node.counters.dropped("unacked_tell_rejected"),
+                        }
+                    }
+                }
+            }
+            Envelope::Data(DataMsg::Ask { request_id, registry, shard, epoch, key, payload }) => {
+                self.on_ask(request_id, &registry, shard, epoch, &key, &payload);
+            }
+            Envelope::Data(DataMsg::Reply { request_id, payload }) => {
+                node.complete(self.conn, request_id, Response::Reply(payload));
+            }
+            Envelope::Data(DataMsg::Ack { ack_id }) => node.complete(self.conn, ack_id, Response::Ack),
+            Envelope::Data(DataMsg::Rejected { request_id, reason }) => {
+                node.complete(self.conn, request_id, Response::Rejected(reason));
+            }
+            Envelope::Data(DataMsg::Canceled { request_id }) => {
+                node.complete(self.conn, request_id, Response::Canceled);
+            }
         }
         Ok(Flow::Continue)
     }

@@ -27,11 +27,30 @@ pub struct ClusterInspect {
     pub session: SessionId,
     /// Authenticated peers, sorted by name.
     pub peers: Vec<PeerInfo>,
+    /// Shards this node holds (usable now), sorted by registry and shard.
+    pub shards: Vec<OwnedShard>,
     /// Event and rejection counters since start.
     pub counters: Counters,
 }
 
+/// A shard held by a node.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub struct OwnedShard {
+    /// The registry (or singleton) id.
+    pub registry: String,
+    /// The shard.
+    pub shard: u32,
+    /// The lease epoch it is held at.
+    pub epoch: u64,
+}
+
 impl ClusterInspect {
+    /// How many shards of `registry` this node holds.
+    pub fn owned_count(&self, registry: &str) -> usize {
+        self.shards.iter().filter(|s| s.registry == registry).count()
+    }
+
     /// The peer named `name`, if it is connected.
     pub fn peer(&self, name: &str) -> Option<&PeerInfo> {
         self.peers.iter().find(|p| p.name.as_str() == name)
@@ -110,6 +129,13 @@ pub struct Counters {
     pub dropped: BTreeMap<&'static str, u64>,
     /// Dials that failed in the overlay (before any handshake).
     pub dial_failures: u64,
+    /// Data-plane requests from peers refused before execution, by reason
+    /// (`not_owner`, `stale_epoch`, `mailbox_full`, `actor_closed`,
+    /// `bad_payload`, `overloaded`, `unknown_registry`).
+    pub requests_rejected: BTreeMap<&'static str, u64>,
+    /// Lease events on this node, by kind (`acquired`, `released`,
+    /// `handed_over`, `fenced`).
+    pub leases: BTreeMap<&'static str, u64>,
 }
 
 /// The live counters behind [`Counters`].
@@ -129,6 +155,8 @@ pub(crate) struct LiveCounters {
     handshake_failures: Mutex<BTreeMap<&'static str, u64>>,
     frame_rejections: Mutex<BTreeMap<&'static str, u64>>,
     dropped: Mutex<BTreeMap<&'static str, u64>>,
+    requests_rejected: Mutex<BTreeMap<&'static str, u64>>,
+    leases: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// Adds one to `counter`.
@@ -153,6 +181,14 @@ impl LiveCounters {
         bump_label(&self.dropped, label);
     }
 
+    pub(crate) fn request_rejected(&self, label: &'static str) {
+        bump_label(&self.requests_rejected, label);
+    }
+
+    pub(crate) fn lease_event(&self, label: &'static str) {
+        bump_label(&self.leases, label);
+    }
+
     pub(crate) fn snapshot(&self) -> Counters {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Counters {
@@ -170,6 +206,8 @@ impl LiveCounters {
             data_rejected_no_registry: get(&self.data_rejected_no_registry),
             dropped: self.dropped.lock().clone(),
             dial_failures: get(&self.dial_failures),
+            requests_rejected: self.requests_rejected.lock().clone(),
+            leases: self.leases.lock().clone(),
         }
     }
 }

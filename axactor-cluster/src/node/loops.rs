@@ -51,6 +51,7 @@ pub(crate) async fn membership_loop(node: Arc<Shared>) {
             biased;
             _ = stop.wait_for(|s| *s) => break,
             _ = tick.tick() => {}
+            _ = node.dial_kick.notified() => {}
         }
         let store = &node.store;
         match tokio::time::timeout(bound, store.heartbeat_member(&node.session, node.cfg.node_ttl)).await {

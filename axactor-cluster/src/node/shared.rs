@@ -8,18 +8,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use tokio::sync::{Semaphore, watch};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::inspect::LiveCounters;
+use super::routing::Routing;
 use super::table::{ConnId, PeerTable};
 use crate::config::ClusterConfig;
 use crate::handshake::AuthKey;
+use crate::host::HostedRegistry;
 use crate::id::{NodeId, SessionId};
 use crate::lease::LeaseStore;
 use crate::overlay::ClusterOverlay;
+use crate::wire::{ControlMsg, DataMsg};
 
 /// What the node keeps per authenticated connection.
 #[derive(Debug)]
@@ -28,6 +31,10 @@ pub(crate) struct PeerHandle {
     pub(crate) close: watch::Sender<bool>,
     /// Liveness statistics, written by the connection's reader.
     pub(crate) stats: Arc<PeerStats>,
+    /// The connection's bounded data queue (to its writer).
+    pub(crate) data: mpsc::Sender<DataMsg>,
+    /// The connection's bounded control queue (to its writer).
+    pub(crate) control: mpsc::Sender<ControlMsg>,
 }
 
 /// Liveness of one connection, in milliseconds of the node's clock.
@@ -37,6 +44,8 @@ pub(crate) struct PeerStats {
     /// Latest round-trip time in microseconds; `u64::MAX` until the first ack.
     pub(crate) rtt_us: AtomicU64,
     pub(crate) heartbeats_acked: AtomicU64,
+    /// The registries the peer announced (`Hosting`), id → shard count.
+    pub(crate) hosted: Mutex<BTreeMap<String, u32>>,
 }
 
 impl PeerStats {
@@ -45,6 +54,7 @@ impl PeerStats {
             last_seen_ms: AtomicU64::new(now_ms),
             rtt_us: AtomicU64::new(u64::MAX),
             heartbeats_acked: AtomicU64::new(0),
+            hosted: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -82,6 +92,20 @@ pub(crate) struct Shared {
     /// `true` once shutdown has begun.
     pub(crate) stop: watch::Sender<bool>,
     pub(crate) renewal_paused: AtomicBool,
+    /// The local actor system activations run in.
+    pub(crate) system: Arc<axactor::System>,
+    /// Hosted registries by id (sorted: deterministic iteration).
+    pub(crate) hosts: RwLock<BTreeMap<String, Arc<dyn HostedRegistry>>>,
+    /// Wakes the lease driver for a placement pass.
+    pub(crate) kick: Notify,
+    /// Wakes the membership loop to dial members now.
+    pub(crate) dial_kick: Notify,
+    /// Routing state: requests in flight, owner cache, remote monitors.
+    pub(crate) routing: Routing,
+    /// Permits for asks from peers being executed here.
+    pub(crate) inbound_asks: Arc<Semaphore>,
+    /// Commands to the lease driver.
+    pub(crate) manager: Mutex<Option<mpsc::Sender<crate::manager::Cmd>>>,
     next_conn: AtomicU64,
     epoch: Instant,
     next_task: AtomicU64,
@@ -102,6 +126,7 @@ impl Shared {
         overlay: ClusterOverlay,
         store: Arc<dyn LeaseStore>,
     ) -> Shared {
+        let max_inflight = cfg.max_inflight_requests;
         Shared {
             id: session.node.clone(),
             table: Mutex::new(PeerTable::new(session.clone(), cfg.max_peers)),
@@ -115,6 +140,13 @@ impl Shared {
             counters: LiveCounters::default(),
             stop: watch::Sender::new(false),
             renewal_paused: AtomicBool::new(false),
+            system: Arc::new(axactor::System::new()),
+            hosts: RwLock::new(BTreeMap::new()),
+            kick: Notify::new(),
+            dial_kick: Notify::new(),
+            routing: Routing::default(),
+            inbound_asks: Arc::new(Semaphore::new(max_inflight)),
+            manager: Mutex::new(None),
             next_conn: AtomicU64::new(0),
             epoch: Instant::now(),
             next_task: AtomicU64::new(0),

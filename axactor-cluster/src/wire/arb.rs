@@ -64,6 +64,7 @@ pub(super) fn rejection() -> impl Strategy<Value = Rejection> {
         Just(Rejection::ActorClosed),
         Just(Rejection::Unauthorized),
         Just(Rejection::BadPayload),
+        Just(Rejection::Overloaded),
     ]
 }
 
@@ -81,6 +82,7 @@ pub(super) fn control_msg() -> impl Strategy<Value = ControlMsg> {
         any::<u64>().prop_map(|request_id| ControlMsg::Demonitor { request_id }),
         (any::<u64>(), down_reason()).prop_map(|(request_id, reason)| ControlMsg::Down { request_id, reason }),
         Just(ControlMsg::Goodbye),
+        prop::collection::vec((text(), any::<u32>()), 0..4).prop_map(|registries| ControlMsg::Hosting { registries }),
     ]
 }
 
@@ -109,6 +111,7 @@ pub(super) fn data_msg() -> impl Strategy<Value = DataMsg> {
         (any::<u64>(), payload()).prop_map(|(request_id, payload)| DataMsg::Reply { request_id, payload }),
         any::<u64>().prop_map(|ack_id| DataMsg::Ack { ack_id }),
         (any::<u64>(), rejection()).prop_map(|(request_id, reason)| DataMsg::Rejected { request_id, reason }),
+        any::<u64>().prop_map(|request_id| DataMsg::Canceled { request_id }),
     ]
 }
 

@@ -22,7 +22,7 @@ use super::hello::HandshakeMsg;
 
 mod envelope;
 
-pub use envelope::{ControlMsg, DataMsg, DownReason, Envelope, Rejection};
+pub use envelope::{ControlMsg, DataMsg, DownReason, Envelope, MAX_HOSTED_REGISTRIES, Rejection};
 
 /// Tag of a pre-authentication body (a handshake message).
 pub const TAG_PREAUTH: u8 = 0x01;

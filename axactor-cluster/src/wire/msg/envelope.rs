@@ -76,7 +76,20 @@ pub enum ControlMsg {
     },
     /// Index 6: the sender closes the session gracefully; nothing follows.
     Goodbye,
+    /// Index 7: the registries the sender hosts, as `(id, shard count)`
+    /// pairs; replaces any earlier announcement on this session. Placement
+    /// only considers a node for a registry it announced. An empty list
+    /// (sent first thing in a graceful shutdown) withdraws the node.
+    Hosting {
+        /// `(registry id, shard count)`, at most
+        /// [`MAX_HOSTED_REGISTRIES`](crate::wire::MAX_HOSTED_REGISTRIES).
+        registries: Vec<(String, u32)>,
+    },
 }
+
+/// The most registries a `Hosting` announcement may list; a longer one is
+/// a protocol violation.
+pub const MAX_HOSTED_REGISTRIES: usize = 1024;
 
 /// Why a monitored activation is down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +167,12 @@ pub enum DataMsg {
         /// Why.
         reason: Rejection,
     },
+    /// Index 5: an accepted ask will get no reply: the activation stopped
+    /// (or its handler panicked) first. It may have run.
+    Canceled {
+        /// The ask's `request_id`.
+        request_id: u64,
+    },
 }
 
 /// Why a request was refused. Every reason is *definite*: the request was
@@ -181,6 +200,9 @@ pub enum Rejection {
     Unauthorized,
     /// Index 6: the payload did not decode as the actor's contract.
     BadPayload,
+    /// Index 7: the receiver has too many requests in progress; nothing was
+    /// enqueued.
+    Overloaded,
 }
 
 /// Serde adapter for opaque byte payloads: the same bytes on the wire as a

@@ -32,6 +32,7 @@ fn index_of(env: &Envelope) -> (u8, u8) {
                 ControlMsg::Demonitor { .. } => 4,
                 ControlMsg::Down { .. } => 5,
                 ControlMsg::Goodbye => 6,
+                ControlMsg::Hosting { .. } => 7,
             },
         ),
         Envelope::Data(d) => (
@@ -42,6 +43,7 @@ fn index_of(env: &Envelope) -> (u8, u8) {
                 DataMsg::Reply { .. } => 2,
                 DataMsg::Ack { .. } => 3,
                 DataMsg::Rejected { .. } => 4,
+                DataMsg::Canceled { .. } => 5,
             },
         ),
     }

@@ -1,0 +1,480 @@
+//! The activations a node hosts for one registry, per owned shard.
+//!
+//! A [`Host`] is told by the lease driver when a shard is granted (with its
+//! epoch and local deadline), extended, or revoked. It executes a message
+//! only while it holds the message's shard at exactly the message's epoch
+//! and before the deadline; activations are spawned on first use under the
+//! shard's [`Fence`], passivated when idle, and stopped (then killed, if
+//! they overrun) when the shard is revoked. Deliveries and revocations take
+//! the same lock, so once a shard is revoked no message can be enqueued for
+//! it, and the stop overtakes what is already queued.
+//!
+//! Each activation has a watcher task that fires its monitors once it has
+//! stopped for good: a `DownEvent` always comes after the last execution.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use axactor::{ExitReason, Fence, LocalRef, SpawnConfig, System, TellError};
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::keyed::KeyedConfig;
+use crate::lease::Epoch;
+use crate::node::ConnTag;
+
+use crate::overlay::BoxFuture;
+use crate::remote::{AskOf, DownEvent, PendingReply, RemoteActor, ReplyOf, TellOf};
+use crate::wire::{ControlMsg, DownReason, Rejection};
+
+/// An ask's reply, encoded for the wire; `None` if the activation stopped
+/// (or panicked) before replying.
+pub(crate) type EncodedReply = Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send + 'static>>;
+
+/// Where a monitor's `Down` goes.
+#[derive(Debug)]
+pub(crate) enum MonitorSink {
+    /// A monitor taken on this node.
+    Local { tx: mpsc::Sender<DownEvent> },
+    /// A monitor taken by a peer, answered on its session's control queue.
+    Remote { tx: mpsc::Sender<ControlMsg>, request_id: u64, conn: ConnTag },
+}
+
+impl MonitorSink {
+    pub(crate) fn fire(self, registry: &str, key: &str, reason: DownReason) {
+        match self {
+            MonitorSink::Local { tx } => {
+                let _ = tx.try_send(DownEvent { registry: registry.to_string(), key: key.to_string(), reason });
+            }
+            MonitorSink::Remote { tx, request_id, .. } => {
+                let _ = tx.try_send(ControlMsg::Down { request_id, reason });
+            }
+        }
+    }
+}
+
+/// What a monitor learns from an exit reason.
+pub(crate) fn down_reason(reason: &ExitReason) -> DownReason {
+    match reason {
+        ExitReason::LeaseLost => DownReason::LeaseLost,
+        ExitReason::NodeDown => DownReason::NodeDown,
+        _ => DownReason::Stopped,
+    }
+}
+
+/// A registry as the node's drivers see it, whatever the actor type.
+pub(crate) trait HostedRegistry: Send + Sync + 'static {
+    fn id(&self) -> &str;
+    fn shard_count(&self) -> u32;
+    /// The shard is ours at `epoch` until `deadline`.
+    fn grant(&self, shard: u32, epoch: Epoch, deadline: Instant);
+    /// A renewal moved the deadline.
+    fn extend(&self, shard: u32, epoch: Epoch, deadline: Instant);
+    /// Stops accepting messages for `shard` and stops its activations with
+    /// `reason`; resolves once all have stopped (those still running at
+    /// `kill_at` are killed).
+    fn revoke(&self, shard: u32, reason: ExitReason, kill_at: Instant) -> BoxFuture<'static, ()>;
+    /// A tell from a peer.
+    fn deliver_tell(&self, shard: u32, epoch: u64, key: &str, payload: &[u8]) -> Result<(), Rejection>;
+    /// An ask from a peer.
+    fn deliver_ask(&self, shard: u32, epoch: u64, key: &str, payload: &[u8]) -> Result<EncodedReply, Rejection>;
+    /// Watches the current activation of `key`.
+    fn monitor(&self, key: &str, sink: MonitorSink) -> Result<(), (MonitorSink, DownReason)>;
+    /// Cancels a peer's monitor.
+    fn demonitor(&self, conn: ConnTag, request_id: u64);
+    /// The owned shards and their epochs.
+    fn owned(&self) -> Vec<(u32, Epoch)>;
+    /// Passivates activations idle since before `now - idle_timeout`.
+    fn passivate(&self, now: Instant);
+    /// How long a stopping activation may take before it is killed.
+    fn stop_timeout(&self) -> Duration;
+}
+
+struct Monitors {
+    sinks: Vec<MonitorSink>,
+    /// The activation stopped (with this reason): new monitors fire at once.
+    down: Option<DownReason>,
+}
+
+struct Activation<A: RemoteActor> {
+    local: LocalRef<A::Msg>,
+    last_used: Instant,
+    monitors: Arc<Mutex<Monitors>>,
+}
+
+struct Slot<A: RemoteActor> {
+    epoch: Epoch,
+    deadline: Instant,
+    acts: HashMap<Arc<str>, Activation<A>>,
+}
+
+/// The typed host of one registry on one node.
+pub(crate) struct Host<A: RemoteActor> {
+    me: Weak<Host<A>>,
+    id: Arc<str>,
+    shard_count: u32,
+    cfg: KeyedConfig,
+    factory: Arc<dyn Fn(&str) -> A + Send + Sync>,
+    system: Arc<System>,
+    /// The key activated as soon as its shard is granted (singletons).
+    eager: Option<Arc<str>>,
+    slots: Mutex<HashMap<u32, Slot<A>>>,
+    /// Activations on this node (all shards), for the `max_activations` bound.
+    active: Mutex<usize>,
+    /// Monitors held on this node's activations, for the `max_monitors` bound.
+    monitors: Mutex<usize>,
+}
+
+impl<A: RemoteActor> std::fmt::Debug for Host<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("registry", &self.id).field("shards", &self.shard_count).finish_non_exhaustive()
+    }
+}
+
+/// How a local delivery went.
+pub(crate) enum Local<T, R> {
+    /// The shard is not owned here (or not usable now): route `T` elsewhere.
+    NotHere(T),
+    /// Delivered (or refused by the activation, definitely not executed).
+    Done(Result<R, Rejection>),
+}
+
+impl<A: RemoteActor> Host<A> {
+    pub(crate) fn new(
+        id: &str,
+        cfg: KeyedConfig,
+        factory: Arc<dyn Fn(&str) -> A + Send + Sync>,
+        system: Arc<System>,
+        eager: Option<&str>,
+    ) -> Arc<Host<A>> {
+        Arc::new_cyclic(|me| Host {
+            me: me.clone(),
+            id: Arc::from(id),
+            shard_count: cfg.shard_count_u32(),
+            cfg,
+            factory,
+            system,
+            eager: eager.map(Arc::from),
+            slots: Mutex::new(HashMap::new()),
+            active: Mutex::new(0),
+            monitors: Mutex::new(0),
+        })
+    }
+
+    /// Runs `f` on the activation of `key` in the owned `shard` (spawned if
+    /// needed), under the lock, after checking `epoch` (`None`: whatever
+    /// epoch is held) and the local deadline.
+    fn with_activation<R>(
+        &self,
+        shard: u32,
+        epoch: Option<u64>,
+        key: &str,
+        f: impl FnOnce(&LocalRef<A::Msg>) -> R,
+    ) -> Result<R, Rejection> {
+        let now = Instant::now();
+        let mut slots = self.slots.lock();
+        let Some(slot) = slots.get_mut(&shard) else {
+            return Err(Rejection::NotOwner { owner_hint: None });
+        };
+        if let Some(e) = epoch
+            && e != slot.epoch.0
+        {
+            return Err(Rejection::StaleEpoch { current: slot.epoch.0 });
+        }
+        if now >= slot.deadline {
+            return Err(Rejection::NotOwner { owner_hint: None });
+        }
+        if let Some(act) = slot.acts.get_mut(key) {
+            act.last_used = now;
+            return Ok(f(&act.local));
+        }
+        let fence = Fence { registry: self.id.to_string(), shard, epoch: slot.epoch.0 };
+        let act = self.spawn_activation(key, fence, now)?;
+        let out = f(&act.local);
+        slot.acts.insert(Arc::from(key), act);
+        Ok(out)
+    }
+
+    fn spawn_activation(&self, key: &str, fence: Fence, now: Instant) -> Result<Activation<A>, Rejection> {
+        {
+            let mut active = self.active.lock();
+            if *active >= self.cfg.max_activations {
+                return Err(Rejection::Overloaded);
+            }
+            *active += 1;
+        }
+        let factory = Arc::clone(&self.factory);
+        let owned_key: Arc<str> = Arc::from(key);
+        let make_key = Arc::clone(&owned_key);
+        let shard = fence.shard;
+        let spawn_cfg = SpawnConfig::new(format!("{}/{}", self.id, key), self.cfg.mailbox_capacity).with_fence(fence);
+        let handle = match self.system.spawn_with(move || factory(&make_key), spawn_cfg) {
+            Ok(h) => h,
+            Err(e) => {
+                *self.active.lock() -= 1;
+                tracing::warn!(registry = %self.id, error = %e, "activation could not be spawned");
+                return Err(Rejection::ActorClosed);
+            }
+        };
+        let local = A::local_ref(&handle.actor());
+        let monitors = Arc::new(Mutex::new(Monitors { sinks: Vec::new(), down: None }));
+        let watcher = Watcher {
+            host: self.me.clone(),
+            shard,
+            key: owned_key,
+            local: local.clone(),
+            monitors: Arc::clone(&monitors),
+        };
+        tokio::spawn(watcher.run());
+        Ok(Activation { local, last_used: now, monitors })
+    }
+
+    /// Enqueues `msg` under the lock; on a full mailbox with `wait`, waits
+    /// for space (outside the lock) until `deadline`.
+    async fn enqueue(
+        &self,
+        shard: u32,
+        epoch: Option<u64>,
+        key: &str,
+        msg: A::Msg,
+        wait: Option<Instant>,
+    ) -> Result<(), Rejection> {
+        let attempt = self.with_activation(shard, epoch, key, |local| match local.try_send_or_return(msg) {
+            Ok(()) => Ok(()),
+            Err((TellError::Full, msg)) if wait.is_some() => Err(Some((local.clone(), msg))),
+            Err((e, _)) => {
+                tracing::debug!(registry = %self.id, key, error = %e, "activation refused a message");
+                Err(None)
+            }
+        })?;
+        match attempt {
+            Ok(()) => Ok(()),
+            Err(None) => Err(Rejection::MailboxFull),
+            Err(Some((local, msg))) => {
+                let deadline = wait.unwrap_or_else(Instant::now);
+                match tokio::time::timeout_at(deadline, local.send(msg)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(tell_rejection(e)),
+                    Err(_) => Err(Rejection::MailboxFull),
+                }
+            }
+        }
+    }
+
+    /// Local fast path for a tell: no serialization. With `wait`, waits for
+    /// mailbox space until that instant.
+    pub(crate) async fn local_tell(
+        &self,
+        shard: u32,
+        key: &str,
+        tell: TellOf<A>,
+        wait: Option<Instant>,
+    ) -> Local<TellOf<A>, ()> {
+        if !self.usable(shard) {
+            return Local::NotHere(tell);
+        }
+        Local::Done(self.enqueue(shard, None, key, A::tell_message(tell), wait).await)
+    }
+
+    /// Local fast path for an ask: no serialization. Waits for mailbox
+    /// space until `deadline`.
+    pub(crate) async fn local_ask(
+        &self,
+        shard: u32,
+        key: &str,
+        ask: AskOf<A>,
+        deadline: Instant,
+    ) -> Local<AskOf<A>, PendingReply<ReplyOf<A>>> {
+        if !self.usable(shard) {
+            return Local::NotHere(ask);
+        }
+        let (msg, pending) = A::ask_message(ask);
+        Local::Done(self.enqueue(shard, None, key, msg, Some(deadline)).await.map(|()| pending))
+    }
+
+    /// Whether `shard` is held here and before its deadline.
+    pub(crate) fn usable(&self, shard: u32) -> bool {
+        self.slots.lock().get(&shard).is_some_and(|s| Instant::now() < s.deadline)
+    }
+
+    pub(crate) fn registry(&self) -> &Arc<str> {
+        &self.id
+    }
+}
+
+impl<A: RemoteActor> HostedRegistry for Host<A> {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn shard_count(&self) -> u32 {
+        self.shard_count
+    }
+
+    fn grant(&self, shard: u32, epoch: Epoch, deadline: Instant) {
+        {
+            let mut slots = self.slots.lock();
+            slots.insert(shard, Slot { epoch, deadline, acts: HashMap::new() });
+        }
+        if let Some(key) = &self.eager
+            && let Err(r) = self.with_activation(shard, Some(epoch.0), key, |_| ())
+        {
+            tracing::warn!(registry = %self.id, reason = ?r, "eager activation failed");
+        }
+    }
+
+    fn extend(&self, shard: u32, epoch: Epoch, deadline: Instant) {
+        if let Some(slot) = self.slots.lock().get_mut(&shard)
+            && slot.epoch == epoch
+        {
+            slot.deadline = slot.deadline.max(deadline);
+        }
+    }
+
+    fn revoke(&self, shard: u32, reason: ExitReason, kill_at: Instant) -> BoxFuture<'static, ()> {
+        let acts: Vec<LocalRef<A::Msg>> = match self.slots.lock().remove(&shard) {
+            Some(slot) => slot.acts.into_values().map(|a| a.local).collect(),
+            None => Vec::new(),
+        };
+        for local in &acts {
+            let _ = local.stop_with(reason.clone());
+        }
+        Box::pin(async move {
+            for local in acts {
+                if tokio::time::timeout_at(kill_at, local.wait_stopped()).await.is_err() {
+                    tracing::warn!(pid = %local.pid(), %reason, "activation overran its stop deadline; killed");
+                    local.kill(reason.clone());
+                }
+            }
+        })
+    }
+
+    fn deliver_tell(&self, shard: u32, epoch: u64, key: &str, payload: &[u8]) -> Result<(), Rejection> {
+        let tell: TellOf<A> = postcard::from_bytes(payload).map_err(|_| Rejection::BadPayload)?;
+        let msg = A::tell_message(tell);
+        self.with_activation(shard, Some(epoch), key, |local| local.try_send(msg))?.map_err(tell_rejection)
+    }
+
+    fn deliver_ask(&self, shard: u32, epoch: u64, key: &str, payload: &[u8]) -> Result<EncodedReply, Rejection> {
+        let ask: AskOf<A> = postcard::from_bytes(payload).map_err(|_| Rejection::BadPayload)?;
+        let (msg, pending) = A::ask_message(ask);
+        self.with_activation(shard, Some(epoch), key, |local| local.try_send(msg))?.map_err(tell_rejection)?;
+        Ok(Box::pin(async move {
+            let reply = pending.await?;
+            match postcard::to_allocvec(&reply) {
+                Ok(bytes) => Some(bytes),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reply could not be encoded");
+                    None
+                }
+            }
+        }))
+    }
+
+    fn monitor(&self, key: &str, sink: MonitorSink) -> Result<(), (MonitorSink, DownReason)> {
+        let slots = self.slots.lock();
+        let Some(act) = slots.values().find_map(|s| s.acts.get(key)) else {
+            return Err((sink, DownReason::NoSuchActor));
+        };
+        let mut count = self.monitors.lock();
+        if *count >= self.cfg.max_monitors {
+            return Err((sink, DownReason::Other));
+        }
+        let mut m = act.monitors.lock();
+        if let Some(reason) = m.down {
+            return Err((sink, reason));
+        }
+        *count += 1;
+        m.sinks.push(sink);
+        Ok(())
+    }
+
+    fn demonitor(&self, conn: ConnTag, request_id: u64) {
+        let slots = self.slots.lock();
+        for act in slots.values().flat_map(|s| s.acts.values()) {
+            let mut m = act.monitors.lock();
+            let before = m.sinks.len();
+            m.sinks.retain(
+                |s| !matches!(s, MonitorSink::Remote { conn: c, request_id: r, .. } if *c == conn && *r == request_id),
+            );
+            let removed = before - m.sinks.len();
+            if removed > 0 {
+                *self.monitors.lock() -= removed;
+                return;
+            }
+        }
+    }
+
+    fn stop_timeout(&self) -> Duration {
+        self.cfg.stop_timeout
+    }
+
+    fn owned(&self) -> Vec<(u32, Epoch)> {
+        let mut v: Vec<(u32, Epoch)> = self.slots.lock().iter().map(|(s, slot)| (*s, slot.epoch)).collect();
+        v.sort();
+        v
+    }
+
+    fn passivate(&self, now: Instant) {
+        let Some(idle) = self.cfg.idle_timeout else {
+            return;
+        };
+        let slots = self.slots.lock();
+        for act in slots.values().flat_map(|s| s.acts.values()) {
+            let is_eager = self.eager.is_some();
+            if !is_eager && now.saturating_duration_since(act.last_used) >= idle && act.local.mailbox_len() == 0 {
+                // Closes the mailbox at once: a later delivery sees
+                // `ActorClosed` (and is retried), never a silent drop.
+                let _ = act.local.drain(ExitReason::Normal);
+            }
+        }
+    }
+}
+
+/// A rejection for a local mailbox refusal.
+fn tell_rejection(e: TellError) -> Rejection {
+    match e {
+        TellError::Full => Rejection::MailboxFull,
+        TellError::Closed => Rejection::ActorClosed,
+    }
+}
+
+struct Watcher<A: RemoteActor> {
+    host: Weak<Host<A>>,
+    shard: u32,
+    key: Arc<str>,
+    local: LocalRef<A::Msg>,
+    monitors: Arc<Mutex<Monitors>>,
+}
+
+impl<A: RemoteActor> Watcher<A> {
+    async fn run(self) {
+        let reason = self.local.wait_stopped().await;
+        let down = down_reason(&reason);
+        let Some(host) = self.host.upgrade() else {
+            return;
+        };
+        {
+            let mut slots = host.slots.lock();
+            if let Some(slot) = slots.get_mut(&self.shard)
+                && slot.acts.get(&self.key).is_some_and(|a| a.local.pid() == self.local.pid())
+            {
+                slot.acts.remove(&self.key);
+            }
+        }
+        *host.active.lock() -= 1;
+        let sinks = {
+            let mut m = self.monitors.lock();
+            m.down = Some(down);
+            std::mem::take(&mut m.sinks)
+        };
+        *host.monitors.lock() -= sinks.len();
+        for sink in sinks {
+            sink.fire(&host.id, &self.key, down);
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! [`Keyed`] registries and [`Singleton`]s: the public faces of hosted
+//! actors, and their [`KeyedConfig`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::ConfigProblem;
+use crate::remote::{RemoteActor, RemoteHandle};
+use crate::route::Route;
+
+/// Default mailbox capacity of an activation.
+pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
+/// Default idle time after which an activation is passivated (stopped; the
+/// next message starts a fresh one).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default bound on activations of one registry on one node.
+pub const DEFAULT_MAX_ACTIVATIONS: usize = 100_000;
+/// Default bound on monitors held on one registry's activations on one node.
+pub const DEFAULT_MAX_MONITORS: usize = 65_536;
+/// Default time a stopping activation (handover, shutdown) may take before
+/// it is killed.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most shards a registry may have.
+pub const MAX_SHARDS: usize = 65_536;
+
+/// Settings of a keyed registry. Every node hosting the registry must use
+/// the same `shard_count`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyedConfig {
+    /// Shards the key space is split into (the unit of ownership and
+    /// movement), 1 to [`MAX_SHARDS`].
+    pub shard_count: usize,
+    /// Mailbox capacity of each activation.
+    pub mailbox_capacity: usize,
+    /// Passivate activations idle this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Activations of this registry on one node; more are refused with
+    /// `Overloaded` (a peer cannot make a node spawn without bound).
+    pub max_activations: usize,
+    /// Monitors held on this registry's activations on one node.
+    pub max_monitors: usize,
+    /// How long an activation may take to stop on handover or shutdown
+    /// before it is killed.
+    pub stop_timeout: Duration,
+}
+
+impl KeyedConfig {
+    /// A registry of `shard_count` shards with default settings.
+    pub fn new(shard_count: usize) -> KeyedConfig {
+        KeyedConfig {
+            shard_count,
+            mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            max_activations: DEFAULT_MAX_ACTIVATIONS,
+            max_monitors: DEFAULT_MAX_MONITORS,
+            stop_timeout: DEFAULT_STOP_TIMEOUT,
+        }
+    }
+
+    /// Sets the activations' mailbox capacity.
+    pub fn mailbox_capacity(mut self, n: usize) -> Self {
+        self.mailbox_capacity = n;
+        self
+    }
+
+    /// Sets the idle time before passivation (`None`: never passivate).
+    pub fn idle_timeout(mut self, d: Option<Duration>) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// Sets the bound on activations per node.
+    pub fn max_activations(mut self, n: usize) -> Self {
+        self.max_activations = n;
+        self
+    }
+
+    /// Sets the bound on monitors per node.
+    pub fn max_monitors(mut self, n: usize) -> Self {
+        self.max_monitors = n;
+        self
+    }
+
+    /// Sets how long a stopping activation may take before it is killed.
+    pub fn stop_timeout(mut self, d: Duration) -> Self {
+        self.stop_timeout = d;
+        self
+    }
+
+    pub(crate) fn shard_count_u32(&self) -> u32 {
+        u32::try_from(self.shard_count.clamp(1, MAX_SHARDS)).unwrap_or(1)
+    }
+
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// A [`ConfigProblem`] naming the field.
+    pub fn validate(&self) -> Result<(), ConfigProblem> {
+        let bad = |field, problem| Err(ConfigProblem { field, problem });
+        if self.shard_count == 0 || self.shard_count > MAX_SHARDS {
+            return bad("shard_count", "must be between 1 and 65536");
+        }
+        if self.mailbox_capacity == 0 {
+            return bad("mailbox_capacity", "must be at least 1");
+        }
+        if self.max_activations == 0 {
+            return bad("max_activations", "must be at least 1");
+        }
+        if self.idle_timeout == Some(Duration::ZERO) {
+            return bad("idle_timeout", "must be positive (use None to never passivate)");
+        }
+        Ok(())
+    }
+}
+
+/// A keyed registry of remote actors of type `A`, hosted on this node (and
+/// on every other node that registers the same id). Cheap to clone.
+pub struct Keyed<A: RemoteActor> {
+    pub(crate) route: Arc<Route<A>>,
+}
+
+impl<A: RemoteActor> Clone for Keyed<A> {
+    fn clone(&self) -> Self {
+        Keyed { route: Arc::clone(&self.route) }
+    }
+}
+
+impl<A: RemoteActor> fmt::Debug for Keyed<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyed").field("registry", &self.route.registry()).finish_non_exhaustive()
+    }
+}
+
+impl<A: RemoteActor> Keyed<A> {
+    /// The remote ref of `key`: messages go to the key's single activation,
+    /// wherever its shard is owned. Creating a ref does no I/O.
+    pub fn get(&self, key: impl Into<String>) -> A::RemoteRef {
+        let key: String = key.into();
+        A::remote_ref(RemoteHandle::new(Arc::clone(&self.route), Arc::from(key)))
+    }
+
+    /// The registry id.
+    pub fn registry(&self) -> &str {
+        self.route.registry()
+    }
+
+    /// The shard `key` maps to.
+    pub fn shard_of(&self, key: &str) -> u32 {
+        self.route.shard_of(key)
+    }
+}
+
+/// A cluster singleton: one activation of `A` cluster-wide, started eagerly
+/// on the holder of its lease and restarted elsewhere when that lease is
+/// lost. Cheap to clone.
+pub struct Singleton<A: RemoteActor> {
+    pub(crate) keyed: Keyed<A>,
+}
+
+impl<A: RemoteActor> Clone for Singleton<A> {
+    fn clone(&self) -> Self {
+        Singleton { keyed: self.keyed.clone() }
+    }
+}
+
+impl<A: RemoteActor> fmt::Debug for Singleton<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Singleton").field("name", &self.keyed.registry()).finish_non_exhaustive()
+    }
+}
+
+impl<A: RemoteActor> Singleton<A> {
+    /// The remote ref of the singleton.
+    pub fn get(&self) -> A::RemoteRef {
+        let name = self.keyed.registry().to_string();
+        self.keyed.get(name)
+    }
+}

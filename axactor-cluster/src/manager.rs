@@ -1,0 +1,416 @@
+//! The lease driver: one task per node that owns every shard's
+//! [`ShardLease`] state machine and acts on its decisions.
+//!
+//! The task never waits on the lease store itself: every store operation
+//! runs in its own task and reports back over a channel, so a slow or
+//! unreachable store can never delay a fence. The loop wakes for the next
+//! due renewal or deadline, a store answer, a placement tick
+//! (`renew_interval`) or a kick (membership changed, a lease was released
+//! elsewhere, renewals paused or resumed).
+//!
+//! Placement pass (see [`crate::shard::placement`]):
+//! - a free shard preferred for this node is acquired at once;
+//! - a free shard preferred for another node is acquired only once it has
+//!   been seen free for a whole `renew_interval` (its preferred owner may be
+//!   alive but cut off from the store);
+//! - a held shard preferred for another node is handed over, paced by the
+//!   settle window and the move cap: its activations are stopped first,
+//!   then the lease is released and peers are told, so the next owner
+//!   acquires at once.
+//!
+//! Fencing: when a lease's local deadline passes (renewal failed, paused,
+//! or the store said it is gone), the shard is revoked at once: deliveries
+//! stop, activations get a `LeaseLost` stop, and any still running half a
+//! drift margin later are killed, still before the store can expire the
+//! lease.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axactor::ExitReason;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::host::HostedRegistry;
+use crate::lease::Epoch;
+use crate::node::Shared;
+use crate::shard::lease_fsm::{Action, LeaseTimes, Phase, ShardLease};
+use crate::shard::lease_name;
+use crate::shard::placement::{MovePacer, preferred};
+use crate::wire::ControlMsg;
+
+/// Commands to the driver.
+#[derive(Debug)]
+pub(crate) enum Cmd {
+    /// Stop every activation, release every lease, then answer and end.
+    Shutdown(oneshot::Sender<()>),
+}
+
+struct ShardState {
+    host: Arc<dyn HostedRegistry>,
+    shard: u32,
+    name: String,
+    fsm: ShardLease,
+    /// A store operation (or a handover) is in flight.
+    busy: bool,
+    /// When this node first saw the shard free while preferring another node.
+    free_since: Option<Instant>,
+}
+
+enum Done {
+    Acquired { idx: usize, result: Result<Option<Epoch>, ()> },
+    Renewed { idx: usize, epoch: Epoch, result: Result<bool, ()> },
+    Released { idx: usize },
+    Probed { idx: usize, free: bool },
+}
+
+struct Driver {
+    node: Arc<Shared>,
+    times: LeaseTimes,
+    shards: Vec<ShardState>,
+    registries: usize,
+    pacer: MovePacer,
+    done_tx: mpsc::UnboundedSender<Done>,
+}
+
+/// Runs the driver until shutdown.
+pub(crate) async fn run(node: Arc<Shared>, mut cmds: mpsc::Receiver<Cmd>) {
+    let cfg = &node.cfg;
+    let times = LeaseTimes::new(cfg.lease_ttl, cfg.renew_interval);
+    let pacer = MovePacer::new(cfg.rebalance_settle, cfg.renew_interval, cfg.max_moves_per_interval, Instant::now());
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let mut tick = tokio::time::interval(cfg.renew_interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut d = Driver { node: Arc::clone(&node), times, shards: Vec::new(), registries: 0, pacer, done_tx };
+    loop {
+        d.sync_registries();
+        let renew = !node.renewal_paused.load(Ordering::Relaxed);
+        let wake = d.shards.iter().filter_map(|s| s.fsm.next_wakeup(renew)).min();
+        let far = Instant::now() + Duration::from_secs(3600);
+        let mut place = false;
+        let mut passivate = false;
+        tokio::select! {
+            biased;
+            cmd = cmds.recv() => {
+                let reply = match cmd {
+                    Some(Cmd::Shutdown(reply)) => Some(reply),
+                    None => None,
+                };
+                d.shutdown(&mut done_rx).await;
+                if let Some(reply) = reply {
+                    let _ = reply.send(());
+                }
+                return;
+            }
+            Some(done) = done_rx.recv() => d.apply(done),
+            _ = tokio::time::sleep_until(wake.unwrap_or(far)) => {}
+            _ = node.kick.notified() => place = true,
+            _ = tick.tick() => { place = true; passivate = true; }
+        }
+        d.poll_all(renew);
+        if place && renew {
+            d.place();
+        }
+        if passivate {
+            let now = Instant::now();
+            for h in node.hosts_snapshot() {
+                h.passivate(now);
+            }
+        }
+    }
+}
+
+impl Driver {
+    /// Adds shard states for registries registered since the last look.
+    fn sync_registries(&mut self) {
+        let hosts = self.node.hosts_snapshot();
+        if hosts.len() == self.registries {
+            return;
+        }
+        for host in hosts {
+            if self.shards.iter().any(|s| s.host.id() == host.id()) {
+                continue;
+            }
+            for shard in 0..host.shard_count() {
+                self.shards.push(ShardState {
+                    host: Arc::clone(&host),
+                    shard,
+                    name: lease_name(host.id(), shard),
+                    fsm: ShardLease::new(self.times),
+                    busy: false,
+                    free_since: None,
+                });
+            }
+            self.registries += 1;
+        }
+    }
+
+    fn spawn_op<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = Done> + Send + 'static,
+    {
+        let tx = self.done_tx.clone();
+        self.node.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+    }
+
+    fn acquire(&mut self, idx: usize, now: Instant) {
+        let s = &mut self.shards[idx];
+        if !s.fsm.start_acquire(now) {
+            return;
+        }
+        s.busy = true;
+        let (node, name) = (Arc::clone(&self.node), s.name.clone());
+        self.spawn_op(async move {
+            let op = node.store.acquire(&name, &node.session, node.cfg.lease_ttl);
+            let result = match tokio::time::timeout(node.cfg.request_timeout, op).await {
+                Ok(Ok(lease)) => Ok(lease.map(|l| l.epoch)),
+                Ok(Err(e)) => {
+                    tracing::debug!(lease = %name, error = %e, "acquire failed");
+                    Err(())
+                }
+                Err(_) => Err(()),
+            };
+            Done::Acquired { idx, result }
+        });
+    }
+
+    fn renew(&mut self, idx: usize, epoch: Epoch, now: Instant) {
+        let s = &mut self.shards[idx];
+        let (node, name) = (Arc::clone(&self.node), s.name.clone());
+        // The renewal may not outlive the deadline it could extend.
+        let bound = s.fsm.held().map_or(Duration::ZERO, |h| h.deadline.saturating_duration_since(now));
+        self.spawn_op(async move {
+            let op = node.store.renew(&name, &node.session, epoch, node.cfg.lease_ttl);
+            let result = match tokio::time::timeout(bound.min(node.cfg.request_timeout), op).await {
+                Ok(Ok(ok)) => Ok(ok),
+                Ok(Err(e)) => {
+                    tracing::debug!(lease = %name, error = %e, "renewal failed");
+                    Err(())
+                }
+                Err(_) => Err(()),
+            };
+            Done::Renewed { idx, epoch, result }
+        });
+    }
+
+    fn fence(&mut self, idx: usize, epoch: Epoch, now: Instant) {
+        let s = &self.shards[idx];
+        tracing::warn!(lease = %s.name, %epoch, "lease lost or unrenewable: fencing the shard");
+        self.node.counters.lease_event("fenced");
+        let kill_at = now + self.times.margin / 2;
+        let stopping = s.host.revoke(s.shard, ExitReason::LeaseLost, kill_at);
+        self.node.forget_owner(s.host.id(), s.shard);
+        self.node.spawn(stopping);
+    }
+
+    fn poll_all(&mut self, renew: bool) {
+        let now = Instant::now();
+        for idx in 0..self.shards.len() {
+            match self.shards[idx].fsm.poll(now, renew) {
+                Some(Action::Renew { epoch }) => self.renew(idx, epoch, now),
+                Some(Action::Fence { epoch }) => self.fence(idx, epoch, now),
+                None => {}
+            }
+        }
+    }
+
+    fn apply(&mut self, done: Done) {
+        let now = Instant::now();
+        match done {
+            Done::Acquired { idx, result } => {
+                let granted = result.ok().flatten();
+                let s = &mut self.shards[idx];
+                s.busy = false;
+                s.free_since = None;
+                match s.fsm.on_acquired(result, now) {
+                    Some(held) => {
+                        tracing::debug!(lease = %s.name, epoch = %held.epoch, "lease acquired");
+                        self.node.counters.lease_event("acquired");
+                        s.host.grant(s.shard, held.epoch, held.deadline);
+                        self.node.cache_owner(s.host.id(), s.shard, self.node.session.clone(), held.epoch);
+                        self.node.broadcast_control(&ControlMsg::LeaseNotice {
+                            registry: s.host.id().to_string(),
+                            shard: s.shard,
+                            epoch: held.epoch.0,
+                            owner: Some(self.node.session.clone()),
+                        });
+                    }
+                    None => {
+                        if let Some(epoch) = granted {
+                            // Granted too late to use: give it back.
+                            self.release_quietly(idx, epoch);
+                        }
+                    }
+                }
+            }
+            Done::Renewed { idx, epoch, result } => {
+                let s = &mut self.shards[idx];
+                match s.fsm.on_renewed(epoch, result, now) {
+                    Some(Action::Fence { epoch }) => self.fence(idx, epoch, now),
+                    Some(Action::Renew { .. }) => {}
+                    None => {
+                        if let Some(held) = s.fsm.held() {
+                            s.host.extend(s.shard, held.epoch, held.deadline);
+                        }
+                    }
+                }
+            }
+            Done::Released { idx } => {
+                let s = &mut self.shards[idx];
+                s.busy = false;
+                s.fsm.on_released();
+                self.node.forget_owner(s.host.id(), s.shard);
+                self.node.counters.lease_event("released");
+            }
+            Done::Probed { idx, free } => {
+                let s = &mut self.shards[idx];
+                s.busy = false;
+                if !free {
+                    s.free_since = None;
+                    return;
+                }
+                let since = *s.free_since.get_or_insert(now);
+                if s.fsm.phase() == Phase::Free && now.saturating_duration_since(since) >= self.times.renew_interval {
+                    tracing::debug!(lease = %s.name, "orphaned shard: acquiring");
+                    self.acquire(idx, now);
+                }
+            }
+        }
+    }
+
+    fn release_quietly(&self, idx: usize, epoch: Epoch) {
+        let s = &self.shards[idx];
+        let (node, name) = (Arc::clone(&self.node), s.name.clone());
+        self.node.spawn(async move {
+            let _ =
+                tokio::time::timeout(node.cfg.request_timeout, node.store.release(&name, &node.session, epoch)).await;
+        });
+    }
+
+    /// One placement pass.
+    fn place(&mut self) {
+        if self.node.is_stopping() {
+            return;
+        }
+        let now = Instant::now();
+        let me = self.node.id.clone();
+        let mut view = std::collections::BTreeSet::new();
+        let mut candidates = std::collections::BTreeMap::new();
+        for s in &self.shards {
+            if !candidates.contains_key(s.host.id()) {
+                let c = self.node.candidates(s.host.id(), s.host.shard_count());
+                view.extend(c.iter().cloned());
+                candidates.insert(s.host.id().to_string(), c);
+            }
+        }
+        self.pacer.observe(&view, now);
+        for idx in 0..self.shards.len() {
+            let s = &self.shards[idx];
+            if s.busy {
+                continue;
+            }
+            let Some(cands) = candidates.get(s.host.id()) else { continue };
+            let pref = preferred(&s.name, cands).cloned();
+            match s.fsm.phase() {
+                Phase::Free if pref.as_ref() == Some(&me) => self.acquire(idx, now),
+                Phase::Free => self.probe(idx),
+                Phase::Held(_) if pref.is_some() && pref.as_ref() != Some(&me) && self.pacer.try_move(now) => {
+                    self.hand_over(idx, now)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn probe(&mut self, idx: usize) {
+        let s = &mut self.shards[idx];
+        s.busy = true;
+        let (node, name) = (Arc::clone(&self.node), s.name.clone());
+        self.spawn_op(async move {
+            let free =
+                matches!(tokio::time::timeout(node.cfg.request_timeout, node.store.get(&name)).await, Ok(Ok(None)));
+            Done::Probed { idx, free }
+        });
+    }
+
+    /// Stops the shard's activations, then releases the lease and tells
+    /// the peers.
+    fn hand_over(&mut self, idx: usize, now: Instant) {
+        let s = &mut self.shards[idx];
+        let Some(epoch) = s.fsm.start_release() else { return };
+        s.busy = true;
+        tracing::debug!(lease = %s.name, %epoch, "handing the shard over");
+        self.node.counters.lease_event("handed_over");
+        let stopping = s.host.revoke(s.shard, ExitReason::Shutdown, now + s.host_stop_timeout());
+        let (node, name, registry, shard) = (Arc::clone(&self.node), s.name.clone(), s.host.id().to_string(), s.shard);
+        self.spawn_op(async move {
+            stopping.await;
+            release_and_notify(&node, &name, registry, shard, epoch).await;
+            Done::Released { idx }
+        });
+    }
+
+    /// Graceful shutdown: stop every held shard's activations, release the
+    /// leases, tell the peers; then wait (bounded) for acquisitions in
+    /// flight and give back any that succeed.
+    async fn shutdown(&mut self, done_rx: &mut mpsc::UnboundedReceiver<Done>) {
+        let now = Instant::now();
+        let mut stopping = Vec::new();
+        let mut releases = Vec::new();
+        for s in &mut self.shards {
+            if let Some(epoch) = s.fsm.start_release() {
+                stopping.push(s.host.revoke(s.shard, ExitReason::Shutdown, now + s.host_stop_timeout()));
+                releases.push((s.name.clone(), s.host.id().to_string(), s.shard, epoch));
+            }
+        }
+        for stop in stopping {
+            stop.await;
+        }
+        for (name, registry, shard, epoch) in releases {
+            release_and_notify(&self.node, &name, registry, shard, epoch).await;
+        }
+        let bound = Instant::now() + self.node.cfg.request_timeout;
+        while self.shards.iter().any(|s| s.busy && s.fsm.phase() != Phase::Free) {
+            match tokio::time::timeout_at(bound, done_rx.recv()).await {
+                Ok(Some(Done::Acquired { idx, result: Ok(Some(epoch)) })) => {
+                    let s = &mut self.shards[idx];
+                    s.busy = false;
+                    let _ = s.fsm.on_acquired(Err(()), Instant::now());
+                    let name = s.name.clone();
+                    let _ = tokio::time::timeout(
+                        self.node.cfg.request_timeout,
+                        self.node.store.release(&name, &self.node.session, epoch),
+                    )
+                    .await;
+                }
+                Ok(Some(Done::Acquired { idx, .. } | Done::Released { idx } | Done::Probed { idx, .. })) => {
+                    let s = &mut self.shards[idx];
+                    s.busy = false;
+                    let _ = s.fsm.on_acquired(Err(()), Instant::now());
+                }
+                Ok(Some(Done::Renewed { .. })) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+}
+
+impl ShardState {
+    fn host_stop_timeout(&self) -> Duration {
+        self.host.stop_timeout()
+    }
+}
+
+async fn release_and_notify(node: &Shared, name: &str, registry: String, shard: u32, epoch: Epoch) {
+    let op = node.store.release(name, &node.session, epoch);
+    match tokio::time::timeout(node.cfg.request_timeout, op).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(lease = %name, error = %e, "release failed; the lease will expire"),
+        Err(_) => tracing::warn!(lease = %name, "release timed out; the lease will expire"),
+    }
+    node.forget_owner(&registry, shard);
+    node.broadcast_control(&ControlMsg::LeaseNotice { registry, shard, epoch: epoch.0, owner: None });
+}

@@ -1,0 +1,299 @@
+//! The node's routing state and the operations on it: requests in flight
+//! (bounded by `max_inflight_requests`), the owner cache (one entry per
+//! hosted shard at most, each valid for `renew_interval`), monitors held on
+//! remote activations (bounded by `max_remote_monitors`), placement
+//! candidates, and broadcasts to peers.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::shared::Shared;
+use super::table::ConnId;
+use crate::error::RemoteError;
+use crate::host::HostedRegistry;
+use crate::id::{NodeId, SessionId};
+use crate::lease::Epoch;
+use crate::remote::DownEvent;
+use crate::shard::lease_name;
+use crate::wire::{ControlMsg, DataMsg, DownReason, Rejection};
+
+/// The answer to a request in flight.
+#[derive(Debug)]
+pub(crate) enum Response {
+    Reply(Vec<u8>),
+    Ack,
+    Rejected(Rejection),
+    Canceled,
+}
+
+/// A monitor this node holds on a remote activation.
+#[derive(Debug)]
+pub(crate) struct ClientMonitor {
+    conn: ConnId,
+    registry: String,
+    key: String,
+    shard: u32,
+    holder: SessionId,
+    epoch: Epoch,
+    tx: mpsc::Sender<DownEvent>,
+}
+
+#[derive(Debug)]
+struct CachedOwner {
+    holder: SessionId,
+    epoch: Epoch,
+    at: Instant,
+}
+
+/// See the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct Routing {
+    next_id: AtomicU64,
+    pending: Mutex<HashMap<u64, (ConnId, oneshot::Sender<Response>)>>,
+    owners: Mutex<HashMap<(String, u32), CachedOwner>>,
+    monitors: Mutex<HashMap<u64, ClientMonitor>>,
+}
+
+/// The queues of one authenticated connection.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerLink {
+    pub(crate) conn: ConnId,
+    pub(crate) data: mpsc::Sender<DataMsg>,
+    pub(crate) control: mpsc::Sender<ControlMsg>,
+}
+
+impl Shared {
+    /// The connection to exactly `session`, if there is one.
+    pub(crate) fn connection(&self, session: &SessionId) -> Option<PeerLink> {
+        let table = self.table.lock();
+        let e = table.get(&session.node)?;
+        (e.session == *session).then(|| PeerLink {
+            conn: e.conn,
+            data: e.handle.data.clone(),
+            control: e.handle.control.clone(),
+        })
+    }
+
+    /// Asks the membership loop to look for new peers now.
+    pub(crate) fn kick_dials(&self) {
+        self.dial_kick.notify_one();
+    }
+
+    /// Registers a request in flight on `conn`.
+    pub(crate) fn register_pending(&self, conn: ConnId) -> Result<(u64, oneshot::Receiver<Response>), RemoteError> {
+        let id = self.routing.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let mut pending = self.routing.pending.lock();
+        if pending.len() >= self.cfg.max_inflight_requests {
+            self.counters.dropped("inflight_table_full");
+            return Err(RemoteError::Overloaded);
+        }
+        pending.insert(id, (conn, tx));
+        Ok((id, rx))
+    }
+
+    pub(crate) fn forget_pending(&self, id: u64) {
+        self.routing.pending.lock().remove(&id);
+    }
+
+    /// Completes the request `id` if it was sent on `conn`.
+    pub(crate) fn complete(&self, conn: ConnId, id: u64, response: Response) {
+        let mut pending = self.routing.pending.lock();
+        match pending.get(&id) {
+            Some((c, _)) if *c == conn => {
+                if let Some((_, tx)) = pending.remove(&id) {
+                    let _ = tx.send(response);
+                }
+            }
+            _ => {
+                drop(pending);
+                self.counters.dropped("unmatched_response");
+            }
+        }
+    }
+
+    /// A connection ended: its requests in flight fail with
+    /// `ConnectionLost`; its monitors resolve once the target's lease is
+    /// provably gone.
+    pub(crate) fn connection_ended(self: &Arc<Self>, conn: ConnId) {
+        self.routing.pending.lock().retain(|_, (c, _)| *c != conn);
+        let orphaned: Vec<ClientMonitor> = {
+            let mut monitors = self.routing.monitors.lock();
+            let ids: Vec<u64> = monitors.iter().filter(|(_, m)| m.conn == conn).map(|(id, _)| *id).collect();
+            ids.into_iter().filter_map(|id| monitors.remove(&id)).collect()
+        };
+        for m in orphaned {
+            let node = Arc::clone(self);
+            self.spawn(async move { node.await_lease_gone(m).await });
+        }
+        self.kick.notify_one();
+    }
+
+    /// "Down means down": a monitor whose connection was lost fires only
+    /// once the lease the target ran under is no longer held (expired,
+    /// released or taken over), i.e. the target can no longer execute.
+    async fn await_lease_gone(&self, m: ClientMonitor) {
+        let name = lease_name(&m.registry, m.shard);
+        loop {
+            if m.tx.is_closed() {
+                return;
+            }
+            let current = tokio::time::timeout(self.cfg.request_timeout, self.store.get(&name)).await;
+            if let Ok(Ok(lease)) = current
+                && lease.is_none_or(|l| l.holder != m.holder || l.epoch != m.epoch)
+            {
+                let _ = m.tx.try_send(DownEvent { registry: m.registry, key: m.key, reason: DownReason::NodeDown });
+                return;
+            }
+            tokio::time::sleep(self.cfg.renew_interval).await;
+        }
+    }
+
+    /// Registers a monitor on a remote activation; returns its request id.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn register_monitor(
+        self: &Arc<Self>,
+        link: &PeerLink,
+        registry: String,
+        key: String,
+        shard: u32,
+        holder: SessionId,
+        epoch: Epoch,
+        tx: mpsc::Sender<DownEvent>,
+    ) -> Result<u64, RemoteError> {
+        let id = self.routing.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut monitors = self.routing.monitors.lock();
+            if monitors.len() >= self.cfg.max_remote_monitors {
+                self.counters.dropped("remote_monitor_table_full");
+                return Err(RemoteError::Overloaded);
+            }
+            let watch = tx.clone();
+            monitors.insert(id, ClientMonitor { conn: link.conn, registry, key, shard, holder, epoch, tx });
+            // Demonitor once the receiver is dropped.
+            let node = Arc::clone(self);
+            let control = link.control.clone();
+            tokio::spawn(async move {
+                watch.closed().await;
+                if node.routing.monitors.lock().remove(&id).is_some() {
+                    let _ = control.try_send(ControlMsg::Demonitor { request_id: id });
+                }
+            });
+        }
+        Ok(id)
+    }
+
+    pub(crate) fn drop_monitor(&self, id: u64) {
+        self.routing.monitors.lock().remove(&id);
+    }
+
+    /// A `Down` from a peer for one of our monitors.
+    pub(crate) fn monitor_down(&self, conn: ConnId, id: u64, reason: DownReason) {
+        let mut monitors = self.routing.monitors.lock();
+        if monitors.get(&id).is_some_and(|m| m.conn == conn)
+            && let Some(m) = monitors.remove(&id)
+        {
+            let _ = m.tx.try_send(DownEvent { registry: m.registry, key: m.key, reason });
+        } else {
+            drop(monitors);
+            self.counters.dropped("unmatched_down");
+        }
+    }
+
+    pub(crate) fn cached_owner(&self, registry: &str, shard: u32) -> Option<(SessionId, Epoch)> {
+        let owners = self.routing.owners.lock();
+        let o = owners.get(&(registry.to_string(), shard))?;
+        (o.at.elapsed() < self.cfg.renew_interval).then(|| (o.holder.clone(), o.epoch))
+    }
+
+    /// Caches an owner, unless a newer epoch is already known. Only hosted
+    /// registries are cached, so the cache is bounded by their shards.
+    pub(crate) fn cache_owner(&self, registry: &str, shard: u32, holder: SessionId, epoch: Epoch) {
+        let hosted = self.hosts.read().get(registry).is_some_and(|h| shard < h.shard_count());
+        if !hosted {
+            return;
+        }
+        let mut owners = self.routing.owners.lock();
+        let key = (registry.to_string(), shard);
+        if owners.get(&key).is_some_and(|o| o.epoch > epoch) {
+            return;
+        }
+        owners.insert(key, CachedOwner { holder, epoch, at: Instant::now() });
+    }
+
+    pub(crate) fn forget_owner(&self, registry: &str, shard: u32) {
+        self.routing.owners.lock().remove(&(registry.to_string(), shard));
+    }
+
+    /// A peer's lease notice: a hint only (the receiver still fences).
+    pub(crate) fn lease_notice(&self, registry: &str, shard: u32, epoch: u64, owner: Option<SessionId>) {
+        match owner {
+            Some(holder) => self.cache_owner(registry, shard, holder, Epoch(epoch)),
+            None => {
+                let mut owners = self.routing.owners.lock();
+                let key = (registry.to_string(), shard);
+                if owners.get(&key).is_some_and(|o| o.epoch.0 <= epoch) {
+                    owners.remove(&key);
+                }
+                drop(owners);
+                self.kick.notify_one();
+            }
+        }
+    }
+
+    pub(crate) fn hosts_snapshot(&self) -> Vec<Arc<dyn HostedRegistry>> {
+        self.hosts.read().values().cloned().collect()
+    }
+
+    /// `(id, shard count)` of every hosted registry, for `Hosting`.
+    pub(crate) fn hosting(&self) -> Vec<(String, u32)> {
+        if self.is_stopping() {
+            return Vec::new();
+        }
+        self.hosts.read().values().map(|h| (h.id().to_string(), h.shard_count())).collect()
+    }
+
+    /// Nodes that may own `registry`'s shards: this one, and connected peers
+    /// that announced the registry with the same shard count.
+    pub(crate) fn candidates(&self, registry: &str, shards: u32) -> BTreeSet<NodeId> {
+        let mut out = BTreeSet::new();
+        if !self.is_stopping() {
+            out.insert(self.id.clone());
+        }
+        for e in self.table.lock().iter() {
+            let hosted = e.handle.stats.hosted.lock();
+            match hosted.get(registry) {
+                Some(n) if *n == shards => {
+                    out.insert(e.session.node.clone());
+                }
+                Some(n) => {
+                    tracing::warn!(peer = %e.session, registry, ours = shards, theirs = *n,
+                        "peer hosts the registry with another shard count; ignoring it for placement");
+                }
+                None => {}
+            }
+        }
+        out
+    }
+
+    /// Queues `msg` on every connection's control queue.
+    pub(crate) fn broadcast_control(&self, msg: &ControlMsg) {
+        for e in self.table.lock().iter() {
+            if e.handle.control.try_send(msg.clone()).is_err() {
+                self.counters.dropped("control_queue_full");
+            }
+        }
+    }
+
+    /// Records a peer's `Hosting` announcement.
+    pub(crate) fn peer_hosting(&self, stats: &super::shared::PeerStats, registries: Vec<(String, u32)>) {
+        let map: BTreeMap<String, u32> = registries.into_iter().collect();
+        *stats.hosted.lock() = map;
+        self.kick.notify_one();
+    }
+}

@@ -1,0 +1,71 @@
+//! Shards: how keys map to shards, how a shard's lease is held (a pure
+//! state machine), and where shards should live (rendezvous placement with
+//! bounded moves). The drivers that act on these decisions live in
+//! `crate::manager` (leases) and `crate::host` (activations).
+
+pub(crate) mod lease_fsm;
+pub(crate) mod placement;
+
+/// A stable 64-bit hash (FNV-1a). Stable across processes, platforms and
+/// releases: the key → shard map and rendezvous placement depend on every
+/// node computing the same value.
+pub(crate) fn stable_hash(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in *part {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        // Separator, so ("ab","c") and ("a","bc") differ.
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // Final avalanche (splitmix64's finalizer): FNV's low bits are weak.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// The shard of `key` in a registry of `shard_count` shards (`shard_count`
+/// is at least 1: checked when the registry is created).
+pub(crate) fn shard_of(key: &str, shard_count: u32) -> u32 {
+    (stable_hash(&[key.as_bytes()]) % u64::from(shard_count.max(1))) as u32
+}
+
+/// The lease-store name of a shard's lease.
+pub(crate) fn lease_name(registry: &str, shard: u32) -> String {
+    format!("{registry}/{shard}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_stable_across_releases() {
+        // Pinned values: changing the hash re-maps every key of a running cluster.
+        assert_eq!(shard_of("alice", 64), shard_of("alice", 64));
+        let pinned: Vec<u32> = ["alice", "bob", "carol", ""].iter().map(|k| shard_of(k, 64)).collect();
+        assert_eq!(pinned, PINNED.to_vec());
+    }
+
+    const PINNED: [u32; 4] = [16, 22, 11, 13];
+
+    #[test]
+    fn keys_spread_over_shards() {
+        let mut counts = [0u32; 16];
+        for i in 0..16_000 {
+            counts[shard_of(&format!("key-{i}"), 16) as usize] += 1;
+        }
+        for c in counts {
+            assert!((800..1200).contains(&c), "uneven spread: {counts:?}");
+        }
+    }
+
+    #[test]
+    fn parts_are_separated() {
+        assert_ne!(stable_hash(&[b"ab", b"c"]), stable_hash(&[b"a", b"bc"]));
+    }
+}
