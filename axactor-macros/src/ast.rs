@@ -7,8 +7,8 @@
 //!   to point diagnostics at the offending tokens. Building it never fails.
 //! * the *checked* layer ([`Actor`], [`Message`], [`Hook`], ...) is what
 //!   `validate::check` produces once every rule holds. It is independent of
-//!   the kind of expansion, so the local expansion (`expand::local`) and a
-//!   future remote expansion can both be written against it.
+//!   the kind of expansion: the local expansion (`expand::local`) and the
+//!   remote one (`expand_remote::remote`) are both written against it.
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::ToTokens;
@@ -35,6 +35,8 @@ pub(crate) struct Actor {
     pub(crate) messages: Vec<Message>,
     /// The lifecycle hooks the user defined, in source order.
     pub(crate) hooks: Vec<Hook>,
+    /// `#[actor(remote)]`: also generate the wire contract and `XRemoteRef`.
+    pub(crate) remote: bool,
 }
 
 /// One `#[msg]` method.
@@ -171,8 +173,10 @@ pub(crate) struct Hook {
 /// The arguments of `#[actor(...)]`.
 #[derive(Default)]
 pub(crate) struct ActorArgs {
-    /// `remote` was given (the word).
+    /// `remote` was given (the word, the first time).
     pub(crate) remote: Option<TokenStream>,
+    /// `remote` given again after the first time.
+    pub(crate) duplicate: Vec<TokenStream>,
     /// Arguments that are not understood.
     pub(crate) unknown: Vec<TokenStream>,
     /// The argument list did not even parse.
@@ -193,7 +197,13 @@ impl ActorArgs {
         };
         for meta in metas {
             match &meta {
-                Meta::Path(p) if p.is_ident("remote") => args.remote = Some(p.to_token_stream()),
+                Meta::Path(p) if p.is_ident("remote") => {
+                    if args.remote.is_some() {
+                        args.duplicate.push(p.to_token_stream());
+                    } else {
+                        args.remote = Some(p.to_token_stream());
+                    }
+                }
                 other => args.unknown.push(other.to_token_stream()),
             }
         }

@@ -1,8 +1,8 @@
 //! Code generation over the checked IR.
 //!
 //! [`local`] produces the local expansion: the `XMsg` enum, the `XRef`
-//! handle and the `axactor::Actor` impl. A remote expansion (wire contract
-//! enums and an `XRemoteRef`) is meant to be another function here over the
+//! handle and the `axactor::Actor` impl. The remote expansion (wire contract
+//! enums and an `XRemoteRef`, in `expand_remote`) is another function over the
 //! same [`Actor`], emitted in addition to [`local`].
 //!
 //! Every path is absolute (`::axactor::...`, `::core::...`) and every call
@@ -27,12 +27,12 @@ pub(crate) fn local(actor: &Actor) -> TokenStream {
 }
 
 /// `Name::method`, for docs.
-fn qualified(actor: &Actor, m: &syn::Ident) -> String {
+pub(crate) fn qualified(actor: &Actor, m: &syn::Ident) -> String {
     format!("{}::{}", plain_name(&actor.name), plain_name(m))
 }
 
 /// The binding names used for a message's fields in `handle` (`__a0`, ...).
-fn bindings(m: &Message) -> Vec<syn::Ident> {
+pub(crate) fn bindings(m: &Message) -> Vec<syn::Ident> {
     (0..m.args.len()).map(|i| format_ident!("__a{}", i, span = Span::mixed_site())).collect()
 }
 

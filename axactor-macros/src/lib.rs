@@ -73,8 +73,35 @@
 //! are not named `__reply` or `__timeout`. Hooks have the signatures above and
 //! are not also `#[msg]`. The impl block is inherent and not generic.
 //!
-//! `#[actor(remote)]` is reserved for `axactor-cluster` and currently a
-//! compile error.
+//! # `#[actor(remote)]`
+//!
+//! Generates everything `#[actor]` does, plus what the cluster layer needs to
+//! host the actor and address it from any node. The generated code names
+//! `::axactor_cluster`, so the crate must depend on `axactor-cluster` (and
+//! on `axactor`; serde and tokio are reached through their re-exports):
+//!
+//! * `pub enum CounterTell` (one struct-like variant per tell, with the
+//!   arguments as fields), `pub enum CounterAsk` (one per ask) and
+//!   `pub enum CounterReply` (one tuple variant per ask, holding its return
+//!   value): serde enums, `Debug` printing the variant name. The variants
+//!   follow the order of the `#[msg]` methods, and that order is the wire
+//!   format (postcard encodes a variant by its index): reordering, adding or
+//!   removing message methods changes the contract between nodes.
+//! * `pub struct CounterContract`, implementing `axactor::RefContract` with
+//!   those three enums.
+//! * `impl axactor_cluster::RemoteActor for Counter`: turns contract values
+//!   into `CounterMsg`s (an ask's reply arrives as a `CounterReply`).
+//! * `pub struct CounterRemoteRef` (`Clone`, `Debug`, `Send`, `Sync`), wrapping
+//!   `axactor_cluster::RemoteHandle<Counter>`, with, for each tell `m(args)`:
+//!   `async m(&self, args)` (sent, not acknowledged) and `async m_wait`
+//!   (acknowledged once in the owner's mailbox); for each ask `m(args) -> T`:
+//!   `async m(&self, args)` and `async m_timeout(&self, args, Duration)`, all
+//!   returning `Result<_, RemoteError>`; plus `key()` and `async monitor()`.
+//!
+//! A `Context` parameter is not part of the contract. Every argument and
+//! return type must be `axactor::RemoteSafe` (serde `Serialize +
+//! DeserializeOwned`, `Send`, `'static`): one that is not is reported at the
+//! type, naming it. Messages cannot be named `key` or `monitor`.
 //!
 //! # `#[msg]`
 //!
@@ -85,13 +112,16 @@
 
 mod ast;
 mod expand;
+mod expand_remote;
 mod validate;
 
 use proc_macro::TokenStream;
 use quote::quote;
 
 /// Turns an inherent impl block into an actor: generates the `XMsg` enum, the
-/// `XRef` handle and the `axactor::Actor` impl. See the [crate docs](crate).
+/// `XRef` handle and the `axactor::Actor` impl; with `#[actor(remote)]`, also
+/// the wire contract, the `RemoteActor` impl and `XRemoteRef`. See the
+/// [crate docs](crate).
 #[proc_macro_attribute]
 pub fn actor(attr: TokenStream, item: TokenStream) -> TokenStream {
     let args = ast::ActorArgs::parse(attr.into());
@@ -108,9 +138,12 @@ pub fn actor(attr: TokenStream, item: TokenStream) -> TokenStream {
         }
     };
     let parsed = ast::lower(args, &mut imp);
-    // The remote expansion (`#[actor(remote)]`) will be another `expand`
-    // function over the same checked `ast::Actor`, emitted after `local`.
     let generated = match validate::check(parsed) {
+        Ok(actor) if actor.remote => {
+            let local = expand::local(&actor);
+            let remote = expand_remote::remote(&actor);
+            quote!(#local #remote)
+        }
         Ok(actor) => expand::local(&actor),
         Err(errors) => errors.to_compile_error(),
     };

@@ -17,6 +17,10 @@ use crate::ast::{
 /// Names every generated `XRef` already has as methods.
 const RESERVED_METHODS: &[&str] = &["pid", "stop", "stop_wait", "mailbox_len", "is_closed", "as_local_ref", "clone"];
 
+/// Names every generated `XRemoteRef` has as methods besides the messages'
+/// (only reserved for `#[actor(remote)]`).
+const RESERVED_REMOTE_METHODS: &[&str] = &["key", "monitor"];
+
 /// Argument names the generated code uses for itself.
 const RESERVED_ARGS: &[&str] = &["__reply", "__timeout"];
 
@@ -46,6 +50,8 @@ pub(crate) fn check(parsed: ParsedActor) -> syn::Result<Actor> {
 
     let type_name = parsed.name.as_ref().map_or_else(|| "X".to_owned(), plain_name);
     let ref_name = format!("{type_name}Ref");
+    let remote = parsed.args.remote.is_some();
+    let names = Names { ref_name, remote_ref_name: remote.then(|| format!("{type_name}RemoteRef")) };
 
     if let Some(path) = &parsed.trait_path {
         errs.push(
@@ -103,7 +109,7 @@ pub(crate) fn check(parsed: ParsedActor) -> syn::Result<Actor> {
                 }
             }
             (None, Some(_)) => {
-                if let Some(m) = check_message(method, &ref_name, &mut variants, &mut errs) {
+                if let Some(m) = check_message(method, &names, &mut variants, &mut errs) {
                     messages.push(m);
                 }
             }
@@ -120,6 +126,7 @@ pub(crate) fn check(parsed: ParsedActor) -> syn::Result<Actor> {
             name,
             messages,
             hooks,
+            remote,
         }),
         // Unreachable: a missing name was reported above. Kept total without panicking.
         (None, None) => Err(syn::Error::new(Span::call_site(), "#[actor] needs an impl block for a named type")),
@@ -130,14 +137,20 @@ fn check_args(args: &ActorArgs, errs: &mut Errors) {
     if let Some(e) = &args.malformed {
         errs.push(
             spot(e.span()),
-            format!("could not parse the #[actor] arguments ({e}); write `#[actor]` without arguments"),
+            format!("could not parse the #[actor] arguments ({e}); write `#[actor]` or `#[actor(remote)]`"),
         );
     }
-    if let Some(remote) = &args.remote {
-        errs.push(remote, "#[actor(remote)] is provided by axactor-cluster and not available yet; use #[actor]");
+    for dup in &args.duplicate {
+        errs.push(dup, "duplicate #[actor] argument `remote`; write it once: `#[actor(remote)]`");
     }
     for arg in &args.unknown {
-        errs.push(arg, format!("unknown #[actor] argument `{arg}`; #[actor] takes no arguments, write `#[actor]`"));
+        errs.push(
+            arg,
+            format!(
+                "unknown #[actor] argument `{arg}`; the only argument is `remote`: \
+                 write `#[actor]` or `#[actor(remote)]`"
+            ),
+        );
     }
 }
 
@@ -182,14 +195,23 @@ fn check_ctx(m: &ParsedMethod, errs: &mut Errors) -> bool {
     takes_ctx
 }
 
+/// The names of the generated handles, for diagnostics.
+struct Names {
+    /// `XRef`.
+    ref_name: String,
+    /// `XRemoteRef`, for `#[actor(remote)]` only.
+    remote_ref_name: Option<String>,
+}
+
 fn check_message(
     m: ParsedMethod,
-    ref_name: &str,
+    names: &Names,
     variants: &mut HashMap<String, syn::Ident>,
     errs: &mut Errors,
 ) -> Option<Message> {
     let before = errs.count;
     let name = plain_name(&m.ident);
+    let ref_name = &names.ref_name;
 
     if let Some(attr) = &m.msg
         && let Some(args) = &attr.args
@@ -206,6 +228,16 @@ fn check_message(
             format!(
                 "#[msg] method name `{name}` is reserved: every `{ref_name}` already has a `{name}` method; \
                  rename this method"
+            ),
+        );
+    } else if let Some(remote_ref) = &names.remote_ref_name
+        && RESERVED_REMOTE_METHODS.contains(&name.as_str())
+    {
+        errs.push(
+            &m.ident,
+            format!(
+                "#[msg] method name `{name}` is reserved in a remote actor: every `{remote_ref}` already has a \
+                 `{name}` method; rename this method"
             ),
         );
     } else if let Some(suffix) = ["_wait", "_timeout"].into_iter().find(|s| name.ends_with(s)) {

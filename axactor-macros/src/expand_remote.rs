@@ -1,0 +1,492 @@
+//! Code generation for `#[actor(remote)]`, over the same checked [`Actor`]
+//! as the local expansion and emitted after it.
+//!
+//! [`remote`] produces:
+//!
+//! * a compile-time check that every message argument and reply type is
+//!   `axactor::RemoteSafe`, spanned at the user's type so the error points
+//!   at it;
+//! * the wire contract: `XTell` (one struct-like variant per tell), `XAsk`
+//!   (one per ask) and `XReply` (one tuple variant per ask, holding its
+//!   reply), all serde enums, and `XContract: axactor::RefContract` naming
+//!   them;
+//! * `impl axactor_cluster::RemoteActor for X`, converting contract values
+//!   into `XMsg`s;
+//! * `XRemoteRef`, the remote handle wrapping `axactor_cluster::RemoteHandle<X>`.
+//!
+//! Variants follow the order of the `#[msg]` methods: that order *is* the
+//! wire format (postcard encodes a variant by its index), so reordering,
+//! adding or removing message methods changes the contract.
+//!
+//! serde is reached through `::axactor::__private::serde` and tokio's `mpsc`
+//! through `::axactor_cluster::__private::mpsc`, so users need neither as a
+//! dependency. As in [`crate::expand`], every path is absolute and every
+//! local binding is hygienic.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::ast::{Actor, Message, plain_name};
+use crate::expand::{bindings, qualified};
+
+/// The names of the generated remote items.
+struct Names {
+    tell: syn::Ident,
+    ask: syn::Ident,
+    reply: syn::Ident,
+    contract: syn::Ident,
+    remote_ref: syn::Ident,
+}
+
+impl Names {
+    fn of(actor: &Actor) -> Names {
+        let name = &actor.name;
+        let make = |suffix: &str| format_ident!("{}{}", name, suffix, span = name.span());
+        Names {
+            tell: make("Tell"),
+            ask: make("Ask"),
+            reply: make("Reply"),
+            contract: make("Contract"),
+            remote_ref: make("RemoteRef"),
+        }
+    }
+}
+
+/// Everything `#[actor(remote)]` generates in addition to [`crate::expand::local`].
+pub(crate) fn remote(actor: &Actor) -> TokenStream {
+    let names = Names::of(actor);
+    let checks = remote_safe_checks(actor);
+    let enums = contract_enums(actor, &names);
+    let contract = contract(actor, &names);
+    let remote_actor = remote_actor_impl(actor, &names);
+    let remote_ref = remote_ref(actor, &names);
+    quote! {
+        #checks
+        #enums
+        #contract
+        #remote_actor
+        #remote_ref
+    }
+}
+
+fn tells(actor: &Actor) -> impl Iterator<Item = &Message> {
+    actor.messages.iter().filter(|m| !m.is_ask())
+}
+
+fn asks(actor: &Actor) -> impl Iterator<Item = (&Message, &syn::Type)> {
+    actor.messages.iter().filter_map(|m| m.reply.as_ref().map(|r| (m, r)))
+}
+
+/// One `__assert_remote_safe::<T>()` per argument and reply type, spanned at
+/// the type, so a type that cannot cross the wire is reported where it is
+/// written, naming it.
+fn remote_safe_checks(actor: &Actor) -> TokenStream {
+    let checks = actor.messages.iter().flat_map(|m| {
+        let cfgs = &m.cfgs;
+        m.args.iter().map(|a| &a.ty).chain(&m.reply).map(move |ty| {
+            quote_spanned! {ty.span()=>
+                #(#cfgs)*
+                __assert_remote_safe::<#ty>();
+            }
+        })
+    });
+    quote! {
+        const _: () = {
+            fn __assert_remote_safe<T: ::axactor::__private::AssertRemoteSafe>() {}
+            #[allow(dead_code)]
+            fn __check() {
+                #(#checks)*
+            }
+        };
+    }
+}
+
+/// The serde derives, through axactor's re-export.
+fn serde_derives() -> TokenStream {
+    quote! {
+        #[derive(::axactor::__private::serde::Serialize, ::axactor::__private::serde::Deserialize)]
+        #[serde(crate = "::axactor::__private::serde")]
+    }
+}
+
+/// A `Debug` impl printing only the variant name (arguments need not be `Debug`).
+fn debug_impl<'a>(enum_name: &syn::Ident, variants: impl Iterator<Item = &'a Message>, tuple: bool) -> TokenStream {
+    let mut any_unconditional = false;
+    let arms: Vec<TokenStream> = variants
+        .map(|m| {
+            let Message { variant, cfgs, .. } = m;
+            any_unconditional |= cfgs.is_empty();
+            let name = variant.to_string();
+            let pat = if tuple { quote!((..)) } else { quote!({ .. }) };
+            quote!(#(#cfgs)* Self::#variant #pat => f.write_str(#name),)
+        })
+        .collect();
+    // With no (compiled-in) variant, the match has no arm and `f` goes unused.
+    let unused_f = (!any_unconditional).then(|| quote!(let _ = f;));
+    quote! {
+        impl ::core::fmt::Debug for #enum_name {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                #unused_f
+                match *self {
+                    #(#arms)*
+                }
+            }
+        }
+    }
+}
+
+/// The lints a generated public enum may trip in the user's crate.
+fn enum_allows() -> TokenStream {
+    quote! {
+        #[allow(
+            private_interfaces,
+            unreachable_pub,
+            dead_code,
+            clippy::enum_variant_names,
+            clippy::large_enum_variant
+        )]
+    }
+}
+
+const WIRE_ORDER: &str = "Variants follow the order of the `#[msg]` methods, and that order is the wire \
+                          format: reordering, adding or removing message methods changes the contract, \
+                          so every node must run the same version of the actor.";
+
+/// A struct-like variant carrying a message's arguments.
+fn args_variant(actor: &Actor, m: &Message, kind: &str) -> TokenStream {
+    let Message { variant, cfgs, docs, .. } = m;
+    let vdoc = format!("The {kind} `{}`.", qualified(actor, &m.method));
+    let sep = (!docs.is_empty()).then(|| quote!(#[doc = ""]));
+    let fields = m.args.iter().map(|arg| {
+        let (name, ty) = (&arg.name, &arg.ty);
+        let fdoc = format!("Argument `{}`.", plain_name(name));
+        quote!(#[doc = #fdoc] #name: #ty)
+    });
+    quote! {
+        #(#cfgs)*
+        #[doc = #vdoc]
+        #sep
+        #(#docs)*
+        #variant { #(#fields),* }
+    }
+}
+
+fn contract_enums(actor: &Actor, names: &Names) -> TokenStream {
+    let Names { tell, ask, reply, .. } = names;
+    let ty_name = plain_name(&actor.name);
+    let derives = serde_derives();
+    let allows = enum_allows();
+
+    let tell_doc = format!(
+        "The tells of the `{ty_name}` actor's wire contract: one variant per `#[msg]` method without a \
+         return value, carrying its arguments (generated by `#[actor(remote)]`).\n\n{WIRE_ORDER}"
+    );
+    let tell_variants = tells(actor).map(|m| args_variant(actor, m, "tell"));
+    let tell_debug = debug_impl(tell, tells(actor), false);
+
+    let ask_doc = format!(
+        "The asks of the `{ty_name}` actor's wire contract: one variant per `#[msg]` method with a \
+         return value, carrying its arguments (generated by `#[actor(remote)]`). \
+         The reply comes back as the `{}` variant of the same name.\n\n{WIRE_ORDER}",
+        plain_name(reply)
+    );
+    let ask_variants = asks(actor).map(|(m, _)| args_variant(actor, m, "ask"));
+    let ask_debug = debug_impl(ask, asks(actor).map(|(m, _)| m), false);
+
+    let reply_doc = format!(
+        "The replies of the `{ty_name}` actor's wire contract: one variant per ask, holding the value \
+         its `#[msg]` method returned (generated by `#[actor(remote)]`).\n\n{WIRE_ORDER}"
+    );
+    let reply_variants = asks(actor).map(|(m, ty)| {
+        let Message { variant, cfgs, .. } = m;
+        let vdoc = format!("The reply of `{}`.", qualified(actor, &m.method));
+        // Spanned at the type: serde's errors about it then point there too.
+        quote_spanned! {ty.span()=>
+            #(#cfgs)*
+            #[doc = #vdoc]
+            #variant(#ty)
+        }
+    });
+    let reply_debug = debug_impl(reply, asks(actor).map(|(m, _)| m), true);
+
+    quote! {
+        #[doc = #tell_doc]
+        #allows
+        #derives
+        pub enum #tell {
+            #(#tell_variants,)*
+        }
+
+        #tell_debug
+
+        #[doc = #ask_doc]
+        #allows
+        #derives
+        pub enum #ask {
+            #(#ask_variants,)*
+        }
+
+        #ask_debug
+
+        #[doc = #reply_doc]
+        #allows
+        #derives
+        pub enum #reply {
+            #(#reply_variants,)*
+        }
+
+        #reply_debug
+    }
+}
+
+fn contract(actor: &Actor, names: &Names) -> TokenStream {
+    let Names { tell, ask, reply, contract, .. } = names;
+    let ty_name = plain_name(&actor.name);
+    let doc = format!(
+        "The wire contract of the `{ty_name}` actor: its tells (`{}`), asks (`{}`) and replies (`{}`), \
+         encoded with postcard between nodes (generated by `#[actor(remote)]`).",
+        plain_name(tell),
+        plain_name(ask),
+        plain_name(reply)
+    );
+    let debug_name = plain_name(contract);
+    quote! {
+        #[doc = #doc]
+        #[allow(unreachable_pub, dead_code)]
+        pub struct #contract;
+
+        impl ::core::fmt::Debug for #contract {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.write_str(#debug_name)
+            }
+        }
+
+        impl ::axactor::RefContract for #contract {
+            type Tell = #tell;
+            type Ask = #ask;
+            type Reply = #reply;
+        }
+    }
+}
+
+fn remote_actor_impl(actor: &Actor, names: &Names) -> TokenStream {
+    let Actor { self_ty, msg_enum, ref_struct, .. } = actor;
+    let Names { tell, ask, reply, contract, remote_ref } = names;
+    let tell_arg = syn::Ident::new("__tell", Span::mixed_site());
+    let ask_arg = syn::Ident::new("__ask", Span::mixed_site());
+    let reply_to = syn::Ident::new("__reply", Span::mixed_site());
+    let rx = syn::Ident::new("__rx", Span::mixed_site());
+    let pending = syn::Ident::new("__pending", Span::mixed_site());
+
+    let tell_arms = tells(actor).map(|m| {
+        let Message { variant, cfgs, .. } = m;
+        let fields: Vec<&syn::Ident> = m.args.iter().map(|a| &a.name).collect();
+        let binds = bindings(m);
+        quote! {
+            #(#cfgs)*
+            #tell::#variant { #(#fields: #binds),* } => #msg_enum::#variant { #(#fields: #binds),* },
+        }
+    });
+    let ask_arms = asks(actor).map(|(m, _)| {
+        let Message { variant, cfgs, .. } = m;
+        let fields: Vec<&syn::Ident> = m.args.iter().map(|a| &a.name).collect();
+        let binds = bindings(m);
+        quote! {
+            #(#cfgs)*
+            #ask::#variant { #(#fields: #binds),* } => {
+                let (#reply_to, #rx) = ::axactor::ReplyTo::channel();
+                let #pending: ::axactor_cluster::PendingReply<#reply> =
+                    ::std::boxed::Box::pin(async move { #rx.await.ok().map(#reply::#variant) });
+                (#msg_enum::#variant { #(#fields: #binds,)* __reply: #reply_to }, #pending)
+            }
+        }
+    });
+
+    quote! {
+        impl ::axactor_cluster::RemoteActor for #self_ty {
+            type Contract = #contract;
+            type RemoteRef = #remote_ref;
+
+            fn remote_ref(handle: ::axactor_cluster::RemoteHandle<Self>) -> #remote_ref {
+                #remote_ref { inner: handle }
+            }
+
+            fn local_ref(actor: &#ref_struct) -> ::axactor::LocalRef<#msg_enum> {
+                #ref_struct::as_local_ref(actor)
+            }
+
+            fn tell_message(#tell_arg: #tell) -> #msg_enum {
+                match #tell_arg {
+                    #(#tell_arms)*
+                }
+            }
+
+            fn ask_message(#ask_arg: #ask) -> (#msg_enum, ::axactor_cluster::PendingReply<#reply>) {
+                match #ask_arg {
+                    #(#ask_arms)*
+                }
+            }
+        }
+    }
+}
+
+fn remote_ref(actor: &Actor, names: &Names) -> TokenStream {
+    let self_ty = &actor.self_ty;
+    let remote_ref = &names.remote_ref;
+    let ty_name = plain_name(&actor.name);
+    let doc = format!(
+        "A handle to the `{ty_name}` activation of one key, wherever in the cluster it runs \
+         (generated by `#[actor(remote)]`).\n\n\
+         It has one method per `#[msg]` method of `{ty_name}`: tells come as `name` (sent, not \
+         acknowledged) and `name_wait` (acknowledged once accepted into the owner's mailbox); asks \
+         come as `name` and `name_timeout`. Calls are routed to the key's current owner, in \
+         process when that is this node. Cheap to clone."
+    );
+    let debug_name = plain_name(remote_ref);
+    let methods = actor.messages.iter().map(|m| remote_ref_methods(actor, names, m));
+    quote! {
+        #[doc = #doc]
+        #[allow(unreachable_pub, dead_code)]
+        pub struct #remote_ref {
+            inner: ::axactor_cluster::RemoteHandle<#self_ty>,
+        }
+
+        impl ::core::clone::Clone for #remote_ref {
+            fn clone(&self) -> Self {
+                #remote_ref { inner: ::core::clone::Clone::clone(&self.inner) }
+            }
+        }
+
+        impl ::core::fmt::Debug for #remote_ref {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_tuple(#debug_name).field(&self.inner).finish()
+            }
+        }
+
+        #[allow(unreachable_pub, private_interfaces, dead_code, clippy::too_many_arguments)]
+        impl #remote_ref {
+            /// The key this handle addresses.
+            pub fn key(&self) -> &str {
+                ::axactor_cluster::RemoteHandle::key(&self.inner)
+            }
+
+            /// Watches the key's current activation: the receiver gets exactly one
+            /// `DownEvent` once that activation stops, loses its lease, or its node
+            /// is declared down. Dropping the receiver cancels the monitor.
+            ///
+            /// # Errors
+            /// A `RemoteError` when no owner could be reached.
+            pub async fn monitor(
+                &self,
+            ) -> ::core::result::Result<
+                ::axactor_cluster::__private::mpsc::Receiver<::axactor_cluster::DownEvent>,
+                ::axactor_cluster::RemoteError,
+            > {
+                ::axactor_cluster::RemoteHandle::monitor(&self.inner).await
+            }
+
+            #(#methods)*
+        }
+    }
+}
+
+/// The `XRemoteRef` methods of one message.
+fn remote_ref_methods(actor: &Actor, names: &Names, m: &Message) -> TokenStream {
+    let self_ty = &actor.self_ty;
+    let Names { tell, ask, reply, .. } = names;
+    let Message { method, variant, cfgs, docs, .. } = m;
+    let arg_names: Vec<&syn::Ident> = m.args.iter().map(|a| &a.name).collect();
+    let params: Vec<TokenStream> = m
+        .args
+        .iter()
+        .map(|a| {
+            let (name, ty) = (&a.name, &a.ty);
+            quote!(#name: #ty)
+        })
+        .collect();
+    let target = qualified(actor, method);
+    let base = plain_name(method);
+    let sep = (!docs.is_empty()).then(|| quote!(#[doc = ""]));
+    let handle = quote!(::axactor_cluster::RemoteHandle);
+    let error = quote!(::axactor_cluster::RemoteError);
+
+    let Some(reply_ty) = &m.reply else {
+        let wait = format_ident!("{}_wait", method, span = method.span());
+        let doc = format!(
+            "Sends `{target}` as a tell to the key's owner, without waiting for an acknowledgement: \
+             `Ok` means it was handed on (to the owner's mailbox, or to the connection to the \
+             owner), not that it will run.\n\n\
+             # Errors\nA `RemoteError` when it could not be sent (no owner, mailbox or send queue \
+             full, shut down)."
+        );
+        let doc_wait = format!(
+            "Sends `{target}` as a tell and waits until the owner accepted it into the \
+             activation's mailbox.\n\n\
+             # Errors\nDefinite rejections are retried within the request timeout; what remains is \
+             returned. `Timeout` and `ConnectionLost` mean it may have been enqueued."
+        );
+        return quote! {
+            #(#cfgs)*
+            #(#docs)*
+            #sep
+            #[doc = #doc]
+            pub async fn #method(&self, #(#params),*) -> ::core::result::Result<(), #error> {
+                #handle::tell(&self.inner, #tell::#variant { #(#arg_names),* }).await
+            }
+
+            #(#cfgs)*
+            #[doc = #doc_wait]
+            pub async fn #wait(&self, #(#params),*) -> ::core::result::Result<(), #error> {
+                #handle::tell_wait(&self.inner, #tell::#variant { #(#arg_names),* }).await
+            }
+        };
+    };
+
+    let timeout = format_ident!("{}_timeout", method, span = method.span());
+    let doc = format!(
+        "Asks `{target}` of the key's owner and waits for the reply, at most the node's \
+         `request_timeout`.\n\n\
+         # Errors\nA `RemoteError`: definite rejections are retried within the timeout and what \
+         remains is returned; `ActorClosed` if the activation dropped the request without \
+         replying, `Timeout` or `ConnectionLost` when the outcome is unknown."
+    );
+    let doc_timeout = format!(
+        "Like `{base}`, but waits at most `__timeout` instead of the node's `request_timeout`.\n\n\
+         # Errors\nAs `{base}`."
+    );
+    let value = syn::Ident::new("__value", Span::mixed_site());
+    let received = syn::Ident::new("__received", Span::mixed_site());
+    let ret = quote!(::core::result::Result<#reply_ty, #error>);
+    // A single ask leaves the mismatch arm unreachable.
+    let unpack = quote! {
+        match #received {
+            #reply::#variant(#value) => ::core::result::Result::Ok(#value),
+            #[allow(unreachable_patterns)]
+            _ => ::core::result::Result::Err(#handle::<#self_ty>::reply_mismatch()),
+        }
+    };
+    quote! {
+        #(#cfgs)*
+        #(#docs)*
+        #sep
+        #[doc = #doc]
+        pub async fn #method(&self, #(#params),*) -> #ret {
+            let #received =
+                #handle::ask(&self.inner, #ask::#variant { #(#arg_names),* }, ::core::option::Option::None).await?;
+            #unpack
+        }
+
+        #(#cfgs)*
+        #[doc = #doc_timeout]
+        pub async fn #timeout(&self, #(#params,)* __timeout: ::core::time::Duration) -> #ret {
+            let #received = #handle::ask(
+                &self.inner,
+                #ask::#variant { #(#arg_names),* },
+                ::core::option::Option::Some(__timeout),
+            )
+            .await?;
+            #unpack
+        }
+    }
+}
