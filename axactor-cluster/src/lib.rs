@@ -31,6 +31,8 @@ pub mod wire;
 pub use config::{ClusterConfig, ConfigProblem};
 pub use error::{ClusterError, RemoteError};
 pub use id::{NodeId, SessionId};
+#[cfg(feature = "redis-lease")]
+pub use lease::RedisLeaseStore;
 pub use lease::{Epoch, Lease, LeaseStore, LeaseStoreError, MemoryLeaseStore};
 pub use node::{
     CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, ClusterInspect, ClusterNode, Counters, DATA_QUEUE_CAPACITY, PeerDirection,
