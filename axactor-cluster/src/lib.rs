@@ -43,6 +43,8 @@ pub use keyed::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_ACTIVATIONS, DEFAULT_MAX_MONITORS,
     DEFAULT_STOP_TIMEOUT, Keyed, KeyedConfig, MAX_SHARDS, Singleton,
 };
+#[cfg(feature = "redis-lease")]
+pub use lease::RedisLeaseStore;
 pub use lease::{Epoch, Lease, LeaseStore, LeaseStoreError, MemoryLeaseStore};
 pub use node::{
     CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, ClusterInspect, ClusterNode, Counters, DATA_QUEUE_CAPACITY, OwnedShard,

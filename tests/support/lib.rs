@@ -2,6 +2,8 @@
 //! handler, and lifecycle-event collection.
 
 pub mod cluster;
+pub mod lease_conformance;
+pub mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;

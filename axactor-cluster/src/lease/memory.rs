@@ -88,9 +88,11 @@ impl MemoryLeaseStore {
 
     fn release_now(&self, name: &str, holder: &SessionId, epoch: Epoch) -> Result<bool, LeaseStoreError> {
         Self::check(name, None)?;
+        let now = Instant::now();
         let mut st = self.state.lock();
         match st.held.get(name) {
-            Some(h) if &h.holder == holder && h.epoch == epoch => {
+            // An expired lease is no longer held, so there is nothing to release.
+            Some(h) if &h.holder == holder && h.epoch == epoch && h.expires > now => {
                 st.held.remove(name);
                 Ok(true)
             }
@@ -177,6 +179,8 @@ impl LeaseStore for MemoryLeaseStore {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::id::NodeId;
 
@@ -228,6 +232,110 @@ mod tests {
         assert_eq!(store.members().await, Ok(vec![a.clone()]));
         store.remove_member(&a).await.expect("store");
         assert_eq!(store.members().await, Ok(vec![]));
+    }
+
+    /// One step of a random schedule over three sessions and two names.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Acquire { who: usize, name: usize, ttl_ms: u64 },
+        Renew { who: usize, name: usize, ttl_ms: u64 },
+        Release { who: usize, name: usize },
+        Advance { ms: u64 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..3usize, 0..2usize, 1..40u64).prop_map(|(who, name, ttl_ms)| Op::Acquire { who, name, ttl_ms }),
+            (0..3usize, 0..2usize, 1..40u64).prop_map(|(who, name, ttl_ms)| Op::Renew { who, name, ttl_ms }),
+            (0..3usize, 0..2usize).prop_map(|(who, name)| Op::Release { who, name }),
+            (0..50u64).prop_map(|ms| Op::Advance { ms }),
+        ]
+    }
+
+    /// The reference model: who holds each name until when, the greatest
+    /// epoch granted per name, and the epoch each session last got per name
+    /// (which it later renews and releases with, possibly stale).
+    #[derive(Default)]
+    struct Model {
+        held: BTreeMap<usize, (usize, Epoch, Instant)>,
+        max_epoch: BTreeMap<usize, Epoch>,
+        last_got: BTreeMap<(usize, usize), Epoch>,
+    }
+
+    impl Model {
+        fn holder(&self, name: usize, now: Instant) -> Option<(usize, Epoch)> {
+            self.held.get(&name).filter(|h| h.2 > now).map(|h| (h.0, h.1))
+        }
+    }
+
+    /// Runs `ops` against a store and the model; panics on any divergence.
+    async fn run_schedule(ops: &[Op]) {
+        let store = MemoryLeaseStore::new();
+        let sessions = [session("a", 1), session("b", 2), session("a", 3)];
+        let names = ["s/0", "s/1"];
+        let mut model = Model::default();
+        for op in ops {
+            let now = Instant::now();
+            match *op {
+                Op::Acquire { who, name, ttl_ms } => {
+                    let ttl = Duration::from_millis(ttl_ms);
+                    let got = store.acquire_now(names[name], &sessions[who], ttl).expect("valid args");
+                    match model.holder(name, now) {
+                        Some((h, e)) if h == who => {
+                            assert_eq!(got.map(|l| l.epoch), Some(e), "{op:?}: the holder re-acquires at its epoch");
+                            model.held.insert(name, (who, e, now + ttl));
+                        }
+                        Some(_) => assert_eq!(got, None, "{op:?}: another session holds it"),
+                        None => {
+                            let l = got.expect("free or expired: granted");
+                            assert_eq!(l.holder, sessions[who]);
+                            let prev = model.max_epoch.get(&name).copied().unwrap_or(Epoch(0));
+                            assert!(l.epoch > prev, "{op:?}: epoch {} not above {prev}", l.epoch);
+                            model.max_epoch.insert(name, l.epoch);
+                            model.last_got.insert((who, name), l.epoch);
+                            model.held.insert(name, (who, l.epoch, now + ttl));
+                        }
+                    }
+                }
+                Op::Renew { who, name, ttl_ms } => {
+                    let ttl = Duration::from_millis(ttl_ms);
+                    let epoch = model.last_got.get(&(who, name)).copied().unwrap_or(Epoch(0));
+                    let ok = store.renew_now(names[name], &sessions[who], epoch, ttl).expect("valid args");
+                    let expected = model.holder(name, now) == Some((who, epoch));
+                    assert_eq!(ok, expected, "{op:?} at {epoch}");
+                    if ok {
+                        model.held.insert(name, (who, epoch, now + ttl));
+                    }
+                }
+                Op::Release { who, name } => {
+                    let epoch = model.last_got.get(&(who, name)).copied().unwrap_or(Epoch(0));
+                    let ok = store.release_now(names[name], &sessions[who], epoch).expect("valid args");
+                    assert_eq!(ok, model.holder(name, now) == Some((who, epoch)), "{op:?} at {epoch}");
+                    if ok {
+                        model.held.remove(&name);
+                    }
+                }
+                Op::Advance { ms } => tokio::time::advance(Duration::from_millis(ms)).await,
+            }
+            let now = Instant::now();
+            for (i, n) in names.iter().enumerate() {
+                let seen = store.get_now(n).expect("valid name").map(|l| (l.holder, l.epoch));
+                let want = model.holder(i, now).map(|(h, e)| (sessions[h].clone(), e));
+                assert_eq!(seen, want, "get({n}) after {op:?}");
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn random_schedules_keep_one_holder_and_growing_epochs(ops in proptest::collection::vec(op(), 1..120)) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .expect("runtime");
+            rt.block_on(run_schedule(&ops));
+        }
     }
 
     #[tokio::test]

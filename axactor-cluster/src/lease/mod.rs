@@ -11,6 +11,11 @@
 //! is computed on its own clock from when it *sent* the renewal (see the
 //! lease state machine), so it always stops before the store lets another
 //! session acquire.
+//!
+//! Stores: [`MemoryLeaseStore`] (one process, Tokio time) and
+//! `RedisLeaseStore` (feature `redis-lease`: one Redis primary shared by the
+//! cluster). Both pass the conformance suite in
+//! `tests/support/lease_conformance.rs`.
 
 use std::fmt;
 use std::time::Duration;
@@ -21,7 +26,11 @@ use crate::id::SessionId;
 use crate::overlay::BoxFuture;
 
 mod memory;
+#[cfg(feature = "redis-lease")]
+mod redis;
 
+#[cfg(feature = "redis-lease")]
+pub use self::redis::RedisLeaseStore;
 pub use memory::MemoryLeaseStore;
 
 /// A lease generation. Strictly increasing per lease name.

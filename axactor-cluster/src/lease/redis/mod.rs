@@ -1,0 +1,316 @@
+//! [`RedisLeaseStore`]: leases and membership in one Redis primary
+//! (feature `redis-lease`).
+//!
+//! # Data layout
+//!
+//! All keys of one store sit under its prefix `P`:
+//!
+//! | key | type | content |
+//! |---|---|---|
+//! | `P:lease:{name}` | string, `PX ttl` | `"{epoch}\|{session}"`, e.g. `1718000000123456\|a#00000000deadbeef.0` |
+//! | `P:epoch:{name}` | string, no expiry | the last epoch granted for `name` (decimal) |
+//! | `P:members` | sorted set | sessions, scored by their expiry in ms of server time |
+//!
+//! Sessions are written in their `Display` form `{node}#{boot:016x}.{counter}`
+//! and parsed back strictly; anything else read from the server is a
+//! [`LeaseStoreError::Protocol`] error.
+//!
+//! # Scripts
+//!
+//! Every write is one Lua script, so each comparison and the write it guards
+//! are atomic on the server:
+//!
+//! - **acquire**: if the lease key holds this session, reset its expiry and
+//!   return the value (same epoch). If it holds another session, return nil.
+//!   If it is absent (free, released or expired), the new epoch is
+//!   `max(counter + 1, server TIME in µs)`; it is written to the counter and
+//!   the lease key is set to `"{epoch}|{session}"` with `PX ttl`.
+//! - **renew** / **release**: compare the lease key with exactly
+//!   `"{epoch}|{session}"`, then `PEXPIRE` / `DEL` it. The counter is never
+//!   deleted.
+//! - **heartbeat** / **members**: read `TIME`, drop members whose score is
+//!   not after now, then `ZADD` (score now + ttl) or return the rest.
+//!
+//! Expiry of leases and members is judged by the Redis server's clock only
+//! (its wall clock: Redis stores expiries as absolute times).
+//!
+//! # Why epochs only grow
+//!
+//! The counter survives release and expiry, so each grant exceeds the last
+//! one it recorded. The `TIME` floor covers the counter being lost too (a
+//! Redis restart without persistence, a wiped key space): a new grant is at
+//! least the server's current time in µs, which is after every earlier grant
+//! as long as the server clock did not step back past it. Lua numbers are
+//! doubles; µs since 1970 stay below 2^53, so every epoch is exact.
+//!
+//! # Timeouts and failures
+//!
+//! Every operation, including [`RedisLeaseStore::connect`], is bounded by
+//! [`OP_TIMEOUT`] (2 s): the connection manager's connection and response
+//! timeouts, and an outer deadline over the whole call (reconnect, script
+//! load, reply). A timeout or connection failure is
+//! [`LeaseStoreError::Unavailable`]; a broken connection is re-established
+//! by the manager in the background for the next call. A reply this client
+//! does not understand (wrong type, malformed value, script error) is
+//! [`LeaseStoreError::Protocol`]. Nothing from the server is unwrapped.
+//!
+//! # Cancel safety
+//!
+//! A call that times out or is dropped may or may not have taken effect on
+//! the server. Each operation is idempotent for the same arguments (an
+//! acquire by the holder returns the lease it already holds), so the caller
+//! retries or treats the lease as possibly lost.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisResult, Script};
+
+use super::{Epoch, Lease, LeaseStore, LeaseStoreError};
+use crate::id::SessionId;
+use crate::overlay::BoxFuture;
+
+mod codec;
+mod scripts;
+
+use codec::Keys;
+
+/// The bound on every store operation (and each connection attempt and
+/// reply inside it). Short against lease ttls of seconds, so a failed
+/// renewal is reported while the holder can still self-fence in time.
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Reconnection attempts the manager makes per failure before a call reports
+/// the error; the next call starts a new attempt.
+const RECONNECT_RETRIES: usize = 2;
+
+/// Upper bound on the manager's backoff between reconnection attempts.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
+
+/// A [`LeaseStore`] in a single Redis primary, shared by all nodes of a
+/// cluster (each one connects with the same URL and prefix).
+///
+/// Each lease is a key `{prefix}:lease:{name}` holding `"{epoch}|{session}"`
+/// with the lease's ttl; a separate, never-deleted counter
+/// `{prefix}:epoch:{name}` keeps epochs growing across release and expiry,
+/// and every new epoch is at least the server's time in microseconds, so
+/// they keep growing even if Redis loses its data (restart without
+/// persistence). Members live in the sorted set `{prefix}:members`, scored by
+/// expiry. Acquire, renew, release and the membership updates are atomic Lua
+/// scripts; expiry is judged by the Redis server's clock. Every operation is
+/// bounded by a 2 s timeout and fails with [`LeaseStoreError::Unavailable`]
+/// (unreachable, timed out, not accepting writes) or
+/// [`LeaseStoreError::Protocol`] (a reply this client does not understand).
+/// A call that timed out may still have taken effect; each operation is
+/// idempotent, so retrying is safe. `docs/guarantees.md` lists what the store
+/// assumes of the deployment (one primary, clocks).
+///
+/// Cheap to clone: clones share one multiplexed connection, which the
+/// underlying `redis` connection manager re-establishes after failures. Must
+/// be used inside a Tokio runtime with I/O and time enabled.
+#[derive(Clone)]
+pub struct RedisLeaseStore {
+    conn: ConnectionManager,
+    keys: Keys,
+}
+
+impl fmt::Debug for RedisLeaseStore {
+    // The URL may carry a password, so only the prefix is shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisLeaseStore").field("prefix", &self.keys.prefix()).finish_non_exhaustive()
+    }
+}
+
+impl RedisLeaseStore {
+    /// Connects to the Redis server at `url` (e.g. `redis://127.0.0.1:6379/`,
+    /// `redis://:password@host/2`, `unix:///run/redis.sock`) and keeps every
+    /// key under `prefix` (e.g. `axactor:prod`). Nodes of one cluster must
+    /// use the same URL and prefix; different clusters may share a server
+    /// with different prefixes.
+    ///
+    /// # Errors
+    /// [`LeaseStoreError::Invalid`] for an unparsable URL or an empty prefix;
+    /// [`LeaseStoreError::Unavailable`] if no connection is established
+    /// within 2 s.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future drops the half-built connection.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime with I/O and time enabled.
+    pub async fn connect(url: &str, prefix: &str) -> Result<RedisLeaseStore, LeaseStoreError> {
+        let keys = Keys::new(prefix)?;
+        let client = redis::Client::open(url).map_err(|e| {
+            tracing::debug!(error = %e, "redis lease store: bad url");
+            LeaseStoreError::Invalid("bad redis url")
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(OP_TIMEOUT))
+            .set_response_timeout(Some(OP_TIMEOUT))
+            .set_number_of_retries(RECONNECT_RETRIES)
+            .set_max_delay(RECONNECT_MAX_DELAY);
+        let conn = bounded(ConnectionManager::new_with_config(client, config)).await?;
+        Ok(RedisLeaseStore { conn, keys })
+    }
+
+    /// Runs `script` with `keys` and `args`, bounded by [`OP_TIMEOUT`].
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<T, LeaseStoreError> {
+        let mut inv = script.prepare_invoke();
+        for k in keys {
+            inv.key(*k);
+        }
+        for a in args {
+            inv.arg(*a);
+        }
+        let mut conn = self.conn.clone();
+        bounded(inv.invoke_async(&mut conn)).await
+    }
+
+    /// Runs one plain command, bounded by [`OP_TIMEOUT`].
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, LeaseStoreError> {
+        let mut conn = self.conn.clone();
+        bounded(cmd.query_async(&mut conn)).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &SessionId,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, LeaseStoreError> {
+        codec::check_name(name)?;
+        let ttl = codec::ttl_ms(ttl)?.to_string();
+        let session = holder.encode();
+        let (lease_key, epoch_key) = (self.keys.lease(name), self.keys.epoch(name));
+        let reply: Option<String> =
+            self.run(&scripts::ACQUIRE_SCRIPT, &[&lease_key, &epoch_key], &[&session, &ttl]).await?;
+        let Some(value) = reply else { return Ok(None) };
+        let lease = codec::parse_value(name, &value)?;
+        if &lease.holder != holder {
+            return Err(LeaseStoreError::Protocol("acquire returned another holder"));
+        }
+        Ok(Some(lease))
+    }
+
+    /// Runs the renew or release script: both compare the exact value.
+    async fn compare_and(
+        &self,
+        script: &Script,
+        name: &str,
+        holder: &SessionId,
+        epoch: Epoch,
+        ttl: Option<Duration>,
+    ) -> Result<bool, LeaseStoreError> {
+        codec::check_name(name)?;
+        let ttl = ttl.map(codec::ttl_ms).transpose()?.map(|ms| ms.to_string());
+        let expected = codec::encode_value(epoch, holder);
+        let key = self.keys.lease(name);
+        let mut args = vec![expected.as_str()];
+        args.extend(ttl.as_deref());
+        match self.run::<i64>(script, &[&key], &args).await? {
+            1 => Ok(true),
+            0 => Ok(false),
+            _ => Err(LeaseStoreError::Protocol("unexpected script result")),
+        }
+    }
+
+    async fn get_lease(&self, name: &str) -> Result<Option<Lease>, LeaseStoreError> {
+        codec::check_name(name)?;
+        let mut get = redis::cmd("GET");
+        get.arg(self.keys.lease(name));
+        let value: Option<String> = self.query(&get).await?;
+        value.map(|v| codec::parse_value(name, &v)).transpose()
+    }
+
+    async fn heartbeat(&self, session: &SessionId, ttl: Duration) -> Result<(), LeaseStoreError> {
+        let ttl = codec::ttl_ms(ttl)?.to_string();
+        let key = self.keys.members();
+        let _: i64 = self.run(&scripts::HEARTBEAT_SCRIPT, &[&key], &[&session.encode(), &ttl]).await?;
+        Ok(())
+    }
+
+    async fn remove(&self, session: &SessionId) -> Result<(), LeaseStoreError> {
+        let mut zrem = redis::cmd("ZREM");
+        zrem.arg(self.keys.members()).arg(session.encode());
+        let _: i64 = self.query(&zrem).await?;
+        Ok(())
+    }
+
+    async fn live_members(&self) -> Result<Vec<SessionId>, LeaseStoreError> {
+        let key = self.keys.members();
+        let raw: Vec<String> = self.run(&scripts::MEMBERS_SCRIPT, &[&key], &[]).await?;
+        let mut members = raw.iter().map(|m| codec::parse_member(m)).collect::<Result<Vec<_>, _>>()?;
+        members.sort();
+        Ok(members)
+    }
+}
+
+/// Awaits `fut` for at most [`OP_TIMEOUT`], mapping failures to
+/// [`LeaseStoreError`].
+async fn bounded<T>(fut: impl Future<Output = RedisResult<T>>) -> Result<T, LeaseStoreError> {
+    match tokio::time::timeout(OP_TIMEOUT, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "redis lease store: command failed");
+            Err(codec::map_error(&e))
+        }
+        Err(_) => Err(LeaseStoreError::Unavailable("timed out")),
+    }
+}
+
+impl LeaseStore for RedisLeaseStore {
+    fn acquire<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a SessionId,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>, LeaseStoreError>> {
+        Box::pin(self.acquire_lease(name, holder, ttl))
+    }
+
+    fn renew<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a SessionId,
+        epoch: Epoch,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, LeaseStoreError>> {
+        Box::pin(self.compare_and(&scripts::RENEW_SCRIPT, name, holder, epoch, Some(ttl)))
+    }
+
+    fn release<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a SessionId,
+        epoch: Epoch,
+    ) -> BoxFuture<'a, Result<bool, LeaseStoreError>> {
+        Box::pin(self.compare_and(&scripts::RELEASE_SCRIPT, name, holder, epoch, None))
+    }
+
+    fn get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Lease>, LeaseStoreError>> {
+        Box::pin(self.get_lease(name))
+    }
+
+    fn heartbeat_member<'a>(
+        &'a self,
+        session: &'a SessionId,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), LeaseStoreError>> {
+        Box::pin(self.heartbeat(session, ttl))
+    }
+
+    fn remove_member<'a>(&'a self, session: &'a SessionId) -> BoxFuture<'a, Result<(), LeaseStoreError>> {
+        Box::pin(self.remove(session))
+    }
+
+    fn members(&self) -> BoxFuture<'_, Result<Vec<SessionId>, LeaseStoreError>> {
+        Box::pin(self.live_members())
+    }
+}

@@ -1,0 +1,196 @@
+//! The behaviour every [`LeaseStore`] must show, run against each store
+//! (`tests/lease_store_memory.rs`, `tests/lease_store_redis.rs`).
+//!
+//! The checks use real, short ttls and `tokio::time::sleep`, so they run on
+//! a real clock (Redis) and on a paused one (the in-memory store). A check
+//! that expects a lease to stay held uses [`LONG`]; only checks about expiry
+//! use [`SHORT`], so a slow machine cannot make a "still held" assertion fail.
+//! Every name and member is under the caller's namespace, so runs against a
+//! shared server do not collide; `members()` is filtered to the namespace.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axactor_cluster::{Epoch, Lease, LeaseStore, LeaseStoreError, NodeId, SessionId};
+
+/// A ttl that does not run out during a check.
+pub const LONG: Duration = Duration::from_secs(30);
+
+/// A ttl that a check waits out.
+pub const SHORT: Duration = Duration::from_millis(250);
+
+/// How long a check sleeps to be sure a [`SHORT`] ttl has run out.
+pub const PAST_SHORT: Duration = Duration::from_millis(450);
+
+/// Runs every check against `store`, with lease names and member sessions
+/// under the namespace `ns` (unique per run).
+///
+/// # Panics
+/// On the first check that fails, naming it.
+pub async fn run_all(store: Arc<dyn LeaseStore>, ns: &str) {
+    let s = &*store;
+    invalid_arguments_are_rejected(s, ns).await;
+    the_holder_reacquires_at_its_epoch(s, ns).await;
+    only_the_holder_at_its_epoch_renews_or_releases(s, ns).await;
+    epochs_grow_across_release(s, ns).await;
+    epochs_grow_across_expiry_and_the_old_holder_is_fenced(s, ns).await;
+    renewal_and_reacquisition_extend_the_lease(s, ns).await;
+    members_appear_expire_and_are_removed(s, ns).await;
+}
+
+/// A session of node `{ns}-{node}`.
+fn session(ns: &str, node: &str, boot: u64, counter: u64) -> SessionId {
+    SessionId { node: NodeId::new(format!("{ns}-{node}")), boot, counter }
+}
+
+fn name(ns: &str, check: &str) -> String {
+    format!("{ns}/{check}")
+}
+
+async fn acquired(store: &dyn LeaseStore, name: &str, holder: &SessionId, ttl: Duration, what: &str) -> Lease {
+    match store.acquire(name, holder, ttl).await {
+        Ok(Some(lease)) => {
+            assert_eq!((lease.name.as_str(), &lease.holder), (name, holder), "{what}: lease names the acquirer");
+            lease
+        }
+        other => panic!("{what}: expected a lease on {name} for {holder}, got {other:?}"),
+    }
+}
+
+fn invalid(r: Result<impl std::fmt::Debug, LeaseStoreError>, what: &str) {
+    assert!(matches!(r, Err(LeaseStoreError::Invalid(_))), "invalid arguments: {what} gave {r:?}");
+}
+
+async fn invalid_arguments_are_rejected(store: &dyn LeaseStore, ns: &str) {
+    let (n, a) = (name(ns, "invalid"), session(ns, "a", 1, 0));
+    invalid(store.acquire("", &a, LONG).await, "acquire with an empty name");
+    invalid(store.acquire(&n, &a, Duration::ZERO).await, "acquire with a zero ttl");
+    invalid(store.renew("", &a, Epoch(1), LONG).await, "renew with an empty name");
+    invalid(store.renew(&n, &a, Epoch(1), Duration::ZERO).await, "renew with a zero ttl");
+    invalid(store.release("", &a, Epoch(1)).await, "release with an empty name");
+    invalid(store.get("").await, "get with an empty name");
+    invalid(store.heartbeat_member(&a, Duration::ZERO).await, "heartbeat with a zero ttl");
+    assert_eq!(store.get(&n).await, Ok(None), "invalid arguments: a rejected acquire grants nothing");
+    let members = store.members().await.expect("invalid arguments: members");
+    assert!(!members.contains(&a), "invalid arguments: a rejected heartbeat adds no member");
+}
+
+async fn the_holder_reacquires_at_its_epoch(store: &dyn LeaseStore, ns: &str) {
+    const WHAT: &str = "re-acquire by the holder";
+    let n = name(ns, "reacquire");
+    let (a, b, a_restarted) = (session(ns, "a", 1, 0), session(ns, "b", 2, 0), session(ns, "a", 3, 0));
+    assert_eq!(store.get(&n).await, Ok(None), "{WHAT}: a fresh name is free");
+    let first = acquired(store, &n, &a, LONG, WHAT).await;
+    let again = acquired(store, &n, &a, LONG, WHAT).await;
+    assert_eq!(again.epoch, first.epoch, "{WHAT}: same epoch while held");
+    assert_eq!(store.acquire(&n, &b, LONG).await, Ok(None), "{WHAT}: another session cannot acquire a held lease");
+    assert_eq!(
+        store.acquire(&n, &a_restarted, LONG).await,
+        Ok(None),
+        "{WHAT}: a restarted node (same name, new session) is another holder"
+    );
+    assert_eq!(store.get(&n).await, Ok(Some(first)), "{WHAT}: get returns the holder");
+}
+
+async fn only_the_holder_at_its_epoch_renews_or_releases(store: &dyn LeaseStore, ns: &str) {
+    const WHAT: &str = "only the holder renews or releases";
+    let n = name(ns, "holder-only");
+    let (a, b, a_restarted) = (session(ns, "a", 1, 0), session(ns, "b", 2, 0), session(ns, "a", 3, 0));
+    let l = acquired(store, &n, &a, LONG, WHAT).await;
+    let (older, newer) = (Epoch(l.epoch.0.saturating_sub(1)), Epoch(l.epoch.0 + 1));
+    for (who, epoch, case) in [
+        (&b, l.epoch, "another session"),
+        (&a_restarted, l.epoch, "a restarted node"),
+        (&a, older, "an older epoch"),
+        (&a, newer, "a newer epoch"),
+    ] {
+        assert_eq!(store.renew(&n, who, epoch, LONG).await, Ok(false), "{WHAT}: renew by {case}");
+        assert_eq!(store.release(&n, who, epoch).await, Ok(false), "{WHAT}: release by {case}");
+    }
+    assert_eq!(store.get(&n).await, Ok(Some(l.clone())), "{WHAT}: refused calls change nothing");
+    assert_eq!(store.renew(&n, &a, l.epoch, LONG).await, Ok(true), "{WHAT}: the holder renews");
+    assert_eq!(store.release(&n, &a, l.epoch).await, Ok(true), "{WHAT}: the holder releases");
+    assert_eq!(store.get(&n).await, Ok(None), "{WHAT}: released means free");
+    assert_eq!(store.release(&n, &a, l.epoch).await, Ok(false), "{WHAT}: a second release does nothing");
+    assert_eq!(store.renew(&n, &a, l.epoch, LONG).await, Ok(false), "{WHAT}: a released lease cannot be renewed");
+}
+
+async fn epochs_grow_across_release(store: &dyn LeaseStore, ns: &str) {
+    const WHAT: &str = "epochs grow across release";
+    let n = name(ns, "release-epochs");
+    let (a, b) = (session(ns, "a", 1, 0), session(ns, "b", 2, 0));
+    let mut last = None::<Epoch>;
+    for holder in [&a, &a, &b, &a] {
+        let l = acquired(store, &n, holder, LONG, WHAT).await;
+        if let Some(prev) = last {
+            assert!(l.epoch > prev, "{WHAT}: {} after {prev}", l.epoch);
+        }
+        assert_eq!(store.release(&n, holder, l.epoch).await, Ok(true), "{WHAT}: release");
+        last = Some(l.epoch);
+    }
+}
+
+async fn epochs_grow_across_expiry_and_the_old_holder_is_fenced(store: &dyn LeaseStore, ns: &str) {
+    const WHAT: &str = "expiry";
+    let (n, own) = (name(ns, "expiry"), name(ns, "expiry-own"));
+    let (a, b) = (session(ns, "a", 1, 0), session(ns, "b", 2, 0));
+    let la = acquired(store, &n, &a, SHORT, WHAT).await;
+    let own_first = acquired(store, &own, &a, SHORT, WHAT).await;
+    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(store.get(&n).await, Ok(None), "{WHAT}: an expired lease is not returned");
+    assert_eq!(store.renew(&n, &a, la.epoch, LONG).await, Ok(false), "{WHAT}: an expired lease cannot be renewed");
+    assert_eq!(store.release(&n, &a, la.epoch).await, Ok(false), "{WHAT}: an expired lease is not released");
+    let lb = acquired(store, &n, &b, LONG, WHAT).await;
+    assert!(lb.epoch > la.epoch, "{WHAT}: new holder's {} must exceed {}", lb.epoch, la.epoch);
+    assert_eq!(store.renew(&n, &a, la.epoch, LONG).await, Ok(false), "{WHAT}: the old holder's renew fails");
+    assert_eq!(store.acquire(&n, &a, LONG).await, Ok(None), "{WHAT}: the old holder cannot take it back");
+    assert_eq!(store.get(&n).await, Ok(Some(lb)), "{WHAT}: get returns the new holder");
+    let own_again = acquired(store, &own, &a, LONG, WHAT).await;
+    assert!(own_again.epoch > own_first.epoch, "{WHAT}: re-acquiring one's own expired lease is a new epoch");
+}
+
+async fn renewal_and_reacquisition_extend_the_lease(store: &dyn LeaseStore, ns: &str) {
+    const WHAT: &str = "extension";
+    let (renewed, reacquired) = (name(ns, "renewed"), name(ns, "reacquired"));
+    let (a, b) = (session(ns, "a", 1, 0), session(ns, "b", 2, 0));
+    let l = acquired(store, &renewed, &a, SHORT, WHAT).await;
+    assert_eq!(store.renew(&renewed, &a, l.epoch, LONG).await, Ok(true), "{WHAT}: renew");
+    let m = acquired(store, &reacquired, &a, SHORT, WHAT).await;
+    assert_eq!(acquired(store, &reacquired, &a, LONG, WHAT).await.epoch, m.epoch, "{WHAT}: re-acquire");
+    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(store.get(&renewed).await, Ok(Some(l)), "{WHAT}: a renewed lease outlives its first ttl");
+    assert_eq!(store.get(&reacquired).await, Ok(Some(m)), "{WHAT}: a re-acquired lease outlives its first ttl");
+    assert_eq!(store.acquire(&renewed, &b, LONG).await, Ok(None), "{WHAT}: still held");
+}
+
+async fn members_appear_expire_and_are_removed(store: &dyn LeaseStore, ns: &str) {
+    const WHAT: &str = "members";
+    // Counter 9 sorts before 10 as a session but after it as a string.
+    let (x, y) = (session(ns, "m", 1, 10), session(ns, "m", 1, 9));
+    let (z, w) = (session(ns, "n", 0xff, 0), session(ns, "m", 0xa, 0));
+    let prefix = format!("{ns}-");
+    let mine = async || {
+        let all = store.members().await.expect("members");
+        assert!(all.windows(2).all(|p| p[0] < p[1]), "{WHAT}: sorted without duplicates: {all:?}");
+        all.into_iter().filter(|s| s.node.as_str().starts_with(&prefix)).collect::<Vec<_>>()
+    };
+    assert_eq!(mine().await, vec![], "{WHAT}: none at first");
+    for s in [&z, &x, &w, &y] {
+        store.heartbeat_member(s, LONG).await.expect("heartbeat");
+    }
+    assert_eq!(mine().await, vec![y.clone(), x.clone(), w.clone(), z.clone()], "{WHAT}: all appear, sorted");
+    store.heartbeat_member(&x, SHORT).await.expect("heartbeat");
+    store.heartbeat_member(&z, SHORT).await.expect("heartbeat");
+    store.heartbeat_member(&y, LONG).await.expect("heartbeat");
+    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(mine().await, vec![y.clone(), w.clone()], "{WHAT}: members whose ttl ran out are gone");
+    store.remove_member(&w).await.expect("remove");
+    assert_eq!(mine().await, vec![y.clone()], "{WHAT}: a removed member is gone");
+    store.remove_member(&w).await.expect("removing twice is fine");
+    store.remove_member(&x).await.expect("removing an expired member is fine");
+    store.heartbeat_member(&x, LONG).await.expect("heartbeat");
+    assert_eq!(mine().await, vec![y.clone(), x.clone()], "{WHAT}: an expired member can come back");
+    store.remove_member(&x).await.expect("remove");
+    store.remove_member(&y).await.expect("remove");
+    assert_eq!(mine().await, vec![], "{WHAT}: all removed");
+}
