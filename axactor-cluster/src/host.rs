@@ -78,6 +78,9 @@ pub(crate) trait HostedRegistry: Send + Sync + 'static {
     /// `reason`; resolves once all have stopped (those still running at
     /// `kill_at` are killed).
     fn revoke(&self, shard: u32, reason: ExitReason, kill_at: Instant) -> BoxFuture<'static, ()>;
+    /// Stops accepting messages for `shard` and kills its activations at
+    /// once (no `on_stop`): the crash test hook.
+    fn kill_shard(&self, shard: u32, reason: ExitReason);
     /// A tell from a peer.
     fn deliver_tell(&self, shard: u32, epoch: u64, key: &str, payload: &[u8]) -> Result<(), Rejection>;
     /// An ask from a peer.
@@ -351,6 +354,13 @@ impl<A: RemoteActor> HostedRegistry for Host<A> {
                 }
             }
         })
+    }
+
+    fn kill_shard(&self, shard: u32, reason: ExitReason) {
+        let slot = self.slots.lock().remove(&shard);
+        for act in slot.into_iter().flat_map(|s| s.acts.into_values()) {
+            act.local.kill(reason.clone());
+        }
     }
 
     fn deliver_tell(&self, shard: u32, epoch: u64, key: &str, payload: &[u8]) -> Result<(), Rejection> {

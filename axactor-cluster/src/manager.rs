@@ -93,10 +93,7 @@ pub(crate) async fn run(node: Arc<Shared>, mut cmds: mpsc::Receiver<Cmd>) {
         tokio::select! {
             biased;
             cmd = cmds.recv() => {
-                let reply = match cmd {
-                    Some(Cmd::Shutdown(reply)) => Some(reply),
-                    None => None,
-                };
+                let reply = cmd.map(|Cmd::Shutdown(reply)| reply);
                 d.shutdown(&mut done_rx).await;
                 if let Some(reply) = reply {
                     let _ = reply.send(());

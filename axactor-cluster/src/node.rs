@@ -300,6 +300,26 @@ impl ClusterNode {
         self.shared.kick.notify_one();
     }
 
+    /// Test hook: stops the node abruptly, as a crash would. Every task is
+    /// aborted (links drop without `Goodbye`, the listener closes), every
+    /// activation is killed without `on_stop` finishing, and **no lease is
+    /// released**: the other nodes take the shards over only once the
+    /// leases expire, and the membership record lingers until `node_ttl`.
+    /// Used to test failover; production code wants [`ClusterNode::shutdown`].
+    pub fn kill(&self) {
+        let shared = &self.shared;
+        shared.abort_tasks();
+        shared.manager.lock().take();
+        for host in shared.hosts_snapshot() {
+            for (shard, _) in host.owned() {
+                host.kill_shard(shard, axactor::ExitReason::Killed);
+            }
+        }
+        shared.stop.send_replace(true);
+        shared.abort_tasks();
+        tracing::info!(node = %shared.id, "cluster node killed (test hook)");
+    }
+
     /// Shuts the node down gracefully, in the order described in the module
     /// docs: stop accepting and dialling, say `Goodbye` to every peer and
     /// close the links, remove the membership record, then wait for the

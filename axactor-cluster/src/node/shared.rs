@@ -189,6 +189,13 @@ impl Shared {
         });
     }
 
+    /// Aborts every spawned task at once.
+    pub(crate) fn abort_tasks(&self) {
+        for handle in self.tasks.borrow().values().flatten() {
+            handle.abort();
+        }
+    }
+
     /// Waits until every spawned task has ended, at most `bound`; then aborts
     /// the rest. Returns whether all ended in time.
     pub(crate) async fn join_tasks(&self, bound: Duration) -> bool {

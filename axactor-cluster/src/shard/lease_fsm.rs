@@ -172,9 +172,7 @@ impl ShardLease {
         if h.epoch != epoch {
             return None;
         }
-        let Some(sent_at) = h.renewing.take() else {
-            return None;
-        };
+        let sent_at = h.renewing.take()?;
         match result {
             Ok(true) => {
                 h.deadline = h.deadline.max(self.times.deadline(sent_at));

@@ -127,10 +127,10 @@ fn trailing_bytes_are_rejected() {
 fn unknown_variants_are_rejected() {
     let invalid = Some(CodecError::Postcard(PostcardErrorKind::Invalid));
     assert_eq!(decode_envelope(&[0x02]).err(), invalid); // Envelope has 2 variants
-    assert_eq!(decode_envelope(&[0x00, 0x07]).err(), invalid); // ControlMsg has 7
-    assert_eq!(decode_envelope(&[0x01, 0x05]).err(), invalid); // DataMsg has 5
+    assert_eq!(decode_envelope(&[0x00, 0x08]).err(), invalid); // ControlMsg has 8
+    assert_eq!(decode_envelope(&[0x01, 0x06]).err(), invalid); // DataMsg has 6
     assert_eq!(decode_envelope(&[0x00, 0x05, 0x00, 0x05]).err(), invalid); // DownReason has 5
-    assert_eq!(decode_envelope(&[0x01, 0x04, 0x00, 0x07]).err(), invalid); // Rejection has 7
+    assert_eq!(decode_envelope(&[0x01, 0x04, 0x00, 0x08]).err(), invalid); // Rejection has 8
     assert_eq!(decode_body(&[TAG_PREAUTH, 0x05]).err(), invalid); // HandshakeMsg has 5
     assert_eq!(decode_body(&[TAG_PREAUTH, 0x04, 0x04]).err(), invalid); // Refusal has 4
     // A variant index past u32, and a varint that never ends.
