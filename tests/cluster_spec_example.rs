@@ -1,4 +1,5 @@
 //! The cluster example of the API contract (`spec/api.md` §2), as written.
+#![allow(missing_docs, missing_debug_implementations)]
 
 use axactor::actor;
 use axactor_cluster::{ClusterConfig, ClusterNode, InMemoryOverlay, KeyedConfig, MemoryLeaseStore, NodeId};
