@@ -1,15 +1,17 @@
-//! End-to-end tests of routing and fencing inside the crate, with a
-//! hand-written `RemoteActor` impl (what `#[actor(remote)]` generates).
+//! End-to-end tests of routing inside the crate (the cross-crate behaviour
+//! tests live in `tests/`), and unit tests of the host's fencing check.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axactor::{Context, ExitReason, LocalRef, RefContract, actor};
-use serde::{Deserialize, Serialize};
+use axactor::{Context, ExitReason, System, actor};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use crate::remote::{PendingReply, RemoteActor, RemoteHandle};
-use crate::{ClusterConfig, ClusterNode, InMemoryOverlay, KeyedConfig, MemoryLeaseStore, NodeId, RemoteError};
+use crate::host::{Host, HostedRegistry, Local};
+use crate::lease::Epoch;
+use crate::wire::Rejection;
+use crate::{ClusterConfig, ClusterNode, InMemoryOverlay, KeyedConfig, MemoryLeaseStore, NodeId};
 
 /// Events seen by the test actors: (node, key, what).
 type Log = mpsc::UnboundedSender<(String, String, String)>;
@@ -21,7 +23,7 @@ pub(crate) struct Acct {
     log: Log,
 }
 
-#[actor]
+#[actor(remote)]
 impl Acct {
     #[msg]
     fn deposit(&mut self, amount: i64) {
@@ -37,66 +39,6 @@ impl Acct {
     }
     async fn on_stop(&mut self, _ctx: &mut Context, reason: &ExitReason) {
         let _ = self.log.send((self.node.clone(), self.key.clone(), format!("stop {reason}")));
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum AcctTell {
-    Deposit { amount: i64 },
-}
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum AcctAsk {
-    Balance {},
-}
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum AcctReply {
-    Balance(i64),
-}
-pub(crate) struct AcctContract;
-impl RefContract for AcctContract {
-    type Tell = AcctTell;
-    type Ask = AcctAsk;
-    type Reply = AcctReply;
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct AcctRemote(RemoteHandle<Acct>);
-
-impl AcctRemote {
-    async fn deposit_wait(&self, amount: i64) -> Result<(), RemoteError> {
-        self.0.tell_wait(AcctTell::Deposit { amount }).await
-    }
-    async fn deposit(&self, amount: i64) -> Result<(), RemoteError> {
-        self.0.tell(AcctTell::Deposit { amount }).await
-    }
-    async fn balance(&self) -> Result<i64, RemoteError> {
-        match self.0.ask(AcctAsk::Balance {}, None).await? {
-            AcctReply::Balance(v) => Ok(v),
-        }
-    }
-}
-
-impl RemoteActor for Acct {
-    type Contract = AcctContract;
-    type RemoteRef = AcctRemote;
-    fn remote_ref(handle: RemoteHandle<Self>) -> AcctRemote {
-        AcctRemote(handle)
-    }
-    fn local_ref(actor: &AcctRef) -> LocalRef<AcctMsg> {
-        actor.as_local_ref()
-    }
-    fn tell_message(tell: AcctTell) -> AcctMsg {
-        match tell {
-            AcctTell::Deposit { amount } => AcctMsg::Deposit { amount },
-        }
-    }
-    fn ask_message(ask: AcctAsk) -> (AcctMsg, PendingReply<AcctReply>) {
-        match ask {
-            AcctAsk::Balance {} => {
-                let (tx, rx) = axactor::ReplyTo::channel();
-                (AcctMsg::Balance { __reply: tx }, Box::pin(async move { rx.await.ok().map(AcctReply::Balance) }))
-            }
-        }
     }
 }
 
@@ -145,9 +87,9 @@ async fn two_nodes_route_to_one_activation() {
     assert_eq!(b.inspect().owned_count("accounts"), 8);
     b.shutdown().await;
     drop(log);
-    let mut starts = std::collections::BTreeMap::<String, i32>::new();
+    let mut live = std::collections::BTreeMap::<String, i32>::new();
     while let Ok((_node, key, what)) = events.try_recv() {
-        let n = starts.entry(key).or_default();
+        let n = live.entry(key).or_default();
         if what.starts_with("start") {
             *n += 1;
             assert_eq!(*n, 1, "two activations at once");
@@ -155,4 +97,71 @@ async fn two_nodes_route_to_one_activation() {
             *n -= 1;
         }
     }
+}
+
+fn host(log: &Log) -> Arc<Host<Acct>> {
+    let f: Arc<dyn Fn(&str) -> Acct + Send + Sync> = Arc::new(factory("n", log));
+    Host::new("accounts", KeyedConfig::new(4), f, Arc::new(System::new()), None)
+}
+
+fn tell_bytes(amount: i64) -> Vec<u8> {
+    postcard::to_allocvec(&AcctTell::Deposit { amount }).expect("encodable")
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_the_exact_epoch_before_the_deadline_executes() {
+    let (log, _events) = mpsc::unbounded_channel();
+    let h = host(&log);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Not held: not owner.
+    assert_eq!(h.deliver_tell(0, 5, "k", &tell_bytes(1)), Err(Rejection::NotOwner { owner_hint: None }));
+    h.grant(0, Epoch(5), deadline);
+    // Forged epochs, lower and higher: stale, nothing enqueued.
+    assert_eq!(h.deliver_tell(0, 4, "k", &tell_bytes(1)), Err(Rejection::StaleEpoch { current: 5 }));
+    assert_eq!(h.deliver_tell(0, 6, "k", &tell_bytes(1)), Err(Rejection::StaleEpoch { current: 5 }));
+    // Another shard of the registry: not owner.
+    assert_eq!(h.deliver_tell(1, 5, "k", &tell_bytes(1)), Err(Rejection::NotOwner { owner_hint: None }));
+    // Garbage payload.
+    assert_eq!(h.deliver_tell(0, 5, "k", &[0xFF, 0xFF]), Err(Rejection::BadPayload));
+    // The exact epoch executes.
+    assert_eq!(h.deliver_tell(0, 5, "k", &tell_bytes(7)), Ok(()));
+    let ask = postcard::to_allocvec(&AcctAsk::Balance {}).expect("encodable");
+    let reply = h.deliver_ask(0, 5, "k", &ask).map_err(|_| "rejected").expect("accepted").await.expect("reply");
+    let AcctReply::Balance(b) = postcard::from_bytes(&reply).expect("decodes");
+    assert_eq!(b, 7, "only the exact-epoch tell ran");
+    // Forged epoch on an ask.
+    assert!(matches!(h.deliver_ask(0, 9, "k", &ask), Err(Rejection::StaleEpoch { current: 5 })));
+    // Past the local deadline: refused even though nobody revoked it yet.
+    tokio::time::sleep_until(deadline).await;
+    assert_eq!(h.deliver_tell(0, 5, "k", &tell_bytes(1)), Err(Rejection::NotOwner { owner_hint: None }));
+    assert!(!h.usable(0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn revoke_stops_activations_before_anything_else_runs() {
+    let (log, mut events) = mpsc::unbounded_channel();
+    let h = host(&log);
+    h.grant(2, Epoch(1), Instant::now() + Duration::from_secs(10));
+    assert_eq!(h.deliver_tell(2, 1, "k", &tell_bytes(1)), Ok(()));
+    h.revoke(2, ExitReason::LeaseLost, Instant::now() + Duration::from_millis(100)).await;
+    assert_eq!(h.deliver_tell(2, 1, "k", &tell_bytes(1)), Err(Rejection::NotOwner { owner_hint: None }));
+    assert!(matches!(h.local_tell(2, "k", AcctTell::Deposit { amount: 1 }, None).await, Local::NotHere(_)));
+    let mut seen = Vec::new();
+    while let Ok((_, _, what)) = events.try_recv() {
+        seen.push(what);
+    }
+    assert_eq!(seen, vec!["start e1".to_string(), "stop lease lost".to_string()]);
+    assert!(h.owned().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn activations_are_bounded() {
+    let (log, _events) = mpsc::unbounded_channel();
+    let f: Arc<dyn Fn(&str) -> Acct + Send + Sync> = Arc::new(factory("n", &log));
+    let h = Host::new("accounts", KeyedConfig::new(1).max_activations(2), f, Arc::new(System::new()), None);
+    h.grant(0, Epoch(1), Instant::now() + Duration::from_secs(10));
+    assert_eq!(h.deliver_tell(0, 1, "a", &tell_bytes(1)), Ok(()));
+    assert_eq!(h.deliver_tell(0, 1, "b", &tell_bytes(1)), Ok(()));
+    assert_eq!(h.deliver_tell(0, 1, "c", &tell_bytes(1)), Err(Rejection::Overloaded));
+    assert_eq!(h.deliver_tell(0, 1, "a", &tell_bytes(1)), Ok(()), "existing keys still served");
 }
