@@ -1,16 +1,51 @@
 //! The cluster layer of axactor: lease-fenced shard ownership over
 //! authenticated overlays.
 //!
-//! **Status: in progress.** The wire format, the authenticated handshake and
-//! the overlays are being built (issue: cluster transport); the lease and
-//! fencing layer follows. What is exported today is listed below.
+//! Keys of a keyed registry map to shards; each shard has a lease (holder
+//! *session* + an epoch that only grows) in a [`LeaseStore`]. The holder
+//! hosts the shard's activations and executes a routed message only under
+//! exactly the epoch the sender routed by, and only before its local lease
+//! deadline; a node that cannot renew stops the shard's activations
+//! ([`axactor::ExitReason::LeaseLost`]) before the store can hand the lease
+//! to anyone else. Nodes authenticate each other with a shared token
+//! (HMAC-SHA256 challenge–response) and talk over a pluggable overlay
+//! ([`InMemoryOverlay`], [`TcpOverlay`]).
 //!
 //! ```
-//! use axactor_cluster::NodeId;
+//! use axactor::actor;
+//! use axactor_cluster::{ClusterConfig, ClusterNode, InMemoryOverlay, KeyedConfig, MemoryLeaseStore, NodeId};
+//! use std::sync::Arc;
 //!
-//! let a = NodeId::new("a");
-//! assert_eq!(a.to_string(), "a");
+//! pub struct Account { balance: i64 }
+//!
+//! #[actor(remote)] // also generates AccountContract and AccountRemoteRef
+//! impl Account {
+//!     #[msg] fn deposit(&mut self, amount: i64) { self.balance += amount }
+//!     #[msg] fn balance(&mut self) -> i64 { self.balance }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let net = InMemoryOverlay::new();
+//! let store = Arc::new(MemoryLeaseStore::new());
+//! let cfg = ClusterConfig { auth_token: Some("shared-secret".into()), ..ClusterConfig::default() };
+//! let a = ClusterNode::start(NodeId::new("a"), store.clone(), net.clone(), cfg.clone()).await?;
+//! let b = ClusterNode::start(NodeId::new("b"), store.clone(), net.clone(), cfg).await?;
+//!
+//! let accounts_a = a.keyed("accounts", KeyedConfig::new(16), |_key: &str| Account { balance: 0 })?;
+//! let accounts_b = b.keyed("accounts", KeyedConfig::new(16), |_key: &str| Account { balance: 0 })?;
+//! accounts_a.get("alice").deposit_wait(10).await?;
+//! assert_eq!(accounts_b.get("alice").balance().await?, 10); // one activation cluster-wide
+//!
+//! a.shutdown().await; // stops its activations, releases its leases: b takes over at once
+//! let _served_by_b = accounts_b.get("alice").balance().await?; // (in-memory state is not carried over)
+//! b.shutdown().await;
+//! # Ok(()) }
 //! ```
+//!
+//! See `docs/architecture.md` for the design, `docs/protocol.md` for the
+//! wire format and `docs/guarantees.md` for what is promised and how each
+//! promise is tested.
 
 // Lets `#[actor(remote)]` expansions inside this crate name it by path.
 #[allow(unused_extern_crates)]
