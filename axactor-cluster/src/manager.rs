@@ -337,11 +337,12 @@ impl Driver {
     /// the peers.
     fn hand_over(&mut self, idx: usize, now: Instant) {
         let s = &mut self.shards[idx];
+        let kill_at = s.stop_deadline(now);
         let Some(epoch) = s.fsm.start_release() else { return };
         s.busy = true;
         tracing::debug!(lease = %s.name, %epoch, "handing the shard over");
         self.node.counters.lease_event("handed_over");
-        let stopping = s.host.revoke(s.shard, ExitReason::Shutdown, now + s.host_stop_timeout());
+        let stopping = s.host.revoke(s.shard, ExitReason::Shutdown, kill_at);
         let (node, name, registry, shard) = (Arc::clone(&self.node), s.name.clone(), s.host.id().to_string(), s.shard);
         self.spawn_op(async move {
             stopping.await;
@@ -358,8 +359,9 @@ impl Driver {
         let mut stopping = Vec::new();
         let mut releases = Vec::new();
         for s in &mut self.shards {
+            let kill_at = s.stop_deadline(now);
             if let Some(epoch) = s.fsm.start_release() {
-                stopping.push(s.host.revoke(s.shard, ExitReason::Shutdown, now + s.host_stop_timeout()));
+                stopping.push(s.host.revoke(s.shard, ExitReason::Shutdown, kill_at));
                 releases.push((s.name.clone(), s.host.id().to_string(), s.shard, epoch));
             }
         }
@@ -396,8 +398,12 @@ impl Driver {
 }
 
 impl ShardState {
-    fn host_stop_timeout(&self) -> Duration {
-        self.host.stop_timeout()
+    /// When activations still running after a stop request are killed: the
+    /// registry's stop timeout, but never past the lease's local deadline
+    /// (renewals stop while a shard is being released).
+    fn stop_deadline(&self, now: Instant) -> Instant {
+        let by_timeout = now + self.host.stop_timeout();
+        self.fsm.held().map_or(by_timeout, |h| by_timeout.min(h.deadline))
     }
 }
 
