@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::error::RemoteError;
-use crate::host::{Host, Local, MonitorSink};
+use crate::host::{Host, HostedRegistry, Local, MonitorSink};
 use crate::lease::Epoch;
 use crate::node::{Response, Shared};
 use crate::remote::{AskOf, DownEvent, RemoteActor, RemoteHandle, ReplyOf, TellOf};
@@ -175,8 +175,32 @@ impl<A: RemoteActor> Route<A> {
         }
     }
 
-    /// Runs attempts until a result, an indeterminate failure, the deadline
-    /// or [`MAX_ATTEMPTS`].
+    /// Runs `attempt(fresh)` until a result, an indeterminate failure, the
+    /// deadline or [`MAX_ATTEMPTS`]; `fresh` asks for a re-read of the owner.
+    async fn with_retries<T, F, Fut>(&self, key: &str, deadline: Instant, mut attempt: F) -> Result<T, RemoteError>
+    where
+        F: FnMut(bool) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RemoteError>>,
+    {
+        let mut fresh = false;
+        let mut n = 0;
+        loop {
+            let err = match attempt(fresh).await {
+                Ok(v) => return Ok(v),
+                Err(e) if !retryable(&e) => return Err(e),
+                Err(e) => e,
+            };
+            n += 1;
+            fresh = true;
+            let next = Instant::now() + retry_delay(n);
+            if n >= MAX_ATTEMPTS || next >= deadline || self.node.is_stopping() {
+                return Err(err);
+            }
+            tracing::trace!(registry = %self.registry(), key, error = %err, attempt = n, "retrying");
+            tokio::time::sleep_until(next).await;
+        }
+    }
+
     async fn request(
         &self,
         h: &RemoteHandle<A>,
@@ -184,23 +208,8 @@ impl<A: RemoteActor> Route<A> {
         payload: Vec<u8>,
         deadline: Instant,
     ) -> Result<Vec<u8>, RemoteError> {
-        let mut fresh = false;
-        let mut attempt = 0;
-        loop {
-            let err = match self.attempt(h, &kind, &payload, deadline, fresh).await {
-                Ok(bytes) => return Ok(bytes),
-                Err(e) if !retryable(&e) => return Err(e),
-                Err(e) => e,
-            };
-            attempt += 1;
-            fresh = true;
-            let next = Instant::now() + retry_delay(attempt);
-            if attempt >= MAX_ATTEMPTS || next >= deadline || self.node.is_stopping() {
-                return Err(err);
-            }
-            tracing::trace!(registry = %self.registry(), key = %h.key, error = %err, attempt, "retrying");
-            tokio::time::sleep_until(next).await;
-        }
+        let (kind, payload) = (&kind, &payload[..]);
+        self.with_retries(&h.key, deadline, |fresh| self.attempt(h, kind, payload, deadline, fresh)).await
     }
 
     async fn attempt(
@@ -310,31 +319,11 @@ impl<A: RemoteActor> Route<A> {
     /// A tell without acknowledgement: resolved and queued on the owner's
     /// connection; retried only while it could not be queued at all.
     async fn send_unacked(&self, h: &RemoteHandle<A>, payload: Vec<u8>, deadline: Instant) -> Result<(), RemoteError> {
-        let mut fresh = false;
-        let mut attempt = 0;
-        loop {
-            let err = match self.try_unacked(h, &payload, deadline, fresh).await {
-                Ok(()) => return Ok(()),
-                Err(e) if !retryable(&e) => return Err(e),
-                Err(e) => e,
-            };
-            attempt += 1;
-            fresh = true;
-            let next = Instant::now() + retry_delay(attempt);
-            if attempt >= MAX_ATTEMPTS || next >= deadline || self.node.is_stopping() {
-                return Err(err);
-            }
-            tokio::time::sleep_until(next).await;
-        }
+        let payload = &payload[..];
+        self.with_retries(&h.key, deadline, |fresh| self.try_unacked(h, payload, fresh)).await
     }
 
-    async fn try_unacked(
-        &self,
-        h: &RemoteHandle<A>,
-        payload: &[u8],
-        deadline: Instant,
-        fresh: bool,
-    ) -> Result<(), RemoteError> {
+    async fn try_unacked(&self, h: &RemoteHandle<A>, payload: &[u8], fresh: bool) -> Result<(), RemoteError> {
         if self.host.usable(h.shard) {
             let tell: TellOf<A> = postcard::from_bytes(payload).map_err(|_| RemoteError::Codec)?;
             return match self.host.local_tell(h.shard, &h.key, tell, None).await {
@@ -342,7 +331,6 @@ impl<A: RemoteActor> Route<A> {
                 Local::NotHere(_) => Err(RemoteError::NotOwner),
             };
         }
-        let _ = deadline;
         let (holder, epoch) = self.owner(h.shard, fresh).await?;
         if holder == self.node.session {
             return Err(RemoteError::NoOwner);
@@ -369,49 +357,40 @@ impl<A: RemoteActor> Route<A> {
         self.check_running()?;
         let (tx, rx) = mpsc::channel(1);
         let deadline = Instant::now() + self.node.cfg.request_timeout;
-        let mut fresh = false;
-        let mut attempt = 0;
-        loop {
-            if self.host.usable(h.shard) {
-                if let Err((sink, reason)) =
-                    crate::host::HostedRegistry::monitor(&*self.host, &h.key, MonitorSink::Local { tx })
-                {
-                    sink.fire(self.registry(), &h.key, reason);
-                }
-                return Ok(rx);
+        let tx = &tx;
+        self.with_retries(&h.key, deadline, |fresh| self.try_monitor(h, tx.clone(), fresh)).await?;
+        Ok(rx)
+    }
+
+    /// One attempt at placing a monitor, locally or at the owner.
+    async fn try_monitor(
+        &self,
+        h: &RemoteHandle<A>,
+        tx: mpsc::Sender<DownEvent>,
+        fresh: bool,
+    ) -> Result<(), RemoteError> {
+        if self.host.usable(h.shard) {
+            if let Err((sink, reason)) = HostedRegistry::monitor(&*self.host, &h.key, MonitorSink::Local { tx }) {
+                sink.fire(self.registry(), &h.key, reason);
             }
-            let err = match self.owner(h.shard, fresh).await {
-                Ok((holder, epoch)) if holder != self.node.session => match self.node.connection(&holder) {
-                    Some(link) => {
-                        let registry = self.registry().to_string();
-                        let request_id = self.node.register_monitor(
-                            &link,
-                            registry.clone(),
-                            h.key.to_string(),
-                            h.shard,
-                            holder,
-                            epoch,
-                            tx,
-                        )?;
-                        let msg = ControlMsg::Monitor { request_id, registry, key: h.key.to_string() };
-                        if link.control.try_send(msg).is_err() {
-                            self.node.drop_monitor(request_id);
-                            return Err(RemoteError::Overloaded);
-                        }
-                        return Ok(rx);
-                    }
-                    None => RemoteError::UnknownSession,
-                },
-                Ok(_) => RemoteError::NoOwner,
-                Err(e) => e,
-            };
-            attempt += 1;
-            fresh = true;
-            let next = Instant::now() + retry_delay(attempt);
-            if attempt >= MAX_ATTEMPTS || next >= deadline {
-                return Err(err);
-            }
-            tokio::time::sleep_until(next).await;
+            return Ok(());
         }
+        let (holder, epoch) = self.owner(h.shard, fresh).await?;
+        if holder == self.node.session {
+            return Err(RemoteError::NoOwner);
+        }
+        let Some(link) = self.node.connection(&holder) else {
+            self.node.kick_dials();
+            return Err(RemoteError::UnknownSession);
+        };
+        let registry = self.registry().to_string();
+        let request_id =
+            self.node.register_monitor(&link, registry.clone(), h.key.to_string(), h.shard, holder, epoch, tx)?;
+        let msg = ControlMsg::Monitor { request_id, registry, key: h.key.to_string() };
+        if link.control.try_send(msg).is_err() {
+            self.node.drop_monitor(request_id);
+            return Err(RemoteError::Overloaded);
+        }
+        Ok(())
     }
 }
