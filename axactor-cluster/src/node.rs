@@ -53,7 +53,7 @@ use crate::wire::ControlMsg;
 
 pub use established::{CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, DATA_QUEUE_CAPACITY};
 pub use inspect::{ClusterInspect, Counters, OwnedShard, PeerDirection, PeerInfo, PeerState};
-pub(crate) use routing::Response;
+pub(crate) use routing::{PeerLink, Response};
 pub(crate) use shared::Shared;
 pub(crate) use table::ConnId as ConnTag;
 

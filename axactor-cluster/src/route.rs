@@ -22,8 +22,9 @@ use tokio::time::Instant;
 
 use crate::error::RemoteError;
 use crate::host::{Host, HostedRegistry, Local, MonitorSink};
+use crate::id::SessionId;
 use crate::lease::Epoch;
-use crate::node::{Response, Shared};
+use crate::node::{PeerLink, Response, Shared};
 use crate::remote::{AskOf, DownEvent, RemoteActor, RemoteHandle, ReplyOf, TellOf};
 use crate::shard::{lease_name, shard_of};
 use crate::wire::{ControlMsg, DataMsg, Rejection};
@@ -151,7 +152,7 @@ impl<A: RemoteActor> Route<A> {
     }
 
     /// The shard's owner: from the cache, or the store when `fresh` or missing.
-    async fn owner(&self, shard: u32, fresh: bool) -> Result<(crate::id::SessionId, Epoch), RemoteError> {
+    async fn owner(&self, shard: u32, fresh: bool) -> Result<(SessionId, Epoch), RemoteError> {
         let registry = self.host.registry();
         if !fresh && let Some(hit) = self.node.cached_owner(registry, shard) {
             return Ok(hit);
@@ -173,6 +174,20 @@ impl<A: RemoteActor> Route<A> {
             }
             Err(_) => Err(RemoteError::NoOwner),
         }
+    }
+
+    /// The shard's owner and the connection to its session.
+    async fn owner_link(&self, shard: u32, fresh: bool) -> Result<(PeerLink, SessionId, Epoch), RemoteError> {
+        let (holder, epoch) = self.owner(shard, fresh).await?;
+        if holder == self.node.session {
+            // The store says ours, but this node does not (or no longer) use it.
+            return Err(RemoteError::NoOwner);
+        }
+        let Some(link) = self.node.connection(&holder) else {
+            self.node.kick_dials();
+            return Err(RemoteError::UnknownSession);
+        };
+        Ok((link, holder, epoch))
     }
 
     /// Runs `attempt(fresh)` until a result, an indeterminate failure, the
@@ -224,15 +239,7 @@ impl<A: RemoteActor> Route<A> {
         if self.host.usable(h.shard) {
             return self.local_from_bytes(h, kind, payload, deadline).await;
         }
-        let (holder, epoch) = self.owner(h.shard, fresh).await?;
-        if holder == self.node.session {
-            // The store says ours, but this node does not (or no longer) use it.
-            return Err(RemoteError::NoOwner);
-        }
-        let Some(link) = self.node.connection(&holder) else {
-            self.node.kick_dials();
-            return Err(RemoteError::UnknownSession);
-        };
+        let (link, _, epoch) = self.owner_link(h.shard, fresh).await?;
         let (request_id, rx) = self.node.register_pending(link.conn)?;
         let msg = match kind {
             Kind::Ask => DataMsg::Ask {
@@ -331,14 +338,7 @@ impl<A: RemoteActor> Route<A> {
                 Local::NotHere(_) => Err(RemoteError::NotOwner),
             };
         }
-        let (holder, epoch) = self.owner(h.shard, fresh).await?;
-        if holder == self.node.session {
-            return Err(RemoteError::NoOwner);
-        }
-        let Some(link) = self.node.connection(&holder) else {
-            self.node.kick_dials();
-            return Err(RemoteError::UnknownSession);
-        };
+        let (link, _, epoch) = self.owner_link(h.shard, fresh).await?;
         let msg = DataMsg::Tell {
             registry: self.registry().to_string(),
             shard: h.shard,
@@ -375,14 +375,7 @@ impl<A: RemoteActor> Route<A> {
             }
             return Ok(());
         }
-        let (holder, epoch) = self.owner(h.shard, fresh).await?;
-        if holder == self.node.session {
-            return Err(RemoteError::NoOwner);
-        }
-        let Some(link) = self.node.connection(&holder) else {
-            self.node.kick_dials();
-            return Err(RemoteError::UnknownSession);
-        };
+        let (link, holder, epoch) = self.owner_link(h.shard, fresh).await?;
         let registry = self.registry().to_string();
         let request_id =
             self.node.register_monitor(&link, registry.clone(), h.key.to_string(), h.shard, holder, epoch, tx)?;
