@@ -9,10 +9,14 @@
 //!    peers' lease notices). The frame carries the registry, shard and
 //!    epoch; the owner executes it only under exactly that epoch.
 //! 3. Only **definite** failures are retried (not owner, stale epoch, no
-//!    connection to the owner's session, mailbox full, activation closing,
-//!    overloaded), with capped exponential backoff, until the request's
-//!    deadline or [`MAX_ATTEMPTS`]. A timeout or a connection lost after the
-//!    send is returned as is: the request may have run.
+//!    connection to the owner's session, mailbox full, activation closing),
+//!    with capped exponential backoff, until the request's deadline or
+//!    [`MAX_ATTEMPTS`]. A timeout or a connection lost after the send is
+//!    returned as is: the request may have run. `Overloaded` (this node's
+//!    requests in flight, or the owner's limit) is returned at once too:
+//!    retries would multiply a flood and turn its refusals into timeouts.
+//!    (An unacknowledged tell still waits for room in a full connection
+//!    queue by retrying.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -189,6 +193,8 @@ impl<A: RemoteActor> Route<A> {
         loop {
             let err = match self.attempt(h, &kind, &payload, deadline, fresh).await {
                 Ok(bytes) => return Ok(bytes),
+                // Not retried: see the module docs.
+                Err(e @ RemoteError::Overloaded) => return Err(e),
                 Err(e) if !retryable(&e) => return Err(e),
                 Err(e) => e,
             };
