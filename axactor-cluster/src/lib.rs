@@ -82,8 +82,8 @@ pub use keyed::{
 pub use lease::RedisLeaseStore;
 pub use lease::{Epoch, Lease, LeaseStore, LeaseStoreError, MemoryLeaseStore};
 pub use node::{
-    CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, ClusterInspect, ClusterNode, Counters, DATA_QUEUE_CAPACITY, OwnedShard,
-    PeerDirection, PeerInfo, PeerState, SHUTDOWN_TIMEOUT,
+    CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, ClusterInspect, ClusterNode, Counters, DATA_QUEUE_CAPACITY,
+    OWED_RESPONSE_CAPACITY, OwnedShard, PeerDirection, PeerInfo, PeerState, SHUTDOWN_TIMEOUT,
 };
 pub use overlay::{ClusterOverlay, InMemoryOverlay, LinkFaults, OverlayError, TcpKeepaliveOptions, TcpOverlay};
 pub use remote::{AskOf, DownEvent, PendingReply, RemoteActor, RemoteHandle, ReplyOf, TellOf};

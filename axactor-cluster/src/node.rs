@@ -51,7 +51,7 @@ use crate::remote::RemoteActor;
 use crate::route::Route;
 use crate::wire::ControlMsg;
 
-pub use established::{CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, DATA_QUEUE_CAPACITY};
+pub use established::{CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, DATA_QUEUE_CAPACITY, OWED_RESPONSE_CAPACITY};
 pub use inspect::{ClusterInspect, Counters, OwnedShard, PeerDirection, PeerInfo, PeerState};
 pub(crate) use routing::{PeerLink, Response};
 pub(crate) use shared::Shared;

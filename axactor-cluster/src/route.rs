@@ -9,10 +9,14 @@
 //!    peers' lease notices). The frame carries the registry, shard and
 //!    epoch; the owner executes it only under exactly that epoch.
 //! 3. Only **definite** failures are retried (not owner, stale epoch, no
-//!    connection to the owner's session, mailbox full, activation closing,
-//!    overloaded), with capped exponential backoff, until the request's
-//!    deadline or [`MAX_ATTEMPTS`]. A timeout or a connection lost after the
-//!    send is returned as is: the request may have run.
+//!    connection to the owner's session, mailbox full, activation closing),
+//!    with capped exponential backoff, until the request's deadline or
+//!    [`MAX_ATTEMPTS`]. A timeout or a connection lost after the send is
+//!    returned as is: the request may have run. `Overloaded` (this node's
+//!    requests in flight, or the owner's limit) is returned at once too:
+//!    retries would multiply a flood and turn its refusals into timeouts.
+//!    (An unacknowledged tell still waits for room in a full connection
+//!    queue by retrying.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -190,9 +194,15 @@ impl<A: RemoteActor> Route<A> {
         Ok((link, holder, epoch))
     }
 
-    /// Runs `attempt(fresh)` until a result, an indeterminate failure, the
+    /// Runs `attempt(fresh)` until a result, a failure `retry` refuses, the
     /// deadline or [`MAX_ATTEMPTS`]; `fresh` asks for a re-read of the owner.
-    async fn with_retries<T, F, Fut>(&self, key: &str, deadline: Instant, mut attempt: F) -> Result<T, RemoteError>
+    async fn with_retries<T, F, Fut>(
+        &self,
+        key: &str,
+        deadline: Instant,
+        retry: impl Fn(&RemoteError) -> bool,
+        mut attempt: F,
+    ) -> Result<T, RemoteError>
     where
         F: FnMut(bool) -> Fut,
         Fut: std::future::Future<Output = Result<T, RemoteError>>,
@@ -202,7 +212,7 @@ impl<A: RemoteActor> Route<A> {
         loop {
             let err = match attempt(fresh).await {
                 Ok(v) => return Ok(v),
-                Err(e) if !retryable(&e) => return Err(e),
+                Err(e) if !retry(&e) => return Err(e),
                 Err(e) => e,
             };
             n += 1;
@@ -224,7 +234,9 @@ impl<A: RemoteActor> Route<A> {
         deadline: Instant,
     ) -> Result<Vec<u8>, RemoteError> {
         let (kind, payload) = (&kind, &payload[..]);
-        self.with_retries(&h.key, deadline, |fresh| self.attempt(h, kind, payload, deadline, fresh)).await
+        // `Overloaded` is not retried here: see the module docs.
+        let retry = |e: &RemoteError| retryable(e) && *e != RemoteError::Overloaded;
+        self.with_retries(&h.key, deadline, retry, |fresh| self.attempt(h, kind, payload, deadline, fresh)).await
     }
 
     async fn attempt(
@@ -327,7 +339,7 @@ impl<A: RemoteActor> Route<A> {
     /// connection; retried only while it could not be queued at all.
     async fn send_unacked(&self, h: &RemoteHandle<A>, payload: Vec<u8>, deadline: Instant) -> Result<(), RemoteError> {
         let payload = &payload[..];
-        self.with_retries(&h.key, deadline, |fresh| self.try_unacked(h, payload, fresh)).await
+        self.with_retries(&h.key, deadline, retryable, |fresh| self.try_unacked(h, payload, fresh)).await
     }
 
     async fn try_unacked(&self, h: &RemoteHandle<A>, payload: &[u8], fresh: bool) -> Result<(), RemoteError> {
@@ -358,7 +370,7 @@ impl<A: RemoteActor> Route<A> {
         let (tx, rx) = mpsc::channel(1);
         let deadline = Instant::now() + self.node.cfg.request_timeout;
         let tx = &tx;
-        self.with_retries(&h.key, deadline, |fresh| self.try_monitor(h, tx.clone(), fresh)).await?;
+        self.with_retries(&h.key, deadline, retryable, |fresh| self.try_monitor(h, tx.clone(), fresh)).await?;
         Ok(rx)
     }
 

@@ -2,6 +2,7 @@
 //! handler, and lifecycle-event collection.
 
 pub mod cluster;
+pub mod keyed;
 pub mod lease_conformance;
 pub mod redis;
 

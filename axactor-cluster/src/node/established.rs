@@ -9,7 +9,10 @@
 //! Sequence numbers are strictly consecutive, so the writer is the only
 //! owner of the [`Sealer`] and hands every sealed frame to the link with one
 //! priority: the overlay never reorders them. Both queues are bounded; a
-//! message that does not fit is dropped and counted.
+//! message that does not fit is dropped and counted, except a response to
+//! the peer's request (ack, rejection): it waits for room in a task, at most
+//! [`OWED_RESPONSE_CAPACITY`] per connection, so a flood that outruns the
+//! writer still gets its definite refusals instead of timeouts.
 //!
 //! Only here may the peer table change: the established session is offered
 //! to it ([`super::table::PeerTable::admit`]), a displaced connection is
@@ -26,7 +29,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
 use super::inspect::{bump, codec_label};
@@ -47,6 +50,10 @@ use crate::wire::{
 pub const CONTROL_QUEUE_CAPACITY: usize = 256;
 /// Data messages queued per connection before new ones are dropped.
 pub const DATA_QUEUE_CAPACITY: usize = 1024;
+/// Responses (acks, rejections) per connection that may wait for room in a
+/// full data queue; beyond this they are dropped and counted
+/// (`data_queue_full`), and the peer's request times out.
+pub const OWED_RESPONSE_CAPACITY: usize = 16_384;
 /// How long a gracefully closing connection waits for the peer's end.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -90,7 +97,8 @@ pub(crate) async fn run(
     node.kick.notify_one();
     let writer = write_loop(&node, sealer, tx.clone(), control_rx, data_rx);
     let reader = async {
-        let reader = Reader { node: &node, tx: &tx, opener, control: control_tx, data: data_tx, stats, conn };
+        let owed = Arc::new(Semaphore::new(OWED_RESPONSE_CAPACITY));
+        let reader = Reader { node: &node, tx: &tx, opener, control: control_tx, data: data_tx, owed, stats, conn };
         let end = reader.run(&mut rx, close_rx).await;
         // Drops this connection's handle (and its queue sender) if it is still ours.
         node.table.lock().remove(&peer.node, conn);
@@ -186,6 +194,8 @@ struct Reader<'a> {
     opener: Opener,
     control: mpsc::Sender<ControlMsg>,
     data: mpsc::Sender<DataMsg>,
+    /// Permits for responses waiting for room in `data`.
+    owed: Arc<Semaphore>,
     stats: Arc<PeerStats>,
     conn: ConnId,
 }
@@ -249,10 +259,28 @@ impl Reader<'_> {
         }
     }
 
+    /// Queues a response to the peer's request. The reader never waits (a
+    /// reader blocked on its own writer could deadlock with the peer's), so
+    /// a response that does not fit waits in a task, within `owed`.
     fn queue_data(&self, msg: DataMsg) {
-        if self.data.try_send(msg).is_err() {
+        let msg = match self.data.try_send(msg) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(msg)) => msg,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.node.counters.dropped("data_queue_full");
+                return;
+            }
+        };
+        let Ok(permit) = Arc::clone(&self.owed).try_acquire_owned() else {
             self.node.counters.dropped("data_queue_full");
-        }
+            return;
+        };
+        let data = self.data.clone();
+        tokio::spawn(async move {
+            // Fails only once the connection has ended.
+            let _ = data.send(msg).await;
+            drop(permit);
+        });
     }
 
     fn count_rejection(&self, reason: &Rejection) {
