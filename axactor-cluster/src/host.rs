@@ -307,6 +307,19 @@ impl<A: RemoteActor> Host<A> {
     pub(crate) fn registry(&self) -> &Arc<str> {
         &self.id
     }
+
+    /// Cancels the local monitor on `key` that feeds `tx` (its receiver was
+    /// dropped), so it no longer counts against `max_monitors`.
+    pub(crate) fn demonitor_local(&self, key: &str, tx: &mpsc::Sender<DownEvent>) {
+        let slots = self.slots.lock();
+        let Some(act) = slots.values().find_map(|s| s.acts.get(key)) else { return };
+        let mut m = act.monitors.lock();
+        let before = m.sinks.len();
+        m.sinks.retain(|s| !matches!(s, MonitorSink::Local { tx: t } if t.same_channel(tx)));
+        let removed = before - m.sinks.len();
+        drop(m);
+        *self.monitors.lock() -= removed;
+    }
 }
 
 impl<A: RemoteActor> HostedRegistry for Host<A> {

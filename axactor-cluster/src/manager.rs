@@ -37,7 +37,7 @@ use crate::lease::Epoch;
 use crate::node::Shared;
 use crate::shard::lease_fsm::{Action, LeaseTimes, Phase, ShardLease};
 use crate::shard::lease_name;
-use crate::shard::placement::{MovePacer, preferred};
+use crate::shard::placement::{MovePacer, assign};
 use crate::wire::ControlMsg;
 
 /// Commands to the driver.
@@ -300,7 +300,7 @@ impl Driver {
             if !candidates.contains_key(s.host.id()) {
                 let c = self.node.candidates(s.host.id(), s.host.shard_count());
                 view.extend(c.iter().cloned());
-                candidates.insert(s.host.id().to_string(), c);
+                candidates.insert(s.host.id().to_string(), assign(s.host.id(), s.host.shard_count(), &c));
             }
         }
         self.pacer.observe(&view, now);
@@ -310,7 +310,7 @@ impl Driver {
                 continue;
             }
             let Some(cands) = candidates.get(s.host.id()) else { continue };
-            let pref = preferred(&s.name, cands).cloned();
+            let pref = cands.get(s.shard as usize).cloned();
             match s.fsm.phase() {
                 Phase::Free if pref.as_ref() == Some(&me) => self.acquire(idx, now),
                 Phase::Free => self.probe(idx),

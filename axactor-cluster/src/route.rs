@@ -382,8 +382,18 @@ impl<A: RemoteActor> Route<A> {
         fresh: bool,
     ) -> Result<(), RemoteError> {
         if self.host.usable(h.shard) {
-            if let Err((sink, reason)) = HostedRegistry::monitor(&*self.host, &h.key, MonitorSink::Local { tx }) {
-                sink.fire(self.registry(), &h.key, reason);
+            let watch = tx.clone();
+            match HostedRegistry::monitor(&*self.host, &h.key, MonitorSink::Local { tx }) {
+                Err((sink, reason)) => sink.fire(self.registry(), &h.key, reason),
+                Ok(()) => {
+                    // Dropping the receiver cancels the monitor (as a
+                    // remote one's `Demonitor` does).
+                    let (host, key) = (Arc::clone(&self.host), Arc::clone(&h.key));
+                    tokio::spawn(async move {
+                        watch.closed().await;
+                        host.demonitor_local(&key, &watch);
+                    });
+                }
             }
             return Ok(());
         }

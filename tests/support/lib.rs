@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: gates to hold an actor inside a
 //! handler, and lifecycle-event collection.
 
+pub mod activations;
 pub mod cluster;
 pub mod keyed;
 pub mod lease_conformance;

@@ -4,7 +4,9 @@
 //! candidates it knows (itself and the connected peers hosting the same
 //! registry): the candidate with the highest `hash(lease name, node name)`.
 //! Nodes with the same view agree without talking; a node joining or
-//! leaving changes the preference of about `1/n` of the shards only.
+//! leaving changes the preference of about `1/n` of the shards only. Loads
+//! are bounded ([`assign`]): a candidate that already has its share of a
+//! registry's shards is passed over, so small registries are balanced too.
 //!
 //! A node acquires the free shards it prefers for itself at once (free
 //! shards move nothing). It hands over a shard it holds whose preferred
@@ -29,6 +31,34 @@ pub(crate) fn preferred<'a>(lease: &str, candidates: impl IntoIterator<Item = &'
         .map(|n| (stable_hash(&[lease.as_bytes(), n.as_str().as_bytes()]), n))
         .max_by(|(ha, na), (hb, nb)| ha.cmp(hb).then_with(|| nb.cmp(na)))
         .map(|(_, n)| n)
+}
+
+/// The preferred owner of every shard `0..shard_count` of `registry`:
+/// rendezvous with bounded loads. Shards are taken in order; each goes to
+/// its highest-weight candidate that holds fewer than
+/// `ceil(shard_count / candidates)` shards so far, so no node gets more
+/// than its share rounded up (plain rendezvous leaves small registries
+/// unbalanced, e.g. 2/6/8 shards of 16 on three nodes). A pure function of
+/// the registry, the shard count and the candidate *set*, so nodes with the
+/// same view agree. Empty without candidates.
+pub(crate) fn assign(registry: &str, shard_count: u32, candidates: &BTreeSet<NodeId>) -> Vec<NodeId> {
+    if candidates.is_empty() {
+        return Vec::new();
+    }
+    let cap = (shard_count as usize).div_ceil(candidates.len());
+    let mut load = vec![0usize; candidates.len()];
+    let mut out = Vec::with_capacity(shard_count as usize);
+    for shard in 0..shard_count {
+        let lease = super::lease_name(registry, shard);
+        let open = candidates.iter().zip(&load).filter(|(_, l)| **l < cap).map(|(n, _)| n);
+        // Some candidate always has room: cap * candidates >= shard_count.
+        let Some(owner) = preferred(&lease, open) else { break };
+        if let Some(i) = candidates.iter().position(|n| n == owner) {
+            load[i] += 1;
+        }
+        out.push(owner.clone());
+    }
+    out
 }
 
 /// Handover pacing: a settle window after the candidate set changes and a
@@ -125,6 +155,22 @@ mod tests {
         for (_, c) in counts {
             assert!((600..900).contains(&c), "unbalanced");
         }
+    }
+
+    #[test]
+    fn assignment_is_balanced() {
+        for n in 1..=5 {
+            let view: BTreeSet<NodeId> = nodes(&["a", "b", "c", "d", "e"][..n]).into_iter().collect();
+            for shards in [1u32, 7, 16, 64] {
+                let owners = assign("r", shards, &view);
+                assert_eq!(owners.len(), shards as usize);
+                let cap = (shards as usize).div_ceil(n);
+                for node in &view {
+                    assert!(owners.iter().filter(|o| *o == node).count() <= cap, "{n} nodes, {shards} shards");
+                }
+            }
+        }
+        assert!(assign("r", 4, &BTreeSet::new()).is_empty());
     }
 
     #[test]
