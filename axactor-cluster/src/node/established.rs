@@ -95,17 +95,19 @@ pub(crate) async fn run(
     // Tell the peer what we host, then let placement consider it.
     let _ = control_tx.try_send(ControlMsg::Hosting { registries: node.hosting() });
     node.kick.notify_one();
-    let writer = write_loop(&node, sealer, tx.clone(), control_rx, data_rx);
+    let writer = write_loop(&node, conn, sealer, tx.clone(), control_rx, data_rx);
     let reader = async {
         let owed = Arc::new(Semaphore::new(OWED_RESPONSE_CAPACITY));
         let reader = Reader { node: &node, tx: &tx, opener, control: control_tx, data: data_tx, owed, stats, conn };
         let end = reader.run(&mut rx, close_rx).await;
         // Drops this connection's handle (and its queue sender) if it is still ours.
         node.table.lock().remove(&peer.node, conn);
-        node.connection_ended(conn);
         end
     };
     let ((), end) = tokio::join!(writer, reader);
+    // After the writer: requests it never sent were already failed as
+    // definite; what remains was sent and is lost with the connection.
+    node.connection_ended(conn);
     match end {
         End::Graceful => {
             let _ = tokio::time::timeout(CLOSE_GRACE, async { while rx.recv().await.is_some() {} }).await;
@@ -154,38 +156,71 @@ fn admit(node: &Shared, entry: Entry<PeerHandle>) -> bool {
 /// The only owner of the connection's [`Sealer`].
 async fn write_loop(
     node: &Shared,
+    conn: ConnId,
     mut sealer: Sealer,
     tx: LinkSender,
     mut control: mpsc::Receiver<ControlMsg>,
     mut data: mpsc::Receiver<DataMsg>,
 ) {
     let max_envelope = max_envelope_bytes(node.cfg.max_frame_bytes.min(node.overlay.inner().max_frame_bytes()));
-    let mut payload = Vec::new();
+    let mut frame = FrameWriter { node, sealer: &mut sealer, tx: &tx, payload: Vec::new(), max_envelope };
     loop {
-        let (env, last) = tokio::select! {
+        let env = tokio::select! {
             biased;
-            Some(msg) = control.recv() => {
-                let last = matches!(msg, ControlMsg::Goodbye);
-                (Envelope::Control(msg), last)
-            }
-            Some(msg) = data.recv() => (Envelope::Data(msg), false),
+            Some(msg) = control.recv() => Envelope::Control(msg),
+            Some(msg) = data.recv() => Envelope::Data(msg),
             else => break,
         };
-        payload.clear();
-        if encode_envelope(&env, &mut payload).is_err() || payload.len() > max_envelope {
-            node.counters.dropped("unencodable");
-            continue;
-        }
-        let mut body = Vec::with_capacity(payload.len() + SEALED_OVERHEAD);
-        if sealer.seal(&payload, &mut body).is_err() {
-            tracing::debug!("sequence numbers exhausted; closing");
+        if matches!(env, Envelope::Control(ControlMsg::Goodbye)) {
+            // Flush what is queued for the peer (replies it waits for)
+            // before saying goodbye; nothing follows a Goodbye.
+            while let Ok(msg) = data.try_recv() {
+                if !frame.send(Envelope::Data(msg)).await {
+                    break;
+                }
+            }
+            let _ = frame.send(env).await;
             break;
         }
-        if tx.send(Bytes::from(body), Priority::Data).await.is_err() || last {
+        if !frame.send(env).await {
             break;
         }
     }
     tx.close();
+    // Our requests still queued were never sent: a definite failure, so
+    // the caller may retry them elsewhere (not `ConnectionLost`).
+    data.close();
+    while let Ok(msg) = data.try_recv() {
+        if let DataMsg::Ask { request_id, .. } | DataMsg::Tell { ack_id: Some(request_id), .. } = msg {
+            node.complete(conn, request_id, Response::Rejected(Rejection::UnknownSession));
+        }
+    }
+}
+
+/// Encodes, seals and hands frames to the link, in order.
+struct FrameWriter<'a> {
+    node: &'a Shared,
+    sealer: &'a mut Sealer,
+    tx: &'a LinkSender,
+    payload: Vec<u8>,
+    max_envelope: usize,
+}
+
+impl FrameWriter<'_> {
+    /// `false` once the connection cannot take more frames.
+    async fn send(&mut self, env: Envelope) -> bool {
+        self.payload.clear();
+        if encode_envelope(&env, &mut self.payload).is_err() || self.payload.len() > self.max_envelope {
+            self.node.counters.dropped("unencodable");
+            return true;
+        }
+        let mut body = Vec::with_capacity(self.payload.len() + SEALED_OVERHEAD);
+        if self.sealer.seal(&self.payload, &mut body).is_err() {
+            tracing::debug!("sequence numbers exhausted; closing");
+            return false;
+        }
+        self.tx.send(Bytes::from(body), Priority::Data).await.is_ok()
+    }
 }
 
 struct Reader<'a> {
