@@ -95,13 +95,17 @@ pub(crate) async fn run(
     // Tell the peer what we host, then let placement consider it.
     let _ = control_tx.try_send(ControlMsg::Hosting { registries: node.hosting() });
     node.kick.notify_one();
-    let writer = write_loop(&node, conn, sealer, tx.clone(), control_rx, data_rx);
+    // Queue senders may outlive the reader (clones held by requests and
+    // monitors): the reader's end is what stops the writer.
+    let (reader_done, reader_done_rx) = tokio::sync::oneshot::channel::<()>();
+    let writer = write_loop(&node, conn, sealer, tx.clone(), control_rx, data_rx, reader_done_rx);
     let reader = async {
         let owed = Arc::new(Semaphore::new(OWED_RESPONSE_CAPACITY));
         let reader = Reader { node: &node, tx: &tx, opener, control: control_tx, data: data_tx, owed, stats, conn };
         let end = reader.run(&mut rx, close_rx).await;
         // Drops this connection's handle (and its queue sender) if it is still ours.
         node.table.lock().remove(&peer.node, conn);
+        drop(reader_done);
         end
     };
     let ((), end) = tokio::join!(writer, reader);
@@ -161,6 +165,7 @@ async fn write_loop(
     tx: LinkSender,
     mut control: mpsc::Receiver<ControlMsg>,
     mut data: mpsc::Receiver<DataMsg>,
+    mut reader_done: tokio::sync::oneshot::Receiver<()>,
 ) {
     let max_envelope = max_envelope_bytes(node.cfg.max_frame_bytes.min(node.overlay.inner().max_frame_bytes()));
     let mut frame = FrameWriter { node, sealer: &mut sealer, tx: &tx, payload: Vec::new(), max_envelope };
@@ -169,6 +174,7 @@ async fn write_loop(
             biased;
             Some(msg) = control.recv() => Envelope::Control(msg),
             Some(msg) = data.recv() => Envelope::Data(msg),
+            _ = &mut reader_done => break,
             else => break,
         };
         if matches!(env, Envelope::Control(ControlMsg::Goodbye)) {
