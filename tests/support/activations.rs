@@ -149,7 +149,7 @@ impl ActivationLog {
     }
 }
 
-/// What [`Probe::incr`] answers: which activation served the ask, and its
+/// What `Probe::incr` answers: which activation served the ask, and its
 /// counter after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Served {
