@@ -3,13 +3,16 @@
 //! ```text
 //! conn task ─┬─ reader: link rx ─▶ decode_body ─▶ Opener ─▶ decode_envelope ─▶ handle
 //!            │          heartbeat tick, node stop, close signal (replaced)
-//!            └─ writer: control queue, then data queue (biased) ─▶ Sealer ─▶ link tx (Priority::Data)
+//!            └─ writer: control queue first; completed replies and the data queue in turn
+//!                       ─▶ Sealer ─▶ link tx (Priority::Data)
 //! ```
 //!
 //! Sequence numbers are strictly consecutive, so the writer is the only
 //! owner of the [`Sealer`] and hands every sealed frame to the link with one
 //! priority: the overlay never reorders them. Both queues are bounded; a
-//! message that does not fit is dropped and counted.
+//! message that does not fit is dropped and counted. The replies to the
+//! peer's asks are not queued: the writer polls them itself as they
+//! complete (`node/replies.rs`, bounded by `max_inflight_requests`).
 //!
 //! Only here may the peer table change: the established session is offered
 //! to it ([`super::table::PeerTable::admit`]), a displaced connection is
@@ -21,15 +24,18 @@
 //! closes the link, and the reader drains until the peer has closed too
 //! (bounded by [`CLOSE_GRACE`]).
 
+use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
 use super::inspect::{bump, codec_label};
+use super::replies::Replies;
 use super::routing::Response;
 use super::shared::{PeerHandle, PeerStats, Shared};
 use super::table::{Admit, ConnId, Entry, PeerDirection};
@@ -88,10 +94,13 @@ pub(crate) async fn run(
     // Tell the peer what we host, then let placement consider it.
     let _ = control_tx.try_send(ControlMsg::Hosting { registries: node.hosting() });
     node.kick.notify_one();
-    let writer = write_loop(&node, sealer, tx.clone(), control_rx, data_rx);
+    let replies = Mutex::new(Replies::new());
+    let writer = write_loop(&node, sealer, tx.clone(), control_rx, data_rx, &replies);
     let reader = async {
-        let reader = Reader { node: &node, tx: &tx, opener, control: control_tx, data: data_tx, stats, conn };
+        let reader =
+            Reader { node: &node, tx: &tx, opener, control: control_tx, data: data_tx, stats, conn, replies: &replies };
         let end = reader.run(&mut rx, close_rx).await;
+        replies.lock().close();
         // Drops this connection's handle (and its queue sender) if it is still ours.
         node.table.lock().remove(&peer.node, conn);
         node.connection_ended(conn);
@@ -143,24 +152,39 @@ fn admit(node: &Shared, entry: Entry<PeerHandle>) -> bool {
     }
 }
 
-/// The only owner of the connection's [`Sealer`].
+/// The only owner of the connection's [`Sealer`]. Sends control messages
+/// first; completed replies to the peer's asks and the data queue take
+/// turns (as when replies went through the data queue, neither starves
+/// the other).
 async fn write_loop(
     node: &Shared,
     mut sealer: Sealer,
     tx: LinkSender,
     mut control: mpsc::Receiver<ControlMsg>,
     mut data: mpsc::Receiver<DataMsg>,
+    replies: &Mutex<Replies>,
 ) {
     let max_envelope = max_envelope_bytes(node.cfg.max_frame_bytes.min(node.overlay.inner().max_frame_bytes()));
     let mut payload = Vec::new();
+    let mut replies_first = true;
     loop {
+        // Exactly one of the two reply branches is enabled, so the replies
+        // are polled (and their wake-ups registered) on every pass.
         let (env, last) = tokio::select! {
             biased;
             Some(msg) = control.recv() => {
                 let last = matches!(msg, ControlMsg::Goodbye);
                 (Envelope::Control(msg), last)
             }
-            Some(msg) = data.recv() => (Envelope::Data(msg), false),
+            Some(msg) = poll_fn(|cx| replies.lock().poll_next(cx)), if replies_first => {
+                replies_first = false;
+                (Envelope::Data(msg), false)
+            }
+            Some(msg) = data.recv() => {
+                replies_first = true;
+                (Envelope::Data(msg), false)
+            }
+            Some(msg) = poll_fn(|cx| replies.lock().poll_next(cx)), if !replies_first => (Envelope::Data(msg), false),
             else => break,
         };
         payload.clear();
@@ -182,6 +206,7 @@ async fn write_loop(
 
 struct Reader<'a> {
     node: &'a Shared,
+    replies: &'a Mutex<Replies>,
     tx: &'a LinkSender,
     opener: Opener,
     control: mpsc::Sender<ControlMsg>,
@@ -202,15 +227,19 @@ impl Reader<'_> {
         let mut heartbeat = tokio::time::interval(node.cfg.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let ttl_ms = u64::try_from(node.cfg.node_ttl.as_millis()).unwrap_or(u64::MAX);
+        // Created once, not per frame: each creation registers and removes a waiter.
+        let stopped = stop.wait_for(|s| *s);
+        let replaced = close.changed();
+        tokio::pin!(stopped, replaced);
         loop {
             tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => {
+                _ = &mut stopped => {
                     self.queue_control(ControlMsg::Goodbye);
                     return End::Graceful;
                 }
                 // A send of `true` or the handle being dropped: replaced.
-                _ = close.changed() => {
+                _ = &mut replaced => {
                     tracing::debug!("connection replaced; closing");
                     return End::Abrupt;
                 }
@@ -270,8 +299,9 @@ impl Reader<'_> {
         tracing::debug!(reason = label, "request rejected before execution");
     }
 
-    /// An ask from the peer: fenced delivery, then a task that sends the
-    /// reply. Asks executing at once are bounded by `max_inflight_requests`.
+    /// An ask from the peer: fenced delivery; the reply is sent by the
+    /// writer once it completes (see `node/replies.rs`). Asks executing at
+    /// once are bounded by `max_inflight_requests`.
     fn on_ask(&self, request_id: u64, registry: &str, shard: u32, epoch: u64, key: &str, payload: &[u8]) {
         let node = self.node;
         let Some(host) = node.hosts.read().get(registry).cloned() else {
@@ -287,17 +317,7 @@ impl Reader<'_> {
             return;
         };
         match host.deliver_ask(shard, epoch, key, payload) {
-            Ok(reply) => {
-                let data = self.data.clone();
-                tokio::spawn(async move {
-                    let msg = match reply.await {
-                        Some(payload) => DataMsg::Reply { request_id, payload },
-                        None => DataMsg::Canceled { request_id },
-                    };
-                    let _ = data.send(msg).await;
-                    drop(permit);
-                });
-            }
+            Ok(reply) => self.replies.lock().insert(request_id, reply, permit),
             Err(reason) => {
                 self.count_rejection(&reason);
                 self.queue_data(DataMsg::Rejected { request_id, reason });
