@@ -29,6 +29,7 @@ mod conn;
 mod established;
 mod inspect;
 mod loops;
+mod replies;
 mod routing;
 mod shared;
 mod table;

@@ -3,7 +3,8 @@
 //! ```text
 //! conn task ─┬─ reader: link rx ─▶ decode_body ─▶ Opener ─▶ decode_envelope ─▶ handle
 //!            │          heartbeat tick, node stop, close signal (replaced)
-//!            └─ writer: control queue, then data queue (biased) ─▶ Sealer ─▶ link tx (Priority::Data)
+//!            └─ writer: control queue first; completed replies and the data queue in turn
+//!                       ─▶ Sealer ─▶ link tx (Priority::Data)
 //! ```
 //!
 //! Sequence numbers are strictly consecutive, so the writer is the only
@@ -12,7 +13,9 @@
 //! message that does not fit is dropped and counted, except a response to
 //! the peer's request (ack, rejection): it waits for room in a task, at most
 //! [`OWED_RESPONSE_CAPACITY`] per connection, so a flood that outruns the
-//! writer still gets its definite refusals instead of timeouts.
+//! writer still gets its definite refusals instead of timeouts. The replies
+//! to the peer's asks are not queued: the writer polls them itself as they
+//! complete (`node/replies.rs`, bounded by `max_inflight_requests`).
 //!
 //! Only here may the peer table change: the established session is offered
 //! to it ([`super::table::PeerTable::admit`]), a displaced connection is
@@ -24,15 +27,18 @@
 //! closes the link, and the reader drains until the peer has closed too
 //! (bounded by [`CLOSE_GRACE`]).
 
+use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
 use super::inspect::{bump, codec_label};
+use super::replies::Replies;
 use super::routing::Response;
 use super::shared::{PeerHandle, PeerStats, Shared};
 use super::table::{Admit, ConnId, Entry, PeerDirection};
@@ -98,11 +104,24 @@ pub(crate) async fn run(
     // Queue senders may outlive the reader (clones held by requests and
     // monitors): the reader's end is what stops the writer.
     let (reader_done, reader_done_rx) = tokio::sync::oneshot::channel::<()>();
-    let writer = write_loop(&node, conn, sealer, tx.clone(), control_rx, data_rx, reader_done_rx);
+    let replies = Mutex::new(Replies::new());
+    let queues = Queues { control: control_rx, data: data_rx, replies: &replies, reader_done: reader_done_rx };
+    let writer = write_loop(&node, conn, sealer, tx.clone(), queues);
     let reader = async {
         let owed = Arc::new(Semaphore::new(OWED_RESPONSE_CAPACITY));
-        let reader = Reader { node: &node, tx: &tx, opener, control: control_tx, data: data_tx, owed, stats, conn };
+        let reader = Reader {
+            node: &node,
+            tx: &tx,
+            opener,
+            control: control_tx,
+            data: data_tx,
+            owed,
+            stats,
+            conn,
+            replies: &replies,
+        };
         let end = reader.run(&mut rx, close_rx).await;
+        replies.lock().close();
         // Drops this connection's handle (and its queue sender) if it is still ours.
         node.table.lock().remove(&peer.node, conn);
         drop(reader_done);
@@ -157,30 +176,47 @@ fn admit(node: &Shared, entry: Entry<PeerHandle>) -> bool {
     }
 }
 
-/// The only owner of the connection's [`Sealer`].
-async fn write_loop(
-    node: &Shared,
-    conn: ConnId,
-    mut sealer: Sealer,
-    tx: LinkSender,
-    mut control: mpsc::Receiver<ControlMsg>,
-    mut data: mpsc::Receiver<DataMsg>,
-    mut reader_done: tokio::sync::oneshot::Receiver<()>,
-) {
+/// What the writer takes its frames from.
+struct Queues<'a> {
+    control: mpsc::Receiver<ControlMsg>,
+    data: mpsc::Receiver<DataMsg>,
+    /// The peer's asks executing here, polled as they complete.
+    replies: &'a Mutex<Replies>,
+    /// Resolves when the reader has ended.
+    reader_done: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// The only owner of the connection's [`Sealer`]. Sends control messages
+/// first; completed replies to the peer's asks and the data queue take
+/// turns (as when replies went through the data queue, neither starves
+/// the other).
+async fn write_loop(node: &Shared, conn: ConnId, mut sealer: Sealer, tx: LinkSender, queues: Queues<'_>) {
+    let Queues { mut control, mut data, replies, mut reader_done } = queues;
     let max_envelope = max_envelope_bytes(node.cfg.max_frame_bytes.min(node.overlay.inner().max_frame_bytes()));
     let mut frame = FrameWriter { node, sealer: &mut sealer, tx: &tx, payload: Vec::new(), max_envelope };
+    let mut replies_first = true;
     loop {
+        // Exactly one of the two reply branches is enabled, so the replies
+        // are polled (and their wake-ups registered) on every pass.
         let env = tokio::select! {
             biased;
             Some(msg) = control.recv() => Envelope::Control(msg),
-            Some(msg) = data.recv() => Envelope::Data(msg),
+            Some(msg) = poll_fn(|cx| replies.lock().poll_next(cx)), if replies_first => {
+                replies_first = false;
+                Envelope::Data(msg)
+            }
+            Some(msg) = data.recv() => {
+                replies_first = true;
+                Envelope::Data(msg)
+            }
+            Some(msg) = poll_fn(|cx| replies.lock().poll_next(cx)), if !replies_first => Envelope::Data(msg),
             _ = &mut reader_done => break,
             else => break,
         };
         if matches!(env, Envelope::Control(ControlMsg::Goodbye)) {
-            // Flush what is queued for the peer (replies it waits for)
-            // before saying goodbye; nothing follows a Goodbye.
-            while let Ok(msg) = data.try_recv() {
+            // Flush what is queued or completed for the peer (responses it
+            // waits for) before saying goodbye; nothing follows a Goodbye.
+            while let Some(msg) = ready_reply(replies).await.or_else(|| data.try_recv().ok()) {
                 if !frame.send(Envelope::Data(msg)).await {
                     break;
                 }
@@ -201,6 +237,15 @@ async fn write_loop(
             node.complete(conn, request_id, Response::Rejected(Rejection::UnknownSession));
         }
     }
+}
+
+/// A reply that has completed already, without waiting for one.
+async fn ready_reply(replies: &Mutex<Replies>) -> Option<DataMsg> {
+    poll_fn(|cx| match replies.lock().poll_next(cx) {
+        std::task::Poll::Ready(msg) => std::task::Poll::Ready(msg),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
 }
 
 /// Encodes, seals and hands frames to the link, in order.
@@ -231,6 +276,7 @@ impl FrameWriter<'_> {
 
 struct Reader<'a> {
     node: &'a Shared,
+    replies: &'a Mutex<Replies>,
     tx: &'a LinkSender,
     opener: Opener,
     control: mpsc::Sender<ControlMsg>,
@@ -253,15 +299,19 @@ impl Reader<'_> {
         let mut heartbeat = tokio::time::interval(node.cfg.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let ttl_ms = u64::try_from(node.cfg.node_ttl.as_millis()).unwrap_or(u64::MAX);
+        // Created once, not per frame: each creation registers and removes a waiter.
+        let stopped = stop.wait_for(|s| *s);
+        let replaced = close.changed();
+        tokio::pin!(stopped, replaced);
         loop {
             tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => {
+                _ = &mut stopped => {
                     self.queue_control(ControlMsg::Goodbye);
                     return End::Graceful;
                 }
                 // A send of `true` or the handle being dropped: replaced.
-                _ = close.changed() => {
+                _ = &mut replaced => {
                     tracing::debug!("connection replaced; closing");
                     return End::Abrupt;
                 }
@@ -339,8 +389,9 @@ impl Reader<'_> {
         tracing::debug!(reason = label, "request rejected before execution");
     }
 
-    /// An ask from the peer: fenced delivery, then a task that sends the
-    /// reply. Asks executing at once are bounded by `max_inflight_requests`.
+    /// An ask from the peer: fenced delivery; the reply is sent by the
+    /// writer once it completes (see `node/replies.rs`). Asks executing at
+    /// once are bounded by `max_inflight_requests`.
     fn on_ask(&self, request_id: u64, registry: &str, shard: u32, epoch: u64, key: &str, payload: &[u8]) {
         let node = self.node;
         let Some(host) = node.hosts.read().get(registry).cloned() else {
@@ -356,17 +407,7 @@ impl Reader<'_> {
             return;
         };
         match host.deliver_ask(shard, epoch, key, payload) {
-            Ok(reply) => {
-                let data = self.data.clone();
-                tokio::spawn(async move {
-                    let msg = match reply.await {
-                        Some(payload) => DataMsg::Reply { request_id, payload },
-                        None => DataMsg::Canceled { request_id },
-                    };
-                    let _ = data.send(msg).await;
-                    drop(permit);
-                });
-            }
+            Ok(reply) => self.replies.lock().insert(request_id, reply, permit),
             Err(reason) => {
                 self.count_rejection(&reason);
                 self.queue_data(DataMsg::Rejected { request_id, reason });

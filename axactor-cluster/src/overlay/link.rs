@@ -105,6 +105,11 @@ pub(crate) struct PhaseWatch {
 }
 
 impl PhaseWatch {
+    /// The current phase.
+    pub(crate) fn phase(&self) -> Phase {
+        *self.rx.borrow()
+    }
+
     /// Completes once the link is at `phase` or further on. Cancel safe.
     pub(crate) async fn reached(&mut self, phase: Phase) {
         // Cannot fail: `_state` keeps the sender alive.
@@ -277,6 +282,14 @@ impl OutQueue {
     /// # Cancel safety
     /// Cancel safe: no frame is held across an await point.
     pub(crate) async fn next(&mut self) -> Next {
+        // Fast path while the link is open: a frame is ready, so no waiter
+        // needs registering (the phase check below would let it through too).
+        if !self.closing
+            && self.watch.phase() == Phase::Open
+            && let Some(frame) = self.try_next()
+        {
+            return Next::Frame(frame);
+        }
         loop {
             if self.control_done && self.data_done {
                 return Next::Drained;

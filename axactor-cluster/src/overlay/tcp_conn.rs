@@ -43,6 +43,8 @@ pub(crate) const BATCH_MAX_FRAMES: usize = 64;
 pub(crate) const BATCH_MAX_BYTES: usize = 64 * 1024;
 /// Bytes read at a time while no large frame is pending.
 const READ_CHUNK: usize = 32 * 1024;
+/// Spare capacity read into as it is, without reclaiming or reallocating.
+const MIN_READ: usize = 4 * 1024;
 
 /// What a connection task needs besides its socket.
 #[derive(Debug)]
@@ -146,7 +148,11 @@ async fn read_loop(
     limit: &FrameLimit,
     params: &ConnParams,
 ) -> ReaderEnd {
-    let mut dead = state.watch();
+    let mut watch = state.watch();
+    // Created once, not per frame: each creation registers and removes a waiter.
+    let dead = watch.reached(Phase::Dead);
+    let closed = inbound.closed();
+    tokio::pin!(dead, closed);
     let mut buf = BytesMut::new();
     let mut decoder = FrameDecoder::new(limit.get());
     let end = 'read: loop {
@@ -156,9 +162,18 @@ async fn read_loop(
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
                     bump(&params.counters.frames_received, 1);
+                    // Fast path: the link is not dead and the queue has room.
+                    if state.phase() == Phase::Dead {
+                        break 'read ReaderEnd::Stopped;
+                    }
+                    let frame = match inbound.try_send(frame) {
+                        Ok(()) => continue,
+                        Err(mpsc::error::TrySendError::Closed(_)) => break 'read ReaderEnd::ReceiverDropped,
+                        Err(mpsc::error::TrySendError::Full(frame)) => frame,
+                    };
                     tokio::select! {
                         biased;
-                        () = dead.reached(Phase::Dead) => break 'read ReaderEnd::Stopped,
+                        () = &mut dead => break 'read ReaderEnd::Stopped,
                         r = inbound.send(frame) => if r.is_err() {
                             break 'read ReaderEnd::ReceiverDropped;
                         },
@@ -173,8 +188,8 @@ async fn read_loop(
         let mut room = (&mut buf).limit(want);
         let read = tokio::select! {
             biased;
-            () = dead.reached(Phase::Dead) => break ReaderEnd::Stopped,
-            () = inbound.closed() => break ReaderEnd::ReceiverDropped,
+            () = &mut dead => break ReaderEnd::Stopped,
+            () = &mut closed => break ReaderEnd::ReceiverDropped,
             r = rd.read_buf(&mut room) => r,
         };
         match read {
@@ -207,10 +222,14 @@ fn read_size(decoder: &FrameDecoder, buf: &BytesMut) -> usize {
     if needed <= READ_CHUNK { READ_CHUNK } else { needed.min(READ_CHUNK.max(buf.len())) }
 }
 
-/// Ensures `want` bytes of spare capacity, allocating exactly (never the
-/// doubling `reserve` may choose) when the buffer cannot be reclaimed.
+/// Ensures room for the next read: the spare capacity already there if it
+/// holds `min(want, MIN_READ)` bytes (frames still referencing the buffer
+/// keep it from being reclaimed, and small frames would otherwise cost one
+/// `READ_CHUNK` allocation per read); else `want` bytes, allocating exactly
+/// (never the doubling `reserve` may choose) when the buffer cannot be
+/// reclaimed.
 fn make_room(buf: &mut BytesMut, want: usize) {
-    if buf.capacity() - buf.len() >= want || buf.try_reclaim(want) {
+    if buf.capacity() - buf.len() >= want.min(MIN_READ) || buf.try_reclaim(want) {
         return;
     }
     let mut grown = BytesMut::with_capacity(buf.len() + want);
@@ -224,7 +243,10 @@ async fn write_loop(
     state: &Arc<LinkState>,
     params: &ConnParams,
 ) -> WriterEnd {
-    let mut dead = state.watch();
+    let mut watch = state.watch();
+    // Created once, not per write: each creation registers and removes a waiter.
+    let dead = watch.reached(Phase::Dead);
+    tokio::pin!(dead);
     let mut buf = BytesMut::new();
     loop {
         let first = match out.next().await {
@@ -235,7 +257,7 @@ async fn write_loop(
                 state.advance(Phase::Closing);
                 return tokio::select! {
                     biased;
-                    () = dead.reached(Phase::Dead) => WriterEnd::Stopped,
+                    () = &mut dead => WriterEnd::Stopped,
                     r = wr.shutdown() => match r {
                         Ok(()) => WriterEnd::Finished,
                         Err(e) => WriterEnd::Io(e.kind()),
@@ -249,7 +271,7 @@ async fn write_loop(
         }
         let written = tokio::select! {
             biased;
-            () = dead.reached(Phase::Dead) => return WriterEnd::Stopped,
+            () = &mut dead => return WriterEnd::Stopped,
             r = wr.write_all(&buf) => r,
         };
         if let Err(e) = written {

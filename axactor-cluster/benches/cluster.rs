@@ -1,0 +1,248 @@
+//! `cargo bench -p axactor-cluster`: the cluster layer on loopback, against
+//! raw Tokio doing the same work in the same run, on a multi-thread runtime
+//! with 2 workers. Prints markdown tables, one per section:
+//!
+//! 1. `rpc`: remote request/reply over TCP (sequential latency, pipelined
+//!    throughput) against a raw Tokio TCP client and server with the same
+//!    framing and frame sizes;
+//! 2. `keyed`: keyed ask latency for a key owned here, a key owned by the
+//!    other node (TCP and in memory), and a plain local `XRef` ask;
+//! 3. `failover`: time until another node answers after the owner crashes;
+//! 4. `handover`: the same after the owner shuts down gracefully.
+//!
+//! Options after `--`: `--quick` or `quick` (small sizes, one round, one
+//! trial; also `AXACTOR_BENCH_QUICK=1`), section names to run only those
+//! (also `AXACTOR_BENCH=rpc,keyed`), and `--workers=N` (also
+//! `AXACTOR_BENCH_WORKERS=N`; default 2). Method and results:
+//! `docs/benchmarks.md`.
+
+#[path = "cluster/echo.rs"]
+mod echo;
+#[path = "cluster/failover.rs"]
+mod failover;
+#[path = "cluster/measure.rs"]
+mod measure;
+#[path = "cluster/nodes.rs"]
+mod nodes;
+#[path = "cluster/raw.rs"]
+mod raw;
+#[path = "cluster/report.rs"]
+mod report;
+
+use std::future::Future;
+use std::time::Duration;
+
+use axactor::{SpawnConfig, System};
+use axactor_cluster::wire::LEN_PREFIX;
+use tokio::runtime::Runtime;
+
+use crate::echo::{Echo, EchoRef};
+use crate::failover::Stop;
+use crate::measure::{Asker, Latency, latency, median, throughput};
+use crate::nodes::{Cluster, PAYLOAD, Remote, Transport};
+use crate::report::{Row, Target, Trials};
+
+/// Tokio worker threads unless `--workers=N` says otherwise.
+const WORKERS: usize = 2;
+/// Concurrent askers of the throughput runs.
+const CONCURRENCY: [usize; 3] = [1, 16, 64];
+
+/// Sizes of one run.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    rounds: usize,
+    warm: usize,
+    asks: usize,
+    pipelined: usize,
+    trials: usize,
+}
+
+const FULL: Sizes = Sizes { rounds: 5, warm: 2_000, asks: 20_000, pipelined: 20_000, trials: 5 };
+const QUICK: Sizes = Sizes { rounds: 1, warm: 200, asks: 2_000, pipelined: 2_000, trials: 1 };
+
+fn runtime(workers: usize) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().expect("tokio runtime")
+}
+
+/// Runs `f` as a task on a worker (not on the `block_on` thread).
+fn on_worker<F: Future<Output: Send + 'static> + Send + 'static>(rt: &Runtime, f: F) -> F::Output {
+    rt.block_on(rt.spawn(f)).expect("benchmark task panicked")
+}
+
+/// A plain local `EchoRef` ask (`echo_wait`), no cluster.
+#[derive(Clone)]
+struct LocalRef(EchoRef);
+
+impl Asker for LocalRef {
+    async fn call(&mut self) {
+        let reply = self.0.echo_wait(vec![7; PAYLOAD]).await.expect("local ask");
+        assert_eq!(reply.len(), PAYLOAD);
+    }
+}
+
+/// Section 1; returns the median sequential p50 of our remote ask (µs).
+fn rpc(rt: &Runtime, sz: Sizes) -> f64 {
+    let cluster = on_worker(rt, Cluster::start(&["a", "b"], Transport::Tcp));
+    let key = cluster.key_owned_by("b");
+    let remote = Remote(cluster.keyed[0].get(key.as_str()));
+    let frames = nodes::frame_sizes(&key);
+    let addr = on_worker(rt, raw::server(frames));
+    let mux = on_worker(rt, raw::Mux::connect(addr, frames));
+    let mut direct = Some(on_worker(rt, raw::Direct::connect(addr, frames)));
+    println!(
+        "## 1. Remote request/reply over TCP loopback\n\nNodes `a`, `b`; asks from `a` to key `{key}` held by `b`. \
+         Frames: request {} B, reply {} B (length prefix included; the raw side sends the same sizes).\n",
+        frames.request + LEN_PREFIX,
+        frames.reply + LEN_PREFIX
+    );
+    let (mut ours, mut mux_l, mut direct_l) = (Vec::new(), Vec::new(), Vec::new());
+    let mut tput: Vec<(Vec<f64>, Vec<f64>)> = CONCURRENCY.iter().map(|_| (Vec::new(), Vec::new())).collect();
+    for _ in 0..sz.rounds {
+        let mut r = remote.clone();
+        ours.push(on_worker(rt, async move { latency(&mut r, sz.warm, sz.asks).await }));
+        let mut m = mux.clone();
+        mux_l.push(on_worker(rt, async move { latency(&mut m, sz.warm, sz.asks).await }));
+        let mut d = direct.take().expect("direct client");
+        let (d, l) = on_worker(rt, async move {
+            let l = latency(&mut d, sz.warm, sz.asks).await;
+            (d, l)
+        });
+        direct = Some(d);
+        direct_l.push(l);
+        for (i, &c) in CONCURRENCY.iter().enumerate() {
+            let (r, m) = (remote.clone(), mux.clone());
+            let warm = sz.warm / c;
+            tput[i].0.push(on_worker(rt, async move { throughput(&r, c, sz.pipelined, warm).await }));
+            tput[i].1.push(on_worker(rt, async move { throughput(&m, c, sz.pipelined, warm).await }));
+        }
+    }
+    let p = |v: &[Latency], f: fn(&Latency) -> f64| v.iter().map(f).collect::<Vec<_>>();
+    let n = sz.asks;
+    let mut rows = vec![
+        Row::new(format!("sequential ask p50 ({n} asks)"), "µs", p(&ours, |l| l.p50), p(&mux_l, |l| l.p50))
+            .target(Target::AtMost(1.5)),
+        Row::new(format!("sequential ask p99 ({n} asks)"), "µs", p(&ours, |l| l.p99), p(&mux_l, |l| l.p99)),
+        Row::new("sequential p50 vs raw one-task client".into(), "µs", p(&ours, |l| l.p50), p(&direct_l, |l| l.p50)),
+        Row::new("sequential p99 vs raw one-task client".into(), "µs", p(&ours, |l| l.p99), p(&direct_l, |l| l.p99)),
+    ];
+    for (i, c) in CONCURRENCY.iter().enumerate() {
+        let (o, r) = tput[i].clone();
+        let metric = format!("pipelined throughput, {c} asker(s), {} asks", sz.pipelined);
+        rows.push(Row::new(metric, "asks/s", o, r).target(Target::AtLeast(0.5)));
+    }
+    report::table("axactor-cluster", "raw tokio", &rows);
+    cluster.kill_all();
+    median(&p(&ours, |l| l.p50))
+}
+
+/// Section 2.
+fn keyed(rt: &Runtime, sz: Sizes) {
+    let tcp = on_worker(rt, Cluster::start(&["a", "b"], Transport::Tcp));
+    let mem = on_worker(rt, Cluster::start(&["a", "b"], Transport::Memory));
+    let (local_key, remote_key) = (tcp.key_owned_by("a"), tcp.key_owned_by("b"));
+    let mem_remote_key = mem.key_owned_by("b");
+    let local_key_ref = Remote(tcp.keyed[0].get(local_key.as_str()));
+    let tcp_ref = Remote(tcp.keyed[0].get(remote_key.as_str()));
+    let mem_ref = Remote(mem.keyed[0].get(mem_remote_key.as_str()));
+    let system = System::new();
+    let local = on_worker(rt, async move {
+        let h = system.spawn_with(|| Echo::new("local"), SpawnConfig::new("echo", 1024)).expect("spawn");
+        (system, LocalRef(h.actor()))
+    });
+    println!(
+        "## 2. Keyed ask latency: local key vs remote key\n\nAll asks from node `a`: key `{local_key}` held by `a` \
+         (in-process fast path), key `{remote_key}` held by `b` over TCP, key `{mem_remote_key}` held by `b` over \
+         the in-memory overlay; floor: a plain local `EchoRef::echo_wait` (no cluster).\n"
+    );
+    let mut series: [Vec<Latency>; 4] = Default::default();
+    for _ in 0..sz.rounds {
+        series[0].push(on_worker(rt, lat(local.1.clone(), sz)));
+        series[1].push(on_worker(rt, lat(local_key_ref.clone(), sz)));
+        series[2].push(on_worker(rt, lat(mem_ref.clone(), sz)));
+        series[3].push(on_worker(rt, lat(tcp_ref.clone(), sz)));
+    }
+    let p = |i: usize, f: fn(&Latency) -> f64| series[i].iter().map(f).collect::<Vec<_>>();
+    let names = ["keyed ask, local key", "keyed ask, remote key (in-memory overlay)", "keyed ask, remote key (TCP)"];
+    let mut rows = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        rows.push(Row::new(format!("{name}: p50"), "µs", p(i + 1, |l| l.p50), p(0, |l| l.p50)));
+        rows.push(Row::new(format!("{name}: p99"), "µs", p(i + 1, |l| l.p99), p(0, |l| l.p99)));
+    }
+    report::table("keyed ask", "local `EchoRef` ask", &rows);
+    tcp.kill_all();
+    mem.kill_all();
+    drop(local);
+}
+
+async fn lat<A: Asker>(mut a: A, sz: Sizes) -> Latency {
+    latency(&mut a, sz.warm, sz.asks).await
+}
+
+/// Sections 3 and 4.
+fn stop_trials(rt: &Runtime, sz: Sizes, stop: Stop, rtt_us: Option<f64>) {
+    let cfg = nodes::config();
+    let mut trials = Vec::new();
+    for n in 0..sz.trials {
+        trials.push(on_worker(rt, failover::trial(stop, n)));
+    }
+    let (title, target, how) = match stop {
+        Stop::Kill => (
+            "## 3. Failover: the owner crashes (`kill`)",
+            Target::Time(cfg.lease_ttl + cfg.renew_interval + cfg.request_timeout),
+            "lease_ttl + renew_interval + request_timeout".to_owned(),
+        ),
+        Stop::Shutdown => {
+            let (rtt_us, source) = match rtt_us {
+                Some(us) => (us, "section 1 p50"),
+                None => (median(&trials.iter().map(|t| t.rtt_us).collect::<Vec<_>>()), "trials' p50 before the stop"),
+            };
+            let rtt = Duration::from_nanos((rtt_us * 1e3) as u64);
+            (
+                "## 4. Graceful handover: the owner shuts down (`shutdown`)",
+                Target::Time(cfg.renew_interval + rtt * 2),
+                format!("renew_interval + 2 round trips; round trip = {source}, {rtt_us:.0} µs"),
+            )
+        }
+    };
+    println!(
+        "{title}\n\nThree TCP nodes `a`, `b`, `c`, fresh per trial; `a` (even trials) or `c` (odd trials) asks a key \
+         held by `b`; `b` is stopped; time until an activation on another node answers.\n"
+    );
+    report::trials(&Trials { trials: &trials, target, target_expr: &how });
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick_arg = |a: &String| a == "--quick" || a == "quick";
+    let quick = args.iter().any(quick_arg) || std::env::var_os("AXACTOR_BENCH_QUICK").is_some();
+    let mut only: Vec<String> = args.iter().filter(|a| !a.starts_with('-') && !quick_arg(a)).cloned().collect();
+    let workers = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--workers=").map(str::to_owned))
+        .or_else(|| std::env::var("AXACTOR_BENCH_WORKERS").ok())
+        .map_or(WORKERS, |n| n.parse().expect("--workers=N takes a number"));
+    if let Ok(v) = std::env::var("AXACTOR_BENCH") {
+        only.extend(v.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
+    }
+    let want = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let sz = if quick { QUICK } else { FULL };
+    println!(
+        "axactor-cluster bench ({}): {workers}-worker multi-thread runtime, median of {} round(s)\n\nConfig: {}\n",
+        if quick { "quick" } else { "full" },
+        sz.rounds,
+        nodes::describe_config()
+    );
+    let rt = runtime(workers);
+    let started = std::time::Instant::now();
+    let rtt = want("rpc").then(|| rpc(&rt, sz));
+    if want("keyed") {
+        keyed(&rt, sz);
+    }
+    if want("failover") {
+        stop_trials(&rt, sz, Stop::Kill, rtt);
+    }
+    if want("handover") {
+        stop_trials(&rt, sz, Stop::Shutdown, rtt);
+    }
+    println!("Total time: {:.1} s", started.elapsed().as_secs_f64());
+}
