@@ -17,6 +17,17 @@
 //! to the peer's asks are not queued: the writer polls them itself as they
 //! complete (`node/replies.rs`, bounded by `max_inflight_requests`).
 //!
+//! Write modes: in latency mode (for [`CALM_FRAMES`] frames in a row, at
+//! most one of our requests in flight on this connection and none of the
+//! peer's unanswered or executing here) the writer feeds its frames to the
+//! link's write-through path (`LinkSender::feed`) and flushes them once none
+//! of its sources is ready: on TCP they are written to the socket from this
+//! task, sparing the hand-off to the overlay's connection task. Otherwise
+//! (pipelined requests, a flood) frames are queued on the link and the
+//! connection task batches them. Both paths keep the frames in the order
+//! sealed (`overlay/tcp_conn.rs`); the counts are hints only (a response
+//! dropped when its queue is full leaves a count high: throughput mode).
+//!
 //! Only here may the peer table change: the established session is offered
 //! to it ([`super::table::PeerTable::admit`]), a displaced connection is
 //! signalled to close, and the entry is removed when this connection ends.
@@ -27,9 +38,9 @@
 //! closes the link, and the reader drains until the peer has closed too
 //! (bounded by [`CLOSE_GRACE`]).
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -60,6 +71,10 @@ pub const DATA_QUEUE_CAPACITY: usize = 1024;
 /// full data queue; beyond this they are dropped and counted
 /// (`data_queue_full`), and the peer's request times out.
 pub const OWED_RESPONSE_CAPACITY: usize = 16_384;
+/// Frames in a row the writer must see sent with no other exchange in
+/// flight before it writes through (latency mode) instead of letting the
+/// link's connection task batch (throughput mode).
+const CALM_FRAMES: u32 = 8;
 /// How long a gracefully closing connection waits for the peer's end.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -105,7 +120,15 @@ pub(crate) async fn run(
     // monitors): the reader's end is what stops the writer.
     let (reader_done, reader_done_rx) = tokio::sync::oneshot::channel::<()>();
     let replies = Mutex::new(Replies::new());
-    let queues = Queues { control: control_rx, data: data_rx, replies: &replies, reader_done: reader_done_rx };
+    let (outstanding, owed_to_peer) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let queues = Queues {
+        control: control_rx,
+        data: data_rx,
+        replies: &replies,
+        outstanding: &outstanding,
+        owed_to_peer: &owed_to_peer,
+        reader_done: reader_done_rx,
+    };
     let writer = write_loop(&node, conn, sealer, tx.clone(), queues);
     let reader = async {
         let owed = Arc::new(Semaphore::new(OWED_RESPONSE_CAPACITY));
@@ -119,6 +142,8 @@ pub(crate) async fn run(
             stats,
             conn,
             replies: &replies,
+            outstanding: &outstanding,
+            owed_to_peer: &owed_to_peer,
         };
         let end = reader.run(&mut rx, close_rx).await;
         replies.lock().close();
@@ -182,6 +207,11 @@ struct Queues<'a> {
     data: mpsc::Receiver<DataMsg>,
     /// The peer's asks executing here, polled as they complete.
     replies: &'a Mutex<Replies>,
+    /// Our requests sent on this connection and not answered yet (as far
+    /// as the reader has seen; only a hint for the write mode).
+    outstanding: &'a AtomicUsize,
+    /// The peer's requests received and not answered yet (likewise a hint).
+    owed_to_peer: &'a AtomicUsize,
     /// Resolves when the reader has ended.
     reader_done: tokio::sync::oneshot::Receiver<()>,
 }
@@ -191,43 +221,90 @@ struct Queues<'a> {
 /// turns (as when replies went through the data queue, neither starves
 /// the other).
 async fn write_loop(node: &Shared, conn: ConnId, mut sealer: Sealer, tx: LinkSender, queues: Queues<'_>) {
-    let Queues { mut control, mut data, replies, mut reader_done } = queues;
+    let Queues { mut control, mut data, replies, outstanding, owed_to_peer, mut reader_done } = queues;
     let max_envelope = max_envelope_bytes(node.cfg.max_frame_bytes.min(node.overlay.inner().max_frame_bytes()));
     let mut frame = FrameWriter { node, sealer: &mut sealer, tx: &tx, payload: Vec::new(), max_envelope };
     let mut replies_first = true;
+    // Lone exchanges in a row (see below), and whether frames were fed
+    // since the last flush.
+    let (mut calm, mut fed) = (0u32, false);
     loop {
         // Exactly one of the two reply branches is enabled, so the replies
         // are polled (and their wake-ups registered) on every pass.
-        let env = tokio::select! {
-            biased;
-            Some(msg) = control.recv() => Envelope::Control(msg),
-            Some(msg) = poll_fn(|cx| replies.lock().poll_next(cx)), if replies_first => {
-                replies_first = false;
-                Envelope::Data(msg)
-            }
-            Some(msg) = data.recv() => {
-                replies_first = true;
-                Envelope::Data(msg)
-            }
-            Some(msg) = poll_fn(|cx| replies.lock().poll_next(cx)), if !replies_first => Envelope::Data(msg),
-            _ = &mut reader_done => break,
-            else => break,
+        let next = {
+            let next = async {
+                tokio::select! {
+                    biased;
+                    Some(msg) = control.recv() => Some(Envelope::Control(msg)),
+                    Some(msg) = poll_fn(|cx| replies.lock().poll_next(cx)), if replies_first => {
+                        replies_first = false;
+                        Some(Envelope::Data(msg))
+                    }
+                    Some(msg) = data.recv() => {
+                        replies_first = true;
+                        Some(Envelope::Data(msg))
+                    }
+                    Some(msg) = poll_fn(|cx| replies.lock().poll_next(cx)), if !replies_first => Some(Envelope::Data(msg)),
+                    _ = &mut reader_done => None,
+                    else => None,
+                }
+            };
+            let mut next = std::pin::pin!(next);
+            // Frames written through are fed to the link (one batch on a
+            // TCP link), flushed once nothing else is ready (the wake-ups of
+            // the branches above are registered by then).
+            poll_fn(|cx| {
+                let polled = next.as_mut().poll(cx);
+                if polled.is_pending() && std::mem::take(&mut fed) {
+                    tx.flush();
+                }
+                polled
+            })
+            .await
         };
+        let Some(env) = next else { break };
         if matches!(env, Envelope::Control(ControlMsg::Goodbye)) {
             // Flush what is queued or completed for the peer (responses it
             // waits for) before saying goodbye; nothing follows a Goodbye.
             while let Some(msg) = ready_reply(replies).await.or_else(|| data.try_recv().ok()) {
-                if !frame.send(Envelope::Data(msg)).await {
+                if !frame.send(Envelope::Data(msg), false).await {
                     break;
                 }
             }
-            let _ = frame.send(env).await;
+            let _ = frame.send(env, false).await;
+            tx.flush();
             break;
         }
-        if !frame.send(env).await {
+        match &env {
+            Envelope::Data(DataMsg::Ask { .. } | DataMsg::Tell { ack_id: Some(_), .. }) => {
+                outstanding.fetch_add(1, Ordering::Relaxed);
+            }
+            Envelope::Data(
+                DataMsg::Reply { .. } | DataMsg::Ack { .. } | DataMsg::Rejected { .. } | DataMsg::Canceled { .. },
+            ) => saturating_decrement(owed_to_peer),
+            _ => {}
+        }
+        // Lone exchanges (at most this request in flight our way, no
+        // request of the peer's unanswered or executing here), for the last
+        // `CALM_FRAMES` frames in a row, are latency-bound: their frames are
+        // written through from this task. Otherwise (a pipeline, a flood)
+        // frames are queued, and the link's connection task batches them
+        // (throughput-bound), as before write-through.
+        if outstanding.load(Ordering::Relaxed) <= 1
+            && owed_to_peer.load(Ordering::Relaxed) == 0
+            && replies.lock().is_empty()
+        {
+            calm = calm.saturating_add(1);
+        } else {
+            calm = 0;
+        }
+        let through = calm >= CALM_FRAMES;
+        if !frame.send(env, through).await {
             break;
         }
+        fed |= through;
     }
+    tx.flush();
     tx.close();
     // Our requests still queued were never sent: a definite failure, so
     // the caller may retry them elsewhere (not `ConnectionLost`).
@@ -237,6 +314,11 @@ async fn write_loop(node: &Shared, conn: ConnId, mut sealer: Sealer, tx: LinkSen
             node.complete(conn, request_id, Response::Rejected(Rejection::UnknownSession));
         }
     }
+}
+
+/// Decrements a hint counter, never below zero.
+fn saturating_decrement(n: &AtomicUsize) {
+    let _ = n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
 }
 
 /// A reply that has completed already, without waiting for one.
@@ -258,8 +340,9 @@ struct FrameWriter<'a> {
 }
 
 impl FrameWriter<'_> {
-    /// `false` once the connection cannot take more frames.
-    async fn send(&mut self, env: Envelope) -> bool {
+    /// `false` once the connection cannot take more frames. `through`:
+    /// written through (at the next flush) if the link allows, else queued.
+    async fn send(&mut self, env: Envelope, through: bool) -> bool {
         self.payload.clear();
         if encode_envelope(&env, &mut self.payload).is_err() || self.payload.len() > self.max_envelope {
             self.node.counters.dropped("unencodable");
@@ -270,13 +353,20 @@ impl FrameWriter<'_> {
             tracing::debug!("sequence numbers exhausted; closing");
             return false;
         }
-        self.tx.send(Bytes::from(body), Priority::Data).await.is_ok()
+        let body = Bytes::from(body);
+        if through {
+            self.tx.feed(body, Priority::Data).await.is_ok()
+        } else {
+            self.tx.send(body, Priority::Data).await.is_ok()
+        }
     }
 }
 
 struct Reader<'a> {
     node: &'a Shared,
     replies: &'a Mutex<Replies>,
+    outstanding: &'a AtomicUsize,
+    owed_to_peer: &'a AtomicUsize,
     tx: &'a LinkSender,
     opener: Opener,
     control: mpsc::Sender<ControlMsg>,
@@ -425,6 +515,15 @@ impl Reader<'_> {
         let node = self.node;
         let now = node.now_ms();
         self.stats.last_seen_ms.store(now, Ordering::Relaxed);
+        match &env {
+            Envelope::Data(
+                DataMsg::Reply { .. } | DataMsg::Ack { .. } | DataMsg::Rejected { .. } | DataMsg::Canceled { .. },
+            ) => saturating_decrement(self.outstanding),
+            Envelope::Data(DataMsg::Ask { .. } | DataMsg::Tell { ack_id: Some(_), .. }) => {
+                self.owed_to_peer.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
         match env {
             Envelope::Control(ControlMsg::Heartbeat { sent_at_ms }) => {
                 self.queue_control(ControlMsg::HeartbeatAck { echo_ms: sent_at_ms });

@@ -157,6 +157,11 @@ impl Replies {
         }
     }
 
+    /// Whether no reply is pending or waiting to be taken.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.done.is_empty() && self.free.len() == self.slots.len()
+    }
+
     /// No more inserts (the reader ended): [`poll_next`](Self::poll_next)
     /// returns `Ready(None)` once nothing completed is left, so the writer
     /// can end when its queues do. Pending replies are dropped with `self`.

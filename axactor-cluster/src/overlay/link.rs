@@ -9,6 +9,13 @@
 //! ```
 //!
 //! The driver is the TCP connection task or the in-memory delivery tasks.
+//! A TCP link's sender may also write through (`super::tcp_conn::Direct`,
+//! crate-internal `LinkSender::feed` / `LinkSender::flush`): while the
+//! driver is idle (nothing queued, no write in progress), frames go to the
+//! socket from the sender's own task, sparing the driver's wake-up;
+//! otherwise they are queued as above. A frame is queued only with the
+//! driver made busy, and the driver turns idle only with both queues empty,
+//! both under one lock, so the two paths never reorder frames.
 //! All three queues are bounded (the overlay's `link_queue_frames`, by default
 //! [`DEFAULT_LINK_QUEUE_FRAMES`](super::DEFAULT_LINK_QUEUE_FRAMES)).
 //!
@@ -28,6 +35,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use super::OverlayError;
+use super::tcp_conn::Direct;
 
 /// Per-link priority: control frames are written before queued data frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -148,9 +156,24 @@ pub struct LinkSender {
     data: mpsc::Sender<Bytes>,
     state: Arc<LinkState>,
     max_frame_bytes: usize,
+    /// A TCP link's write-through path (see the module docs).
+    direct: Option<Arc<Direct>>,
 }
 
 impl LinkSender {
+    /// Lets this sender (and its clones) write through to a TCP socket.
+    pub(crate) fn with_direct(mut self, direct: Arc<Direct>) -> LinkSender {
+        self.direct = Some(direct);
+        self
+    }
+
+    fn try_queue(&self, frame: Bytes, priority: Priority) -> Result<(), OverlayError> {
+        self.queue(priority).try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => OverlayError::Full,
+            mpsc::error::TrySendError::Closed(_) => OverlayError::Closed,
+        })
+    }
+
     fn queue(&self, priority: Priority) -> &mpsc::Sender<Bytes> {
         match priority {
             Priority::Control => &self.control,
@@ -180,10 +203,11 @@ impl LinkSender {
     /// frame is empty or longer than the overlay's `max_frame_bytes`.
     pub fn try_send(&self, frame: Bytes, priority: Priority) -> Result<(), OverlayError> {
         self.check(&frame)?;
-        self.queue(priority).try_send(frame).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => OverlayError::Full,
-            mpsc::error::TrySendError::Closed(_) => OverlayError::Closed,
-        })
+        let Some(direct) = &self.direct else { return self.try_queue(frame, priority) };
+        // Queued under the gate, with the driver made busy.
+        let mut gate = direct.lock();
+        direct.make_busy(&mut gate);
+        self.try_queue(frame, priority)
     }
 
     /// Queues `frame`, waiting for room in that priority's queue.
@@ -198,10 +222,50 @@ impl LinkSender {
     pub async fn send(&self, frame: Bytes, priority: Priority) -> Result<(), OverlayError> {
         self.check(&frame)?;
         let mut watch = self.state.watch();
-        tokio::select! {
+        let permit = tokio::select! {
             biased;
-            () = watch.reached(Phase::Closing) => Err(OverlayError::Closed),
-            r = self.queue(priority).send(frame) => r.map_err(|_| OverlayError::Closed),
+            () = watch.reached(Phase::Closing) => return Err(OverlayError::Closed),
+            r = self.queue(priority).reserve() => r.map_err(|_| OverlayError::Closed)?,
+        };
+        // Queued under the gate, with the driver made busy (so no frame
+        // written through can overtake it).
+        let _gate = self.direct.as_ref().map(|direct| {
+            let mut gate = direct.lock();
+            direct.make_busy(&mut gate);
+            gate
+        });
+        permit.send(frame);
+        Ok(())
+    }
+
+    /// As [`send`](Self::send), but on a TCP link whose driver is idle the
+    /// frame is written through from this task instead of queued: it joins
+    /// the frames fed before it in one buffer, written once that buffer is
+    /// full or at [`flush`](Self::flush). The caller must call `flush`
+    /// before it waits for anything: fed frames sit in the buffer until then.
+    pub(crate) async fn feed(&self, frame: Bytes, priority: Priority) -> Result<(), OverlayError> {
+        let Some(direct) = &self.direct else { return self.send(frame, priority).await };
+        self.check(&frame)?;
+        let full = {
+            let mut gate = direct.lock();
+            match direct.feed(&mut gate, frame) {
+                Ok(()) => return Ok(()),
+                // Busy: queued under the gate, so the driver cannot turn idle meanwhile.
+                Err(frame) => match self.queue(priority).try_send(frame) {
+                    Ok(()) => return Ok(()),
+                    Err(mpsc::error::TrySendError::Closed(_)) => return Err(OverlayError::Closed),
+                    Err(mpsc::error::TrySendError::Full(frame)) => frame,
+                },
+            }
+        };
+        self.send(full, priority).await
+    }
+
+    /// Writes the frames [`feed`](Self::feed) buffered, handing what the
+    /// socket does not take to the driver. No-op on other links.
+    pub(crate) fn flush(&self) {
+        if let Some(direct) = &self.direct {
+            direct.flush(&mut direct.lock());
         }
     }
 
@@ -328,7 +392,7 @@ impl OutQueue {
 pub(crate) fn outbound(state: &Arc<LinkState>, queue_frames: usize, max_frame_bytes: usize) -> (LinkSender, OutQueue) {
     let (control_tx, control_rx) = mpsc::channel(queue_frames.max(1));
     let (data_tx, data_rx) = mpsc::channel(queue_frames.max(1));
-    let tx = LinkSender { control: control_tx, data: data_tx, state: Arc::clone(state), max_frame_bytes };
+    let tx = LinkSender { control: control_tx, data: data_tx, state: Arc::clone(state), max_frame_bytes, direct: None };
     let out = OutQueue {
         control: control_rx,
         data: data_rx,

@@ -1,7 +1,19 @@
 //! The TCP connection task: one per link, running a reader, a writer and a
-//! close deadline side by side (`join!` in one task, over the two halves of
-//! one socket).
+//! close deadline side by side (`join!` in one task, over one shared socket).
 //!
+//! - Write-through ([`Direct`]): while the writer is idle (both queues
+//!   empty, nothing being written), frames given to `LinkSender::feed` are
+//!   encoded into the link's write-through buffer, and `LinkSender::flush`
+//!   writes that buffer to the socket with one non-blocking `try_write`
+//!   from the sender's own task (the node's session writer), sparing a
+//!   wake-up of this task per batch. Bytes the socket does not take
+//!   (`WouldBlock`, a partial write, an error) make the writer busy and are
+//!   handed to it, written before anything else. A frame is queued (`send`,
+//!   `try_send`, or `feed` while busy) only with the writer made busy, and
+//!   the writer turns idle again only with both queues empty, all under one
+//!   lock: so frames leave in the order they were accepted. The buffer is
+//!   flushed whenever it reaches [`BATCH_MAX_BYTES`]; once the writer ends,
+//!   no sender writes (and the senders no longer hold the socket).
 //! - Writer: takes frames from the link's queues (control before data),
 //!   encodes as many as are ready into one buffer (up to
 //!   [`BATCH_MAX_FRAMES`] frames or [`BATCH_MAX_BYTES`] bytes) and writes
@@ -23,19 +35,23 @@
 //! sent); a bad prefix, a truncated frame, an I/O error or the local
 //! receiver dropped → `Dead`. Each reason is logged at debug and counted.
 
+use std::future::poll_fn;
+use std::io;
+use std::net::Shutdown;
 use std::sync::Arc;
+use std::task::{Poll, ready};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use parking_lot::{Mutex, MutexGuard};
+use socket2::SockRef;
 use tokio::net::TcpStream;
-use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 
 use super::Link;
 use super::link::{self, FrameLimit, LinkState, Next, OutQueue, Phase};
 use super::tcp::{TcpCounters, bump};
-use crate::wire::frame::{FrameDecoder, FrameError, encode_frame};
+use crate::wire::frame::{FrameDecoder, FrameError, LEN_PREFIX, encode_frame};
 
 /// Most frames written by one `write_all`.
 pub(crate) const BATCH_MAX_FRAMES: usize = 64;
@@ -64,12 +80,108 @@ pub(crate) struct ConnParams {
 /// Spawns the task of a connected socket and returns its link.
 pub(crate) fn spawn(stream: TcpStream, params: ConnParams) -> Link {
     let state = LinkState::new();
+    let stream = Arc::new(stream);
+    let direct = Arc::new(Direct {
+        gate: Mutex::new(Gate {
+            stream: Some(Arc::clone(&stream)),
+            busy: false,
+            pending: BytesMut::new(),
+            pending_frames: 0,
+        }),
+        wake: Notify::new(),
+        counters: Arc::clone(&params.counters),
+    });
     let (tx, out) = link::outbound(&state, params.queue_frames, params.max_frame_bytes);
+    let tx = tx.with_direct(Arc::clone(&direct));
     let limit = FrameLimit::new(params.initial_max_frame_bytes, params.max_frame_bytes);
     let (inbound, rx) = link::inbound(params.queue_frames, limit.clone());
     let remote = params.remote.clone();
-    tokio::spawn(run(stream, out, inbound, state, limit, params));
+    tokio::spawn(run(stream, direct, out, inbound, state, limit, params));
     Link { tx, rx, remote }
+}
+
+/// The write-through path of one TCP link, shared by its senders and its
+/// connection task (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Direct {
+    gate: Mutex<Gate>,
+    /// Wakes the writer when a sender hands it buffered bytes.
+    wake: Notify,
+    counters: Arc<TcpCounters>,
+}
+
+/// Who may write to the socket now. Senders write only while `!busy`.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    /// `None` once the writer has ended.
+    stream: Option<Arc<TcpStream>>,
+    /// The writer has queued frames or bytes to write (or has ended).
+    busy: bool,
+    /// Encoded frames fed while idle and not written yet, or (once busy)
+    /// their unwritten rest: the writer's first bytes to write.
+    pending: BytesMut,
+    /// Frames (some maybe partly) in `pending`, for the counters.
+    pending_frames: u64,
+}
+
+impl Direct {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Gate> {
+        self.gate.lock()
+    }
+
+    /// Before a frame is queued: the writer becomes busy, taking the
+    /// buffered bytes (written before the queue) if any.
+    pub(crate) fn make_busy(&self, gate: &mut Gate) {
+        if !gate.busy {
+            gate.busy = true;
+            if !gate.pending.is_empty() {
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    /// Buffers `frame` (already checked by the sender) for writing through
+    /// if the writer is idle, writing the buffer once it reaches
+    /// [`BATCH_MAX_BYTES`]; gives `frame` back (to be queued, under the
+    /// same gate) if the writer is busy.
+    pub(crate) fn feed(&self, gate: &mut Gate, frame: Bytes) -> Result<(), Bytes> {
+        if gate.busy || gate.stream.is_none() {
+            return Err(frame);
+        }
+        let Ok(len) = u32::try_from(frame.len()) else { return Err(frame) };
+        gate.pending.reserve(LEN_PREFIX + frame.len());
+        gate.pending.put_u32(len);
+        gate.pending.extend_from_slice(&frame);
+        gate.pending_frames += 1;
+        if gate.pending.len() >= BATCH_MAX_BYTES {
+            self.flush(gate);
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered frames if the writer is idle; what the socket
+    /// does not take makes the writer busy and goes to it.
+    pub(crate) fn flush(&self, gate: &mut Gate) {
+        if gate.busy || gate.pending.is_empty() {
+            return;
+        }
+        let Some(stream) = &gate.stream else { return };
+        // An error is left to the writer, which meets it again and ends the link.
+        let written = stream.try_write(&gate.pending).unwrap_or(0);
+        if written == gate.pending.len() {
+            bump(&self.counters.frames_sent, std::mem::take(&mut gate.pending_frames));
+            bump(&self.counters.write_batches, 1);
+            gate.pending.clear();
+            if gate.pending.capacity() > 4 * BATCH_MAX_BYTES {
+                // Do not keep a huge frame's buffer for the link's life.
+                gate.pending = BytesMut::new();
+            }
+            return;
+        }
+        gate.pending.advance(written);
+        gate.busy = true;
+        self.wake.notify_one();
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,22 +202,28 @@ enum WriterEnd {
 }
 
 async fn run(
-    mut stream: TcpStream,
+    stream: Arc<TcpStream>,
+    direct: Arc<Direct>,
     out: OutQueue,
     inbound: mpsc::Sender<Bytes>,
     state: Arc<LinkState>,
     limit: FrameLimit,
     params: ConnParams,
 ) {
-    let (rd, wr) = stream.split();
     let reader_done = Notify::new();
     let reader = async {
-        let end = read_loop(rd, inbound, &state, &limit, &params).await;
+        let end = read_loop(&stream, inbound, &state, &limit, &params).await;
         reader_done.notify_one();
         end
     };
     let writer = async {
-        let end = write_loop(wr, out, &state, &params).await;
+        let end = write_loop(&stream, &direct, out, &state, &params).await;
+        // Senders stop writing through (and let go of the socket).
+        {
+            let mut gate = direct.lock();
+            gate.busy = true;
+            gate.stream = None;
+        }
         if end == WriterEnd::Finished {
             let mut watch = state.watch();
             tokio::select! {
@@ -142,7 +260,7 @@ async fn run(
 }
 
 async fn read_loop(
-    mut rd: ReadHalf<'_>,
+    rd: &TcpStream,
     inbound: mpsc::Sender<Bytes>,
     state: &Arc<LinkState>,
     limit: &FrameLimit,
@@ -190,7 +308,7 @@ async fn read_loop(
             biased;
             () = &mut dead => break ReaderEnd::Stopped,
             () = &mut closed => break ReaderEnd::ReceiverDropped,
-            r = rd.read_buf(&mut room) => r,
+            r = read_some(rd, &mut room) => r,
         };
         match read {
             Ok(0) => match decoder.decode_eof(&mut buf) {
@@ -238,7 +356,8 @@ fn make_room(buf: &mut BytesMut, want: usize) {
 }
 
 async fn write_loop(
-    mut wr: WriteHalf<'_>,
+    wr: &TcpStream,
+    direct: &Direct,
     mut out: OutQueue,
     state: &Arc<LinkState>,
     params: &ConnParams,
@@ -249,20 +368,92 @@ async fn write_loop(
     tokio::pin!(dead);
     let mut buf = BytesMut::new();
     loop {
-        let first = match out.next().await {
-            Next::Frame(frame) => frame,
-            Next::Dead => return WriterEnd::Stopped,
-            Next::Drained => {
-                // Every sender gone counts as a close: arms the close deadline.
-                state.advance(Phase::Closing);
-                return tokio::select! {
+        // A sender's unwritten rest goes first; then whatever is queued.
+        // Only with both queues empty does the writer turn idle (senders
+        // write through again), under the gate.
+        let (pending, first) = {
+            let mut gate = direct.lock();
+            let pending = take_pending(&mut gate);
+            let first = if state.phase() == Phase::Open { out.try_next() } else { None };
+            if gate.busy && pending.is_none() && first.is_none() && state.phase() == Phase::Open {
+                gate.busy = false;
+            }
+            (pending, first)
+        };
+        if let Some((rest, frames)) = pending {
+            let written = tokio::select! {
+                biased;
+                () = &mut dead => return WriterEnd::Stopped,
+                r = write_all(wr, &rest) => r,
+            };
+            if let Err(e) = written {
+                return write_failed(e, state, params);
+            }
+            bump(&params.counters.frames_sent, frames);
+            bump(&params.counters.write_batches, 1);
+            if first.is_none() {
+                // Look again: turn idle or take what was queued meanwhile.
+                continue;
+            }
+        }
+        let first = match first {
+            Some(frame) => frame,
+            None => {
+                let next = tokio::select! {
                     biased;
-                    () = &mut dead => WriterEnd::Stopped,
-                    r = wr.shutdown() => match r {
-                        Ok(()) => WriterEnd::Finished,
-                        Err(e) => WriterEnd::Io(e.kind()),
-                    },
+                    () = direct.wake.notified() => continue,
+                    next = out.next() => next,
                 };
+                match next {
+                    Next::Frame(frame) => {
+                        // Queued frames mean a busy writer; bytes a sender
+                        // buffered before queueing this frame go first.
+                        let rest = {
+                            let mut gate = direct.lock();
+                            gate.busy = true;
+                            take_pending(&mut gate)
+                        };
+                        if let Some((rest, frames)) = rest {
+                            let written = tokio::select! {
+                                biased;
+                                () = &mut dead => return WriterEnd::Stopped,
+                                r = write_all(wr, &rest) => r,
+                            };
+                            if let Err(e) = written {
+                                return write_failed(e, state, params);
+                            }
+                            bump(&params.counters.frames_sent, frames);
+                            bump(&params.counters.write_batches, 1);
+                        }
+                        frame
+                    }
+                    Next::Dead => return WriterEnd::Stopped,
+                    Next::Drained => {
+                        // Every sender gone counts as a close: arms the close deadline.
+                        state.advance(Phase::Closing);
+                        let rest = {
+                            let mut gate = direct.lock();
+                            gate.busy = true;
+                            take_pending(&mut gate)
+                        };
+                        if let Some((rest, frames)) = rest {
+                            let written = tokio::select! {
+                                biased;
+                                () = &mut dead => return WriterEnd::Stopped,
+                                r = write_all(wr, &rest) => r,
+                            };
+                            if let Err(e) = written {
+                                return write_failed(e, state, params);
+                            }
+                            bump(&params.counters.frames_sent, frames);
+                            bump(&params.counters.write_batches, 1);
+                        }
+                        return match SockRef::from(wr).shutdown(Shutdown::Write) {
+                            Ok(()) => WriterEnd::Finished,
+                            Err(e) => WriterEnd::Io(e.kind()),
+                        };
+                    }
+                }
             }
         };
         let frames = encode_batch(first, &mut out, &mut buf, params);
@@ -272,12 +463,10 @@ async fn write_loop(
         let written = tokio::select! {
             biased;
             () = &mut dead => return WriterEnd::Stopped,
-            r = wr.write_all(&buf) => r,
+            r = write_all(wr, &buf) => r,
         };
         if let Err(e) = written {
-            tracing::debug!(remote = %params.remote, error = %e, "closing link: write failed");
-            state.advance(Phase::Dead);
-            return WriterEnd::Io(e.kind());
+            return write_failed(e, state, params);
         }
         bump(&params.counters.frames_sent, frames as u64);
         bump(&params.counters.write_batches, 1);
@@ -287,6 +476,52 @@ async fn write_loop(
             buf = BytesMut::new();
         }
     }
+}
+
+/// The bytes senders left to the (busy) writer, and their frame count. An
+/// idle writer leaves them to the senders (they are still buffering).
+fn take_pending(gate: &mut Gate) -> Option<(Bytes, u64)> {
+    if !gate.busy || gate.pending.is_empty() {
+        return None;
+    }
+    Some((gate.pending.split().freeze(), std::mem::take(&mut gate.pending_frames)))
+}
+
+fn write_failed(e: io::Error, state: &LinkState, params: &ConnParams) -> WriterEnd {
+    tracing::debug!(remote = %params.remote, error = %e, "closing link: write failed");
+    state.advance(Phase::Dead);
+    WriterEnd::Io(e.kind())
+}
+
+/// Writes all of `buf`, waiting for the socket as needed (through its
+/// single write-readiness slot: only this task waits to write). Cancelled
+/// only when the link is dead.
+async fn write_all(wr: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match wr.try_write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => poll_fn(|cx| wr.poll_write_ready(cx)).await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads once into `room`, waiting for the socket through its single
+/// read-readiness slot (only this task reads). Cancel safe: nothing is
+/// read unless the future completes.
+async fn read_some(rd: &TcpStream, room: &mut impl BufMut) -> io::Result<usize> {
+    poll_fn(|cx| {
+        loop {
+            ready!(rd.poll_read_ready(cx))?;
+            match rd.try_read_buf(room) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                r => return Poll::Ready(r),
+            }
+        }
+    })
+    .await
 }
 
 /// Encodes `first` and whatever else is ready into `buf`; returns the
