@@ -381,16 +381,9 @@ async fn write_loop(
             (pending, first)
         };
         if let Some((rest, frames)) = pending {
-            let written = tokio::select! {
-                biased;
-                () = &mut dead => return WriterEnd::Stopped,
-                r = write_all(wr, &rest) => r,
-            };
-            if let Err(e) = written {
-                return write_failed(e, state, params);
+            if let Err(end) = write_rest(wr, &rest, frames, dead.as_mut(), state, params).await {
+                return end;
             }
-            bump(&params.counters.frames_sent, frames);
-            bump(&params.counters.write_batches, 1);
             if first.is_none() {
                 // Look again: turn idle or take what was queued meanwhile.
                 continue;
@@ -408,22 +401,10 @@ async fn write_loop(
                     Next::Frame(frame) => {
                         // Queued frames mean a busy writer; bytes a sender
                         // buffered before queueing this frame go first.
-                        let rest = {
-                            let mut gate = direct.lock();
-                            gate.busy = true;
-                            take_pending(&mut gate)
-                        };
-                        if let Some((rest, frames)) = rest {
-                            let written = tokio::select! {
-                                biased;
-                                () = &mut dead => return WriterEnd::Stopped,
-                                r = write_all(wr, &rest) => r,
-                            };
-                            if let Err(e) = written {
-                                return write_failed(e, state, params);
-                            }
-                            bump(&params.counters.frames_sent, frames);
-                            bump(&params.counters.write_batches, 1);
+                        if let Some((rest, frames)) = claim_pending(direct)
+                            && let Err(end) = write_rest(wr, &rest, frames, dead.as_mut(), state, params).await
+                        {
+                            return end;
                         }
                         frame
                     }
@@ -431,22 +412,10 @@ async fn write_loop(
                     Next::Drained => {
                         // Every sender gone counts as a close: arms the close deadline.
                         state.advance(Phase::Closing);
-                        let rest = {
-                            let mut gate = direct.lock();
-                            gate.busy = true;
-                            take_pending(&mut gate)
-                        };
-                        if let Some((rest, frames)) = rest {
-                            let written = tokio::select! {
-                                biased;
-                                () = &mut dead => return WriterEnd::Stopped,
-                                r = write_all(wr, &rest) => r,
-                            };
-                            if let Err(e) = written {
-                                return write_failed(e, state, params);
-                            }
-                            bump(&params.counters.frames_sent, frames);
-                            bump(&params.counters.write_batches, 1);
+                        if let Some((rest, frames)) = claim_pending(direct)
+                            && let Err(end) = write_rest(wr, &rest, frames, dead.as_mut(), state, params).await
+                        {
+                            return end;
                         }
                         return match SockRef::from(wr).shutdown(Shutdown::Write) {
                             Ok(()) => WriterEnd::Finished,
@@ -480,6 +449,37 @@ async fn write_loop(
 
 /// The bytes senders left to the (busy) writer, and their frame count. An
 /// idle writer leaves them to the senders (they are still buffering).
+/// Marks the connection task busy (queued frames follow) and takes the
+/// bytes a sender left unwritten, which must go first.
+fn claim_pending(direct: &Direct) -> Option<(Bytes, u64)> {
+    let mut gate = direct.lock();
+    gate.busy = true;
+    take_pending(&mut gate)
+}
+
+/// Writes a sender's unwritten rest (`frames` frames) and counts it;
+/// `Err` with how the writer ends if the link died or the write failed.
+async fn write_rest(
+    wr: &TcpStream,
+    rest: &[u8],
+    frames: u64,
+    dead: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    state: &LinkState,
+    params: &ConnParams,
+) -> Result<(), WriterEnd> {
+    let written = tokio::select! {
+        biased;
+        () = dead => return Err(WriterEnd::Stopped),
+        r = write_all(wr, rest) => r,
+    };
+    if let Err(e) = written {
+        return Err(write_failed(e, state, params));
+    }
+    bump(&params.counters.frames_sent, frames);
+    bump(&params.counters.write_batches, 1);
+    Ok(())
+}
+
 fn take_pending(gate: &mut Gate) -> Option<(Bytes, u64)> {
     if !gate.busy || gate.pending.is_empty() {
         return None;
