@@ -481,6 +481,15 @@ async fn truncated_empty_and_oversized_frames_before_auth_are_closed_and_counted
     cluster.shutdown().await;
 }
 
+/// The largest send buffer TCP autotuning may give a socket (Linux's
+/// `tcp_wmem` maximum), or 4 MiB (the usual value) if unknown.
+fn max_send_buffer() -> u64 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(4 << 20)
+}
+
 /// The process's resident set size in KiB (Linux), if known.
 fn rss_kib() -> Option<u64> {
     proc_status_kib("VmRSS:")
@@ -495,8 +504,13 @@ fn proc_status_kib(field: &str) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_flood_from_one_peer_stays_bounded() {
-    const FRAMES: u64 = 50_000;
-    let (cluster, a, b) = Cluster::pair(fast_cfg()).await;
+    // More refusals (≈ 50 bytes each) than the kernel can buffer for an
+    // unread connection (up to `tcp_wmem`'s maximum send buffer), three
+    // times over: the node's own bounded queues must overflow.
+    let frames = (3 * max_send_buffer() / 50).clamp(50_000, 400_000);
+    // Sealing that many frames (below) takes seconds in a debug build, with
+    // the flooding peer silent meanwhile: it must not time out first.
+    let (cluster, a, b) = Cluster::pair(ClusterConfig { node_ttl: Duration::from_secs(60), ..fast_cfg() }).await;
     let addr = a.local_addr().expect("addr");
     let rss_before = rss_kib();
 
@@ -527,7 +541,7 @@ async fn a_request_flood_from_one_peer_stays_bounded() {
     // Every Ask, sealed, in one buffer; written as fast as the node takes it,
     // while the honest pair must keep heartbeating.
     let mut flood = Vec::new();
-    for request_id in 0..FRAMES {
+    for request_id in 0..frames {
         let ask = DataMsg::Ask {
             request_id,
             registry: "accounts".into(),
@@ -549,12 +563,12 @@ async fn a_request_flood_from_one_peer_stays_bounded() {
 
     // The node processed (counted) every request; the replies it could not
     // queue were dropped and counted, or the connection was closed.
-    eventually(&a, "every ask counted", |s| s.counters.data_rejected_no_registry >= rejected_before + FRAMES).await;
+    eventually(&a, "every ask counted", |s| s.counters.data_rejected_no_registry >= rejected_before + frames).await;
     let counters = a.inspect().counters;
     let dropped = counters.dropped.get("data_queue_full").copied().unwrap_or(0) - dropped_before;
     let rss_after = rss_kib();
     println!(
-        "flood: {FRAMES} asks written in {wrote_in:?}; replies dropped (data_queue_full): {dropped}; \
+        "flood: {frames} asks written in {wrote_in:?}; replies dropped (data_queue_full): {dropped}; \
          VmRSS before {rss_before:?} KiB, after {rss_after:?} KiB (peak VmHWM {:?} KiB)",
         proc_status_kib("VmHWM:")
     );

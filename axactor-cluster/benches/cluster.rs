@@ -135,6 +135,45 @@ fn rpc(rt: &Runtime, sz: Sizes) -> f64 {
     median(&p(&ours, |l| l.p50))
 }
 
+/// Not a section of the default run: `profile` (only when named) drives
+/// one side's 64-asker pipelined run for about five seconds, for `perf`;
+/// `AXACTOR_BENCH_SIDE=raw` profiles the raw echo instead of the cluster.
+fn profile(rt: &Runtime, sz: Sizes) {
+    let cluster = on_worker(rt, Cluster::start(&["a", "b"], Transport::Tcp));
+    let key = cluster.key_owned_by("b");
+    let remote = Remote(cluster.keyed[0].get(key.as_str()));
+    let raw_side = std::env::var("AXACTOR_BENCH_SIDE").is_ok_and(|s| s == "raw");
+    let frames = nodes::frame_sizes(&key);
+    let addr = on_worker(rt, raw::server(frames));
+    let mux = on_worker(rt, raw::Mux::connect(addr, frames));
+    let before = cluster.tcp.stats();
+    let started = std::time::Instant::now();
+    let mut rates = Vec::new();
+    while started.elapsed() < Duration::from_secs(5) {
+        let c = CONCURRENCY[2];
+        rates.push(if raw_side {
+            let m = mux.clone();
+            on_worker(rt, async move { throughput(&m, c, sz.pipelined, 0).await })
+        } else {
+            let r = remote.clone();
+            on_worker(rt, async move { throughput(&r, c, sz.pipelined, 0).await })
+        });
+    }
+    println!(
+        "profile ({}): median {:.0} asks/s over {} runs",
+        if raw_side { "raw" } else { "ours" },
+        median(&rates),
+        rates.len()
+    );
+    let after = cluster.tcp.stats();
+    let (frames, writes) = (after.frames_sent - before.frames_sent, after.write_batches - before.write_batches);
+    println!(
+        "cluster TCP: {frames} frames in {writes} writes ({:.1} frames per write)",
+        frames as f64 / writes.max(1) as f64
+    );
+    cluster.kill_all();
+}
+
 /// Section 2.
 fn keyed(rt: &Runtime, sz: Sizes) {
     let tcp = on_worker(rt, Cluster::start(&["a", "b"], Transport::Tcp));
@@ -225,6 +264,7 @@ fn main() {
         only.extend(v.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
     }
     let want = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let named = |name: &str| only.iter().any(|o| o == name);
     let sz = if quick { QUICK } else { FULL };
     println!(
         "axactor-cluster bench ({}): {workers}-worker multi-thread runtime, median of {} round(s)\n\nConfig: {}\n",
@@ -234,6 +274,10 @@ fn main() {
     );
     let rt = runtime(workers);
     let started = std::time::Instant::now();
+    if named("profile") {
+        profile(&rt, sz);
+        return;
+    }
     let rtt = want("rpc").then(|| rpc(&rt, sz));
     if want("keyed") {
         keyed(&rt, sz);

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::host::{Host, HostedRegistry, Local};
 use crate::lease::Epoch;
-use crate::wire::Rejection;
+use crate::wire::{DataMsg, Envelope, Rejection, decode_envelope};
 use crate::{ClusterConfig, ClusterNode, InMemoryOverlay, KeyedConfig, MemoryLeaseStore, NodeId};
 
 /// Events seen by the test actors: (node, key, what).
@@ -133,11 +133,14 @@ async fn only_the_exact_epoch_before_the_deadline_executes() {
     // The exact epoch executes.
     assert_eq!(h.deliver_tell(0, 5, "k", &tell_bytes(7)), Ok(()));
     let ask = postcard::to_allocvec(&AcctAsk::Balance {}).expect("encodable");
-    let reply = h.deliver_ask(0, 5, "k", &ask).map_err(|_| "rejected").expect("accepted").await.expect("reply");
-    let AcctReply::Balance(b) = postcard::from_bytes(&reply).expect("decodes");
+    let frame = h.deliver_ask(41, 0, 5, "k", &ask).map_err(|_| "rejected").expect("accepted").await.expect("reply");
+    let Ok(Envelope::Data(DataMsg::Reply { request_id: 41, payload })) = decode_envelope(frame.envelope_bytes()) else {
+        panic!("a reply to request 41")
+    };
+    let AcctReply::Balance(b) = postcard::from_bytes(&payload).expect("decodes");
     assert_eq!(b, 7, "only the exact-epoch tell ran");
     // Forged epoch on an ask.
-    assert!(matches!(h.deliver_ask(0, 9, "k", &ask), Err(Rejection::StaleEpoch { current: 5 })));
+    assert!(matches!(h.deliver_ask(42, 0, 9, "k", &ask), Err(Rejection::StaleEpoch { current: 5 })));
     // Past the local deadline: refused even though nobody revoked it yet.
     tokio::time::sleep_until(deadline).await;
     assert_eq!(h.deliver_tell(0, 5, "k", &tell_bytes(1)), Err(Rejection::NotOwner { owner_hint: None }));

@@ -29,11 +29,11 @@ use crate::node::ConnTag;
 
 use crate::overlay::BoxFuture;
 use crate::remote::{AskOf, DownEvent, PendingReply, RemoteActor, ReplyOf, TellOf};
-use crate::wire::{ControlMsg, DownReason, Rejection};
+use crate::wire::{ControlMsg, DownReason, OutFrame, Rejection};
 
-/// An ask's reply, encoded for the wire; `None` if the activation stopped
-/// (or panicked) before replying.
-pub(crate) type EncodedReply = Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send + 'static>>;
+/// An ask's reply, encoded as its whole `DataMsg::Reply` frame (ready to
+/// seal); `None` if the activation stopped (or panicked) before replying.
+pub(crate) type EncodedReply = Pin<Box<dyn Future<Output = Option<OutFrame>> + Send + 'static>>;
 
 /// Where a monitor's `Down` goes.
 #[derive(Debug)]
@@ -84,7 +84,14 @@ pub(crate) trait HostedRegistry: Send + Sync + 'static {
     /// A tell from a peer.
     fn deliver_tell(&self, shard: u32, epoch: u64, key: &str, payload: &[u8]) -> Result<(), Rejection>;
     /// An ask from a peer.
-    fn deliver_ask(&self, shard: u32, epoch: u64, key: &str, payload: &[u8]) -> Result<EncodedReply, Rejection>;
+    fn deliver_ask(
+        &self,
+        request_id: u64,
+        shard: u32,
+        epoch: u64,
+        key: &str,
+        payload: &[u8],
+    ) -> Result<EncodedReply, Rejection>;
     /// Watches the current activation of `key`.
     fn monitor(&self, key: &str, sink: MonitorSink) -> Result<(), (MonitorSink, DownReason)>;
     /// Cancels a peer's monitor.
@@ -382,14 +389,21 @@ impl<A: RemoteActor> HostedRegistry for Host<A> {
         self.with_activation(shard, Some(epoch), key, |local| local.try_send(msg))?.map_err(tell_rejection)
     }
 
-    fn deliver_ask(&self, shard: u32, epoch: u64, key: &str, payload: &[u8]) -> Result<EncodedReply, Rejection> {
+    fn deliver_ask(
+        &self,
+        request_id: u64,
+        shard: u32,
+        epoch: u64,
+        key: &str,
+        payload: &[u8],
+    ) -> Result<EncodedReply, Rejection> {
         let ask: AskOf<A> = postcard::from_bytes(payload).map_err(|_| Rejection::BadPayload)?;
         let (msg, pending) = A::ask_message(ask);
         self.with_activation(shard, Some(epoch), key, |local| local.try_send(msg))?.map_err(tell_rejection)?;
         Ok(Box::pin(async move {
             let reply = pending.await?;
-            match postcard::to_allocvec(&reply) {
-                Ok(bytes) => Some(bytes),
+            match OutFrame::reply(request_id, &reply) {
+                Ok(frame) => Some(frame),
                 Err(e) => {
                     tracing::warn!(error = %e, "reply could not be encoded");
                     None

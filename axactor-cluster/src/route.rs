@@ -21,6 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -28,10 +29,10 @@ use crate::error::RemoteError;
 use crate::host::{Host, HostedRegistry, Local, MonitorSink};
 use crate::id::SessionId;
 use crate::lease::Epoch;
-use crate::node::{PeerLink, Response, Shared};
+use crate::node::{OutKind, Outbound, PeerLink, Response, Shared};
 use crate::remote::{AskOf, DownEvent, RemoteActor, RemoteHandle, ReplyOf, TellOf};
 use crate::shard::{lease_name, shard_of};
-use crate::wire::{ControlMsg, DataMsg, Rejection};
+use crate::wire::{ControlMsg, DataOut, OutFrame, Rejection};
 
 /// Attempts per request before the last definite error is returned.
 pub const MAX_ATTEMPTS: u32 = 16;
@@ -86,6 +87,12 @@ fn retryable(e: &RemoteError) -> bool {
     )
 }
 
+/// `postcard(value)` in a buffer of exactly its size (one allocation).
+fn encode_payload<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, RemoteError> {
+    let size = postcard::experimental::serialized_size(value).map_err(|_| RemoteError::Codec)?;
+    postcard::to_extend(value, Vec::with_capacity(size)).map_err(|_| RemoteError::Codec)
+}
+
 fn retry_delay(attempt: u32) -> Duration {
     MIN_RETRY_DELAY.saturating_mul(1u32 << attempt.min(16)).min(MAX_RETRY_DELAY)
 }
@@ -115,7 +122,7 @@ impl<A: RemoteActor> Route<A> {
             Local::Done(r) => return r.map_err(|r| map_rejection(&r)),
             Local::NotHere(t) => t,
         };
-        let payload = postcard::to_allocvec(&tell).map_err(|_| RemoteError::Codec)?;
+        let payload = encode_payload(&tell)?;
         drop(tell);
         if wait {
             self.request(h, Kind::TellAck, payload, deadline).await.map(|_| ())
@@ -136,7 +143,7 @@ impl<A: RemoteActor> Route<A> {
             Local::Done(r) => return self.await_local(r, deadline).await,
             Local::NotHere(a) => a,
         };
-        let payload = postcard::to_allocvec(&ask).map_err(|_| RemoteError::Codec)?;
+        let payload = encode_payload(&ask)?;
         drop(ask);
         let bytes = self.request(h, Kind::Ask, payload, deadline).await?;
         postcard::from_bytes(&bytes).map_err(|_| RemoteError::Codec)
@@ -232,7 +239,7 @@ impl<A: RemoteActor> Route<A> {
         kind: Kind,
         payload: Vec<u8>,
         deadline: Instant,
-    ) -> Result<Vec<u8>, RemoteError> {
+    ) -> Result<Bytes, RemoteError> {
         let (kind, payload) = (&kind, &payload[..]);
         // `Overloaded` is not retried here: see the module docs.
         let retry = |e: &RemoteError| retryable(e) && *e != RemoteError::Overloaded;
@@ -246,42 +253,39 @@ impl<A: RemoteActor> Route<A> {
         payload: &[u8],
         deadline: Instant,
         fresh: bool,
-    ) -> Result<Vec<u8>, RemoteError> {
+    ) -> Result<Bytes, RemoteError> {
         // The shard may have moved here since the first try.
         if self.host.usable(h.shard) {
             return self.local_from_bytes(h, kind, payload, deadline).await;
         }
         let (link, _, epoch) = self.owner_link(h.shard, fresh).await?;
         let (request_id, rx) = self.node.register_pending(link.conn)?;
+        let (registry, shard, epoch, key) = (self.registry(), h.shard, epoch.0, &*h.key);
         let msg = match kind {
-            Kind::Ask => DataMsg::Ask {
-                request_id,
-                registry: self.registry().to_string(),
-                shard: h.shard,
-                epoch: epoch.0,
-                key: h.key.to_string(),
-                payload: payload.to_vec(),
-            },
-            Kind::TellAck => DataMsg::Tell {
-                registry: self.registry().to_string(),
-                shard: h.shard,
-                epoch: epoch.0,
-                key: h.key.to_string(),
-                payload: payload.to_vec(),
-                ack_id: Some(request_id),
-            },
+            Kind::Ask => DataOut::Ask { request_id, registry, shard, epoch, key, payload },
+            Kind::TellAck => DataOut::Tell { registry, shard, epoch, key, payload, ack_id: Some(request_id) },
         };
-        match tokio::time::timeout_at(deadline, link.data.send(msg)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => {
-                // The connection ended before the frame was queued: not sent.
-                self.node.forget_pending(request_id);
-                return Err(RemoteError::UnknownSession);
+        let Ok(frame) = OutFrame::data(msg) else {
+            self.node.forget_pending(request_id);
+            return Err(RemoteError::Codec);
+        };
+        let out = Outbound { frame, kind: OutKind::Request(request_id) };
+        // Without a timer while the queue has room (the usual case).
+        let queued = match link.data.try_send(out) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(RemoteError::UnknownSession),
+            Err(mpsc::error::TrySendError::Full(out)) => {
+                match tokio::time::timeout_at(deadline, link.data.send(out)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err(RemoteError::UnknownSession),
+                    Err(_) => Err(RemoteError::Overloaded),
+                }
             }
-            Err(_) => {
-                self.node.forget_pending(request_id);
-                return Err(RemoteError::Overloaded);
-            }
+        };
+        if let Err(e) = queued {
+            // Not queued (the connection ended, or no room in time): not sent.
+            self.node.forget_pending(request_id);
+            return Err(e);
         }
         self.wait_response(request_id, rx, deadline).await
     }
@@ -291,7 +295,7 @@ impl<A: RemoteActor> Route<A> {
         request_id: u64,
         rx: oneshot::Receiver<Response>,
         deadline: Instant,
-    ) -> Result<Vec<u8>, RemoteError> {
+    ) -> Result<Bytes, RemoteError> {
         match tokio::time::timeout_at(deadline, rx).await {
             Err(_) => {
                 self.node.forget_pending(request_id);
@@ -299,7 +303,7 @@ impl<A: RemoteActor> Route<A> {
             }
             Ok(Err(_)) => Err(RemoteError::ConnectionLost),
             Ok(Ok(Response::Reply(bytes))) => Ok(bytes),
-            Ok(Ok(Response::Ack)) => Ok(Vec::new()),
+            Ok(Ok(Response::Ack)) => Ok(Bytes::new()),
             Ok(Ok(Response::Canceled)) => Err(RemoteError::Canceled),
             Ok(Ok(Response::Rejected(r))) => Err(map_rejection(&r)),
         }
@@ -313,12 +317,12 @@ impl<A: RemoteActor> Route<A> {
         kind: &Kind,
         payload: &[u8],
         deadline: Instant,
-    ) -> Result<Vec<u8>, RemoteError> {
+    ) -> Result<Bytes, RemoteError> {
         match kind {
             Kind::TellAck => {
                 let tell: TellOf<A> = postcard::from_bytes(payload).map_err(|_| RemoteError::Codec)?;
                 match self.host.local_tell(h.shard, &h.key, tell, Some(deadline)).await {
-                    Local::Done(r) => r.map(|()| Vec::new()).map_err(|r| map_rejection(&r)),
+                    Local::Done(r) => r.map(|()| Bytes::new()).map_err(|r| map_rejection(&r)),
                     Local::NotHere(_) => Err(RemoteError::NotOwner),
                 }
             }
@@ -327,7 +331,7 @@ impl<A: RemoteActor> Route<A> {
                 match self.host.local_ask(h.shard, &h.key, ask, deadline).await {
                     Local::Done(r) => {
                         let reply = self.await_local(r, deadline).await?;
-                        postcard::to_allocvec(&reply).map_err(|_| RemoteError::Codec)
+                        encode_payload(&reply).map(Bytes::from)
                     }
                     Local::NotHere(_) => Err(RemoteError::NotOwner),
                 }
@@ -351,15 +355,16 @@ impl<A: RemoteActor> Route<A> {
             };
         }
         let (link, _, epoch) = self.owner_link(h.shard, fresh).await?;
-        let msg = DataMsg::Tell {
-            registry: self.registry().to_string(),
+        let msg = DataOut::Tell {
+            registry: self.registry(),
             shard: h.shard,
             epoch: epoch.0,
-            key: h.key.to_string(),
-            payload: payload.to_vec(),
+            key: &h.key,
+            payload,
             ack_id: None,
         };
-        link.data.try_send(msg).map_err(|e| match e {
+        let frame = OutFrame::data(msg).map_err(|_| RemoteError::Codec)?;
+        link.data.try_send(Outbound { frame, kind: OutKind::Other }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => RemoteError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => RemoteError::UnknownSession,
         })

@@ -64,6 +64,8 @@ pub(crate) fn describe_config() -> String {
 pub(crate) struct Cluster {
     pub(crate) nodes: Vec<ClusterNode>,
     pub(crate) keyed: Vec<Keyed<Echo>>,
+    /// The overlay of the TCP nodes (unused by in-memory ones), for its counters.
+    pub(crate) tcp: TcpOverlay,
 }
 
 /// Which transport the nodes use.
@@ -104,7 +106,7 @@ impl Cluster {
                 n.keyed(REGISTRY, cfg.clone(), move |_: &str| Echo::new(&me)).expect("register")
             })
             .collect();
-        let cluster = Cluster { nodes, keyed };
+        let cluster = Cluster { nodes, keyed, tcp };
         cluster.settle().await;
         cluster
     }

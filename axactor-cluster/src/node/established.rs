@@ -47,10 +47,11 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::MissedTickBehavior;
+use tracing::Instrument;
 
 use super::inspect::{bump, codec_label};
 use super::replies::Replies;
-use super::routing::Response;
+use super::routing::{OutKind, Outbound, Response};
 use super::shared::{PeerHandle, PeerStats, Shared};
 use super::table::{Admit, ConnId, Entry, PeerDirection};
 use crate::handshake::Established;
@@ -59,8 +60,8 @@ use crate::id::NodeId;
 use crate::overlay::{Link, LinkReceiver, LinkSender, Priority};
 use crate::session::{Opener, Sealer};
 use crate::wire::{
-    Body, ControlMsg, DataMsg, DownReason, Envelope, MAX_HOSTED_REGISTRIES, Rejection, SEALED_OVERHEAD, decode_body,
-    decode_envelope, encode_envelope, max_envelope_bytes,
+    Body, ControlMsg, DataMsg, DataRef, DownReason, Envelope, EnvelopeRef, MAX_HOSTED_REGISTRIES, OutFrame, Rejection,
+    decode_body, decode_envelope_ref, max_envelope_bytes,
 };
 
 /// Control messages queued per connection before new ones are dropped.
@@ -119,17 +120,16 @@ pub(crate) async fn run(
     // Queue senders may outlive the reader (clones held by requests and
     // monitors): the reader's end is what stops the writer.
     let (reader_done, reader_done_rx) = tokio::sync::oneshot::channel::<()>();
-    let replies = Mutex::new(Replies::new());
-    let (outstanding, owed_to_peer) = (AtomicUsize::new(0), AtomicUsize::new(0));
-    let queues = Queues {
-        control: control_rx,
-        data: data_rx,
-        replies: &replies,
-        outstanding: &outstanding,
-        owed_to_peer: &owed_to_peer,
-        reader_done: reader_done_rx,
-    };
-    let writer = write_loop(&node, conn, sealer, tx.clone(), queues);
+    let shared = Arc::new(ConnShared {
+        replies: Mutex::new(Replies::new()),
+        outstanding: AtomicUsize::new(0),
+        owed_to_peer: AtomicUsize::new(0),
+    });
+    let queues =
+        Queues { control: control_rx, data: data_rx, shared: Arc::clone(&shared), reader_done: reader_done_rx };
+    // The writer runs as a task of its own, so that sealing and sending
+    // overlap with opening and dispatching on a multi-thread runtime.
+    let writer = tokio::spawn(write_loop(Arc::clone(&node), conn, sealer, tx.clone(), queues).in_current_span());
     let reader = async {
         let owed = Arc::new(Semaphore::new(OWED_RESPONSE_CAPACITY));
         let reader = Reader {
@@ -141,18 +141,18 @@ pub(crate) async fn run(
             owed,
             stats,
             conn,
-            replies: &replies,
-            outstanding: &outstanding,
-            owed_to_peer: &owed_to_peer,
+            shared: &shared,
         };
         let end = reader.run(&mut rx, close_rx).await;
-        replies.lock().close();
+        shared.replies.lock().close();
         // Drops this connection's handle (and its queue sender) if it is still ours.
         node.table.lock().remove(&peer.node, conn);
         drop(reader_done);
         end
     };
-    let ((), end) = tokio::join!(writer, reader);
+    let end = reader.await;
+    // The writer ends once the reader has (it only fails if it panicked).
+    let _ = writer.await;
     // After the writer: requests it never sent were already failed as
     // definite; what remains was sent and is lost with the connection.
     node.connection_ended(conn);
@@ -201,17 +201,22 @@ fn admit(node: &Shared, entry: Entry<PeerHandle>) -> bool {
     }
 }
 
-/// What the writer takes its frames from.
-struct Queues<'a> {
-    control: mpsc::Receiver<ControlMsg>,
-    data: mpsc::Receiver<DataMsg>,
+/// What the reader and the writer of one connection share.
+struct ConnShared {
     /// The peer's asks executing here, polled as they complete.
-    replies: &'a Mutex<Replies>,
+    replies: Mutex<Replies>,
     /// Our requests sent on this connection and not answered yet (as far
     /// as the reader has seen; only a hint for the write mode).
-    outstanding: &'a AtomicUsize,
+    outstanding: AtomicUsize,
     /// The peer's requests received and not answered yet (likewise a hint).
-    owed_to_peer: &'a AtomicUsize,
+    owed_to_peer: AtomicUsize,
+}
+
+/// What the writer takes its frames from.
+struct Queues {
+    control: mpsc::Receiver<ControlMsg>,
+    data: mpsc::Receiver<Outbound>,
+    shared: Arc<ConnShared>,
     /// Resolves when the reader has ended.
     reader_done: tokio::sync::oneshot::Receiver<()>,
 }
@@ -220,10 +225,12 @@ struct Queues<'a> {
 /// first; completed replies to the peer's asks and the data queue take
 /// turns (as when replies went through the data queue, neither starves
 /// the other).
-async fn write_loop(node: &Shared, conn: ConnId, mut sealer: Sealer, tx: LinkSender, queues: Queues<'_>) {
-    let Queues { mut control, mut data, replies, outstanding, owed_to_peer, mut reader_done } = queues;
+async fn write_loop(node: Arc<Shared>, conn: ConnId, mut sealer: Sealer, tx: LinkSender, queues: Queues) {
+    let Queues { mut control, mut data, shared, mut reader_done } = queues;
+    let (node, replies, outstanding, owed_to_peer) =
+        (&*node, &shared.replies, &shared.outstanding, &shared.owed_to_peer);
     let max_envelope = max_envelope_bytes(node.cfg.max_frame_bytes.min(node.overlay.inner().max_frame_bytes()));
-    let mut frame = FrameWriter { node, sealer: &mut sealer, tx: &tx, payload: Vec::new(), max_envelope };
+    let mut frame = FrameWriter { node, sealer: &mut sealer, tx: &tx, max_envelope };
     let mut replies_first = true;
     // Lone exchanges in a row (see below), and whether frames were fed
     // since the last flush.
@@ -235,16 +242,16 @@ async fn write_loop(node: &Shared, conn: ConnId, mut sealer: Sealer, tx: LinkSen
             let next = async {
                 tokio::select! {
                     biased;
-                    Some(msg) = control.recv() => Some(Envelope::Control(msg)),
-                    Some(msg) = poll_fn(|cx| replies.lock().poll_next(cx)), if replies_first => {
+                    Some(msg) = control.recv() => Some(Item::Control(msg)),
+                    Some(out) = poll_fn(|cx| replies.lock().poll_next(cx)), if replies_first => {
                         replies_first = false;
-                        Some(Envelope::Data(msg))
+                        Some(Item::Data(out))
                     }
-                    Some(msg) = data.recv() => {
+                    Some(out) = data.recv() => {
                         replies_first = true;
-                        Some(Envelope::Data(msg))
+                        Some(Item::Data(out))
                     }
-                    Some(msg) = poll_fn(|cx| replies.lock().poll_next(cx)), if !replies_first => Some(Envelope::Data(msg)),
+                    Some(out) = poll_fn(|cx| replies.lock().poll_next(cx)), if !replies_first => Some(Item::Data(out)),
                     _ = &mut reader_done => None,
                     else => None,
                 }
@@ -262,27 +269,29 @@ async fn write_loop(node: &Shared, conn: ConnId, mut sealer: Sealer, tx: LinkSen
             })
             .await
         };
-        let Some(env) = next else { break };
-        if matches!(env, Envelope::Control(ControlMsg::Goodbye)) {
-            // Flush what is queued or completed for the peer (responses it
-            // waits for) before saying goodbye; nothing follows a Goodbye.
-            while let Some(msg) = ready_reply(replies).await.or_else(|| data.try_recv().ok()) {
-                if !frame.send(Envelope::Data(msg), false).await {
-                    break;
+        let Some(item) = next else { break };
+        let (out, kind) = match item {
+            Item::Control(ControlMsg::Goodbye) => {
+                // Flush what is queued or completed for the peer (responses it
+                // waits for) before saying goodbye; nothing follows a Goodbye.
+                while let Some(out) = ready_reply(replies).await.or_else(|| data.try_recv().ok()) {
+                    if !frame.send(Ok(out.frame), false).await {
+                        break;
+                    }
                 }
+                let _ = frame.send(OutFrame::envelope(&Envelope::Control(ControlMsg::Goodbye)), false).await;
+                tx.flush();
+                break;
             }
-            let _ = frame.send(env, false).await;
-            tx.flush();
-            break;
-        }
-        match &env {
-            Envelope::Data(DataMsg::Ask { .. } | DataMsg::Tell { ack_id: Some(_), .. }) => {
+            Item::Control(msg) => (OutFrame::envelope(&Envelope::Control(msg)), OutKind::Other),
+            Item::Data(out) => (Ok(out.frame), out.kind),
+        };
+        match kind {
+            OutKind::Request(_) => {
                 outstanding.fetch_add(1, Ordering::Relaxed);
             }
-            Envelope::Data(
-                DataMsg::Reply { .. } | DataMsg::Ack { .. } | DataMsg::Rejected { .. } | DataMsg::Canceled { .. },
-            ) => saturating_decrement(owed_to_peer),
-            _ => {}
+            OutKind::Response => saturating_decrement(owed_to_peer),
+            OutKind::Other => {}
         }
         // Lone exchanges (at most this request in flight our way, no
         // request of the peer's unanswered or executing here), for the last
@@ -299,7 +308,7 @@ async fn write_loop(node: &Shared, conn: ConnId, mut sealer: Sealer, tx: LinkSen
             calm = 0;
         }
         let through = calm >= CALM_FRAMES;
-        if !frame.send(env, through).await {
+        if !frame.send(out, through).await {
             break;
         }
         fed |= through;
@@ -309,8 +318,8 @@ async fn write_loop(node: &Shared, conn: ConnId, mut sealer: Sealer, tx: LinkSen
     // Our requests still queued were never sent: a definite failure, so
     // the caller may retry them elsewhere (not `ConnectionLost`).
     data.close();
-    while let Ok(msg) = data.try_recv() {
-        if let DataMsg::Ask { request_id, .. } | DataMsg::Tell { ack_id: Some(request_id), .. } = msg {
+    while let Ok(out) = data.try_recv() {
+        if let OutKind::Request(request_id) = out.kind {
             node.complete(conn, request_id, Response::Rejected(Rejection::UnknownSession));
         }
     }
@@ -321,8 +330,14 @@ fn saturating_decrement(n: &AtomicUsize) {
     let _ = n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
 }
 
+/// What the writer takes next.
+enum Item {
+    Control(ControlMsg),
+    Data(Outbound),
+}
+
 /// A reply that has completed already, without waiting for one.
-async fn ready_reply(replies: &Mutex<Replies>) -> Option<DataMsg> {
+async fn ready_reply(replies: &Mutex<Replies>) -> Option<Outbound> {
     poll_fn(|cx| match replies.lock().poll_next(cx) {
         std::task::Poll::Ready(msg) => std::task::Poll::Ready(msg),
         std::task::Poll::Pending => std::task::Poll::Ready(None),
@@ -330,30 +345,26 @@ async fn ready_reply(replies: &Mutex<Replies>) -> Option<DataMsg> {
     .await
 }
 
-/// Encodes, seals and hands frames to the link, in order.
+/// Seals encoded frames and hands them to the link, in order.
 struct FrameWriter<'a> {
     node: &'a Shared,
     sealer: &'a mut Sealer,
     tx: &'a LinkSender,
-    payload: Vec<u8>,
     max_envelope: usize,
 }
 
 impl FrameWriter<'_> {
     /// `false` once the connection cannot take more frames. `through`:
     /// written through (at the next flush) if the link allows, else queued.
-    async fn send(&mut self, env: Envelope, through: bool) -> bool {
-        self.payload.clear();
-        if encode_envelope(&env, &mut self.payload).is_err() || self.payload.len() > self.max_envelope {
+    async fn send(&mut self, frame: Result<OutFrame, crate::wire::CodecError>, through: bool) -> bool {
+        let Some(frame) = frame.ok().filter(|f| f.envelope_bytes().len() <= self.max_envelope) else {
             self.node.counters.dropped("unencodable");
             return true;
-        }
-        let mut body = Vec::with_capacity(self.payload.len() + SEALED_OVERHEAD);
-        if self.sealer.seal(&self.payload, &mut body).is_err() {
+        };
+        let Ok(body) = self.sealer.seal_frame(frame) else {
             tracing::debug!("sequence numbers exhausted; closing");
             return false;
-        }
-        let body = Bytes::from(body);
+        };
         if through {
             self.tx.feed(body, Priority::Data).await.is_ok()
         } else {
@@ -364,13 +375,11 @@ impl FrameWriter<'_> {
 
 struct Reader<'a> {
     node: &'a Shared,
-    replies: &'a Mutex<Replies>,
-    outstanding: &'a AtomicUsize,
-    owed_to_peer: &'a AtomicUsize,
+    shared: &'a ConnShared,
     tx: &'a LinkSender,
     opener: Opener,
     control: mpsc::Sender<ControlMsg>,
-    data: mpsc::Sender<DataMsg>,
+    data: mpsc::Sender<Outbound>,
     /// Permits for responses waiting for room in `data`.
     owed: Arc<Semaphore>,
     stats: Arc<PeerStats>,
@@ -444,7 +453,11 @@ impl Reader<'_> {
     /// reader blocked on its own writer could deadlock with the peer's), so
     /// a response that does not fit waits in a task, within `owed`.
     fn queue_data(&self, msg: DataMsg) {
-        let msg = match self.data.try_send(msg) {
+        let Ok(frame) = OutFrame::envelope(&Envelope::Data(msg)) else {
+            self.node.counters.dropped("unencodable");
+            return;
+        };
+        let msg = match self.data.try_send(Outbound { frame, kind: OutKind::Response }) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(msg)) => msg,
             Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -496,8 +509,8 @@ impl Reader<'_> {
             self.queue_data(DataMsg::Rejected { request_id, reason: Rejection::Overloaded });
             return;
         };
-        match host.deliver_ask(shard, epoch, key, payload) {
-            Ok(reply) => self.replies.lock().insert(request_id, reply, permit),
+        match host.deliver_ask(request_id, shard, epoch, key, payload) {
+            Ok(reply) => self.shared.replies.lock().insert(request_id, reply, permit),
             Err(reason) => {
                 self.count_rejection(&reason);
                 self.queue_data(DataMsg::Rejected { request_id, reason });
@@ -505,40 +518,41 @@ impl Reader<'_> {
         }
     }
 
-    fn on_frame(&mut self, body: &[u8]) -> Result<Flow, &'static str> {
-        let (seq, payload, mac) = match decode_body(body).map_err(|e| codec_label(&e))? {
+    fn on_frame(&mut self, frame: &Bytes) -> Result<Flow, &'static str> {
+        let (seq, payload, mac) = match decode_body(frame).map_err(|e| codec_label(&e))? {
             Body::Sealed { seq, payload, mac } => (seq, payload, mac),
             _ => return Err("handshake_after_auth"),
         };
         self.opener.open_parts(seq, payload, mac).map_err(|e| e.label())?;
-        let env = decode_envelope(payload).map_err(|e| codec_label(&e))?;
-        let node = self.node;
-        let now = node.now_ms();
+        let env = decode_envelope_ref(payload).map_err(|e| codec_label(&e))?;
+        let now = self.node.now_ms();
         self.stats.last_seen_ms.store(now, Ordering::Relaxed);
-        match &env {
-            Envelope::Data(
-                DataMsg::Reply { .. } | DataMsg::Ack { .. } | DataMsg::Rejected { .. } | DataMsg::Canceled { .. },
-            ) => saturating_decrement(self.outstanding),
-            Envelope::Data(DataMsg::Ask { .. } | DataMsg::Tell { ack_id: Some(_), .. }) => {
-                self.owed_to_peer.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {}
-        }
         match env {
-            Envelope::Control(ControlMsg::Heartbeat { sent_at_ms }) => {
+            EnvelopeRef::Control(msg) => self.on_control(msg, now),
+            EnvelopeRef::Data(msg) => {
+                self.on_data(msg, frame);
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    fn on_control(&mut self, msg: ControlMsg, now: u64) -> Result<Flow, &'static str> {
+        let node = self.node;
+        match msg {
+            ControlMsg::Heartbeat { sent_at_ms } => {
                 self.queue_control(ControlMsg::HeartbeatAck { echo_ms: sent_at_ms });
             }
-            Envelope::Control(ControlMsg::HeartbeatAck { echo_ms }) => {
+            ControlMsg::HeartbeatAck { echo_ms } => {
                 let rtt_us = now.saturating_sub(echo_ms).saturating_mul(1000);
                 self.stats.rtt_us.store(rtt_us, Ordering::Relaxed);
                 self.stats.heartbeats_acked.fetch_add(1, Ordering::Relaxed);
             }
-            Envelope::Control(ControlMsg::Goodbye) => {
+            ControlMsg::Goodbye => {
                 bump(&node.counters.goodbyes_received);
                 tracing::debug!("peer said goodbye");
                 return Ok(Flow::Goodbye);
             }
-            Envelope::Control(ControlMsg::Monitor { request_id, registry, key }) => {
+            ControlMsg::Monitor { request_id, registry, key } => {
                 let sink = MonitorSink::Remote { tx: self.control.clone(), request_id, conn: self.conn };
                 let host = node.hosts.read().get(&registry).cloned();
                 let refused = match host {
@@ -549,26 +563,41 @@ impl Reader<'_> {
                     sink.fire(&registry, &key, reason);
                 }
             }
-            Envelope::Control(ControlMsg::Demonitor { request_id }) => {
+            ControlMsg::Demonitor { request_id } => {
                 for host in node.hosts_snapshot() {
                     host.demonitor(self.conn, request_id);
                 }
             }
-            Envelope::Control(ControlMsg::Down { request_id, reason }) => {
-                node.monitor_down(self.conn, request_id, reason)
-            }
-            Envelope::Control(ControlMsg::LeaseNotice { registry, shard, epoch, owner }) => {
+            ControlMsg::Down { request_id, reason } => node.monitor_down(self.conn, request_id, reason),
+            ControlMsg::LeaseNotice { registry, shard, epoch, owner } => {
                 node.lease_notice(&registry, shard, epoch, owner);
             }
-            Envelope::Control(ControlMsg::Hosting { registries }) => {
+            ControlMsg::Hosting { registries } => {
                 if registries.len() > MAX_HOSTED_REGISTRIES {
                     return Err("too_many_registries");
                 }
                 node.peer_hosting(&self.stats, registries);
             }
-            Envelope::Data(DataMsg::Tell { registry, shard, epoch, key, payload, ack_id }) => {
-                let outcome = match node.hosts.read().get(&registry).cloned() {
-                    Some(host) => host.deliver_tell(shard, epoch, &key, &payload),
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// A data-plane message; `frame` is the frame `msg` borrows from.
+    fn on_data(&self, msg: DataRef<'_>, frame: &Bytes) {
+        let node = self.node;
+        match msg {
+            DataRef::Reply { .. } | DataRef::Ack { .. } | DataRef::Rejected { .. } | DataRef::Canceled { .. } => {
+                saturating_decrement(&self.shared.outstanding);
+            }
+            DataRef::Ask { .. } | DataRef::Tell { ack_id: Some(_), .. } => {
+                self.shared.owed_to_peer.fetch_add(1, Ordering::Relaxed);
+            }
+            DataRef::Tell { ack_id: None, .. } => {}
+        }
+        match msg {
+            DataRef::Tell { registry, shard, epoch, key, payload, ack_id } => {
+                let outcome = match node.hosts.read().get(registry).cloned() {
+                    Some(host) => host.deliver_tell(shard, epoch, key, payload),
                     None => Err(Rejection::NotOwner { owner_hint: None }).inspect_err(|_| {
                         bump(&node.counters.data_rejected_no_registry);
                     }),
@@ -585,20 +614,29 @@ impl Reader<'_> {
                     }
                 }
             }
-            Envelope::Data(DataMsg::Ask { request_id, registry, shard, epoch, key, payload }) => {
-                self.on_ask(request_id, &registry, shard, epoch, &key, &payload);
+            DataRef::Ask { request_id, registry, shard, epoch, key, payload } => {
+                self.on_ask(request_id, registry, shard, epoch, key, payload);
             }
-            Envelope::Data(DataMsg::Reply { request_id, payload }) => {
-                node.complete(self.conn, request_id, Response::Reply(payload));
+            DataRef::Reply { request_id, payload } => {
+                node.complete(self.conn, request_id, Response::Reply(slice_of(frame, payload)));
             }
-            Envelope::Data(DataMsg::Ack { ack_id }) => node.complete(self.conn, ack_id, Response::Ack),
-            Envelope::Data(DataMsg::Rejected { request_id, reason }) => {
+            DataRef::Ack { ack_id } => node.complete(self.conn, ack_id, Response::Ack),
+            DataRef::Rejected { request_id, reason } => {
                 node.complete(self.conn, request_id, Response::Rejected(reason));
             }
-            Envelope::Data(DataMsg::Canceled { request_id }) => {
-                node.complete(self.conn, request_id, Response::Canceled);
-            }
+            DataRef::Canceled { request_id } => node.complete(self.conn, request_id, Response::Canceled),
         }
-        Ok(Flow::Continue)
+    }
+}
+
+/// `part` as a `Bytes` sharing `whole`'s buffer when it lies within it (as
+/// borrowed decoding guarantees), else a copy.
+fn slice_of(whole: &Bytes, part: &[u8]) -> Bytes {
+    let (start, end) = (whole.as_ptr() as usize, whole.as_ptr() as usize + whole.len());
+    let at = part.as_ptr() as usize;
+    if at >= start && at + part.len() <= end {
+        whole.slice(at - start..at - start + part.len())
+    } else {
+        Bytes::copy_from_slice(part)
     }
 }

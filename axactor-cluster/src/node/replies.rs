@@ -25,25 +25,27 @@ use std::task::{Context, Poll, Wake, Waker};
 use parking_lot::Mutex;
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::routing::{OutKind, Outbound};
 use crate::host::EncodedReply;
-use crate::wire::DataMsg;
+use crate::wire::{DataMsg, Envelope, OutFrame};
 
 /// See the module docs.
 pub(crate) struct Replies {
     slots: Vec<Option<Slot>>,
+    /// The waker of each slot index, kept for the next occupant (a stale
+    /// wake-up costs one spurious poll at most, see `poll_slot`).
+    wakes: Vec<(Arc<SlotWake>, Waker)>,
     free: Vec<usize>,
     ready: Arc<Ready>,
     /// The ready list taken out of `ready` (kept for its capacity).
     batch: Vec<usize>,
-    done: VecDeque<(DataMsg, OwnedSemaphorePermit)>,
+    done: VecDeque<(Outbound, OwnedSemaphorePermit)>,
     closed: bool,
 }
 
 struct Slot {
     request_id: u64,
     reply: EncodedReply,
-    wake: Arc<SlotWake>,
-    waker: Waker,
     permit: OwnedSemaphorePermit,
 }
 
@@ -90,6 +92,7 @@ impl Replies {
     pub(crate) fn new() -> Replies {
         Replies {
             slots: Vec::new(),
+            wakes: Vec::new(),
             free: Vec::new(),
             ready: Arc::default(),
             batch: Vec::new(),
@@ -102,12 +105,13 @@ impl Replies {
     /// waker), so no wake of the connection task is needed for it.
     pub(crate) fn insert(&mut self, request_id: u64, reply: EncodedReply, permit: OwnedSemaphorePermit) {
         let slot = self.free.pop().unwrap_or_else(|| {
+            let slot = self.slots.len();
+            let wake = Arc::new(SlotWake { slot, queued: AtomicBool::new(false), ready: Arc::clone(&self.ready) });
+            self.wakes.push((Arc::clone(&wake), Waker::from(wake)));
             self.slots.push(None);
-            self.slots.len() - 1
+            slot
         });
-        let wake = Arc::new(SlotWake { slot, queued: AtomicBool::new(false), ready: Arc::clone(&self.ready) });
-        let waker = Waker::from(Arc::clone(&wake));
-        self.slots[slot] = Some(Slot { request_id, reply, wake, waker, permit });
+        self.slots[slot] = Some(Slot { request_id, reply, permit });
         self.poll_slot(slot);
         if !self.done.is_empty()
             && let Some(task) = self.ready.inner.lock().task.take()
@@ -118,23 +122,31 @@ impl Replies {
 
     fn poll_slot(&mut self, index: usize) {
         // A stale index (the slot completed, or was reused) costs one spurious poll at most.
-        let Some(slot) = self.slots.get_mut(index).and_then(Option::as_mut) else { return };
-        slot.wake.queued.store(false, Ordering::Release);
-        let Poll::Ready(reply) = slot.reply.as_mut().poll(&mut Context::from_waker(&slot.waker)) else { return };
+        let (Some(slot), Some((wake, waker))) =
+            (self.slots.get_mut(index).and_then(Option::as_mut), self.wakes.get(index))
+        else {
+            return;
+        };
+        wake.queued.store(false, Ordering::Release);
+        let Poll::Ready(reply) = slot.reply.as_mut().poll(&mut Context::from_waker(waker)) else { return };
         if let Some(slot) = self.slots[index].take() {
             self.free.push(index);
-            let msg = match reply {
-                Some(payload) => DataMsg::Reply { request_id: slot.request_id, payload },
-                None => DataMsg::Canceled { request_id: slot.request_id },
+            let frame = match reply {
+                Some(frame) => frame,
+                None => match OutFrame::envelope(&Envelope::Data(DataMsg::Canceled { request_id: slot.request_id })) {
+                    Ok(frame) => frame,
+                    // Not expected for this message; the peer's request times out.
+                    Err(_) => return,
+                },
             };
-            self.done.push_back((msg, slot.permit));
+            self.done.push_back((Outbound { frame, kind: OutKind::Response }, slot.permit));
         }
     }
 
     /// The next completed reply (its permit released); `Ready(None)` once
     /// [`close`](Self::close)d with nothing completed; `Pending` otherwise,
     /// with the task registered for the next completion.
-    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<DataMsg>> {
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outbound>> {
         if self.done.is_empty() {
             {
                 let mut inner = self.ready.inner.lock();
@@ -185,8 +197,16 @@ mod tests {
         Arc::clone(s).try_acquire_owned().expect("permit")
     }
 
-    fn reply(rx: oneshot::Receiver<Vec<u8>>) -> EncodedReply {
-        Box::pin(async move { rx.await.ok() })
+    fn reply(request_id: u64, rx: oneshot::Receiver<Vec<u8>>) -> EncodedReply {
+        Box::pin(async move { OutFrame::reply(request_id, &rx.await.ok()?).ok() })
+    }
+
+    fn decoded(out: &Outbound) -> DataMsg {
+        assert_eq!(out.kind, OutKind::Response);
+        match crate::wire::decode_envelope(out.frame.envelope_bytes()) {
+            Ok(Envelope::Data(msg)) => msg,
+            other => panic!("not a data message: {other:?}"),
+        }
     }
 
     #[tokio::test]
@@ -196,9 +216,9 @@ mod tests {
         let (tx1, rx1) = oneshot::channel();
         let (tx2, rx2) = oneshot::channel();
         let (tx3, rx3) = oneshot::channel();
-        r.insert(1, reply(rx1), permit(&permits));
-        r.insert(2, reply(rx2), permit(&permits));
-        r.insert(3, reply(rx3), permit(&permits));
+        r.insert(1, reply(1, rx1), permit(&permits));
+        r.insert(2, reply(2, rx2), permit(&permits));
+        r.insert(3, reply(3, rx3), permit(&permits));
         assert_eq!(permits.available_permits(), 0);
         assert!(poll_fn(|cx| Poll::Ready(r.poll_next(cx))).await.is_pending());
         tx2.send(vec![2]).expect("send");
@@ -206,7 +226,7 @@ mod tests {
         tx1.send(vec![1]).expect("send");
         let mut got = Vec::new();
         for _ in 0..3 {
-            got.push(poll_fn(|cx| r.poll_next(cx)).await.expect("a reply"));
+            got.push(decoded(&poll_fn(|cx| r.poll_next(cx)).await.expect("a reply")));
         }
         let ids: Vec<u64> = got
             .iter()
@@ -228,12 +248,11 @@ mod tests {
         let mut r = Replies::new();
         for round in 0..3u8 {
             let (tx, rx) = oneshot::channel();
-            r.insert(u64::from(round), reply(rx), permit(&permits));
+            r.insert(u64::from(round), reply(u64::from(round), rx), permit(&permits));
             tokio::spawn(async move { tx.send(vec![round]).expect("send") });
-            let msg = poll_fn(|cx| r.poll_next(cx)).await.expect("a reply");
-            assert!(
-                matches!(msg, DataMsg::Reply { request_id, ref payload } if request_id == u64::from(round) && payload == &[round])
-            );
+            let msg = decoded(&poll_fn(|cx| r.poll_next(cx)).await.expect("a reply"));
+            let payload = postcard::to_allocvec(&vec![round]).expect("encodes");
+            assert_eq!(msg, DataMsg::Reply { request_id: u64::from(round), payload });
         }
         assert_eq!(r.slots.len(), 1, "the one slot is reused");
     }

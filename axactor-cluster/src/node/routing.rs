@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -20,12 +21,13 @@ use crate::id::{NodeId, SessionId};
 use crate::lease::Epoch;
 use crate::remote::DownEvent;
 use crate::shard::lease_name;
-use crate::wire::{ControlMsg, DataMsg, DownReason, Rejection};
+use crate::wire::{ControlMsg, DownReason, OutFrame, Rejection};
 
 /// The answer to a request in flight.
 #[derive(Debug)]
 pub(crate) enum Response {
-    Reply(Vec<u8>),
+    /// The reply's payload (a slice of the frame it came in).
+    Reply(Bytes),
     Ack,
     Rejected(Rejection),
     Canceled,
@@ -55,15 +57,35 @@ struct CachedOwner {
 pub(crate) struct Routing {
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, (ConnId, oneshot::Sender<Response>)>>,
-    owners: Mutex<HashMap<(String, u32), CachedOwner>>,
+    /// Registry → shard → owner (looked up by `&str`, without allocating).
+    owners: Mutex<HashMap<String, HashMap<u32, CachedOwner>>>,
     monitors: Mutex<HashMap<u64, ClientMonitor>>,
+}
+
+/// A data-plane frame queued for a connection's writer, encoded by
+/// whoever queued it (the writer only seals it).
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    pub(crate) frame: OutFrame,
+    pub(crate) kind: OutKind,
+}
+
+/// What an [`Outbound`] frame is, for the writer's bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutKind {
+    /// One of our requests (an ask, an acknowledged tell), by its id.
+    Request(u64),
+    /// An answer to one of the peer's requests.
+    Response,
+    /// Anything else (a plain tell).
+    Other,
 }
 
 /// The queues of one authenticated connection.
 #[derive(Debug, Clone)]
 pub(crate) struct PeerLink {
     pub(crate) conn: ConnId,
-    pub(crate) data: mpsc::Sender<DataMsg>,
+    pub(crate) data: mpsc::Sender<Outbound>,
     pub(crate) control: mpsc::Sender<ControlMsg>,
 }
 
@@ -207,7 +229,7 @@ impl Shared {
 
     pub(crate) fn cached_owner(&self, registry: &str, shard: u32) -> Option<(SessionId, Epoch)> {
         let owners = self.routing.owners.lock();
-        let o = owners.get(&(registry.to_string(), shard))?;
+        let o = owners.get(registry)?.get(&shard)?;
         (o.at.elapsed() < self.cfg.renew_interval).then(|| (o.holder.clone(), o.epoch))
     }
 
@@ -219,15 +241,20 @@ impl Shared {
             return;
         }
         let mut owners = self.routing.owners.lock();
-        let key = (registry.to_string(), shard);
-        if owners.get(&key).is_some_and(|o| o.epoch > epoch) {
+        if !owners.contains_key(registry) {
+            owners.insert(registry.to_string(), HashMap::new());
+        }
+        let Some(shards) = owners.get_mut(registry) else { return };
+        if shards.get(&shard).is_some_and(|o| o.epoch > epoch) {
             return;
         }
-        owners.insert(key, CachedOwner { holder, epoch, at: Instant::now() });
+        shards.insert(shard, CachedOwner { holder, epoch, at: Instant::now() });
     }
 
     pub(crate) fn forget_owner(&self, registry: &str, shard: u32) {
-        self.routing.owners.lock().remove(&(registry.to_string(), shard));
+        if let Some(shards) = self.routing.owners.lock().get_mut(registry) {
+            shards.remove(&shard);
+        }
     }
 
     /// A peer's lease notice: a hint only (the receiver still fences).
@@ -236,9 +263,10 @@ impl Shared {
             Some(holder) => self.cache_owner(registry, shard, holder, Epoch(epoch)),
             None => {
                 let mut owners = self.routing.owners.lock();
-                let key = (registry.to_string(), shard);
-                if owners.get(&key).is_some_and(|o| o.epoch.0 <= epoch) {
-                    owners.remove(&key);
+                if let Some(shards) = owners.get_mut(registry)
+                    && shards.get(&shard).is_some_and(|o| o.epoch.0 <= epoch)
+                {
+                    shards.remove(&shard);
                 }
                 drop(owners);
                 self.kick.notify_one();

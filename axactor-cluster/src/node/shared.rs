@@ -22,7 +22,7 @@ use crate::host::HostedRegistry;
 use crate::id::{NodeId, SessionId};
 use crate::lease::LeaseStore;
 use crate::overlay::ClusterOverlay;
-use crate::wire::{ControlMsg, DataMsg};
+use crate::wire::ControlMsg;
 
 /// What the node keeps per authenticated connection.
 #[derive(Debug)]
@@ -32,7 +32,7 @@ pub(crate) struct PeerHandle {
     /// Liveness statistics, written by the connection's reader.
     pub(crate) stats: Arc<PeerStats>,
     /// The connection's bounded data queue (to its writer).
-    pub(crate) data: mpsc::Sender<DataMsg>,
+    pub(crate) data: mpsc::Sender<super::routing::Outbound>,
     /// The connection's bounded control queue (to its writer).
     pub(crate) control: mpsc::Sender<ControlMsg>,
 }

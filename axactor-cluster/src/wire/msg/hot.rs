@@ -1,0 +1,287 @@
+//! The data plane's hot path: the same bytes as [`Envelope`], encoded and
+//! decoded without intermediate allocations.
+//!
+//! - Decoding: [`decode_envelope_ref`] gives an [`EnvelopeRef`], whose
+//!   data-plane strings and payloads borrow from the frame (the owned
+//!   [`Envelope`] would copy the registry, the key and the payload of every
+//!   request, and the payload of every reply).
+//! - Encoding: an [`OutFrame`] is one sealed frame under construction, a
+//!   single buffer sized once: room for the sealed header, the envelope, room
+//!   for the MAC; `crate::session::Sealer::seal_frame` fills in the header
+//!   and appends the MAC in place. Requests are encoded from borrowed parts
+//!   ([`DataOut`]), replies straight from the actor's typed reply
+//!   ([`OutFrame::reply`]), without first encoding the payload on its own.
+//!
+//! The tests check both against the owned types, byte for byte.
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::{
+    CodecError, ControlMsg, Envelope, Rejection, SEALED_HEADER_LEN, SEALED_OVERHEAD, append_postcard, decode_exact,
+};
+
+/// An [`Envelope`] decoded with its data-plane strings and payloads
+/// borrowed from the frame. Same variants, same indexes, same fields.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub enum EnvelopeRef<'a> {
+    /// Index 0: as [`Envelope::Control`] (owned: control messages are rare).
+    Control(ControlMsg),
+    /// Index 1: as [`Envelope::Data`].
+    #[serde(borrow)]
+    Data(DataRef<'a>),
+}
+
+/// A [`DataMsg`](super::DataMsg) borrowing from the frame; fields as there.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[allow(missing_docs)] // Each field is documented on `DataMsg`.
+pub enum DataRef<'a> {
+    /// Index 0: [`DataMsg::Tell`](super::DataMsg::Tell).
+    Tell { registry: &'a str, shard: u32, epoch: u64, key: &'a str, payload: &'a [u8], ack_id: Option<u64> },
+    /// Index 1: [`DataMsg::Ask`](super::DataMsg::Ask).
+    Ask { request_id: u64, registry: &'a str, shard: u32, epoch: u64, key: &'a str, payload: &'a [u8] },
+    /// Index 2: [`DataMsg::Reply`](super::DataMsg::Reply).
+    Reply { request_id: u64, payload: &'a [u8] },
+    /// Index 3: [`DataMsg::Ack`](super::DataMsg::Ack).
+    Ack { ack_id: u64 },
+    /// Index 4: [`DataMsg::Rejected`](super::DataMsg::Rejected).
+    Rejected { request_id: u64, reason: Rejection },
+    /// Index 5: [`DataMsg::Canceled`](super::DataMsg::Canceled).
+    Canceled { request_id: u64 },
+}
+
+/// Decodes a verified sealed payload, borrowing from it; accepts and
+/// rejects exactly what [`decode_envelope`](super::decode_envelope) does.
+///
+/// # Errors
+/// As [`decode_envelope`](super::decode_envelope).
+pub fn decode_envelope_ref(payload: &[u8]) -> Result<EnvelopeRef<'_>, CodecError> {
+    decode_exact(payload)
+}
+
+/// The requests of the data plane, from borrowed parts: encodes exactly as
+/// the [`DataMsg`](super::DataMsg) variant of the same name.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[allow(missing_docs)] // Each field is documented on `DataMsg`.
+pub enum DataOut<'a> {
+    /// Index 0: [`DataMsg::Tell`](super::DataMsg::Tell).
+    Tell {
+        registry: &'a str,
+        shard: u32,
+        epoch: u64,
+        key: &'a str,
+        #[serde(serialize_with = "as_bytes")]
+        payload: &'a [u8],
+        ack_id: Option<u64>,
+    },
+    /// Index 1: [`DataMsg::Ask`](super::DataMsg::Ask).
+    Ask {
+        request_id: u64,
+        registry: &'a str,
+        shard: u32,
+        epoch: u64,
+        key: &'a str,
+        #[serde(serialize_with = "as_bytes")]
+        payload: &'a [u8],
+    },
+}
+
+/// [`Envelope`]'s layout for a [`DataOut`].
+#[derive(Serialize)]
+enum EnvelopeOut<'a> {
+    /// Never built: it keeps `Data` at index 1, as in [`Envelope`].
+    #[allow(dead_code)]
+    Control(()),
+    Data(DataOut<'a>),
+}
+
+/// The same bytes as a `Vec<u8>` payload (length, then the bytes), in one copy.
+fn as_bytes<S: Serializer>(bytes: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bytes(bytes)
+}
+
+/// [`Envelope::Data`] and [`DataMsg::Reply`](super::DataMsg::Reply): the
+/// variant indexes that open a reply's envelope.
+const REPLY_PREFIX: [u8; 2] = [1, 2];
+
+/// One sealed frame under construction (see the module docs): the sealed
+/// header's room, the envelope, and capacity for the MAC.
+#[derive(Debug)]
+pub struct OutFrame {
+    buf: Vec<u8>,
+}
+
+impl OutFrame {
+    /// An empty frame with room for an envelope of `envelope` bytes.
+    fn with_capacity(envelope: usize) -> OutFrame {
+        let mut buf = Vec::with_capacity(envelope.saturating_add(SEALED_OVERHEAD));
+        buf.resize(SEALED_HEADER_LEN, 0);
+        OutFrame { buf }
+    }
+
+    /// The frame of any envelope.
+    ///
+    /// # Errors
+    /// [`CodecError::Postcard`] if postcard cannot encode it (not expected).
+    pub fn envelope(env: &Envelope) -> Result<OutFrame, CodecError> {
+        let mut frame = OutFrame::with_capacity(postcard::experimental::serialized_size(env)?);
+        append_postcard(env, &mut frame.buf)?;
+        Ok(frame)
+    }
+
+    /// The frame of a request, encoded from borrowed parts.
+    ///
+    /// # Errors
+    /// As [`envelope`](Self::envelope).
+    pub fn data(msg: DataOut<'_>) -> Result<OutFrame, CodecError> {
+        let env = EnvelopeOut::Data(msg);
+        let mut frame = OutFrame::with_capacity(postcard::experimental::serialized_size(&env)?);
+        append_postcard(&env, &mut frame.buf)?;
+        Ok(frame)
+    }
+
+    /// The frame of a [`DataMsg::Reply`](super::DataMsg::Reply) whose
+    /// payload is `postcard(reply)`, encoded straight from `reply`.
+    ///
+    /// # Errors
+    /// [`CodecError::Postcard`] if postcard cannot encode `reply` (a
+    /// `Serialize` impl that fails, say).
+    pub fn reply<R: Serialize + ?Sized>(request_id: u64, reply: &R) -> Result<OutFrame, CodecError> {
+        let len = postcard::experimental::serialized_size(reply)?;
+        // Two varints of at most 10 bytes each.
+        let mut frame = OutFrame::with_capacity(REPLY_PREFIX.len() + 20 + len);
+        frame.buf.extend_from_slice(&REPLY_PREFIX);
+        put_varint(request_id, &mut frame.buf);
+        put_varint(len as u64, &mut frame.buf);
+        let start = frame.buf.len();
+        append_postcard(reply, &mut frame.buf)?;
+        if frame.buf.len() - start != len {
+            // The value encoded differently twice: its length prefix would lie.
+            return Err(CodecError::Postcard(super::PostcardErrorKind::Serialize));
+        }
+        Ok(frame)
+    }
+
+    /// The encoded envelope (what gets sealed).
+    pub fn envelope_bytes(&self) -> &[u8] {
+        self.buf.get(SEALED_HEADER_LEN..).unwrap_or_default()
+    }
+
+    /// The buffer, for the sealer: `SEALED_HEADER_LEN` bytes of room for
+    /// the header, then the envelope.
+    pub(crate) fn into_buf(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+/// Appends `v` as postcard's varint (LEB128: 7 bits per byte, low first,
+/// the high bit set on every byte but the last).
+fn put_varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::super::{DataMsg, decode_envelope, encode_envelope};
+    use super::*;
+    use crate::wire::arb;
+
+    fn owned(env: &EnvelopeRef<'_>) -> Envelope {
+        match env {
+            EnvelopeRef::Control(c) => Envelope::Control(c.clone()),
+            EnvelopeRef::Data(d) => Envelope::Data(match *d {
+                DataRef::Tell { registry, shard, epoch, key, payload, ack_id } => DataMsg::Tell {
+                    registry: registry.into(),
+                    shard,
+                    epoch,
+                    key: key.into(),
+                    payload: payload.to_vec(),
+                    ack_id,
+                },
+                DataRef::Ask { request_id, registry, shard, epoch, key, payload } => DataMsg::Ask {
+                    request_id,
+                    registry: registry.into(),
+                    shard,
+                    epoch,
+                    key: key.into(),
+                    payload: payload.to_vec(),
+                },
+                DataRef::Reply { request_id, payload } => DataMsg::Reply { request_id, payload: payload.to_vec() },
+                DataRef::Ack { ack_id } => DataMsg::Ack { ack_id },
+                DataRef::Rejected { request_id, ref reason } => {
+                    DataMsg::Rejected { request_id, reason: reason.clone() }
+                }
+                DataRef::Canceled { request_id } => DataMsg::Canceled { request_id },
+            }),
+        }
+    }
+
+    fn owned_bytes(env: &Envelope) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_envelope(env, &mut out).expect("encodable");
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn borrowed_decoding_agrees_with_owned_decoding(env in arb::envelope()) {
+            let bytes = owned_bytes(&env);
+            let decoded = decode_envelope_ref(&bytes).expect("decodes");
+            prop_assert_eq!(owned(&decoded), env);
+        }
+
+        #[test]
+        fn borrowed_decoding_accepts_exactly_what_owned_decoding_accepts(
+            bytes in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let by_ref = decode_envelope_ref(&bytes).map(|e| owned(&e));
+            prop_assert_eq!(by_ref, decode_envelope(&bytes));
+        }
+
+        #[test]
+        fn out_frames_encode_like_the_owned_messages(
+            request_id in any::<u64>(),
+            registry in ".{0,12}",
+            shard in any::<u32>(),
+            epoch in any::<u64>(),
+            key in ".{0,12}",
+            payload in proptest::collection::vec(any::<u8>(), 0..300),
+            ack_id in any::<Option<u64>>(),
+        ) {
+            let ask = OutFrame::data(DataOut::Ask {
+                request_id, registry: &registry, shard, epoch, key: &key, payload: &payload,
+            }).expect("encodes");
+            let owned_ask = Envelope::Data(DataMsg::Ask {
+                request_id, registry: registry.clone(), shard, epoch, key: key.clone(), payload: payload.clone(),
+            });
+            prop_assert_eq!(ask.envelope_bytes(), &owned_bytes(&owned_ask)[..]);
+            let tell = OutFrame::data(DataOut::Tell {
+                registry: &registry, shard, epoch, key: &key, payload: &payload, ack_id,
+            }).expect("encodes");
+            let owned_tell = Envelope::Data(DataMsg::Tell { registry, shard, epoch, key, payload, ack_id });
+            prop_assert_eq!(tell.envelope_bytes(), &owned_bytes(&owned_tell)[..]);
+        }
+
+        #[test]
+        fn reply_frames_encode_like_the_owned_reply(request_id in any::<u64>(), reply in any::<(String, Vec<u32>)>()) {
+            let frame = OutFrame::reply(request_id, &reply).expect("encodes");
+            let payload = postcard::to_allocvec(&reply).expect("encodes");
+            let expected = Envelope::Data(DataMsg::Reply { request_id, payload });
+            prop_assert_eq!(frame.envelope_bytes(), &owned_bytes(&expected)[..]);
+            prop_assert_eq!(decode_envelope(frame.envelope_bytes()).expect("decodes"), expected);
+        }
+
+        #[test]
+        fn envelope_frames_hold_the_envelope_and_room_for_the_seal(env in arb::envelope()) {
+            let frame = OutFrame::envelope(&env).expect("encodes");
+            prop_assert_eq!(frame.envelope_bytes(), &owned_bytes(&env)[..]);
+            let buf = frame.into_buf();
+            prop_assert!(buf.capacity() >= buf.len() + super::super::MAC_LEN);
+        }
+    }
+}
