@@ -137,7 +137,8 @@ fn rpc(rt: &Runtime, sz: Sizes) -> f64 {
 
 /// Not a section of the default run: `profile` (only when named) drives
 /// one side's 64-asker pipelined run for about five seconds, for `perf`;
-/// `AXACTOR_BENCH_SIDE=raw` profiles the raw echo instead of the cluster.
+/// `AXACTOR_BENCH_SIDE=raw` profiles the raw echo instead of the cluster,
+/// `AXACTOR_BENCH_ASKERS=n` sets the number of askers.
 fn profile(rt: &Runtime, sz: Sizes) {
     let cluster = on_worker(rt, Cluster::start(&["a", "b"], Transport::Tcp));
     let key = cluster.key_owned_by("b");
@@ -150,7 +151,7 @@ fn profile(rt: &Runtime, sz: Sizes) {
     let started = std::time::Instant::now();
     let mut rates = Vec::new();
     while started.elapsed() < Duration::from_secs(5) {
-        let c = CONCURRENCY[2];
+        let c = std::env::var("AXACTOR_BENCH_ASKERS").ok().and_then(|n| n.parse().ok()).unwrap_or(CONCURRENCY[2]);
         rates.push(if raw_side {
             let m = mux.clone();
             on_worker(rt, async move { throughput(&m, c, sz.pipelined, 0).await })

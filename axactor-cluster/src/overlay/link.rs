@@ -221,12 +221,22 @@ impl LinkSender {
     /// (it is dropped) and the queue order of other frames is unaffected.
     pub async fn send(&self, frame: Bytes, priority: Priority) -> Result<(), OverlayError> {
         self.check(&frame)?;
+        // Fast path: room now (no waiter to register; `check` saw the link open).
+        if let Ok(permit) = self.queue(priority).try_reserve() {
+            self.send_reserved(permit, frame);
+            return Ok(());
+        }
         let mut watch = self.state.watch();
         let permit = tokio::select! {
             biased;
             () = watch.reached(Phase::Closing) => return Err(OverlayError::Closed),
             r = self.queue(priority).reserve() => r.map_err(|_| OverlayError::Closed)?,
         };
+        self.send_reserved(permit, frame);
+        Ok(())
+    }
+
+    fn send_reserved(&self, permit: mpsc::Permit<'_, Bytes>, frame: Bytes) {
         // Queued under the gate, with the driver made busy (so no frame
         // written through can overtake it).
         let _gate = self.direct.as_ref().map(|direct| {
@@ -235,7 +245,6 @@ impl LinkSender {
             gate
         });
         permit.send(frame);
-        Ok(())
     }
 
     /// As [`send`](Self::send), but on a TCP link whose driver is idle the

@@ -365,7 +365,10 @@ async fn write_loop(
     let mut watch = state.watch();
     // Created once, not per write: each creation registers and removes a waiter.
     let dead = watch.reached(Phase::Dead);
-    tokio::pin!(dead);
+    // Re-armed only after it fires (creating one per pass registers and
+    // removes a waiter under the `Notify`'s lock).
+    let woken = direct.wake.notified();
+    tokio::pin!(dead, woken);
     let mut buf = BytesMut::new();
     loop {
         // A sender's unwritten rest goes first; then whatever is queued.
@@ -394,7 +397,10 @@ async fn write_loop(
             None => {
                 let next = tokio::select! {
                     biased;
-                    () = direct.wake.notified() => continue,
+                    () = &mut woken => {
+                        woken.set(direct.wake.notified());
+                        continue;
+                    }
                     next = out.next() => next,
                 };
                 match next {

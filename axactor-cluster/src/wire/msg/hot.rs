@@ -147,8 +147,9 @@ impl OutFrame {
     /// `Serialize` impl that fails, say).
     pub fn reply<R: Serialize + ?Sized>(request_id: u64, reply: &R) -> Result<OutFrame, CodecError> {
         let len = postcard::experimental::serialized_size(reply)?;
-        // Two varints of at most 10 bytes each.
-        let mut frame = OutFrame::with_capacity(REPLY_PREFIX.len() + 20 + len);
+        // Exactly sized, so the sealed buffer becomes `Bytes` without another allocation.
+        let envelope = REPLY_PREFIX.len() + varint_len(request_id) + varint_len(len as u64) + len;
+        let mut frame = OutFrame::with_capacity(envelope);
         frame.buf.extend_from_slice(&REPLY_PREFIX);
         put_varint(request_id, &mut frame.buf);
         put_varint(len as u64, &mut frame.buf);
@@ -171,6 +172,11 @@ impl OutFrame {
     pub(crate) fn into_buf(self) -> Vec<u8> {
         self.buf
     }
+}
+
+/// The length of [`put_varint`]'s encoding of `v`.
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Appends `v` as postcard's varint (LEB128: 7 bits per byte, low first,
@@ -270,10 +276,19 @@ mod tests {
         #[test]
         fn reply_frames_encode_like_the_owned_reply(request_id in any::<u64>(), reply in any::<(String, Vec<u32>)>()) {
             let frame = OutFrame::reply(request_id, &reply).expect("encodes");
+            prop_assert_eq!(frame.buf.capacity(), frame.buf.len() + super::super::MAC_LEN, "exactly sized");
             let payload = postcard::to_allocvec(&reply).expect("encodes");
             let expected = Envelope::Data(DataMsg::Reply { request_id, payload });
             prop_assert_eq!(frame.envelope_bytes(), &owned_bytes(&expected)[..]);
             prop_assert_eq!(decode_envelope(frame.envelope_bytes()).expect("decodes"), expected);
+        }
+
+        #[test]
+        fn varint_len_is_the_encoded_length(v in any::<u64>()) {
+            let mut out = Vec::new();
+            put_varint(v, &mut out);
+            prop_assert_eq!(out.len(), varint_len(v));
+            prop_assert_eq!(out, postcard::to_allocvec(&v).expect("encodes"));
         }
 
         #[test]
