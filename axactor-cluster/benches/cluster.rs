@@ -148,6 +148,7 @@ fn profile(rt: &Runtime, sz: Sizes) {
     let addr = on_worker(rt, raw::server(frames));
     let mux = on_worker(rt, raw::Mux::connect(addr, frames));
     let before = cluster.tcp.stats();
+    let cpu_before = cpu_ticks();
     let started = std::time::Instant::now();
     let mut rates = Vec::new();
     while started.elapsed() < Duration::from_secs(5) {
@@ -166,6 +167,12 @@ fn profile(rt: &Runtime, sz: Sizes) {
         median(&rates),
         rates.len()
     );
+    let wall = started.elapsed().as_secs_f64();
+    if let (Some(a), Some(b)) = (cpu_before, cpu_ticks()) {
+        let asks = (rates.len() * sz.pipelined) as f64;
+        // Ticks are 1/100 s on Linux.
+        println!("CPU: {:.2} µs per ask, {:.2} CPUs busy", (b - a) as f64 * 1e4 / asks, (b - a) as f64 / 100.0 / wall);
+    }
     let after = cluster.tcp.stats();
     let (frames, writes) = (after.frames_sent - before.frames_sent, after.write_batches - before.write_batches);
     println!(
@@ -173,6 +180,17 @@ fn profile(rt: &Runtime, sz: Sizes) {
         frames as f64 / writes.max(1) as f64
     );
     cluster.kill_all();
+}
+
+/// User plus system CPU time of this process so far, in clock ticks
+/// (Linux `/proc/self/stat`), if known.
+fn cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let mut rest = stat.rsplit_once(')')?.1.split_whitespace();
+    let utime: u64 = rest.nth(11)?.parse().ok()?;
+    let stime: u64 = rest.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// Section 2.

@@ -54,6 +54,15 @@ impl<A: RemoteActor> std::fmt::Debug for Route<A> {
     }
 }
 
+/// How an attempt finds the shard's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// The owner cache, as of this instant (the request's start).
+    Cached(Instant),
+    /// The lease store (a retry after a definite failure).
+    Fresh,
+}
+
 /// What one remote attempt asks for.
 enum Kind {
     Ask,
@@ -117,7 +126,8 @@ impl<A: RemoteActor> Route<A> {
 
     pub(crate) async fn tell(&self, h: &RemoteHandle<A>, tell: TellOf<A>, wait: bool) -> Result<(), RemoteError> {
         self.check_running()?;
-        let deadline = Instant::now() + self.node.cfg.request_timeout;
+        let started = Instant::now();
+        let deadline = started + self.node.cfg.request_timeout;
         let tell = match self.host.local_tell(h.shard, &h.key, tell, wait.then_some(deadline)).await {
             Local::Done(r) => return r.map_err(|r| map_rejection(&r)),
             Local::NotHere(t) => t,
@@ -125,9 +135,9 @@ impl<A: RemoteActor> Route<A> {
         let payload = encode_payload(&tell)?;
         drop(tell);
         if wait {
-            self.request(h, Kind::TellAck, payload, deadline).await.map(|_| ())
+            self.request(h, Kind::TellAck, payload, started, deadline).await.map(|_| ())
         } else {
-            self.send_unacked(h, payload, deadline).await
+            self.send_unacked(h, payload, started, deadline).await
         }
     }
 
@@ -138,14 +148,15 @@ impl<A: RemoteActor> Route<A> {
         timeout: Option<Duration>,
     ) -> Result<ReplyOf<A>, RemoteError> {
         self.check_running()?;
-        let deadline = Instant::now() + timeout.unwrap_or(self.node.cfg.request_timeout);
+        let started = Instant::now();
+        let deadline = started + timeout.unwrap_or(self.node.cfg.request_timeout);
         let ask = match self.host.local_ask(h.shard, &h.key, ask, deadline).await {
             Local::Done(r) => return self.await_local(r, deadline).await,
             Local::NotHere(a) => a,
         };
         let payload = encode_payload(&ask)?;
         drop(ask);
-        let bytes = self.request(h, Kind::Ask, payload, deadline).await?;
+        let bytes = self.request(h, Kind::Ask, payload, started, deadline).await?;
         postcard::from_bytes(&bytes).map_err(|_| RemoteError::Codec)
     }
 
@@ -162,10 +173,12 @@ impl<A: RemoteActor> Route<A> {
         }
     }
 
-    /// The shard's owner: from the cache, or the store when `fresh` or missing.
-    async fn owner(&self, shard: u32, fresh: bool) -> Result<(SessionId, Epoch), RemoteError> {
+    /// The shard's owner: from the cache, or the store when `Fresh` or missing.
+    async fn owner(&self, shard: u32, lookup: Lookup) -> Result<(SessionId, Epoch), RemoteError> {
         let registry = self.host.registry();
-        if !fresh && let Some(hit) = self.node.cached_owner(registry, shard) {
+        if let Lookup::Cached(now) = lookup
+            && let Some(hit) = self.node.cached_owner(registry, shard, now)
+        {
             return Ok(hit);
         }
         let name = lease_name(registry, shard);
@@ -188,8 +201,8 @@ impl<A: RemoteActor> Route<A> {
     }
 
     /// The shard's owner and the connection to its session.
-    async fn owner_link(&self, shard: u32, fresh: bool) -> Result<(PeerLink, SessionId, Epoch), RemoteError> {
-        let (holder, epoch) = self.owner(shard, fresh).await?;
+    async fn owner_link(&self, shard: u32, lookup: Lookup) -> Result<(PeerLink, SessionId, Epoch), RemoteError> {
+        let (holder, epoch) = self.owner(shard, lookup).await?;
         if holder == self.node.session {
             // The store says ours, but this node does not (or no longer) use it.
             return Err(RemoteError::NoOwner);
@@ -201,29 +214,31 @@ impl<A: RemoteActor> Route<A> {
         Ok((link, holder, epoch))
     }
 
-    /// Runs `attempt(fresh)` until a result, a failure `retry` refuses, the
-    /// deadline or [`MAX_ATTEMPTS`]; `fresh` asks for a re-read of the owner.
+    /// Runs `attempt(lookup)` until a result, a failure `retry` refuses, the
+    /// deadline or [`MAX_ATTEMPTS`]; the first attempt may use the owner
+    /// cache (as of `started`), every retry re-reads the owner.
     async fn with_retries<T, F, Fut>(
         &self,
         key: &str,
+        started: Instant,
         deadline: Instant,
         retry: impl Fn(&RemoteError) -> bool,
         mut attempt: F,
     ) -> Result<T, RemoteError>
     where
-        F: FnMut(bool) -> Fut,
+        F: FnMut(Lookup) -> Fut,
         Fut: std::future::Future<Output = Result<T, RemoteError>>,
     {
-        let mut fresh = false;
+        let mut lookup = Lookup::Cached(started);
         let mut n = 0;
         loop {
-            let err = match attempt(fresh).await {
+            let err = match attempt(lookup).await {
                 Ok(v) => return Ok(v),
                 Err(e) if !retry(&e) => return Err(e),
                 Err(e) => e,
             };
             n += 1;
-            fresh = true;
+            lookup = Lookup::Fresh;
             let next = Instant::now() + retry_delay(n);
             if n >= MAX_ATTEMPTS || next >= deadline || self.node.is_stopping() {
                 return Err(err);
@@ -238,12 +253,14 @@ impl<A: RemoteActor> Route<A> {
         h: &RemoteHandle<A>,
         kind: Kind,
         payload: Vec<u8>,
+        started: Instant,
         deadline: Instant,
     ) -> Result<Bytes, RemoteError> {
         let (kind, payload) = (&kind, &payload[..]);
         // `Overloaded` is not retried here: see the module docs.
         let retry = |e: &RemoteError| retryable(e) && *e != RemoteError::Overloaded;
-        self.with_retries(&h.key, deadline, retry, |fresh| self.attempt(h, kind, payload, deadline, fresh)).await
+        self.with_retries(&h.key, started, deadline, retry, |lookup| self.attempt(h, kind, payload, deadline, lookup))
+            .await
     }
 
     async fn attempt(
@@ -252,13 +269,14 @@ impl<A: RemoteActor> Route<A> {
         kind: &Kind,
         payload: &[u8],
         deadline: Instant,
-        fresh: bool,
+        lookup: Lookup,
     ) -> Result<Bytes, RemoteError> {
-        // The shard may have moved here since the first try.
-        if self.host.usable(h.shard) {
+        // The shard may have moved here since the first try (which the
+        // caller's local path has just checked).
+        if lookup == Lookup::Fresh && self.host.usable(h.shard) {
             return self.local_from_bytes(h, kind, payload, deadline).await;
         }
-        let (link, _, epoch) = self.owner_link(h.shard, fresh).await?;
+        let (link, _, epoch) = self.owner_link(h.shard, lookup).await?;
         let (request_id, rx) = self.node.register_pending(link.conn)?;
         let (registry, shard, epoch, key) = (self.registry(), h.shard, epoch.0, &*h.key);
         let msg = match kind {
@@ -341,20 +359,26 @@ impl<A: RemoteActor> Route<A> {
 
     /// A tell without acknowledgement: resolved and queued on the owner's
     /// connection; retried only while it could not be queued at all.
-    async fn send_unacked(&self, h: &RemoteHandle<A>, payload: Vec<u8>, deadline: Instant) -> Result<(), RemoteError> {
+    async fn send_unacked(
+        &self,
+        h: &RemoteHandle<A>,
+        payload: Vec<u8>,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<(), RemoteError> {
         let payload = &payload[..];
-        self.with_retries(&h.key, deadline, retryable, |fresh| self.try_unacked(h, payload, fresh)).await
+        self.with_retries(&h.key, started, deadline, retryable, |lookup| self.try_unacked(h, payload, lookup)).await
     }
 
-    async fn try_unacked(&self, h: &RemoteHandle<A>, payload: &[u8], fresh: bool) -> Result<(), RemoteError> {
-        if self.host.usable(h.shard) {
+    async fn try_unacked(&self, h: &RemoteHandle<A>, payload: &[u8], lookup: Lookup) -> Result<(), RemoteError> {
+        if lookup == Lookup::Fresh && self.host.usable(h.shard) {
             let tell: TellOf<A> = postcard::from_bytes(payload).map_err(|_| RemoteError::Codec)?;
             return match self.host.local_tell(h.shard, &h.key, tell, None).await {
                 Local::Done(r) => r.map_err(|r| map_rejection(&r)),
                 Local::NotHere(_) => Err(RemoteError::NotOwner),
             };
         }
-        let (link, _, epoch) = self.owner_link(h.shard, fresh).await?;
+        let (link, _, epoch) = self.owner_link(h.shard, lookup).await?;
         let msg = DataOut::Tell {
             registry: self.registry(),
             shard: h.shard,
@@ -373,9 +397,11 @@ impl<A: RemoteActor> Route<A> {
     pub(crate) async fn monitor(&self, h: &RemoteHandle<A>) -> Result<mpsc::Receiver<DownEvent>, RemoteError> {
         self.check_running()?;
         let (tx, rx) = mpsc::channel(1);
-        let deadline = Instant::now() + self.node.cfg.request_timeout;
+        let started = Instant::now();
+        let deadline = started + self.node.cfg.request_timeout;
         let tx = &tx;
-        self.with_retries(&h.key, deadline, retryable, |fresh| self.try_monitor(h, tx.clone(), fresh)).await?;
+        self.with_retries(&h.key, started, deadline, retryable, |lookup| self.try_monitor(h, tx.clone(), lookup))
+            .await?;
         Ok(rx)
     }
 
@@ -384,7 +410,7 @@ impl<A: RemoteActor> Route<A> {
         &self,
         h: &RemoteHandle<A>,
         tx: mpsc::Sender<DownEvent>,
-        fresh: bool,
+        lookup: Lookup,
     ) -> Result<(), RemoteError> {
         if self.host.usable(h.shard) {
             let watch = tx.clone();
@@ -402,7 +428,7 @@ impl<A: RemoteActor> Route<A> {
             }
             return Ok(());
         }
-        let (link, holder, epoch) = self.owner_link(h.shard, fresh).await?;
+        let (link, holder, epoch) = self.owner_link(h.shard, lookup).await?;
         let registry = self.registry().to_string();
         let request_id =
             self.node.register_monitor(&link, registry.clone(), h.key.to_string(), h.shard, holder, epoch, tx)?;

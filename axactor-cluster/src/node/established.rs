@@ -76,6 +76,11 @@ pub const OWED_RESPONSE_CAPACITY: usize = 16_384;
 /// flight before it writes through (latency mode) instead of letting the
 /// link's connection task batch (throughput mode).
 const CALM_FRAMES: u32 = 8;
+/// Items the writer takes in a row without waiting (see `write_loop`).
+const WRITE_BATCH: usize = 64;
+/// Frames the reader handles in a row once one has arrived (those already
+/// received), before it checks its other events again.
+const READ_BATCH: usize = 64;
 /// How long a gracefully closing connection waits for the peer's end.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -235,10 +240,25 @@ async fn write_loop(node: Arc<Shared>, conn: ConnId, mut sealer: Sealer, tx: Lin
     // Lone exchanges in a row (see below), and whether frames were fed
     // since the last flush.
     let (mut calm, mut fed) = (0u32, false);
+    // Items taken in a row by the fast path below.
+    let mut in_a_row = 0usize;
     loop {
+        // Fast path: take what is ready without registering wake-ups, in the
+        // order the select below would; every `WRITE_BATCH` items the select
+        // runs anyway (its receives count against the task's budget, so a
+        // busy writer still yields).
+        in_a_row += 1;
+        let ready = if in_a_row < WRITE_BATCH {
+            take_ready(&mut control, &mut data, replies, &mut replies_first)
+        } else {
+            None
+        };
         // Exactly one of the two reply branches is enabled, so the replies
         // are polled (and their wake-ups registered) on every pass.
-        let next = {
+        let next = if ready.is_some() {
+            ready
+        } else {
+            in_a_row = 0;
             let next = async {
                 tokio::select! {
                     biased;
@@ -336,6 +356,28 @@ enum Item {
     Data(Outbound),
 }
 
+/// What the writer's select would take now, in its order, without waiting
+/// or registering wake-ups.
+fn take_ready(
+    control: &mut mpsc::Receiver<ControlMsg>,
+    data: &mut mpsc::Receiver<Outbound>,
+    replies: &Mutex<Replies>,
+    replies_first: &mut bool,
+) -> Option<Item> {
+    if let Ok(msg) = control.try_recv() {
+        return Some(Item::Control(msg));
+    }
+    if *replies_first && let Some(out) = replies.lock().try_next() {
+        *replies_first = false;
+        return Some(Item::Data(out));
+    }
+    if let Ok(out) = data.try_recv() {
+        *replies_first = true;
+        return Some(Item::Data(out));
+    }
+    replies.lock().try_next().map(Item::Data)
+}
+
 /// A reply that has completed already, without waiting for one.
 async fn ready_reply(replies: &Mutex<Replies>) -> Option<Outbound> {
     poll_fn(|cx| match replies.lock().poll_next(cx) {
@@ -428,17 +470,36 @@ impl Reader<'_> {
                         tracing::debug!("link ended");
                         return End::Abrupt;
                     };
-                    match self.on_frame(&body) {
-                        Ok(Flow::Continue) => {}
-                        Ok(Flow::Goodbye) => return End::Graceful,
-                        Err(label) => {
-                            node.counters.frame_rejected(label);
-                            tracing::debug!(reason = label, "bad frame; closing");
-                            self.tx.close();
-                            return End::Abrupt;
+                    // One clock read per batch of frames.
+                    let now = node.now_ms();
+                    self.stats.last_seen_ms.store(now, Ordering::Relaxed);
+                    if let Some(end) = self.handle(&body, now) {
+                        return end;
+                    }
+                    // Frames already received are handled in a row, without
+                    // the pass through the branches above (and their wake-up
+                    // registrations) for each.
+                    for _ in 1..READ_BATCH {
+                        let Some(body) = rx.try_recv() else { break };
+                        if let Some(end) = self.handle(&body, now) {
+                            return end;
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Handles one frame received at `now` (ms); `Some` if the connection ends with it.
+    fn handle(&mut self, frame: &Bytes, now: u64) -> Option<End> {
+        match self.on_frame(frame, now) {
+            Ok(Flow::Continue) => None,
+            Ok(Flow::Goodbye) => Some(End::Graceful),
+            Err(label) => {
+                self.node.counters.frame_rejected(label);
+                tracing::debug!(reason = label, "bad frame; closing");
+                self.tx.close();
+                Some(End::Abrupt)
             }
         }
     }
@@ -518,15 +579,13 @@ impl Reader<'_> {
         }
     }
 
-    fn on_frame(&mut self, frame: &Bytes) -> Result<Flow, &'static str> {
+    fn on_frame(&mut self, frame: &Bytes, now: u64) -> Result<Flow, &'static str> {
         let (seq, payload, mac) = match decode_body(frame).map_err(|e| codec_label(&e))? {
             Body::Sealed { seq, payload, mac } => (seq, payload, mac),
             _ => return Err("handshake_after_auth"),
         };
         self.opener.open_parts(seq, payload, mac).map_err(|e| e.label())?;
         let env = decode_envelope_ref(payload).map_err(|e| codec_label(&e))?;
-        let now = self.node.now_ms();
-        self.stats.last_seen_ms.store(now, Ordering::Relaxed);
         match env {
             EnvelopeRef::Control(msg) => self.on_control(msg, now),
             EnvelopeRef::Data(msg) => {

@@ -148,25 +148,42 @@ impl Replies {
     /// with the task registered for the next completion.
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outbound>> {
         if self.done.is_empty() {
-            {
-                let mut inner = self.ready.inner.lock();
-                if !inner.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
-                    inner.task = Some(cx.waker().clone());
-                }
-                std::mem::swap(&mut inner.slots, &mut self.batch);
-            }
-            let mut batch = std::mem::take(&mut self.batch);
-            for &index in &batch {
-                self.poll_slot(index);
-            }
-            batch.clear();
-            self.batch = batch;
+            self.poll_ready(Some(cx));
         }
         match self.done.pop_front() {
             Some((msg, _permit)) => Poll::Ready(Some(msg)),
             None if self.closed => Poll::Ready(None),
             None => Poll::Pending,
         }
+    }
+
+    /// A completed reply if there is one now, without registering the task
+    /// for the next completion (the writer's fast path; it goes through
+    /// [`poll_next`](Self::poll_next) before it waits).
+    pub(crate) fn try_next(&mut self) -> Option<Outbound> {
+        if self.done.is_empty() {
+            self.poll_ready(None);
+        }
+        self.done.pop_front().map(|(msg, _permit)| msg)
+    }
+
+    /// Polls the slots on the ready list; registers `cx`'s task first, if given.
+    fn poll_ready(&mut self, cx: Option<&mut Context<'_>>) {
+        {
+            let mut inner = self.ready.inner.lock();
+            if let Some(cx) = cx
+                && !inner.task.as_ref().is_some_and(|t| t.will_wake(cx.waker()))
+            {
+                inner.task = Some(cx.waker().clone());
+            }
+            std::mem::swap(&mut inner.slots, &mut self.batch);
+        }
+        let mut batch = std::mem::take(&mut self.batch);
+        for &index in &batch {
+            self.poll_slot(index);
+        }
+        batch.clear();
+        self.batch = batch;
     }
 
     /// Whether no reply is pending or waiting to be taken.

@@ -227,10 +227,11 @@ impl Shared {
         }
     }
 
-    pub(crate) fn cached_owner(&self, registry: &str, shard: u32) -> Option<(SessionId, Epoch)> {
+    /// The cached owner of a shard, if cached less than `renew_interval` before `now`.
+    pub(crate) fn cached_owner(&self, registry: &str, shard: u32, now: Instant) -> Option<(SessionId, Epoch)> {
         let owners = self.routing.owners.lock();
         let o = owners.get(registry)?.get(&shard)?;
-        (o.at.elapsed() < self.cfg.renew_interval).then(|| (o.holder.clone(), o.epoch))
+        (now.saturating_duration_since(o.at) < self.cfg.renew_interval).then(|| (o.holder.clone(), o.epoch))
     }
 
     /// Caches an owner, unless a newer epoch is already known. Only hosted

@@ -312,6 +312,12 @@ impl LinkReceiver {
         self.rx.recv().await
     }
 
+    /// A frame already received, without waiting; `None` if there is none
+    /// right now (or the link has ended: [`recv`](Self::recv) tells which).
+    pub(crate) fn try_recv(&mut self) -> Option<Bytes> {
+        self.rx.try_recv().ok()
+    }
+
     /// Sets the largest frame the peer may send from now on (frames whose
     /// length has not been read yet), clamped to the overlay's
     /// `max_frame_bytes`. A larger frame closes the link. The node uses a
