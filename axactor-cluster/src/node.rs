@@ -316,7 +316,7 @@ impl ClusterNode {
                 host.kill_shard(shard, axactor::ExitReason::Killed);
             }
         }
-        shared.stop.send_replace(true);
+        shared.begin_stop();
         shared.abort_tasks();
         tracing::info!(node = %shared.id, "cluster node killed (test hook)");
     }
@@ -344,7 +344,7 @@ impl ClusterNode {
             }
         }
         shared.system.shutdown_graceful(Duration::from_secs(1)).await;
-        shared.stop.send_replace(true);
+        shared.begin_stop();
         let removal = shared.store.remove_member(&shared.session);
         match tokio::time::timeout(shared.cfg.request_timeout, removal).await {
             Ok(Ok(())) => {}

@@ -51,7 +51,7 @@ use tracing::Instrument;
 
 use super::inspect::{bump, codec_label};
 use super::replies::Replies;
-use super::routing::{OutKind, Outbound, Response};
+use super::routing::{OutKind, Outbound, PeerQueues, Response};
 use super::shared::{PeerHandle, PeerStats, Shared};
 use super::table::{Admit, ConnId, Entry, PeerDirection};
 use crate::handshake::Established;
@@ -108,8 +108,11 @@ pub(crate) async fn run(
     let stats = Arc::new(PeerStats::new(node.now_ms()));
     let conn = node.next_conn();
     let peer = est.peer;
-    let handle =
-        PeerHandle { close: close_tx, stats: Arc::clone(&stats), data: data_tx.clone(), control: control_tx.clone() };
+    let handle = PeerHandle {
+        close: close_tx,
+        stats: Arc::clone(&stats),
+        queues: Arc::new(PeerQueues { data: data_tx.clone(), control: control_tx.clone() }),
+    };
     let entry = Entry { conn, session: peer.clone(), direction, version: est.version, handle };
     let admitted = admit(&node, entry);
     if let Some(name) = &dialled {

@@ -81,12 +81,28 @@ pub(crate) enum OutKind {
     Other,
 }
 
-/// The queues of one authenticated connection.
+/// The queues of one authenticated connection (to its writer).
+#[derive(Debug)]
+pub(crate) struct PeerQueues {
+    pub(crate) data: mpsc::Sender<Outbound>,
+    pub(crate) control: mpsc::Sender<ControlMsg>,
+}
+
+/// One authenticated connection, as a request uses it: its id and its
+/// queues (one shared handle: cloning two senders per request made every
+/// request touch four shared counters).
 #[derive(Debug, Clone)]
 pub(crate) struct PeerLink {
     pub(crate) conn: ConnId,
-    pub(crate) data: mpsc::Sender<Outbound>,
-    pub(crate) control: mpsc::Sender<ControlMsg>,
+    queues: Arc<PeerQueues>,
+}
+
+impl std::ops::Deref for PeerLink {
+    type Target = PeerQueues;
+
+    fn deref(&self) -> &PeerQueues {
+        &self.queues
+    }
 }
 
 impl Shared {
@@ -94,11 +110,7 @@ impl Shared {
     pub(crate) fn connection(&self, session: &SessionId) -> Option<PeerLink> {
         let table = self.table.lock();
         let e = table.get(&session.node)?;
-        (e.session == *session).then(|| PeerLink {
-            conn: e.conn,
-            data: e.handle.data.clone(),
-            control: e.handle.control.clone(),
-        })
+        (e.session == *session).then(|| PeerLink { conn: e.conn, queues: Arc::clone(&e.handle.queues) })
     }
 
     /// Asks the membership loop to look for new peers now.
@@ -313,7 +325,7 @@ impl Shared {
     /// Queues `msg` on every connection's control queue.
     pub(crate) fn broadcast_control(&self, msg: &ControlMsg) {
         for e in self.table.lock().iter() {
-            if e.handle.control.try_send(msg.clone()).is_err() {
+            if e.handle.queues.control.try_send(msg.clone()).is_err() {
                 self.counters.dropped("control_queue_full");
             }
         }

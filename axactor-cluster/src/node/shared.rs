@@ -22,7 +22,6 @@ use crate::host::HostedRegistry;
 use crate::id::{NodeId, SessionId};
 use crate::lease::LeaseStore;
 use crate::overlay::ClusterOverlay;
-use crate::wire::ControlMsg;
 
 /// What the node keeps per authenticated connection.
 #[derive(Debug)]
@@ -31,10 +30,8 @@ pub(crate) struct PeerHandle {
     pub(crate) close: watch::Sender<bool>,
     /// Liveness statistics, written by the connection's reader.
     pub(crate) stats: Arc<PeerStats>,
-    /// The connection's bounded data queue (to its writer).
-    pub(crate) data: mpsc::Sender<super::routing::Outbound>,
-    /// The connection's bounded control queue (to its writer).
-    pub(crate) control: mpsc::Sender<ControlMsg>,
+    /// The connection's queues (to its writer), shared with requests in flight.
+    pub(crate) queues: Arc<super::routing::PeerQueues>,
 }
 
 /// Liveness of one connection, in milliseconds of the node's clock.
@@ -91,6 +88,8 @@ pub(crate) struct Shared {
     pub(crate) handshakes: Arc<Semaphore>,
     /// `true` once shutdown has begun.
     pub(crate) stop: watch::Sender<bool>,
+    /// Mirrors `stop` (set first), for the hot paths.
+    stopping: AtomicBool,
     pub(crate) renewal_paused: AtomicBool,
     /// The local actor system activations run in.
     pub(crate) system: Arc<axactor::System>,
@@ -139,6 +138,7 @@ impl Shared {
             dials: Mutex::new(BTreeMap::new()),
             counters: LiveCounters::default(),
             stop: watch::Sender::new(false),
+            stopping: AtomicBool::new(false),
             renewal_paused: AtomicBool::new(false),
             system: Arc::new(axactor::System::new()),
             hosts: RwLock::new(BTreeMap::new()),
@@ -165,7 +165,15 @@ impl Shared {
     }
 
     pub(crate) fn is_stopping(&self) -> bool {
-        *self.stop.borrow()
+        // Read on every request: an atomic, not the watch's lock.
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Starts the node's stop: `is_stopping` from now on, and every task
+    /// watching `stop` is told.
+    pub(crate) fn begin_stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.stop.send_replace(true);
     }
 
     /// Spawns a task that `shutdown` waits for (and aborts after its bound).
