@@ -55,6 +55,8 @@ use crate::wire::frame::{FrameDecoder, FrameError, LEN_PREFIX, encode_frame};
 
 /// Most frames written by one `write_all`.
 pub(crate) const BATCH_MAX_FRAMES: usize = 64;
+/// A smaller batch waits for one turn of the scheduler before it is written.
+const YIELD_BELOW_FRAMES: usize = 8;
 /// A batch stops growing once it holds this many bytes.
 pub(crate) const BATCH_MAX_BYTES: usize = 64 * 1024;
 /// Bytes read at a time while no large frame is pending.
@@ -431,9 +433,17 @@ async fn write_loop(
                 }
             }
         };
-        let frames = encode_batch(first, &mut out, &mut buf, params);
+        let mut frames = encode_batch(first, &mut out, &mut buf, params);
         if frames == 0 {
             continue;
+        }
+        if frames < YIELD_BELOW_FRAMES {
+            // A small batch under load: let the senders add to it first.
+            tokio::task::yield_now().await;
+            while frames < BATCH_MAX_FRAMES && buf.len() < BATCH_MAX_BYTES {
+                let Some(more) = out.try_next() else { break };
+                frames += encode_batch(more, &mut out, &mut buf, params);
+            }
         }
         let written = tokio::select! {
             biased;
