@@ -1,5 +1,9 @@
 //! The TCP connection task: one per link, running a reader, a writer and a
-//! close deadline side by side (`join!` in one task, over one shared socket).
+//! close deadline side by side (`join!` in one task). The socket is split:
+//! the reader owns the read half (read through `AsyncRead`, which also
+//! clears the socket's readiness after a short read, sparing a `WouldBlock`
+//! read per wake-up); the write half is shared by the writer and the
+//! link's senders (write-through).
 //!
 //! - Write-through ([`Direct`]): while the writer is idle (both queues
 //!   empty, nothing being written), frames given to `LinkSender::feed` are
@@ -39,13 +43,14 @@ use std::future::poll_fn;
 use std::io;
 use std::net::Shutdown;
 use std::sync::Arc;
-use std::task::{Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::{Mutex, MutexGuard};
 use socket2::SockRef;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 
 use super::Link;
@@ -82,7 +87,11 @@ pub(crate) struct ConnParams {
 /// Spawns the task of a connected socket and returns its link.
 pub(crate) fn spawn(stream: TcpStream, params: ConnParams) -> Link {
     let state = LinkState::new();
-    let stream = Arc::new(stream);
+    // The read half is the reader's own (`AsyncRead`, which also clears the
+    // socket's readiness after a short read, saving a `WouldBlock` read per
+    // wake-up); the write half is shared by the writer and the senders.
+    let (rd, wr) = stream.into_split();
+    let stream = Arc::new(wr);
     let direct = Arc::new(Direct {
         gate: Mutex::new(Gate {
             stream: Some(Arc::clone(&stream)),
@@ -98,7 +107,7 @@ pub(crate) fn spawn(stream: TcpStream, params: ConnParams) -> Link {
     let limit = FrameLimit::new(params.initial_max_frame_bytes, params.max_frame_bytes);
     let (inbound, rx) = link::inbound(params.queue_frames, limit.clone());
     let remote = params.remote.clone();
-    tokio::spawn(run(stream, direct, out, inbound, state, limit, params));
+    tokio::spawn(run(rd, stream, direct, out, inbound, state, limit, params));
     Link { tx, rx, remote }
 }
 
@@ -116,7 +125,7 @@ pub(crate) struct Direct {
 #[derive(Debug)]
 pub(crate) struct Gate {
     /// `None` once the writer has ended.
-    stream: Option<Arc<TcpStream>>,
+    stream: Option<Arc<OwnedWriteHalf>>,
     /// The writer has queued frames or bytes to write (or has ended).
     busy: bool,
     /// Encoded frames fed while idle and not written yet, or (once busy)
@@ -204,7 +213,8 @@ enum WriterEnd {
 }
 
 async fn run(
-    stream: Arc<TcpStream>,
+    mut rd: OwnedReadHalf,
+    stream: Arc<OwnedWriteHalf>,
     direct: Arc<Direct>,
     out: OutQueue,
     inbound: mpsc::Sender<Bytes>,
@@ -214,12 +224,12 @@ async fn run(
 ) {
     let reader_done = Notify::new();
     let reader = async {
-        let end = read_loop(&stream, inbound, &state, &limit, &params).await;
+        let end = read_loop(&mut rd, inbound, &state, &limit, &params).await;
         reader_done.notify_one();
         end
     };
     let writer = async {
-        let end = write_loop(&stream, &direct, out, &state, &params).await;
+        let end = write_loop((*stream).as_ref(), &direct, out, &state, &params).await;
         // Senders stop writing through (and let go of the socket).
         {
             let mut gate = direct.lock();
@@ -262,7 +272,7 @@ async fn run(
 }
 
 async fn read_loop(
-    rd: &TcpStream,
+    rd: &mut OwnedReadHalf,
     inbound: mpsc::Sender<Bytes>,
     state: &Arc<LinkState>,
     limit: &FrameLimit,
@@ -310,7 +320,8 @@ async fn read_loop(
             biased;
             () = &mut dead => break ReaderEnd::Stopped,
             () = &mut closed => break ReaderEnd::ReceiverDropped,
-            r = read_some(rd, &mut room) => r,
+            // Cancel safe: nothing is read unless it completes.
+            r = rd.read_buf(&mut room) => r,
         };
         match read {
             Ok(0) => match decoder.decode_eof(&mut buf) {
@@ -522,22 +533,6 @@ async fn write_all(wr: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Reads once into `room`, waiting for the socket through its single
-/// read-readiness slot (only this task reads). Cancel safe: nothing is
-/// read unless the future completes.
-async fn read_some(rd: &TcpStream, room: &mut impl BufMut) -> io::Result<usize> {
-    poll_fn(|cx| {
-        loop {
-            ready!(rd.poll_read_ready(cx))?;
-            match rd.try_read_buf(room) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return Poll::Ready(r),
-            }
-        }
-    })
-    .await
 }
 
 /// Encodes `first` and whatever else is ready into `buf`; returns the
