@@ -107,7 +107,7 @@ pub(crate) fn spawn(stream: TcpStream, params: ConnParams) -> Link {
     let limit = FrameLimit::new(params.initial_max_frame_bytes, params.max_frame_bytes);
     let (inbound, rx) = link::inbound(params.queue_frames, limit.clone());
     let remote = params.remote.clone();
-    tokio::spawn(run(rd, stream, direct, out, inbound, state, limit, params));
+    tokio::spawn(run(ReadSide { rd, inbound, limit }, stream, direct, out, state, params));
     Link { tx, rx, remote }
 }
 
@@ -212,16 +212,23 @@ enum WriterEnd {
     Stopped,
 }
 
+/// What the reader works with: its half of the socket, where frames go,
+/// and the link's current frame limit.
+struct ReadSide {
+    rd: OwnedReadHalf,
+    inbound: mpsc::Sender<Bytes>,
+    limit: FrameLimit,
+}
+
 async fn run(
-    mut rd: OwnedReadHalf,
+    read: ReadSide,
     stream: Arc<OwnedWriteHalf>,
     direct: Arc<Direct>,
     out: OutQueue,
-    inbound: mpsc::Sender<Bytes>,
     state: Arc<LinkState>,
-    limit: FrameLimit,
     params: ConnParams,
 ) {
+    let ReadSide { mut rd, inbound, limit } = read;
     let reader_done = Notify::new();
     let reader = async {
         let end = read_loop(&mut rd, inbound, &state, &limit, &params).await;
