@@ -159,6 +159,11 @@ pub(crate) async fn run(
         end
     };
     let end = reader.await;
+    if matches!(end, End::Abrupt) {
+        // A writer waiting for room on the link must not keep this
+        // connection alive: the link refuses new frames from now on.
+        tx.close();
+    }
     // The writer ends once the reader has (it only fails if it panicked).
     let _ = writer.await;
     // After the writer: requests it never sent were already failed as
@@ -168,7 +173,8 @@ pub(crate) async fn run(
         End::Graceful => {
             let _ = tokio::time::timeout(CLOSE_GRACE, async { while rx.recv().await.is_some() {} }).await;
         }
-        End::Abrupt => tx.close(),
+        // Closed above, before waiting for the writer.
+        End::Abrupt => {}
     }
     tracing::debug!("connection closed");
 }
