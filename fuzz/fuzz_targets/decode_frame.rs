@@ -1,5 +1,5 @@
 //! Arbitrary bytes into every wire decoder: the frame decoder (in chunks),
-//! the body decoder and the envelope decoder. None may panic; the frame
+//! the body decoder and the envelope decoders (owned and borrowed). None may panic; the frame
 //! decoder may never grow its buffer; whatever decodes must re-encode to a
 //! value that decodes to itself.
 //!
@@ -8,7 +8,9 @@
 
 #![no_main]
 
-use axactor_cluster::wire::msg::{Body, Envelope, decode_body, decode_envelope, encode_envelope, encode_preauth};
+use axactor_cluster::wire::msg::{
+    Body, Envelope, decode_body, decode_envelope, decode_envelope_ref, encode_envelope, encode_preauth,
+};
 use axactor_cluster::wire::{FrameDecoder, MAX_PREAUTH_FRAME_BYTES};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
@@ -54,6 +56,8 @@ fn check_body(bytes: &[u8]) {
 }
 
 fn check_envelope(bytes: &[u8]) {
+    // The node's borrowed decoder accepts exactly what the owned one does.
+    assert_eq!(decode_envelope_ref(bytes).is_ok(), decode_envelope(bytes).is_ok());
     if let Ok(env) = decode_envelope(bytes) {
         let mut again = Vec::new();
         encode_envelope(&env, &mut again).expect("a decoded envelope encodes");
