@@ -57,7 +57,7 @@ struct Sizes {
     trials: usize,
 }
 
-const FULL: Sizes = Sizes { rounds: 5, warm: 2_000, asks: 20_000, pipelined: 20_000, trials: 5 };
+const FULL: Sizes = Sizes { rounds: 5, warm: 2_000, asks: 20_000, pipelined: 60_000, trials: 5 };
 const QUICK: Sizes = Sizes { rounds: 1, warm: 200, asks: 2_000, pipelined: 2_000, trials: 1 };
 
 fn runtime(workers: usize) -> Runtime {
