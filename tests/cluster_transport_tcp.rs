@@ -180,6 +180,8 @@ async fn an_authenticated_client_is_refused_data_and_cut_off_on_a_bad_frame() {
     write_frame(&mut s, &first).await;
     assert_closed_by_node(&mut s).await;
     eventually(a, "reorder counted", |s| s.counters.frame_rejections.get("out_of_sequence") == Some(&1)).await;
+    // Counted as the reader ends; the peer entry goes just after.
+    eventually(a, "x2 removed", |s| s.peer("x2").is_none()).await;
 
     assert_eq!(a.inspect().peers.iter().map(|p| p.name.to_string()).collect::<Vec<_>>(), ["b"]);
     heartbeats_advance(a, b).await;

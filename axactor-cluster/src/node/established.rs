@@ -81,6 +81,9 @@ const WRITE_BATCH: usize = 64;
 /// Frames the reader handles in a row once one has arrived (those already
 /// received), before it checks its other events again.
 const READ_BATCH: usize = 64;
+/// One reader pass in this many polls the reader's other events (stop,
+/// replacement, heartbeat) before its frames.
+const EVENTS_FIRST_EVERY: u32 = 16;
 /// How long a gracefully closing connection waits for the peer's end.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -442,6 +445,14 @@ enum Flow {
     Goodbye,
 }
 
+/// What woke the reader.
+enum Event {
+    Frame(Option<Bytes>),
+    Stop,
+    Replaced,
+    Tick,
+}
+
 impl Reader<'_> {
     async fn run(mut self, rx: &mut LinkReceiver, mut close: watch::Receiver<bool>) -> End {
         let node = self.node;
@@ -453,19 +464,47 @@ impl Reader<'_> {
         let stopped = stop.wait_for(|s| *s);
         let replaced = close.changed();
         tokio::pin!(stopped, replaced);
+        let mut passes = 0u32;
         loop {
-            tokio::select! {
-                biased;
-                _ = &mut stopped => {
+            // Frames first on most passes: when one is there, the other
+            // events are not polled (each poll of a waiting `watch` or timer
+            // takes a lock). Every `EVENTS_FIRST_EVERY`-th pass puts them
+            // first, so a flood of frames cannot starve a stop, a
+            // replacement or the heartbeat.
+            passes = passes.wrapping_add(1);
+            let event = if !passes.is_multiple_of(EVENTS_FIRST_EVERY) {
+                tokio::select! {
+                    biased;
+                    frame = rx.recv() => Event::Frame(frame),
+                    _ = &mut stopped => Event::Stop,
+                    _ = &mut replaced => Event::Replaced,
+                    _ = heartbeat.tick() => Event::Tick,
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = &mut stopped => Event::Stop,
+                    _ = &mut replaced => Event::Replaced,
+                    _ = heartbeat.tick() => Event::Tick,
+                    frame = rx.recv() => Event::Frame(frame),
+                }
+            };
+            match event {
+                Event::Frame(frame) => {
+                    if let Some(end) = self.on_frames(frame, rx) {
+                        return end;
+                    }
+                }
+                Event::Stop => {
                     self.queue_control(ControlMsg::Goodbye);
                     return End::Graceful;
                 }
                 // A send of `true` or the handle being dropped: replaced.
-                _ = &mut replaced => {
+                Event::Replaced => {
                     tracing::debug!("connection replaced; closing");
                     return End::Abrupt;
                 }
-                _ = heartbeat.tick() => {
+                Event::Tick => {
                     let now = node.now_ms();
                     if now.saturating_sub(self.stats.last_seen_ms.load(Ordering::Relaxed)) > ttl_ms {
                         bump(&node.counters.heartbeat_timeouts);
@@ -474,29 +513,26 @@ impl Reader<'_> {
                     }
                     self.queue_control(ControlMsg::Heartbeat { sent_at_ms: now });
                 }
-                frame = rx.recv() => {
-                    let Some(body) = frame else {
-                        tracing::debug!("link ended");
-                        return End::Abrupt;
-                    };
-                    // One clock read per batch of frames.
-                    let now = node.now_ms();
-                    self.stats.last_seen_ms.store(now, Ordering::Relaxed);
-                    if let Some(end) = self.handle(&body, now) {
-                        return end;
-                    }
-                    // Frames already received are handled in a row, without
-                    // the pass through the branches above (and their wake-up
-                    // registrations) for each.
-                    for _ in 1..READ_BATCH {
-                        let Some(body) = rx.try_recv() else { break };
-                        if let Some(end) = self.handle(&body, now) {
-                            return end;
-                        }
-                    }
-                }
             }
         }
+    }
+
+    /// Handles `first` and the frames already received after it (at most
+    /// `READ_BATCH` in all, without waiting); `Some` if the connection ends.
+    fn on_frames(&mut self, first: Option<Bytes>, rx: &mut LinkReceiver) -> Option<End> {
+        let Some(body) = first else {
+            tracing::debug!("link ended");
+            return Some(End::Abrupt);
+        };
+        // One clock read per batch of frames.
+        let now = self.node.now_ms();
+        self.stats.last_seen_ms.store(now, Ordering::Relaxed);
+        self.handle(&body, now)?;
+        for _ in 1..READ_BATCH {
+            let body = rx.try_recv()?;
+            self.handle(&body, now)?;
+        }
+        None
     }
 
     /// Handles one frame received at `now` (ms); `Some` if the connection ends with it.
