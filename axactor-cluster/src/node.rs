@@ -33,6 +33,7 @@ mod replies;
 mod routing;
 mod shared;
 mod table;
+mod writer;
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -1,14 +1,14 @@
 //! The per-connection driver, second half: an authenticated session.
 //!
 //! ```text
-//! conn task ─┬─ reader: link rx ─▶ decode_body ─▶ Opener ─▶ decode_envelope ─▶ handle
-//!            │          heartbeat tick, node stop, close signal (replaced)
-//!            └─ writer: control queue first; completed replies and the data queue in turn
-//!                       ─▶ Sealer ─▶ link tx (Priority::Data)
+//! reader (this task): link rx ─▶ decode_body ─▶ Opener ─▶ decode_envelope_ref ─▶ handle
+//!                     heartbeat tick, node stop, close signal (replaced)
+//! writer (its task, `node/writer.rs`): control queue first; completed replies and
+//!                     the data queue in turn ─▶ Sealer ─▶ link tx (Priority::Data)
 //! ```
 //!
 //! Sequence numbers are strictly consecutive, so the writer is the only
-//! owner of the [`Sealer`] and hands every sealed frame to the link with one
+//! owner of the `Sealer` and hands every sealed frame to the link with one
 //! priority: the overlay never reorders them. Both queues are bounded; a
 //! message that does not fit is dropped and counted, except a response to
 //! the peer's request (ack, rejection): it waits for room in a task, at most
@@ -16,17 +16,6 @@
 //! writer still gets its definite refusals instead of timeouts. The replies
 //! to the peer's asks are not queued: the writer polls them itself as they
 //! complete (`node/replies.rs`, bounded by `max_inflight_requests`).
-//!
-//! Write modes: in latency mode (for [`CALM_FRAMES`] frames in a row, at
-//! most one of our requests in flight on this connection and none of the
-//! peer's unanswered or executing here) the writer feeds its frames to the
-//! link's write-through path (`LinkSender::feed`) and flushes them once none
-//! of its sources is ready: on TCP they are written to the socket from this
-//! task, sparing the hand-off to the overlay's connection task. Otherwise
-//! (pipelined requests, a flood) frames are queued on the link and the
-//! connection task batches them. Both paths keep the frames in the order
-//! sealed (`overlay/tcp_conn.rs`); the counts are hints only (a response
-//! dropped when its queue is full leaves a count high: throughput mode).
 //!
 //! Only here may the peer table change: the established session is offered
 //! to it ([`super::table::PeerTable::admit`]), a displaced connection is
@@ -38,7 +27,6 @@
 //! closes the link, and the reader drains until the peer has closed too
 //! (bounded by [`CLOSE_GRACE`]).
 
-use std::future::{Future, poll_fn};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -54,14 +42,15 @@ use super::replies::Replies;
 use super::routing::{OutKind, Outbound, PeerQueues, Response};
 use super::shared::{PeerHandle, PeerStats, Shared};
 use super::table::{Admit, ConnId, Entry, PeerDirection};
+use super::writer::{ConnShared, Queues, saturating_decrement, write_loop};
 use crate::handshake::Established;
 use crate::host::MonitorSink;
 use crate::id::NodeId;
-use crate::overlay::{Link, LinkReceiver, LinkSender, Priority};
-use crate::session::{Opener, Sealer};
+use crate::overlay::{Link, LinkReceiver, LinkSender};
+use crate::session::Opener;
 use crate::wire::{
     Body, ControlMsg, DataMsg, DataRef, DownReason, Envelope, EnvelopeRef, MAX_HOSTED_REGISTRIES, OutFrame, Rejection,
-    decode_body, decode_envelope_ref, max_envelope_bytes,
+    decode_body, decode_envelope_ref,
 };
 
 /// Control messages queued per connection before new ones are dropped.
@@ -72,12 +61,6 @@ pub const DATA_QUEUE_CAPACITY: usize = 1024;
 /// full data queue; beyond this they are dropped and counted
 /// (`data_queue_full`), and the peer's request times out.
 pub const OWED_RESPONSE_CAPACITY: usize = 16_384;
-/// Frames in a row the writer must see sent with no other exchange in
-/// flight before it writes through (latency mode) instead of letting the
-/// link's connection task batch (throughput mode).
-const CALM_FRAMES: u32 = 8;
-/// Items the writer takes in a row without waiting (see `write_loop`).
-const WRITE_BATCH: usize = 64;
 /// Frames the reader handles in a row once one has arrived (those already
 /// received), before it checks its other events again.
 const READ_BATCH: usize = 64;
@@ -214,215 +197,6 @@ fn admit(node: &Shared, entry: Entry<PeerHandle>) -> bool {
             bump(&node.counters.peer_table_full);
             tracing::debug!("peer table full; closing");
             false
-        }
-    }
-}
-
-/// What the reader and the writer of one connection share.
-struct ConnShared {
-    /// The peer's asks executing here, polled as they complete.
-    replies: Mutex<Replies>,
-    /// Our requests sent on this connection and not answered yet (as far
-    /// as the reader has seen; only a hint for the write mode).
-    outstanding: AtomicUsize,
-    /// The peer's requests received and not answered yet (likewise a hint).
-    owed_to_peer: AtomicUsize,
-}
-
-/// What the writer takes its frames from.
-struct Queues {
-    control: mpsc::Receiver<ControlMsg>,
-    data: mpsc::Receiver<Outbound>,
-    shared: Arc<ConnShared>,
-    /// Resolves when the reader has ended.
-    reader_done: tokio::sync::oneshot::Receiver<()>,
-}
-
-/// The only owner of the connection's [`Sealer`]. Sends control messages
-/// first; completed replies to the peer's asks and the data queue take
-/// turns (as when replies went through the data queue, neither starves
-/// the other).
-async fn write_loop(node: Arc<Shared>, conn: ConnId, mut sealer: Sealer, tx: LinkSender, queues: Queues) {
-    let Queues { mut control, mut data, shared, mut reader_done } = queues;
-    let (node, replies, outstanding, owed_to_peer) =
-        (&*node, &shared.replies, &shared.outstanding, &shared.owed_to_peer);
-    let max_envelope = max_envelope_bytes(node.cfg.max_frame_bytes.min(node.overlay.inner().max_frame_bytes()));
-    let mut frame = FrameWriter { node, sealer: &mut sealer, tx: &tx, max_envelope };
-    let mut replies_first = true;
-    // Lone exchanges in a row (see below), and whether frames were fed
-    // since the last flush.
-    let (mut calm, mut fed) = (0u32, false);
-    // Items taken in a row by the fast path below.
-    let mut in_a_row = 0usize;
-    loop {
-        // Fast path: take what is ready without registering wake-ups, in the
-        // order the select below would; every `WRITE_BATCH` items the select
-        // runs anyway (its receives count against the task's budget, so a
-        // busy writer still yields).
-        in_a_row += 1;
-        let ready = if in_a_row < WRITE_BATCH {
-            take_ready(&mut control, &mut data, replies, &mut replies_first)
-        } else {
-            None
-        };
-        // Exactly one of the two reply branches is enabled, so the replies
-        // are polled (and their wake-ups registered) on every pass.
-        let next = if ready.is_some() {
-            ready
-        } else {
-            in_a_row = 0;
-            let next = async {
-                tokio::select! {
-                    biased;
-                    Some(msg) = control.recv() => Some(Item::Control(msg)),
-                    Some(out) = poll_fn(|cx| replies.lock().poll_next(cx)), if replies_first => {
-                        replies_first = false;
-                        Some(Item::Data(out))
-                    }
-                    Some(out) = data.recv() => {
-                        replies_first = true;
-                        Some(Item::Data(out))
-                    }
-                    Some(out) = poll_fn(|cx| replies.lock().poll_next(cx)), if !replies_first => Some(Item::Data(out)),
-                    _ = &mut reader_done => None,
-                    else => None,
-                }
-            };
-            let mut next = std::pin::pin!(next);
-            // Frames written through are fed to the link (one batch on a
-            // TCP link), flushed once nothing else is ready (the wake-ups of
-            // the branches above are registered by then).
-            poll_fn(|cx| {
-                let polled = next.as_mut().poll(cx);
-                if polled.is_pending() && std::mem::take(&mut fed) {
-                    tx.flush();
-                }
-                polled
-            })
-            .await
-        };
-        let Some(item) = next else { break };
-        let (out, kind) = match item {
-            Item::Control(ControlMsg::Goodbye) => {
-                // Flush what is queued or completed for the peer (responses it
-                // waits for) before saying goodbye; nothing follows a Goodbye.
-                while let Some(out) = ready_reply(replies).await.or_else(|| data.try_recv().ok()) {
-                    if !frame.send(Ok(out.frame), false).await {
-                        break;
-                    }
-                }
-                let _ = frame.send(OutFrame::envelope(&Envelope::Control(ControlMsg::Goodbye)), false).await;
-                tx.flush();
-                break;
-            }
-            Item::Control(msg) => (OutFrame::envelope(&Envelope::Control(msg)), OutKind::Other),
-            Item::Data(out) => (Ok(out.frame), out.kind),
-        };
-        match kind {
-            OutKind::Request(_) => {
-                outstanding.fetch_add(1, Ordering::Relaxed);
-            }
-            OutKind::Response => saturating_decrement(owed_to_peer),
-            OutKind::Other => {}
-        }
-        // Lone exchanges (at most this request in flight our way, no
-        // request of the peer's unanswered or executing here), for the last
-        // `CALM_FRAMES` frames in a row, are latency-bound: their frames are
-        // written through from this task. Otherwise (a pipeline, a flood)
-        // frames are queued, and the link's connection task batches them
-        // (throughput-bound), as before write-through.
-        if outstanding.load(Ordering::Relaxed) <= 1
-            && owed_to_peer.load(Ordering::Relaxed) == 0
-            && replies.lock().is_empty()
-        {
-            calm = calm.saturating_add(1);
-        } else {
-            calm = 0;
-        }
-        let through = calm >= CALM_FRAMES;
-        if !frame.send(out, through).await {
-            break;
-        }
-        fed |= through;
-    }
-    tx.flush();
-    tx.close();
-    // Our requests still queued were never sent: a definite failure, so
-    // the caller may retry them elsewhere (not `ConnectionLost`).
-    data.close();
-    while let Ok(out) = data.try_recv() {
-        if let OutKind::Request(request_id) = out.kind {
-            node.complete(conn, request_id, Response::Rejected(Rejection::UnknownSession));
-        }
-    }
-}
-
-/// Decrements a hint counter, never below zero.
-fn saturating_decrement(n: &AtomicUsize) {
-    let _ = n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
-}
-
-/// What the writer takes next.
-enum Item {
-    Control(ControlMsg),
-    Data(Outbound),
-}
-
-/// What the writer's select would take now, in its order, without waiting
-/// or registering wake-ups.
-fn take_ready(
-    control: &mut mpsc::Receiver<ControlMsg>,
-    data: &mut mpsc::Receiver<Outbound>,
-    replies: &Mutex<Replies>,
-    replies_first: &mut bool,
-) -> Option<Item> {
-    if let Ok(msg) = control.try_recv() {
-        return Some(Item::Control(msg));
-    }
-    if *replies_first && let Some(out) = replies.lock().try_next() {
-        *replies_first = false;
-        return Some(Item::Data(out));
-    }
-    if let Ok(out) = data.try_recv() {
-        *replies_first = true;
-        return Some(Item::Data(out));
-    }
-    replies.lock().try_next().map(Item::Data)
-}
-
-/// A reply that has completed already, without waiting for one.
-async fn ready_reply(replies: &Mutex<Replies>) -> Option<Outbound> {
-    poll_fn(|cx| match replies.lock().poll_next(cx) {
-        std::task::Poll::Ready(msg) => std::task::Poll::Ready(msg),
-        std::task::Poll::Pending => std::task::Poll::Ready(None),
-    })
-    .await
-}
-
-/// Seals encoded frames and hands them to the link, in order.
-struct FrameWriter<'a> {
-    node: &'a Shared,
-    sealer: &'a mut Sealer,
-    tx: &'a LinkSender,
-    max_envelope: usize,
-}
-
-impl FrameWriter<'_> {
-    /// `false` once the connection cannot take more frames. `through`:
-    /// written through (at the next flush) if the link allows, else queued.
-    async fn send(&mut self, frame: Result<OutFrame, crate::wire::CodecError>, through: bool) -> bool {
-        let Some(frame) = frame.ok().filter(|f| f.envelope_bytes().len() <= self.max_envelope) else {
-            self.node.counters.dropped("unencodable");
-            return true;
-        };
-        let Ok(body) = self.sealer.seal_frame(frame) else {
-            tracing::debug!("sequence numbers exhausted; closing");
-            return false;
-        };
-        if through {
-            self.tx.feed(body, Priority::Data).await.is_ok()
-        } else {
-            self.tx.send(body, Priority::Data).await.is_ok()
         }
     }
 }
