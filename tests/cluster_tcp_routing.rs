@@ -12,7 +12,9 @@
 //!   greater epoch (the time is printed for docs/benchmarks.md, not
 //!   asserted), and an ask in flight to the killed owner is not re-run;
 //! - **safe retries**: an ask that timed out is reported as such and not
-//!   executed again.
+//!   executed again;
+//! - **frame limit**: an ask too large for a frame is refused by the
+//!   sender at once (not sent, not timed out).
 //!
 //! Shards are pinned (see `support/keyed.rs`): the registry is registered on
 //! the intended owner first, so the activations under test never move
@@ -70,6 +72,12 @@ impl Probe {
     #[msg]
     fn echo(&mut self, n: u64) -> u64 {
         n
+    }
+
+    /// The length of `data`.
+    #[msg]
+    fn size(&mut self, data: Vec<u8>) -> usize {
+        data.len()
     }
 
     /// Counts this execution, then sleeps `ms`; returns the count so far.
@@ -419,5 +427,29 @@ async fn a_timed_out_ask_is_reported_and_not_rerun() {
     // if the timed-out ask ran exactly once.
     assert_eq!(r.slow(0).await.expect("slow"), 2, "executions, this one included");
     assert_eq!(probes.executions(), 2);
+    shutdown_all(&nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ask_larger_than_a_frame_is_refused_by_the_sender_at_once() {
+    let net = Net::tcp();
+    let probes = Probes::default();
+    let cfg = ClusterConfig { max_frame_bytes: 64 * 1024, request_timeout: Duration::from_secs(5), ..pinned_cfg() };
+    let (nodes, keyed) =
+        pinned_cluster(&net, &["b", "a"], &[cfg.clone(), cfg], KeyedConfig::new(SHARDS), &probes).await;
+    let r = keyed[1].get("big");
+    assert_eq!(r.whoami().await.expect("whoami").0, "b");
+    let sent_before = nodes[1].inspect().counters.dropped.get("unencodable").copied().unwrap_or(0);
+
+    let started = Instant::now();
+    let e = r.size(vec![7; 100 * 1024]).await.expect_err("over the 64 KiB frame limit");
+    assert_eq!(e, RemoteError::TooLarge);
+    assert!(e.is_definitely_not_executed());
+    assert!(started.elapsed() < Duration::from_secs(5), "refused, not timed out");
+    // Not handed to the connection (whose writer would have dropped it).
+    assert_eq!(nodes[1].inspect().counters.dropped.get("unencodable").copied().unwrap_or(0), sent_before);
+    // Just under the limit passes, and the connection is as it was.
+    assert_eq!(r.size(vec![7; 60 * 1024]).await.expect("fits"), 60 * 1024);
+    assert_eq!(r.echo(5).await.expect("echo"), 5);
     shutdown_all(&nodes).await;
 }

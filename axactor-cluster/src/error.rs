@@ -67,12 +67,18 @@ pub enum RemoteError {
     /// replying: it may have run.
     #[error("the activation stopped before replying")]
     Canceled,
+    /// The message, encoded, is larger than a frame may carry
+    /// (`ClusterConfig::max_frame_bytes` or the overlay's limit): it was
+    /// never sent. Split it, or raise the limit on every node.
+    #[error("message larger than the frame limit; not sent")]
+    TooLarge,
 }
 
 impl RemoteError {
     /// `true` only when the request is known not to have run: it was
     /// rejected before execution (not owner, stale epoch, unknown session,
-    /// unauthorized, mailbox full before enqueue, never sent). `false` when
+    /// unauthorized, mailbox full before enqueue, never sent, too large to
+    /// send). `false` when
     /// the outcome is unknown (timeout, connection lost after sending).
     /// Only the first kind is retried automatically.
     pub fn is_definitely_not_executed(&self) -> bool {
@@ -85,7 +91,8 @@ impl RemoteError {
             | RemoteError::ActorClosed
             | RemoteError::NoOwner
             | RemoteError::Overloaded
-            | RemoteError::ShutDown => true,
+            | RemoteError::ShutDown
+            | RemoteError::TooLarge => true,
             RemoteError::Timeout
             | RemoteError::ConnectionLost
             | RemoteError::Codec
@@ -101,8 +108,13 @@ mod tests {
 
     #[test]
     fn only_rejections_before_execution_are_definite() {
-        for e in [RemoteError::NotOwner, RemoteError::StaleEpoch, RemoteError::UnknownSession, RemoteError::MailboxFull]
-        {
+        for e in [
+            RemoteError::NotOwner,
+            RemoteError::StaleEpoch,
+            RemoteError::UnknownSession,
+            RemoteError::MailboxFull,
+            RemoteError::TooLarge,
+        ] {
             assert!(e.is_definitely_not_executed(), "{e}");
         }
         for e in [RemoteError::Timeout, RemoteError::ConnectionLost] {

@@ -3,7 +3,8 @@
 //! 1. **Local fast path**: if this node holds the key's shard (and is
 //!    before its deadline), the message goes straight into the activation's
 //!    mailbox: no serialization, no copy.
-//! 2. Otherwise the payload is encoded once, and the owner is looked up in
+//! 2. Otherwise the payload is encoded once (a frame over the frame limit is
+//!    refused at once with `TooLarge`, never sent), and the owner is looked up in
 //!    the node's owner cache (entries live one `renew_interval`; refreshed
 //!    from the lease store on a miss or after a rejection, and updated by
 //!    peers' lease notices). The frame carries the registry, shard and
@@ -283,9 +284,12 @@ impl<A: RemoteActor> Route<A> {
             Kind::Ask => DataOut::Ask { request_id, registry, shard, epoch, key, payload },
             Kind::TellAck => DataOut::Tell { registry, shard, epoch, key, payload, ack_id: Some(request_id) },
         };
-        let Ok(frame) = OutFrame::data(msg) else {
-            self.node.forget_pending(request_id);
-            return Err(RemoteError::Codec);
+        let frame = match self.encode(msg) {
+            Ok(frame) => frame,
+            Err(e) => {
+                self.node.forget_pending(request_id);
+                return Err(e);
+            }
         };
         let out = Outbound { frame, kind: OutKind::Request(request_id) };
         // Without a timer while the queue has room (the usual case).
@@ -306,6 +310,16 @@ impl<A: RemoteActor> Route<A> {
             return Err(e);
         }
         self.wait_response(request_id, rx, deadline).await
+    }
+
+    /// The frame of `msg`: `TooLarge` beyond the frame limit (the
+    /// connection's writer would drop it; refused here instead, never sent).
+    fn encode(&self, msg: DataOut<'_>) -> Result<OutFrame, RemoteError> {
+        let frame = OutFrame::data(msg).map_err(|_| RemoteError::Codec)?;
+        if frame.envelope_bytes().len() > self.node.max_envelope() {
+            return Err(RemoteError::TooLarge);
+        }
+        Ok(frame)
     }
 
     async fn wait_response(
@@ -387,7 +401,7 @@ impl<A: RemoteActor> Route<A> {
             payload,
             ack_id: None,
         };
-        let frame = OutFrame::data(msg).map_err(|_| RemoteError::Codec)?;
+        let frame = self.encode(msg)?;
         link.data.try_send(Outbound { frame, kind: OutKind::Other }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => RemoteError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => RemoteError::UnknownSession,

@@ -160,6 +160,12 @@ impl Shared {
 
     /// Milliseconds since the node started, on tokio's clock (so the paused
     /// test clock works).
+    /// The largest envelope a sealed frame to a peer may carry (the node's
+    /// and the overlay's frame limits, less the seal).
+    pub(crate) fn max_envelope(&self) -> usize {
+        crate::wire::max_envelope_bytes(self.cfg.max_frame_bytes.min(self.overlay.inner().max_frame_bytes()))
+    }
+
     pub(crate) fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }

@@ -28,7 +28,7 @@ use super::shared::Shared;
 use super::table::ConnId;
 use crate::overlay::{LinkSender, Priority};
 use crate::session::Sealer;
-use crate::wire::{CodecError, ControlMsg, Envelope, OutFrame, Rejection, max_envelope_bytes};
+use crate::wire::{CodecError, ControlMsg, Envelope, OutFrame, Rejection};
 
 /// Frames in a row the writer must see sent with no other exchange in
 /// flight before it writes through (latency mode) instead of letting the
@@ -65,7 +65,7 @@ pub(super) async fn write_loop(node: Arc<Shared>, conn: ConnId, mut sealer: Seal
     let Queues { mut control, mut data, shared, mut reader_done } = queues;
     let (node, replies, outstanding, owed_to_peer) =
         (&*node, &shared.replies, &shared.outstanding, &shared.owed_to_peer);
-    let max_envelope = max_envelope_bytes(node.cfg.max_frame_bytes.min(node.overlay.inner().max_frame_bytes()));
+    let max_envelope = node.max_envelope();
     let mut frame = FrameWriter { node, sealer: &mut sealer, tx: &tx, max_envelope };
     let mut replies_first = true;
     // Lone exchanges in a row (see below), and whether frames were fed
