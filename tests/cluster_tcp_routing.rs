@@ -14,7 +14,8 @@
 //! - **safe retries**: an ask that timed out is reported as such and not
 //!   executed again;
 //! - **frame limit**: an ask too large for a frame is refused by the
-//!   sender at once (not sent, not timed out).
+//!   sender at once (`TooLarge`, not sent); a reply too large is answered
+//!   `Canceled` (it ran); neither waits for the timeout.
 //!
 //! Shards are pinned (see `support/keyed.rs`): the registry is registered on
 //! the intended owner first, so the activations under test never move
@@ -78,6 +79,12 @@ impl Probe {
     #[msg]
     fn size(&mut self, data: Vec<u8>) -> usize {
         data.len()
+    }
+
+    /// `n` bytes.
+    #[msg]
+    fn blob(&mut self, n: usize) -> Vec<u8> {
+        vec![7; n]
     }
 
     /// Counts this execution, then sleeps `ms`; returns the count so far.
@@ -431,7 +438,7 @@ async fn a_timed_out_ask_is_reported_and_not_rerun() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ask_larger_than_a_frame_is_refused_by_the_sender_at_once() {
+async fn a_message_larger_than_a_frame_fails_at_once_not_by_timeout() {
     let net = Net::tcp();
     let probes = Probes::default();
     let cfg = ClusterConfig { max_frame_bytes: 64 * 1024, request_timeout: Duration::from_secs(5), ..pinned_cfg() };
@@ -448,8 +455,14 @@ async fn an_ask_larger_than_a_frame_is_refused_by_the_sender_at_once() {
     assert!(started.elapsed() < Duration::from_secs(5), "refused, not timed out");
     // Not handed to the connection (whose writer would have dropped it).
     assert_eq!(nodes[1].inspect().counters.dropped.get("unencodable").copied().unwrap_or(0), sent_before);
+    // A reply over the limit: the ask ran, its reply cannot be sent; the
+    // asker learns so at once (not a timeout).
+    let started = Instant::now();
+    assert_eq!(r.blob(100 * 1024).await.expect_err("reply over the limit"), RemoteError::Canceled);
+    assert!(started.elapsed() < Duration::from_secs(5), "answered, not timed out");
     // Just under the limit passes, and the connection is as it was.
     assert_eq!(r.size(vec![7; 60 * 1024]).await.expect("fits"), 60 * 1024);
+    assert_eq!(r.blob(60 * 1024).await.expect("fits").len(), 60 * 1024);
     assert_eq!(r.echo(5).await.expect("echo"), 5);
     shutdown_all(&nodes).await;
 }

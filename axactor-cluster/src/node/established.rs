@@ -115,7 +115,7 @@ pub(crate) async fn run(
     // monitors): the reader's end is what stops the writer.
     let (reader_done, reader_done_rx) = tokio::sync::oneshot::channel::<()>();
     let shared = Arc::new(ConnShared {
-        replies: Mutex::new(Replies::new()),
+        replies: Mutex::new(Replies::new(node.max_envelope())),
         outstanding: AtomicUsize::new(0),
         owed_to_peer: AtomicUsize::new(0),
     });

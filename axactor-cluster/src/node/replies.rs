@@ -40,6 +40,7 @@ pub(crate) struct Replies {
     /// The ready list taken out of `ready` (kept for its capacity).
     batch: Vec<usize>,
     done: VecDeque<(Outbound, OwnedSemaphorePermit)>,
+    max_envelope: usize,
     closed: bool,
 }
 
@@ -89,8 +90,11 @@ impl Wake for SlotWake {
 }
 
 impl Replies {
-    pub(crate) fn new() -> Replies {
+    /// Replies whose envelopes may be at most `max_envelope` bytes (larger
+    /// ones are answered `Canceled`: the ask ran, its reply cannot be sent).
+    pub(crate) fn new(max_envelope: usize) -> Replies {
         Replies {
+            max_envelope,
             slots: Vec::new(),
             wakes: Vec::new(),
             free: Vec::new(),
@@ -132,8 +136,10 @@ impl Replies {
         if let Some(slot) = self.slots[index].take() {
             self.free.push(index);
             let frame = match reply {
-                Some(frame) => frame,
-                None => match OutFrame::envelope(&Envelope::Data(DataMsg::Canceled { request_id: slot.request_id })) {
+                Some(frame) if frame.envelope_bytes().len() <= self.max_envelope => frame,
+                // Too large for a frame (the writer would drop it and the
+                // asker time out): answered as if the activation had not replied.
+                _ => match OutFrame::envelope(&Envelope::Data(DataMsg::Canceled { request_id: slot.request_id })) {
                     Ok(frame) => frame,
                     // Not expected for this message; the peer's request times out.
                     Err(_) => return,
@@ -229,7 +235,7 @@ mod tests {
     #[tokio::test]
     async fn replies_come_out_in_completion_order_and_release_their_permits() {
         let permits = Arc::new(Semaphore::new(3));
-        let mut r = Replies::new();
+        let mut r = Replies::new(1024);
         let (tx1, rx1) = oneshot::channel();
         let (tx2, rx2) = oneshot::channel();
         let (tx3, rx3) = oneshot::channel();
@@ -260,9 +266,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reply_too_large_for_a_frame_is_answered_canceled() {
+        let permits = Arc::new(Semaphore::new(2));
+        let mut r = Replies::new(64);
+        let (tx1, rx1) = oneshot::channel();
+        let (tx2, rx2) = oneshot::channel();
+        r.insert(1, reply(1, rx1), permit(&permits));
+        r.insert(2, reply(2, rx2), permit(&permits));
+        tx1.send(vec![0; 100]).expect("send");
+        tx2.send(vec![0; 10]).expect("send");
+        let first = decoded(&poll_fn(|cx| r.poll_next(cx)).await.expect("a reply"));
+        assert_eq!(first, DataMsg::Canceled { request_id: 1 });
+        let second = decoded(&poll_fn(|cx| r.poll_next(cx)).await.expect("a reply"));
+        assert!(matches!(second, DataMsg::Reply { request_id: 2, .. }));
+        assert_eq!(permits.available_permits(), 2);
+    }
+
+    #[tokio::test]
     async fn a_completion_on_another_task_wakes_the_owner_and_slots_are_reused() {
         let permits = Arc::new(Semaphore::new(1));
-        let mut r = Replies::new();
+        let mut r = Replies::new(1024);
         for round in 0..3u8 {
             let (tx, rx) = oneshot::channel();
             r.insert(u64::from(round), reply(u64::from(round), rx), permit(&permits));
