@@ -12,7 +12,7 @@
 //! Each activation has a watcher task that fires its monitors once it has
 //! stopped for good: a `DownEvent` always comes after the last execution.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
@@ -23,6 +23,7 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::env::Env;
 use crate::keyed::KeyedConfig;
 use crate::lease::Epoch;
 use crate::node::ConnTag;
@@ -119,7 +120,7 @@ struct Activation<A: RemoteActor> {
 struct Slot<A: RemoteActor> {
     epoch: Epoch,
     deadline: Instant,
-    acts: HashMap<Arc<str>, Activation<A>>,
+    acts: BTreeMap<Arc<str>, Activation<A>>,
 }
 
 /// The typed host of one registry on one node.
@@ -130,9 +131,11 @@ pub(crate) struct Host<A: RemoteActor> {
     cfg: KeyedConfig,
     factory: Arc<dyn Fn(&str) -> A + Send + Sync>,
     system: Arc<System>,
+    /// Starts the watcher tasks (as tasks of the node).
+    env: Env,
     /// The key activated as soon as its shard is granted (singletons).
     eager: Option<Arc<str>>,
-    slots: Mutex<HashMap<u32, Slot<A>>>,
+    slots: Mutex<BTreeMap<u32, Slot<A>>>,
     /// Activations on this node (all shards), for the `max_activations` bound.
     active: Mutex<usize>,
     /// Monitors held on this node's activations, for the `max_monitors` bound.
@@ -159,6 +162,7 @@ impl<A: RemoteActor> Host<A> {
         cfg: KeyedConfig,
         factory: Arc<dyn Fn(&str) -> A + Send + Sync>,
         system: Arc<System>,
+        env: Env,
         eager: Option<&str>,
     ) -> Arc<Host<A>> {
         Arc::new_cyclic(|me| Host {
@@ -168,8 +172,9 @@ impl<A: RemoteActor> Host<A> {
             cfg,
             factory,
             system,
+            env,
             eager: eager.map(Arc::from),
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(BTreeMap::new()),
             active: Mutex::new(0),
             monitors: Mutex::new(0),
         })
@@ -239,7 +244,7 @@ impl<A: RemoteActor> Host<A> {
             local: local.clone(),
             monitors: Arc::clone(&monitors),
         };
-        tokio::spawn(watcher.run());
+        self.env.spawn(watcher.run());
         Ok(Activation { local, last_used: now, monitors })
     }
 
@@ -341,7 +346,7 @@ impl<A: RemoteActor> HostedRegistry for Host<A> {
     fn grant(&self, shard: u32, epoch: Epoch, deadline: Instant) {
         {
             let mut slots = self.slots.lock();
-            slots.insert(shard, Slot { epoch, deadline, acts: HashMap::new() });
+            slots.insert(shard, Slot { epoch, deadline, acts: BTreeMap::new() });
         }
         if let Some(key) = &self.eager
             && let Err(r) = self.with_activation(shard, Some(epoch.0), key, |_| ())

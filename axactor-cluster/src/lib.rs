@@ -53,9 +53,26 @@ extern crate self as axactor_cluster;
 
 pub use axactor;
 
+/// `true` when the simulation's deliberate bug `$m` ([`sim::Mutant`]) is
+/// selected on this thread (feature `mutants`); the constant `false` in
+/// every other build.
+macro_rules! mutant {
+    ($m:ident) => {{
+        #[cfg(feature = "mutants")]
+        {
+            $crate::sim::Mutant::$m.is_active()
+        }
+        #[cfg(not(feature = "mutants"))]
+        {
+            false
+        }
+    }};
+}
+
 pub mod config;
 #[cfg(test)]
 mod e2e_tests;
+mod env;
 mod error;
 pub mod handshake;
 mod host;
@@ -69,9 +86,13 @@ mod remote;
 mod route;
 pub mod session;
 mod shard;
+mod signal;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod wire;
 
 pub use config::{ClusterConfig, ConfigProblem};
+pub use env::{Env, NodeEvent, Observer};
 pub use error::{ClusterError, RemoteError};
 pub use id::{NodeId, SessionId};
 pub use keyed::{

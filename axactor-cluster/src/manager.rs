@@ -32,6 +32,7 @@ use axactor::ExitReason;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::env::NodeEvent;
 use crate::host::HostedRegistry;
 use crate::lease::Epoch;
 use crate::node::Shared;
@@ -197,10 +198,31 @@ impl Driver {
         let s = &self.shards[idx];
         tracing::warn!(lease = %s.name, %epoch, "lease lost or unrenewable: fencing the shard");
         self.node.counters.lease_event("fenced");
+        self.observe(idx, epoch, |registry, shard, epoch| NodeEvent::ShardFenced { registry, shard, epoch });
         let kill_at = now + self.times.margin / 2;
         let stopping = s.host.revoke(s.shard, ExitReason::LeaseLost, kill_at);
         self.node.forget_owner(s.host.id(), s.shard);
-        self.node.spawn(stopping);
+        let stopped = self.stopped_event(idx, epoch);
+        self.node.spawn(async move {
+            stopping.await;
+            stopped();
+        });
+    }
+
+    /// Tells the node's observer about shard `idx`.
+    fn observe(&self, idx: usize, epoch: Epoch, event: impl FnOnce(String, u32, u64) -> NodeEvent) {
+        let s = &self.shards[idx];
+        self.node.env.observe(&self.node.session, || event(s.host.id().to_string(), s.shard, epoch.0));
+    }
+
+    /// A call that tells the observer the shard's activations of `epoch`
+    /// have all ended (made now, called once they have).
+    fn stopped_event(&self, idx: usize, epoch: Epoch) -> impl FnOnce() + Send + 'static {
+        let s = &self.shards[idx];
+        let (node, registry, shard) = (Arc::clone(&self.node), s.host.id().to_string(), s.shard);
+        move || {
+            node.env.observe(&node.session, || NodeEvent::ShardStopped { registry, shard, epoch: epoch.0 });
+        }
     }
 
     fn poll_all(&mut self, renew: bool) {
@@ -226,6 +248,12 @@ impl Driver {
                     Some(held) => {
                         tracing::debug!(lease = %s.name, epoch = %held.epoch, "lease acquired");
                         self.node.counters.lease_event("acquired");
+                        let (registry, shard) = (s.host.id().to_string(), s.shard);
+                        self.node.env.observe(&self.node.session, || NodeEvent::ShardAcquired {
+                            registry,
+                            shard,
+                            epoch: held.epoch.0,
+                        });
                         s.host.grant(s.shard, held.epoch, held.deadline);
                         self.node.cache_owner(s.host.id(), s.shard, self.node.session.clone(), held.epoch);
                         self.node.broadcast_control(&ControlMsg::LeaseNotice {
@@ -344,8 +372,11 @@ impl Driver {
         self.node.counters.lease_event("handed_over");
         let stopping = s.host.revoke(s.shard, ExitReason::Shutdown, kill_at);
         let (node, name, registry, shard) = (Arc::clone(&self.node), s.name.clone(), s.host.id().to_string(), s.shard);
+        self.observe(idx, epoch, |registry, shard, epoch| NodeEvent::ShardHandedOver { registry, shard, epoch });
+        let stopped = self.stopped_event(idx, epoch);
         self.spawn_op(async move {
             stopping.await;
+            stopped();
             release_and_notify(&node, &name, registry, shard, epoch).await;
             Done::Released { idx }
         });
@@ -361,12 +392,13 @@ impl Driver {
         for s in &mut self.shards {
             let kill_at = s.stop_deadline(now);
             if let Some(epoch) = s.fsm.start_release() {
-                stopping.push(s.host.revoke(s.shard, ExitReason::Shutdown, kill_at));
+                stopping.push((s.host.revoke(s.shard, ExitReason::Shutdown, kill_at), s.host.id().to_string(), s.shard, epoch));
                 releases.push((s.name.clone(), s.host.id().to_string(), s.shard, epoch));
             }
         }
-        for stop in stopping {
+        for (stop, registry, shard, epoch) in stopping {
             stop.await;
+            self.node.env.observe(&self.node.session, || NodeEvent::ShardStopped { registry, shard, epoch: epoch.0 });
         }
         for (name, registry, shard, epoch) in releases {
             release_and_notify(&self.node, &name, registry, shard, epoch).await;

@@ -37,13 +37,14 @@ mod writer;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::config::{ClusterConfig, ConfigProblem};
 use crate::error::ClusterError;
-use crate::handshake::{AuthKey, fresh_nonce, valid_name};
+use crate::env::Env;
+use crate::handshake::{AuthKey, valid_name};
 use crate::host::{Host, HostedRegistry};
 use crate::id::{NodeId, SessionId};
 use crate::keyed::{Keyed, KeyedConfig, Singleton};
@@ -75,30 +76,6 @@ impl fmt::Debug for ClusterNode {
     }
 }
 
-/// Random per process, drawn once from the OS generator.
-fn boot_id() -> u64 {
-    static BOOT: OnceLock<u64> = OnceLock::new();
-    *BOOT.get_or_init(|| match fresh_nonce() {
-        Ok(nonce) => {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&nonce[..8]);
-            u64::from_be_bytes(b)
-        }
-        Err(e) => {
-            // Uniqueness, not secrecy, is what the boot id needs.
-            tracing::warn!(error = %e, "os rng failed; deriving the boot id from time and pid");
-            let nanos =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-            nanos ^ (u64::from(std::process::id()) << 32)
-        }
-    })
-}
-
-fn next_session(node: NodeId) -> SessionId {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    SessionId { node, boot: boot_id(), counter: COUNTER.fetch_add(1, Ordering::Relaxed) }
-}
-
 impl ClusterNode {
     /// Starts a node named `id`: validates `cfg`, listens on `overlay`,
     /// registers as a member in `store` and starts accepting and dialling
@@ -128,6 +105,26 @@ impl ClusterNode {
         overlay: impl Into<ClusterOverlay>,
         cfg: ClusterConfig,
     ) -> Result<ClusterNode, ClusterError> {
+        ClusterNode::start_with_env(id, store, overlay, cfg, Env::production()).await
+    }
+
+    /// [`ClusterNode::start`] in the environment `env`: where the node's
+    /// randomness, session id and tasks come from, and who observes it (see
+    /// [`Env`]). `start` uses [`Env::production`]; the deterministic
+    /// simulation passes [`Env::seeded`].
+    ///
+    /// # Errors
+    /// As [`ClusterNode::start`].
+    ///
+    /// # Cancel safety
+    /// As [`ClusterNode::start`].
+    pub async fn start_with_env(
+        id: NodeId,
+        store: Arc<dyn LeaseStore>,
+        overlay: impl Into<ClusterOverlay>,
+        cfg: ClusterConfig,
+        env: Env,
+    ) -> Result<ClusterNode, ClusterError> {
         cfg.validate()?;
         if !valid_name(id.as_str()) {
             let problem = "must be 1 to 255 bytes of UTF-8 without control characters";
@@ -147,8 +144,8 @@ impl ClusterNode {
         let overlay: ClusterOverlay = overlay.into();
         let listener = overlay.inner().listen(&id).await?;
         let local_addr = listener.local_addr();
-        let session = next_session(id);
-        let shared = Arc::new(Shared::new(session, cfg, key, overlay, store));
+        let session = env.new_session(id);
+        let shared = Arc::new(Shared::new(session, cfg, key, overlay, store, env));
         let first = shared.store.heartbeat_member(&shared.session, shared.cfg.node_ttl);
         if let Ok(Err(e)) | Err(e) = tokio::time::timeout(shared.cfg.request_timeout, first)
             .await
@@ -278,7 +275,7 @@ impl ClusterNode {
             return Err(ConfigProblem { field: "registry id", problem }.into());
         }
         cfg.validate()?;
-        let host = Host::new(id, cfg, factory, Arc::clone(&shared.system), eager);
+        let host = Host::new(id, cfg, factory, Arc::clone(&shared.system), shared.env.clone(), eager);
         {
             let mut hosts = shared.hosts.write();
             if hosts.contains_key(id) {
@@ -319,6 +316,9 @@ impl ClusterNode {
         }
         shared.begin_stop();
         shared.abort_tasks();
+        // A pausable env tracks every task (activations, connection
+        // writers, watchers): a crash leaves none of them.
+        shared.env.abort_all();
         tracing::info!(node = %shared.id, "cluster node killed (test hook)");
     }
 

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::env::NodeEvent;
 use crate::error::RemoteError;
 use crate::host::{Host, HostedRegistry, Local, MonitorSink};
 use crate::id::SessionId;
@@ -245,6 +246,11 @@ impl<A: RemoteActor> Route<A> {
                 return Err(err);
             }
             tracing::trace!(registry = %self.registry(), key, error = %err, attempt = n, "retrying");
+            self.node.env.observe(&self.node.session, || NodeEvent::Retried {
+                registry: self.registry().to_string(),
+                key: key.to_string(),
+                error: err.clone(),
+            });
             tokio::time::sleep_until(next).await;
         }
     }
@@ -434,7 +440,7 @@ impl<A: RemoteActor> Route<A> {
                     // Dropping the receiver cancels the monitor (as a
                     // remote one's `Demonitor` does).
                     let (host, key) = (Arc::clone(&self.host), Arc::clone(&h.key));
-                    tokio::spawn(async move {
+                    self.node.env.spawn(async move {
                         watch.closed().await;
                         host.demonitor_local(&key, &watch);
                     });

@@ -174,7 +174,7 @@ impl<M: Send + 'static> CellOps for Cell<M> {
 /// weak reference, so a finished actor is not kept alive until then.
 fn spawn_deadline_killer<M: Send + 'static>(cell: &Arc<Cell<M>>, deadline: tokio::time::Instant) {
     let weak = Arc::downgrade(cell);
-    tokio::spawn(async move {
+    cell.system.spawn_task(async move {
         tokio::time::sleep_until(deadline).await;
         if let Some(cell) = weak.upgrade()
             && cell.meta.exit_reason().is_none()

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::env::RunGuard;
 use crate::restart::{Backoff, RestartPolicy};
 use crate::{Fence, SpawnError};
 
@@ -41,6 +42,7 @@ pub struct SpawnConfig {
     pub(crate) drain_on_stop: Option<Duration>,
     pub(crate) jitter: Option<JitterFn>,
     pub(crate) fence: Option<Fence>,
+    pub(crate) run_guard: Option<Arc<dyn RunGuard>>,
 }
 
 impl SpawnConfig {
@@ -57,6 +59,7 @@ impl SpawnConfig {
             drain_on_stop: None,
             jitter: None,
             fence: None,
+            run_guard: None,
         }
     }
 
@@ -137,6 +140,15 @@ impl SpawnConfig {
         self
     }
 
+    /// A [`RunGuard`] checked before every user message: when it fails, the
+    /// message is dropped without running and the actor stops with the
+    /// reason it returns. Used by the cluster layer to stop an activation
+    /// whose lease deadline has passed.
+    pub fn run_guard(mut self, guard: Arc<dyn RunGuard>) -> Self {
+        self.run_guard = Some(guard);
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), SpawnError> {
         if self.capacity == 0 {
             return Err(SpawnError::InvalidConfig("mailbox capacity must be at least 1"));
@@ -163,6 +175,7 @@ impl fmt::Debug for SpawnConfig {
             .field("restart_mailbox", &self.restart_mailbox)
             .field("drain_on_stop", &self.drain_on_stop)
             .field("fence", &self.fence)
+            .field("run_guard", &self.run_guard)
             .finish_non_exhaustive()
     }
 }

@@ -178,7 +178,7 @@ where
     pub fn start_reaper(&self, idle_timeout: Duration, check_interval: Duration) {
         let check_interval = check_interval.max(Duration::from_millis(1));
         let weak = Arc::downgrade(&self.inner);
-        let task = tokio::spawn(reap_loop(weak, idle_timeout, check_interval));
+        let task = self.inner.system.spawn_task(reap_loop(weak, idle_timeout, check_interval));
         if let Some(old) = self.inner.reaper.lock().replace(task.abort_handle()) {
             old.abort();
         }

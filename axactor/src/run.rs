@@ -25,6 +25,7 @@ use crate::lifecycle::ActorLifecycleEventKind;
 use crate::mailbox::{Control, Next};
 use crate::restart::{Decision, RestartCounter, RestartPolicy};
 use crate::supervisor::SupervisedChild;
+use crate::env::RunGuard;
 use crate::{Actor, Context, ExitReason, Fence, SpawnConfig};
 
 /// Messages handled between two cooperative yields, so one busy actor cannot
@@ -96,11 +97,15 @@ pub(crate) enum Restarter {
 }
 
 impl Restarter {
-    pub(crate) fn from_config(cfg: &SpawnConfig) -> Restarter {
+    /// The restarter `cfg` asks for; `system_jitter` is the system's jitter
+    /// source, used when `cfg` has none of its own.
+    pub(crate) fn from_config(cfg: &SpawnConfig, system_jitter: Option<&JitterFn>) -> Restarter {
         match &cfg.restart {
-            Some(policy) => {
-                Restarter::OnPanic { policy: *policy, counter: RestartCounter::default(), jitter: cfg.jitter.clone() }
-            }
+            Some(policy) => Restarter::OnPanic {
+                policy: *policy,
+                counter: RestartCounter::default(),
+                jitter: cfg.jitter.clone().or_else(|| system_jitter.cloned()),
+            },
             None => Restarter::Never,
         }
     }
@@ -125,7 +130,8 @@ impl Restarter {
     }
 }
 
-/// A jitter sample in `[0, 1]`: the injected source, else the thread RNG.
+/// A jitter sample in `[0, 1]`: the injected source (the spawn config's,
+/// else the system's), else the thread RNG.
 pub(crate) fn sample_jitter(jitter: Option<&JitterFn>) -> f64 {
     match jitter {
         Some(f) => f().clamp(0.0, 1.0),
@@ -138,6 +144,8 @@ pub(crate) struct RunSpec {
     pub(crate) restarter: Restarter,
     pub(crate) restart_mailbox: RestartMailbox,
     pub(crate) fence: Option<Fence>,
+    /// Checked before every user message (cluster activations: the lease deadline).
+    pub(crate) guard: Option<Arc<dyn RunGuard>>,
 }
 
 /// The actor task: incarnations until the restarter says stop, then the
@@ -197,7 +205,7 @@ where
         log_panic(cell, "on_start", &p);
         return End::Failed;
     }
-    let end = message_loop(cell, &mut actor, &mut ctx).await;
+    let end = message_loop(cell, &mut actor, &mut ctx, spec.guard.as_deref()).await;
     let reason = end.reason();
     if let Err(p) = catch_async(|| actor.on_stop(&mut ctx, &reason)).await {
         log_panic(cell, "on_stop", &p);
@@ -205,7 +213,12 @@ where
     end
 }
 
-async fn message_loop<A: Actor>(cell: &Arc<Cell<A::Msg>>, actor: &mut A, ctx: &mut Context) -> End {
+async fn message_loop<A: Actor>(
+    cell: &Arc<Cell<A::Msg>>,
+    actor: &mut A,
+    ctx: &mut Context,
+    guard: Option<&dyn RunGuard>,
+) -> End {
     let mut since_yield = 0u32;
     loop {
         if let Some(reason) = ctx.take_stop() {
@@ -214,6 +227,16 @@ async fn message_loop<A: Actor>(cell: &Arc<Cell<A::Msg>>, actor: &mut A, ctx: &m
         let next = poll_fn(|cx| cell.mailbox.poll_next(cx)).await;
         match next {
             Next::User(msg) => {
+                // Checked when the message is about to run, not when it was
+                // queued: a stalled actor must not run a backlog it may no
+                // longer run. The message is dropped unrun (an ask gets
+                // `Canceled`).
+                if let Some(guard) = guard
+                    && let Err(reason) = guard.admit()
+                {
+                    drop(msg);
+                    return End::Exit(reason);
+                }
                 cell.mark_busy();
                 let r = catch_async(|| actor.handle(ctx, msg)).await;
                 cell.mark_idle();

@@ -150,7 +150,7 @@ impl Supervisor {
         }
         let index = st.children.len();
         let child = SupervisedChild { group: self.group.clone(), index };
-        let jitter = cfg.jitter.clone();
+        let jitter = cfg.jitter.clone().or_else(|| self.system.core_jitter());
         let handle = self.system.spawn_inner(MakeRepeat(factory), cfg, Restarter::Supervised(child, jitter))?;
         st.children.push(handle.cell().clone());
         Ok(handle)

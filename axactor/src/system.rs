@@ -14,8 +14,11 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
 
 use crate::cell::{Cell, CellOps, ExitWait, KillGuard};
+use crate::config::JitterFn;
+use crate::env::{BoxTask, Spawner, SystemBuilder};
 use crate::lifecycle::{ActorLifecycleEvent, ActorLifecycleEventKind, LIFECYCLE_CAPACITY};
 use crate::mailbox::Control;
 use crate::run::{MakeOnce, MakeRepeat, Restarter, RunSpec, run_actor};
@@ -50,6 +53,10 @@ pub(crate) struct SystemCore {
     /// Set by the first `subscribe_lifecycle`; never cleared.
     lifecycle_used: AtomicBool,
     shutting_down: AtomicBool,
+    /// Starts actor tasks; `tokio::spawn` when `None`.
+    spawner: Option<Arc<dyn Spawner>>,
+    /// Restart jitter for actors without their own; the thread RNG when `None`.
+    pub(crate) jitter: Option<JitterFn>,
 }
 
 impl std::fmt::Debug for SystemCore {
@@ -85,6 +92,14 @@ impl SystemCore {
         let mut v: Vec<_> = self.shards.iter().flat_map(|s| s.lock().values().cloned().collect::<Vec<_>>()).collect();
         v.sort_by_key(|c| c.meta().pid());
         v
+    }
+
+    /// Starts a task of this system (an actor, a timer) through its spawner.
+    pub(crate) fn spawn_task(&self, task: impl std::future::Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
+        match &self.spawner {
+            Some(s) => s.spawn(Box::pin(task) as BoxTask),
+            None => tokio::spawn(task),
+        }
     }
 
     pub(crate) fn emit(&self, pid: Pid, name: &str, kind: ActorLifecycleEventKind, reason: Option<ExitReason>) {
@@ -172,6 +187,16 @@ impl Default for System {
 impl System {
     /// An empty system.
     pub fn new() -> System {
+        System::from_builder(SystemBuilder::default())
+    }
+
+    /// A builder for a system with a custom environment (task spawner,
+    /// restart jitter source).
+    pub fn builder() -> SystemBuilder {
+        SystemBuilder::default()
+    }
+
+    pub(crate) fn from_builder(b: SystemBuilder) -> System {
         let (lifecycle, _) = broadcast::channel(LIFECYCLE_CAPACITY);
         System {
             core: Arc::new(SystemCore {
@@ -179,8 +204,21 @@ impl System {
                 lifecycle,
                 lifecycle_used: AtomicBool::new(false),
                 shutting_down: AtomicBool::new(false),
+                spawner: b.spawner,
+                jitter: b.jitter,
             }),
         }
+    }
+
+    /// The system's restart jitter source, if it has one.
+    pub(crate) fn core_jitter(&self) -> Option<JitterFn> {
+        self.core.jitter.clone()
+    }
+
+    /// Starts `task` the way this system starts its actors (through its
+    /// spawner, if it has one).
+    pub(crate) fn spawn_task(&self, task: impl std::future::Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
+        self.core.spawn_task(task)
     }
 
     /// Spawns an actor built by `factory`, which runs again on every restart
@@ -195,7 +233,7 @@ impl System {
         A: Actor,
         F: Fn() -> A + Send + Sync + 'static,
     {
-        let restarter = Restarter::from_config(&cfg);
+        let restarter = Restarter::from_config(&cfg, self.core.jitter.as_ref());
         self.spawn_inner(MakeRepeat(factory), cfg, restarter)
     }
 
@@ -222,13 +260,15 @@ impl System {
         if self.core.shutting_down.load(Ordering::Acquire) {
             return Err(SpawnError::ShuttingDown);
         }
-        let rt = tokio::runtime::Handle::try_current().map_err(|_| SpawnError::NoRuntime)?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(SpawnError::NoRuntime);
+        }
         let pid = Pid::next();
         let cell = Arc::new(Cell::<A::Msg>::new(pid, &cfg, self.core.clone()));
         self.core.register(pid, cell.clone());
-        let spec = RunSpec { restarter, restart_mailbox: cfg.restart_mailbox, fence: cfg.fence };
+        let spec = RunSpec { restarter, restart_mailbox: cfg.restart_mailbox, fence: cfg.fence, guard: cfg.run_guard };
         let guard = KillGuard { cell: Some(cell.clone()) };
-        let task = rt.spawn(run_actor(cell.clone(), make, spec, guard));
+        let task = self.core.spawn_task(run_actor(cell.clone(), make, spec, guard));
         cell.meta.set_abort(task.abort_handle());
         let local = LocalRef::from_cell(cell);
         let ops = local.cell_ops();

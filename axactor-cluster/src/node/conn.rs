@@ -21,7 +21,7 @@ use super::established;
 use super::inspect::{bump, codec_label};
 use super::shared::Shared;
 use super::table::PeerDirection;
-use crate::handshake::{Established, HandshakeError, Initiator, Local, Responder, Step, fresh_nonce};
+use crate::handshake::{Established, HandshakeError, Initiator, Local, Responder, Step};
 use crate::id::NodeId;
 use crate::overlay::{Link, Priority};
 use crate::wire::hello::Refusal;
@@ -135,7 +135,7 @@ fn refuse(link: &Link, err: &HandshakeError) -> Option<&'static str> {
 /// Runs the handshake. `Err(Some(label))` is a counted failure, `Err(None)`
 /// the node stopping.
 async fn handshake(node: &Shared, link: &mut Link, role: &Role) -> Result<Established, Option<&'static str>> {
-    let nonce = fresh_nonce().map_err(|_| Some("nonce"))?;
+    let nonce = node.env.nonce().map_err(|_| Some("nonce"))?;
     let cfg = &node.cfg;
     let deadline = Instant::now() + cfg.handshake_timeout;
     let local = Local {
@@ -154,12 +154,11 @@ async fn handshake(node: &Shared, link: &mut Link, role: &Role) -> Result<Establ
         }
         Role::Responder => Machine::R(Responder::new(local, None, nonce, deadline).map_err(|e| Some(e.label()))?),
     };
-    let mut stop = node.stop.subscribe();
     let mut frames = 0usize;
     loop {
         let body = tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => return Err(None),
+            _ = node.stop.wait_for(|s| *s) => return Err(None),
             () = sleep_until(deadline) => {
                 let err = machine.on_tick(Instant::now()).err().unwrap_or(HandshakeError::TimedOut);
                 return Err(refuse(link, &err));

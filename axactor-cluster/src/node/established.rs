@@ -123,7 +123,7 @@ pub(crate) async fn run(
         Queues { control: control_rx, data: data_rx, shared: Arc::clone(&shared), reader_done: reader_done_rx };
     // The writer runs as a task of its own, so that sealing and sending
     // overlap with opening and dispatching on a multi-thread runtime.
-    let writer = tokio::spawn(write_loop(Arc::clone(&node), conn, sealer, tx.clone(), queues).in_current_span());
+    let writer = node.env.spawn(write_loop(Arc::clone(&node), conn, sealer, tx.clone(), queues).in_current_span());
     let reader = async {
         let owed = Arc::new(Semaphore::new(OWED_RESPONSE_CAPACITY));
         let reader = Reader {
@@ -230,12 +230,11 @@ enum Event {
 impl Reader<'_> {
     async fn run(mut self, rx: &mut LinkReceiver, mut close: watch::Receiver<bool>) -> End {
         let node = self.node;
-        let mut stop = node.stop.subscribe();
         let mut heartbeat = tokio::time::interval(node.cfg.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let ttl_ms = u64::try_from(node.cfg.node_ttl.as_millis()).unwrap_or(u64::MAX);
         // Created once, not per frame: each creation registers and removes a waiter.
-        let stopped = stop.wait_for(|s| *s);
+        let stopped = node.stop.wait_for(|s| *s);
         let replaced = close.changed();
         tokio::pin!(stopped, replaced);
         let mut passes = 0u32;
@@ -350,7 +349,7 @@ impl Reader<'_> {
             return;
         };
         let data = self.data.clone();
-        tokio::spawn(async move {
+        self.node.env.spawn(async move {
             // Fails only once the connection has ended.
             let _ = data.send(msg).await;
             drop(permit);

@@ -18,11 +18,10 @@ use crate::overlay::Listener;
 /// Accepts inbound links until the node stops; dropping the listener then
 /// stops the overlay from accepting more.
 pub(crate) async fn accept_loop(node: Arc<Shared>, mut listener: Listener) {
-    let mut stop = node.stop.subscribe();
     loop {
         let link = tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => break,
+            _ = node.stop.wait_for(|s| *s) => break,
             link = listener.accept() => match link {
                 Some(link) => link,
                 None => break,
@@ -42,14 +41,13 @@ pub(crate) async fn accept_loop(node: Arc<Shared>, mut listener: Listener) {
 /// Every `heartbeat_interval`: refresh membership, then dial the members we
 /// have no session with.
 pub(crate) async fn membership_loop(node: Arc<Shared>) {
-    let mut stop = node.stop.subscribe();
     let mut tick = tokio::time::interval(node.cfg.heartbeat_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let bound = node.cfg.request_timeout;
     loop {
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => break,
+            _ = node.stop.wait_for(|s| *s) => break,
             _ = tick.tick() => {}
             _ = node.dial_kick.notified() => {}
         }
@@ -98,10 +96,9 @@ fn dial_targets(node: &Shared, members: &[SessionId], now: Instant) -> Vec<NodeI
 }
 
 async fn dial(node: Arc<Shared>, peer: NodeId) {
-    let mut stop = node.stop.subscribe();
     let link = tokio::select! {
         biased;
-        _ = stop.wait_for(|s| *s) => return,
+        _ = node.stop.wait_for(|s| *s) => return,
         link = node.overlay.inner().dial(&node.id, &peer) => link,
     };
     match link {

@@ -155,10 +155,19 @@ impl Shared {
     /// `ConnectionLost`; its monitors resolve once the target's lease is
     /// provably gone.
     pub(crate) fn connection_ended(self: &Arc<Self>, conn: ConnId) {
-        self.routing.pending.lock().retain(|_, (c, _)| *c != conn);
+        // In id order, not the hash map's: which waiter wakes first must not
+        // depend on hashing (the simulation replays runs from a seed).
+        let failed: Vec<oneshot::Sender<Response>> = {
+            let mut pending = self.routing.pending.lock();
+            let mut ids: Vec<u64> = pending.iter().filter(|(_, (c, _))| *c == conn).map(|(id, _)| *id).collect();
+            ids.sort_unstable();
+            ids.into_iter().filter_map(|id| pending.remove(&id)).map(|(_, tx)| tx).collect()
+        };
+        drop(failed);
         let orphaned: Vec<ClientMonitor> = {
             let mut monitors = self.routing.monitors.lock();
-            let ids: Vec<u64> = monitors.iter().filter(|(_, m)| m.conn == conn).map(|(id, _)| *id).collect();
+            let mut ids: Vec<u64> = monitors.iter().filter(|(_, m)| m.conn == conn).map(|(id, _)| *id).collect();
+            ids.sort_unstable();
             ids.into_iter().filter_map(|id| monitors.remove(&id)).collect()
         };
         for m in orphaned {
@@ -212,7 +221,7 @@ impl Shared {
             // Demonitor once the receiver is dropped.
             let node = Arc::clone(self);
             let control = link.control.clone();
-            tokio::spawn(async move {
+            self.env.spawn(async move {
                 watch.closed().await;
                 if node.routing.monitors.lock().remove(&id).is_some() {
                     let _ = control.try_send(ControlMsg::Demonitor { request_id: id });

@@ -17,10 +17,12 @@ use super::inspect::LiveCounters;
 use super::routing::Routing;
 use super::table::{ConnId, PeerTable};
 use crate::config::ClusterConfig;
+use crate::env::Env;
 use crate::handshake::AuthKey;
 use crate::host::HostedRegistry;
 use crate::id::{NodeId, SessionId};
 use crate::lease::LeaseStore;
+use crate::signal::Signal;
 use crate::overlay::ClusterOverlay;
 
 /// What the node keeps per authenticated connection.
@@ -87,10 +89,12 @@ pub(crate) struct Shared {
     /// Permits for inbound handshakes in progress.
     pub(crate) handshakes: Arc<Semaphore>,
     /// `true` once shutdown has begun.
-    pub(crate) stop: watch::Sender<bool>,
+    pub(crate) stop: Signal<bool>,
     /// Mirrors `stop` (set first), for the hot paths.
     stopping: AtomicBool,
     pub(crate) renewal_paused: AtomicBool,
+    /// Randomness, task spawning and the observer (see [`Env`]).
+    pub(crate) env: Env,
     /// The local actor system activations run in.
     pub(crate) system: Arc<axactor::System>,
     /// Hosted registries by id (sorted: deterministic iteration).
@@ -124,6 +128,7 @@ impl Shared {
         key: AuthKey,
         overlay: ClusterOverlay,
         store: Arc<dyn LeaseStore>,
+        env: Env,
     ) -> Shared {
         let max_inflight = cfg.max_inflight_requests;
         Shared {
@@ -137,10 +142,11 @@ impl Shared {
             store,
             dials: Mutex::new(BTreeMap::new()),
             counters: LiveCounters::default(),
-            stop: watch::Sender::new(false),
+            stop: Signal::new(false),
             stopping: AtomicBool::new(false),
             renewal_paused: AtomicBool::new(false),
-            system: Arc::new(axactor::System::new()),
+            system: Arc::new(env.system()),
+            env,
             hosts: RwLock::new(BTreeMap::new()),
             kick: Notify::new(),
             dial_kick: Notify::new(),
@@ -179,7 +185,7 @@ impl Shared {
     /// watching `stop` is told.
     pub(crate) fn begin_stop(&self) {
         self.stopping.store(true, Ordering::Release);
-        self.stop.send_replace(true);
+        self.stop.set(true);
     }
 
     /// Spawns a task that `shutdown` waits for (and aborts after its bound).
@@ -191,7 +197,7 @@ impl Shared {
         self.tasks.send_modify(|tasks| {
             tasks.insert(id, None);
         });
-        let handle = tokio::spawn(async move {
+        let handle = self.env.spawn(async move {
             let _guard = guard;
             fut.await;
         });

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use super::faults::{Decision, DropReason, Schedule};
 use super::link::{FrameLimit, LinkState, Next, OutQueue, Phase, PhaseWatch};
-use super::memory::{Net, REORDER_MAX_WAIT, bump};
+use super::memory::{FrameFate, Net, REORDER_MAX_WAIT, bump};
 
 /// Which way a delivery task carries frames.
 #[derive(Debug)]
@@ -54,7 +54,8 @@ struct Task {
 /// Runs one direction until the link ends.
 pub(crate) async fn run(dir: Direction, mut out: OutQueue, inbound: mpsc::Sender<Bytes>, state: Arc<LinkState>) {
     let config = dir.net.config();
-    let mut changes = dir.net.subscribe_changes();
+    let net = Arc::clone(&dir.net);
+    let mut seen = net.version();
     let mut task = Task {
         dead: state.watch(),
         dir,
@@ -76,9 +77,8 @@ pub(crate) async fn run(dir: Direction, mut out: OutQueue, inbound: mpsc::Sender
             biased;
             () = task.dead.reached(Phase::Dead) => break false,
             () = task.inbound.closed() => break false,
-            r = changes.changed() => {
-                // The sender lives in `Net`, which this task holds: never an error.
-                if r.is_ok() && !task.held.is_empty() && !task.is_held() && !task.flush_held().await {
+            () = net.changed(&mut seen) => {
+                if !task.held.is_empty() && !task.is_held() && !task.flush_held().await {
                     break false;
                 }
             }
@@ -120,15 +120,26 @@ impl Task {
     /// Applies the link's faults to a frame just taken from the sender.
     /// Returns `false` if the link died.
     async fn accept(&mut self, frame: Bytes) -> bool {
-        let counters = &self.dir.net.counters;
-        match self.dir.net.with_faults(|t| t.decide(&self.dir.from, &self.dir.to)) {
-            Decision::Drop(DropReason::Partition) => bump(&counters.dropped_partition, 1),
-            Decision::Drop(DropReason::Random) => bump(&counters.dropped_random, 1),
+        let (net, from, to) = (&self.dir.net, &self.dir.from, &self.dir.to);
+        let counters = &net.counters;
+        match net.with_faults(|t| t.decide(from, to)) {
+            Decision::Drop(DropReason::Partition) => {
+                net.tap(from, to, &frame, FrameFate::DroppedPartition);
+                bump(&counters.dropped_partition, 1);
+            }
+            Decision::Drop(DropReason::Random) => {
+                net.tap(from, to, &frame, FrameFate::DroppedRandom);
+                bump(&counters.dropped_random, 1);
+            }
             Decision::Hold if self.held.len() < self.max_held => {
+                net.tap(from, to, &frame, FrameFate::Held);
                 self.held.push_back(frame);
                 bump(&counters.held, 1);
             }
-            Decision::Hold => bump(&counters.dropped_hold_overflow, 1),
+            Decision::Hold => {
+                net.tap(from, to, &frame, FrameFate::DroppedHoldOverflow);
+                bump(&counters.dropped_hold_overflow, 1);
+            }
             Decision::Deliver(d) if d.is_plain() && self.schedule.is_empty() => return self.deliver(frame).await,
             Decision::Deliver(d) => {
                 if d.duplicate {
@@ -172,11 +183,14 @@ impl Task {
         tokio::select! {
             biased;
             () = self.dead.reached(Phase::Dead) => false,
-            r = self.inbound.send(frame) => {
-                if r.is_ok() {
+            r = self.inbound.reserve() => match r {
+                Ok(permit) => {
+                    self.dir.net.tap(&self.dir.from, &self.dir.to, &frame, FrameFate::Delivered);
+                    permit.send(frame);
                     bump(&self.dir.net.counters.delivered, 1);
+                    true
                 }
-                r.is_ok()
+                Err(_) => false,
             }
         }
     }

@@ -32,7 +32,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+
+use crate::signal::Signal;
 
 use super::OverlayError;
 use super::tcp_conn::Direct;
@@ -76,21 +78,21 @@ pub(crate) enum Phase {
 /// The lifecycle state shared by a link's halves and its driver.
 #[derive(Debug)]
 pub(crate) struct LinkState {
-    phase: watch::Sender<Phase>,
+    phase: Signal<Phase>,
 }
 
 impl LinkState {
     pub(crate) fn new() -> Arc<LinkState> {
-        Arc::new(LinkState { phase: watch::Sender::new(Phase::Open) })
+        Arc::new(LinkState { phase: Signal::new(Phase::Open) })
     }
 
     pub(crate) fn phase(&self) -> Phase {
-        *self.phase.borrow()
+        self.phase.get()
     }
 
     /// Moves to `to` unless the link is already there or further on.
     pub(crate) fn advance(&self, to: Phase) {
-        self.phase.send_if_modified(|p| {
+        self.phase.update(|p| {
             let moved = *p < to;
             if moved {
                 *p = to;
@@ -100,28 +102,25 @@ impl LinkState {
     }
 
     pub(crate) fn watch(self: &Arc<Self>) -> PhaseWatch {
-        PhaseWatch { rx: self.phase.subscribe(), _state: Arc::clone(self) }
+        PhaseWatch { state: Arc::clone(self) }
     }
 }
 
 /// Waits for a link to reach a phase.
 #[derive(Debug)]
 pub(crate) struct PhaseWatch {
-    rx: watch::Receiver<Phase>,
-    // Keeps the sender alive, so `wait_for` can never fail (and spin).
-    _state: Arc<LinkState>,
+    state: Arc<LinkState>,
 }
 
 impl PhaseWatch {
     /// The current phase.
     pub(crate) fn phase(&self) -> Phase {
-        *self.rx.borrow()
+        self.state.phase()
     }
 
     /// Completes once the link is at `phase` or further on. Cancel safe.
     pub(crate) async fn reached(&mut self, phase: Phase) {
-        // Cannot fail: `_state` keeps the sender alive.
-        let _ = self.rx.wait_for(|p| *p >= phase).await;
+        self.state.phase.wait_for(|p| *p >= phase).await;
     }
 }
 

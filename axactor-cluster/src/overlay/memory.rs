@@ -20,13 +20,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::delivery::{self, Direction};
 use super::faults::{FaultTable, LinkFaults};
 use super::link::{self, FrameLimit, LinkState};
 use super::{BoxFuture, DEFAULT_ACCEPT_BACKLOG, DEFAULT_LINK_QUEUE_FRAMES, Link, Listener, Overlay, OverlayError};
 use crate::id::NodeId;
+use crate::signal::Signal;
 use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
 
 /// Default number of frames a held directed link keeps (per link) until
@@ -83,6 +84,30 @@ pub(crate) fn bump(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
+/// What happened to a frame the in-memory overlay carried (see [`FrameTap`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FrameFate {
+    /// Handed to the receiving link.
+    Delivered,
+    /// Lost to a partition.
+    DroppedPartition,
+    /// Lost to the drop rate.
+    DroppedRandom,
+    /// Lost because its held link already kept its maximum.
+    DroppedHoldOverflow,
+    /// Put on hold until the link is released.
+    Held,
+}
+
+/// Sees every frame an [`InMemoryOverlay`] carries, as it is decided
+/// (synchronously, on the link's delivery task: keep it quick). The
+/// simulation uses it to put every frame into its trace.
+pub trait FrameTap: Send + Sync + std::fmt::Debug + 'static {
+    /// The frame `bytes` from `from` to `to` met `fate`.
+    fn frame(&self, from: &str, to: &str, bytes: &[u8], fate: FrameFate);
+}
+
 /// Settings fixed when the overlay is built.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MemoryConfig {
@@ -96,8 +121,9 @@ pub(crate) struct MemoryConfig {
 pub(crate) struct Net {
     inner: Mutex<NetInner>,
     /// Bumped on every fault change, so held links re-check their state.
-    changes: watch::Sender<u64>,
+    changes: Signal<u64>,
     pub(crate) counters: Counters,
+    tap: std::sync::OnceLock<Arc<dyn FrameTap>>,
 }
 
 #[derive(Debug)]
@@ -117,13 +143,30 @@ impl Net {
         f(&mut self.inner.lock().faults)
     }
 
-    pub(crate) fn subscribe_changes(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
+    /// Tells the tap, if any, what happened to `bytes`.
+    pub(crate) fn tap(&self, from: &str, to: &str, bytes: &[u8], fate: FrameFate) {
+        if let Some(tap) = self.tap.get() {
+            tap.frame(from, to, bytes, fate);
+        }
+    }
+
+    /// The version of the fault table (grows with every change).
+    pub(crate) fn version(&self) -> u64 {
+        self.changes.get()
+    }
+
+    /// Completes once the faults changed since version `seen` (updated).
+    pub(crate) async fn changed(&self, seen: &mut u64) {
+        let now = *seen;
+        *seen = self.changes.wait_for(|v| *v != now).await;
     }
 
     fn change_faults(&self, f: impl FnOnce(&mut FaultTable)) {
         f(&mut self.inner.lock().faults);
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        self.changes.update(|n| {
+            *n = n.wrapping_add(1);
+            true
+        });
     }
 }
 
@@ -193,7 +236,12 @@ impl InMemoryOverlay {
             max_held_frames: DEFAULT_MAX_HELD_FRAMES,
         };
         let inner = NetInner { listeners: BTreeMap::new(), next_listener: 0, faults: FaultTable::new(seed), config };
-        let net = Net { inner: Mutex::new(inner), changes: watch::Sender::new(0), counters: Counters::default() };
+        let net = Net {
+            inner: Mutex::new(inner),
+            changes: Signal::new(0),
+            counters: Counters::default(),
+            tap: std::sync::OnceLock::new(),
+        };
         InMemoryOverlay { net: Arc::new(net) }
     }
 
@@ -220,6 +268,12 @@ impl InMemoryOverlay {
     /// opened later.
     pub fn with_max_held_frames(self, n: usize) -> Self {
         self.set_config(|c| c.max_held_frames = n)
+    }
+
+    /// Sets the network's [`FrameTap`] (once: `false`, and no change, if one
+    /// is set). Applies to every clone and every link.
+    pub fn set_tap(&self, tap: Arc<dyn FrameTap>) -> bool {
+        self.net.tap.set(tap).is_ok()
     }
 
     /// Re-seeds the network: every directed link's RNG restarts from `seed`.

@@ -45,7 +45,7 @@ mod tcp_conn;
 
 pub use faults::LinkFaults;
 pub use link::{Link, LinkReceiver, LinkSender, Priority};
-pub use memory::{DEFAULT_MAX_HELD_FRAMES, InMemoryOverlay, InMemoryStats, REORDER_MAX_WAIT};
+pub use memory::{DEFAULT_MAX_HELD_FRAMES, FrameFate, FrameTap, InMemoryOverlay, InMemoryStats, REORDER_MAX_WAIT};
 pub use tcp::{
     DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_INBOUND_CONNECTIONS, TcpKeepaliveOptions, TcpOverlay,
     TcpStats,
