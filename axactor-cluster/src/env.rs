@@ -82,6 +82,17 @@ pub enum NodeEvent {
         /// The lease epoch.
         epoch: u64,
     },
+    /// The store refused this node a registry's shards: they are held
+    /// under another shard count (a node registered the registry with
+    /// `theirs` shards, this one with `ours`).
+    ShardCountConflict {
+        /// The registry id.
+        registry: String,
+        /// This node's shard count.
+        ours: u32,
+        /// The count the store holds the registry's leases under.
+        theirs: u64,
+    },
     /// A request of this node was tried again after `error`.
     Retried {
         /// The registry id.

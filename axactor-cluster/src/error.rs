@@ -17,6 +17,21 @@ pub enum ClusterError {
     /// The node has been shut down.
     #[error("the node is shut down")]
     ShutDown,
+    /// A registry is hosted elsewhere with another shard count. Every node
+    /// must register a registry with the same count: deploy the new count
+    /// only after every node with the old one has left (see
+    /// `docs/operations.md`).
+    #[error("registry {registry} has {ours} shards here but {theirs} on {peer}")]
+    ShardCountMismatch {
+        /// The registry id.
+        registry: String,
+        /// The count this node was asked to use.
+        ours: u32,
+        /// The count another node uses.
+        theirs: u64,
+        /// Who uses it (a node name, or `the lease store`).
+        peer: String,
+    },
 }
 
 /// Why a remote call failed. [`RemoteError::is_definitely_not_executed`]
@@ -72,6 +87,11 @@ pub enum RemoteError {
     /// never sent. Split it, or raise the limit on every node.
     #[error("message larger than the frame limit; not sent")]
     TooLarge,
+    /// The owner hosts the registry with another shard count than this
+    /// node, so the key's shard means another thing there: not executed.
+    /// Every node must register the registry with the same count.
+    #[error("the owner uses another shard count for the registry; not executed")]
+    ShardCountMismatch,
 }
 
 impl RemoteError {
@@ -92,7 +112,8 @@ impl RemoteError {
             | RemoteError::NoOwner
             | RemoteError::Overloaded
             | RemoteError::ShutDown
-            | RemoteError::TooLarge => true,
+            | RemoteError::TooLarge
+            | RemoteError::ShardCountMismatch => true,
             RemoteError::Timeout
             | RemoteError::ConnectionLost
             | RemoteError::Codec

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::env::Env;
+use crate::fence::GrantGuard;
 use crate::keyed::KeyedConfig;
 use crate::lease::Epoch;
 use crate::node::ConnTag;
@@ -120,6 +121,8 @@ struct Activation<A: RemoteActor> {
 struct Slot<A: RemoteActor> {
     epoch: Epoch,
     deadline: Instant,
+    /// Checked by the activations before each message.
+    guard: Arc<GrantGuard>,
     acts: BTreeMap<Arc<str>, Activation<A>>,
 }
 
@@ -197,6 +200,7 @@ impl<A: RemoteActor> Host<A> {
         };
         if let Some(e) = epoch
             && e != slot.epoch.0
+            && !mutant!(SkipEpochCheck)
         {
             return Err(Rejection::StaleEpoch { current: slot.epoch.0 });
         }
@@ -208,13 +212,19 @@ impl<A: RemoteActor> Host<A> {
             return Ok(f(&act.local));
         }
         let fence = Fence { registry: self.id.to_string(), shard, epoch: slot.epoch.0 };
-        let act = self.spawn_activation(key, fence, now)?;
+        let act = self.spawn_activation(key, fence, Arc::clone(&slot.guard), now)?;
         let out = f(&act.local);
         slot.acts.insert(Arc::from(key), act);
         Ok(out)
     }
 
-    fn spawn_activation(&self, key: &str, fence: Fence, now: Instant) -> Result<Activation<A>, Rejection> {
+    fn spawn_activation(
+        &self,
+        key: &str,
+        fence: Fence,
+        guard: Arc<GrantGuard>,
+        now: Instant,
+    ) -> Result<Activation<A>, Rejection> {
         {
             let mut active = self.active.lock();
             if *active >= self.cfg.max_activations {
@@ -226,7 +236,9 @@ impl<A: RemoteActor> Host<A> {
         let owned_key: Arc<str> = Arc::from(key);
         let make_key = Arc::clone(&owned_key);
         let shard = fence.shard;
-        let spawn_cfg = SpawnConfig::new(format!("{}/{}", self.id, key), self.cfg.mailbox_capacity).with_fence(fence);
+        let spawn_cfg = SpawnConfig::new(format!("{}/{}", self.id, key), self.cfg.mailbox_capacity)
+            .with_fence(fence)
+            .run_guard(guard);
         let handle = match self.system.spawn_with(move || factory(&make_key), spawn_cfg) {
             Ok(h) => h,
             Err(e) => {
@@ -311,6 +323,17 @@ impl<A: RemoteActor> Host<A> {
         Local::Done(self.enqueue(shard, None, key, msg, Some(deadline)).await.map(|()| pending))
     }
 
+    /// A peer's request names `key` in `shard`: the key must hash there with
+    /// this node's shard count (a sender with another count means another
+    /// key range by the same shard number).
+    fn check_shard(&self, shard: u32, key: &str) -> Result<(), Rejection> {
+        if crate::shard::shard_of(key, self.shard_count) == shard || mutant!(IgnoreShardCount) {
+            Ok(())
+        } else {
+            Err(Rejection::WrongShard { shard_count: self.shard_count })
+        }
+    }
+
     /// Whether `shard` is held here and before its deadline.
     pub(crate) fn usable(&self, shard: u32) -> bool {
         self.slots.lock().get(&shard).is_some_and(|s| Instant::now() < s.deadline)
@@ -346,7 +369,8 @@ impl<A: RemoteActor> HostedRegistry for Host<A> {
     fn grant(&self, shard: u32, epoch: Epoch, deadline: Instant) {
         {
             let mut slots = self.slots.lock();
-            slots.insert(shard, Slot { epoch, deadline, acts: BTreeMap::new() });
+            let guard = Arc::new(GrantGuard::new(deadline));
+            slots.insert(shard, Slot { epoch, deadline, guard, acts: BTreeMap::new() });
         }
         if let Some(key) = &self.eager
             && let Err(r) = self.with_activation(shard, Some(epoch.0), key, |_| ())
@@ -360,12 +384,16 @@ impl<A: RemoteActor> HostedRegistry for Host<A> {
             && slot.epoch == epoch
         {
             slot.deadline = slot.deadline.max(deadline);
+            slot.guard.extend(deadline);
         }
     }
 
     fn revoke(&self, shard: u32, reason: ExitReason, kill_at: Instant) -> BoxFuture<'static, ()> {
         let acts: Vec<LocalRef<A::Msg>> = match self.slots.lock().remove(&shard) {
-            Some(slot) => slot.acts.into_values().map(|a| a.local).collect(),
+            Some(slot) => {
+                slot.guard.revoke();
+                slot.acts.into_values().map(|a| a.local).collect()
+            }
             None => Vec::new(),
         };
         for local in &acts {
@@ -383,12 +411,16 @@ impl<A: RemoteActor> HostedRegistry for Host<A> {
 
     fn kill_shard(&self, shard: u32, reason: ExitReason) {
         let slot = self.slots.lock().remove(&shard);
+        if let Some(slot) = &slot {
+            slot.guard.revoke();
+        }
         for act in slot.into_iter().flat_map(|s| s.acts.into_values()) {
             act.local.kill(reason.clone());
         }
     }
 
     fn deliver_tell(&self, shard: u32, epoch: u64, key: &str, payload: &[u8]) -> Result<(), Rejection> {
+        self.check_shard(shard, key)?;
         let tell: TellOf<A> = postcard::from_bytes(payload).map_err(|_| Rejection::BadPayload)?;
         let msg = A::tell_message(tell);
         self.with_activation(shard, Some(epoch), key, |local| local.try_send(msg))?.map_err(tell_rejection)
@@ -402,6 +434,7 @@ impl<A: RemoteActor> HostedRegistry for Host<A> {
         key: &str,
         payload: &[u8],
     ) -> Result<EncodedReply, Rejection> {
+        self.check_shard(shard, key)?;
         let ask: AskOf<A> = postcard::from_bytes(payload).map_err(|_| Rejection::BadPayload)?;
         let (msg, pending) = A::ask_message(ask);
         self.with_activation(shard, Some(epoch), key, |local| local.try_send(msg))?.map_err(tell_rejection)?;

@@ -74,6 +74,7 @@ pub mod config;
 mod e2e_tests;
 mod env;
 mod error;
+mod fence;
 pub mod handshake;
 mod host;
 mod id;
@@ -85,7 +86,7 @@ pub mod overlay;
 mod remote;
 mod route;
 pub mod session;
-mod shard;
+pub mod shard;
 mod signal;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -101,7 +102,7 @@ pub use keyed::{
 };
 #[cfg(feature = "redis-lease")]
 pub use lease::RedisLeaseStore;
-pub use lease::{Epoch, Lease, LeaseStore, LeaseStoreError, MemoryLeaseStore};
+pub use lease::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError, MemoryLeaseStore};
 pub use node::{
     CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, ClusterInspect, ClusterNode, Counters, DATA_QUEUE_CAPACITY,
     OWED_RESPONSE_CAPACITY, OwnedShard, PeerDirection, PeerInfo, PeerState, SHUTDOWN_TIMEOUT,

@@ -34,9 +34,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::env::NodeEvent;
 use crate::host::HostedRegistry;
-use crate::lease::Epoch;
+use crate::lease::{Epoch, GroupGrant, LeaseGroup};
 use crate::node::Shared;
-use crate::shard::lease_fsm::{Action, LeaseTimes, Phase, ShardLease};
+use crate::shard::lease_fsm::{Acquired, Action, LeaseTimes, Phase, ShardLease};
 use crate::shard::lease_name;
 use crate::shard::placement::{MovePacer, assign};
 use crate::wire::ControlMsg;
@@ -55,15 +55,24 @@ struct ShardState {
     fsm: ShardLease,
     /// A store operation (or a handover) is in flight.
     busy: bool,
+    /// Activations of a fenced grant are still stopping: the shard stays out
+    /// of placement until every one has ended.
+    stopping: bool,
     /// When this node first saw the shard free while preferring another node.
     free_since: Option<Instant>,
+    /// The other shard count the store last refused this shard for.
+    conflict: Option<u64>,
 }
 
 enum Done {
-    Acquired { idx: usize, result: Result<Option<Epoch>, ()> },
+    /// `conflict`: the store refused because the registry's leases are held
+    /// under another shard count (that count).
+    Acquired { idx: usize, result: Result<Option<Epoch>, ()>, conflict: Option<u64> },
     Renewed { idx: usize, epoch: Epoch, result: Result<bool, ()> },
     Released { idx: usize },
     Probed { idx: usize, free: bool },
+    /// Every activation of a fenced grant has ended.
+    Stopped { idx: usize },
 }
 
 struct Driver {
@@ -134,10 +143,12 @@ impl Driver {
                 self.shards.push(ShardState {
                     host: Arc::clone(&host),
                     shard,
-                    name: lease_name(host.id(), shard),
+                    name: lease_name(host.id(), host.shard_count(), shard),
                     fsm: ShardLease::new(self.times),
                     busy: false,
+                    stopping: false,
                     free_since: None,
+                    conflict: None,
                 });
             }
             self.registries += 1;
@@ -161,27 +172,41 @@ impl Driver {
         }
         s.busy = true;
         let (node, name) = (Arc::clone(&self.node), s.name.clone());
+        let (registry, count) = (s.host.id().to_string(), u64::from(s.host.shard_count()));
         self.spawn_op(async move {
-            let op = node.store.acquire(&name, &node.session, node.cfg.lease_ttl);
-            let result = match tokio::time::timeout(node.cfg.request_timeout, op).await {
-                Ok(Ok(lease)) => Ok(lease.map(|l| l.epoch)),
+            let (store, session, ttl) = (&node.store, &node.session, node.cfg.lease_ttl);
+            let group = LeaseGroup { name: &registry, tag: count };
+            let name_ref = &name;
+            let op = if mutant!(IgnoreShardCount) {
+                Box::pin(async move {
+                    Ok(store.acquire(name_ref, session, ttl).await?.map_or(GroupGrant::Held, GroupGrant::Granted))
+                })
+            } else {
+                store.acquire_in_group(name_ref, group, session, ttl)
+            };
+            let (result, conflict) = match tokio::time::timeout(node.cfg.request_timeout, op).await {
+                Ok(Ok(GroupGrant::Granted(lease))) => (Ok(Some(lease.epoch)), None),
+                Ok(Ok(GroupGrant::Held)) => (Ok(None), None),
+                Ok(Ok(GroupGrant::Conflict { tag })) => (Ok(None), Some(tag)),
                 Ok(Err(e)) => {
                     tracing::debug!(lease = %name, error = %e, "acquire failed");
-                    Err(())
+                    (Err(()), None)
                 }
-                Err(_) => Err(()),
+                Err(_) => (Err(()), None),
             };
-            Done::Acquired { idx, result }
+            Done::Acquired { idx, result, conflict }
         });
     }
 
     fn renew(&mut self, idx: usize, epoch: Epoch, now: Instant) {
         let s = &mut self.shards[idx];
         let (node, name) = (Arc::clone(&self.node), s.name.clone());
+        let (registry, count) = (s.host.id().to_string(), u64::from(s.host.shard_count()));
         // The renewal may not outlive the deadline it could extend.
         let bound = s.fsm.held().map_or(Duration::ZERO, |h| h.deadline.saturating_duration_since(now));
         self.spawn_op(async move {
-            let op = node.store.renew(&name, &node.session, epoch, node.cfg.lease_ttl);
+            let group = LeaseGroup { name: &registry, tag: count };
+            let op = node.store.renew_in_group(&name, group, &node.session, epoch, node.cfg.lease_ttl);
             let result = match tokio::time::timeout(bound.min(node.cfg.request_timeout), op).await {
                 Ok(Ok(ok)) => Ok(ok),
                 Ok(Err(e)) => {
@@ -203,10 +228,40 @@ impl Driver {
         let stopping = s.host.revoke(s.shard, ExitReason::LeaseLost, kill_at);
         self.node.forget_owner(s.host.id(), s.shard);
         let stopped = self.stopped_event(idx, epoch);
-        self.node.spawn(async move {
+        if mutant!(ReacquireWhileStopping) {
+            self.node.spawn(async move {
+                stopping.await;
+                stopped();
+            });
+            return;
+        }
+        // Out of placement until they have all ended: a new grant's
+        // activations must never overlap the fenced ones on this node.
+        self.shards[idx].stopping = true;
+        self.spawn_op(async move {
             stopping.await;
             stopped();
+            Done::Stopped { idx }
         });
+    }
+
+    /// Reports (once per change) that the store refuses the registry's
+    /// shards because they are held under another shard count.
+    fn note_conflict(&mut self, idx: usize, conflict: Option<u64>) {
+        let s = &mut self.shards[idx];
+        if s.conflict == conflict {
+            return;
+        }
+        s.conflict = conflict;
+        let Some(theirs) = conflict else { return };
+        let (registry, ours) = (s.host.id().to_string(), s.host.shard_count());
+        self.node.counters.lease_event("shard_count_conflict");
+        tracing::warn!(
+            registry = %registry, ours, theirs,
+            "the registry's shards are held with another shard count elsewhere; this node takes none of them \
+             until every node with the other count has left (every node must use one count)"
+        );
+        self.node.env.observe(&self.node.session, || NodeEvent::ShardCountConflict { registry, ours, theirs });
     }
 
     /// Tells the node's observer about shard `idx`.
@@ -239,13 +294,13 @@ impl Driver {
     fn apply(&mut self, done: Done) {
         let now = Instant::now();
         match done {
-            Done::Acquired { idx, result } => {
-                let granted = result.ok().flatten();
+            Done::Acquired { idx, result, conflict } => {
+                self.note_conflict(idx, conflict);
                 let s = &mut self.shards[idx];
                 s.busy = false;
                 s.free_since = None;
-                match s.fsm.on_acquired(result, now) {
-                    Some(held) => {
+                match s.fsm.on_acquired(result, now, mutant!(ReacquireWhileStopping)) {
+                    Acquired::Held(held) => {
                         tracing::debug!(lease = %s.name, epoch = %held.epoch, "lease acquired");
                         self.node.counters.lease_event("acquired");
                         let (registry, shard) = (s.host.id().to_string(), s.shard);
@@ -263,14 +318,13 @@ impl Driver {
                             owner: Some(self.node.session.clone()),
                         });
                     }
-                    None => {
-                        if let Some(epoch) = granted {
-                            // Granted too late to use: give it back.
-                            self.release_quietly(idx, epoch);
-                        }
-                    }
+                    // Granted too late, or at an epoch this node saw before:
+                    // give it back (see `lease_fsm`).
+                    Acquired::Release(epoch) => self.release_quietly(idx, epoch),
+                    Acquired::Nothing => {}
                 }
             }
+            Done::Stopped { idx } => self.shards[idx].stopping = false,
             Done::Renewed { idx, epoch, result } => {
                 let s = &mut self.shards[idx];
                 match s.fsm.on_renewed(epoch, result, now) {
@@ -334,7 +388,7 @@ impl Driver {
         self.pacer.observe(&view, now);
         for idx in 0..self.shards.len() {
             let s = &self.shards[idx];
-            if s.busy {
+            if s.busy || s.stopping {
                 continue;
             }
             let Some(cands) = candidates.get(s.host.id()) else { continue };
@@ -375,6 +429,12 @@ impl Driver {
         self.observe(idx, epoch, |registry, shard, epoch| NodeEvent::ShardHandedOver { registry, shard, epoch });
         let stopped = self.stopped_event(idx, epoch);
         self.spawn_op(async move {
+            if mutant!(ReleaseBeforeStop) {
+                release_and_notify(&node, &name, registry, shard, epoch).await;
+                stopping.await;
+                stopped();
+                return Done::Released { idx };
+            }
             stopping.await;
             stopped();
             release_and_notify(&node, &name, registry, shard, epoch).await;
@@ -396,6 +456,11 @@ impl Driver {
                 releases.push((s.name.clone(), s.host.id().to_string(), s.shard, epoch));
             }
         }
+        if mutant!(ReleaseBeforeStop) {
+            for (name, registry, shard, epoch) in releases.drain(..) {
+                release_and_notify(&self.node, &name, registry, shard, epoch).await;
+            }
+        }
         for (stop, registry, shard, epoch) in stopping {
             stop.await;
             self.node.env.observe(&self.node.session, || NodeEvent::ShardStopped { registry, shard, epoch: epoch.0 });
@@ -403,25 +468,27 @@ impl Driver {
         for (name, registry, shard, epoch) in releases {
             release_and_notify(&self.node, &name, registry, shard, epoch).await;
         }
+        // Acquisitions and handovers in flight: give back what they win.
         let bound = Instant::now() + self.node.cfg.request_timeout;
         while self.shards.iter().any(|s| s.busy && s.fsm.phase() != Phase::Free) {
             match tokio::time::timeout_at(bound, done_rx.recv()).await {
-                Ok(Some(Done::Acquired { idx, result: Ok(Some(epoch)) })) => {
+                Ok(Some(Done::Acquired { idx, result, .. })) => {
                     let s = &mut self.shards[idx];
                     s.busy = false;
-                    let _ = s.fsm.on_acquired(Err(()), Instant::now());
-                    let name = s.name.clone();
-                    let _ = tokio::time::timeout(
-                        self.node.cfg.request_timeout,
-                        self.node.store.release(&name, &self.node.session, epoch),
-                    )
-                    .await;
+                    s.fsm.abandon();
+                    if let Acquired::Release(epoch) = s.fsm.on_acquired(result, Instant::now(), false) {
+                        let name = s.name.clone();
+                        let release = self.node.store.release(&name, &self.node.session, epoch);
+                        let _ = tokio::time::timeout(self.node.cfg.request_timeout, release).await;
+                    }
                 }
-                Ok(Some(Done::Acquired { idx, .. } | Done::Released { idx } | Done::Probed { idx, .. })) => {
+                Ok(Some(Done::Released { idx })) => {
                     let s = &mut self.shards[idx];
                     s.busy = false;
-                    let _ = s.fsm.on_acquired(Err(()), Instant::now());
+                    s.fsm.on_released();
                 }
+                Ok(Some(Done::Probed { idx, .. })) => self.shards[idx].busy = false,
+                Ok(Some(Done::Stopped { idx })) => self.shards[idx].stopping = false,
                 Ok(Some(Done::Renewed { .. })) => {}
                 Ok(None) | Err(_) => break,
             }

@@ -144,7 +144,12 @@ impl ClusterNode {
         let overlay: ClusterOverlay = overlay.into();
         let listener = overlay.inner().listen(&id).await?;
         let local_addr = listener.local_addr();
-        let session = env.new_session(id);
+        let mut session = env.new_session(id);
+        if mutant!(ReuseSession) {
+            // Every run of a name is "the same session".
+            session.boot = crate::shard::stable_hash(&[session.node.as_str().as_bytes()]);
+            session.counter = 0;
+        }
         let shared = Arc::new(Shared::new(session, cfg, key, overlay, store, env));
         let first = shared.store.heartbeat_member(&shared.session, shared.cfg.node_ttl);
         if let Ok(Err(e)) | Err(e) = tokio::time::timeout(shared.cfg.request_timeout, first)

@@ -81,6 +81,7 @@ fn map_rejection(r: &Rejection) -> RemoteError {
         Rejection::Unauthorized => RemoteError::Unauthorized,
         Rejection::BadPayload => RemoteError::Codec,
         Rejection::Overloaded => RemoteError::Overloaded,
+        Rejection::WrongShard { .. } => RemoteError::ShardCountMismatch,
     }
 }
 
@@ -183,7 +184,7 @@ impl<A: RemoteActor> Route<A> {
         {
             return Ok(hit);
         }
-        let name = lease_name(registry, shard);
+        let name = lease_name(registry, self.shards, shard);
         let looked_up = tokio::time::timeout(self.node.cfg.request_timeout, self.node.store.get(&name)).await;
         match looked_up {
             Ok(Ok(Some(lease))) => {
@@ -265,7 +266,9 @@ impl<A: RemoteActor> Route<A> {
     ) -> Result<Bytes, RemoteError> {
         let (kind, payload) = (&kind, &payload[..]);
         // `Overloaded` is not retried here: see the module docs.
-        let retry = |e: &RemoteError| retryable(e) && *e != RemoteError::Overloaded;
+        let retry = |e: &RemoteError| {
+            (retryable(e) && *e != RemoteError::Overloaded) || (*e == RemoteError::Timeout && mutant!(RetryAfterTimeout))
+        };
         self.with_retries(&h.key, started, deadline, retry, |lookup| self.attempt(h, kind, payload, deadline, lookup))
             .await
     }
@@ -314,6 +317,12 @@ impl<A: RemoteActor> Route<A> {
             // Not queued (the connection ended, or no room in time): not sent.
             self.node.forget_pending(request_id);
             return Err(e);
+        }
+        if mutant!(RetryAfterTimeout) {
+            // Gives up on the attempt early, to try again (a bug: it may run).
+            let now = Instant::now();
+            let early = now + deadline.saturating_duration_since(now) / 3;
+            return self.wait_response(request_id, rx, early).await;
         }
         self.wait_response(request_id, rx, deadline).await
     }
@@ -451,7 +460,7 @@ impl<A: RemoteActor> Route<A> {
         let (link, holder, epoch) = self.owner_link(h.shard, lookup).await?;
         let registry = self.registry().to_string();
         let request_id =
-            self.node.register_monitor(&link, registry.clone(), h.key.to_string(), h.shard, holder, epoch, tx)?;
+            self.node.register_monitor(&link, registry.clone(), h.key.to_string(), lease_name(&registry, self.shards, h.shard), holder, epoch, tx)?;
         let msg = ControlMsg::Monitor { request_id, registry, key: h.key.to_string() };
         if link.control.try_send(msg).is_err() {
             self.node.drop_monitor(request_id);

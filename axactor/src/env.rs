@@ -32,14 +32,17 @@ pub trait Spawner: Send + Sync + fmt::Debug + 'static {
     fn spawn(&self, task: BoxTask) -> JoinHandle<()>;
 }
 
-/// A condition an actor checks before it handles each user message.
+/// A condition an actor checks before it starts (before its factory and
+/// `on_start` run) and before it handles each user message.
 ///
 /// The cluster layer gives every hosted activation a guard that fails once
 /// the lease it runs under has passed its local deadline, so a node that
 /// stalled past its lease (a long pause, CPU starvation) never runs its
-/// queued backlog after it resumes. When [`RunGuard::admit`] fails, the
-/// message is dropped without running (an ask gets `Canceled`) and the actor
-/// stops with the returned reason (`on_stop` runs as usual).
+/// queued backlog after it resumes. When [`RunGuard::admit`] fails before a
+/// message, the message is dropped without running (an ask gets `Canceled`)
+/// and the actor stops with the returned reason (`on_stop` runs as usual);
+/// when it fails before the start, the actor stops with that reason without
+/// being built (neither `on_start` nor `on_stop` runs).
 pub trait RunGuard: Send + Sync + fmt::Debug + 'static {
     /// `Ok` if the next message may run; `Err(reason)` to stop instead.
     ///

@@ -190,6 +190,13 @@ where
 {
     let pid = cell.pid();
     let name = cell.meta.name().clone();
+    // An incarnation that may no longer run does not start: no factory, no
+    // `on_start` (a task held up past its guard's deadline runs nothing).
+    if let Some(guard) = spec.guard.as_deref()
+        && let Err(reason) = guard.admit()
+    {
+        return End::Exit(reason);
+    }
     let mut actor = match catch_sync(|| make.make()) {
         Ok(Some(a)) => a,
         Ok(None) => return End::Exit(ExitReason::Other("actor value already consumed".into())),

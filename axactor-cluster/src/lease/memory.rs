@@ -11,7 +11,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use super::{Epoch, Lease, LeaseStore, LeaseStoreError};
+use super::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError};
 use crate::id::SessionId;
 use crate::overlay::BoxFuture;
 
@@ -20,6 +20,8 @@ struct Held {
     holder: SessionId,
     epoch: Epoch,
     expires: Instant,
+    /// The group (name, tag) it was acquired in, if any.
+    group: Option<(String, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -55,22 +57,52 @@ impl MemoryLeaseStore {
 
     fn acquire_now(&self, name: &str, holder: &SessionId, ttl: Duration) -> Result<Option<Lease>, LeaseStoreError> {
         Self::check(name, Some(ttl))?;
-        let now = Instant::now();
-        let mut st = self.state.lock();
+        Ok(Self::acquire_locked(&mut self.state.lock(), name, holder, ttl, Instant::now()))
+    }
+
+    fn acquire_locked(st: &mut State, name: &str, holder: &SessionId, ttl: Duration, now: Instant) -> Option<Lease> {
         if let Some(h) = st.held.get_mut(name)
             && h.expires > now
         {
             if &h.holder != holder {
-                return Ok(None);
+                return None;
             }
             h.expires = now + ttl;
-            return Ok(Some(Lease { name: name.to_owned(), holder: holder.clone(), epoch: h.epoch }));
+            return Some(Lease { name: name.to_owned(), holder: holder.clone(), epoch: h.epoch });
         }
         let last = st.last_epoch.entry(name.to_owned()).or_insert(0);
         *last += 1;
         let epoch = Epoch(*last);
-        st.held.insert(name.to_owned(), Held { holder: holder.clone(), epoch, expires: now + ttl });
-        Ok(Some(Lease { name: name.to_owned(), holder: holder.clone(), epoch }))
+        st.held.insert(name.to_owned(), Held { holder: holder.clone(), epoch, expires: now + ttl, group: None });
+        Some(Lease { name: name.to_owned(), holder: holder.clone(), epoch })
+    }
+
+    /// A group's live lease under another tag than `group.tag`, if any.
+    fn conflict(st: &State, group: LeaseGroup<'_>, now: Instant) -> Option<u64> {
+        st.held.values().find_map(|h| match &h.group {
+            Some((g, tag)) if g == group.name && *tag != group.tag && h.expires > now => Some(*tag),
+            _ => None,
+        })
+    }
+
+    fn acquire_grouped_now(
+        &self,
+        name: &str,
+        group: LeaseGroup<'_>,
+        holder: &SessionId,
+        ttl: Duration,
+    ) -> Result<GroupGrant, LeaseStoreError> {
+        Self::check(name, Some(ttl))?;
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        if let Some(tag) = Self::conflict(&st, group, now) {
+            return Ok(GroupGrant::Conflict { tag });
+        }
+        let Some(lease) = Self::acquire_locked(&mut st, name, holder, ttl, now) else { return Ok(GroupGrant::Held) };
+        if let Some(h) = st.held.get_mut(name) {
+            h.group = Some((group.name.to_owned(), group.tag));
+        }
+        Ok(GroupGrant::Granted(lease))
     }
 
     fn renew_now(&self, name: &str, holder: &SessionId, epoch: Epoch, ttl: Duration) -> Result<bool, LeaseStoreError> {
@@ -113,6 +145,21 @@ impl MemoryLeaseStore {
 }
 
 impl LeaseStore for MemoryLeaseStore {
+    fn enforces_groups(&self) -> bool {
+        true
+    }
+
+    fn acquire_in_group<'a>(
+        &'a self,
+        name: &'a str,
+        group: LeaseGroup<'a>,
+        holder: &'a SessionId,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<GroupGrant, LeaseStoreError>> {
+        let r = self.acquire_grouped_now(name, group, holder, ttl);
+        Box::pin(async move { r })
+    }
+
     fn acquire<'a>(
         &'a self,
         name: &'a str,

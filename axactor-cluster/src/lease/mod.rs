@@ -12,6 +12,16 @@
 //! lease state machine), so it always stops before the store lets another
 //! session acquire.
 //!
+//! **Lease groups.** A lease may be acquired as a member of a
+//! [`LeaseGroup`] (a name and a tag): a store that enforces groups
+//! ([`LeaseStore::enforces_groups`]) grants no lease of a group under one tag
+//! while a live lease of that group is held under another. The cluster puts
+//! every shard lease of a registry in the group named after the registry,
+//! tagged with its shard count, and names the leases with the count
+//! (`registry/count/shard`): two nodes that host one registry with
+//! different shard counts can never both hold shards (either count's
+//! shards can cover a key of the other), whatever they each believe.
+//!
 //! Stores: [`MemoryLeaseStore`] (one process, Tokio time) and
 //! `RedisLeaseStore` (feature `redis-lease`: one Redis primary shared by the
 //! cluster). Both pass the conformance suite in
@@ -52,6 +62,31 @@ pub struct Lease {
     pub holder: SessionId,
     /// Its epoch.
     pub epoch: Epoch,
+}
+
+/// A family of leases that must never be held under two tags at once (see
+/// the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseGroup<'a> {
+    /// The group's name (the cluster uses the registry id).
+    pub name: &'a str,
+    /// The tag this acquisition is made under (the cluster uses the
+    /// registry's shard count).
+    pub tag: u64,
+}
+
+/// The answer to [`LeaseStore::acquire_in_group`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupGrant {
+    /// The lease is the caller's (new, or held already: same epoch).
+    Granted(Lease),
+    /// Another session holds the lease.
+    Held,
+    /// A live lease of the group is held under another tag (`tag`).
+    Conflict {
+        /// The tag the group's live leases are held under.
+        tag: u64,
+    },
 }
 
 /// Why a lease-store operation failed. A failed renewal means the holder
@@ -117,4 +152,46 @@ pub trait LeaseStore: Send + Sync + fmt::Debug + 'static {
 
     /// The live members, sorted.
     fn members(&self) -> BoxFuture<'_, Result<Vec<SessionId>, LeaseStoreError>>;
+
+    /// Whether [`LeaseStore::acquire_in_group`] enforces groups. The default
+    /// methods do not (they ignore the group): a store that cannot enforce
+    /// them leaves the cluster unprotected against nodes that disagree on a
+    /// registry's shard count.
+    fn enforces_groups(&self) -> bool {
+        false
+    }
+
+    /// [`LeaseStore::acquire`], as a member of `group`: refused with
+    /// [`GroupGrant::Conflict`] while a live lease of the group is held under
+    /// another tag. The default ignores the group.
+    fn acquire_in_group<'a>(
+        &'a self,
+        name: &'a str,
+        group: LeaseGroup<'a>,
+        holder: &'a SessionId,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<GroupGrant, LeaseStoreError>> {
+        let _ = group;
+        Box::pin(async move {
+            Ok(match self.acquire(name, holder, ttl).await? {
+                Some(lease) => GroupGrant::Granted(lease),
+                None => GroupGrant::Held,
+            })
+        })
+    }
+
+    /// [`LeaseStore::renew`] of a lease acquired in `group` (a store may
+    /// track the group's liveness through it). The default ignores the
+    /// group.
+    fn renew_in_group<'a>(
+        &'a self,
+        name: &'a str,
+        group: LeaseGroup<'a>,
+        holder: &'a SessionId,
+        epoch: Epoch,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, LeaseStoreError>> {
+        let _ = group;
+        self.renew(name, holder, epoch, ttl)
+    }
 }

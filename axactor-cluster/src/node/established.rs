@@ -366,6 +366,7 @@ impl Reader<'_> {
             Rejection::Unauthorized => "unauthorized",
             Rejection::BadPayload => "bad_payload",
             Rejection::Overloaded => "overloaded",
+            Rejection::WrongShard { .. } => "wrong_shard",
         };
         self.node.counters.request_rejected(label);
         tracing::debug!(reason = label, "request rejected before execution");

@@ -20,7 +20,6 @@ use crate::host::HostedRegistry;
 use crate::id::{NodeId, SessionId};
 use crate::lease::Epoch;
 use crate::remote::DownEvent;
-use crate::shard::lease_name;
 use crate::wire::{ControlMsg, DownReason, OutFrame, Rejection};
 
 /// The answer to a request in flight.
@@ -39,7 +38,8 @@ pub(crate) struct ClientMonitor {
     conn: ConnId,
     registry: String,
     key: String,
-    shard: u32,
+    /// The lease the monitored activation runs under.
+    lease: String,
     holder: SessionId,
     epoch: Epoch,
     tx: mpsc::Sender<DownEvent>,
@@ -181,12 +181,11 @@ impl Shared {
     /// once the lease the target ran under is no longer held (expired,
     /// released or taken over), i.e. the target can no longer execute.
     async fn await_lease_gone(&self, m: ClientMonitor) {
-        let name = lease_name(&m.registry, m.shard);
         loop {
             if m.tx.is_closed() {
                 return;
             }
-            let current = tokio::time::timeout(self.cfg.request_timeout, self.store.get(&name)).await;
+            let current = tokio::time::timeout(self.cfg.request_timeout, self.store.get(&m.lease)).await;
             if let Ok(Ok(lease)) = current
                 && lease.is_none_or(|l| l.holder != m.holder || l.epoch != m.epoch)
             {
@@ -204,7 +203,7 @@ impl Shared {
         link: &PeerLink,
         registry: String,
         key: String,
-        shard: u32,
+        lease: String,
         holder: SessionId,
         epoch: Epoch,
         tx: mpsc::Sender<DownEvent>,
@@ -217,7 +216,7 @@ impl Shared {
                 return Err(RemoteError::Overloaded);
             }
             let watch = tx.clone();
-            monitors.insert(id, ClientMonitor { conn: link.conn, registry, key, shard, holder, epoch, tx });
+            monitors.insert(id, ClientMonitor { conn: link.conn, registry, key, lease, holder, epoch, tx });
             // Demonitor once the receiver is dropped.
             let node = Arc::clone(self);
             let control = link.control.clone();

@@ -19,6 +19,17 @@
 //! anyone else. The driver fences (stops the shard's activations) when
 //! [`ShardLease::poll`] says so, whatever the store or network is doing.
 //!
+//! **Every grant this node uses has a greater epoch than every epoch the
+//! store ever returned to it for this lease.** A store hands the holder its
+//! current epoch again when the holder acquires a lease it still has (after
+//! a fence, say, before the store expired it); and a grant that arrived too
+//! late is released, but that release may land at any time later. Using the
+//! same epoch twice would let such a stale release delete a grant in use,
+//! and would give two activations of one key (the fenced one still stopping,
+//! the new one) the same fencing epoch. So an acquire answered with an epoch
+//! at or below the highest one seen is not used: the driver releases it and
+//! acquires again later, when the store grants a fresh epoch.
+//!
 //! Time is an input (`now`), so every transition is unit tested without a
 //! clock.
 
@@ -91,16 +102,30 @@ pub(crate) enum Action {
     Fence { epoch: Epoch },
 }
 
+/// What an acquire's answer means for the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acquired {
+    /// The lease is ours: use it.
+    Held(Held),
+    /// Granted, but not usable (too late to be safe, or an epoch already
+    /// seen): release it at this epoch.
+    Release(Epoch),
+    /// Not granted (held by another session, or the store failed).
+    Nothing,
+}
+
 /// The lease of one shard.
 #[derive(Debug, Clone)]
 pub(crate) struct ShardLease {
     times: LeaseTimes,
     phase: Phase,
+    /// The highest epoch the store returned to this node for this lease.
+    max_epoch: Epoch,
 }
 
 impl ShardLease {
     pub(crate) fn new(times: LeaseTimes) -> ShardLease {
-        ShardLease { times, phase: Phase::Free }
+        ShardLease { times, phase: Phase::Free, max_epoch: Epoch(0) }
     }
 
     pub(crate) fn phase(&self) -> Phase {
@@ -127,21 +152,47 @@ impl ShardLease {
 
     /// The answer to the acquire request: `Ok(Some(epoch))` granted,
     /// `Ok(None)` held by someone else, `Err(())` unknown (store error or
-    /// timeout). Returns the new hold if the lease is usable.
-    pub(crate) fn on_acquired(&mut self, result: Result<Option<Epoch>, ()>, now: Instant) -> Option<Held> {
+    /// timeout). `allow_same_epoch` lifts the fresh-epoch rule (only the
+    /// simulation's deliberate bug sets it).
+    pub(crate) fn on_acquired(
+        &mut self,
+        result: Result<Option<Epoch>, ()>,
+        now: Instant,
+        allow_same_epoch: bool,
+    ) -> Acquired {
         let Phase::Acquiring { sent_at } = self.phase else {
-            return None;
+            // An answer nobody waits for (e.g. after a shutdown): give any
+            // grant back.
+            return match result {
+                Ok(Some(epoch)) => {
+                    self.max_epoch = self.max_epoch.max(epoch);
+                    Acquired::Release(epoch)
+                }
+                _ => Acquired::Nothing,
+            };
         };
         self.phase = Phase::Free;
-        let epoch = result.ok().flatten()?;
+        let Ok(Some(epoch)) = result else {
+            return Acquired::Nothing;
+        };
+        let seen = self.max_epoch;
+        self.max_epoch = seen.max(epoch);
         let deadline = self.times.deadline(sent_at);
-        if deadline <= now {
-            // Granted, but too late to use safely: let it expire.
-            return None;
+        if deadline <= now || (epoch <= seen && !allow_same_epoch) {
+            // Too late to use safely, or an epoch already seen: give it back.
+            return Acquired::Release(epoch);
         }
         let held = Held { epoch, deadline, next_renew: sent_at + self.times.renew_interval, renewing: None };
         self.phase = Phase::Held(held);
-        Some(held)
+        Acquired::Held(held)
+    }
+
+    /// Gives up an acquire in flight (shutdown): its answer, when it comes,
+    /// is released ([`ShardLease::on_acquired`]).
+    pub(crate) fn abandon(&mut self) {
+        if matches!(self.phase, Phase::Acquiring { .. }) {
+            self.phase = Phase::Free;
+        }
     }
 
     /// What is due at `now`. `renew_allowed` is `false` while renewals are
@@ -229,7 +280,7 @@ mod tests {
     fn held_at(t0: Instant) -> ShardLease {
         let mut l = ShardLease::new(LeaseTimes::new(TTL, RENEW));
         assert!(l.start_acquire(t0));
-        assert!(l.on_acquired(Ok(Some(Epoch(7))), t0 + ms(5)).is_some());
+        assert!(matches!(l.on_acquired(Ok(Some(Epoch(7))), t0 + ms(5), false), Acquired::Held(_)));
         l
     }
 
@@ -245,7 +296,7 @@ mod tests {
         let mut l = ShardLease::new(LeaseTimes::new(TTL, RENEW));
         l.start_acquire(t0);
         // The answer takes 2 s to arrive: the deadline still starts at t0.
-        let h = l.on_acquired(Ok(Some(Epoch(1))), t0 + ms(2000)).expect("held");
+        let Acquired::Held(h) = l.on_acquired(Ok(Some(Epoch(1))), t0 + ms(2000), false) else { panic!("held") };
         assert_eq!(h.deadline, t0 + TTL - ms(200));
     }
 
@@ -254,7 +305,7 @@ mod tests {
         let t0 = Instant::now();
         let mut l = ShardLease::new(LeaseTimes::new(TTL, RENEW));
         l.start_acquire(t0);
-        assert_eq!(l.on_acquired(Ok(Some(Epoch(1))), t0 + TTL), None);
+        assert_eq!(l.on_acquired(Ok(Some(Epoch(1))), t0 + TTL, false), Acquired::Release(Epoch(1)));
         assert_eq!(l.phase(), Phase::Free);
     }
 
@@ -264,10 +315,41 @@ mod tests {
         let mut l = ShardLease::new(LeaseTimes::new(TTL, RENEW));
         assert!(l.start_acquire(t0));
         assert!(!l.start_acquire(t0), "one request at a time");
-        assert_eq!(l.on_acquired(Ok(None), t0), None);
+        assert_eq!(l.on_acquired(Ok(None), t0, false), Acquired::Nothing);
         assert!(l.start_acquire(t0));
-        assert_eq!(l.on_acquired(Err(()), t0), None);
+        assert_eq!(l.on_acquired(Err(()), t0, false), Acquired::Nothing);
         assert_eq!(l.phase(), Phase::Free);
+    }
+
+    #[test]
+    fn an_epoch_seen_before_is_never_used_again() {
+        let t0 = Instant::now();
+        let mut l = held_at(t0);
+        // Fenced at the deadline; the store still has the lease (its expiry
+        // is a margin later) and hands the holder the same epoch again.
+        let Some(Action::Fence { epoch }) = l.poll(t0 + TTL, false) else { panic!("fenced") };
+        assert_eq!(epoch, Epoch(7));
+        assert!(l.start_acquire(t0 + TTL));
+        assert_eq!(l.on_acquired(Ok(Some(Epoch(7))), t0 + TTL, false), Acquired::Release(Epoch(7)));
+        // A late grant's epoch is burnt too: its release may land any time.
+        assert!(l.start_acquire(t0 + TTL));
+        assert_eq!(l.on_acquired(Ok(Some(Epoch(8))), t0 + TTL * 3, false), Acquired::Release(Epoch(8)));
+        assert!(l.start_acquire(t0 + TTL * 3));
+        assert_eq!(l.on_acquired(Ok(Some(Epoch(8))), t0 + TTL * 3, false), Acquired::Release(Epoch(8)));
+        // A fresh epoch is used.
+        assert!(l.start_acquire(t0 + TTL * 3));
+        assert!(matches!(l.on_acquired(Ok(Some(Epoch(9))), t0 + TTL * 3, false), Acquired::Held(h) if h.epoch == Epoch(9)));
+    }
+
+    #[test]
+    fn answers_nobody_waits_for_are_released() {
+        let t0 = Instant::now();
+        let mut l = ShardLease::new(LeaseTimes::new(TTL, RENEW));
+        assert!(l.start_acquire(t0));
+        l.abandon();
+        assert_eq!(l.phase(), Phase::Free);
+        assert_eq!(l.on_acquired(Ok(Some(Epoch(3))), t0, false), Acquired::Release(Epoch(3)));
+        assert_eq!(l.on_acquired(Ok(None), t0, false), Acquired::Nothing);
     }
 
     #[test]

@@ -34,14 +34,32 @@ pub(crate) fn shard_of(key: &str, shard_count: u32) -> u32 {
     (stable_hash(&[key.as_bytes()]) % u64::from(shard_count.max(1))) as u32
 }
 
-/// The lease-store name of a shard's lease.
-pub(crate) fn lease_name(registry: &str, shard: u32) -> String {
+/// The lease-store name of a shard's lease: `{registry}/{shard_count}/{shard}`.
+/// The count is part of the name (and the lease's group tag, see
+/// `crate::lease`), so a node that hosts the registry with another count
+/// never names, nor can take, the same leases.
+pub fn lease_name(registry: &str, shard_count: u32, shard: u32) -> String {
+    if mutant!(IgnoreShardCount) {
+        return format!("{registry}/{shard}");
+    }
+    format!("{registry}/{shard_count}/{shard}")
+}
+
+/// The name rendezvous placement hashes for a shard (independent of the
+/// lease name, so preferences stay as pinned).
+pub(crate) fn placement_name(registry: &str, shard: u32) -> String {
     format!("{registry}/{shard}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lease_names_carry_the_shard_count() {
+        assert_eq!(lease_name("accounts", 64, 17), "accounts/64/17");
+        assert_ne!(lease_name("accounts", 64, 17), lease_name("accounts", 128, 17));
+    }
 
     #[test]
     fn hash_is_stable_across_releases() {

@@ -49,7 +49,7 @@ pub(crate) fn assign(registry: &str, shard_count: u32, candidates: &BTreeSet<Nod
     let mut load = vec![0usize; candidates.len()];
     let mut out = Vec::with_capacity(shard_count as usize);
     for shard in 0..shard_count {
-        let lease = super::lease_name(registry, shard);
+        let lease = super::placement_name(registry, shard);
         let open = candidates.iter().zip(&load).filter(|(_, l)| **l < cap).map(|(n, _)| n);
         // Some candidate always has room: cap * candidates >= shard_count.
         let Some(owner) = preferred(&lease, open) else { break };

@@ -16,11 +16,12 @@ use super::store::SimStore;
 use super::trace::{Ev, Trace};
 use super::workload::{Account, BANK, COUNTER, Counter, Probe, Probes, REGISTER, Register};
 use crate::config::ClusterConfig;
+use crate::error::ClusterError;
 use crate::env::Env;
 use crate::id::NodeId;
 use crate::keyed::{Keyed, KeyedConfig};
 use crate::node::ClusterNode;
-use crate::overlay::InMemoryOverlay;
+use crate::overlay::{InMemoryOverlay, OverlayError};
 
 /// Shards of each workload registry (the register's doubles under
 /// [`Fault::ShardSkew`]).
@@ -85,13 +86,23 @@ impl Cluster {
         }
         let env = Env::seeded(self.seeds.next_u64());
         env.set_observer(Arc::new(self.trace.clone()));
-        let store = Arc::new(self.store.clone());
+        let store: Arc<dyn crate::lease::LeaseStore> = Arc::new(self.store.clone());
         let id = NodeId::new(self.slots[i].name.clone());
-        let node = match ClusterNode::start_with_env(id, store, self.net.clone(), self.cfg.clone(), env.clone()).await {
-            Ok(node) => node,
-            Err(e) => {
-                self.trace.push(Ev::Fault(format!("n{i} failed to start: {e}")));
-                return;
+        let mut tries = 0;
+        let node = loop {
+            let start = ClusterNode::start_with_env(id.clone(), Arc::clone(&store), self.net.clone(), self.cfg.clone(), env.clone());
+            match start.await {
+                Ok(node) => break node,
+                // A crashed run of this name still listens until its aborted
+                // tasks have been dropped, which takes a scheduler turn.
+                Err(ClusterError::Overlay(OverlayError::Bind { .. })) if tries < 10 => {
+                    tries += 1;
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => {
+                    self.trace.push(Ev::Fault(format!("n{i} failed to start: {e}")));
+                    return;
+                }
             }
         };
         self.trace.push(Ev::NodeUp { session: node.session().clone() });

@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 
 use super::trace::{Ev, Trace};
 use crate::id::SessionId;
-use crate::lease::{Epoch, Lease, LeaseStore, LeaseStoreError, MemoryLeaseStore};
+use crate::lease::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError, MemoryLeaseStore};
 use crate::overlay::BoxFuture;
 
 /// The normal one-way delay to and from the store: up to this, uniformly.
@@ -51,8 +51,8 @@ pub(crate) struct SimStore {
 
 /// What a request does once it reaches the store.
 enum Op {
-    Acquire { name: String, holder: SessionId, ttl: Duration },
-    Renew { name: String, holder: SessionId, epoch: Epoch, ttl: Duration },
+    Acquire { name: String, group: Option<(String, u64)>, holder: SessionId, ttl: Duration },
+    Renew { name: String, group: Option<(String, u64)>, holder: SessionId, epoch: Epoch, ttl: Duration },
     Release { name: String, holder: SessionId, epoch: Epoch },
     Get { name: String },
     Heartbeat { session: SessionId, ttl: Duration },
@@ -63,6 +63,7 @@ enum Op {
 /// What the store answers.
 enum Answer {
     Lease(Option<Lease>),
+    Group(GroupGrant),
     Flag(bool),
     Unit,
     Members(Vec<SessionId>),
@@ -127,16 +128,28 @@ impl Inner {
         let store = &self.store;
         let until = |ttl: Duration| self.trace.now().saturating_add(ttl.as_micros() as u64);
         Ok(match op {
-            Op::Acquire { name, holder, ttl } => {
-                let got = store.acquire(&name, &holder, ttl).await?;
-                if let Some(l) = &got {
+            Op::Acquire { name, group, holder, ttl } => {
+                let got = match &group {
+                    Some((g, tag)) => store.acquire_in_group(&name, LeaseGroup { name: g, tag: *tag }, &holder, ttl).await?,
+                    None => store.acquire(&name, &holder, ttl).await?.map_or(GroupGrant::Held, GroupGrant::Granted),
+                };
+                if let GroupGrant::Granted(l) = &got {
                     let (lease, holder, epoch) = (Arc::from(name.as_str()), l.holder.clone(), l.epoch.0);
                     self.trace.push(Ev::Grant { lease, holder, epoch, until: until(ttl) });
                 }
-                Answer::Lease(got)
+                match (group, got) {
+                    (Some(_), got) => Answer::Group(got),
+                    (None, GroupGrant::Granted(l)) => Answer::Lease(Some(l)),
+                    (None, _) => Answer::Lease(None),
+                }
             }
-            Op::Renew { name, holder, epoch, ttl } => {
-                let ok = store.renew(&name, &holder, epoch, ttl).await?;
+            Op::Renew { name, group, holder, epoch, ttl } => {
+                let ok = match &group {
+                    Some((g, tag)) => {
+                        store.renew_in_group(&name, LeaseGroup { name: g, tag: *tag }, &holder, epoch, ttl).await?
+                    }
+                    None => store.renew(&name, &holder, epoch, ttl).await?,
+                };
                 if ok {
                     let lease = Arc::from(name.as_str());
                     self.trace.push(Ev::Renew { lease, holder, epoch: epoch.0, until: until(ttl) });
@@ -172,13 +185,52 @@ async fn answer(rx: oneshot::Receiver<Result<Answer, LeaseStoreError>>) -> Resul
 const MISMATCH: LeaseStoreError = LeaseStoreError::Protocol("simulated store answered another operation");
 
 impl LeaseStore for SimStore {
+    fn enforces_groups(&self) -> bool {
+        true
+    }
+
+    fn acquire_in_group<'a>(
+        &'a self,
+        name: &'a str,
+        group: LeaseGroup<'a>,
+        holder: &'a SessionId,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<GroupGrant, LeaseStoreError>> {
+        let group = Some((group.name.to_owned(), group.tag));
+        let rx = self.call(Op::Acquire { name: name.to_owned(), group, holder: holder.clone(), ttl });
+        Box::pin(async move {
+            match answer(rx).await? {
+                Answer::Group(g) => Ok(g),
+                _ => Err(MISMATCH),
+            }
+        })
+    }
+
+    fn renew_in_group<'a>(
+        &'a self,
+        name: &'a str,
+        group: LeaseGroup<'a>,
+        holder: &'a SessionId,
+        epoch: Epoch,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, LeaseStoreError>> {
+        let group = Some((group.name.to_owned(), group.tag));
+        let rx = self.call(Op::Renew { name: name.to_owned(), group, holder: holder.clone(), epoch, ttl });
+        Box::pin(async move {
+            match answer(rx).await? {
+                Answer::Flag(ok) => Ok(ok),
+                _ => Err(MISMATCH),
+            }
+        })
+    }
+
     fn acquire<'a>(
         &'a self,
         name: &'a str,
         holder: &'a SessionId,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<Lease>, LeaseStoreError>> {
-        let rx = self.call(Op::Acquire { name: name.to_owned(), holder: holder.clone(), ttl });
+        let rx = self.call(Op::Acquire { name: name.to_owned(), group: None, holder: holder.clone(), ttl });
         Box::pin(async move {
             match answer(rx).await? {
                 Answer::Lease(l) => Ok(l),
@@ -194,7 +246,7 @@ impl LeaseStore for SimStore {
         epoch: Epoch,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, LeaseStoreError>> {
-        let rx = self.call(Op::Renew { name: name.to_owned(), holder: holder.clone(), epoch, ttl });
+        let rx = self.call(Op::Renew { name: name.to_owned(), group: None, holder: holder.clone(), epoch, ttl });
         Box::pin(async move {
             match answer(rx).await? {
                 Answer::Flag(ok) => Ok(ok),

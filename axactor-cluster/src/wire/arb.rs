@@ -65,6 +65,7 @@ pub(super) fn rejection() -> impl Strategy<Value = Rejection> {
         Just(Rejection::Unauthorized),
         Just(Rejection::BadPayload),
         Just(Rejection::Overloaded),
+        any::<u32>().prop_map(|shard_count| Rejection::WrongShard { shard_count }),
     ]
 }
 

@@ -41,6 +41,12 @@ impl Keys {
         format!("{}:epoch:{name}", self.prefix)
     }
 
+    /// `{prefix}:group:{name}`: a lease group's tags, each with the expiry
+    /// of its newest lease (ms of server time).
+    pub(super) fn group(&self, name: &str) -> String {
+        format!("{}:group:{name}", self.prefix)
+    }
+
     /// `{prefix}:members`: sessions scored by expiry (ms of server time).
     pub(super) fn members(&self) -> String {
         format!("{}:members", self.prefix)

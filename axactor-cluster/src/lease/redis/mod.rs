@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | `P:lease:{name}` | string, `PX ttl` | `"{epoch}\|{session}"`, e.g. `1718000000123456\|a#00000000deadbeef.0` |
 //! | `P:epoch:{name}` | string, no expiry | the last epoch granted for `name` (decimal) |
+//! | `P:group:{group}` | hash | a lease group's tags, each mapped to the expiry (ms of server time) of its newest lease |
 //! | `P:members` | sorted set | sessions, scored by their expiry in ms of server time |
 //!
 //! Sessions are written in their `Display` form `{node}#{boot:016x}.{counter}`
@@ -28,6 +29,11 @@
 //! - **renew** / **release**: compare the lease key with exactly
 //!   `"{epoch}|{session}"`, then `PEXPIRE` / `DEL` it. The counter is never
 //!   deleted.
+//! - **acquire in a group** / **renew in a group**: as above, after
+//!   checking the group hash: a field of another tag whose expiry has not
+//!   passed refuses the acquire (`conflict`); a grant or renewal moves its
+//!   own tag's field to at least now + ttl, so the field always outlives the
+//!   tag's live leases. Expired fields are deleted as they are met.
 //! - **heartbeat** / **members**: read `TIME`, drop members whose score is
 //!   not after now, then `ZADD` (score now + ttl) or return the rest.
 //!
@@ -68,7 +74,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};
 
-use super::{Epoch, Lease, LeaseStore, LeaseStoreError};
+use super::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError};
 use crate::id::SessionId;
 use crate::overlay::BoxFuture;
 
@@ -199,6 +205,55 @@ impl RedisLeaseStore {
         Ok(Some(lease))
     }
 
+    async fn acquire_grouped(
+        &self,
+        name: &str,
+        group: LeaseGroup<'_>,
+        holder: &SessionId,
+        ttl: Duration,
+    ) -> Result<GroupGrant, LeaseStoreError> {
+        codec::check_name(name)?;
+        let ttl = codec::ttl_ms(ttl)?.to_string();
+        let (session, tag) = (holder.encode(), group.tag.to_string());
+        let keys = [self.keys.lease(name), self.keys.epoch(name), self.keys.group(group.name)];
+        let keys = [keys[0].as_str(), keys[1].as_str(), keys[2].as_str()];
+        let reply: (String, String) = self.run(&scripts::ACQUIRE_GROUPED_SCRIPT, &keys, &[&session, &ttl, &tag]).await?;
+        match (reply.0.as_str(), reply.1) {
+            ("held", _) => Ok(GroupGrant::Held),
+            ("conflict", tag) => {
+                let tag = tag.parse().map_err(|_| LeaseStoreError::Protocol("malformed group tag"))?;
+                Ok(GroupGrant::Conflict { tag })
+            }
+            ("granted", value) => {
+                let lease = codec::parse_value(name, &value)?;
+                if &lease.holder != holder {
+                    return Err(LeaseStoreError::Protocol("acquire returned another holder"));
+                }
+                Ok(GroupGrant::Granted(lease))
+            }
+            _ => Err(LeaseStoreError::Protocol("unexpected script result")),
+        }
+    }
+
+    async fn renew_grouped(
+        &self,
+        name: &str,
+        group: LeaseGroup<'_>,
+        holder: &SessionId,
+        epoch: Epoch,
+        ttl: Duration,
+    ) -> Result<bool, LeaseStoreError> {
+        codec::check_name(name)?;
+        let ttl = codec::ttl_ms(ttl)?.to_string();
+        let (expected, tag) = (codec::encode_value(epoch, holder), group.tag.to_string());
+        let (lease_key, group_key) = (self.keys.lease(name), self.keys.group(group.name));
+        match self.run::<i64>(&scripts::RENEW_GROUPED_SCRIPT, &[&lease_key, &group_key], &[&expected, &ttl, &tag]).await? {
+            1 => Ok(true),
+            0 => Ok(false),
+            _ => Err(LeaseStoreError::Protocol("unexpected script result")),
+        }
+    }
+
     /// Runs the renew or release script: both compare the exact value.
     async fn compare_and(
         &self,
@@ -266,6 +321,31 @@ async fn bounded<T>(fut: impl Future<Output = RedisResult<T>>) -> Result<T, Leas
 }
 
 impl LeaseStore for RedisLeaseStore {
+    fn enforces_groups(&self) -> bool {
+        true
+    }
+
+    fn acquire_in_group<'a>(
+        &'a self,
+        name: &'a str,
+        group: LeaseGroup<'a>,
+        holder: &'a SessionId,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<GroupGrant, LeaseStoreError>> {
+        Box::pin(self.acquire_grouped(name, group, holder, ttl))
+    }
+
+    fn renew_in_group<'a>(
+        &'a self,
+        name: &'a str,
+        group: LeaseGroup<'a>,
+        holder: &'a SessionId,
+        epoch: Epoch,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, LeaseStoreError>> {
+        Box::pin(self.renew_grouped(name, group, holder, epoch, ttl))
+    }
+
     fn acquire<'a>(
         &'a self,
         name: &'a str,

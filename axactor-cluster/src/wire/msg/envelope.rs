@@ -203,6 +203,13 @@ pub enum Rejection {
     /// Index 7: the receiver has too many requests in progress; nothing was
     /// enqueued.
     Overloaded,
+    /// Index 8: the key does not belong to the shard the request names: the
+    /// sender hosts the registry with another shard count than the
+    /// receiver's `shard_count`.
+    WrongShard {
+        /// The receiver's shard count for the registry.
+        shard_count: u32,
+    },
 }
 
 /// Serde adapter for opaque byte payloads: the same bytes on the wire as a
