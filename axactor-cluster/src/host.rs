@@ -208,8 +208,11 @@ impl<A: RemoteActor> Host<A> {
             return Err(Rejection::NotOwner { owner_hint: None });
         }
         if let Some(act) = slot.acts.get_mut(key) {
-            act.last_used = now;
-            return Ok(f(&act.local));
+            if !act.local.has_stopped() {
+                act.last_used = now;
+                return Ok(f(&act.local));
+            }
+            // Stopped, and its watcher has not removed it yet: replaced below.
         }
         let fence = Fence { registry: self.id.to_string(), shard, epoch: slot.epoch.0 };
         let act = self.spawn_activation(key, fence, Arc::clone(&slot.guard), now)?;
@@ -270,23 +273,33 @@ impl<A: RemoteActor> Host<A> {
         msg: A::Msg,
         wait: Option<Instant>,
     ) -> Result<(), Rejection> {
-        let attempt = self.with_activation(shard, epoch, key, |local| match local.try_send_or_return(msg) {
-            Ok(()) => Ok(()),
-            Err((TellError::Full, msg)) if wait.is_some() => Err(Some((local.clone(), msg))),
-            Err((e, _)) => {
-                tracing::debug!(registry = %self.id, key, error = %e, "activation refused a message");
-                Err(None)
-            }
-        })?;
-        match attempt {
-            Ok(()) => Ok(()),
-            Err(None) => Err(Rejection::MailboxFull),
-            Err(Some((local, msg))) => {
-                let deadline = wait.unwrap_or_else(Instant::now);
-                match tokio::time::timeout_at(deadline, local.send(msg)).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(tell_rejection(e)),
-                    Err(_) => Err(Rejection::MailboxFull),
+        let mut msg = msg;
+        loop {
+            let attempt = self.with_activation(shard, epoch, key, |local| {
+                local.try_send_or_return(msg).map_err(|(e, msg)| (e, local.clone(), msg))
+            })?;
+            let (e, local, refused) = match attempt {
+                Ok(()) => return Ok(()),
+                Err(refused) => refused,
+            };
+            tracing::debug!(registry = %self.id, key, error = %e, "activation refused a message");
+            let Some(deadline) = wait else { return Err(tell_rejection(e)) };
+            match e {
+                TellError::Full => {
+                    return match tokio::time::timeout_at(deadline, local.send(refused)).await {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(e)) => Err(tell_rejection(e)),
+                        Err(_) => Err(Rejection::MailboxFull),
+                    };
+                }
+                // Stopping (passivated, or its grant ended): once it has
+                // stopped, a fresh activation takes the message (never two
+                // of one key at once on this node).
+                TellError::Closed => {
+                    if tokio::time::timeout_at(deadline, local.wait_stopped()).await.is_err() {
+                        return Err(Rejection::ActorClosed);
+                    }
+                    msg = refused;
                 }
             }
         }

@@ -41,6 +41,8 @@ struct Inner {
     trace: Trace,
     faults: Mutex<Faults>,
     rng: Mutex<StdRng>,
+    /// Requests sent during a latency spike and not answered yet.
+    slow_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// See the module docs. Cheap to clone; clones are one store.
@@ -76,6 +78,7 @@ impl SimStore {
             trace,
             faults: Mutex::new(Faults::default()),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            slow_in_flight: std::sync::atomic::AtomicUsize::new(0),
         };
         SimStore { inner: Arc::new(inner) }
     }
@@ -90,6 +93,12 @@ impl SimStore {
         self.inner.faults.lock().spike = range;
     }
 
+    /// Requests sent during a latency spike that have not been answered:
+    /// the spike is over for the cluster once they have landed.
+    pub(crate) fn slow_in_flight(&self) -> usize {
+        self.inner.slow_in_flight.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn delay(&self) -> Duration {
         let spike = self.inner.faults.lock().spike;
         let (lo, hi) = spike.unwrap_or((Duration::ZERO, NORMAL_DELAY_MAX));
@@ -99,6 +108,10 @@ impl SimStore {
 
     /// Sends `op` to the store; the answer comes back after the delays.
     fn call(&self, op: Op) -> oneshot::Receiver<Result<Answer, LeaseStoreError>> {
+        let slow = self.inner.faults.lock().spike.is_some();
+        if slow {
+            self.inner.slow_in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let (to, back) = (self.delay(), self.delay());
         // Drawn now, so the draws happen in call order whatever the delays.
         let applied_anyway = self.inner.rng.lock().random_bool(0.5);
@@ -117,6 +130,9 @@ impl SimStore {
                 inner.apply(op).await
             };
             tokio::time::sleep(back).await;
+            if slow {
+                inner.slow_in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
             let _ = tx.send(answer);
         });
         rx
