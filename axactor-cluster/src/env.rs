@@ -93,6 +93,12 @@ pub enum NodeEvent {
         /// The count the store holds the registry's leases under.
         theirs: u64,
     },
+    /// A peer's request was refused before execution (`reason` is the
+    /// label the rejection is counted under in `inspect()`).
+    Rejected {
+        /// The rejection's label (`not_owner`, `stale_epoch`, ...).
+        reason: &'static str,
+    },
     /// A request of this node was tried again after `error`.
     Retried {
         /// The registry id.

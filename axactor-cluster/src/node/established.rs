@@ -43,6 +43,7 @@ use super::routing::{OutKind, Outbound, PeerQueues, Response};
 use super::shared::{PeerHandle, PeerStats, Shared};
 use super::table::{Admit, ConnId, Entry, PeerDirection};
 use super::writer::{ConnShared, Queues, saturating_decrement, write_loop};
+use crate::env::NodeEvent;
 use crate::handshake::Established;
 use crate::host::MonitorSink;
 use crate::id::NodeId;
@@ -369,6 +370,7 @@ impl Reader<'_> {
             Rejection::WrongShard { .. } => "wrong_shard",
         };
         self.node.counters.request_rejected(label);
+        self.node.env.observe(&self.node.session, || NodeEvent::Rejected { reason: label });
         tracing::debug!(reason = label, "request rejected before execution");
     }
 

@@ -11,7 +11,10 @@
 //!   earlier one; two activations of a key on different sessions never share
 //!   an epoch of one lease.
 //! - **Fencing at execution**: every operation ran under its node's grant,
-//!   current and unexpired in the store at the instant it ran.
+//!   current and unexpired in the store at the instant it ran, and an
+//!   operation delivered by a frame ran under exactly the epoch the frame
+//!   was routed by.
+//! - **Sessions**: every start of a node is a new session.
 //! - **Self-fencing**: an activation whose grant ends in the store has
 //!   stopped by then, unless its node was paused (a paused process cannot
 //!   stop anything; it must then not execute, which the previous check sees).
@@ -97,6 +100,9 @@ pub(crate) struct Checker {
     paused_since: BTreeMap<SessionId, u64>,
     handovers: BTreeMap<SessionId, Vec<u64>>,
     monitors: BTreeMap<u64, Monitor>,
+    /// (op, node name) → the epoch of the last frame that delivered it there.
+    routed: BTreeMap<(u64, String), u64>,
+    sessions: BTreeSet<SessionId>,
     last_at: u64,
 }
 
@@ -117,6 +123,8 @@ impl Checker {
             paused_since: BTreeMap::new(),
             handovers: BTreeMap::new(),
             monitors: BTreeMap::new(),
+            routed: BTreeMap::new(),
+            sessions: BTreeSet::new(),
             last_at: 0,
         }
     }
@@ -189,7 +197,15 @@ impl Checker {
                     }
                 }
             }
-            Ev::NodeUp { .. } | Ev::NodeDown { .. } | Ev::Fault(_) | Ev::Frame { .. } => {}
+            Ev::Routed { op, to, epoch } => {
+                self.routed.insert((*op, to.clone()), *epoch);
+            }
+            Ev::NodeUp { session } => {
+                if !self.sessions.insert(session.clone()) {
+                    self.fail(at, format!("{session} started a second time: a restarted node must be a new session"));
+                }
+            }
+            Ev::NodeDown { .. } | Ev::Fault(_) | Ev::Frame { .. } => {}
         }
     }
 
@@ -305,6 +321,14 @@ impl Checker {
                     "op {op} executed by #{uid} on {} under {} e{}, which the store no longer honoured (now: {now:?})",
                     act.session, act.lease, act.epoch
                 ),
+            );
+        }
+        if let Some(&routed) = self.routed.get(&(op, act.session.node.to_string()))
+            && routed != act.epoch
+        {
+            self.fail(
+                at,
+                format!("op {op} routed under e{routed} ran under e{} (#{uid} on {})", act.epoch, act.session),
             );
         }
         // The object's sequential history.

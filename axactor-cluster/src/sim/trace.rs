@@ -20,6 +20,7 @@ use crate::env::{NodeEvent, Observer};
 use crate::error::RemoteError;
 use crate::id::SessionId;
 use crate::overlay::{FrameFate, FrameTap};
+use crate::wire::{DataRef, EnvelopeRef};
 
 /// What an executed operation did, as the activation computed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +97,9 @@ pub(crate) enum Ev {
     MonitorDown { mon: u64, reason: crate::wire::DownReason },
     /// The fault schedule did something (free text, for reading the trace).
     Fault(String),
+    /// A request frame of operation `op` was delivered to node `to`, routed
+    /// under `epoch` (read off the frame: authenticated, not encrypted).
+    Routed { op: u64, to: String, epoch: u64 },
     /// A frame (kept only for a readable trace: `--trace`).
     Frame { from: String, to: String, fate: FrameFate, len: usize, hash: u64 },
 }
@@ -184,6 +188,19 @@ impl Trace {
     }
 }
 
+/// The workload operation and epoch of a request frame (`None` for any
+/// other frame). Every workload message's first field is its operation id,
+/// so the contract payload starts with the variant index, then the id.
+fn routed_op(frame: &[u8]) -> Option<(u64, u64)> {
+    let crate::wire::Body::Sealed { payload, .. } = crate::wire::decode_body(frame).ok()? else { return None };
+    let (epoch, payload) = match crate::wire::decode_envelope_ref(payload).ok()? {
+        EnvelopeRef::Data(DataRef::Ask { epoch, payload, .. } | DataRef::Tell { epoch, payload, .. }) => (epoch, payload),
+        _ => return None,
+    };
+    let ((_variant, op), _) = postcard::take_from_bytes::<(u32, u64)>(payload).ok()?;
+    Some((op, epoch))
+}
+
 fn micros(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -208,6 +225,13 @@ impl FrameTap for Trace {
         }
         let seq = g.events;
         g.events += 1;
+        if kind == FrameFate::Delivered
+            && let Some((op, epoch)) = routed_op(bytes)
+        {
+            drop(g);
+            self.push(Ev::Routed { op, to: to.to_owned(), epoch });
+            g = self.inner.lock();
+        }
         if g.keep_frames {
             let hash = crate::shard::stable_hash(&[bytes]);
             let ev = Ev::Frame { from: from.into(), to: to.into(), fate: kind, len: bytes.len(), hash };
