@@ -54,7 +54,7 @@ async fn an_owner_that_cannot_renew_fences_before_the_next_owner_starts() {
     let (a, kb) = (c.node("a"), c.keyed("b"));
     let key = c.key_owned_by("a", "fence");
     let shard = kb.shard_of(&key);
-    let name = lease_name(REG, shard);
+    let name = lease_name(REG, SHARDS, shard);
     let old = Served::from(kb.get(&key).incr().await.expect("served"));
     assert_eq!(old.node, "a");
     let poller = StorePoller::start(&c.store, vec![name.clone()], Duration::from_millis(20));
@@ -124,7 +124,7 @@ async fn a_crashed_owners_keys_are_served_elsewhere_after_the_lease_expires() {
     let c = ProbeCluster::start(&["a", "b", "c"], &cfg, REG, &KeyedConfig::new(SHARDS), &log).await;
     let (a, kb) = (c.node("a"), c.keyed("b"));
     let key = c.key_owned_by("a", "crash");
-    let name = lease_name(REG, kb.shard_of(&key));
+    let name = lease_name(REG, SHARDS, kb.shard_of(&key));
     let old = Served::from(kb.get(&key).incr().await.expect("served"));
     assert_eq!(old.node, "a");
     let poller = StorePoller::start(&c.store, vec![name.clone()], Duration::from_millis(20));
@@ -161,7 +161,7 @@ async fn a_restarted_node_never_holds_a_lease_of_its_previous_session() {
     let old_a = c.node("a");
     let before = old_a.inspect();
     assert!(!before.shards.is_empty(), "a owns shards");
-    let names: Vec<String> = (0..SHARDS as u32).map(|s| lease_name(REG, s)).collect();
+    let names: Vec<String> = (0..SHARDS as u32).map(|s| lease_name(REG, SHARDS, s)).collect();
     let poller = StorePoller::start(&c.store, names.clone(), Duration::from_millis(20));
     tokio::time::sleep(Duration::from_millis(50)).await;
 

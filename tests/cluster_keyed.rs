@@ -154,7 +154,7 @@ async fn one_activation_per_key_while_nodes_join_and_leave_under_load() {
         for s in snap.shards.iter().filter(|s| s.registry == REG) {
             owned.entry(s.shard).or_default().push(n.id().to_string());
             // The store agrees: this session holds it at this epoch.
-            let lease = store.get(&lease_name(REG, s.shard)).await.expect("store").expect("held");
+            let lease = store.get(&lease_name(REG, SHARDS, s.shard)).await.expect("store").expect("held");
             assert_eq!((&lease.holder, lease.epoch.0), (n.session(), s.epoch), "shard {}", s.shard);
         }
     }
@@ -230,7 +230,7 @@ async fn fence_in_a_handler_names_the_shard_and_the_owners_epoch() {
             assert_eq!(kb.shard_of(&k), shard);
             let owner = owner_of(&[&a, &b], REG, shard).expect("owned");
             assert_eq!(held_epoch(&owner.inspect(), REG, shard), Some(epoch), "{k}");
-            let lease = store.get(&lease_name(REG, shard)).await.expect("store").expect("held");
+            let lease = store.get(&lease_name(REG, 8, shard)).await.expect("store").expect("held");
             assert_eq!((&lease.holder, lease.epoch.0), (owner.session(), epoch));
             owners.insert(owner.id().to_string(), ());
         }

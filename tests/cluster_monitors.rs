@@ -132,7 +132,7 @@ async fn a_killed_owner_fires_one_node_down_once_the_lease_is_gone() {
     let c = cluster(KeyedConfig::new(8).idle_timeout(None), paused_cfg(), &log).await;
     let (a, kb) = (c.node("a"), c.keyed("b"));
     let key = c.key_owned_by("a", "killed");
-    let name = lease_name(REG, kb.shard_of(&key));
+    let name = lease_name(REG, 8, kb.shard_of(&key));
     let served = activate(kb, &key, "a").await;
     let mut remote = kb.get(&key).monitor().await.expect("remote monitor");
     let poller = StorePoller::start(&c.store, vec![name.clone()], Duration::from_millis(20));

@@ -89,7 +89,7 @@ impl Stores {
 
     /// The store's lease on the shard of `key`: (holder's session, epoch).
     async fn lease_of(&self, keyed: &Keyed<Member>, key: &str) -> Option<(axactor_cluster::SessionId, u64)> {
-        let lease = self.probe.get(&lease_name(REGISTRY, keyed.shard_of(key))).await.expect("get");
+        let lease = self.probe.get(&lease_name(REGISTRY, SHARDS, keyed.shard_of(key))).await.expect("get");
         lease.map(|l| (l.holder, l.epoch.0))
     }
 }
@@ -205,7 +205,7 @@ async fn a_restarted_node_does_not_renew_its_old_sessions_leases() {
     let kb = b.keyed(REGISTRY, KeyedConfig::new(SHARDS), members("b")).expect("registry");
     let mut old = Vec::new();
     for shard in 0..SHARDS as u32 {
-        let lease = stores.probe.get(&lease_name(REGISTRY, shard)).await.expect("get").expect("held");
+        let lease = stores.probe.get(&lease_name(REGISTRY, SHARDS, shard)).await.expect("get").expect("held");
         assert_eq!(&lease.holder, a1.session());
         old.push(lease.epoch.0);
     }
@@ -220,7 +220,7 @@ async fn a_restarted_node_does_not_renew_its_old_sessions_leases() {
     loop {
         let mut taken_over = 0;
         for (shard, old_epoch) in (0..SHARDS as u32).zip(&old) {
-            match stores.probe.get(&lease_name(REGISTRY, shard)).await.expect("get") {
+            match stores.probe.get(&lease_name(REGISTRY, SHARDS, shard)).await.expect("get") {
                 Some(l) if &l.holder == a1.session() => {
                     assert_eq!(l.epoch.0, *old_epoch, "shard {shard}: still the old lease, until it expires");
                 }

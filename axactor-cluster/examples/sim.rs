@@ -104,7 +104,8 @@ fn main() -> ExitCode {
     };
     if args.single {
         let started = Instant::now();
-        let report = run(&SimConfig::new(args.seeds.start).steps(args.steps).mutant(args.mutant).keep_trace(args.trace));
+        let report =
+            run(&SimConfig::new(args.seeds.start).steps(args.steps).mutant(args.mutant).keep_trace(args.trace));
         let wall = started.elapsed();
         for line in &report.trace {
             println!("{line}");

@@ -108,7 +108,12 @@ async fn two_nodes_route_to_one_activation() {
 
 fn host(log: &Log) -> Arc<Host<Acct>> {
     let f: Arc<dyn Fn(&str) -> Acct + Send + Sync> = Arc::new(factory("n", log));
-    Host::new("accounts", KeyedConfig::new(4), f, Arc::new(System::new()), None)
+    Host::new("accounts", KeyedConfig::new(4), f, Arc::new(System::new()), crate::env::Env::production(), None)
+}
+
+/// A key of `shard` in a registry of `count` shards.
+fn key_in(shard: u32, count: u32) -> String {
+    (0..).map(|i| format!("k{i}")).find(|k| crate::shard::shard_of(k, count) == shard).expect("some key")
 }
 
 fn tell_bytes(amount: i64) -> Vec<u8> {
@@ -120,30 +125,34 @@ async fn only_the_exact_epoch_before_the_deadline_executes() {
     let (log, _events) = mpsc::unbounded_channel();
     let h = host(&log);
     let deadline = Instant::now() + Duration::from_secs(10);
+    let (k, other) = (key_in(0, 4), key_in(1, 4));
     // Not held: not owner.
-    assert_eq!(h.deliver_tell(0, 5, "k", &tell_bytes(1)), Err(Rejection::NotOwner { owner_hint: None }));
+    assert_eq!(h.deliver_tell(0, 5, &k, &tell_bytes(1)), Err(Rejection::NotOwner { owner_hint: None }));
     h.grant(0, Epoch(5), deadline);
     // Forged epochs, lower and higher: stale, nothing enqueued.
-    assert_eq!(h.deliver_tell(0, 4, "k", &tell_bytes(1)), Err(Rejection::StaleEpoch { current: 5 }));
-    assert_eq!(h.deliver_tell(0, 6, "k", &tell_bytes(1)), Err(Rejection::StaleEpoch { current: 5 }));
+    assert_eq!(h.deliver_tell(0, 4, &k, &tell_bytes(1)), Err(Rejection::StaleEpoch { current: 5 }));
+    assert_eq!(h.deliver_tell(0, 6, &k, &tell_bytes(1)), Err(Rejection::StaleEpoch { current: 5 }));
     // Another shard of the registry: not owner.
-    assert_eq!(h.deliver_tell(1, 5, "k", &tell_bytes(1)), Err(Rejection::NotOwner { owner_hint: None }));
+    assert_eq!(h.deliver_tell(1, 5, &other, &tell_bytes(1)), Err(Rejection::NotOwner { owner_hint: None }));
+    // A key that is not in the shard named (a sender with another shard
+    // count): refused before anything else.
+    assert_eq!(h.deliver_tell(0, 5, &other, &tell_bytes(1)), Err(Rejection::WrongShard { shard_count: 4 }));
     // Garbage payload.
-    assert_eq!(h.deliver_tell(0, 5, "k", &[0xFF, 0xFF]), Err(Rejection::BadPayload));
+    assert_eq!(h.deliver_tell(0, 5, &k, &[0xFF, 0xFF]), Err(Rejection::BadPayload));
     // The exact epoch executes.
-    assert_eq!(h.deliver_tell(0, 5, "k", &tell_bytes(7)), Ok(()));
+    assert_eq!(h.deliver_tell(0, 5, &k, &tell_bytes(7)), Ok(()));
     let ask = postcard::to_allocvec(&AcctAsk::Balance {}).expect("encodable");
-    let frame = h.deliver_ask(41, 0, 5, "k", &ask).map_err(|_| "rejected").expect("accepted").await.expect("reply");
+    let frame = h.deliver_ask(41, 0, 5, &k, &ask).map_err(|_| "rejected").expect("accepted").await.expect("reply");
     let Ok(Envelope::Data(DataMsg::Reply { request_id: 41, payload })) = decode_envelope(frame.envelope_bytes()) else {
         panic!("a reply to request 41")
     };
     let AcctReply::Balance(b) = postcard::from_bytes(&payload).expect("decodes");
     assert_eq!(b, 7, "only the exact-epoch tell ran");
     // Forged epoch on an ask.
-    assert!(matches!(h.deliver_ask(42, 0, 9, "k", &ask), Err(Rejection::StaleEpoch { current: 5 })));
+    assert!(matches!(h.deliver_ask(42, 0, 9, &k, &ask), Err(Rejection::StaleEpoch { current: 5 })));
     // Past the local deadline: refused even though nobody revoked it yet.
     tokio::time::sleep_until(deadline).await;
-    assert_eq!(h.deliver_tell(0, 5, "k", &tell_bytes(1)), Err(Rejection::NotOwner { owner_hint: None }));
+    assert_eq!(h.deliver_tell(0, 5, &k, &tell_bytes(1)), Err(Rejection::NotOwner { owner_hint: None }));
     assert!(!h.usable(0));
 }
 
@@ -151,11 +160,15 @@ async fn only_the_exact_epoch_before_the_deadline_executes() {
 async fn revoke_stops_activations_before_anything_else_runs() {
     let (log, mut events) = mpsc::unbounded_channel();
     let h = host(&log);
+    let k = key_in(2, 4);
     h.grant(2, Epoch(1), Instant::now() + Duration::from_secs(10));
-    assert_eq!(h.deliver_tell(2, 1, "k", &tell_bytes(1)), Ok(()));
+    assert_eq!(h.deliver_tell(2, 1, &k, &tell_bytes(1)), Ok(()));
+    // Let the activation start and run its message.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(h.deliver_tell(2, 1, &k, &tell_bytes(1)), Ok(()));
     h.revoke(2, ExitReason::LeaseLost, Instant::now() + Duration::from_millis(100)).await;
-    assert_eq!(h.deliver_tell(2, 1, "k", &tell_bytes(1)), Err(Rejection::NotOwner { owner_hint: None }));
-    assert!(matches!(h.local_tell(2, "k", AcctTell::Deposit { amount: 1 }, None).await, Local::NotHere(_)));
+    assert_eq!(h.deliver_tell(2, 1, &k, &tell_bytes(1)), Err(Rejection::NotOwner { owner_hint: None }));
+    assert!(matches!(h.local_tell(2, &k, AcctTell::Deposit { amount: 1 }, None).await, Local::NotHere(_)));
     let mut seen = Vec::new();
     while let Ok((_, _, what)) = events.try_recv() {
         seen.push(what);
@@ -165,10 +178,30 @@ async fn revoke_stops_activations_before_anything_else_runs() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_activation_revoked_before_it_started_never_starts() {
+    let (log, mut events) = mpsc::unbounded_channel();
+    let h = host(&log);
+    let k = key_in(3, 4);
+    h.grant(3, Epoch(1), Instant::now() + Duration::from_secs(10));
+    // Queued (the activation is spawned) but revoked before its task ran:
+    // neither `on_start` nor the message runs.
+    assert_eq!(h.deliver_tell(3, 1, &k, &tell_bytes(1)), Ok(()));
+    h.revoke(3, ExitReason::LeaseLost, Instant::now() + Duration::from_millis(100)).await;
+    assert!(events.try_recv().is_err(), "nothing of the revoked grant ran");
+}
+
+#[tokio::test(start_paused = true)]
 async fn activations_are_bounded() {
     let (log, _events) = mpsc::unbounded_channel();
     let f: Arc<dyn Fn(&str) -> Acct + Send + Sync> = Arc::new(factory("n", &log));
-    let h = Host::new("accounts", KeyedConfig::new(1).max_activations(2), f, Arc::new(System::new()), None);
+    let h = Host::new(
+        "accounts",
+        KeyedConfig::new(1).max_activations(2),
+        f,
+        Arc::new(System::new()),
+        crate::env::Env::production(),
+        None,
+    );
     h.grant(0, Epoch(1), Instant::now() + Duration::from_secs(10));
     assert_eq!(h.deliver_tell(0, 1, "a", &tell_bytes(1)), Ok(()));
     assert_eq!(h.deliver_tell(0, 1, "b", &tell_bytes(1)), Ok(()));

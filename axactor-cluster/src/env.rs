@@ -26,8 +26,8 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
@@ -37,8 +37,8 @@ use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::error::RemoteError;
 use crate::handshake::{NonceError, fresh_nonce, nonce_from};
-use crate::wire::hello::NONCE_LEN;
 use crate::id::{NodeId, SessionId};
+use crate::wire::hello::NONCE_LEN;
 
 /// What a node tells its [`Observer`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,11 +242,9 @@ impl Env {
     /// A new session id for a node named `node`.
     pub(crate) fn new_session(&self, node: NodeId) -> SessionId {
         match &self.inner.random {
-            Random::Os => SessionId {
-                node,
-                boot: process_boot_id(),
-                counter: PROCESS_SESSIONS.fetch_add(1, Ordering::Relaxed),
-            },
+            Random::Os => {
+                SessionId { node, boot: process_boot_id(), counter: PROCESS_SESSIONS.fetch_add(1, Ordering::Relaxed) }
+            }
             Random::Seeded(rng) => {
                 let boot = rng.lock().next_u64();
                 SessionId { node, boot, counter: self.inner.next_session.fetch_add(1, Ordering::Relaxed) }

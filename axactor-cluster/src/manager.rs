@@ -67,12 +67,27 @@ struct ShardState {
 enum Done {
     /// `conflict`: the store refused because the registry's leases are held
     /// under another shard count (that count).
-    Acquired { idx: usize, result: Result<Option<Epoch>, ()>, conflict: Option<u64> },
-    Renewed { idx: usize, epoch: Epoch, result: Result<bool, ()> },
-    Released { idx: usize },
-    Probed { idx: usize, free: bool },
+    Acquired {
+        idx: usize,
+        result: Result<Option<Epoch>, ()>,
+        conflict: Option<u64>,
+    },
+    Renewed {
+        idx: usize,
+        epoch: Epoch,
+        result: Result<bool, ()>,
+    },
+    Released {
+        idx: usize,
+    },
+    Probed {
+        idx: usize,
+        free: bool,
+    },
     /// Every activation of a fenced grant has ended.
-    Stopped { idx: usize },
+    Stopped {
+        idx: usize,
+    },
 }
 
 struct Driver {
@@ -452,7 +467,12 @@ impl Driver {
         for s in &mut self.shards {
             let kill_at = s.stop_deadline(now);
             if let Some(epoch) = s.fsm.start_release() {
-                stopping.push((s.host.revoke(s.shard, ExitReason::Shutdown, kill_at), s.host.id().to_string(), s.shard, epoch));
+                stopping.push((
+                    s.host.revoke(s.shard, ExitReason::Shutdown, kill_at),
+                    s.host.id().to_string(),
+                    s.shard,
+                    epoch,
+                ));
                 releases.push((s.name.clone(), s.host.id().to_string(), s.shard, epoch));
             }
         }

@@ -42,8 +42,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::config::{ClusterConfig, ConfigProblem};
-use crate::error::ClusterError;
 use crate::env::Env;
+use crate::error::ClusterError;
 use crate::handshake::{AuthKey, valid_name};
 use crate::host::{Host, HostedRegistry};
 use crate::id::{NodeId, SessionId};

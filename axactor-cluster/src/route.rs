@@ -267,7 +267,8 @@ impl<A: RemoteActor> Route<A> {
         let (kind, payload) = (&kind, &payload[..]);
         // `Overloaded` is not retried here: see the module docs.
         let retry = |e: &RemoteError| {
-            (retryable(e) && *e != RemoteError::Overloaded) || (*e == RemoteError::Timeout && mutant!(RetryAfterTimeout))
+            (retryable(e) && *e != RemoteError::Overloaded)
+                || (*e == RemoteError::Timeout && mutant!(RetryAfterTimeout))
         };
         self.with_retries(&h.key, started, deadline, retry, |lookup| self.attempt(h, kind, payload, deadline, lookup))
             .await
@@ -459,8 +460,15 @@ impl<A: RemoteActor> Route<A> {
         }
         let (link, holder, epoch) = self.owner_link(h.shard, lookup).await?;
         let registry = self.registry().to_string();
-        let request_id =
-            self.node.register_monitor(&link, registry.clone(), h.key.to_string(), lease_name(&registry, self.shards, h.shard), holder, epoch, tx)?;
+        let request_id = self.node.register_monitor(
+            &link,
+            registry.clone(),
+            h.key.to_string(),
+            lease_name(&registry, self.shards, h.shard),
+            holder,
+            epoch,
+            tx,
+        )?;
         let msg = ControlMsg::Monitor { request_id, registry, key: h.key.to_string() };
         if link.control.try_send(msg).is_err() {
             self.node.drop_monitor(request_id);

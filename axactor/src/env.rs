@@ -68,10 +68,7 @@ pub struct SystemBuilder {
 
 impl fmt::Debug for SystemBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SystemBuilder")
-            .field("spawner", &self.spawner)
-            .field("jitter", &self.jitter.is_some())
-            .finish()
+        f.debug_struct("SystemBuilder").field("spawner", &self.spawner).field("jitter", &self.jitter.is_some()).finish()
     }
 }
 

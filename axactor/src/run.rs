@@ -21,11 +21,11 @@ use tokio::time::Instant;
 use crate::catch::{Panic, catch_async, catch_sync, panic_message};
 use crate::cell::{Cell, KillGuard};
 use crate::config::{JitterFn, RestartMailbox};
+use crate::env::RunGuard;
 use crate::lifecycle::ActorLifecycleEventKind;
 use crate::mailbox::{Control, Next};
 use crate::restart::{Decision, RestartCounter, RestartPolicy};
 use crate::supervisor::SupervisedChild;
-use crate::env::RunGuard;
 use crate::{Actor, Context, ExitReason, Fence, SpawnConfig};
 
 /// Messages handled between two cooperative yields, so one busy actor cannot

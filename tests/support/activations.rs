@@ -344,9 +344,9 @@ pub fn check_single_activation(events: &[Event]) -> Result<(), String> {
     if report.is_empty() { Ok(()) } else { Err(report) }
 }
 
-/// The lease name of `shard` of `registry` in the store.
-pub fn lease_name(registry: &str, shard: u32) -> String {
-    format!("{registry}/{shard}")
+/// The lease name of `shard` of `registry` (of `shard_count` shards) in the store.
+pub fn lease_name(registry: &str, shard_count: usize, shard: u32) -> String {
+    axactor_cluster::shard::lease_name(registry, shard_count as u32, shard)
 }
 
 /// Starts a node named `name`.

@@ -136,8 +136,8 @@ pub fn failover_cfg() -> ClusterConfig {
 }
 
 /// The lease-store name of `shard` of `registry`.
-pub fn lease_name(registry: &str, shard: u32) -> String {
-    format!("{registry}/{shard}")
+pub fn lease_name(registry: &str, shard_count: usize, shard: u32) -> String {
+    axactor_cluster::shard::lease_name(registry, shard_count as u32, shard)
 }
 
 /// Waits until `node` holds every one of the `shards` shards of `registry`.

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axactor_cluster::{Epoch, Lease, LeaseStore, LeaseStoreError, NodeId, SessionId};
+use axactor_cluster::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError, NodeId, SessionId};
 
 /// A ttl that does not run out during a check.
 pub const LONG: Duration = Duration::from_secs(30);
@@ -36,6 +36,7 @@ pub async fn run_all(store: Arc<dyn LeaseStore>, ns: &str) {
     epochs_grow_across_expiry_and_the_old_holder_is_fenced(s, ns).await;
     renewal_and_reacquisition_extend_the_lease(s, ns).await;
     members_appear_expire_and_are_removed(s, ns).await;
+    a_group_is_held_under_one_tag_at_a_time(s, ns).await;
 }
 
 /// A session of node `{ns}-{node}`.
@@ -193,4 +194,51 @@ async fn members_appear_expire_and_are_removed(store: &dyn LeaseStore, ns: &str)
     store.remove_member(&x).await.expect("remove");
     store.remove_member(&y).await.expect("remove");
     assert_eq!(mine().await, vec![], "{WHAT}: all removed");
+}
+
+/// Lease groups (stores that enforce them): while a lease of a group is
+/// live under one tag (a registry's shard count), no lease of the group is
+/// granted under another, to anyone; the same tag is granted freely; once
+/// the other tag's leases have expired, the new tag is granted.
+async fn a_group_is_held_under_one_tag_at_a_time(store: &dyn LeaseStore, ns: &str) {
+    const WHAT: &str = "lease groups";
+    if !store.enforces_groups() {
+        return;
+    }
+    let group_name = name(ns, "registry");
+    let (g16, g32) = (LeaseGroup { name: &group_name, tag: 16 }, LeaseGroup { name: &group_name, tag: 32 });
+    let (a, b) = (session(ns, "a", 1, 0), session(ns, "b", 2, 0));
+    let (n16a, n16b, n32) = (name(ns, "registry/16/1"), name(ns, "registry/16/2"), name(ns, "registry/32/5"));
+    let first = match store.acquire_in_group(&n16a, g16, &a, SHORT).await {
+        Ok(GroupGrant::Granted(l)) => l,
+        other => panic!("{WHAT}: a free group grants: {other:?}"),
+    };
+    assert!(
+        matches!(store.acquire_in_group(&n16b, g16, &b, SHORT).await, Ok(GroupGrant::Granted(_))),
+        "{WHAT}: same tag, other lease"
+    );
+    assert_eq!(
+        store.acquire_in_group(&n16a, g16, &b, LONG).await,
+        Ok(GroupGrant::Held),
+        "{WHAT}: same lease, other holder"
+    );
+    for who in [&a, &b] {
+        assert_eq!(
+            store.acquire_in_group(&n32, g32, who, LONG).await,
+            Ok(GroupGrant::Conflict { tag: 16 }),
+            "{WHAT}: another tag while the group is live"
+        );
+    }
+    assert_eq!(store.get(&n32).await, Ok(None), "{WHAT}: a conflict grants nothing");
+    assert_eq!(store.renew_in_group(&n16a, g16, &a, first.epoch, SHORT).await, Ok(true), "{WHAT}: the holder renews");
+    tokio::time::sleep(PAST_SHORT).await;
+    match store.acquire_in_group(&n32, g32, &b, LONG).await {
+        Ok(GroupGrant::Granted(l)) => assert_eq!(l.holder, b, "{WHAT}: the new tag's lease names its holder"),
+        other => panic!("{WHAT}: once the old tag's leases expired, the new tag is granted: {other:?}"),
+    }
+    assert_eq!(
+        store.acquire_in_group(&n16a, g16, &a, LONG).await,
+        Ok(GroupGrant::Conflict { tag: 32 }),
+        "{WHAT}: and now the old tag conflicts"
+    );
 }

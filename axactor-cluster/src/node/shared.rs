@@ -22,8 +22,8 @@ use crate::handshake::AuthKey;
 use crate::host::HostedRegistry;
 use crate::id::{NodeId, SessionId};
 use crate::lease::LeaseStore;
-use crate::signal::Signal;
 use crate::overlay::ClusterOverlay;
+use crate::signal::Signal;
 
 /// What the node keeps per authenticated connection.
 #[derive(Debug)]

@@ -338,7 +338,9 @@ mod tests {
         assert_eq!(l.on_acquired(Ok(Some(Epoch(8))), t0 + TTL * 3, false), Acquired::Release(Epoch(8)));
         // A fresh epoch is used.
         assert!(l.start_acquire(t0 + TTL * 3));
-        assert!(matches!(l.on_acquired(Ok(Some(Epoch(9))), t0 + TTL * 3, false), Acquired::Held(h) if h.epoch == Epoch(9)));
+        assert!(
+            matches!(l.on_acquired(Ok(Some(Epoch(9))), t0 + TTL * 3, false), Acquired::Held(h) if h.epoch == Epoch(9))
+        );
     }
 
     #[test]

@@ -351,20 +351,23 @@ impl Checker {
         };
         if !consistent {
             let what = format!("{}/{}", act.obj.0, act.obj.1);
-            self.fail(at, format!("{what}: op {op} saw state {expected:?} wrongly: {effect:?} (#{uid} on {})", act.session));
+            self.fail(
+                at,
+                format!("{what}: op {op} saw state {expected:?} wrongly: {effect:?} (#{uid} on {})", act.session),
+            );
         }
         let Some(o) = self.ops.get_mut(&op) else {
             self.fail(at, format!("op {op} executed but never invoked"));
             return;
         };
         o.execs.push((seq, effect));
-        let (n, obj, definite) = (
-            o.execs.len(),
-            o.obj.clone(),
-            matches!(&o.done, Some(Outcome::Err(e)) if e.is_definitely_not_executed()),
-        );
+        let (n, obj, definite) =
+            (o.execs.len(), o.obj.clone(), matches!(&o.done, Some(Outcome::Err(e)) if e.is_definitely_not_executed()));
         if obj != act.obj {
-            self.fail(at, format!("op {op} for {}/{} executed by an activation of {}/{}", obj.0, obj.1, act.obj.0, act.obj.1));
+            self.fail(
+                at,
+                format!("op {op} for {}/{} executed by an activation of {}/{}", obj.0, obj.1, act.obj.0, act.obj.1),
+            );
         }
         if n > 1 {
             self.fail(at, format!("op {op} executed {n} times"));
@@ -431,15 +434,18 @@ impl Checker {
             if self.paused_during(&act.session, end.saturating_sub(ttl), stopped.min(self.last_at)) {
                 continue;
             }
-            late.push((end, format!(
-                "self-fencing: activation #{uid} of {}/{} on {} outlived its grant ({} e{}) ended at t={:.3}s",
-                act.obj.0,
-                act.obj.1,
-                act.session,
-                act.lease,
-                act.epoch,
-                end as f64 / 1e6
-            )));
+            late.push((
+                end,
+                format!(
+                    "self-fencing: activation #{uid} of {}/{} on {} outlived its grant ({} e{}) ended at t={:.3}s",
+                    act.obj.0,
+                    act.obj.1,
+                    act.session,
+                    act.lease,
+                    act.epoch,
+                    end as f64 / 1e6
+                ),
+            ));
         }
         for (at, what) in late {
             self.fail(at, what);

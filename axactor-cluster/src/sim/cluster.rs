@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::Rng;
 use tokio::task::JoinHandle;
 
 use super::faults::Fault;
@@ -16,8 +16,8 @@ use super::store::SimStore;
 use super::trace::{Ev, Trace};
 use super::workload::{Account, BANK, COUNTER, Counter, Probe, Probes, REGISTER, Register};
 use crate::config::ClusterConfig;
-use crate::error::ClusterError;
 use crate::env::Env;
+use crate::error::ClusterError;
 use crate::id::NodeId;
 use crate::keyed::{Keyed, KeyedConfig};
 use crate::node::ClusterNode;
@@ -90,7 +90,13 @@ impl Cluster {
         let id = NodeId::new(self.slots[i].name.clone());
         let mut tries = 0;
         let node = loop {
-            let start = ClusterNode::start_with_env(id.clone(), Arc::clone(&store), self.net.clone(), self.cfg.clone(), env.clone());
+            let start = ClusterNode::start_with_env(
+                id.clone(),
+                Arc::clone(&store),
+                self.net.clone(),
+                self.cfg.clone(),
+                env.clone(),
+            );
             match start.await {
                 Ok(node) => break node,
                 // A crashed run of this name still listens until its aborted
@@ -158,7 +164,11 @@ impl Cluster {
 
     fn set_paused(&self, up: &Up, paused: bool) {
         if up.env.is_paused() != paused {
-            if paused { up.env.pause() } else { up.env.resume() }
+            if paused {
+                up.env.pause()
+            } else {
+                up.env.resume()
+            }
             self.trace.push(Ev::Paused { session: up.node.session().clone(), paused });
         }
     }

@@ -317,8 +317,11 @@ impl Sim {
         let simulated = Instant::now().saturating_duration_since(started);
         let records = self.trace.records();
         let cfg = &self.cluster.cfg;
-        let limits =
-            Limits { lease_ttl: cfg.lease_ttl, renew_interval: cfg.renew_interval, max_moves: cfg.max_moves_per_interval };
+        let limits = Limits {
+            lease_ttl: cfg.lease_ttl,
+            renew_interval: cfg.renew_interval,
+            max_moves: cfg.max_moves_per_interval,
+        };
         let mut checker = Checker::new(limits);
         for r in &records {
             checker.feed(r);
@@ -365,7 +368,8 @@ impl Sim {
     /// they were injected.
     async fn heal_due(&mut self, all: bool) {
         let now = Instant::now();
-        let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.active).into_iter().partition(|(t, _)| all || *t <= now);
+        let (due, keep): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.active).into_iter().partition(|(t, _)| all || *t <= now);
         self.active = keep;
         for (_, fault) in due {
             self.cluster.heal(&fault, &mut self.rng).await;
@@ -443,7 +447,8 @@ impl Sim {
         tokio::time::sleep_until(deadline).await;
         let pending = self.clients.iter().filter(|t| !t.is_finished()).count();
         if pending > 0 {
-            self.violations.push(format!("liveness: {pending} client operations still pending {bound:?} after healing"));
+            self.violations
+                .push(format!("liveness: {pending} client operations still pending {bound:?} after healing"));
         }
         // Rebalancing may be moving a shard right then (a node restarted at
         // the heal): a handover leaves it briefly unowned. Only a shard that
@@ -466,7 +471,13 @@ impl Sim {
             for k in 0..n {
                 let key: Arc<str> = Arc::from(format!("{}{k}", &registry[..1]).as_str());
                 let Some(up) = self.some_node() else { continue };
-                let kind = if registry == BANK { OpKind::Balance } else if registry == COUNTER { OpKind::Incr } else { OpKind::Read };
+                let kind = if registry == BANK {
+                    OpKind::Balance
+                } else if registry == COUNTER {
+                    OpKind::Incr
+                } else {
+                    OpKind::Read
+                };
                 let op = spawn_op(&self.trace, &self.next_op, &self.ok, up, registry, Arc::clone(&key), kind);
                 let outcome = op.await;
                 if outcome.is_err() {
@@ -486,7 +497,8 @@ impl Sim {
     /// liveness bound).
     fn final_failures(&self) -> Vec<String> {
         let records = self.trace.records();
-        let Some(start) = records.iter().rposition(|r| matches!(&r.ev, Ev::Fault(f) if f == "liveness: final reads")) else {
+        let Some(start) = records.iter().rposition(|r| matches!(&r.ev, Ev::Fault(f) if f == "liveness: final reads"))
+        else {
             return Vec::new();
         };
         records[start..]
@@ -525,8 +537,13 @@ impl Sim {
         let cfg = self.cluster.cfg.clone();
         let deadline = Instant::now() + cfg.rebalance_settle + cfg.renew_interval * 30;
         loop {
-            let counts: Vec<usize> =
-                self.cluster.slots.iter().filter_map(|s| s.up.as_ref()).map(|u| u.node.inspect().shards.len()).collect();
+            let counts: Vec<usize> = self
+                .cluster
+                .slots
+                .iter()
+                .filter_map(|s| s.up.as_ref())
+                .map(|u| u.node.inspect().shards.len())
+                .collect();
             let total: usize = counts.iter().sum();
             let max = counts.iter().copied().max().unwrap_or(0);
             let mean = total as f64 / counts.len().max(1) as f64;

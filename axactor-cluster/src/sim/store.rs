@@ -146,7 +146,9 @@ impl Inner {
         Ok(match op {
             Op::Acquire { name, group, holder, ttl } => {
                 let got = match &group {
-                    Some((g, tag)) => store.acquire_in_group(&name, LeaseGroup { name: g, tag: *tag }, &holder, ttl).await?,
+                    Some((g, tag)) => {
+                        store.acquire_in_group(&name, LeaseGroup { name: g, tag: *tag }, &holder, ttl).await?
+                    }
                     None => store.acquire(&name, &holder, ttl).await?.map_or(GroupGrant::Held, GroupGrant::Granted),
                 };
                 if let GroupGrant::Granted(l) = &got {

@@ -42,7 +42,10 @@ pub(crate) enum OpKind {
     Read,
     Incr,
     /// A deposit sent as an acknowledged tell (`true`) or a plain one.
-    Deposit { amount: i64, acked: bool },
+    Deposit {
+        amount: i64,
+        acked: bool,
+    },
     Balance,
 }
 
@@ -194,7 +197,9 @@ impl Trace {
 fn routed_op(frame: &[u8]) -> Option<(u64, u64)> {
     let crate::wire::Body::Sealed { payload, .. } = crate::wire::decode_body(frame).ok()? else { return None };
     let (epoch, payload) = match crate::wire::decode_envelope_ref(payload).ok()? {
-        EnvelopeRef::Data(DataRef::Ask { epoch, payload, .. } | DataRef::Tell { epoch, payload, .. }) => (epoch, payload),
+        EnvelopeRef::Data(DataRef::Ask { epoch, payload, .. } | DataRef::Tell { epoch, payload, .. }) => {
+            (epoch, payload)
+        }
         _ => return None,
     };
     let ((_variant, op), _) = postcard::take_from_bytes::<(u32, u64)>(payload).ok()?;

@@ -217,7 +217,8 @@ impl RedisLeaseStore {
         let (session, tag) = (holder.encode(), group.tag.to_string());
         let keys = [self.keys.lease(name), self.keys.epoch(name), self.keys.group(group.name)];
         let keys = [keys[0].as_str(), keys[1].as_str(), keys[2].as_str()];
-        let reply: (String, String) = self.run(&scripts::ACQUIRE_GROUPED_SCRIPT, &keys, &[&session, &ttl, &tag]).await?;
+        let reply: (String, String) =
+            self.run(&scripts::ACQUIRE_GROUPED_SCRIPT, &keys, &[&session, &ttl, &tag]).await?;
         match (reply.0.as_str(), reply.1) {
             ("held", _) => Ok(GroupGrant::Held),
             ("conflict", tag) => {
@@ -247,7 +248,10 @@ impl RedisLeaseStore {
         let ttl = codec::ttl_ms(ttl)?.to_string();
         let (expected, tag) = (codec::encode_value(epoch, holder), group.tag.to_string());
         let (lease_key, group_key) = (self.keys.lease(name), self.keys.group(group.name));
-        match self.run::<i64>(&scripts::RENEW_GROUPED_SCRIPT, &[&lease_key, &group_key], &[&expected, &ttl, &tag]).await? {
+        match self
+            .run::<i64>(&scripts::RENEW_GROUPED_SCRIPT, &[&lease_key, &group_key], &[&expected, &ttl, &tag])
+            .await?
+        {
             1 => Ok(true),
             0 => Ok(false),
             _ => Err(LeaseStoreError::Protocol("unexpected script result")),

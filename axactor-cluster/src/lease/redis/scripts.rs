@@ -62,11 +62,8 @@ end
 
 /// [`acquire_body!`], returning the lease value `"{epoch}|{session}"`, or nil
 /// if another session holds the lease.
-const ACQUIRE: &str = concat!(
-    "if redis.replicate_commands then redis.replicate_commands() end\n",
-    acquire_body!(),
-    "return value\n"
-);
+const ACQUIRE: &str =
+    concat!("if redis.replicate_commands then redis.replicate_commands() end\n", acquire_body!(), "return value\n");
 
 /// Lua that sets `now_ms` (server time, ms) and defines
 /// `touch(group_key, tag, ttl_ms)`: the tag's field of the group hash

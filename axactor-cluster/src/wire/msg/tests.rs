@@ -130,7 +130,7 @@ fn unknown_variants_are_rejected() {
     assert_eq!(decode_envelope(&[0x00, 0x08]).err(), invalid); // ControlMsg has 8
     assert_eq!(decode_envelope(&[0x01, 0x06]).err(), invalid); // DataMsg has 6
     assert_eq!(decode_envelope(&[0x00, 0x05, 0x00, 0x05]).err(), invalid); // DownReason has 5
-    assert_eq!(decode_envelope(&[0x01, 0x04, 0x00, 0x08]).err(), invalid); // Rejection has 8
+    assert_eq!(decode_envelope(&[0x01, 0x04, 0x00, 0x09]).err(), invalid); // Rejection has 9
     assert_eq!(decode_body(&[TAG_PREAUTH, 0x05]).err(), invalid); // HandshakeMsg has 5
     assert_eq!(decode_body(&[TAG_PREAUTH, 0x04, 0x04]).err(), invalid); // Refusal has 4
     // A variant index past u32, and a varint that never ends.
