@@ -171,7 +171,7 @@ fn sweep(args: &Args) -> ExitCode {
                             bar.set_position(n);
                             bar.set_message(format!("{f} failed"));
                         }
-                        None if n % 50 == 0 || n == total => println!("{n}/{total} seeds, {f} failed"),
+                        None if n.is_multiple_of(50) || n == total => println!("{n}/{total} seeds, {f} failed"),
                         None => {}
                     }
                 }

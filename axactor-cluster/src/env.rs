@@ -121,7 +121,7 @@ enum Random {
     /// The OS CSPRNG (nonces), the thread RNG (jitter).
     Os,
     /// One seeded generator for everything.
-    Seeded(Mutex<StdRng>),
+    Seeded(Box<Mutex<StdRng>>),
 }
 
 /// Holds the tasks of a pausable env while it is paused, and tracks them so
@@ -208,7 +208,7 @@ impl Env {
     /// **Not for production**: nonces from a known seed are predictable, so
     /// a recorded handshake could be answered by anyone who knows the seed.
     pub fn seeded(seed: u64) -> Env {
-        Env::build(Random::Seeded(Mutex::new(StdRng::seed_from_u64(seed))), Some(Gate::default()))
+        Env::build(Random::Seeded(Box::new(Mutex::new(StdRng::seed_from_u64(seed)))), Some(Gate::default()))
     }
 
     /// The production environment, with tasks that can be paused and

@@ -207,12 +207,12 @@ impl<A: RemoteActor> Host<A> {
         if now >= slot.deadline {
             return Err(Rejection::NotOwner { owner_hint: None });
         }
-        if let Some(act) = slot.acts.get_mut(key) {
-            if !act.local.has_stopped() {
-                act.last_used = now;
-                return Ok(f(&act.local));
-            }
-            // Stopped, and its watcher has not removed it yet: replaced below.
+        // A stopped activation its watcher has not removed yet is replaced below.
+        if let Some(act) = slot.acts.get_mut(key)
+            && !act.local.has_stopped()
+        {
+            act.last_used = now;
+            return Ok(f(&act.local));
         }
         let fence = Fence { registry: self.id.to_string(), shard, epoch: slot.epoch.0 };
         let act = self.spawn_activation(key, fence, Arc::clone(&slot.guard), now)?;

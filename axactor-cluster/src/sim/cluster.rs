@@ -56,23 +56,15 @@ pub(crate) struct Cluster {
     pub(crate) cfg: ClusterConfig,
     pub(crate) slots: Vec<Slot>,
     /// Draws the seed of each node's env.
-    seeds: StdRng,
-    idle_timeout: Duration,
+    pub(crate) seeds: StdRng,
+    /// Idle time before activations are passivated.
+    pub(crate) idle_timeout: Duration,
 }
 
 impl Cluster {
-    pub(crate) fn new(
-        trace: Trace,
-        store: SimStore,
-        net: InMemoryOverlay,
-        probes: Probes,
-        cfg: ClusterConfig,
-        nodes: usize,
-        seeds: StdRng,
-        idle_timeout: Duration,
-    ) -> Cluster {
-        let slots = (0..nodes).map(|i| Slot { name: format!("n{i}"), up: None, stopping: None }).collect();
-        Cluster { trace, store, net, probes, cfg, slots, seeds, idle_timeout }
+    /// `nodes` empty slots named `n0`, `n1`, ...
+    pub(crate) fn slots(nodes: usize) -> Vec<Slot> {
+        (0..nodes).map(|i| Slot { name: format!("n{i}"), up: None, stopping: None }).collect()
     }
 
     /// Starts a node in slot `i` (a new session), with `register_shards`

@@ -28,7 +28,14 @@
 //!    `lease_ttl + renew_interval + request_timeout` every operation has
 //!    returned and every workload key has exactly one owner, which serves
 //!    it; then placement balances (max/mean owned shards ≤ 1.25).
-//! 3. **Checking** ([`check`]): the trace against the promises.
+//! 3. **Checking** (`sim/check.rs`): the trace against the promises, in
+//!    order: single activation (cluster-wide and per node), epochs that only
+//!    grow and are never shared, every execution under its node's current,
+//!    unexpired grant and under the epoch it was routed by, self-fencing,
+//!    at most one execution per request and retries only after definite
+//!    rejections, per-key linearizability (register, counter) and bank
+//!    conservation, nothing of a monitored activation after its `Down`,
+//!    handovers within the move cap, one session per node start.
 //!
 //! Determinism: the runtime is single-threaded with the paused clock, the
 //! nodes draw nonces, session ids and jitter from seeded
@@ -265,7 +272,16 @@ impl Sim {
         let schedule = Schedule::new(nodes, cluster_cfg.lease_ttl);
         let seeds = StdRng::seed_from_u64(rng.next_u64());
         let idle = Duration::from_millis(rng.random_range(1_500..6_000));
-        let cluster = Cluster::new(trace.clone(), store, net, probes, cluster_cfg, nodes, seeds, idle);
+        let cluster = Cluster {
+            trace: trace.clone(),
+            store,
+            net,
+            probes,
+            cfg: cluster_cfg,
+            slots: Cluster::slots(nodes),
+            seeds,
+            idle_timeout: idle,
+        };
         Sim {
             cfg: cfg.clone(),
             rng,

@@ -168,7 +168,7 @@ impl Trace {
         let inner = &mut *g;
         inner.line.clear();
         // Writing to a String cannot fail.
-        let _ = write!(inner.line, "{at} {ev:?}\n");
+        let _ = writeln!(inner.line, "{at} {ev:?}");
         inner.hasher.update(inner.line.as_bytes());
         let seq = inner.events;
         inner.events += 1;

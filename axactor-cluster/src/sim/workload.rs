@@ -33,8 +33,11 @@ pub(crate) const BANK: &str = "bank";
 /// values rather than being masked.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Storage {
-    values: Arc<Mutex<BTreeMap<(&'static str, Arc<str>), i64>>>,
+    values: Arc<Mutex<BTreeMap<Object, i64>>>,
 }
+
+/// One workload object: (registry, key).
+type Object = (&'static str, Arc<str>);
 
 impl Storage {
     fn load(&self, registry: &'static str, key: &Arc<str>) -> i64 {
