@@ -104,6 +104,11 @@ pub(crate) trait HostedRegistry: Send + Sync + 'static {
     fn passivate(&self, now: Instant);
     /// How long a stopping activation may take before it is killed.
     fn stop_timeout(&self) -> Duration;
+    /// (activations, their cap), (monitors held, their cap) on this node.
+    fn table_use(&self) -> ((usize, usize), (usize, usize));
+    /// The lease store holds the registry under another shard count (that
+    /// count), or not (`None`).
+    fn set_count_conflict(&self, theirs: Option<u64>);
 }
 
 struct Monitors {
@@ -143,6 +148,8 @@ pub(crate) struct Host<A: RemoteActor> {
     active: Mutex<usize>,
     /// Monitors held on this node's activations, for the `max_monitors` bound.
     monitors: Mutex<usize>,
+    /// The other shard count the store holds this registry under (0: none).
+    count_conflict: std::sync::atomic::AtomicU64,
 }
 
 impl<A: RemoteActor> std::fmt::Debug for Host<A> {
@@ -180,6 +187,7 @@ impl<A: RemoteActor> Host<A> {
             slots: Mutex::new(BTreeMap::new()),
             active: Mutex::new(0),
             monitors: Mutex::new(0),
+            count_conflict: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -352,6 +360,12 @@ impl<A: RemoteActor> Host<A> {
         self.slots.lock().get(&shard).is_some_and(|s| Instant::now() < s.deadline)
     }
 
+    /// Whether the lease store refused this node the registry because it
+    /// is held under another shard count.
+    pub(crate) fn count_conflict(&self) -> bool {
+        self.count_conflict.load(std::sync::atomic::Ordering::Relaxed) != 0
+    }
+
     pub(crate) fn registry(&self) -> &Arc<str> {
         &self.id
     }
@@ -499,6 +513,14 @@ impl<A: RemoteActor> HostedRegistry for Host<A> {
 
     fn stop_timeout(&self) -> Duration {
         self.cfg.stop_timeout
+    }
+
+    fn set_count_conflict(&self, theirs: Option<u64>) {
+        self.count_conflict.store(theirs.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn table_use(&self) -> ((usize, usize), (usize, usize)) {
+        ((*self.active.lock(), self.cfg.max_activations), (*self.monitors.lock(), self.cfg.max_monitors))
     }
 
     fn owned(&self) -> Vec<(u32, Epoch)> {

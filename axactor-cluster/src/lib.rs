@@ -105,7 +105,7 @@ pub use lease::RedisLeaseStore;
 pub use lease::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError, MemoryLeaseStore};
 pub use node::{
     CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, ClusterInspect, ClusterNode, Counters, DATA_QUEUE_CAPACITY,
-    OWED_RESPONSE_CAPACITY, OwnedShard, PeerDirection, PeerInfo, PeerState, SHUTDOWN_TIMEOUT,
+    OWED_RESPONSE_CAPACITY, OwnedShard, PeerDirection, PeerInfo, PeerState, SHUTDOWN_TIMEOUT, TableUse,
 };
 pub use overlay::{ClusterOverlay, InMemoryOverlay, LinkFaults, OverlayError, TcpKeepaliveOptions, TcpOverlay};
 pub use remote::{AskOf, DownEvent, PendingReply, RemoteActor, RemoteHandle, ReplyOf, TellOf};

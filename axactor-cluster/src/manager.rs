@@ -60,8 +60,6 @@ struct ShardState {
     stopping: bool,
     /// When this node first saw the shard free while preferring another node.
     free_since: Option<Instant>,
-    /// The other shard count the store last refused this shard for.
-    conflict: Option<u64>,
 }
 
 enum Done {
@@ -97,6 +95,8 @@ struct Driver {
     registries: usize,
     pacer: MovePacer,
     done_tx: mpsc::UnboundedSender<Done>,
+    /// Per registry: the other shard count the store last refused it for.
+    conflicts: std::collections::BTreeMap<String, Option<u64>>,
 }
 
 /// Runs the driver until shutdown.
@@ -107,7 +107,15 @@ pub(crate) async fn run(node: Arc<Shared>, mut cmds: mpsc::Receiver<Cmd>) {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let mut tick = tokio::time::interval(cfg.renew_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut d = Driver { node: Arc::clone(&node), times, shards: Vec::new(), registries: 0, pacer, done_tx };
+    let mut d = Driver {
+        node: Arc::clone(&node),
+        times,
+        shards: Vec::new(),
+        registries: 0,
+        pacer,
+        done_tx,
+        conflicts: std::collections::BTreeMap::new(),
+    };
     loop {
         d.sync_registries();
         let renew = !node.renewal_paused.load(Ordering::Relaxed);
@@ -163,7 +171,6 @@ impl Driver {
                     busy: false,
                     stopping: false,
                     free_since: None,
-                    conflict: None,
                 });
             }
             self.registries += 1;
@@ -260,16 +267,18 @@ impl Driver {
         });
     }
 
-    /// Reports (once per change) that the store refuses the registry's
-    /// shards because they are held under another shard count.
+    /// Reports (once per change, per registry) that the store refuses the
+    /// registry's shards because they are held under another shard count.
     fn note_conflict(&mut self, idx: usize, conflict: Option<u64>) {
-        let s = &mut self.shards[idx];
-        if s.conflict == conflict {
+        let s = &self.shards[idx];
+        let (registry, ours) = (s.host.id().to_string(), s.host.shard_count());
+        let known = self.conflicts.entry(registry.clone()).or_insert(None);
+        if *known == conflict {
             return;
         }
-        s.conflict = conflict;
+        *known = conflict;
+        s.host.set_count_conflict(conflict);
         let Some(theirs) = conflict else { return };
-        let (registry, ours) = (s.host.id().to_string(), s.host.shard_count());
         self.node.counters.lease_event("shard_count_conflict");
         tracing::warn!(
             registry = %registry, ours, theirs,

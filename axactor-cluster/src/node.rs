@@ -55,7 +55,7 @@ use crate::route::Route;
 use crate::wire::ControlMsg;
 
 pub use established::{CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, DATA_QUEUE_CAPACITY, OWED_RESPONSE_CAPACITY};
-pub use inspect::{ClusterInspect, Counters, OwnedShard, PeerDirection, PeerInfo, PeerState};
+pub use inspect::{ClusterInspect, Counters, OwnedShard, PeerDirection, PeerInfo, PeerState, TableUse};
 pub(crate) use routing::{OutKind, Outbound, PeerLink, Response};
 pub(crate) use shared::Shared;
 pub(crate) use table::ConnId as ConnTag;
@@ -226,6 +226,7 @@ impl ClusterNode {
             peers,
             shards,
             counters: shared.counters.snapshot(),
+            tables: shared.table_use(),
         }
     }
 
@@ -237,8 +238,13 @@ impl ClusterNode {
     ///
     /// # Errors
     /// [`ClusterError::Config`] for an invalid id or config, or an id
-    /// already registered on this node; [`ClusterError::ShutDown`] after
-    /// `shutdown`.
+    /// already registered on this node; [`ClusterError::ShardCountMismatch`]
+    /// when a connected peer hosts the registry with another shard count;
+    /// [`ClusterError::ShutDown`] after `shutdown`. (A mismatch with a node
+    /// not connected yet is caught by the lease store: this node then takes
+    /// none of the registry's shards, logs a warning naming both counts and
+    /// counts `shard_count_conflict`; requests it routes to the other
+    /// count's owners fail with `RemoteError::ShardCountMismatch`.)
     pub fn keyed<A, F>(&self, registry_id: &str, cfg: KeyedConfig, factory: F) -> Result<Keyed<A>, ClusterError>
     where
         A: RemoteActor,
@@ -280,6 +286,15 @@ impl ClusterNode {
             return Err(ConfigProblem { field: "registry id", problem }.into());
         }
         cfg.validate()?;
+        let ours = cfg.shard_count_u32();
+        if let Some((peer, theirs)) = shared.peer_shard_count(id, ours) {
+            return Err(ClusterError::ShardCountMismatch {
+                registry: id.to_string(),
+                ours,
+                theirs: u64::from(theirs),
+                peer,
+            });
+        }
         let host = Host::new(id, cfg, factory, Arc::clone(&shared.system), shared.env.clone(), eager);
         {
             let mut hosts = shared.hosts.write();

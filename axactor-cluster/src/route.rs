@@ -193,6 +193,11 @@ impl<A: RemoteActor> Route<A> {
             }
             Ok(Ok(None)) => {
                 self.node.forget_owner(registry, shard);
+                // Nobody holds our count's shard because the store holds the
+                // registry under another count: say so.
+                if self.host.count_conflict() {
+                    return Err(RemoteError::ShardCountMismatch);
+                }
                 Err(RemoteError::NoOwner)
             }
             Ok(Err(e)) => {

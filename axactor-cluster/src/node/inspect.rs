@@ -31,6 +31,22 @@ pub struct ClusterInspect {
     pub shards: Vec<OwnedShard>,
     /// Event and rejection counters since start.
     pub counters: Counters,
+    /// How full each bounded table is, against its cap.
+    pub tables: Vec<TableUse>,
+}
+
+/// How full one bounded table of a node is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TableUse {
+    /// The table: `peers`, `requests_in_flight`, `asks_executing`,
+    /// `remote_monitors`, `owner_cache`, or `activations/{registry}` and
+    /// `monitors/{registry}` per hosted registry.
+    pub table: String,
+    /// Entries now.
+    pub len: usize,
+    /// The most it may hold (its `ClusterConfig` / `KeyedConfig` bound).
+    pub cap: usize,
 }
 
 /// A shard held by a node.
@@ -46,6 +62,12 @@ pub struct OwnedShard {
 }
 
 impl ClusterInspect {
+    /// The tables holding more entries than their cap (none, unless a bound
+    /// is broken).
+    pub fn tables_over_cap(&self) -> Vec<&TableUse> {
+        self.tables.iter().filter(|t| t.len > t.cap).collect()
+    }
+
     /// How many shards of `registry` this node holds.
     pub fn owned_count(&self, registry: &str) -> usize {
         self.shards.iter().filter(|s| s.registry == registry).count()

@@ -113,6 +113,30 @@ impl Shared {
         (e.session == *session).then(|| PeerLink { conn: e.conn, queues: Arc::clone(&e.handle.queues) })
     }
 
+    /// How full each bounded table is (`ClusterInspect::tables`).
+    pub(crate) fn table_use(&self) -> Vec<super::inspect::TableUse> {
+        let cfg = &self.cfg;
+        let use_of =
+            |table: &str, len: usize, cap: usize| super::inspect::TableUse { table: table.to_string(), len, cap };
+        let hosts = self.hosts_snapshot();
+        let hosted_shards: usize = hosts.iter().map(|h| h.shard_count() as usize).sum();
+        let cached: usize = self.routing.owners.lock().values().map(HashMap::len).sum();
+        let executing = cfg.max_inflight_requests.saturating_sub(self.inbound_asks.available_permits());
+        let mut out = vec![
+            use_of("peers", self.table.lock().iter().count(), cfg.max_peers),
+            use_of("requests_in_flight", self.routing.pending.lock().len(), cfg.max_inflight_requests),
+            use_of("asks_executing", executing, cfg.max_inflight_requests),
+            use_of("remote_monitors", self.routing.monitors.lock().len(), cfg.max_remote_monitors),
+            use_of("owner_cache", cached, hosted_shards),
+        ];
+        for h in hosts {
+            let ((acts, max_acts), (mons, max_mons)) = h.table_use();
+            out.push(use_of(&format!("activations/{}", h.id()), acts, max_acts));
+            out.push(use_of(&format!("monitors/{}", h.id()), mons, max_mons));
+        }
+        out
+    }
+
     /// Asks the membership loop to look for new peers now.
     pub(crate) fn kick_dials(&self) {
         self.dial_kick.notify_one();
@@ -305,6 +329,15 @@ impl Shared {
             return Vec::new();
         }
         self.hosts.read().values().map(|h| (h.id().to_string(), h.shard_count())).collect()
+    }
+
+    /// A connected peer that announced `registry` with another shard count
+    /// than `shards`, and its count.
+    pub(crate) fn peer_shard_count(&self, registry: &str, shards: u32) -> Option<(String, u32)> {
+        self.table.lock().iter().find_map(|e| {
+            let n = *e.handle.stats.hosted.lock().get(registry)?;
+            (n != shards).then(|| (e.session.node.to_string(), n))
+        })
     }
 
     /// Nodes that may own `registry`'s shards: this one, and connected peers

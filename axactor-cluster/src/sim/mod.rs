@@ -178,6 +178,9 @@ pub fn sim_cluster_config() -> ClusterConfig {
         reconnect_max: Duration::from_millis(400),
         rebalance_settle: Duration::from_secs(1),
         max_moves_per_interval: 4,
+        // Small enough to be reached under the simulated load.
+        max_inflight_requests: 128,
+        max_remote_monitors: 64,
         ..ClusterConfig::default()
     }
 }
@@ -328,6 +331,7 @@ impl Sim {
             if self.rng.random_bool(0.03) {
                 self.monitor().await;
             }
+            self.check_tables();
         }
         self.liveness().await;
         let simulated = Instant::now().saturating_duration_since(started);
@@ -524,6 +528,22 @@ impl Sim {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Every bounded table of every running node within its cap.
+    fn check_tables(&mut self) {
+        for up in self.cluster.slots.iter().filter_map(|s| s.up.as_ref()) {
+            let snap = up.node.inspect();
+            for t in snap.tables_over_cap() {
+                if self.violations.len() < 20 {
+                    let what = format!(
+                        "{}: table {} holds {} entries, over its cap of {}",
+                        snap.session, t.table, t.len, t.cap
+                    );
+                    self.violations.push(what);
+                }
+            }
+        }
     }
 
     /// Shards of the workload not hosted by exactly one running node.

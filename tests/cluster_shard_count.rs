@@ -1,0 +1,94 @@
+//! One registry, two shard counts (a rolling deploy from 16 to 32 shards
+//! caught half way): a count mismatch is impossible to act on.
+//!
+//! - registering with another count than a connected peer's is refused
+//!   with `ClusterError::ShardCountMismatch` naming both counts;
+//! - a node that registered before it saw the others (so nothing refused
+//!   it) takes none of the registry's shards: the lease store holds them
+//!   under the other count, and says so (`shard_count_conflict`); keys
+//!   driven through both nodes never have two activations at once, and the
+//!   mismatched node's requests fail with `ShardCountMismatch`, definitely;
+//! - once every node of the old count has left (and its leases expired), the
+//!   new count takes over.
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axactor_cluster::InMemoryOverlay;
+use axactor_cluster::{ClusterError, KeyedConfig, LeaseStore, MemoryLeaseStore, RemoteError};
+use axactor_tests::activations::{ActivationLog, check_single_activation, mesh, paused_cfg, start_node, wait_until};
+
+const REG: &str = "accounts";
+
+#[tokio::test(start_paused = true)]
+async fn registering_another_count_than_a_connected_peer_is_refused() {
+    let net = InMemoryOverlay::new();
+    let store: Arc<dyn LeaseStore> = Arc::new(MemoryLeaseStore::new());
+    let log = ActivationLog::new();
+    let a = start_node("a", &store, &net, &paused_cfg()).await;
+    let b = start_node("b", &store, &net, &paused_cfg()).await;
+    let _ka = a.keyed(REG, KeyedConfig::new(16), log.factory("a")).expect("a registers 16 shards");
+    mesh(&[&a, &b]).await;
+    // b has seen a's announcement once the mesh is up and a hosting message crossed.
+    wait_until(Duration::from_secs(10), "b knows what a hosts", || {
+        b.keyed(REG, KeyedConfig::new(32), log.factory("b")).is_err()
+    })
+    .await;
+    match b.keyed(REG, KeyedConfig::new(32), log.factory("b")) {
+        Err(ClusterError::ShardCountMismatch { registry, ours, theirs, peer }) => {
+            assert_eq!((registry.as_str(), ours, theirs, peer.as_str()), (REG, 32, 16, "a"));
+        }
+        other => panic!("expected a shard-count mismatch, got {other:?}"),
+    }
+    let kb = b.keyed(REG, KeyedConfig::new(16), log.factory("b")).expect("the same count is fine");
+    assert_eq!(kb.registry(), REG);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_counts_never_run_one_key_twice_and_the_store_says_why() {
+    let net = InMemoryOverlay::new();
+    let store: Arc<dyn LeaseStore> = Arc::new(MemoryLeaseStore::new());
+    let log = ActivationLog::with_stop_delay(Duration::from_millis(40));
+    let cfg = paused_cfg();
+    // Cut apart while registering, so neither can refuse the other.
+    net.partition("a", "b");
+    let a = start_node("a", &store, &net, &cfg).await;
+    let b = start_node("b", &store, &net, &cfg).await;
+    let ka = a.keyed(REG, KeyedConfig::new(16), log.factory("a")).expect("a: 16 shards");
+    wait_until(Duration::from_secs(30), "a takes its shards", || a.inspect().owned_count(REG) == 16).await;
+    let kb = b.keyed(REG, KeyedConfig::new(32), log.factory("b")).expect("b: 32 shards, nobody to object yet");
+    net.heal("a", "b");
+    mesh(&[&a, &b]).await;
+    let keys: Vec<String> = (0..40).map(|i| format!("key-{i}")).collect();
+    let mut mismatches = 0;
+    for round in 0..20 {
+        for k in &keys {
+            ka.get(k).incr().await.expect("a serves every key (it holds the count's leases)");
+            match kb.get(k).incr().await {
+                Ok(_) => panic!("{k}: b served a key under another count (round {round})"),
+                Err(RemoteError::ShardCountMismatch) => mismatches += 1,
+                Err(e) => assert!(e.is_definitely_not_executed(), "{k}: {e} may have run"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(mismatches > 0, "b's requests reach a and are refused as another count");
+    let snap = b.inspect();
+    assert_eq!(snap.owned_count(REG), 0, "b takes no shard while the registry is live under 16");
+    assert!(snap.counters.leases.get("shard_count_conflict").copied().unwrap_or(0) >= 1, "{:?}", snap.counters.leases);
+    if let Err(report) = check_single_activation(&log.events()) {
+        panic!("two activations of one key:\n{report}");
+    }
+    assert!(log.events().iter().all(|e| e.node != "b"), "nothing ran on b");
+
+    // The old count leaves: once its leases are gone, the new count takes over.
+    a.shutdown().await;
+    wait_until(Duration::from_secs(60), "b takes the registry at 32 shards", || b.inspect().owned_count(REG) == 32)
+        .await;
+    let served = kb.get("key-1").incr().await.expect("served by b now");
+    assert_eq!(served.0, "b");
+    b.shutdown().await;
+}
