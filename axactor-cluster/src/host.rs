@@ -215,10 +215,7 @@ impl<A: RemoteActor> Host<A> {
         if now >= slot.deadline {
             return Err(Rejection::NotOwner { owner_hint: None });
         }
-        // A stopped activation its watcher has not removed yet is replaced below.
-        if let Some(act) = slot.acts.get_mut(key)
-            && !act.local.has_stopped()
-        {
+        if let Some(act) = slot.acts.get_mut(key) {
             act.last_used = now;
             return Ok(f(&act.local));
         }
@@ -307,9 +304,22 @@ impl<A: RemoteActor> Host<A> {
                     if tokio::time::timeout_at(deadline, local.wait_stopped()).await.is_err() {
                         return Err(Rejection::ActorClosed);
                     }
+                    self.forget_stopped(shard, key, &local);
                     msg = refused;
                 }
             }
+        }
+    }
+
+    /// Removes `local`, which has stopped, from `key`'s entry (as its watcher
+    /// will, which may not have run yet), so the next delivery starts a
+    /// fresh activation.
+    fn forget_stopped(&self, shard: u32, key: &str, local: &LocalRef<A::Msg>) {
+        let mut slots = self.slots.lock();
+        if let Some(slot) = slots.get_mut(&shard)
+            && slot.acts.get(key).is_some_and(|a| a.local.pid() == local.pid())
+        {
+            slot.acts.remove(key);
         }
     }
 

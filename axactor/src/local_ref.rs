@@ -236,12 +236,6 @@ impl<M: Send + 'static> LocalRef<M> {
         self.cell.mailbox.is_closed()
     }
 
-    /// `true` once the actor has stopped for good (its final exit is
-    /// recorded: no handler of it runs any more).
-    pub fn has_stopped(&self) -> bool {
-        self.cell.meta.exit_reason().is_some()
-    }
-
     /// Waits until the actor has stopped for good and returns why.
     pub async fn wait_stopped(&self) -> crate::ExitReason {
         ExitWait::new(&self.cell.meta).await

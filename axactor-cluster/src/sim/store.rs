@@ -195,12 +195,44 @@ impl Inner {
     }
 }
 
-/// The answer, or the error a lost answer stands for.
-async fn answer(rx: oneshot::Receiver<Result<Answer, LeaseStoreError>>) -> Result<Answer, LeaseStoreError> {
-    rx.await.unwrap_or(Err(LeaseStoreError::Unavailable("simulated store dropped the request")))
+impl Answer {
+    fn lease(self) -> Option<Option<Lease>> {
+        if let Answer::Lease(l) = self { Some(l) } else { None }
+    }
+
+    fn group(self) -> Option<GroupGrant> {
+        if let Answer::Group(g) = self { Some(g) } else { None }
+    }
+
+    fn flag(self) -> Option<bool> {
+        if let Answer::Flag(ok) = self { Some(ok) } else { None }
+    }
+
+    fn unit(self) -> Option<()> {
+        if let Answer::Unit = self { Some(()) } else { None }
+    }
+
+    fn members(self) -> Option<Vec<SessionId>> {
+        if let Answer::Members(m) = self { Some(m) } else { None }
+    }
 }
 
-const MISMATCH: LeaseStoreError = LeaseStoreError::Protocol("simulated store answered another operation");
+impl SimStore {
+    /// Sends `op` and takes its answer apart with `pick` (a lost answer is
+    /// `Unavailable`, as from a real network).
+    fn ask<T: Send + 'static>(
+        &self,
+        op: Op,
+        pick: fn(Answer) -> Option<T>,
+    ) -> BoxFuture<'static, Result<T, LeaseStoreError>> {
+        let rx = self.call(op);
+        Box::pin(async move {
+            let answer =
+                rx.await.unwrap_or(Err(LeaseStoreError::Unavailable("simulated store dropped the request")))?;
+            pick(answer).ok_or(LeaseStoreError::Protocol("simulated store answered another operation"))
+        })
+    }
+}
 
 impl LeaseStore for SimStore {
     fn enforces_groups(&self) -> bool {
@@ -214,14 +246,15 @@ impl LeaseStore for SimStore {
         holder: &'a SessionId,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<GroupGrant, LeaseStoreError>> {
-        let group = Some((group.name.to_owned(), group.tag));
-        let rx = self.call(Op::Acquire { name: name.to_owned(), group, holder: holder.clone(), ttl });
-        Box::pin(async move {
-            match answer(rx).await? {
-                Answer::Group(g) => Ok(g),
-                _ => Err(MISMATCH),
-            }
-        })
+        self.ask(
+            Op::Acquire {
+                name: name.to_owned(),
+                group: Some((group.name.to_owned(), group.tag)),
+                holder: holder.clone(),
+                ttl,
+            },
+            Answer::group,
+        )
     }
 
     fn renew_in_group<'a>(
@@ -232,14 +265,16 @@ impl LeaseStore for SimStore {
         epoch: Epoch,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, LeaseStoreError>> {
-        let group = Some((group.name.to_owned(), group.tag));
-        let rx = self.call(Op::Renew { name: name.to_owned(), group, holder: holder.clone(), epoch, ttl });
-        Box::pin(async move {
-            match answer(rx).await? {
-                Answer::Flag(ok) => Ok(ok),
-                _ => Err(MISMATCH),
-            }
-        })
+        self.ask(
+            Op::Renew {
+                name: name.to_owned(),
+                group: Some((group.name.to_owned(), group.tag)),
+                holder: holder.clone(),
+                epoch,
+                ttl,
+            },
+            Answer::flag,
+        )
     }
 
     fn acquire<'a>(
@@ -248,13 +283,7 @@ impl LeaseStore for SimStore {
         holder: &'a SessionId,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<Lease>, LeaseStoreError>> {
-        let rx = self.call(Op::Acquire { name: name.to_owned(), group: None, holder: holder.clone(), ttl });
-        Box::pin(async move {
-            match answer(rx).await? {
-                Answer::Lease(l) => Ok(l),
-                _ => Err(MISMATCH),
-            }
-        })
+        self.ask(Op::Acquire { name: name.to_owned(), group: None, holder: holder.clone(), ttl }, Answer::lease)
     }
 
     fn renew<'a>(
@@ -264,13 +293,7 @@ impl LeaseStore for SimStore {
         epoch: Epoch,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, LeaseStoreError>> {
-        let rx = self.call(Op::Renew { name: name.to_owned(), group: None, holder: holder.clone(), epoch, ttl });
-        Box::pin(async move {
-            match answer(rx).await? {
-                Answer::Flag(ok) => Ok(ok),
-                _ => Err(MISMATCH),
-            }
-        })
+        self.ask(Op::Renew { name: name.to_owned(), group: None, holder: holder.clone(), epoch, ttl }, Answer::flag)
     }
 
     fn release<'a>(
@@ -279,23 +302,11 @@ impl LeaseStore for SimStore {
         holder: &'a SessionId,
         epoch: Epoch,
     ) -> BoxFuture<'a, Result<bool, LeaseStoreError>> {
-        let rx = self.call(Op::Release { name: name.to_owned(), holder: holder.clone(), epoch });
-        Box::pin(async move {
-            match answer(rx).await? {
-                Answer::Flag(ok) => Ok(ok),
-                _ => Err(MISMATCH),
-            }
-        })
+        self.ask(Op::Release { name: name.to_owned(), holder: holder.clone(), epoch }, Answer::flag)
     }
 
     fn get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Lease>, LeaseStoreError>> {
-        let rx = self.call(Op::Get { name: name.to_owned() });
-        Box::pin(async move {
-            match answer(rx).await? {
-                Answer::Lease(l) => Ok(l),
-                _ => Err(MISMATCH),
-            }
-        })
+        self.ask(Op::Get { name: name.to_owned() }, Answer::lease)
     }
 
     fn heartbeat_member<'a>(
@@ -303,32 +314,14 @@ impl LeaseStore for SimStore {
         session: &'a SessionId,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), LeaseStoreError>> {
-        let rx = self.call(Op::Heartbeat { session: session.clone(), ttl });
-        Box::pin(async move {
-            match answer(rx).await? {
-                Answer::Unit => Ok(()),
-                _ => Err(MISMATCH),
-            }
-        })
+        self.ask(Op::Heartbeat { session: session.clone(), ttl }, Answer::unit)
     }
 
     fn remove_member<'a>(&'a self, session: &'a SessionId) -> BoxFuture<'a, Result<(), LeaseStoreError>> {
-        let rx = self.call(Op::Remove { session: session.clone() });
-        Box::pin(async move {
-            match answer(rx).await? {
-                Answer::Unit => Ok(()),
-                _ => Err(MISMATCH),
-            }
-        })
+        self.ask(Op::Remove { session: session.clone() }, Answer::unit)
     }
 
     fn members(&self) -> BoxFuture<'_, Result<Vec<SessionId>, LeaseStoreError>> {
-        let rx = self.call(Op::Members);
-        Box::pin(async move {
-            match answer(rx).await? {
-                Answer::Members(m) => Ok(m),
-                _ => Err(MISMATCH),
-            }
-        })
+        self.ask(Op::Members, Answer::members)
     }
 }
