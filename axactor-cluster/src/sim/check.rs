@@ -78,6 +78,7 @@ struct Monitor {
     placed: u64,
     obj: (&'static str, Arc<str>),
     down: Option<u64>,
+    fired: bool,
 }
 
 /// Checker state. Feed it records in order, then [`Checker::finish`].
@@ -184,13 +185,13 @@ impl Checker {
                 self.ops.insert(*op, Op { obj, kind: *kind, execs: Vec::new(), done: None });
             }
             Ev::Done { op, outcome } => self.on_done(at, *op, outcome),
-            Ev::MonitorPlaced { mon, registry, key } => {
+            Ev::MonitorPlaced { mon, registry, key, .. } => {
                 let obj = (*registry, Arc::clone(key));
-                self.monitors.insert(*mon, Monitor { placed: r.seq, obj, down: None });
+                self.monitors.insert(*mon, Monitor { placed: r.seq, obj, down: None, fired: false });
             }
             Ev::MonitorDown { mon, reason } => {
                 if let Some(m) = self.monitors.get_mut(mon) {
-                    if m.down.is_some() {
+                    if std::mem::replace(&mut m.fired, true) {
                         self.fail(at, format!("monitor {mon} fired twice"));
                     } else if !matches!(reason, DownReason::NoSuchActor | DownReason::Other) {
                         m.down = Some(r.seq);

@@ -435,7 +435,7 @@ impl Sim {
         let Ok(mut rx) = up.register.get(&*key).monitor().await else { return };
         let mon = self.next_monitor;
         self.next_monitor += 1;
-        self.trace.push(Ev::MonitorPlaced { mon, registry: REGISTER, key });
+        self.trace.push(Ev::MonitorPlaced { mon, session: up.node.session().clone(), registry: REGISTER, key });
         let trace = self.trace.clone();
         self.monitors.push(tokio::spawn(async move {
             if let Some(down) = rx.recv().await {

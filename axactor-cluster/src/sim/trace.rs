@@ -94,8 +94,8 @@ pub(crate) enum Ev {
     Invoke { op: u64, session: SessionId, registry: &'static str, key: Arc<str>, kind: OpKind },
     /// Operation `op` returned.
     Done { op: u64, outcome: Outcome },
-    /// A client's monitor on `key` was placed.
-    MonitorPlaced { mon: u64, registry: &'static str, key: Arc<str> },
+    /// A client's monitor on `key` was placed, through `session`'s node.
+    MonitorPlaced { mon: u64, session: SessionId, registry: &'static str, key: Arc<str> },
     /// A client's monitor fired.
     MonitorDown { mon: u64, reason: crate::wire::DownReason },
     /// The fault schedule did something (free text, for reading the trace).
