@@ -22,10 +22,14 @@
 use std::time::Duration;
 
 use axactor::ExitReason;
-use axactor_cluster::{ClusterConfig, ClusterNode, KeyedConfig, NodeId};
+use std::sync::Arc;
+
+use axactor_cluster::{
+    ClusterConfig, ClusterNode, Env, InMemoryOverlay, KeyedConfig, LeaseStore, MemoryLeaseStore, NodeId,
+};
 use axactor_tests::activations::{
     ActivationLog, Event, EventKind, ProbeCluster, Served, Sighting, StorePoller, check_single_activation, held_epoch,
-    lease_name, paused_cfg, served_elsewhere, start_node, wait_until,
+    lease_name, mesh, paused_cfg, served_elsewhere, start_node, wait_until,
 };
 use tokio::time::Instant;
 
@@ -259,4 +263,55 @@ async fn a_message_routed_under_an_old_epoch_is_not_executed_under_a_newer_one()
     assert_eq!((served.node.as_str(), served.epoch, served.count), ("x", again, 1));
     check(&log);
     c.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_owner_does_not_run_its_backlog_after_it_resumes() {
+    let cfg = paused_cfg();
+    let log = ActivationLog::new();
+    let store: Arc<dyn LeaseStore> = Arc::new(MemoryLeaseStore::new());
+    let net = InMemoryOverlay::new();
+    // a's tasks (its activations included) can be held as a stopped process.
+    let env_a = Env::pausable();
+    let a = ClusterNode::start_with_env(NodeId::new("a"), Arc::clone(&store), net.clone(), cfg.clone(), env_a.clone())
+        .await
+        .expect("a starts");
+    let b = start_node("b", &store, &net, &cfg).await;
+    mesh(&[&a, &b]).await;
+    let ka = a.keyed(REG, KeyedConfig::new(SHARDS), log.factory("a")).expect("keyed a");
+    let kb = b.keyed(REG, KeyedConfig::new(SHARDS), log.factory("b")).expect("keyed b");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let snap = a.inspect();
+    let key = (0..1000)
+        .map(|i| format!("pause-{i}"))
+        .find(|k| held_epoch(&snap, REG, ka.shard_of(k)).is_some())
+        .expect("a key on a");
+    let old = Served::from(ka.get(&key).incr().await.expect("served"));
+    assert_eq!(old.node, "a");
+
+    // a stops making progress; its own clients still queue messages into
+    // the activation's mailbox (the lease is valid when they are queued).
+    env_a.pause();
+    let paused = log.note(&key, "a paused");
+    for _ in 0..5 {
+        ka.get(&key).bump().await.expect("queued on a while its lease is valid");
+    }
+    // Time moves on: a's lease expires and b takes the key over.
+    let (new, _) = served_elsewhere(&kb, &key, "a", Duration::from_secs(60)).await;
+    assert_eq!(new.node, "b");
+    assert!(new.epoch > old.epoch);
+    // a resumes with its backlog: none of it runs (its grant's deadline has
+    // passed), and the activation stops with LeaseLost.
+    env_a.resume();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ran_late: Vec<Event> = log
+        .events_of(&key)
+        .into_iter()
+        .filter(|e| e.node == "a" && e.seq > paused && matches!(e.kind, EventKind::Handled { .. }))
+        .collect();
+    assert!(ran_late.is_empty(), "a ran its backlog after resuming: {ran_late:?}");
+    let stop = log.stop_of(old.uid).expect("a's activation stopped");
+    assert_eq!(stop.kind, EventKind::Stop(ExitReason::LeaseLost));
+    a.shutdown().await;
+    b.shutdown().await;
 }
