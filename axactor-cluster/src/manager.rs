@@ -41,6 +41,9 @@ use crate::shard::lease_name;
 use crate::shard::placement::{MovePacer, assign};
 use crate::wire::ControlMsg;
 
+/// Store answers applied per pass of the driver's loop, at most.
+const DONE_BATCH: usize = 256;
+
 /// Commands to the driver.
 #[derive(Debug)]
 pub(crate) enum Cmd {
@@ -133,7 +136,17 @@ pub(crate) async fn run(node: Arc<Shared>, mut cmds: mpsc::Receiver<Cmd>) {
                 }
                 return;
             }
-            Some(done) = done_rx.recv() => d.apply(done),
+            Some(done) = done_rx.recv() => {
+                d.apply(done);
+                // Answers that arrived together are applied together, then
+                // the shards are polled once: a burst of answers (thousands
+                // of shards acquired at start) costs one pass, not one per
+                // answer, so deadlines are never checked late behind it.
+                for _ in 1..DONE_BATCH {
+                    let Ok(done) = done_rx.try_recv() else { break };
+                    d.apply(done);
+                }
+            }
             _ = tokio::time::sleep_until(wake.unwrap_or(far)) => {}
             _ = node.kick.notified() => place = true,
             _ = tick.tick() => { place = true; passivate = true; }

@@ -265,7 +265,7 @@ impl Reader<'_> {
             };
             match event {
                 Event::Frame(frame) => {
-                    if let Some(end) = self.on_frames(frame, rx) {
+                    if let Some(end) = self.on_frames(frame, rx).await {
                         return end;
                     }
                 }
@@ -292,8 +292,15 @@ impl Reader<'_> {
     }
 
     /// Handles `first` and the frames already received after it (at most
-    /// `READ_BATCH` in all, without waiting); `Some` if the connection ends.
-    fn on_frames(&mut self, first: Option<Bytes>, rx: &mut LinkReceiver) -> Option<End> {
+    /// `READ_BATCH` in all, without waiting for new ones); `Some` if the
+    /// connection ends.
+    ///
+    /// Every frame handled spends one unit of the task's cooperative
+    /// budget (Tokio's, the one channel and socket operations spend), so a
+    /// peer that keeps the link full makes the reader yield after a bounded
+    /// number of frames: the lease driver, activations and other readers
+    /// on the same worker run in between, however fast frames arrive.
+    async fn on_frames(&mut self, first: Option<Bytes>, rx: &mut LinkReceiver) -> Option<End> {
         let Some(body) = first else {
             tracing::debug!("link ended");
             return Some(End::Abrupt);
@@ -303,6 +310,7 @@ impl Reader<'_> {
         self.stats.last_seen_ms.store(now, Ordering::Relaxed);
         self.handle(&body, now)?;
         for _ in 1..READ_BATCH {
+            tokio::task::coop::consume_budget().await;
             let body = rx.try_recv()?;
             self.handle(&body, now)?;
         }
