@@ -28,7 +28,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let net = InMemoryOverlay::new();
 //! let store = Arc::new(MemoryLeaseStore::new());
-//! let cfg = ClusterConfig { auth_token: Some("shared-secret".into()), ..ClusterConfig::default() };
+//! let cfg = ClusterConfig { auth_token: Some("a 32+ character secret shared by all nodes".into()), ..ClusterConfig::default() };
 //! let a = ClusterNode::start(NodeId::new("a"), store.clone(), net.clone(), cfg.clone()).await?;
 //! let b = ClusterNode::start(NodeId::new("b"), store.clone(), net.clone(), cfg).await?;
 //!
