@@ -101,7 +101,7 @@ pub use keyed::{
     DEFAULT_STOP_TIMEOUT, Keyed, KeyedConfig, MAX_SHARDS, Singleton,
 };
 #[cfg(feature = "redis-lease")]
-pub use lease::RedisLeaseStore;
+pub use lease::{RedisLeaseStore, RedisStoreOptions};
 pub use lease::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError, MemoryLeaseStore};
 pub use node::{
     CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, ClusterInspect, ClusterNode, Counters, DATA_QUEUE_CAPACITY,
