@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axactor_cluster::{ClusterConfig, ClusterError, ClusterNode, InMemoryOverlay, LeaseStore, MemoryLeaseStore, NodeId};
+use axactor_cluster::{
+    ClusterConfig, ClusterError, ClusterNode, InMemoryOverlay, LeaseStore, MemoryLeaseStore, NodeId,
+};
 use axactor_tests::activations::paused_cfg;
 
 /// Starts one node with `cfg`; the field named by the config error, if any.

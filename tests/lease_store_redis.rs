@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use axactor_cluster::{Epoch, LeaseStore, LeaseStoreError, NodeId, RedisLeaseStore, RedisStoreOptions, SessionId};
 use axactor_tests::lease_conformance::{LONG, run_all};
-use axactor_tests::redis::{
-    TestRedis, free_port, test_redis, throwaway_redis, throwaway_redis_with, unique_prefix,
-};
+use axactor_tests::redis::{TestRedis, free_port, test_redis, throwaway_redis, throwaway_redis_with, unique_prefix};
 use redis::aio::MultiplexedConnection;
 
 fn session(node: &str, boot: u64) -> SessionId {

@@ -316,11 +316,8 @@ mod tests {
         // may take far longer than a lease lives.
         let long_asks = ClusterConfig { request_timeout: Duration::from_secs(600), ..secure() };
         assert_eq!(long_asks.validate(), Ok(()));
-        let short = ClusterConfig {
-            lease_ttl: Duration::from_secs(1),
-            renew_interval: Duration::from_millis(300),
-            ..secure()
-        };
+        let short =
+            ClusterConfig { lease_ttl: Duration::from_secs(1), renew_interval: Duration::from_millis(300), ..secure() };
         assert_eq!(short.validate().map_err(|p| p.field), Err("lease_store_timeout"));
         let fixed = ClusterConfig { lease_store_timeout: Duration::from_millis(600), ..short };
         assert_eq!(fixed.validate(), Ok(()));

@@ -116,7 +116,8 @@ impl KeyedConfig {
         }
         // Durations are added to instants and counts size channels: beyond
         // these bounds that would panic.
-        for (field, d) in [("idle_timeout", self.idle_timeout.unwrap_or_default()), ("stop_timeout", self.stop_timeout)] {
+        for (field, d) in [("idle_timeout", self.idle_timeout.unwrap_or_default()), ("stop_timeout", self.stop_timeout)]
+        {
             if d > MAX_DURATION {
                 return bad(field, "must be at most one day (config::MAX_DURATION)");
             }

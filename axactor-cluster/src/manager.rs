@@ -388,8 +388,8 @@ impl Driver {
         let s = &self.shards[idx];
         let (node, name) = (Arc::clone(&self.node), s.name.clone());
         self.node.spawn(async move {
-            let _ =
-                tokio::time::timeout(node.cfg.lease_store_timeout, node.store.release(&name, &node.session, epoch)).await;
+            let _ = tokio::time::timeout(node.cfg.lease_store_timeout, node.store.release(&name, &node.session, epoch))
+                .await;
         });
     }
 

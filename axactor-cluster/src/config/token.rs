@@ -38,16 +38,12 @@ pub(super) fn check(token: &str, allow_weak: bool) -> Result<(), ConfigProblem> 
         return Ok(());
     }
     if token.chars().count() < MIN_TOKEN_CHARS {
-        return bad(
-            "is too short: use at least 32 random characters (128 bits), e.g. from \
-             ClusterConfig::generate_token() or `openssl rand -hex 32`; allow_weak_token accepts it (tests only)",
-        );
+        return bad("is too short: use at least 32 random characters (128 bits), e.g. from \
+             ClusterConfig::generate_token() or `openssl rand -hex 32`; allow_weak_token accepts it (tests only)");
     }
     if token.chars().collect::<BTreeSet<_>>().len() < MIN_TOKEN_DISTINCT_CHARS {
-        return bad(
-            "has fewer than 8 distinct characters, too predictable: use a random secret, e.g. from \
-             ClusterConfig::generate_token() or `openssl rand -hex 32`; allow_weak_token accepts it (tests only)",
-        );
+        return bad("has fewer than 8 distinct characters, too predictable: use a random secret, e.g. from \
+             ClusterConfig::generate_token() or `openssl rand -hex 32`; allow_weak_token accepts it (tests only)");
     }
     Ok(())
 }
