@@ -26,7 +26,10 @@ impl Account {
 async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     let net = InMemoryOverlay::new(); // one shared in-process network; Clone
     let store = Arc::new(MemoryLeaseStore::new()); // one shared in-process lease store
-    let cfg = ClusterConfig { auth_token: Some("shared-secret".into()), ..ClusterConfig::default() };
+    let cfg = ClusterConfig {
+        auth_token: Some("a 32+ character secret shared by all nodes".into()),
+        ..ClusterConfig::default()
+    };
 
     let a = ClusterNode::start(NodeId::new("a"), store.clone(), net.clone(), cfg.clone()).await?;
     let b = ClusterNode::start(NodeId::new("b"), store.clone(), net.clone(), cfg.clone()).await?;

@@ -16,6 +16,11 @@ use axactor_cluster::{
     PeerState,
 };
 
+/// The cluster's token (strong enough for the default checks).
+const SECRET: &str = "transport-memory-test-token-7d2e91c4";
+/// Another valid token: a node holding it belongs to another cluster.
+const OTHER_SECRET: &str = "not-the-cluster-token-0b83f5a6e12d";
+
 fn cfg(token: &str) -> ClusterConfig {
     ClusterConfig { auth_token: Some(token.into()), ..ClusterConfig::default() }
 }
@@ -59,8 +64,8 @@ async fn all_connected(nodes: &[&ClusterNode]) {
 #[tokio::test(start_paused = true)]
 async fn two_nodes_with_one_token_authenticate_each_other() {
     let (net, store) = (InMemoryOverlay::new(), Arc::new(MemoryLeaseStore::new()));
-    let a = start("a", &store, &net, cfg("s3cret")).await;
-    let b = start("b", &store, &net, cfg("s3cret")).await;
+    let a = start("a", &store, &net, cfg(SECRET)).await;
+    let b = start("b", &store, &net, cfg(SECRET)).await;
     all_connected(&[&a, &b]).await;
     // Heartbeats flow: acknowledged ones keep growing.
     let acked = |n: &ClusterNode, peer: &str| n.inspect().peer(peer).map_or(0, |p| p.heartbeats_acked);
@@ -78,9 +83,9 @@ async fn two_nodes_with_one_token_authenticate_each_other() {
 #[tokio::test(start_paused = true)]
 async fn three_nodes_form_a_full_mesh() {
     let (net, store) = (InMemoryOverlay::new(), Arc::new(MemoryLeaseStore::new()));
-    let a = start("a", &store, &net, cfg("s3cret")).await;
-    let b = start("b", &store, &net, cfg("s3cret")).await;
-    let c = start("c", &store, &net, cfg("s3cret")).await;
+    let a = start("a", &store, &net, cfg(SECRET)).await;
+    let b = start("b", &store, &net, cfg(SECRET)).await;
+    let c = start("c", &store, &net, cfg(SECRET)).await;
     all_connected(&[&a, &b, &c]).await;
     // Stays a mesh: no churn over many heartbeat intervals.
     tokio::time::sleep(Duration::from_secs(30)).await;
@@ -96,9 +101,9 @@ async fn three_nodes_form_a_full_mesh() {
 #[tokio::test(start_paused = true)]
 async fn a_wrong_token_node_never_becomes_a_peer() {
     let (net, store) = (InMemoryOverlay::new(), Arc::new(MemoryLeaseStore::new()));
-    let a = start("a", &store, &net, cfg("s3cret")).await;
-    let b = start("b", &store, &net, cfg("s3cret")).await;
-    let w = start("w", &store, &net, cfg("not-the-secret")).await;
+    let a = start("a", &store, &net, cfg(SECRET)).await;
+    let b = start("b", &store, &net, cfg(SECRET)).await;
+    let w = start("w", &store, &net, cfg(OTHER_SECRET)).await;
     all_connected(&[&a, &b]).await;
     for n in [&a, &b] {
         eventually(n, Duration::from_secs(10), "wrong_proof counted", |s| {
@@ -132,7 +137,7 @@ async fn no_token_is_refused_unless_insecure_is_allowed() {
     let b = start("b", &store, &net, insecure).await;
     all_connected(&[&a, &b]).await;
     // A node with a token never accepts an insecure one (different keys).
-    let t = start("t", &store, &net, cfg("s3cret")).await;
+    let t = start("t", &store, &net, cfg(SECRET)).await;
     eventually(&t, Duration::from_secs(10), "insecure peers refused", |s| {
         s.counters.handshake_failures.values().sum::<u64>() >= 2
     })
@@ -146,13 +151,13 @@ async fn no_token_is_refused_unless_insecure_is_allowed() {
 #[tokio::test(start_paused = true)]
 async fn a_restarted_node_is_a_new_session() {
     let (net, store) = (InMemoryOverlay::new(), Arc::new(MemoryLeaseStore::new()));
-    let a = start("a", &store, &net, cfg("s3cret")).await;
-    let b = start("b", &store, &net, cfg("s3cret")).await;
-    let c1 = start("c", &store, &net, cfg("s3cret")).await;
+    let a = start("a", &store, &net, cfg(SECRET)).await;
+    let b = start("b", &store, &net, cfg(SECRET)).await;
+    let c1 = start("c", &store, &net, cfg(SECRET)).await;
     all_connected(&[&a, &b, &c1]).await;
     let old = c1.session().clone();
     c1.shutdown().await;
-    let c2 = start("c", &store, &net, cfg("s3cret")).await;
+    let c2 = start("c", &store, &net, cfg(SECRET)).await;
     assert_ne!(c2.session(), &old);
     assert_eq!(c2.session().node, old.node);
     all_connected(&[&a, &b, &c2]).await;
@@ -167,8 +172,8 @@ async fn a_restarted_node_is_a_new_session() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_removes_the_node_from_its_peers_promptly() {
     let (net, store) = (InMemoryOverlay::new(), Arc::new(MemoryLeaseStore::new()));
-    let a = start("a", &store, &net, cfg("s3cret")).await;
-    let b = start("b", &store, &net, cfg("s3cret")).await;
+    let a = start("a", &store, &net, cfg(SECRET)).await;
+    let b = start("b", &store, &net, cfg(SECRET)).await;
     all_connected(&[&a, &b]).await;
     let started = tokio::time::Instant::now();
     b.shutdown().await;
@@ -186,8 +191,8 @@ async fn shutdown_removes_the_node_from_its_peers_promptly() {
 #[tokio::test(start_paused = true)]
 async fn a_silent_peer_is_closed_after_node_ttl_and_reconnects_after_healing() {
     let (net, store) = (InMemoryOverlay::new(), Arc::new(MemoryLeaseStore::new()));
-    let a = start("a", &store, &net, cfg("s3cret")).await;
-    let b = start("b", &store, &net, cfg("s3cret")).await;
+    let a = start("a", &store, &net, cfg(SECRET)).await;
+    let b = start("b", &store, &net, cfg(SECRET)).await;
     all_connected(&[&a, &b]).await;
     net.partition("a", "b");
     let cut = tokio::time::Instant::now();
@@ -210,11 +215,11 @@ async fn a_silent_peer_is_closed_after_node_ttl_and_reconnects_after_healing() {
 #[tokio::test(start_paused = true)]
 async fn crossed_dials_settle_on_one_connection() {
     let (net, store) = (InMemoryOverlay::new(), Arc::new(MemoryLeaseStore::new()));
-    let a = start("a", &store, &net, cfg("s3cret")).await;
+    let a = start("a", &store, &net, cfg(SECRET)).await;
     // b dials a at once, but its frames are held: a sees no session from b
     // and dials b on its next membership tick, so both dials are in flight.
     net.hold("b", "a");
-    let b = start("b", &store, &net, cfg("s3cret")).await;
+    let b = start("b", &store, &net, cfg(SECRET)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     net.release("b", "a");
     all_connected(&[&a, &b]).await;

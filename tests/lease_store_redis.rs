@@ -2,15 +2,16 @@
 //! it comes from; without one these tests print `SKIPPED` and pass unless
 //! `AXACTOR_REQUIRE_REDIS=1`): the conformance suite, epochs that keep
 //! growing when keys (or the whole server's data) are lost, malformed data,
-//! connection failures and reconnection. Real time throughout: the store's
+//! connection failures and reconnection, and the refusal of a server that
+//! may evict keys (on throwaway servers, since it changes their config). Real time throughout: the store's
 //! expiry is the server's clock. Every test has its own key prefix.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axactor_cluster::{Epoch, LeaseStore, LeaseStoreError, NodeId, RedisLeaseStore, SessionId};
+use axactor_cluster::{Epoch, LeaseStore, LeaseStoreError, NodeId, RedisLeaseStore, RedisStoreOptions, SessionId};
 use axactor_tests::lease_conformance::{LONG, run_all};
-use axactor_tests::redis::{TestRedis, free_port, test_redis, throwaway_redis, unique_prefix};
+use axactor_tests::redis::{TestRedis, free_port, test_redis, throwaway_redis, throwaway_redis_with, unique_prefix};
 use redis::aio::MultiplexedConnection;
 
 fn session(node: &str, boot: u64) -> SessionId {
@@ -213,4 +214,41 @@ async fn restart_without_persistence_reconnects_and_keeps_epochs_growing() {
     assert!(after > before, "{after} after {before} across a restart that lost all data");
     assert_eq!(store.renew("s/1", &a, before, LONG).await, Ok(false), "the old holder is fenced");
     assert_eq!(store.members().await, Ok(vec![]), "members were lost with the data");
+}
+
+/// A server whose `maxmemory-policy` may evict keys is refused at connect
+/// with a typed error naming the policy, unless the caller opts out;
+/// `noeviction` is accepted. A throwaway server: the test changes its
+/// configuration.
+#[tokio::test]
+async fn an_evicting_maxmemory_policy_is_refused_at_connect() {
+    let Some(server) = throwaway_redis("eviction").await else { return };
+    let url = server.url();
+    let mut raw = raw_connection(&url).await;
+    for policy in ["allkeys-lru", "volatile-ttl", "allkeys-random"] {
+        let _: () = raw_cmd(&mut raw, &["CONFIG", "SET", "maxmemory-policy", policy]).await;
+        let refused = RedisLeaseStore::connect(&url, "eviction").await;
+        assert_eq!(
+            refused.as_ref().map(|_| ()).map_err(Clone::clone),
+            Err(LeaseStoreError::EvictingPolicy { policy: policy.to_owned() }),
+            "{policy}"
+        );
+        let problem = refused.expect_err("refused").to_string();
+        assert!(problem.contains(policy) && problem.contains("noeviction"), "{problem}");
+        let opted_out = RedisStoreOptions { allow_evicting_policy: true };
+        let store = RedisLeaseStore::connect_with(&url, "eviction", opted_out).await.expect("opt-out connects");
+        acquired(&store, "s/1", &session("a", 1)).await;
+    }
+    let _: () = raw_cmd(&mut raw, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]).await;
+    let store = RedisLeaseStore::connect(&url, "eviction").await.expect("noeviction connects");
+    assert_eq!(store.get("s/1").await.map(|l| l.is_some()), Ok(true), "the same server");
+}
+
+/// A server that does not allow `CONFIG` (renamed away, as on managed
+/// services) cannot be checked: the store connects (and logs a warning).
+#[tokio::test]
+async fn a_server_without_config_is_accepted() {
+    let Some(server) = throwaway_redis_with("no-config", &["--rename-command", "CONFIG", ""]).await else { return };
+    let store = RedisLeaseStore::connect(&server.url(), "no-config").await.expect("connects without CONFIG");
+    acquired(&store, "s/1", &session("a", 1)).await;
 }

@@ -9,6 +9,12 @@ use std::time::Duration;
 use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::wire::hello::{PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION};
 
+mod bounds;
+mod token;
+
+pub use bounds::{MAX_DURATION, MAX_LIMIT};
+pub use token::{MIN_TOKEN_CHARS, MIN_TOKEN_DISTINCT_CHARS};
+
 /// Default lease time-to-live.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 /// Default lease renewal interval.
@@ -43,14 +49,36 @@ pub const DEFAULT_REBALANCE_SETTLE: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_MOVES_PER_INTERVAL: usize = 8;
 /// Default bound on monitors this node holds on remote activations.
 pub const DEFAULT_MAX_REMOTE_MONITORS: usize = 65_536;
+/// Default bound on one lease-store call (2 s): with the default lease ttl
+/// (10 s) and renewal interval (3 s), a renewal that hangs for the whole
+/// bound still leaves room for a retry before the lease's local deadline
+/// (3 s + 2 s + 0.75 s retry delay + 2 s < 10 s − 0.2 s drift margin).
+pub const DEFAULT_LEASE_STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Settings of a cluster node. `Default` is secure: no token means
-/// `ClusterNode::start` refuses to run unless `allow_insecure_auth` is set.
+/// `ClusterNode::start` refuses to run unless `allow_insecure_auth` is set,
+/// and a token must be strong (see [`ClusterConfig::auth_token`]).
+///
+/// Every duration is at most [`MAX_DURATION`] (1 day) and every count at
+/// most [`MAX_LIMIT`]; [`ClusterConfig::validate`] refuses larger values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
     /// Shared secret all nodes of the cluster authenticate each other with.
     /// Never sent on the wire.
+    ///
+    /// Must carry at least 128 bits of entropy: at least
+    /// [`MIN_TOKEN_CHARS`] (32) characters, of at least
+    /// [`MIN_TOKEN_DISTINCT_CHARS`] (8) distinct ones, unless
+    /// `allow_weak_token` is set. [`ClusterConfig::generate_token`] makes
+    /// one. Frames are authenticated, not encrypted: an on-path observer
+    /// reads every message, and one recorded handshake lets it test guesses
+    /// of the token offline, as fast as it can compute HMACs; only a long
+    /// random token makes that hopeless.
     pub auth_token: Option<String>,
+    /// Accept a token shorter or less varied than the rules above (tests and
+    /// demos only: a weak token can be guessed offline from one recorded
+    /// handshake). An empty token is refused regardless.
+    pub allow_weak_token: bool,
     /// Allow running without a token (a well-known key is used: no security;
     /// a loud warning is logged).
     pub allow_insecure_auth: bool,
@@ -62,7 +90,10 @@ pub struct ClusterConfig {
     pub node_ttl: Duration,
     /// Heartbeat interval per peer connection.
     pub heartbeat_interval: Duration,
-    /// Deadline of a remote request.
+    /// Deadline of a remote request (an ask, a `_wait` tell, a monitor
+    /// registration), at most [`MAX_DURATION`]. Independent of the lease
+    /// timings: a handler may legitimately run longer than a lease's ttl.
+    /// Lease-store calls have their own bound, `lease_store_timeout`.
     pub request_timeout: Duration,
     /// Largest frame sent or accepted after authentication.
     pub max_frame_bytes: usize,
@@ -96,12 +127,25 @@ pub struct ClusterConfig {
     /// Monitors this node may hold on remote activations; more fail with
     /// `Overloaded`.
     pub max_remote_monitors: usize,
+    /// Bound on one lease-store call (acquire, renew, release, lookup,
+    /// membership refresh); a call still unanswered then is abandoned and
+    /// counts as failed (it may still take effect: every store operation is
+    /// idempotent). Must satisfy
+    /// `renew_interval + lease_store_timeout + drift margin < lease_ttl`,
+    /// where the drift margin is `max(2% of lease_ttl, 50 ms)`: a renewal is
+    /// sent `renew_interval` after the send that set the lease's local
+    /// deadline (`sent_at + lease_ttl − drift margin`), so the inequality
+    /// says a renewal that hangs is abandoned before that deadline and a
+    /// retry is still sent under the same lease, instead of one slow answer
+    /// fencing the shard. Default [`DEFAULT_LEASE_STORE_TIMEOUT`] (2 s).
+    pub lease_store_timeout: Duration,
 }
 
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             auth_token: None,
+            allow_weak_token: false,
             allow_insecure_auth: false,
             lease_ttl: DEFAULT_LEASE_TTL,
             renew_interval: DEFAULT_RENEW_INTERVAL,
@@ -122,6 +166,7 @@ impl Default for ClusterConfig {
             rebalance_settle: DEFAULT_REBALANCE_SETTLE,
             max_moves_per_interval: DEFAULT_MAX_MOVES_PER_INTERVAL,
             max_remote_monitors: DEFAULT_MAX_REMOTE_MONITORS,
+            lease_store_timeout: DEFAULT_LEASE_STORE_TIMEOUT,
         }
     }
 }
@@ -137,7 +182,7 @@ pub struct ConfigProblem {
 }
 
 impl ClusterConfig {
-    /// Checks that the settings are consistent.
+    /// Checks that the settings are consistent and within their bounds.
     ///
     /// # Errors
     /// The first problem found.
@@ -146,9 +191,12 @@ impl ClusterConfig {
         if self.auth_token.is_none() && !self.allow_insecure_auth {
             return bad("auth_token", "is required: set a shared secret, or allow_insecure_auth for tests");
         }
-        if self.auth_token.as_deref().is_some_and(str::is_empty) {
-            return bad("auth_token", "must not be empty");
+        if let Some(token) = &self.auth_token {
+            token::check(token, self.allow_weak_token)?;
         }
+        // Before any arithmetic on the values: every sum below stays far
+        // from overflowing once each term is at most a day.
+        bounds::check(self)?;
         if self.renew_interval.is_zero() {
             return bad("renew_interval", "must be greater than zero");
         }
@@ -159,6 +207,17 @@ impl ClusterConfig {
             return bad(
                 "renew_interval",
                 "plus the drift margin (max(2% of lease_ttl, 50 ms)) must be below lease_ttl",
+            );
+        }
+        if self.lease_store_timeout.is_zero() {
+            return bad("lease_store_timeout", "must be greater than zero");
+        }
+        if self.renew_interval + self.lease_store_timeout + crate::shard::lease_fsm::drift_margin(self.lease_ttl)
+            >= self.lease_ttl
+        {
+            return bad(
+                "lease_store_timeout",
+                "plus renew_interval and the drift margin (max(2% of lease_ttl, 50 ms)) must be below lease_ttl",
             );
         }
         if self.node_ttl < self.lease_ttl {
@@ -209,8 +268,11 @@ impl ClusterConfig {
 mod tests {
     use super::*;
 
-    fn secure() -> ClusterConfig {
-        ClusterConfig { auth_token: Some("s3cret".into()), ..ClusterConfig::default() }
+    /// A token that passes the strength rule.
+    pub(super) const TOKEN: &str = "unit-test-token-4f1c9a7e2b8d6053";
+
+    pub(super) fn secure() -> ClusterConfig {
+        ClusterConfig { auth_token: Some(TOKEN.into()), ..ClusterConfig::default() }
     }
 
     #[test]
@@ -237,9 +299,27 @@ mod tests {
             (ClusterConfig { max_peers: 0, ..secure() }, "max_peers"),
             (ClusterConfig { preauth_frame_budget: 1, ..secure() }, "preauth_frame_budget"),
             (ClusterConfig { auth_token: Some(String::new()), ..secure() }, "auth_token"),
+            (ClusterConfig { lease_store_timeout: Duration::ZERO, ..secure() }, "lease_store_timeout"),
+            // 3 s + 6.8 s + 0.2 s margin is not below 10 s.
+            (ClusterConfig { lease_store_timeout: Duration::from_millis(6800), ..secure() }, "lease_store_timeout"),
         ];
         for (cfg, field) in cases {
             assert_eq!(cfg.validate().map_err(|p| p.field), Err(field));
         }
+    }
+
+    #[test]
+    fn lease_store_timeout_must_leave_room_below_the_lease_ttl() {
+        let just_fits = ClusterConfig { lease_store_timeout: Duration::from_millis(6799), ..secure() };
+        assert_eq!(just_fits.validate(), Ok(()));
+        // The store bound does not tie request_timeout to the lease: an ask
+        // may take far longer than a lease lives.
+        let long_asks = ClusterConfig { request_timeout: Duration::from_secs(600), ..secure() };
+        assert_eq!(long_asks.validate(), Ok(()));
+        let short =
+            ClusterConfig { lease_ttl: Duration::from_secs(1), renew_interval: Duration::from_millis(300), ..secure() };
+        assert_eq!(short.validate().map_err(|p| p.field), Err("lease_store_timeout"));
+        let fixed = ClusterConfig { lease_store_timeout: Duration::from_millis(600), ..short };
+        assert_eq!(fixed.validate(), Ok(()));
     }
 }

@@ -44,12 +44,13 @@ impl Acct {
 
 fn cfg() -> ClusterConfig {
     ClusterConfig {
-        auth_token: Some("t".into()),
+        auth_token: Some("e2e-tests-cluster-token-3a9f0c7d51".into()),
         lease_ttl: Duration::from_millis(1000),
         renew_interval: Duration::from_millis(300),
         node_ttl: Duration::from_millis(1000),
         heartbeat_interval: Duration::from_millis(100),
         request_timeout: Duration::from_millis(2000),
+        lease_store_timeout: Duration::from_millis(500),
         rebalance_settle: Duration::from_millis(500),
         ..ClusterConfig::default()
     }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::ConfigProblem;
+use crate::config::{ConfigProblem, MAX_DURATION, MAX_LIMIT};
 use crate::remote::{RemoteActor, RemoteHandle};
 use crate::route::Route;
 
@@ -25,7 +25,10 @@ pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_SHARDS: usize = 65_536;
 
 /// Settings of a keyed registry. Every node hosting the registry must use
-/// the same `shard_count`.
+/// the same `shard_count`. Durations are at most
+/// [`MAX_DURATION`](crate::config::MAX_DURATION) (1 day) and the capacity
+/// and limits at most [`MAX_LIMIT`](crate::config::MAX_LIMIT);
+/// [`KeyedConfig::validate`] refuses larger values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyedConfig {
@@ -111,6 +114,23 @@ impl KeyedConfig {
         if self.idle_timeout == Some(Duration::ZERO) {
             return bad("idle_timeout", "must be positive (use None to never passivate)");
         }
+        // Durations are added to instants and counts size channels: beyond
+        // these bounds that would panic.
+        for (field, d) in [("idle_timeout", self.idle_timeout.unwrap_or_default()), ("stop_timeout", self.stop_timeout)]
+        {
+            if d > MAX_DURATION {
+                return bad(field, "must be at most one day (config::MAX_DURATION)");
+            }
+        }
+        for (field, n) in [
+            ("mailbox_capacity", self.mailbox_capacity),
+            ("max_activations", self.max_activations),
+            ("max_monitors", self.max_monitors),
+        ] {
+            if n > MAX_LIMIT {
+                return bad(field, "must be at most 2^24 (config::MAX_LIMIT)");
+            }
+        }
         Ok(())
     }
 }
@@ -176,5 +196,26 @@ impl<A: RemoteActor> Singleton<A> {
     pub fn get(&self) -> A::RemoteRef {
         let name = self.keyed.registry().to_string();
         self.keyed.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_settings_are_refused_naming_the_field() {
+        let cases = [
+            (KeyedConfig::new(8).stop_timeout(Duration::MAX), "stop_timeout"),
+            (KeyedConfig::new(8).idle_timeout(Some(Duration::MAX)), "idle_timeout"),
+            (KeyedConfig::new(8).mailbox_capacity(usize::MAX), "mailbox_capacity"),
+            (KeyedConfig::new(8).max_activations(usize::MAX), "max_activations"),
+            (KeyedConfig::new(8).max_monitors(usize::MAX), "max_monitors"),
+        ];
+        for (cfg, field) in cases {
+            assert_eq!(cfg.validate().map_err(|p| p.field), Err(field));
+        }
+        let day = KeyedConfig::new(8).stop_timeout(MAX_DURATION).idle_timeout(Some(MAX_DURATION));
+        assert_eq!(day.validate(), Ok(()));
     }
 }

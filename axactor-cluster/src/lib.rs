@@ -28,7 +28,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let net = InMemoryOverlay::new();
 //! let store = Arc::new(MemoryLeaseStore::new());
-//! let cfg = ClusterConfig { auth_token: Some("shared-secret".into()), ..ClusterConfig::default() };
+//! let cfg = ClusterConfig { auth_token: Some("a 32+ character secret shared by all nodes".into()), ..ClusterConfig::default() };
 //! let a = ClusterNode::start(NodeId::new("a"), store.clone(), net.clone(), cfg.clone()).await?;
 //! let b = ClusterNode::start(NodeId::new("b"), store.clone(), net.clone(), cfg).await?;
 //!
@@ -100,9 +100,9 @@ pub use keyed::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_ACTIVATIONS, DEFAULT_MAX_MONITORS,
     DEFAULT_STOP_TIMEOUT, Keyed, KeyedConfig, MAX_SHARDS, Singleton,
 };
-#[cfg(feature = "redis-lease")]
-pub use lease::RedisLeaseStore;
 pub use lease::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError, MemoryLeaseStore};
+#[cfg(feature = "redis-lease")]
+pub use lease::{RedisLeaseStore, RedisStoreOptions};
 pub use node::{
     CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, ClusterInspect, ClusterNode, Counters, DATA_QUEUE_CAPACITY,
     OWED_RESPONSE_CAPACITY, OwnedShard, PeerDirection, PeerInfo, PeerState, SHUTDOWN_TIMEOUT, TableUse,

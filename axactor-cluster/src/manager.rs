@@ -219,7 +219,7 @@ impl Driver {
             } else {
                 store.acquire_in_group(name_ref, group, session, ttl)
             };
-            let (result, conflict) = match tokio::time::timeout(node.cfg.request_timeout, op).await {
+            let (result, conflict) = match tokio::time::timeout(node.cfg.lease_store_timeout, op).await {
                 Ok(Ok(GroupGrant::Granted(lease))) => (Ok(Some(lease.epoch)), None),
                 Ok(Ok(GroupGrant::Held)) => (Ok(None), None),
                 Ok(Ok(GroupGrant::Conflict { tag })) => (Ok(None), Some(tag)),
@@ -242,7 +242,7 @@ impl Driver {
         self.spawn_op(async move {
             let group = LeaseGroup { name: &registry, tag: count };
             let op = node.store.renew_in_group(&name, group, &node.session, epoch, node.cfg.lease_ttl);
-            let result = match tokio::time::timeout(bound.min(node.cfg.request_timeout), op).await {
+            let result = match tokio::time::timeout(bound.min(node.cfg.lease_store_timeout), op).await {
                 Ok(Ok(ok)) => Ok(ok),
                 Ok(Err(e)) => {
                     tracing::debug!(lease = %name, error = %e, "renewal failed");
@@ -401,8 +401,8 @@ impl Driver {
         let s = &self.shards[idx];
         let (node, name) = (Arc::clone(&self.node), s.name.clone());
         self.node.spawn(async move {
-            let _ =
-                tokio::time::timeout(node.cfg.request_timeout, node.store.release(&name, &node.session, epoch)).await;
+            let _ = tokio::time::timeout(node.cfg.lease_store_timeout, node.store.release(&name, &node.session, epoch))
+                .await;
         });
     }
 
@@ -447,7 +447,7 @@ impl Driver {
         let (node, name) = (Arc::clone(&self.node), s.name.clone());
         self.spawn_op(async move {
             let free =
-                matches!(tokio::time::timeout(node.cfg.request_timeout, node.store.get(&name)).await, Ok(Ok(None)));
+                matches!(tokio::time::timeout(node.cfg.lease_store_timeout, node.store.get(&name)).await, Ok(Ok(None)));
             Done::Probed { idx, free }
         });
     }
@@ -511,7 +511,7 @@ impl Driver {
             release_and_notify(&self.node, &name, registry, shard, epoch).await;
         }
         // Acquisitions and handovers in flight: give back what they win.
-        let bound = Instant::now() + self.node.cfg.request_timeout;
+        let bound = Instant::now() + self.node.cfg.lease_store_timeout;
         while self.shards.iter().any(|s| s.busy && s.fsm.phase() != Phase::Free) {
             match tokio::time::timeout_at(bound, done_rx.recv()).await {
                 Ok(Some(Done::Acquired { idx, result, .. })) => {
@@ -521,7 +521,7 @@ impl Driver {
                     if let Acquired::Release(epoch) = s.fsm.on_acquired(result, Instant::now(), false) {
                         let name = s.name.clone();
                         let release = self.node.store.release(&name, &self.node.session, epoch);
-                        let _ = tokio::time::timeout(self.node.cfg.request_timeout, release).await;
+                        let _ = tokio::time::timeout(self.node.cfg.lease_store_timeout, release).await;
                     }
                 }
                 Ok(Some(Done::Released { idx })) => {
@@ -550,7 +550,7 @@ impl ShardState {
 
 async fn release_and_notify(node: &Shared, name: &str, registry: String, shard: u32, epoch: Epoch) {
     let op = node.store.release(name, &node.session, epoch);
-    match tokio::time::timeout(node.cfg.request_timeout, op).await {
+    match tokio::time::timeout(node.cfg.lease_store_timeout, op).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(lease = %name, error = %e, "release failed; the lease will expire"),
         Err(_) => tracing::warn!(lease = %name, "release timed out; the lease will expire"),

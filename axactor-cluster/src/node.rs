@@ -152,7 +152,7 @@ impl ClusterNode {
         }
         let shared = Arc::new(Shared::new(session, cfg, key, overlay, store, env));
         let first = shared.store.heartbeat_member(&shared.session, shared.cfg.node_ttl);
-        if let Ok(Err(e)) | Err(e) = tokio::time::timeout(shared.cfg.request_timeout, first)
+        if let Ok(Err(e)) | Err(e) = tokio::time::timeout(shared.cfg.lease_store_timeout, first)
             .await
             .map_err(|_| crate::lease::LeaseStoreError::Unavailable("timed out"))
         {
@@ -367,7 +367,7 @@ impl ClusterNode {
         shared.system.shutdown_graceful(Duration::from_secs(1)).await;
         shared.begin_stop();
         let removal = shared.store.remove_member(&shared.session);
-        match tokio::time::timeout(shared.cfg.request_timeout, removal).await {
+        match tokio::time::timeout(shared.cfg.lease_store_timeout, removal).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(node = %shared.id, error = %e, "removing membership failed"),
             Err(_) => tracing::warn!(node = %shared.id, "removing membership timed out"),

@@ -136,7 +136,8 @@ impl<A: RemoteActor> RemoteHandle<A> {
     }
 
     /// Asks and waits for the reply, at most `timeout` (the node's
-    /// `request_timeout` when `None`).
+    /// `request_timeout` when `None`; a timeout above one day,
+    /// [`MAX_DURATION`](crate::config::MAX_DURATION), waits one day).
     ///
     /// # Errors
     /// As [`RemoteHandle::tell_wait`]; plus `ActorClosed` when the activation

@@ -152,7 +152,8 @@ impl<A: RemoteActor> Route<A> {
     ) -> Result<ReplyOf<A>, RemoteError> {
         self.check_running()?;
         let started = Instant::now();
-        let deadline = started + timeout.unwrap_or(self.node.cfg.request_timeout);
+        // A caller's timeout beyond a day is a day: `Instant + Duration::MAX` would panic.
+        let deadline = started + timeout.unwrap_or(self.node.cfg.request_timeout).min(crate::config::MAX_DURATION);
         let ask = match self.host.local_ask(h.shard, &h.key, ask, deadline).await {
             Local::Done(r) => return self.await_local(r, deadline).await,
             Local::NotHere(a) => a,
@@ -185,7 +186,7 @@ impl<A: RemoteActor> Route<A> {
             return Ok(hit);
         }
         let name = lease_name(registry, self.shards, shard);
-        let looked_up = tokio::time::timeout(self.node.cfg.request_timeout, self.node.store.get(&name)).await;
+        let looked_up = tokio::time::timeout(self.node.cfg.lease_store_timeout, self.node.store.get(&name)).await;
         match looked_up {
             Ok(Ok(Some(lease))) => {
                 self.node.cache_owner(registry, shard, lease.holder.clone(), lease.epoch);

@@ -365,7 +365,7 @@ pub async fn start_node(
 /// Default-scale timings (lease_ttl 10 s, renew 3 s, heartbeat 1 s, request
 /// timeout 5 s, settle 5 s) with a token: free on the paused clock.
 pub fn paused_cfg() -> ClusterConfig {
-    ClusterConfig { auth_token: Some("s3cret".into()), ..ClusterConfig::default() }
+    ClusterConfig { auth_token: Some(crate::cluster::TOKEN.into()), ..ClusterConfig::default() }
 }
 
 /// Waits (tokio time, checking every 50 ms, at most `bound`) until `check`

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
 /// The shared token of the honest nodes.
-pub const TOKEN: &str = "s3cret";
+pub const TOKEN: &str = "axactor-tests-shared-token-5c0e8b1f9a";
 /// Upper bound of every wait in these tests.
 pub const BOUND: Duration = Duration::from_secs(10);
 
@@ -24,6 +24,8 @@ pub fn fast_cfg() -> ClusterConfig {
         heartbeat_interval: Duration::from_millis(100),
         renew_interval: Duration::from_millis(300),
         lease_ttl: Duration::from_secs(1),
+        // 300 ms + 500 ms + 50 ms drift margin < 1 s.
+        lease_store_timeout: Duration::from_millis(500),
         node_ttl: Duration::from_secs(2),
         reconnect_min: Duration::from_millis(20),
         reconnect_max: Duration::from_millis(200),

@@ -71,6 +71,10 @@ async fn invalid_arguments_are_rejected(store: &dyn LeaseStore, ns: &str) {
     invalid(store.release("", &a, Epoch(1)).await, "release with an empty name");
     invalid(store.get("").await, "get with an empty name");
     invalid(store.heartbeat_member(&a, Duration::ZERO).await, "heartbeat with a zero ttl");
+    // A ttl that would overflow `now + ttl` is an error, not a panic.
+    invalid(store.acquire(&n, &a, Duration::MAX).await, "acquire with Duration::MAX");
+    invalid(store.renew(&n, &a, Epoch(1), Duration::MAX).await, "renew with Duration::MAX");
+    invalid(store.heartbeat_member(&a, Duration::MAX).await, "heartbeat with Duration::MAX");
     assert_eq!(store.get(&n).await, Ok(None), "invalid arguments: a rejected acquire grants nothing");
     let members = store.members().await.expect("invalid arguments: members");
     assert!(!members.contains(&a), "invalid arguments: a rejected heartbeat adds no member");

@@ -78,9 +78,18 @@ pub async fn test_redis(test: &str) -> Option<TestRedis> {
 /// If `redis-server` is missing while Redis is required, or the server does
 /// not answer.
 pub async fn throwaway_redis(test: &str) -> Option<ThrowawayRedis> {
+    throwaway_redis_with(test, &[]).await
+}
+
+/// [`throwaway_redis`] with extra `redis-server` arguments (e.g.
+/// `["--rename-command", "CONFIG", ""]`).
+///
+/// # Panics
+/// As [`throwaway_redis`].
+pub async fn throwaway_redis_with(test: &str, extra: &[&str]) -> Option<ThrowawayRedis> {
     for _ in 0..3 {
         let port = free_port();
-        match ThrowawayRedis::start_on(port).await {
+        match ThrowawayRedis::start_with(port, extra).await {
             Ok(server) => return Some(server),
             Err(Start::NoBinary) => {
                 skip(test, "redis-server is not on PATH");
@@ -121,9 +130,21 @@ impl ThrowawayRedis {
     /// If it cannot be spawned for another reason, or does not answer within
     /// 10 s.
     pub async fn start_on(port: u16) -> Result<ThrowawayRedis, Start> {
+        ThrowawayRedis::start_with(port, &[]).await
+    }
+
+    /// [`ThrowawayRedis::start_on`] with extra `redis-server` arguments.
+    ///
+    /// # Errors
+    /// As [`ThrowawayRedis::start_on`].
+    ///
+    /// # Panics
+    /// As [`ThrowawayRedis::start_on`].
+    pub async fn start_with(port: u16, extra: &[&str]) -> Result<ThrowawayRedis, Start> {
         let spawned = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--daemonize", "no", "--dir", &std::env::temp_dir().to_string_lossy()])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -29,10 +29,11 @@ const BOUND: Duration = Duration::from_secs(20);
 /// The config of every node (printed with the tables).
 pub(crate) fn config() -> ClusterConfig {
     ClusterConfig {
-        auth_token: Some("bench-token".into()),
+        auth_token: Some("benchmark-cluster-token-6e4d2a8c0f".into()),
         lease_ttl: Duration::from_secs(2),
         renew_interval: Duration::from_millis(500),
         request_timeout: Duration::from_secs(1),
+        lease_store_timeout: Duration::from_secs(1),
         node_ttl: Duration::from_secs(2),
         heartbeat_interval: Duration::from_millis(200),
         reconnect_min: Duration::from_millis(20),

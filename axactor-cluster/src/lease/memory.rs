@@ -52,6 +52,10 @@ impl MemoryLeaseStore {
         if ttl.is_some_and(|t| t.is_zero()) {
             return Err(LeaseStoreError::Invalid("zero ttl"));
         }
+        // Expiries are `now + ttl`: a larger ttl could overflow the instant.
+        if ttl.is_some_and(|t| t > crate::config::MAX_DURATION) {
+            return Err(LeaseStoreError::Invalid("ttl too large (at most one day)"));
+        }
         Ok(())
     }
 
@@ -201,8 +205,8 @@ impl LeaseStore for MemoryLeaseStore {
         session: &'a SessionId,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), LeaseStoreError>> {
-        let r = if ttl.is_zero() {
-            Err(LeaseStoreError::Invalid("zero ttl"))
+        let r = if let Err(e) = Self::check("member", Some(ttl)) {
+            Err(e)
         } else {
             self.state.lock().members.insert(session.clone(), Instant::now() + ttl);
             Ok(())

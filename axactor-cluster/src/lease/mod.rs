@@ -40,7 +40,7 @@ mod memory;
 mod redis;
 
 #[cfg(feature = "redis-lease")]
-pub use self::redis::RedisLeaseStore;
+pub use self::redis::{RedisLeaseStore, RedisStoreOptions};
 pub use memory::MemoryLeaseStore;
 
 /// A lease generation. Strictly increasing per lease name.
@@ -103,6 +103,18 @@ pub enum LeaseStoreError {
     /// An argument was rejected (empty name, zero ttl).
     #[error("invalid lease request: {0}")]
     Invalid(&'static str),
+    /// The Redis server may evict keys (`maxmemory-policy` is `policy`): an
+    /// evicted lease key lets another session acquire a lease whose holder
+    /// still runs. Set `maxmemory-policy noeviction` on the server, or opt
+    /// out with `RedisStoreOptions::allow_evicting_policy`.
+    #[error(
+        "redis maxmemory-policy is `{policy}`, which may evict lease keys: set `maxmemory-policy noeviction` \
+         (or opt out with RedisStoreOptions::allow_evicting_policy)"
+    )]
+    EvictingPolicy {
+        /// The server's `maxmemory-policy`.
+        policy: String,
+    },
 }
 
 /// A store of leases and node-membership records. Object safe.

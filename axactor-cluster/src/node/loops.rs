@@ -43,7 +43,7 @@ pub(crate) async fn accept_loop(node: Arc<Shared>, mut listener: Listener) {
 pub(crate) async fn membership_loop(node: Arc<Shared>) {
     let mut tick = tokio::time::interval(node.cfg.heartbeat_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let bound = node.cfg.request_timeout;
+    let bound = node.cfg.lease_store_timeout;
     loop {
         tokio::select! {
             biased;

@@ -209,7 +209,7 @@ impl Shared {
             if m.tx.is_closed() {
                 return;
             }
-            let current = tokio::time::timeout(self.cfg.request_timeout, self.store.get(&m.lease)).await;
+            let current = tokio::time::timeout(self.cfg.lease_store_timeout, self.store.get(&m.lease)).await;
             if let Ok(Ok(lease)) = current
                 && lease.is_none_or(|l| l.holder != m.holder || l.epoch != m.epoch)
             {

@@ -173,6 +173,7 @@ pub fn sim_cluster_config() -> ClusterConfig {
         node_ttl: Duration::from_secs(2),
         heartbeat_interval: Duration::from_millis(200),
         request_timeout: Duration::from_secs(1),
+        lease_store_timeout: Duration::from_secs(1),
         handshake_timeout: Duration::from_secs(1),
         reconnect_min: Duration::from_millis(20),
         reconnect_max: Duration::from_millis(400),

@@ -49,6 +49,17 @@
 //! as long as the server clock did not step back past it. Lua numbers are
 //! doubles; µs since 1970 stay below 2^53, so every epoch is exact.
 //!
+//! # Deployment check
+//!
+//! At connect, the store reads the server's `maxmemory-policy` and refuses
+//! any policy but `noeviction` with [`LeaseStoreError::EvictingPolicy`]
+//! (`volatile-*` included: every lease key has an expiry), unless
+//! [`RedisStoreOptions::allow_evicting_policy`] is set. A server that does
+//! not allow `CONFIG GET` (renamed, ACL, managed services) is accepted with
+//! a warning. Eviction is not the only way to lose a key: `docs/guarantees.md`
+//! lists what the deployment must provide (persistence, no failover to an
+//! async replica without fencing).
+//!
 //! # Timeouts and failures
 //!
 //! Every operation, including [`RedisLeaseStore::connect`], is bounded by
@@ -79,6 +90,7 @@ use crate::id::SessionId;
 use crate::overlay::BoxFuture;
 
 mod codec;
+mod policy;
 mod scripts;
 
 use codec::Keys;
@@ -94,6 +106,16 @@ const RECONNECT_RETRIES: usize = 2;
 
 /// Upper bound on the manager's backoff between reconnection attempts.
 const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
+
+/// Options of [`RedisLeaseStore::connect_with`]. `Default` is safe.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisStoreOptions {
+    /// Connect even when the server's `maxmemory-policy` may evict keys
+    /// (anything but `noeviction`). Unsafe: an evicted lease key lets
+    /// another session acquire a lease whose holder still runs. For servers
+    /// known never to reach `maxmemory`, and tests. Default `false`.
+    pub allow_evicting_policy: bool,
+}
 
 /// A [`LeaseStore`] in a single Redis primary, shared by all nodes of a
 /// cluster (each one connects with the same URL and prefix).
@@ -136,10 +158,15 @@ impl RedisLeaseStore {
     /// use the same URL and prefix; different clusters may share a server
     /// with different prefixes.
     ///
+    /// Refuses a server whose `maxmemory-policy` may evict keys (see
+    /// [`RedisLeaseStore::connect_with`] to opt out); a server that does not
+    /// allow `CONFIG GET` is accepted with a warning.
+    ///
     /// # Errors
     /// [`LeaseStoreError::Invalid`] for an unparsable URL or an empty prefix;
     /// [`LeaseStoreError::Unavailable`] if no connection is established
-    /// within 2 s.
+    /// within 2 s; [`LeaseStoreError::EvictingPolicy`] if the server may
+    /// evict keys.
     ///
     /// # Cancel safety
     /// Cancel safe: dropping the future drops the half-built connection.
@@ -147,6 +174,25 @@ impl RedisLeaseStore {
     /// # Panics
     /// Outside a Tokio runtime with I/O and time enabled.
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisLeaseStore, LeaseStoreError> {
+        RedisLeaseStore::connect_with(url, prefix, RedisStoreOptions::default()).await
+    }
+
+    /// [`RedisLeaseStore::connect`] with `options`.
+    ///
+    /// # Errors
+    /// As [`RedisLeaseStore::connect`]; no
+    /// [`LeaseStoreError::EvictingPolicy`] with `allow_evicting_policy`.
+    ///
+    /// # Cancel safety
+    /// As [`RedisLeaseStore::connect`].
+    ///
+    /// # Panics
+    /// As [`RedisLeaseStore::connect`].
+    pub async fn connect_with(
+        url: &str,
+        prefix: &str,
+        options: RedisStoreOptions,
+    ) -> Result<RedisLeaseStore, LeaseStoreError> {
         let keys = Keys::new(prefix)?;
         let client = redis::Client::open(url).map_err(|e| {
             tracing::debug!(error = %e, "redis lease store: bad url");
@@ -158,6 +204,7 @@ impl RedisLeaseStore {
             .set_number_of_retries(RECONNECT_RETRIES)
             .set_max_delay(RECONNECT_MAX_DELAY);
         let conn = bounded(ConnectionManager::new_with_config(client, config)).await?;
+        policy::check(&conn, options.allow_evicting_policy).await?;
         Ok(RedisLeaseStore { conn, keys })
     }
 
@@ -314,14 +361,19 @@ impl RedisLeaseStore {
 /// Awaits `fut` for at most [`OP_TIMEOUT`], mapping failures to
 /// [`LeaseStoreError`].
 async fn bounded<T>(fut: impl Future<Output = RedisResult<T>>) -> Result<T, LeaseStoreError> {
-    match tokio::time::timeout(OP_TIMEOUT, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => {
+    match bounded_redis(fut).await? {
+        Ok(v) => Ok(v),
+        Err(e) => {
             tracing::debug!(error = %e, "redis lease store: command failed");
             Err(codec::map_error(&e))
         }
-        Err(_) => Err(LeaseStoreError::Unavailable("timed out")),
     }
+}
+
+/// Awaits `fut` for at most [`OP_TIMEOUT`], leaving the Redis error to the
+/// caller.
+async fn bounded_redis<T>(fut: impl Future<Output = RedisResult<T>>) -> Result<RedisResult<T>, LeaseStoreError> {
+    tokio::time::timeout(OP_TIMEOUT, fut).await.map_err(|_| LeaseStoreError::Unavailable("timed out"))
 }
 
 impl LeaseStore for RedisLeaseStore {
