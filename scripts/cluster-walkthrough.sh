@@ -127,6 +127,7 @@ echo "== keys moving (node a's log since the kill)"
 tail -n +"$((MARK + 1))" "$WORK/a.log" | grep -E '^(moved|served .*=\?)' | head -n 20 || true
 echo "all keys served again after $(awk "BEGIN { printf \"%.1f\", $END - $START }") s:"
 echo "$line"
+sleep 1  # each node prints its shards every half second
 for n in a b; do grep "shards" "$WORK/$n.log" | tail -n 1; done
 
 echo "== stopping a and b (SIGTERM: graceful), then redis"

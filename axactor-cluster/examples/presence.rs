@@ -13,6 +13,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axactor::{Context, actor};
 use axactor_cluster::{
@@ -89,11 +90,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store: Arc<dyn LeaseStore> = Arc::new(MemoryLeaseStore::new());
     let cfg = ClusterConfig {
         auth_token: Some("presence example: a shared secret, 32+ characters".into()),
+        // Hand shards to a newly joined node soon (the default waits 5 s).
+        rebalance_settle: Duration::from_millis(300),
         ..ClusterConfig::default()
     };
     let a = ClusterNode::start(NodeId::new("a"), Arc::clone(&store), net.clone(), cfg.clone()).await?;
     let b = ClusterNode::start(NodeId::new("b"), Arc::clone(&store), net.clone(), cfg).await?;
     let (rooms_a, rooms_b) = (rooms(&a, "a")?, rooms(&b, "b")?);
+    // Until both nodes hold some of the rooms' shards (bounded).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while (a.inspect().owned_count("rooms") == 0 || b.inspect().owned_count("rooms") == 0)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     println!("1. ada (on node a) and bo (on node b) join #rust");
     println!("  ada sees {:?}", rooms_a.get("rust").join("ada".into()).await?);
@@ -115,7 +125,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     println!("3. other rooms are other activations, possibly on the other node");
-    for room in ["go", "zig", "ocaml"] {
+    for room in ["go", "zig", "ocaml", "haskell", "c"] {
         rooms_a.get(room).join("ada".into()).await?;
         let (_, host, _) = rooms_a.get(room).who().await?;
         println!("  #{room} on node {host}");
