@@ -215,9 +215,9 @@ async fn run(args: Args, token: String) -> Result<(), String> {
 }
 
 /// Runs `calls` concurrently and returns their outputs in order.
-async fn futures_join_all<F: Future>(calls: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join_all<F>(calls: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = calls.map(tokio::spawn).collect();
