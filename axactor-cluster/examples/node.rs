@@ -27,7 +27,8 @@
 //! The token comes from the environment variable `AXACTOR_TOKEN` (never a
 //! flag: command lines are visible to every user of the machine). Timings
 //! are short so a crash shows quickly: lease_ttl 2 s, renewal every 600 ms,
-//! request timeout 1 s (the library defaults are 10 s, 3 s and 5 s).
+//! request timeout 1 s, lease-store calls 800 ms (the library defaults are
+//! 10 s, 3 s, 5 s and 2 s).
 //! Account balances live in the activations and restart from zero when a
 //! key moves; `cluster_demo` shows durable state kept in a fenced store.
 
@@ -118,6 +119,7 @@ fn config(token: String) -> ClusterConfig {
         node_ttl: Duration::from_secs(2),
         heartbeat_interval: Duration::from_millis(200),
         request_timeout: Duration::from_secs(1),
+        lease_store_timeout: Duration::from_millis(800),
         rebalance_settle: Duration::from_secs(1),
         ..ClusterConfig::default()
     }

@@ -66,6 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         node_ttl: Duration::from_secs(2),
         heartbeat_interval: Duration::from_millis(200),
         request_timeout: Duration::from_secs(1),
+        lease_store_timeout: Duration::from_millis(800),
         ..ClusterConfig::default()
     };
     let mut nodes = Vec::new();

@@ -34,7 +34,7 @@
 //! of traffic (20), `--seed S` of the workload (1), `--clients C` (32),
 //! `--redis URL` to keep the leases in Redis instead of in memory (a fresh
 //! key prefix per run). Timings are short for the demo: lease_ttl 2 s,
-//! renewal every 600 ms, request timeout 1 s. A live progress bar on a
+//! renewal every 600 ms, request timeout 1 s, lease-store calls 800 ms. A live progress bar on a
 //! terminal, a status line a second otherwise.
 
 mod bank;

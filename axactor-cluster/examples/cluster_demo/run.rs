@@ -139,6 +139,7 @@ pub(crate) fn demo_config(token: String) -> ClusterConfig {
         node_ttl: Duration::from_secs(2),
         heartbeat_interval: Duration::from_millis(200),
         request_timeout: Duration::from_secs(1),
+        lease_store_timeout: Duration::from_millis(800),
         rebalance_settle: Duration::from_secs(1),
         ..ClusterConfig::default()
     }
