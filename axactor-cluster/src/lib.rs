@@ -104,9 +104,11 @@ pub use keyed::{
 pub use lease::RedisLeaseStore;
 pub use lease::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError, MemoryLeaseStore};
 pub use node::{
-    CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, ClusterInspect, ClusterNode, Counters, DATA_QUEUE_CAPACITY,
-    OWED_RESPONSE_CAPACITY, OwnedShard, PeerDirection, PeerInfo, PeerState, SHUTDOWN_TIMEOUT, TableUse,
+    AuthFailure, AuthFailureReason, CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, ClusterInspect, ClusterNode, Counters,
+    DATA_QUEUE_CAPACITY, Membership, OWED_RESPONSE_CAPACITY, OwnedShard, PeerDirection, PeerInfo, PeerState,
+    SHUTDOWN_TIMEOUT, TableUse,
 };
+pub use shard::placement::MemberState;
 pub use overlay::{ClusterOverlay, InMemoryOverlay, LinkFaults, OverlayError, TcpKeepaliveOptions, TcpOverlay};
 pub use remote::{AskOf, DownEvent, PendingReply, RemoteActor, RemoteHandle, ReplyOf, TellOf};
 pub use route::{MAX_ATTEMPTS, MAX_RETRY_DELAY, MIN_RETRY_DELAY};
