@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axactor_cluster::{
-    AuthFailureReason, ClusterConfig, ClusterNode, Env, InMemoryOverlay, Keyed, KeyedConfig, LeaseStore,
-    MemberState, MemoryLeaseStore, NodeEvent, NodeId, Observer, SessionId,
+    AuthFailureReason, ClusterConfig, ClusterNode, Env, InMemoryOverlay, Keyed, KeyedConfig, LeaseStore, MemberState,
+    MemoryLeaseStore, NodeEvent, NodeId, Observer, SessionId,
 };
 use axactor_tests::activations::{ActivationLog, Probe, Served, start_node, wait_until};
 
@@ -93,7 +93,9 @@ async fn a_wrong_token_node_takes_no_shard_and_says_why() {
     assert!(xi.counters.member_auth_failures > 0);
     let ai = honest[0].inspect();
     assert_eq!(ai.membership.state, MemberState::Member, "{:?}", ai.membership);
-    assert!(ai.membership.auth_failures.iter().any(|f| f.name.as_str() == "x" && f.reason == AuthFailureReason::WrongToken));
+    assert!(
+        ai.membership.auth_failures.iter().any(|f| f.name.as_str() == "x" && f.reason == AuthFailureReason::WrongToken)
+    );
 
     x.shutdown().await;
     honest[0].shutdown().await;

@@ -12,8 +12,13 @@
 //! `node_ttl` 2 s, every other knob at its default (settle window 5 s, at
 //! most 8 handovers per renew interval).
 //!
+//! Three ways of starting "together": *at once* (every node started, then
+//! every node registers the registry), and *within 100 ms* / *within 1 s*
+//! (each node starts and registers at once, the next one `100 ms / n` or
+//! `1 s / n` later: all within one heartbeat interval, or within ten).
+//!
 //! *Balanced*: every shard is held, and no node holds more than
-//! `ceil(64 / n)`; *time to balance* is measured from the moment every
+//! `ceil(64 / n)`; *time to balance* is measured from the moment the last
 //! node has registered the registry. *Handovers* counts every
 //! `NodeEvent::ShardHandedOver` until 10 s of simulated time after balance
 //! (so late moves are counted too).
@@ -69,22 +74,27 @@ fn cfg() -> ClusterConfig {
     }
 }
 
-async fn run(n: usize) -> Outcome {
+async fn run(n: usize, gap: Option<Duration>) -> Outcome {
     let store: Arc<dyn LeaseStore> = Arc::new(MemoryLeaseStore::new());
     let net = InMemoryOverlay::new();
     let observer = Arc::new(Handovers::default());
+    let register = |node: &ClusterNode| node.keyed("accounts", KeyedConfig::new(SHARDS), |_: &str| Idle);
     let mut nodes = Vec::new();
+    let mut keyed = Vec::new();
     for i in 0..n {
         let env = Env::production();
         env.set_observer(Arc::clone(&observer) as Arc<dyn Observer>);
         let id = NodeId::new(format!("n{i:02}"));
         let node = ClusterNode::start_with_env(id, Arc::clone(&store), net.clone(), cfg(), env).await;
         nodes.push(node.expect("node starts"));
+        if let Some(gap) = gap {
+            keyed.push(register(&nodes[i]).expect("registry"));
+            tokio::time::sleep(gap).await;
+        }
     }
-    let _keyed: Vec<_> = nodes
-        .iter()
-        .map(|node| node.keyed("accounts", KeyedConfig::new(SHARDS), |_: &str| Idle).expect("registry"))
-        .collect();
+    if gap.is_none() {
+        keyed = nodes.iter().map(|node| register(node).expect("registry")).collect();
+    }
     let start = tokio::time::Instant::now();
     let cap = SHARDS.div_ceil(n);
     let (mut to_all_held, mut to_balance) = (None, None);
@@ -103,6 +113,7 @@ async fn run(n: usize) -> Outcome {
     }
     tokio::time::sleep(Duration::from_secs(10)).await;
     let handovers = observer.0.load(Ordering::Relaxed);
+    drop(keyed);
     for node in &nodes {
         node.shutdown().await;
     }
@@ -114,15 +125,24 @@ fn show(d: Option<Duration>) -> String {
 }
 
 fn main() {
-    println!("| nodes | shards | all held after | balanced after | handovers |");
-    println!("|---|---|---|---|---|");
-    for n in [4, 16] {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("a runtime");
-        let o = rt.block_on(run(n));
-        println!("| {n} | {SHARDS} | {} | {} | {} |", show(o.to_all_held), show(o.to_balance), o.handovers);
+    println!("| nodes | started | shards | all held after | balanced after | handovers |");
+    println!("|---|---|---|---|---|---|");
+    let spread = [
+        (None, "at once"),
+        (Some(Duration::from_millis(100)), "within 100 ms"),
+        (Some(Duration::from_secs(1)), "within 1 s"),
+    ];
+    for (spread, label) in spread {
+        for n in [4u32, 16] {
+            let gap = spread.map(|s| s / n);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .expect("a runtime");
+            let o = rt.block_on(run(n as usize, gap));
+            let (held, balanced) = (show(o.to_all_held), show(o.to_balance));
+            println!("| {n} | {label} | {SHARDS} | {held} | {balanced} | {} |", o.handovers);
+        }
     }
 }

@@ -103,10 +103,10 @@ struct Driver {
     done_tx: mpsc::UnboundedSender<Done>,
     /// Per registry: the other shard count the store last refused it for.
     conflicts: std::collections::BTreeMap<String, Option<u64>>,
-    /// Member reads needed before this node takes shards (see
-    /// `MemberView::members_fresh`), and since when it waits for them.
-    reads_needed: u64,
-    waiting_since: Instant,
+    /// This node takes shards only after a read of the members at or after
+    /// this instant (a heartbeat interval after start, and the newest
+    /// registration; see `MemberView::members_fresh`).
+    fresh_after: Instant,
     /// Whether the last placement pass found this node a member.
     member: bool,
 }
@@ -127,8 +127,7 @@ pub(crate) async fn run(node: Arc<Shared>, mut cmds: mpsc::Receiver<Cmd>) {
         pacer,
         done_tx,
         conflicts: std::collections::BTreeMap::new(),
-        reads_needed: 2,
-        waiting_since: Instant::now(),
+        fresh_after: Instant::now().checked_add(cfg.heartbeat_interval).unwrap_or_else(Instant::now),
         member: false,
     };
     loop {
@@ -190,8 +189,7 @@ impl Driver {
             }
             self.registries += 1;
             // Read the members afresh before placing the new shards.
-            self.reads_needed = self.reads_needed.max(self.node.members.reads() + 1);
-            self.waiting_since = Instant::now();
+            self.fresh_after = self.fresh_after.max(Instant::now());
             self.node.dial_kick.notify_one();
         }
     }
@@ -462,13 +460,13 @@ impl Driver {
         let authenticated = self.node.table.lock().iter().map(|e| e.session.node.clone()).collect();
         let holding = self.shards.iter().any(|s| !matches!(s.fsm.phase(), Phase::Free | Phase::Acquiring { .. }));
         let cfg = &self.node.cfg;
-        let members_fresh = snap.reads >= self.reads_needed;
+        let members_fresh = snap.last_read.is_some_and(|at| at >= self.fresh_after);
         if !members_fresh {
             self.node.members.await_read();
         }
         standing(&MemberView {
             members_fresh,
-            waiting_since: self.waiting_since,
+            waiting_since: self.fresh_after,
             members: &snap.members,
             authenticated: &authenticated,
             auth_failed: &snap.failed,

@@ -57,8 +57,8 @@ use crate::wire::ControlMsg;
 
 pub use established::{CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, DATA_QUEUE_CAPACITY, OWED_RESPONSE_CAPACITY};
 pub use inspect::{
-    AuthFailure, AuthFailureReason, ClusterInspect, Counters, Membership, OwnedShard, PeerDirection, PeerInfo, PeerState,
-    TableUse,
+    AuthFailure, AuthFailureReason, ClusterInspect, Counters, Membership, OwnedShard, PeerDirection, PeerInfo,
+    PeerState, TableUse,
 };
 pub(crate) use routing::{OutKind, Outbound, PeerLink, Response};
 pub(crate) use shared::Shared;

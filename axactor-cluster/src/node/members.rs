@@ -48,6 +48,7 @@ struct Failure {
 #[derive(Debug)]
 struct Book {
     reads: u64,
+    last_read: Option<Instant>,
     /// The lease driver waits for the next read.
     awaited: bool,
     seen: BTreeMap<SessionId, Instant>,
@@ -65,8 +66,8 @@ pub(crate) struct MemberBook {
 /// A copy of the book's placement inputs.
 #[derive(Debug)]
 pub(crate) struct MemberSnapshot {
-    /// Reads of the members so far.
-    pub(crate) reads: u64,
+    /// When the members were last read.
+    pub(crate) last_read: Option<Instant>,
     /// Live members by name: when the name's newest session was first seen.
     pub(crate) members: BTreeMap<NodeId, Instant>,
     pub(crate) failed: BTreeSet<NodeId>,
@@ -85,7 +86,14 @@ pub(crate) enum Recorded {
 
 impl MemberBook {
     pub(crate) fn new(cap: usize) -> MemberBook {
-        let book = Book { reads: 0, awaited: false, seen: BTreeMap::new(), failures: BTreeMap::new(), state: MemberState::Joining };
+        let book = Book {
+            reads: 0,
+            last_read: None,
+            awaited: false,
+            seen: BTreeMap::new(),
+            failures: BTreeMap::new(),
+            state: MemberState::Joining,
+        };
         MemberBook { book: Mutex::new(book), cap }
     }
 
@@ -95,6 +103,7 @@ impl MemberBook {
     pub(crate) fn update(&self, me: &NodeId, members: &[SessionId], now: Instant) -> bool {
         let mut b = self.book.lock();
         b.reads = b.reads.saturating_add(1);
+        b.last_read = Some(now);
         let mut changed = b.reads == 1 || std::mem::take(&mut b.awaited);
         let live: BTreeSet<&SessionId> = members.iter().filter(|s| s.node != *me).collect();
         let before = b.seen.len();
@@ -131,11 +140,6 @@ impl MemberBook {
         }
     }
 
-    /// Reads of the members so far.
-    pub(crate) fn reads(&self) -> u64 {
-        self.book.lock().reads
-    }
-
     /// Asks for a kick of the lease driver after the next read.
     pub(crate) fn await_read(&self) {
         self.book.lock().awaited = true;
@@ -153,7 +157,7 @@ impl MemberBook {
             let e = members.entry(s.node.clone()).or_insert(*since);
             *e = (*e).max(*since);
         }
-        MemberSnapshot { reads: b.reads, members, failed: b.failures.keys().cloned().collect() }
+        MemberSnapshot { last_read: b.last_read, members, failed: b.failures.keys().cloned().collect() }
     }
 
     /// Sets the standing; returns the previous one.
@@ -204,7 +208,9 @@ impl super::shared::Shared {
                 "cannot authenticate with a live cluster member: it takes no part in placement here \
                  (every node of a cluster must use the same auth_token and a common protocol version)"
             ),
-            Recorded::Again => tracing::debug!(node = %self.id, peer = %peer, ?reason, "member authentication failed again"),
+            Recorded::Again => {
+                tracing::debug!(node = %self.id, peer = %peer, ?reason, "member authentication failed again")
+            }
             Recorded::Full => tracing::debug!(node = %self.id, peer = %peer, ?reason,
                 "member authentication failed; the failure table is full, not recorded"),
         }

@@ -113,8 +113,8 @@ pub(crate) struct MemberView<'a> {
     /// interval after the node started (so that nodes started together see
     /// each other) and after its newest registry was registered.
     pub(crate) members_fresh: bool,
-    /// Since when the node waits for that read (the join window bounds the
-    /// wait).
+    /// When that read became due (the join window, counted from here,
+    /// bounds the wait).
     pub(crate) waiting_since: Instant,
     /// Live members from the store (this node left out), by name, with when
     /// this node first saw the name's newest session there.
