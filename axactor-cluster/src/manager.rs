@@ -9,11 +9,17 @@
 //! elsewhere, renewals paused or resumed).
 //!
 //! Placement pass (see [`crate::shard::placement`]):
+//! - only a [`MemberState::Member`] takes free shards (the driver feeds
+//!   [`standing`] the live members, the authenticated peers and the
+//!   members this node failed to authenticate with);
+//! - the candidates are this node, the connected peers hosting the
+//!   registry and the pending members (live, not yet connected, within
+//!   the join window: `handshake_timeout + heartbeat_interval`);
 //! - a free shard preferred for this node is acquired at once;
 //! - a free shard preferred for another node is acquired only once it has
 //!   been seen free for a whole `renew_interval` (its preferred owner may be
 //!   alive but cut off from the store);
-//! - a held shard preferred for another node is handed over, paced by the
+//! - a held shard preferred for another connected node is handed over, paced by the
 //!   settle window and the move cap: its activations are stopped first,
 //!   then the lease is released and peers are told, so the next owner
 //!   acquires at once.
@@ -38,7 +44,7 @@ use crate::lease::{Epoch, GroupGrant, LeaseGroup};
 use crate::node::Shared;
 use crate::shard::lease_fsm::{Acquired, Action, LeaseTimes, Phase, ShardLease};
 use crate::shard::lease_name;
-use crate::shard::placement::{MovePacer, assign};
+use crate::shard::placement::{MemberState, MemberView, MovePacer, Standing, assign, standing};
 use crate::wire::ControlMsg;
 
 /// Store answers applied per pass of the driver's loop, at most.
@@ -100,6 +106,12 @@ struct Driver {
     done_tx: mpsc::UnboundedSender<Done>,
     /// Per registry: the other shard count the store last refused it for.
     conflicts: std::collections::BTreeMap<String, Option<u64>>,
+    /// This node takes shards only after a read of the members at or after
+    /// this instant (a heartbeat interval after start, and the newest
+    /// registration; see `MemberView::members_fresh`).
+    fresh_after: Instant,
+    /// Whether the last placement pass found this node a member.
+    member: bool,
 }
 
 /// Runs the driver until shutdown.
@@ -118,6 +130,8 @@ pub(crate) async fn run(node: Arc<Shared>, mut cmds: mpsc::Receiver<Cmd>) {
         pacer,
         done_tx,
         conflicts: std::collections::BTreeMap::new(),
+        fresh_after: Instant::now().checked_add(cfg.heartbeat_interval).unwrap_or_else(Instant::now),
+        member: false,
     };
     loop {
         d.sync_registries();
@@ -187,6 +201,9 @@ impl Driver {
                 });
             }
             self.registries += 1;
+            // Read the members afresh before placing the new shards.
+            self.fresh_after = self.fresh_after.max(Instant::now());
+            self.node.dial_kick.notify_one();
         }
     }
 
@@ -389,7 +406,8 @@ impl Driver {
                     return;
                 }
                 let since = *s.free_since.get_or_insert(now);
-                if s.fsm.phase() == Phase::Free && now.saturating_duration_since(since) >= self.times.renew_interval {
+                let waited = now.saturating_duration_since(since) >= self.times.renew_interval;
+                if self.member && s.fsm.phase() == Phase::Free && waited {
                     tracing::debug!(lease = %s.name, "orphaned shard: acquiring");
                     self.acquire(idx, now);
                 }
@@ -413,13 +431,19 @@ impl Driver {
         }
         let now = Instant::now();
         let me = self.node.id.clone();
+        let standing = self.standing(now);
+        self.note_standing(&standing);
         let mut view = std::collections::BTreeSet::new();
         let mut candidates = std::collections::BTreeMap::new();
         for s in &self.shards {
             if !candidates.contains_key(s.host.id()) {
-                let c = self.node.candidates(s.host.id(), s.host.shard_count());
-                view.extend(c.iter().cloned());
-                candidates.insert(s.host.id().to_string(), assign(s.host.id(), s.host.shard_count(), &c));
+                let connected = self.node.candidates(s.host.id(), s.host.shard_count());
+                let other_count = self.node.hosting_other_count(s.host.id(), s.host.shard_count());
+                let pending = standing.pending.iter().filter(|n| !other_count.contains(*n));
+                let all = connected.iter().chain(pending).cloned().collect();
+                view.extend(connected.iter().cloned());
+                let owners = assign(s.host.id(), s.host.shard_count(), &all);
+                candidates.insert(s.host.id().to_string(), (owners, connected));
             }
         }
         self.pacer.observe(&view, now);
@@ -428,16 +452,60 @@ impl Driver {
             if s.busy || s.stopping {
                 continue;
             }
-            let Some(cands) = candidates.get(s.host.id()) else { continue };
-            let pref = cands.get(s.shard as usize).cloned();
+            let Some((owners, connected)) = candidates.get(s.host.id()) else { continue };
+            let pref = owners.get(s.shard as usize).cloned();
+            // Handovers go to connected candidates only: a pending member
+            // may never show up.
+            let target = pref.as_ref().filter(|p| **p != me && connected.contains(*p));
             match s.fsm.phase() {
+                Phase::Free if !self.member => {}
                 Phase::Free if pref.as_ref() == Some(&me) => self.acquire(idx, now),
                 Phase::Free => self.probe(idx),
-                Phase::Held(_) if pref.is_some() && pref.as_ref() != Some(&me) && self.pacer.try_move(now) => {
-                    self.hand_over(idx, now)
-                }
+                Phase::Held(_) if target.is_some() && self.pacer.try_move(now) => self.hand_over(idx, now),
                 _ => {}
             }
+        }
+    }
+
+    /// This node's standing (see [`standing`]), from what the node knows now.
+    fn standing(&self, now: Instant) -> Standing {
+        let snap = self.node.members.snapshot();
+        let authenticated = self.node.table.lock().iter().map(|e| e.session.node.clone()).collect();
+        let holding = self.shards.iter().any(|s| !matches!(s.fsm.phase(), Phase::Free | Phase::Acquiring { .. }));
+        let cfg = &self.node.cfg;
+        let members_fresh = snap.last_read.is_some_and(|at| at >= self.fresh_after);
+        if !members_fresh {
+            self.node.members.await_read();
+        }
+        standing(&MemberView {
+            members_fresh,
+            waiting_since: self.fresh_after,
+            members: &snap.members,
+            authenticated: &authenticated,
+            auth_failed: &snap.failed,
+            holding,
+            join_window: cfg.handshake_timeout.saturating_add(cfg.heartbeat_interval),
+            now,
+        })
+    }
+
+    /// Records the standing for `inspect()`; logs a change to or from
+    /// [`MemberState::Excluded`].
+    fn note_standing(&mut self, standing: &Standing) {
+        self.member = standing.state == MemberState::Member;
+        let before = self.node.members.set_state(standing.state);
+        if before == standing.state {
+            return;
+        }
+        let excluded: Vec<&str> = standing.excluded.iter().map(|n| n.as_str()).collect();
+        if standing.state == MemberState::Excluded {
+            tracing::warn!(
+                node = %self.node.id, ?excluded,
+                "this node takes no shard: it cannot authenticate with the running cluster's members \
+                 (see inspect().membership for each member and why; every node needs the same auth_token)"
+            );
+        } else if before == MemberState::Excluded {
+            tracing::info!(node = %self.node.id, state = ?standing.state, "this node may take shards again");
         }
     }
 

@@ -29,6 +29,7 @@ mod conn;
 mod established;
 mod inspect;
 mod loops;
+mod members;
 mod replies;
 mod routing;
 mod shared;
@@ -55,7 +56,10 @@ use crate::route::Route;
 use crate::wire::ControlMsg;
 
 pub use established::{CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, DATA_QUEUE_CAPACITY, OWED_RESPONSE_CAPACITY};
-pub use inspect::{ClusterInspect, Counters, OwnedShard, PeerDirection, PeerInfo, PeerState, TableUse};
+pub use inspect::{
+    AuthFailure, AuthFailureReason, ClusterInspect, Counters, Membership, OwnedShard, PeerDirection, PeerInfo,
+    PeerState, TableUse,
+};
 pub(crate) use routing::{OutKind, Outbound, PeerLink, Response};
 pub(crate) use shared::Shared;
 pub(crate) use table::ConnId as ConnTag;
@@ -227,6 +231,7 @@ impl ClusterNode {
             shards,
             counters: shared.counters.snapshot(),
             tables: shared.table_use(),
+            membership: shared.members.info(tokio::time::Instant::now()),
         }
     }
 

@@ -98,6 +98,7 @@ pub(crate) async fn run(node: Arc<Shared>, mut link: Link, role: Role, permit: O
             }
         };
         tracing::Span::current().record("peer", tracing::field::display(&est.peer));
+        node.members.auth_ok(&est.peer.node);
         bump(&node.counters.handshakes_established);
         tracing::debug!(version = est.version, "authenticated");
         let direction = if dialled.is_some() { PeerDirection::Outbound } else { PeerDirection::Inbound };
@@ -193,7 +194,12 @@ async fn handshake(node: &Shared, link: &mut Link, role: &Role) -> Result<Establ
                     return Ok(est);
                 }
             }
-            Err(err) => return Err(refuse(link, &err)),
+            Err(err) => {
+                if let Role::Initiator(peer) = role {
+                    node.member_auth_failed(peer, &err);
+                }
+                return Err(refuse(link, &err));
+            }
         }
     }
 }

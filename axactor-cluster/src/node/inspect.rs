@@ -13,6 +13,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::id::{NodeId, SessionId};
+use crate::shard::placement::MemberState;
 use crate::wire::CodecError;
 
 pub use super::table::PeerDirection;
@@ -33,6 +34,45 @@ pub struct ClusterInspect {
     pub counters: Counters,
     /// How full each bounded table is, against its cap.
     pub tables: Vec<TableUse>,
+    /// Whether this node takes shards, and the live members it failed to
+    /// authenticate with.
+    pub membership: Membership,
+}
+
+/// Whether a node takes shards, and why not (see `MemberState`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Membership {
+    /// The node's standing, as of its lease driver's last placement pass.
+    pub state: MemberState,
+    /// Live members this node dialled and failed to authenticate with, and
+    /// has no authenticated session with now, sorted by name.
+    pub auth_failures: Vec<AuthFailure>,
+}
+
+/// A live member this node failed to authenticate with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthFailure {
+    /// The member's name.
+    pub name: NodeId,
+    /// Why.
+    pub reason: AuthFailureReason,
+    /// Failed dials so far.
+    pub failures: u64,
+    /// Time since the latest one.
+    pub since_last: Duration,
+}
+
+/// Why a handshake with a member failed in a way that shows it cannot be in
+/// this node's cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthFailureReason {
+    /// A proof did not verify: the two nodes have different `auth_token`s.
+    WrongToken,
+    /// The two nodes share no protocol version.
+    IncompatibleVersion,
 }
 
 /// How full one bounded table of a node is.
@@ -158,6 +198,9 @@ pub struct Counters {
     /// Lease events on this node, by kind (`acquired`, `released`,
     /// `handed_over`, `fenced`).
     pub leases: BTreeMap<&'static str, u64>,
+    /// Dials of live members that failed authentication (wrong token, no
+    /// common protocol version): see `ClusterInspect::membership`.
+    pub member_auth_failures: u64,
 }
 
 /// The live counters behind [`Counters`].
@@ -174,6 +217,7 @@ pub(crate) struct LiveCounters {
     pub(crate) goodbyes_received: AtomicU64,
     pub(crate) data_rejected_no_registry: AtomicU64,
     pub(crate) dial_failures: AtomicU64,
+    pub(crate) member_auth_failures: AtomicU64,
     handshake_failures: Mutex<BTreeMap<&'static str, u64>>,
     frame_rejections: Mutex<BTreeMap<&'static str, u64>>,
     dropped: Mutex<BTreeMap<&'static str, u64>>,
@@ -230,6 +274,7 @@ impl LiveCounters {
             dial_failures: get(&self.dial_failures),
             requests_rejected: self.requests_rejected.lock().clone(),
             leases: self.leases.lock().clone(),
+            member_auth_failures: get(&self.member_auth_failures),
         }
     }
 }

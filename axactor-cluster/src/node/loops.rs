@@ -65,6 +65,9 @@ pub(crate) async fn membership_loop(node: Arc<Shared>) {
             }
             Err(_) => continue,
         };
+        if node.members.update(&node.id, &members, Instant::now()) {
+            node.kick.notify_one();
+        }
         for peer in dial_targets(&node, &members, Instant::now()) {
             let node2 = Arc::clone(&node);
             node.spawn(dial(node2, peer));

@@ -105,6 +105,8 @@ pub(crate) struct Shared {
     pub(crate) dial_kick: Notify,
     /// Routing state: requests in flight, owner cache, remote monitors.
     pub(crate) routing: Routing,
+    /// Live members, authentication failures with them, and the standing.
+    pub(crate) members: super::members::MemberBook,
     /// Permits for asks from peers being executed here.
     pub(crate) inbound_asks: Arc<Semaphore>,
     /// Commands to the lease driver.
@@ -131,6 +133,7 @@ impl Shared {
         env: Env,
     ) -> Shared {
         let max_inflight = cfg.max_inflight_requests;
+        let max_peers = cfg.max_peers;
         Shared {
             id: session.node.clone(),
             table: Mutex::new(PeerTable::new(session.clone(), cfg.max_peers)),
@@ -151,6 +154,7 @@ impl Shared {
             kick: Notify::new(),
             dial_kick: Notify::new(),
             routing: Routing::default(),
+            members: super::members::MemberBook::new(max_peers),
             inbound_asks: Arc::new(Semaphore::new(max_inflight)),
             manager: Mutex::new(None),
             next_conn: AtomicU64::new(0),
