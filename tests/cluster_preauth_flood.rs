@@ -94,9 +94,9 @@ impl Flood {
                     // Never write; read until the node closes (it may send a Refuse).
                     let mut buf = [0u8; 256];
                     while !stop.load(Ordering::Relaxed) {
-                        match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await {
-                            Ok(Ok(0) | Err(_)) => break,
-                            Ok(Ok(_)) | Err(_) => {}
+                        let read = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await;
+                        if let Ok(Ok(0) | Err(_)) = read {
+                            break;
                         }
                     }
                     if since.elapsed() < REFUSED_WITHIN {
@@ -151,7 +151,8 @@ async fn honest_nodes_connect_and_ask_during_a_silent_connection_flood() {
 
     // The honest node re-dials with the default backoff (50 ms doubling to
     // 5 s), as a production node would.
-    let a_cfg = ClusterConfig { reconnect_min: DEFAULT_RECONNECT_MIN, reconnect_max: DEFAULT_RECONNECT_MAX, ..pinned_cfg() };
+    let a_cfg =
+        ClusterConfig { reconnect_min: DEFAULT_RECONNECT_MIN, reconnect_max: DEFAULT_RECONNECT_MAX, ..pinned_cfg() };
     let oa = TcpOverlay::new(HashMap::from([("a".to_string(), any), ("b".to_string(), b_addr)]));
     let a = ClusterNode::start(NodeId::new("a"), Arc::clone(&store), oa, a_cfg).await.expect("start a");
     connected(&a, &b).await;
@@ -174,6 +175,7 @@ async fn honest_nodes_connect_and_ask_during_a_silent_connection_flood() {
     );
     assert!(opened > FLOOD_CONNECTIONS as u64, "the flood reconnected ({opened} connections)");
     assert!(counters.handshake_source_limit_exceeded > 0, "{counters:#?}");
+    assert!(counters.handshake_failures.get("hello_timed_out").is_some_and(|n| *n > 0), "{counters:#?}");
     assert!(b.inspect().tables_over_cap().is_empty());
     a.shutdown().await;
     b.shutdown().await;

@@ -293,10 +293,7 @@ mod tests {
             (ClusterConfig { hello_timeout: Duration::ZERO, ..secure() }, "hello_timeout"),
             (ClusterConfig { hello_timeout: Duration::from_secs(6), ..secure() }, "hello_timeout"),
             (ClusterConfig { max_pending_handshakes_per_source: 0, ..secure() }, "max_pending_handshakes_per_source"),
-            (
-                ClusterConfig { max_pending_handshakes_per_source: 65, ..secure() },
-                "max_pending_handshakes_per_source",
-            ),
+            (ClusterConfig { max_pending_handshakes_per_source: 65, ..secure() }, "max_pending_handshakes_per_source"),
             (ClusterConfig { max_connection_queue_bytes: 1024, ..secure() }, "max_connection_queue_bytes"),
         ];
         for (cfg, field) in cases {

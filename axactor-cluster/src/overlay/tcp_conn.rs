@@ -54,8 +54,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 
 use super::link::{self, ByteBudget, FrameLimit, LinkState, Next, OutQueue, Phase};
-use super::{Link, LinkSource};
 use super::tcp::{TcpCounters, bump};
+use super::{Link, LinkSource};
 use crate::wire::frame::{FrameDecoder, FrameError, LEN_PREFIX, encode_frame};
 
 /// Most frames written by one `write_all`.

@@ -223,8 +223,8 @@ pub enum Rejection {
 mod hosted_list {
     use std::fmt;
 
-    use serde::de::{self, SeqAccess, Visitor};
     use serde::Deserializer;
+    use serde::de::{self, SeqAccess, Visitor};
 
     use super::MAX_HOSTED_REGISTRIES;
 

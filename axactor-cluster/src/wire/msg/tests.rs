@@ -329,7 +329,8 @@ fn hosting_is_bounded_while_decoding() {
     // One entry over the bound, and a 4 MiB frame's worth of entries (two
     // million: ~64 MiB as a `Vec<(String, u32)>`): refused by the bound.
     let four_mib = DEFAULT_MAX_FRAME_BYTES_FOR_TESTS / 2 - 8;
-    for (claimed, entries) in [(MAX_HOSTED_REGISTRIES as u64 + 1, MAX_HOSTED_REGISTRIES + 1), (four_mib as u64, four_mib)]
+    for (claimed, entries) in
+        [(MAX_HOSTED_REGISTRIES as u64 + 1, MAX_HOSTED_REGISTRIES + 1), (four_mib as u64, four_mib)]
     {
         let bytes = hosting_bytes(claimed, entries);
         assert!(bytes.len() <= DEFAULT_MAX_FRAME_BYTES_FOR_TESTS, "fits a frame: {} bytes", bytes.len());
