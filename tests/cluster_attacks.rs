@@ -366,8 +366,13 @@ async fn a_peer_claiming_another_nodes_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_loris_connections_time_out_and_free_their_slots() {
     const SLOTS: usize = 3;
-    let cfg =
-        ClusterConfig { handshake_timeout: Duration::from_millis(500), max_pending_handshakes: SLOTS, ..fast_cfg() };
+    let cfg = ClusterConfig {
+        handshake_timeout: Duration::from_millis(500),
+        hello_timeout: Duration::from_millis(500),
+        max_pending_handshakes: SLOTS,
+        max_pending_handshakes_per_source: SLOTS,
+        ..fast_cfg()
+    };
     let (mut cluster, a, b) = Cluster::pair(cfg.clone()).await;
     let addr = a.local_addr().expect("addr");
     let timed_out = handshake_failures(&a, "timed_out");

@@ -215,11 +215,14 @@ async fn a_silent_peer_is_closed_after_node_ttl_and_reconnects_after_healing() {
 #[tokio::test(start_paused = true)]
 async fn crossed_dials_settle_on_one_connection() {
     let (net, store) = (InMemoryOverlay::new(), Arc::new(MemoryLeaseStore::new()));
-    let a = start("a", &store, &net, cfg(SECRET)).await;
+    // a waits for b's held Hello for the whole handshake deadline, not
+    // just `hello_timeout`.
+    let patient = ClusterConfig { hello_timeout: ClusterConfig::default().handshake_timeout, ..cfg(SECRET) };
+    let a = start("a", &store, &net, patient.clone()).await;
     // b dials a at once, but its frames are held: a sees no session from b
     // and dials b on its next membership tick, so both dials are in flight.
     net.hold("b", "a");
-    let b = start("b", &store, &net, cfg(SECRET)).await;
+    let b = start("b", &store, &net, patient).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     net.release("b", "a");
     all_connected(&[&a, &b]).await;

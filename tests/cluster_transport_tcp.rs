@@ -196,7 +196,13 @@ async fn pending_handshakes_are_capped_and_time_out() {
     let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let overlay = TcpOverlay::new(HashMap::from([("a".to_string(), any)]));
     let store: Arc<dyn LeaseStore> = Arc::new(MemoryLeaseStore::new());
-    let cfg = ClusterConfig { max_pending_handshakes: 1, handshake_timeout: Duration::from_millis(500), ..fast_cfg() };
+    let cfg = ClusterConfig {
+        max_pending_handshakes: 1,
+        max_pending_handshakes_per_source: 1,
+        handshake_timeout: Duration::from_millis(500),
+        hello_timeout: Duration::from_millis(500),
+        ..fast_cfg()
+    };
     let a = ClusterNode::start(NodeId::new("a"), store, overlay, cfg).await.expect("start");
     let addr = a.local_addr().expect("addr");
 

@@ -55,6 +55,19 @@ pub const DEFAULT_MAX_REMOTE_MONITORS: usize = 65_536;
 /// (3 s + 2 s + 0.75 s retry delay + 2 s < 10 s − 0.2 s drift margin).
 pub const DEFAULT_LEASE_STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
+// Pre-authentication and per-connection memory bounds (issue #11, items 7 and 8).
+/// Default deadline of an inbound connection's first handshake message (the
+/// Hello): a connection that sends nothing frees its pending-handshake slot
+/// after this long, not after the whole `handshake_timeout`.
+pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default number of pending inbound handshakes from one source address
+/// (TCP: one IP address, whatever the port).
+pub const DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE: usize = 8;
+/// Default byte budget of each direction of one connection's link queues:
+/// the frames an established peer can make this node hold, queued, per
+/// connection and direction.
+pub const DEFAULT_MAX_CONNECTION_QUEUE_BYTES: usize = crate::overlay::DEFAULT_LINK_QUEUE_BYTES;
+
 /// Settings of a cluster node. `Default` is secure: no token means
 /// `ClusterNode::start` refuses to run unless `allow_insecure_auth` is set,
 /// and a token must be strong (see [`ClusterConfig::auth_token`]).
@@ -139,6 +152,25 @@ pub struct ClusterConfig {
     /// retry is still sent under the same lease, instead of one slow answer
     /// fencing the shard. Default [`DEFAULT_LEASE_STORE_TIMEOUT`] (2 s).
     pub lease_store_timeout: Duration,
+    /// Deadline of an inbound connection's first handshake message (the
+    /// Hello), counted from the accept; at most `handshake_timeout`. A
+    /// connection that sends no complete Hello in time is closed and
+    /// counted (`handshake_failures["hello_timed_out"]`), freeing its
+    /// pending-handshake slot early.
+    pub hello_timeout: Duration,
+    /// Pending inbound handshakes from one source address at once (TCP:
+    /// one IP address; in memory: one dialling node); further connections
+    /// from it are closed at once and counted
+    /// (`handshake_source_limit_exceeded`). At most
+    /// `max_pending_handshakes`. Links whose source the overlay does not
+    /// know are only bound by `max_pending_handshakes`.
+    pub max_pending_handshakes_per_source: usize,
+    /// Byte budget of each direction of an authenticated connection's link
+    /// queues (the peer's frames received and not handled yet; our frames
+    /// queued and not written yet). Over it, the link stops reading from
+    /// the peer (TCP back-pressure) or makes our writer wait, like a full
+    /// queue. At least `max_frame_bytes`.
+    pub max_connection_queue_bytes: usize,
 }
 
 impl Default for ClusterConfig {
@@ -167,6 +199,9 @@ impl Default for ClusterConfig {
             max_moves_per_interval: DEFAULT_MAX_MOVES_PER_INTERVAL,
             max_remote_monitors: DEFAULT_MAX_REMOTE_MONITORS,
             lease_store_timeout: DEFAULT_LEASE_STORE_TIMEOUT,
+            hello_timeout: DEFAULT_HELLO_TIMEOUT,
+            max_pending_handshakes_per_source: DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE,
+            max_connection_queue_bytes: DEFAULT_MAX_CONNECTION_QUEUE_BYTES,
         }
     }
 }
@@ -260,6 +295,24 @@ impl ClusterConfig {
         if self.reconnect_min.is_zero() || self.reconnect_min > self.reconnect_max {
             return bad("reconnect_min", "must be greater than zero and at most reconnect_max");
         }
+        self.validate_preauth_and_queue_bounds()
+    }
+
+    /// The checks of `hello_timeout`, `max_pending_handshakes_per_source`
+    /// and `max_connection_queue_bytes`.
+    fn validate_preauth_and_queue_bounds(&self) -> Result<(), ConfigProblem> {
+        let bad = |field, problem| Err(ConfigProblem { field, problem });
+        if self.hello_timeout.is_zero() || self.hello_timeout > self.handshake_timeout {
+            return bad("hello_timeout", "must be greater than zero and at most handshake_timeout");
+        }
+        if self.max_pending_handshakes_per_source == 0
+            || self.max_pending_handshakes_per_source > self.max_pending_handshakes
+        {
+            return bad("max_pending_handshakes_per_source", "must be at least 1 and at most max_pending_handshakes");
+        }
+        if self.max_connection_queue_bytes < self.max_frame_bytes {
+            return bad("max_connection_queue_bytes", "must be at least max_frame_bytes");
+        }
         Ok(())
     }
 }
@@ -302,6 +355,11 @@ mod tests {
             (ClusterConfig { lease_store_timeout: Duration::ZERO, ..secure() }, "lease_store_timeout"),
             // 3 s + 6.8 s + 0.2 s margin is not below 10 s.
             (ClusterConfig { lease_store_timeout: Duration::from_millis(6800), ..secure() }, "lease_store_timeout"),
+            (ClusterConfig { hello_timeout: Duration::ZERO, ..secure() }, "hello_timeout"),
+            (ClusterConfig { hello_timeout: Duration::from_secs(6), ..secure() }, "hello_timeout"),
+            (ClusterConfig { max_pending_handshakes_per_source: 0, ..secure() }, "max_pending_handshakes_per_source"),
+            (ClusterConfig { max_pending_handshakes_per_source: 65, ..secure() }, "max_pending_handshakes_per_source"),
+            (ClusterConfig { max_connection_queue_bytes: 1024, ..secure() }, "max_connection_queue_bytes"),
         ];
         for (cfg, field) in cases {
             assert_eq!(cfg.validate().map_err(|p| p.field), Err(field));

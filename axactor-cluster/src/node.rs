@@ -5,7 +5,8 @@
 //! ```text
 //! ClusterNode::start
 //!  ├─ accept loop ──────── per inbound link: conn task (responder handshake,
-//!  │                        at most max_pending_handshakes at once)
+//!  │                        at most max_pending_handshakes at once, at most
+//!  │                        max_pending_handshakes_per_source per address)
 //!  ├─ membership loop ──── every heartbeat_interval: refresh our membership,
 //!  │                        read members, per missing peer: dial task
 //!  │                        (initiator handshake, capped backoff per name)
@@ -33,6 +34,7 @@ mod members;
 mod replies;
 mod routing;
 mod shared;
+mod sources;
 mod table;
 mod writer;
 

@@ -6,7 +6,10 @@
 //! duration is therefore at most [`MAX_DURATION`], far below any overflow,
 //! so the sums the node computes stay representable. Counts size
 //! semaphores and tables (a `tokio` semaphore panics above `usize::MAX >> 3`
-//! permits), so each is at most [`MAX_LIMIT`].
+//! permits), so each is at most [`MAX_LIMIT`]. Byte sizes are not counts:
+//! `max_frame_bytes` has its own bound (4 GiB, the length prefix), and
+//! `max_connection_queue_bytes` is only compared with saturating arithmetic,
+//! so any value is safe.
 
 use std::time::Duration;
 
@@ -19,7 +22,7 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 pub const MAX_LIMIT: usize = 1 << 24;
 
 /// Every duration field, by name.
-fn durations(cfg: &ClusterConfig) -> [(&'static str, Duration); 10] {
+fn durations(cfg: &ClusterConfig) -> [(&'static str, Duration); 11] {
     [
         ("lease_ttl", cfg.lease_ttl),
         ("renew_interval", cfg.renew_interval),
@@ -31,11 +34,12 @@ fn durations(cfg: &ClusterConfig) -> [(&'static str, Duration); 10] {
         ("reconnect_max", cfg.reconnect_max),
         ("rebalance_settle", cfg.rebalance_settle),
         ("lease_store_timeout", cfg.lease_store_timeout),
+        ("hello_timeout", cfg.hello_timeout),
     ]
 }
 
 /// Every count limit, by name.
-fn limits(cfg: &ClusterConfig) -> [(&'static str, usize); 6] {
+fn limits(cfg: &ClusterConfig) -> [(&'static str, usize); 7] {
     [
         ("max_pending_handshakes", cfg.max_pending_handshakes),
         ("max_peers", cfg.max_peers),
@@ -43,6 +47,7 @@ fn limits(cfg: &ClusterConfig) -> [(&'static str, usize); 6] {
         ("max_moves_per_interval", cfg.max_moves_per_interval),
         ("max_remote_monitors", cfg.max_remote_monitors),
         ("preauth_frame_budget", cfg.preauth_frame_budget),
+        ("max_pending_handshakes_per_source", cfg.max_pending_handshakes_per_source),
     ]
 }
 
@@ -76,6 +81,7 @@ mod tests {
             "reconnect_max" => &mut cfg.reconnect_max,
             "rebalance_settle" => &mut cfg.rebalance_settle,
             "lease_store_timeout" => &mut cfg.lease_store_timeout,
+            "hello_timeout" => &mut cfg.hello_timeout,
             other => panic!("unknown duration field {other}"),
         };
         *slot = d;
@@ -117,6 +123,7 @@ mod tests {
                 "max_moves_per_interval" => &mut cfg.max_moves_per_interval,
                 "max_remote_monitors" => &mut cfg.max_remote_monitors,
                 "preauth_frame_budget" => &mut cfg.preauth_frame_budget,
+                "max_pending_handshakes_per_source" => &mut cfg.max_pending_handshakes_per_source,
                 other => panic!("unknown limit {other}"),
             };
             *slot = usize::MAX;

@@ -55,6 +55,10 @@ pub enum HandshakeError {
     /// The handshake did not complete by its deadline.
     #[error("handshake timed out")]
     TimedOut,
+    /// The responder got no Hello by the Hello's deadline (the node's
+    /// `hello_timeout`, shorter than the handshake's).
+    #[error("no hello in time")]
+    HelloTimedOut,
     /// The peer's node name is empty, longer than
     /// [`MAX_NAME_LEN`](super::MAX_NAME_LEN) bytes, or contains control
     /// characters. Our own name is checked the same way at construction.
@@ -87,7 +91,7 @@ impl HandshakeError {
             HandshakeError::IncompatibleVersion { .. } | HandshakeError::Downgrade { .. } => {
                 Some(Refusal::IncompatibleVersion)
             }
-            HandshakeError::TimedOut => Some(Refusal::Timeout),
+            HandshakeError::TimedOut | HandshakeError::HelloTimedOut => Some(Refusal::Timeout),
             HandshakeError::Unexpected { .. }
             | HandshakeError::WrongPeer { .. }
             | HandshakeError::BadName
@@ -105,6 +109,7 @@ impl HandshakeError {
             HandshakeError::Downgrade { .. } => "downgrade",
             HandshakeError::WrongPeer { .. } => "wrong_peer",
             HandshakeError::TimedOut => "timed_out",
+            HandshakeError::HelloTimedOut => "hello_timed_out",
             HandshakeError::BadName => "bad_name",
             HandshakeError::SelfConnect => "self_connect",
             HandshakeError::PeerRefused(_) => "peer_refused",

@@ -21,6 +21,8 @@ pub struct Responder {
     expected: Option<NodeId>,
     nonce: [u8; NONCE_LEN],
     deadline: Instant,
+    /// By when the Hello must have arrived (at most `deadline`).
+    hello_deadline: Instant,
     state: State,
 }
 
@@ -56,8 +58,29 @@ impl Responder {
             expected,
             nonce,
             deadline,
+            hello_deadline: deadline,
             state: State::AwaitHello,
         })
+    }
+
+    /// Requires the Hello by `at` (clamped to the handshake's deadline): a
+    /// connection that sends nothing is given up early
+    /// ([`HandshakeError::HelloTimedOut`]), typically at
+    /// `accepted + hello_timeout`.
+    #[must_use]
+    pub fn with_hello_deadline(mut self, at: Instant) -> Responder {
+        self.hello_deadline = at.min(self.deadline);
+        self
+    }
+
+    /// The next instant at which [`on_tick`](Self::on_tick) may time the
+    /// handshake out: the Hello's deadline while awaiting it, then the
+    /// handshake's.
+    pub fn next_deadline(&self) -> Instant {
+        match self.state {
+            State::AwaitHello => self.hello_deadline,
+            _ => self.deadline,
+        }
     }
 
     /// Where the handshake stands.
@@ -84,11 +107,15 @@ impl Responder {
     }
 
     /// Times the handshake out if `now` is at or past the deadline and it is
-    /// still in progress.
+    /// still in progress, or at or past the Hello's deadline with no Hello yet.
     ///
     /// # Errors
-    /// [`HandshakeError::TimedOut`] (once; the machine is then closed).
+    /// [`HandshakeError::TimedOut`] or [`HandshakeError::HelloTimedOut`]
+    /// (once; the machine is then closed).
     pub fn on_tick(&mut self, now: Instant) -> Result<(), HandshakeError> {
+        if matches!(self.state, State::AwaitHello) && now >= self.hello_deadline && now < self.deadline {
+            return Err(self.close(HandshakeError::HelloTimedOut));
+        }
         let in_progress = matches!(self.state, State::AwaitHello | State::AwaitAuth { .. });
         if in_progress && now >= self.deadline {
             return Err(self.close(HandshakeError::TimedOut));

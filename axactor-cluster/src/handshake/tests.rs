@@ -403,6 +403,30 @@ fn input_after_established_closes() {
 }
 
 #[test]
+fn a_responder_without_a_hello_gives_up_at_the_hello_deadline() {
+    let clock = Clock::new();
+    let (_, _, r) = pair(&clock, "t", "t", 1, 2);
+    let mut r = r.with_hello_deadline(clock.at(1));
+    assert_eq!(r.next_deadline(), clock.at(1));
+    assert_eq!(r.on_tick(clock.at(0)), Ok(()));
+    let err = r.on_tick(clock.at(1)).expect_err("no hello by its deadline");
+    assert_eq!(err, HandshakeError::HelloTimedOut);
+    assert_eq!((err.label(), err.refusal()), ("hello_timed_out", Some(Refusal::Timeout)));
+    assert_eq!(r.phase(), Phase::Closed);
+
+    // Once the Hello is in, only the handshake's own deadline applies.
+    let (_, hello, r) = pair(&clock, "t", "t", 1, 2);
+    let mut r = r.with_hello_deadline(clock.at(1));
+    let _challenge = r.on_message(hello, clock.at(0)).expect("hello in time");
+    assert_eq!(r.next_deadline(), clock.at(5));
+    assert_eq!(r.on_tick(clock.at(4)), Ok(()));
+
+    // A Hello deadline past the handshake's is clamped to it.
+    let (_, _, r) = pair(&clock, "t", "t", 1, 2);
+    assert_eq!(r.with_hello_deadline(clock.at(9)).next_deadline(), clock.at(5));
+}
+
+#[test]
 fn handshake_times_out_at_its_deadline() {
     let clock = Clock::new();
     let (mut i, hello, mut r) = pair(&clock, "t", "t", 1, 2);

@@ -3,7 +3,8 @@
 //! Before authentication a link is hostile until proven otherwise: its
 //! receive limit is `preauth_max_frame_bytes`, it may send at most
 //! `preauth_frame_budget` frames, the handshake has a deadline
-//! (`handshake_timeout`, tokio's clock), and only pre-authentication bodies
+//! (`handshake_timeout`, tokio's clock) and an accepted link's first
+//! message (the Hello) an earlier one (`hello_timeout`), and only pre-authentication bodies
 //! are accepted (a sealed frame closes it). Every failure is counted by its
 //! label and logged at debug level, a `Refuse` is sent best effort, and the
 //! link is dropped; nothing outside this connection changes. Only an
@@ -13,12 +14,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 
 use super::established;
 use super::inspect::{bump, codec_label};
+use super::loops::HandshakeSlot;
 use super::shared::Shared;
 use super::table::PeerDirection;
 use crate::handshake::{Established, HandshakeError, Initiator, Local, Responder, Step};
@@ -62,11 +63,19 @@ impl Machine {
             Machine::R(m) => m.on_tick(now),
         }
     }
+
+    /// When the machine may time out next (a responder's Hello deadline first).
+    fn next_deadline(&self) -> Instant {
+        match self {
+            Machine::I(m) => m.deadline(),
+            Machine::R(m) => m.next_deadline(),
+        }
+    }
 }
 
 /// Drives one link: handshake, then (if established) the session.
 /// `permit` is the inbound-handshake slot, released once the handshake ends.
-pub(crate) async fn run(node: Arc<Shared>, mut link: Link, role: Role, permit: Option<OwnedSemaphorePermit>) {
+pub(crate) async fn run(node: Arc<Shared>, mut link: Link, role: Role, permit: Option<HandshakeSlot>) {
     let span = tracing::debug_span!(
         "conn",
         node = %node.id,
@@ -138,7 +147,8 @@ fn refuse(link: &Link, err: &HandshakeError) -> Option<&'static str> {
 async fn handshake(node: &Shared, link: &mut Link, role: &Role) -> Result<Established, Option<&'static str>> {
     let nonce = node.env.nonce().map_err(|_| Some("nonce"))?;
     let cfg = &node.cfg;
-    let deadline = Instant::now() + cfg.handshake_timeout;
+    let now = Instant::now();
+    let deadline = now + cfg.handshake_timeout;
     let local = Local {
         session: node.session.clone(),
         min_version: cfg.protocol_min_version,
@@ -153,14 +163,18 @@ async fn handshake(node: &Shared, link: &mut Link, role: &Role) -> Result<Establ
             }
             Machine::I(m)
         }
-        Role::Responder => Machine::R(Responder::new(local, None, nonce, deadline).map_err(|e| Some(e.label()))?),
+        Role::Responder => Machine::R(
+            Responder::new(local, None, nonce, deadline)
+                .map_err(|e| Some(e.label()))?
+                .with_hello_deadline(now + cfg.hello_timeout),
+        ),
     };
     let mut frames = 0usize;
     loop {
         let body = tokio::select! {
             biased;
             _ = node.stop.wait_for(|s| *s) => return Err(None),
-            () = sleep_until(deadline) => {
+            () = sleep_until(machine.next_deadline()) => {
                 let err = machine.on_tick(Instant::now()).err().unwrap_or(HandshakeError::TimedOut);
                 return Err(refuse(link, &err));
             }

@@ -50,8 +50,8 @@ use crate::id::NodeId;
 use crate::overlay::{Link, LinkReceiver, LinkSender};
 use crate::session::Opener;
 use crate::wire::{
-    Body, ControlMsg, DataMsg, DataRef, DownReason, Envelope, EnvelopeRef, MAX_HOSTED_REGISTRIES, OutFrame, Rejection,
-    decode_body, decode_envelope_ref,
+    Body, ControlMsg, DataMsg, DataRef, DownReason, Envelope, EnvelopeRef, OutFrame, Rejection, decode_body,
+    decode_envelope_ref,
 };
 
 /// Control messages queued per connection before new ones are dropped.
@@ -88,6 +88,8 @@ pub(crate) async fn run(
 ) {
     let Link { tx, mut rx, .. } = link;
     rx.set_max_frame_bytes(node.cfg.max_frame_bytes);
+    rx.set_max_queued_bytes(node.cfg.max_connection_queue_bytes);
+    tx.set_max_queued_bytes(node.cfg.max_connection_queue_bytes);
     let (sealer, opener) = est.keys.into_parts();
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE_CAPACITY);
     let (data_tx, data_rx) = mpsc::channel(DATA_QUEUE_CAPACITY);
@@ -460,12 +462,8 @@ impl Reader<'_> {
             ControlMsg::LeaseNotice { registry, shard, epoch, owner } => {
                 node.lease_notice(&registry, shard, epoch, owner);
             }
-            ControlMsg::Hosting { registries } => {
-                if registries.len() > MAX_HOSTED_REGISTRIES {
-                    return Err("too_many_registries");
-                }
-                node.peer_hosting(&self.stats, registries);
-            }
+            // The decoder refused a list over `MAX_HOSTED_REGISTRIES` already.
+            ControlMsg::Hosting { registries } => node.peer_hosting(&self.stats, registries),
         }
         Ok(Flow::Continue)
     }

@@ -80,7 +80,8 @@ pub enum AuthFailureReason {
 #[non_exhaustive]
 pub struct TableUse {
     /// The table: `peers`, `requests_in_flight`, `asks_executing`,
-    /// `remote_monitors`, `owner_cache`, or `activations/{registry}` and
+    /// `remote_monitors`, `owner_cache`, `handshake_sources` (addresses
+    /// with a handshake pending), or `activations/{registry}` and
     /// `monitors/{registry}` per hosted registry.
     pub table: String,
     /// Entries now.
@@ -160,7 +161,8 @@ pub struct Counters {
     /// `incompatible_version`, `bad_name`, `self_connect`, `peer_refused`),
     /// `link_closed` (the link ended first, e.g. an oversized frame closed it
     /// in the overlay), a codec label (`unknown_tag`, `truncated`,
-    /// `malformed`, `trailing_bytes`), `preauth_budget_exceeded`, `nonce`.
+    /// `malformed`, `trailing_bytes`), `preauth_budget_exceeded`, `nonce`,
+    /// `hello_timed_out` (an accepted link sent no Hello within `hello_timeout`).
     pub handshake_failures: BTreeMap<&'static str, u64>,
     /// Established connections closed on a bad frame, by reason:
     /// `OpenError::label` (`bad_mac`, `out_of_sequence` = replay or
@@ -201,6 +203,9 @@ pub struct Counters {
     /// Dials of live members that failed authentication (wrong token, no
     /// common protocol version): see `ClusterInspect::membership`.
     pub member_auth_failures: u64,
+    /// Inbound connections closed at once because their source address
+    /// already had `max_pending_handshakes_per_source` handshakes pending.
+    pub handshake_source_limit_exceeded: u64,
 }
 
 /// The live counters behind [`Counters`].
@@ -223,6 +228,7 @@ pub(crate) struct LiveCounters {
     dropped: Mutex<BTreeMap<&'static str, u64>>,
     requests_rejected: Mutex<BTreeMap<&'static str, u64>>,
     leases: Mutex<BTreeMap<&'static str, u64>>,
+    pub(crate) handshake_source_limit_exceeded: AtomicU64,
 }
 
 /// Adds one to `counter`.
@@ -275,6 +281,7 @@ impl LiveCounters {
             requests_rejected: self.requests_rejected.lock().clone(),
             leases: self.leases.lock().clone(),
             member_auth_failures: get(&self.member_auth_failures),
+            handshake_source_limit_exceeded: get(&self.handshake_source_limit_exceeded),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The node's long-running drivers: the accept loop (each inbound link gets
-//! a responder handshake, within the pending-handshake cap) and the
+//! a responder handshake, within the pending-handshake caps: node-wide and
+//! per source address) and the
 //! membership loop (refresh our membership record, read the members, dial
 //! every member we have no session with, with capped exponential backoff
 //! per name). Both end when the node's stop signal is set.
@@ -15,6 +16,13 @@ use super::shared::{DialState, Shared, backoff};
 use crate::id::{NodeId, SessionId};
 use crate::overlay::Listener;
 
+/// What an inbound handshake holds until it ends: a node-wide permit and
+/// its source's slot (none for an unknown source).
+pub(crate) struct HandshakeSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _source: Option<super::sources::SourceSlot>,
+}
+
 /// Accepts inbound links until the node stops; dropping the listener then
 /// stops the overlay from accepting more.
 pub(crate) async fn accept_loop(node: Arc<Shared>, mut listener: Listener) {
@@ -27,14 +35,22 @@ pub(crate) async fn accept_loop(node: Arc<Shared>, mut listener: Listener) {
                 None => break,
             },
         };
-        match Arc::clone(&node.handshakes).try_acquire_owned() {
-            Ok(permit) => node.spawn(conn::run(Arc::clone(&node), link, Role::Responder, Some(permit))),
-            Err(_) => {
-                bump(&node.counters.handshake_capacity_exceeded);
-                tracing::debug!(node = %node.id, remote = %link.remote, "too many pending handshakes; closing");
-                link.tx.close();
-            }
-        }
+        let Ok(permit) = Arc::clone(&node.handshakes).try_acquire_owned() else {
+            bump(&node.counters.handshake_capacity_exceeded);
+            tracing::debug!(node = %node.id, remote = %link.remote, "too many pending handshakes; closing");
+            link.tx.close();
+            continue;
+        };
+        // Taken with a node-wide permit only: the per-source table never
+        // holds more entries than there are permits.
+        let Some(source) = node.handshake_sources.try_enter(&link.source) else {
+            bump(&node.counters.handshake_source_limit_exceeded);
+            tracing::debug!(node = %node.id, remote = %link.remote, "too many pending handshakes from this address; closing");
+            link.tx.close();
+            continue;
+        };
+        let slot = HandshakeSlot { _permit: permit, _source: source };
+        node.spawn(conn::run(Arc::clone(&node), link, Role::Responder, Some(slot)));
     }
 }
 

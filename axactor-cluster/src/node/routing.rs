@@ -128,6 +128,7 @@ impl Shared {
             use_of("asks_executing", executing, cfg.max_inflight_requests),
             use_of("remote_monitors", self.routing.monitors.lock().len(), cfg.max_remote_monitors),
             use_of("owner_cache", cached, hosted_shards),
+            use_of("handshake_sources", self.handshake_sources.sources(), cfg.max_pending_handshakes),
         ];
         for h in hosts {
             let ((acts, max_acts), (mons, max_mons)) = h.table_use();

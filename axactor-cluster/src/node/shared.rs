@@ -88,6 +88,8 @@ pub(crate) struct Shared {
     pub(crate) counters: LiveCounters,
     /// Permits for inbound handshakes in progress.
     pub(crate) handshakes: Arc<Semaphore>,
+    /// Inbound handshakes in progress per source address.
+    pub(crate) handshake_sources: Arc<super::sources::SourceQuota>,
     /// `true` once shutdown has begun.
     pub(crate) stop: Signal<bool>,
     /// Mirrors `stop` (set first), for the hot paths.
@@ -138,6 +140,7 @@ impl Shared {
             id: session.node.clone(),
             table: Mutex::new(PeerTable::new(session.clone(), cfg.max_peers)),
             handshakes: Arc::new(Semaphore::new(cfg.max_pending_handshakes)),
+            handshake_sources: super::sources::SourceQuota::new(cfg.max_pending_handshakes_per_source),
             session,
             cfg,
             key,

@@ -4,7 +4,9 @@
 //! delayed frames in a [`Schedule`] and held frames in a bounded queue, and
 //! hands due frames to the receiver's bounded queue.
 //!
-//! Bounds: at most `link_queue_frames` frames are scheduled at once (beyond
+//! Bounds: a frame is delivered only with a slot in the receiver's queue
+//! and room in its byte budget (else the task waits, as a TCP reader
+//! would); at most `link_queue_frames` frames are scheduled at once (beyond
 //! that the task stops taking frames, so the sender's queue fills and
 //! `try_send` reports `Full`); at most `max_held_frames` are held.
 //!
@@ -25,7 +27,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::faults::{Decision, DropReason, Schedule};
-use super::link::{FrameLimit, LinkState, Next, OutQueue, Phase, PhaseWatch};
+use super::link::{ByteBudget, FrameLimit, LinkState, Next, OutQueue, Phase, PhaseWatch};
 use super::memory::{FrameFate, Net, REORDER_MAX_WAIT, bump};
 
 /// Which way a delivery task carries frames.
@@ -36,6 +38,8 @@ pub(crate) struct Direction {
     pub(crate) to: String,
     /// The receiving endpoint's frame limit.
     pub(crate) limit: FrameLimit,
+    /// The receiving endpoint's inbound byte budget.
+    pub(crate) bytes: Arc<ByteBudget>,
 }
 
 /// Far enough in the future to never fire in a test or a simulation.
@@ -180,18 +184,25 @@ impl Task {
             bump(&self.dir.net.counters.dropped_closed, 1);
             return false;
         }
-        tokio::select! {
+        let permit = tokio::select! {
             biased;
-            () = self.dead.reached(Phase::Dead) => false,
+            () = self.dead.reached(Phase::Dead) => return false,
             r = self.inbound.reserve() => match r {
-                Ok(permit) => {
-                    self.dir.net.tap(&self.dir.from, &self.dir.to, &frame, FrameFate::Delivered);
-                    permit.send(frame);
-                    bump(&self.dir.net.counters.delivered, 1);
-                    true
-                }
-                Err(_) => false,
+                Ok(permit) => permit,
+                Err(_) => return false,
+            },
+        };
+        // Then the bytes (cancel safe: taken only when it completes).
+        if !self.dir.bytes.try_take(frame.len()) {
+            tokio::select! {
+                biased;
+                () = self.dead.reached(Phase::Dead) => return false,
+                () = self.dir.bytes.take(frame.len()) => {}
             }
         }
+        self.dir.net.tap(&self.dir.from, &self.dir.to, &frame, FrameFate::Delivered);
+        permit.send(frame);
+        bump(&self.dir.net.counters.delivered, 1);
+        true
     }
 }

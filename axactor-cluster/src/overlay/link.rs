@@ -17,7 +17,17 @@
 //! driver made busy, and the driver turns idle only with both queues empty,
 //! both under one lock, so the two paths never reorder frames.
 //! All three queues are bounded (the overlay's `link_queue_frames`, by default
-//! [`DEFAULT_LINK_QUEUE_FRAMES`](super::DEFAULT_LINK_QUEUE_FRAMES)).
+//! [`DEFAULT_LINK_QUEUE_FRAMES`](super::DEFAULT_LINK_QUEUE_FRAMES)), and in
+//! bytes too: the two outbound queues share one [`ByteBudget`], the inbound
+//! queue has its own (by default
+//! [`DEFAULT_LINK_QUEUE_BYTES`](super::DEFAULT_LINK_QUEUE_BYTES) each, set
+//! per link with [`LinkSender::set_max_queued_bytes`] and
+//! [`LinkReceiver::set_max_queued_bytes`]). A frame is admitted when it fits
+//! the budget or its queue holds nothing (so one frame larger than the
+//! budget still passes, alone); over the budget, waiting senders wait and
+//! `try_send` reports [`OverlayError::Full`], exactly as for a full queue.
+//! The accounting is one atomic add when a frame is queued and one atomic
+//! subtract when it is taken: no lock, no allocation per frame.
 //!
 //! Lifecycle, shared by the halves and the driver through a [`LinkState`]:
 //! `Open → Closing → Dead`, only forwards. `Closing` (after
@@ -28,11 +38,12 @@
 //! and discards what is queued. When the driver ends, the receiver yields
 //! what it already holds and then `None`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::signal::Signal;
 
@@ -62,6 +73,23 @@ pub struct Link {
     pub rx: LinkReceiver,
     /// Who is at the other end, for logs: a node name or a socket address.
     pub remote: String,
+    /// Where an accepted link comes from, as far as the overlay can tell:
+    /// the key of the node's per-source handshake limit.
+    pub source: LinkSource,
+}
+
+/// Where an inbound link comes from. Not authenticated: only a key for
+/// per-source limits before the handshake.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum LinkSource {
+    /// A TCP peer's IP address (without the port; an IPv4-mapped IPv6
+    /// address is given as IPv4).
+    Ip(IpAddr),
+    /// The dialling node's name (in-memory overlay).
+    Node(String),
+    /// Not known (dialled links, overlays that cannot tell).
+    Unknown,
 }
 
 /// Where a link is in its life. Only moves forwards.
@@ -147,12 +175,94 @@ impl FrameLimit {
     }
 }
 
+/// How many bytes of frames one bounded queue (or pair of queues) holds,
+/// against its budget; shared by the queue's producers and its consumer.
+///
+/// A producer takes a frame's length before queueing it
+/// ([`try_take`](Self::try_take) or, waiting, [`take`](Self::take)); the
+/// consumer gives it back when it takes the frame out
+/// ([`give_back`](Self::give_back)). A waiting producer is woken by the
+/// consumer only when one has announced itself (`waiting`), so the common
+/// case costs one atomic read-modify-write on each side.
+#[derive(Debug)]
+pub(crate) struct ByteBudget {
+    queued: AtomicUsize,
+    max: AtomicUsize,
+    waiting: AtomicBool,
+    room: Notify,
+}
+
+impl ByteBudget {
+    pub(crate) fn new(max: usize) -> Arc<ByteBudget> {
+        Arc::new(ByteBudget {
+            queued: AtomicUsize::new(0),
+            max: AtomicUsize::new(max.max(1)),
+            waiting: AtomicBool::new(false),
+            room: Notify::new(),
+        })
+    }
+
+    /// Sets the budget (at least 1 byte); producers waiting re-check it.
+    pub(crate) fn set_max(&self, max: usize) {
+        self.max.store(max.max(1), Ordering::SeqCst);
+        self.room.notify_waiters();
+    }
+
+    /// Bytes queued now.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Takes `len` bytes if they fit the budget or nothing is queued.
+    pub(crate) fn try_take(&self, len: usize) -> bool {
+        let max = self.max.load(Ordering::Relaxed);
+        self.queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
+                (q == 0 || q.saturating_add(len) <= max).then_some(q.saturating_add(len))
+            })
+            .is_ok()
+    }
+
+    /// Takes `len` bytes, waiting until they fit.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: nothing is taken unless it completes.
+    pub(crate) async fn take(&self, len: usize) {
+        loop {
+            if self.try_take(len) {
+                return;
+            }
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // Announce the wait, then look again: a consumer that gave bytes
+            // back before this store is seen by the second try, one after it
+            // sees `waiting` and wakes us (both sequentially consistent).
+            self.waiting.store(true, Ordering::SeqCst);
+            if self.try_take(len) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Gives back the bytes of a frame taken out of the queue.
+    pub(crate) fn give_back(&self, len: usize) {
+        self.queued.fetch_sub(len, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) && self.waiting.swap(false, Ordering::SeqCst) {
+            self.room.notify_waiters();
+        }
+    }
+}
+
 /// The sending half of a [`Link`]. Cheap to clone; all clones feed the same
 /// two bounded queues, one per [`Priority`].
 #[derive(Debug, Clone)]
 pub struct LinkSender {
     control: mpsc::Sender<Bytes>,
     data: mpsc::Sender<Bytes>,
+    /// Bytes in both queues, against their shared budget.
+    bytes: Arc<ByteBudget>,
     state: Arc<LinkState>,
     max_frame_bytes: usize,
     /// A TCP link's write-through path (see the module docs).
@@ -167,10 +277,26 @@ impl LinkSender {
     }
 
     fn try_queue(&self, frame: Bytes, priority: Priority) -> Result<(), OverlayError> {
-        self.queue(priority).try_send(frame).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => OverlayError::Full,
-            mpsc::error::TrySendError::Closed(_) => OverlayError::Closed,
+        let len = frame.len();
+        if !self.bytes.try_take(len) {
+            return Err(OverlayError::Full);
+        }
+        self.queue(priority).try_send(frame).map_err(|e| {
+            self.bytes.give_back(len);
+            match e {
+                mpsc::error::TrySendError::Full(_) => OverlayError::Full,
+                mpsc::error::TrySendError::Closed(_) => OverlayError::Closed,
+            }
         })
+    }
+
+    /// Sets the byte budget shared by this link's two outbound queues
+    /// (default [`DEFAULT_LINK_QUEUE_BYTES`](super::DEFAULT_LINK_QUEUE_BYTES)):
+    /// over it, [`send`](Self::send) waits and [`try_send`](Self::try_send)
+    /// reports [`OverlayError::Full`]. A frame is always admitted into
+    /// empty queues, whatever its size.
+    pub fn set_max_queued_bytes(&self, max: usize) {
+        self.bytes.set_max(max);
     }
 
     fn queue(&self, priority: Priority) -> &mpsc::Sender<Bytes> {
@@ -196,7 +322,8 @@ impl LinkSender {
     /// Queues `frame` without waiting.
     ///
     /// # Errors
-    /// [`OverlayError::Full`] if that priority's queue is full,
+    /// [`OverlayError::Full`] if that priority's queue is full or the
+    /// queues hold their byte budget,
     /// [`OverlayError::Closed`] if the link is closing or closed,
     /// [`OverlayError::EmptyFrame`] / [`OverlayError::FrameTooLarge`] if the
     /// frame is empty or longer than the overlay's `max_frame_bytes`.
@@ -220,17 +347,28 @@ impl LinkSender {
     /// (it is dropped) and the queue order of other frames is unaffected.
     pub async fn send(&self, frame: Bytes, priority: Priority) -> Result<(), OverlayError> {
         self.check(&frame)?;
+        let len = frame.len();
         // Fast path: room now (no waiter to register; `check` saw the link open).
         if let Ok(permit) = self.queue(priority).try_reserve() {
-            self.send_reserved(permit, frame);
-            return Ok(());
+            if self.bytes.try_take(len) {
+                self.send_reserved(permit, frame);
+                return Ok(());
+            }
+            drop(permit);
         }
         let mut watch = self.state.watch();
+        // A slot first, then the bytes: both waits are cancel safe, and
+        // nothing is taken unless the frame is queued.
         let permit = tokio::select! {
             biased;
             () = watch.reached(Phase::Closing) => return Err(OverlayError::Closed),
             r = self.queue(priority).reserve() => r.map_err(|_| OverlayError::Closed)?,
         };
+        tokio::select! {
+            biased;
+            () = watch.reached(Phase::Closing) => return Err(OverlayError::Closed),
+            () = self.bytes.take(len) => {}
+        }
         self.send_reserved(permit, frame);
         Ok(())
     }
@@ -259,11 +397,21 @@ impl LinkSender {
             match direct.feed(&mut gate, frame) {
                 Ok(()) => return Ok(()),
                 // Busy: queued under the gate, so the driver cannot turn idle meanwhile.
-                Err(frame) => match self.queue(priority).try_send(frame) {
-                    Ok(()) => return Ok(()),
-                    Err(mpsc::error::TrySendError::Closed(_)) => return Err(OverlayError::Closed),
-                    Err(mpsc::error::TrySendError::Full(frame)) => frame,
-                },
+                Err(frame) if !self.bytes.try_take(frame.len()) => frame,
+                Err(frame) => {
+                    let len = frame.len();
+                    match self.queue(priority).try_send(frame) {
+                        Ok(()) => return Ok(()),
+                        Err(mpsc::error::TrySendError::Closed(_)) => {
+                            self.bytes.give_back(len);
+                            return Err(OverlayError::Closed);
+                        }
+                        Err(mpsc::error::TrySendError::Full(frame)) => {
+                            self.bytes.give_back(len);
+                            frame
+                        }
+                    }
+                }
             }
         };
         self.send(full, priority).await
@@ -299,6 +447,8 @@ impl LinkSender {
 pub struct LinkReceiver {
     rx: mpsc::Receiver<Bytes>,
     limit: FrameLimit,
+    /// Bytes in the inbound queue, against its budget.
+    bytes: Arc<ByteBudget>,
 }
 
 impl LinkReceiver {
@@ -308,13 +458,34 @@ impl LinkReceiver {
     /// # Cancel safety
     /// Cancel safe: a frame is never lost by dropping the future.
     pub async fn recv(&mut self) -> Option<Bytes> {
-        self.rx.recv().await
+        let frame = self.rx.recv().await;
+        if let Some(frame) = &frame {
+            self.bytes.give_back(frame.len());
+        }
+        frame
     }
 
     /// A frame already received, without waiting; `None` if there is none
     /// right now (or the link has ended: [`recv`](Self::recv) tells which).
     pub(crate) fn try_recv(&mut self) -> Option<Bytes> {
-        self.rx.try_recv().ok()
+        let frame = self.rx.try_recv().ok()?;
+        self.bytes.give_back(frame.len());
+        Some(frame)
+    }
+
+    /// Sets the byte budget of the inbound queue (default
+    /// [`DEFAULT_LINK_QUEUE_BYTES`](super::DEFAULT_LINK_QUEUE_BYTES)): over
+    /// it, the overlay stops taking the peer's frames (TCP: stops reading,
+    /// so the peer's writes block) until frames are received here. A frame
+    /// is always admitted into an empty queue, whatever its size.
+    pub fn set_max_queued_bytes(&self, max: usize) {
+        self.bytes.set_max(max);
+    }
+
+    /// Bytes of frames received by the overlay and not taken by
+    /// [`recv`](Self::recv) yet.
+    pub fn queued_bytes(&self) -> usize {
+        self.bytes.queued()
     }
 
     /// Sets the largest frame the peer may send from now on (frames whose
@@ -336,6 +507,7 @@ impl LinkReceiver {
 pub(crate) struct OutQueue {
     control: mpsc::Receiver<Bytes>,
     data: mpsc::Receiver<Bytes>,
+    bytes: Arc<ByteBudget>,
     watch: PhaseWatch,
     control_done: bool,
     data_done: bool,
@@ -385,11 +557,11 @@ impl OutQueue {
                     self.data.close();
                 }
                 r = self.control.recv(), if !self.control_done => match r {
-                    Some(frame) => return Next::Frame(frame),
+                    Some(frame) => return Next::Frame(self.taken(frame)),
                     None => self.control_done = true,
                 },
                 r = self.data.recv(), if !self.data_done => match r {
-                    Some(frame) => return Next::Frame(frame),
+                    Some(frame) => return Next::Frame(self.taken(frame)),
                     None => self.data_done = true,
                 },
             }
@@ -398,7 +570,14 @@ impl OutQueue {
 
     /// A frame that is ready now, control before data, without waiting.
     pub(crate) fn try_next(&mut self) -> Option<Bytes> {
-        self.control.try_recv().ok().or_else(|| self.data.try_recv().ok())
+        let frame = self.control.try_recv().ok().or_else(|| self.data.try_recv().ok())?;
+        Some(self.taken(frame))
+    }
+
+    /// Gives a frame's bytes back to the budget as it leaves the queues.
+    fn taken(&self, frame: Bytes) -> Bytes {
+        self.bytes.give_back(frame.len());
+        frame
     }
 }
 
@@ -406,10 +585,19 @@ impl OutQueue {
 pub(crate) fn outbound(state: &Arc<LinkState>, queue_frames: usize, max_frame_bytes: usize) -> (LinkSender, OutQueue) {
     let (control_tx, control_rx) = mpsc::channel(queue_frames.max(1));
     let (data_tx, data_rx) = mpsc::channel(queue_frames.max(1));
-    let tx = LinkSender { control: control_tx, data: data_tx, state: Arc::clone(state), max_frame_bytes, direct: None };
+    let bytes = ByteBudget::new(super::DEFAULT_LINK_QUEUE_BYTES);
+    let tx = LinkSender {
+        control: control_tx,
+        data: data_tx,
+        bytes: Arc::clone(&bytes),
+        state: Arc::clone(state),
+        max_frame_bytes,
+        direct: None,
+    };
     let out = OutQueue {
         control: control_rx,
         data: data_rx,
+        bytes,
         watch: state.watch(),
         control_done: false,
         data_done: false,
@@ -418,8 +606,45 @@ pub(crate) fn outbound(state: &Arc<LinkState>, queue_frames: usize, max_frame_by
     (tx, out)
 }
 
-/// Creates the inbound half of a link endpoint.
-pub(crate) fn inbound(queue_frames: usize, limit: FrameLimit) -> (mpsc::Sender<Bytes>, LinkReceiver) {
+/// Creates the inbound half of a link endpoint: the driver's sender, the
+/// inbound queue's byte budget (the driver takes a frame's bytes before
+/// queueing it) and the receiver.
+pub(crate) fn inbound(queue_frames: usize, limit: FrameLimit) -> (mpsc::Sender<Bytes>, Arc<ByteBudget>, LinkReceiver) {
     let (tx, rx) = mpsc::channel(queue_frames.max(1));
-    (tx, LinkReceiver { rx, limit })
+    let bytes = ByteBudget::new(super::DEFAULT_LINK_QUEUE_BYTES);
+    (tx, Arc::clone(&bytes), LinkReceiver { rx, limit, bytes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_admits_what_fits_or_one_frame_alone() {
+        let budget = ByteBudget::new(100);
+        assert!(budget.try_take(60));
+        assert!(budget.try_take(40), "exactly the budget fits");
+        assert!(!budget.try_take(1), "over the budget");
+        budget.give_back(60);
+        assert!(!budget.try_take(61));
+        budget.give_back(40);
+        assert!(budget.try_take(1_000), "an empty queue admits one frame of any size");
+        assert!(!budget.try_take(1));
+        assert_eq!(budget.queued(), 1_000);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_producer_is_woken_by_the_consumer() {
+        let budget = ByteBudget::new(10);
+        assert!(budget.try_take(10));
+        let waiter = tokio::spawn({
+            let budget = Arc::clone(&budget);
+            async move { budget.take(5).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        budget.give_back(10);
+        tokio::time::timeout(std::time::Duration::from_secs(10), waiter).await.expect("woken").expect("task");
+        assert_eq!(budget.queued(), 5);
+    }
 }

@@ -25,7 +25,9 @@ use tokio::sync::mpsc;
 use super::delivery::{self, Direction};
 use super::faults::{FaultTable, LinkFaults};
 use super::link::{self, FrameLimit, LinkState};
-use super::{BoxFuture, DEFAULT_ACCEPT_BACKLOG, DEFAULT_LINK_QUEUE_FRAMES, Link, Listener, Overlay, OverlayError};
+use super::{
+    BoxFuture, DEFAULT_ACCEPT_BACKLOG, DEFAULT_LINK_QUEUE_FRAMES, Link, LinkSource, Listener, Overlay, OverlayError,
+};
 use crate::id::NodeId;
 use crate::signal::Signal;
 use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
@@ -418,19 +420,31 @@ impl InMemoryOverlay {
         let (b_tx, b_out) = link::outbound(&state, q, max_frame_bytes);
         let a_limit = FrameLimit::new(max_frame_bytes, max_frame_bytes);
         let b_limit = FrameLimit::new(max_frame_bytes, max_frame_bytes);
-        let (a_in, a_rx) = link::inbound(q, a_limit.clone());
-        let (b_in, b_rx) = link::inbound(q, b_limit.clone());
-        let theirs = Link { tx: b_tx, rx: b_rx, remote: me.to_owned() };
+        let (a_in, a_bytes, a_rx) = link::inbound(q, a_limit.clone());
+        let (b_in, b_bytes, b_rx) = link::inbound(q, b_limit.clone());
+        let theirs = Link { tx: b_tx, rx: b_rx, remote: me.to_owned(), source: LinkSource::Node(me.to_owned()) };
         if acceptor.try_send(theirs).is_err() {
             return failed(OverlayError::Refused(peer.to_owned()));
         }
         drop(inner);
         bump(&self.net.counters.links_opened, 1);
-        let there = Direction { net: Arc::clone(&self.net), from: me.to_owned(), to: peer.to_owned(), limit: b_limit };
-        let back = Direction { net: Arc::clone(&self.net), from: peer.to_owned(), to: me.to_owned(), limit: a_limit };
+        let there = Direction {
+            net: Arc::clone(&self.net),
+            from: me.to_owned(),
+            to: peer.to_owned(),
+            limit: b_limit,
+            bytes: b_bytes,
+        };
+        let back = Direction {
+            net: Arc::clone(&self.net),
+            from: peer.to_owned(),
+            to: me.to_owned(),
+            limit: a_limit,
+            bytes: a_bytes,
+        };
         tokio::spawn(delivery::run(there, a_out, b_in, Arc::clone(&state)));
         tokio::spawn(delivery::run(back, b_out, a_in, state));
-        Ok(Link { tx: a_tx, rx: a_rx, remote: peer.to_owned() })
+        Ok(Link { tx: a_tx, rx: a_rx, remote: peer.to_owned(), source: LinkSource::Unknown })
     }
 }
 

@@ -24,7 +24,8 @@
 //!   control frames may overtake data frames (the in-memory overlay's
 //!   injected faults are the only other exception);
 //! - every queue is bounded: [`DEFAULT_LINK_QUEUE_FRAMES`] per priority and
-//!   direction, [`DEFAULT_ACCEPT_BACKLOG`] links waiting in a listener;
+//!   direction, [`DEFAULT_LINK_QUEUE_BYTES`] per direction,
+//!   [`DEFAULT_ACCEPT_BACKLOG`] links waiting in a listener;
 //! - a link's failure (a peer's bad frame included) ends that link only.
 
 use std::any::Any;
@@ -44,7 +45,7 @@ mod tcp;
 mod tcp_conn;
 
 pub use faults::LinkFaults;
-pub use link::{Link, LinkReceiver, LinkSender, Priority};
+pub use link::{Link, LinkReceiver, LinkSender, LinkSource, Priority};
 pub use memory::{DEFAULT_MAX_HELD_FRAMES, FrameFate, FrameTap, InMemoryOverlay, InMemoryStats, REORDER_MAX_WAIT};
 pub use tcp::{
     DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_INBOUND_CONNECTIONS, TcpKeepaliveOptions, TcpOverlay,
@@ -54,6 +55,11 @@ pub use tcp::{
 /// Default capacity of each bounded queue of a link, in frames: one queue
 /// per [`Priority`] for sending, one for receiving.
 pub const DEFAULT_LINK_QUEUE_FRAMES: usize = 1024;
+
+/// Default byte budget of a link's queues, per direction: the inbound
+/// queue, and the two outbound queues together (see [`LinkSender::set_max_queued_bytes`]
+/// and [`LinkReceiver::set_max_queued_bytes`]).
+pub const DEFAULT_LINK_QUEUE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Default number of accepted links a [`Listener`] holds before
 /// [`Listener::accept`] takes them; further links are refused.

@@ -30,7 +30,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::tcp_conn::{self, ConnParams};
-use super::{BoxFuture, DEFAULT_ACCEPT_BACKLOG, DEFAULT_LINK_QUEUE_FRAMES, Link, Listener, Overlay, OverlayError};
+use super::{
+    BoxFuture, DEFAULT_ACCEPT_BACKLOG, DEFAULT_LINK_QUEUE_FRAMES, Link, LinkSource, Listener, Overlay, OverlayError,
+};
 use crate::id::NodeId;
 use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
 
@@ -121,6 +123,10 @@ pub struct TcpStats {
     pub truncated_frames: u64,
     /// Connections closed by an I/O error.
     pub io_errors: u64,
+    /// Times a connection stopped reading because its inbound queue held
+    /// its byte budget (`LinkReceiver::set_max_queued_bytes`), until the
+    /// node had taken enough frames.
+    pub byte_budget_waits: u64,
 }
 
 #[derive(Debug, Default)]
@@ -135,6 +141,7 @@ pub(crate) struct TcpCounters {
     pub(crate) decode_errors: AtomicU64,
     pub(crate) truncated_frames: AtomicU64,
     pub(crate) io_errors: AtomicU64,
+    pub(crate) byte_budget_waits: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64, n: u64) {
@@ -272,6 +279,7 @@ impl TcpOverlay {
             decode_errors: get(&c.decode_errors),
             truncated_frames: get(&c.truncated_frames),
             io_errors: get(&c.io_errors),
+            byte_budget_waits: get(&c.byte_budget_waits),
         }
     }
 
@@ -293,7 +301,7 @@ impl TcpOverlay {
         c.keepalive.validate()
     }
 
-    fn conn_params(&self, remote: String) -> ConnParams {
+    fn conn_params(&self, remote: String, source: LinkSource) -> ConnParams {
         ConnParams {
             max_frame_bytes: self.config.max_frame_bytes,
             initial_max_frame_bytes: self.config.initial_max_frame_bytes,
@@ -301,6 +309,7 @@ impl TcpOverlay {
             close_timeout: self.config.close_timeout,
             counters: Arc::clone(&self.counters),
             remote,
+            source,
             permit: None,
         }
     }
@@ -331,7 +340,7 @@ impl TcpOverlay {
         };
         configure_socket(&stream, &self.config.keepalive);
         bump(&self.counters.connections_dialed, 1);
-        Ok(tcp_conn::spawn(stream, self.conn_params(format!("{peer}@{addr}"))))
+        Ok(tcp_conn::spawn(stream, self.conn_params(format!("{peer}@{addr}"), LinkSource::Unknown)))
     }
 }
 
@@ -403,7 +412,7 @@ async fn accept_loop(overlay: TcpOverlay, listener: TcpListener, links: mpsc::Se
         };
         configure_socket(&stream, &overlay.config.keepalive);
         bump(&counters.connections_accepted, 1);
-        let mut params = overlay.conn_params(addr.to_string());
+        let mut params = overlay.conn_params(addr.to_string(), LinkSource::Ip(addr.ip().to_canonical()));
         params.permit = Some(permit);
         slot.send(tcp_conn::spawn(stream, params));
     }

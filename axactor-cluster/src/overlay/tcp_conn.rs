@@ -25,8 +25,8 @@
 //!   shuts the write side down (FIN) and waits for the reader to finish.
 //! - Reader: reads into one `BytesMut`, cuts frames out with
 //!   [`FrameDecoder`] under the link's current frame limit, and hands them to
-//!   the bounded inbound queue (waiting for room: back-pressure reaches the
-//!   peer through TCP). The buffer grows only as the decoder needs it: never
+//!   the bounded inbound queue (waiting for room, in frames and in bytes:
+//!   back-pressure reaches the peer through TCP). The buffer grows only as the decoder needs it: never
 //!   past `limit + 4 + READ_CHUNK` bytes, and a large frame's buffer grows at
 //!   most geometrically with the bytes actually received (a four-byte prefix
 //!   alone never makes it allocate the announced length).
@@ -53,9 +53,9 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 
-use super::Link;
-use super::link::{self, FrameLimit, LinkState, Next, OutQueue, Phase};
+use super::link::{self, ByteBudget, FrameLimit, LinkState, Next, OutQueue, Phase};
 use super::tcp::{TcpCounters, bump};
+use super::{Link, LinkSource};
 use crate::wire::frame::{FrameDecoder, FrameError, LEN_PREFIX, encode_frame};
 
 /// Most frames written by one `write_all`.
@@ -80,6 +80,8 @@ pub(crate) struct ConnParams {
     pub(crate) counters: Arc<TcpCounters>,
     /// For logs.
     pub(crate) remote: String,
+    /// Where an accepted connection comes from.
+    pub(crate) source: LinkSource,
     /// Held for the connection's life (inbound connections).
     pub(crate) permit: Option<OwnedSemaphorePermit>,
 }
@@ -105,10 +107,10 @@ pub(crate) fn spawn(stream: TcpStream, params: ConnParams) -> Link {
     let (tx, out) = link::outbound(&state, params.queue_frames, params.max_frame_bytes);
     let tx = tx.with_direct(Arc::clone(&direct));
     let limit = FrameLimit::new(params.initial_max_frame_bytes, params.max_frame_bytes);
-    let (inbound, rx) = link::inbound(params.queue_frames, limit.clone());
-    let remote = params.remote.clone();
-    tokio::spawn(run(ReadSide { rd, inbound, limit }, stream, direct, out, state, params));
-    Link { tx, rx, remote }
+    let (inbound, bytes, rx) = link::inbound(params.queue_frames, limit.clone());
+    let (remote, source) = (params.remote.clone(), params.source.clone());
+    tokio::spawn(run(ReadSide { rd, inbound, bytes, limit }, stream, direct, out, state, params));
+    Link { tx, rx, remote, source }
 }
 
 /// The write-through path of one TCP link, shared by its senders and its
@@ -217,6 +219,8 @@ enum WriterEnd {
 struct ReadSide {
     rd: OwnedReadHalf,
     inbound: mpsc::Sender<Bytes>,
+    /// The inbound queue's byte budget.
+    bytes: Arc<ByteBudget>,
     limit: FrameLimit,
 }
 
@@ -228,10 +232,10 @@ async fn run(
     state: Arc<LinkState>,
     params: ConnParams,
 ) {
-    let ReadSide { mut rd, inbound, limit } = read;
+    let ReadSide { mut rd, inbound, bytes, limit } = read;
     let reader_done = Notify::new();
     let reader = async {
-        let end = read_loop(&mut rd, inbound, &state, &limit, &params).await;
+        let end = read_loop(&mut rd, (inbound, &bytes), &state, &limit, &params).await;
         reader_done.notify_one();
         end
     };
@@ -280,7 +284,7 @@ async fn run(
 
 async fn read_loop(
     rd: &mut OwnedReadHalf,
-    inbound: mpsc::Sender<Bytes>,
+    (inbound, bytes): (mpsc::Sender<Bytes>, &ByteBudget),
     state: &Arc<LinkState>,
     limit: &FrameLimit,
     params: &ConnParams,
@@ -302,6 +306,18 @@ async fn read_loop(
                     // Fast path: the link is not dead and the queue has room.
                     if state.phase() == Phase::Dead {
                         break 'read ReaderEnd::Stopped;
+                    }
+                    // The inbound queue holds its byte budget: stop reading
+                    // (back-pressure reaches the peer through TCP) until
+                    // the receiver has taken enough.
+                    if !bytes.try_take(frame.len()) {
+                        bump(&params.counters.byte_budget_waits, 1);
+                        tokio::select! {
+                            biased;
+                            () = &mut dead => break 'read ReaderEnd::Stopped,
+                            () = &mut closed => break 'read ReaderEnd::ReceiverDropped,
+                            () = bytes.take(frame.len()) => {}
+                        }
                     }
                     let frame = match inbound.try_send(frame) {
                         Ok(()) => continue,

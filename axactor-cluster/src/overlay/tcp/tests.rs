@@ -349,3 +349,52 @@ async fn dropping_the_listener_stops_accepting() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_cannot_make_the_receiver_queue_more_than_its_byte_budget() {
+    const FRAME: usize = 256 * 1024;
+    const BUDGET: usize = 1024 * 1024;
+    // 10 MiB in 40 frames: well within the 1,024-frame queue, ten times the budget.
+    const FRAMES: usize = 40;
+    let tb = TcpOverlay::new(HashMap::new()).with_initial_max_frame_bytes(DEFAULT_MAX_FRAME_BYTES);
+    tb.insert_address("b", any_port());
+    let mut listener = tb.listen(&id("b")).await.expect("listen");
+    let mut raw = tokio::net::TcpStream::connect(listener.local_addr().expect("addr")).await.expect("connect");
+    let mut b = within(listener.accept()).await.expect("accepted");
+    assert!(matches!(b.source, LinkSource::Ip(ip) if ip.is_loopback()), "{:?}", b.source);
+    b.rx.set_max_queued_bytes(BUDGET);
+
+    // The peer writes every frame at once; the node takes none for now.
+    let writer = tokio::spawn(async move {
+        let mut bytes = Vec::with_capacity(FRAMES * (FRAME + 4));
+        for i in 0..FRAMES {
+            bytes.extend_from_slice(&(FRAME as u32).to_be_bytes());
+            bytes.resize(bytes.len() + FRAME, i as u8);
+        }
+        raw.write_all(&bytes).await.expect("write");
+        raw
+    });
+    // Either the link stopped reading at its budget, or (unbounded) it
+    // queued every frame.
+    let deadline = Instant::now() + LIMIT;
+    while tb.stats().byte_budget_waits == 0 && tb.stats().frames_received < FRAMES as u64 {
+        assert!(Instant::now() < deadline, "neither: {:#?}", tb.stats());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let queued = b.rx.queued_bytes();
+    let mut held = 0;
+    while let Some(frame) = b.rx.try_recv() {
+        held += frame.len();
+    }
+    assert!(held <= BUDGET && queued <= BUDGET, "{held} bytes queued ({queued} counted), budget {BUDGET}");
+
+    // Back-pressure, not loss: every frame arrives, in order, as the node takes them.
+    let mut got = held / FRAME;
+    while got < FRAMES {
+        let frame = recv(&mut b.rx).await.expect("frame");
+        assert_eq!((frame.len(), frame[0]), (FRAME, got as u8));
+        got += 1;
+    }
+    drop(within(writer).await.expect("writer"));
+    assert!(tb.stats().byte_budget_waits > 0);
+}

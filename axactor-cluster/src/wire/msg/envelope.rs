@@ -82,7 +82,10 @@ pub enum ControlMsg {
     /// (sent first thing in a graceful shutdown) withdraws the node.
     Hosting {
         /// `(registry id, shard count)`, at most
-        /// [`MAX_HOSTED_REGISTRIES`](crate::wire::MAX_HOSTED_REGISTRIES).
+        /// [`MAX_HOSTED_REGISTRIES`](crate::wire::MAX_HOSTED_REGISTRIES):
+        /// a longer list is refused while decoding, before more entries
+        /// than the bound are allocated.
+        #[serde(deserialize_with = "hosted_list::deserialize")]
         registries: Vec<(String, u32)>,
     },
 }
@@ -210,6 +213,50 @@ pub enum Rejection {
         /// The receiver's shard count for the registry.
         shard_count: u32,
     },
+}
+
+/// Decodes a `Hosting` list with its bound checked while decoding: the
+/// announced length first (postcard gives it exactly), then entry by entry,
+/// so a frame claiming or holding more than [`MAX_HOSTED_REGISTRIES`]
+/// entries fails after at most that many, and the vector never reserves
+/// more. The bytes are those of a plain `Vec<(String, u32)>`.
+mod hosted_list {
+    use std::fmt;
+
+    use serde::Deserializer;
+    use serde::de::{self, SeqAccess, Visitor};
+
+    use super::MAX_HOSTED_REGISTRIES;
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<(String, u32)>, D::Error> {
+        deserializer.deserialize_seq(HostedVisitor)
+    }
+
+    struct HostedVisitor;
+
+    impl<'de> Visitor<'de> for HostedVisitor {
+        type Value = Vec<(String, u32)>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "at most {MAX_HOSTED_REGISTRIES} (registry, shard count) pairs")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let too_long = || de::Error::invalid_length(MAX_HOSTED_REGISTRIES + 1, &HostedVisitor);
+            let announced = seq.size_hint().unwrap_or(0);
+            if announced > MAX_HOSTED_REGISTRIES {
+                return Err(too_long());
+            }
+            let mut out = Vec::with_capacity(announced);
+            while let Some(entry) = seq.next_element::<(String, u32)>()? {
+                if out.len() == MAX_HOSTED_REGISTRIES {
+                    return Err(too_long());
+                }
+                out.push(entry);
+            }
+            Ok(out)
+        }
+    }
 }
 
 /// Serde adapter for opaque byte payloads: the same bytes on the wire as a

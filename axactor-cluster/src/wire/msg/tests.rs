@@ -299,3 +299,75 @@ proptest! {
 }
 
 const DEFAULT_MAX: usize = crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
+
+/// A `Hosting` payload as a peer could write it: `claimed` as the list's
+/// length, then `entries` pairs of an empty registry id and shard count 0
+/// (two bytes each, the smallest entry there is).
+fn hosting_bytes(claimed: u64, entries: usize) -> Vec<u8> {
+    let mut out = vec![0x00, 0x07]; // Envelope::Control, ControlMsg::Hosting
+    let mut n = claimed;
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    for _ in 0..entries {
+        out.extend_from_slice(&[0x00, 0x00]);
+    }
+    out
+}
+
+#[test]
+fn hosting_is_bounded_while_decoding() {
+    let at_bound = hosting_bytes(MAX_HOSTED_REGISTRIES as u64, MAX_HOSTED_REGISTRIES);
+    match decode_envelope(&at_bound) {
+        Ok(Envelope::Control(ControlMsg::Hosting { registries })) => {
+            assert_eq!(registries.len(), MAX_HOSTED_REGISTRIES);
+        }
+        other => panic!("a list at the bound decodes: {other:?}"),
+    }
+    // One entry over the bound, and a 4 MiB frame's worth of entries (two
+    // million: ~64 MiB as a `Vec<(String, u32)>`): refused by the bound.
+    let four_mib = DEFAULT_MAX_FRAME_BYTES_FOR_TESTS / 2 - 8;
+    for (claimed, entries) in
+        [(MAX_HOSTED_REGISTRIES as u64 + 1, MAX_HOSTED_REGISTRIES + 1), (four_mib as u64, four_mib)]
+    {
+        let bytes = hosting_bytes(claimed, entries);
+        assert!(bytes.len() <= DEFAULT_MAX_FRAME_BYTES_FOR_TESTS, "fits a frame: {} bytes", bytes.len());
+        assert_eq!(
+            decode_envelope(&bytes).map(|_| ()),
+            Err(CodecError::Postcard(PostcardErrorKind::Invalid)),
+            "claimed {claimed}, {entries} entries in {} bytes",
+            bytes.len()
+        );
+    }
+    // A length claimed without the entries: postcard refuses it against the
+    // bytes left, before anything is allocated.
+    assert_eq!(decode_envelope(&hosting_bytes(u64::from(u32::MAX), 0)), Err(CodecError::Truncated));
+}
+
+const DEFAULT_MAX_FRAME_BYTES_FOR_TESTS: usize = crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A `Hosting` list decodes exactly when it is within the bound, and a
+    /// list over it is refused however long it claims to be.
+    #[test]
+    fn hosting_decodes_iff_within_the_bound(
+        entries in 0usize..3 * MAX_HOSTED_REGISTRIES,
+        extra_claim in 0u64..1 << 40,
+    ) {
+        let bytes = hosting_bytes(entries as u64, entries);
+        let decoded = decode_envelope(&bytes);
+        if entries <= MAX_HOSTED_REGISTRIES {
+            let ok = matches!(decoded, Ok(Envelope::Control(ControlMsg::Hosting { ref registries })) if registries.len() == entries);
+            prop_assert!(ok, "{} entries: {:?}", entries, decoded.map(|_| ()));
+        } else {
+            prop_assert_eq!(decoded.map(|_| ()), Err(CodecError::Postcard(PostcardErrorKind::Invalid)));
+        }
+        // Claiming more than the bound fails, whatever follows.
+        let claimed = MAX_HOSTED_REGISTRIES as u64 + 1 + extra_claim;
+        prop_assert!(decode_envelope(&hosting_bytes(claimed, entries)).is_err());
+    }
+}
