@@ -56,7 +56,7 @@ use crate::wire::ControlMsg;
 
 pub use established::{CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, DATA_QUEUE_CAPACITY, OWED_RESPONSE_CAPACITY};
 pub use inspect::{ClusterInspect, Counters, OwnedShard, PeerDirection, PeerInfo, PeerState, TableUse};
-pub(crate) use routing::{OutKind, Outbound, PeerLink, Response};
+pub(crate) use routing::{OutKind, Outbound, PeerLink, PendingGuard, Response};
 pub(crate) use shared::Shared;
 pub(crate) use table::ConnId as ConnTag;
 
