@@ -441,11 +441,10 @@ impl<A: RemoteActor> Route<A> {
         let started = Instant::now();
         let deadline = started + self.node.cfg.request_timeout;
         let tx = &tx;
-        // A connection lost before the host answered leaves nothing placed
-        // (the host drops a connection's monitors when it ends): try again.
-        let retry = |e: &RemoteError| retryable(e) || *e == RemoteError::ConnectionLost;
-        self.with_retries(&h.key, started, deadline, retry, |lookup| self.try_monitor(h, tx.clone(), lookup, deadline))
-            .await?;
+        self.with_retries(&h.key, started, deadline, retryable, |lookup| {
+            self.try_monitor(h, tx.clone(), lookup, deadline)
+        })
+        .await?;
         Ok(rx)
     }
 
@@ -494,8 +493,10 @@ impl<A: RemoteActor> Route<A> {
         let Some(answered) = answered else { return Ok(()) };
         match tokio::time::timeout_at(deadline, answered).await {
             Ok(Ok(())) => Ok(()),
-            // The connection ended first (the monitor is gone with it).
-            Ok(Err(_)) => Err(RemoteError::ConnectionLost),
+            // The connection ended before the answer: nothing is placed (the
+            // host drops a connection's monitors when it ends), so this is
+            // definite, and retried like a missing connection.
+            Ok(Err(_)) => Err(RemoteError::UnknownSession),
             Err(_) => {
                 self.node.cancel_monitor(request_id).await;
                 Err(RemoteError::Timeout)
