@@ -26,8 +26,8 @@ use std::time::Duration;
 use axactor::ExitReason;
 use axactor_cluster::{CONTROL_QUEUE_CAPACITY, ClusterConfig, ClusterNode, DownEvent, DownReason, Keyed, KeyedConfig};
 use axactor_tests::activations::{
-    ActivationLog, EventKind, Probe, ProbeCluster, Served, StorePoller, check_single_activation, lease_name, paused_cfg,
-    wait_until,
+    ActivationLog, EventKind, Probe, ProbeCluster, Served, StorePoller, check_single_activation, lease_name,
+    paused_cfg, wait_until,
 };
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};

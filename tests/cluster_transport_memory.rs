@@ -50,7 +50,10 @@ async fn all_connected(nodes: &[&ClusterNode]) {
         eventually(node, Duration::from_secs(10), "all peers authenticated", |s| {
             s.peers.iter().map(|p| p.name.to_string()).collect::<Vec<_>>() == others
                 && s.peers.iter().map(|p| p.session.clone()).collect::<Vec<_>>() == sessions
-                && s.peers.iter().all(|p| p.state == PeerState::Authenticated && p.version == axactor_cluster::wire::hello::PROTOCOL_MAX_VERSION)
+                && s.peers.iter().all(|p| {
+                    p.state == PeerState::Authenticated
+                        && p.version == axactor_cluster::wire::hello::PROTOCOL_MAX_VERSION
+                })
         })
         .await;
     }

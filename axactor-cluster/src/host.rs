@@ -64,18 +64,20 @@ impl MonitorSink {
             MonitorSink::Local { tx } => {
                 let _ = tx.try_send(DownEvent { registry: registry.to_string(), key: key.to_string(), reason });
             }
-            MonitorSink::Remote { tx, request_id, node, .. } => match tx.try_send(ControlMsg::Down { request_id, reason }) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(msg)) => {
-                    let Some(shared) = node.upgrade() else { return };
-                    shared.env.spawn(async move {
-                        if tx.send(msg).await.is_err() {
-                            count_lost_down(&node);
-                        }
-                    });
+            MonitorSink::Remote { tx, request_id, node, .. } => {
+                match tx.try_send(ControlMsg::Down { request_id, reason }) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(msg)) => {
+                        let Some(shared) = node.upgrade() else { return };
+                        shared.env.spawn(async move {
+                            if tx.send(msg).await.is_err() {
+                                count_lost_down(&node);
+                            }
+                        });
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => count_lost_down(&node),
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => count_lost_down(&node),
-            },
+            }
         }
     }
 }

@@ -268,8 +268,7 @@ impl Shared {
         drop(failed);
         let (detached, unplaced) = {
             let mut monitors = self.routing.monitors.lock();
-            let mut ids: Vec<u64> =
-                monitors.iter().filter(|(_, m)| m.conn == Some(conn)).map(|(id, _)| *id).collect();
+            let mut ids: Vec<u64> = monitors.iter().filter(|(_, m)| m.conn == Some(conn)).map(|(id, _)| *id).collect();
             ids.sort_unstable();
             let mut detached = Vec::new();
             let mut unplaced = Vec::new();
@@ -328,10 +327,11 @@ impl Shared {
             {
                 let m = {
                     let mut monitors = self.routing.monitors.lock();
-                    if !monitors.get(&id).is_some_and(|m| m.conn.is_none()) {
-                        return;
+                    // Still detached: nobody else will fire it.
+                    match monitors.get(&id) {
+                        Some(m) if m.conn.is_none() => monitors.remove(&id),
+                        _ => None,
                     }
-                    monitors.remove(&id)
                 };
                 if let Some(m) = m {
                     deliver_down(self, m.tx, m.registry, m.key, DownReason::NodeDown);
@@ -347,7 +347,12 @@ impl Shared {
                     let Some(m) = monitors.get_mut(&id).filter(|m| m.conn.is_none()) else { return };
                     m.conn = Some(link.conn);
                     m.control = link.control.clone();
-                    ControlMsg::Remonitor { request_id: id, registry: m.registry.clone(), key: m.key.clone(), activation }
+                    ControlMsg::Remonitor {
+                        request_id: id,
+                        registry: m.registry.clone(),
+                        key: m.key.clone(),
+                        activation,
+                    }
                 };
                 // Fails if the connection's writer has ended (then its
                 // `connection_ended` has run, or will find this monitor).
@@ -395,7 +400,18 @@ impl Shared {
             }
             let watch = tx.clone();
             let control = link.control.clone();
-            let m = ClientMonitor { conn: Some(link.conn), control, activation: None, placed, registry, key, lease, holder, epoch, tx };
+            let m = ClientMonitor {
+                conn: Some(link.conn),
+                control,
+                activation: None,
+                placed,
+                registry,
+                key,
+                lease,
+                holder,
+                epoch,
+                tx,
+            };
             monitors.insert(id, m);
             // Demonitor once the receiver is dropped.
             let node = Arc::clone(self);
