@@ -138,7 +138,7 @@ fn trailing_bytes_are_rejected() {
 fn unknown_variants_are_rejected() {
     let invalid = Some(CodecError::Postcard(PostcardErrorKind::Invalid));
     assert_eq!(decode_envelope(&[0x02]).err(), invalid); // Envelope has 2 variants
-    assert_eq!(decode_envelope(&[0x00, 0x08]).err(), invalid); // ControlMsg has 8
+    assert_eq!(decode_envelope(&[0x00, 0x0A]).err(), invalid); // ControlMsg has 10
     assert_eq!(decode_envelope(&[0x01, 0x06]).err(), invalid); // DataMsg has 6
     assert_eq!(decode_envelope(&[0x00, 0x05, 0x00, 0x05]).err(), invalid); // DownReason has 5
     assert_eq!(decode_envelope(&[0x01, 0x04, 0x00, 0x09]).err(), invalid); // Rejection has 9
