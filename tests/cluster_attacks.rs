@@ -286,9 +286,9 @@ async fn version_downgrades_and_tampered_versions_are_refused() {
     let addr = a.local_addr().expect("addr");
     let key = || AuthKey::from_token(TOKEN.as_bytes());
 
-    // Ranges that share no version with the node's 1..=1, and an empty one.
+    // Ranges that share no version with the node's 1..=2, and an empty one.
     let before = handshake_failures(&a, "incompatible_version");
-    let ranges = [(2, 5), (0, 0), (1, 0)];
+    let ranges = [(3, 5), (0, 0), (1, 0)];
     for (i, (min, max)) in ranges.into_iter().enumerate() {
         let mut s = TcpStream::connect(addr).await.expect("connect");
         let hello =
@@ -298,19 +298,20 @@ async fn version_downgrades_and_tampered_versions_are_refused() {
         handshake_failure_counted(&a, "incompatible_version", before, i as u64 + 1).await;
     }
 
-    // A man in the middle narrows the initiator's range on the wire (1..=3
-    // becomes 1..=1). The node picks 1, a valid choice for the initiator,
-    // but the transcripts differ: the initiator's proof does not verify.
+    // A man in the middle narrows the initiator's range on the wire (2..=3
+    // becomes 2..=2). The node picks 2, a valid choice for the initiator
+    // (the best both speak), but the transcripts differ: the initiator's
+    // proof does not verify.
     let before = handshake_failures(&a, "wrong_proof");
-    let local = Local { min_version: 1, max_version: 3, ..Local::new(run_of("v", 2), key()) };
-    let mut hs = handshake(addr, local, "a", |h| h.max_version = 1).await;
+    let local = Local { min_version: 2, max_version: 3, ..Local::new(run_of("v", 2), key()) };
+    let mut hs = handshake(addr, local, "a", |h| h.max_version = 2).await;
     assert!(hs.keys.is_none());
-    assert_eq!(hs.challenge.as_ref().map(|c| c.chosen_version), Some(1));
+    assert_eq!(hs.challenge.as_ref().map(|c| c.chosen_version), Some(2));
     assert_refusal(hs.refusal, Refusal::BadProof);
     assert_closed_by_node(&mut hs.stream).await;
     handshake_failure_counted(&a, "wrong_proof", before, 1).await;
 
-    // The same with the lower bound rewritten (1..=1 sent as 0..=1).
+    // The same with the lower bound rewritten (1..=2 sent as 0..=2).
     let mut hs = handshake(addr, Local::new(run_of("v", 3), key()), "a", |h| h.min_version = 0).await;
     assert!(hs.keys.is_none());
     assert_refusal(hs.refusal, Refusal::BadProof);

@@ -7,7 +7,8 @@
 //!   over the one connection the nodes already had;
 //! - **bounded memory under flood**: a receiver bounds the asks it executes
 //!   at once and refuses the excess before execution, a sender bounds its
-//!   own requests in flight; both stay healthy;
+//!   own requests in flight; both stay healthy; an abandoned ask frees its
+//!   slot at once;
 //! - **failover**: a killed owner's keys are served by another node with a
 //!   greater epoch (the time is printed for docs/benchmarks.md, not
 //!   asserted), and an ask in flight to the killed owner is not re-run;
@@ -369,6 +370,50 @@ async fn a_sender_bounds_its_requests_in_flight() {
         done.expect("task").expect("held ask completes once released");
     }
     assert_eq!(ka.get("extra").echo(9).await.expect("room again"), 9);
+    shutdown_all(&nodes).await;
+}
+
+const SMALL_INFLIGHT: usize = 4;
+
+/// A caller that gives up on an ask (its task aborted, or a `timeout`
+/// around the call) frees its slot of `max_inflight_requests` at once; the
+/// late reply is dropped and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_asks_free_their_in_flight_slots() {
+    let net = Net::tcp();
+    let probes = Probes::default();
+    let sender = ClusterConfig { max_inflight_requests: SMALL_INFLIGHT, ..pinned_cfg() };
+    let (nodes, keyed) =
+        pinned_cluster(&net, &["b", "a"], &[pinned_cfg(), sender], KeyedConfig::new(SHARDS), &probes).await;
+    let (a, ka) = (&nodes[1], &keyed[1]);
+
+    // Fill the sender's table with asks whose handlers do not return, then
+    // give up on all of them.
+    let mut held = JoinSet::new();
+    for i in 0..SMALL_INFLIGHT {
+        let r = ka.get(format!("held-{i}"));
+        held.spawn(async move { r.hold().await });
+    }
+    probes.wait_executions(SMALL_INFLIGHT as u64).await;
+    held.abort_all();
+    while let Some(done) = held.join_next().await {
+        assert!(done.expect_err("aborted").is_cancelled());
+    }
+
+    // Their slots are free: new asks are accepted, not refused `Overloaded`.
+    for i in 0..2 * SMALL_INFLIGHT as u64 {
+        assert_eq!(ka.get("fresh").echo(i).await.expect("a slot is free"), i);
+    }
+    assert_eq!(a.inspect().counters.dropped.get("request_abandoned"), Some(&(SMALL_INFLIGHT as u64)));
+    assert_eq!(a.inspect().counters.dropped.get("inflight_table_full"), None);
+
+    // The replies that come after all are dropped and counted.
+    probes.gate.open(SMALL_INFLIGHT);
+    let deadline = Instant::now() + BOUND;
+    while a.inspect().counters.dropped.get("unmatched_response") != Some(&(SMALL_INFLIGHT as u64)) {
+        assert!(Instant::now() < deadline, "late replies not counted: {:?}", a.inspect().counters.dropped);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     shutdown_all(&nodes).await;
 }
 

@@ -47,7 +47,7 @@ async fn eventually(node: &ClusterNode, bound: Duration, what: &str, check: impl
     }
 }
 
-/// Every node sees exactly the others, authenticated, version 1.
+/// Every node sees exactly the others, authenticated, at the newest protocol version.
 async fn all_connected(nodes: &[&ClusterNode]) {
     for node in nodes {
         let others: Vec<String> = nodes.iter().filter(|n| n.id() != node.id()).map(|n| n.id().to_string()).collect();
@@ -55,7 +55,10 @@ async fn all_connected(nodes: &[&ClusterNode]) {
         eventually(node, Duration::from_secs(10), "all peers authenticated", |s| {
             s.peers.iter().map(|p| p.name.to_string()).collect::<Vec<_>>() == others
                 && s.peers.iter().map(|p| p.session.clone()).collect::<Vec<_>>() == sessions
-                && s.peers.iter().all(|p| p.state == PeerState::Authenticated && p.version == 1)
+                && s.peers.iter().all(|p| {
+                    p.state == PeerState::Authenticated
+                        && p.version == axactor_cluster::wire::hello::PROTOCOL_MAX_VERSION
+                })
         })
         .await;
     }

@@ -11,6 +11,11 @@
 //!
 //! Each activation has a watcher task that fires its monitors once it has
 //! stopped for good: a `DownEvent` always comes after the last execution.
+//! Every activation has an id unique on this node's session (never reused),
+//! kept in a table of live activations until its watcher has fired: a
+//! watcher whose connection ended can place its monitor again on exactly
+//! that activation, or learn that it has stopped. A peer's monitors are
+//! removed when the connection that carried them ends.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -27,7 +32,7 @@ use crate::env::Env;
 use crate::fence::GrantGuard;
 use crate::keyed::KeyedConfig;
 use crate::lease::Epoch;
-use crate::node::ConnTag;
+use crate::node::{ConnTag, Shared};
 
 use crate::overlay::BoxFuture;
 use crate::remote::{AskOf, DownEvent, PendingReply, RemoteActor, ReplyOf, TellOf};
@@ -42,20 +47,45 @@ pub(crate) type EncodedReply = Pin<Box<dyn Future<Output = Option<OutFrame>> + S
 pub(crate) enum MonitorSink {
     /// A monitor taken on this node.
     Local { tx: mpsc::Sender<DownEvent> },
-    /// A monitor taken by a peer, answered on its session's control queue.
-    Remote { tx: mpsc::Sender<ControlMsg>, request_id: u64, conn: ConnTag },
+    /// A monitor taken by a peer, answered on its connection's control
+    /// queue (the node: to count what cannot be sent).
+    Remote { tx: mpsc::Sender<ControlMsg>, request_id: u64, conn: ConnTag, node: Weak<Shared> },
 }
 
 impl MonitorSink {
+    /// Sends the monitor's one `Down`. A local receiver that was dropped
+    /// cancelled the monitor. A remote `Down` that finds its control queue
+    /// full waits for room in a task of its own (at most one per monitor
+    /// held, so bounded by `max_monitors`); one whose connection has ended
+    /// is counted (`down_connection_closed`): the watcher places its monitor
+    /// again on a new connection and then learns that the activation stopped.
     pub(crate) fn fire(self, registry: &str, key: &str, reason: DownReason) {
         match self {
             MonitorSink::Local { tx } => {
                 let _ = tx.try_send(DownEvent { registry: registry.to_string(), key: key.to_string(), reason });
             }
-            MonitorSink::Remote { tx, request_id, .. } => {
-                let _ = tx.try_send(ControlMsg::Down { request_id, reason });
+            MonitorSink::Remote { tx, request_id, node, .. } => {
+                match tx.try_send(ControlMsg::Down { request_id, reason }) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(msg)) => {
+                        let Some(shared) = node.upgrade() else { return };
+                        shared.env.spawn(async move {
+                            if tx.send(msg).await.is_err() {
+                                count_lost_down(&node);
+                            }
+                        });
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => count_lost_down(&node),
+                }
             }
         }
+    }
+}
+
+fn count_lost_down(node: &Weak<Shared>) {
+    if let Some(node) = node.upgrade() {
+        node.counters.dropped("down_connection_closed");
+        tracing::debug!("a Down found its connection closed; the watcher learns it when it monitors again");
     }
 }
 
@@ -94,10 +124,16 @@ pub(crate) trait HostedRegistry: Send + Sync + 'static {
         key: &str,
         payload: &[u8],
     ) -> Result<EncodedReply, Rejection>;
-    /// Watches the current activation of `key`.
-    fn monitor(&self, key: &str, sink: MonitorSink) -> Result<(), (MonitorSink, DownReason)>;
+    /// Watches the current activation of `key`; returns that activation's id.
+    fn monitor(&self, key: &str, sink: MonitorSink) -> Result<u64, (MonitorSink, DownReason)>;
+    /// Watches the activation `activation` of `key` again (its watcher's
+    /// connection ended); `Stopped` if it has stopped (or never ran here).
+    fn remonitor(&self, key: &str, activation: u64, sink: MonitorSink) -> Result<(), (MonitorSink, DownReason)>;
     /// Cancels a peer's monitor.
     fn demonitor(&self, conn: ConnTag, request_id: u64);
+    /// Removes every monitor the connection `conn` carried (it ended);
+    /// returns how many.
+    fn drop_conn_monitors(&self, conn: ConnTag) -> usize;
     /// The owned shards and their epochs.
     fn owned(&self) -> Vec<(u32, Epoch)>;
     /// Passivates activations idle since before `now - idle_timeout`.
@@ -115,6 +151,14 @@ struct Monitors {
     sinks: Vec<MonitorSink>,
     /// The activation stopped (with this reason): new monitors fire at once.
     down: Option<DownReason>,
+    /// The activation's id (see [`Host::live`]).
+    id: u64,
+}
+
+/// A live activation's entry in [`Host::live`].
+struct LiveEntry {
+    key: Arc<str>,
+    monitors: Arc<Mutex<Monitors>>,
 }
 
 struct Activation<A: RemoteActor> {
@@ -148,6 +192,12 @@ pub(crate) struct Host<A: RemoteActor> {
     active: Mutex<usize>,
     /// Monitors held on this node's activations, for the `max_monitors` bound.
     monitors: Mutex<usize>,
+    /// Activations by id, from their spawn until their watcher has fired
+    /// (also while stopping, after a revoke took them out of `slots`).
+    /// Bounded by `max_activations`, as `active` is.
+    live: Mutex<BTreeMap<u64, LiveEntry>>,
+    /// The id of the next activation (never reused by this host).
+    next_activation: std::sync::atomic::AtomicU64,
     /// The other shard count the store holds this registry under (0: none).
     count_conflict: std::sync::atomic::AtomicU64,
 }
@@ -187,6 +237,8 @@ impl<A: RemoteActor> Host<A> {
             slots: Mutex::new(BTreeMap::new()),
             active: Mutex::new(0),
             monitors: Mutex::new(0),
+            live: Mutex::new(BTreeMap::new()),
+            next_activation: std::sync::atomic::AtomicU64::new(1),
             count_conflict: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -256,13 +308,17 @@ impl<A: RemoteActor> Host<A> {
             }
         };
         let local = A::local_ref(&handle.actor());
-        let monitors = Arc::new(Mutex::new(Monitors { sinks: Vec::new(), down: None }));
+        let monitors = Arc::new(Mutex::new(Monitors { sinks: Vec::new(), down: None, id: 0 }));
+        let id = self.next_activation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        monitors.lock().id = id;
+        self.live.lock().insert(id, LiveEntry { key: Arc::clone(&owned_key), monitors: Arc::clone(&monitors) });
         let watcher = Watcher {
             host: self.me.clone(),
             shard,
             key: owned_key,
             local: local.clone(),
             monitors: Arc::clone(&monitors),
+            id,
         };
         self.env.spawn(watcher.run());
         Ok(Activation { local, last_used: now, monitors })
@@ -380,6 +436,22 @@ impl<A: RemoteActor> Host<A> {
         &self.id
     }
 
+    /// Adds `sink` to an activation's monitors, within `max_monitors`;
+    /// returns the activation's id.
+    fn add_sink(&self, monitors: &Mutex<Monitors>, sink: MonitorSink) -> Result<u64, (MonitorSink, DownReason)> {
+        let mut count = self.monitors.lock();
+        if *count >= self.cfg.max_monitors {
+            return Err((sink, DownReason::Other));
+        }
+        let mut m = monitors.lock();
+        if let Some(reason) = m.down {
+            return Err((sink, reason));
+        }
+        *count += 1;
+        m.sinks.push(sink);
+        Ok(m.id)
+    }
+
     /// Cancels the local monitor on `key` that feeds `tx` (its receiver was
     /// dropped), so it no longer counts against `max_monitors`.
     pub(crate) fn demonitor_local(&self, key: &str, tx: &mpsc::Sender<DownEvent>) {
@@ -487,33 +559,50 @@ impl<A: RemoteActor> HostedRegistry for Host<A> {
         }))
     }
 
-    fn monitor(&self, key: &str, sink: MonitorSink) -> Result<(), (MonitorSink, DownReason)> {
+    fn monitor(&self, key: &str, sink: MonitorSink) -> Result<u64, (MonitorSink, DownReason)> {
         let slots = self.slots.lock();
         let Some(act) = slots.values().find_map(|s| s.acts.get(key)) else {
             return Err((sink, DownReason::NoSuchActor));
         };
-        let mut count = self.monitors.lock();
-        if *count >= self.cfg.max_monitors {
-            return Err((sink, DownReason::Other));
+        self.add_sink(&act.monitors, sink)
+    }
+
+    fn remonitor(&self, key: &str, activation: u64, sink: MonitorSink) -> Result<(), (MonitorSink, DownReason)> {
+        let monitors = match self.live.lock().get(&activation) {
+            Some(e) if *e.key == *key => Arc::clone(&e.monitors),
+            // Its watcher has fired: it has stopped for good.
+            _ => return Err((sink, DownReason::Stopped)),
+        };
+        self.add_sink(&monitors, sink).map(|_| ())
+    }
+
+    fn drop_conn_monitors(&self, conn: ConnTag) -> usize {
+        let all: Vec<Arc<Mutex<Monitors>>> = self.live.lock().values().map(|e| Arc::clone(&e.monitors)).collect();
+        let mut removed = 0;
+        for monitors in all {
+            let mut m = monitors.lock();
+            let before = m.sinks.len();
+            m.sinks.retain(|s| !matches!(s, MonitorSink::Remote { conn: c, .. } if *c == conn));
+            removed += before - m.sinks.len();
         }
-        let mut m = act.monitors.lock();
-        if let Some(reason) = m.down {
-            return Err((sink, reason));
+        if removed > 0 {
+            let mut count = self.monitors.lock();
+            *count = count.saturating_sub(removed);
         }
-        *count += 1;
-        m.sinks.push(sink);
-        Ok(())
+        removed
     }
 
     fn demonitor(&self, conn: ConnTag, request_id: u64) {
-        let slots = self.slots.lock();
-        for act in slots.values().flat_map(|s| s.acts.values()) {
-            let mut m = act.monitors.lock();
+        let all: Vec<Arc<Mutex<Monitors>>> = self.live.lock().values().map(|e| Arc::clone(&e.monitors)).collect();
+        for monitors in all {
+            let mut m = monitors.lock();
             let before = m.sinks.len();
             m.sinks.retain(
                 |s| !matches!(s, MonitorSink::Remote { conn: c, request_id: r, .. } if *c == conn && *r == request_id),
             );
             let removed = before - m.sinks.len();
+            // Not under the activation's lock: `add_sink` takes the count first.
+            drop(m);
             if removed > 0 {
                 *self.monitors.lock() -= removed;
                 return;
@@ -569,6 +658,7 @@ struct Watcher<A: RemoteActor> {
     key: Arc<str>,
     local: LocalRef<A::Msg>,
     monitors: Arc<Mutex<Monitors>>,
+    id: u64,
 }
 
 impl<A: RemoteActor> Watcher<A> {
@@ -593,6 +683,7 @@ impl<A: RemoteActor> Watcher<A> {
             std::mem::take(&mut m.sinks)
         };
         *host.monitors.lock() -= sinks.len();
+        host.live.lock().remove(&self.id);
         for sink in sinks {
             sink.fire(&host.id, &self.key, down);
         }

@@ -62,7 +62,7 @@ pub use inspect::{
     AuthFailure, AuthFailureReason, ClusterInspect, Counters, Membership, OwnedShard, PeerDirection, PeerInfo,
     PeerState, TableUse,
 };
-pub(crate) use routing::{OutKind, Outbound, PeerLink, Response};
+pub(crate) use routing::{OutKind, Outbound, PeerLink, PendingGuard, Response};
 pub(crate) use shared::Shared;
 pub(crate) use table::ConnId as ConnTag;
 

@@ -150,8 +150,19 @@ impl<A: RemoteActor> RemoteHandle<A> {
     /// [`DownEvent`] once that activation can no longer execute. Dropping the
     /// receiver cancels the monitor.
     ///
+    /// Returns once the owner has placed the monitor and named the
+    /// activation it watches (or has already answered with the event, e.g.
+    /// `NoSuchActor`), so a monitor outlives a lost connection: it is placed
+    /// again on that same activation over the next connection to the owner
+    /// (see `docs/guarantees.md`).
+    ///
+    /// # Cancel safety
+    /// Dropping the future cancels the monitor being placed.
+    ///
     /// # Errors
-    /// A definite [`RemoteError`] when no owner could be reached.
+    /// A definite [`RemoteError`] when no owner could be reached;
+    /// `Timeout` when the owner did not answer within the request timeout
+    /// (the monitor is then cancelled).
     pub async fn monitor(&self) -> Result<mpsc::Receiver<DownEvent>, RemoteError> {
         self.route.monitor(self).await
     }

@@ -31,7 +31,7 @@ use crate::error::RemoteError;
 use crate::host::{Host, HostedRegistry, Local, MonitorSink};
 use crate::id::SessionId;
 use crate::lease::Epoch;
-use crate::node::{OutKind, Outbound, PeerLink, Response, Shared};
+use crate::node::{OutKind, Outbound, PeerLink, PendingGuard, Response, Shared};
 use crate::remote::{AskOf, DownEvent, RemoteActor, RemoteHandle, ReplyOf, TellOf};
 use crate::shard::{lease_name, shard_of};
 use crate::wire::{ControlMsg, DataOut, OutFrame, Rejection};
@@ -294,7 +294,10 @@ impl<A: RemoteActor> Route<A> {
             return self.local_from_bytes(h, kind, payload, deadline).await;
         }
         let (link, _, epoch) = self.owner_link(h.shard, lookup).await?;
-        let (request_id, rx) = self.node.register_pending(link.conn)?;
+        // Dropped with this future (the caller gave up), the guard frees
+        // the entry.
+        let (guard, rx) = self.node.register_pending(link.conn)?;
+        let request_id = guard.id();
         let (registry, shard, epoch, key) = (self.registry(), h.shard, epoch.0, &*h.key);
         let msg = match kind {
             Kind::Ask => DataOut::Ask { request_id, registry, shard, epoch, key, payload },
@@ -303,7 +306,7 @@ impl<A: RemoteActor> Route<A> {
         let frame = match self.encode(msg) {
             Ok(frame) => frame,
             Err(e) => {
-                self.node.forget_pending(request_id);
+                guard.forget();
                 return Err(e);
             }
         };
@@ -322,16 +325,16 @@ impl<A: RemoteActor> Route<A> {
         };
         if let Err(e) = queued {
             // Not queued (the connection ended, or no room in time): not sent.
-            self.node.forget_pending(request_id);
+            guard.forget();
             return Err(e);
         }
         if mutant!(RetryAfterTimeout) {
             // Gives up on the attempt early, to try again (a bug: it may run).
             let now = Instant::now();
             let early = now + deadline.saturating_duration_since(now) / 3;
-            return self.wait_response(request_id, rx, early).await;
+            return self.wait_response(guard, rx, early).await;
         }
-        self.wait_response(request_id, rx, deadline).await
+        self.wait_response(guard, rx, deadline).await
     }
 
     /// The frame of `msg`: `TooLarge` beyond the frame limit (the
@@ -346,15 +349,18 @@ impl<A: RemoteActor> Route<A> {
 
     async fn wait_response(
         &self,
-        request_id: u64,
+        guard: PendingGuard<'_>,
         rx: oneshot::Receiver<Response>,
         deadline: Instant,
     ) -> Result<Bytes, RemoteError> {
-        match tokio::time::timeout_at(deadline, rx).await {
-            Err(_) => {
-                self.node.forget_pending(request_id);
-                Err(RemoteError::Timeout)
-            }
+        let answered = tokio::time::timeout_at(deadline, rx).await;
+        // Answered or failed with its connection: the entry is gone.
+        match &answered {
+            Err(_) => guard.forget(),
+            Ok(_) => guard.disarm(),
+        }
+        match answered {
+            Err(_) => Err(RemoteError::Timeout),
             Ok(Err(_)) => Err(RemoteError::ConnectionLost),
             Ok(Ok(Response::Reply(bytes))) => Ok(bytes),
             Ok(Ok(Response::Ack)) => Ok(Bytes::new()),
@@ -436,23 +442,28 @@ impl<A: RemoteActor> Route<A> {
         let started = Instant::now();
         let deadline = started + self.node.cfg.request_timeout;
         let tx = &tx;
-        self.with_retries(&h.key, started, deadline, retryable, |lookup| self.try_monitor(h, tx.clone(), lookup))
-            .await?;
+        self.with_retries(&h.key, started, deadline, retryable, |lookup| {
+            self.try_monitor(h, tx.clone(), lookup, deadline)
+        })
+        .await?;
         Ok(rx)
     }
 
-    /// One attempt at placing a monitor, locally or at the owner.
+    /// One attempt at placing a monitor, locally or at the owner; on a
+    /// version 2 session, waits for the owner's answer (`Monitored`, or the
+    /// `Down` at once) until `deadline`.
     async fn try_monitor(
         &self,
         h: &RemoteHandle<A>,
         tx: mpsc::Sender<DownEvent>,
         lookup: Lookup,
+        deadline: Instant,
     ) -> Result<(), RemoteError> {
         if self.host.usable(h.shard) {
             let watch = tx.clone();
             match HostedRegistry::monitor(&*self.host, &h.key, MonitorSink::Local { tx }) {
                 Err((sink, reason)) => sink.fire(self.registry(), &h.key, reason),
-                Ok(()) => {
+                Ok(_) => {
                     // Dropping the receiver cancels the monitor (as a
                     // remote one's `Demonitor` does).
                     let (host, key) = (Arc::clone(&self.host), Arc::clone(&h.key));
@@ -466,7 +477,7 @@ impl<A: RemoteActor> Route<A> {
         }
         let (link, holder, epoch) = self.owner_link(h.shard, lookup).await?;
         let registry = self.registry().to_string();
-        let request_id = self.node.register_monitor(
+        let (request_id, answered) = self.node.register_monitor(
             &link,
             registry.clone(),
             h.key.to_string(),
@@ -480,6 +491,17 @@ impl<A: RemoteActor> Route<A> {
             self.node.drop_monitor(request_id);
             return Err(RemoteError::Overloaded);
         }
-        Ok(())
+        let Some(answered) = answered else { return Ok(()) };
+        match tokio::time::timeout_at(deadline, answered).await {
+            Ok(Ok(())) => Ok(()),
+            // The connection ended before the answer: nothing is placed (the
+            // host drops a connection's monitors when it ends), so this is
+            // definite, and retried like a missing connection.
+            Ok(Err(_)) => Err(RemoteError::UnknownSession),
+            Err(_) => {
+                self.node.cancel_monitor(request_id).await;
+                Err(RemoteError::Timeout)
+            }
+        }
     }
 }

@@ -49,14 +49,20 @@ pub async fn eventually(node: &ClusterNode, what: &str, check: impl Fn(&ClusterI
     }
 }
 
-/// Waits until `a` and `b` hold each other's current session, version 1.
+/// Waits until `a` and `b` hold each other's current session, at the newest protocol version.
 pub async fn connected(a: &ClusterNode, b: &ClusterNode) {
     let (a_name, b_name) = (a.id().to_string(), b.id().to_string());
     let (a_session, b_session) = (a.session().clone(), b.session().clone());
-    eventually(a, "peer authenticated", |s| s.peer(&b_name).is_some_and(|p| p.session == b_session && p.version == 1))
-        .await;
-    eventually(b, "peer authenticated", |s| s.peer(&a_name).is_some_and(|p| p.session == a_session && p.version == 1))
-        .await;
+    eventually(a, "peer authenticated", |s| {
+        s.peer(&b_name)
+            .is_some_and(|p| p.session == b_session && p.version == axactor_cluster::wire::hello::PROTOCOL_MAX_VERSION)
+    })
+    .await;
+    eventually(b, "peer authenticated", |s| {
+        s.peer(&a_name)
+            .is_some_and(|p| p.session == a_session && p.version == axactor_cluster::wire::hello::PROTOCOL_MAX_VERSION)
+    })
+    .await;
 }
 
 /// Waits until `a` has seen at least 3 more acknowledged heartbeats from `b`.

@@ -49,6 +49,7 @@ use crate::host::MonitorSink;
 use crate::id::NodeId;
 use crate::overlay::{Link, LinkReceiver, LinkSender};
 use crate::session::Opener;
+use crate::wire::hello::MONITOR_IDENTITY_VERSION;
 use crate::wire::{
     Body, ControlMsg, DataMsg, DataRef, DownReason, Envelope, EnvelopeRef, OutFrame, Rejection, decode_body,
     decode_envelope_ref,
@@ -100,7 +101,7 @@ pub(crate) async fn run(
     let handle = PeerHandle {
         close: close_tx,
         stats: Arc::clone(&stats),
-        queues: Arc::new(PeerQueues { data: data_tx.clone(), control: control_tx.clone() }),
+        queues: Arc::new(PeerQueues { data: data_tx.clone(), control: control_tx.clone(), version: est.version }),
     };
     let entry = Entry { conn, session: peer.clone(), direction, version: est.version, handle };
     let admitted = admit(&node, entry);
@@ -139,6 +140,8 @@ pub(crate) async fn run(
             stats,
             conn,
             shared: &shared,
+            version: est.version,
+            weak: Arc::downgrade(&node),
         };
         let end = reader.run(&mut rx, close_rx).await;
         shared.replies.lock().close();
@@ -215,6 +218,10 @@ struct Reader<'a> {
     owed: Arc<Semaphore>,
     stats: Arc<PeerStats>,
     conn: ConnId,
+    /// The protocol version the session negotiated.
+    version: u16,
+    /// The node, for the monitors peers place here (see `MonitorSink`).
+    weak: std::sync::Weak<Shared>,
 }
 
 enum Flow {
@@ -360,11 +367,39 @@ impl Reader<'_> {
             return;
         };
         let data = self.data.clone();
+        let node = self.weak.clone();
         self.node.env.spawn(async move {
             // Fails only once the connection has ended.
-            let _ = data.send(msg).await;
+            if data.send(msg).await.is_err()
+                && let Some(node) = node.upgrade()
+            {
+                node.counters.dropped("response_discarded_at_close");
+            }
             drop(permit);
         });
+    }
+
+    /// Where a monitor the peer places through this connection fires.
+    fn monitor_sink(&self, request_id: u64) -> MonitorSink {
+        MonitorSink::Remote { tx: self.control.clone(), request_id, conn: self.conn, node: self.weak.clone() }
+    }
+
+    /// Answers `Monitor`/`Remonitor`: `Monitored` (version 2 sessions) once
+    /// placed, else the one `Down` at once.
+    fn answer_monitor(
+        &self,
+        request_id: u64,
+        registry: &str,
+        key: &str,
+        placed: Result<u64, (MonitorSink, DownReason)>,
+    ) {
+        match placed {
+            Ok(activation) if self.version >= MONITOR_IDENTITY_VERSION => {
+                self.queue_control(ControlMsg::Monitored { request_id, activation });
+            }
+            Ok(_) => {}
+            Err((sink, reason)) => sink.fire(registry, key, reason),
+        }
     }
 
     fn count_rejection(&self, reason: &Rejection) {
@@ -443,16 +478,24 @@ impl Reader<'_> {
                 return Ok(Flow::Goodbye);
             }
             ControlMsg::Monitor { request_id, registry, key } => {
-                let sink = MonitorSink::Remote { tx: self.control.clone(), request_id, conn: self.conn };
+                let sink = self.monitor_sink(request_id);
                 let host = node.hosts.read().get(&registry).cloned();
-                let refused = match host {
-                    Some(host) => host.monitor(&key, sink).err(),
-                    None => Some((sink, DownReason::NoSuchActor)),
+                let placed = match host {
+                    Some(host) => host.monitor(&key, sink),
+                    None => Err((sink, DownReason::NoSuchActor)),
                 };
-                if let Some((sink, reason)) = refused {
-                    sink.fire(&registry, &key, reason);
-                }
+                self.answer_monitor(request_id, &registry, &key, placed);
             }
+            ControlMsg::Remonitor { request_id, registry, key, activation } => {
+                let sink = self.monitor_sink(request_id);
+                let host = node.hosts.read().get(&registry).cloned();
+                let placed = match host {
+                    Some(host) => host.remonitor(&key, activation, sink).map(|()| activation),
+                    None => Err((sink, DownReason::Stopped)),
+                };
+                self.answer_monitor(request_id, &registry, &key, placed);
+            }
+            ControlMsg::Monitored { request_id, activation } => node.monitor_placed(self.conn, request_id, activation),
             ControlMsg::Demonitor { request_id } => {
                 for host in node.hosts_snapshot() {
                     host.demonitor(self.conn, request_id);

@@ -197,6 +197,16 @@ impl Replies {
         self.done.is_empty() && self.free.len() == self.slots.len()
     }
 
+    /// Drops every reply still pending or completed (the connection
+    /// ended); returns how many.
+    pub(crate) fn discard(&mut self) -> usize {
+        let pending = self.slots.iter_mut().filter_map(Option::take).count();
+        let done = self.done.len();
+        self.done.clear();
+        self.free = (0..self.slots.len()).collect();
+        pending + done
+    }
+
     /// No more inserts (the reader ended): [`poll_next`](Self::poll_next)
     /// returns `Ready(None)` once nothing completed is left, so the writer
     /// can end when its queues do. Pending replies are dropped with `self`.

@@ -3,6 +3,19 @@
 //! hosted shard at most, each valid for `renew_interval`), monitors held on
 //! remote activations (bounded by `max_remote_monitors`), placement
 //! candidates, and broadcasts to peers.
+//!
+//! A request in flight is owned by its caller's future through a
+//! [`PendingGuard`]: a caller that gives up (drops the future) frees its
+//! slot at once, and a late answer is counted (`unmatched_response`).
+//!
+//! A remote monitor fires exactly once. While its connection lives, the
+//! host's `Down` fires it. When its connection ends, it stays in the table
+//! (detached) and a task of its own resolves it: once the lease the target
+//! ran under is no longer held at the watched epoch (`NodeDown`: the target
+//! can no longer execute), or, as soon as a new connection to the same
+//! session is up, by placing it again on exactly the activation it watched
+//! (`Remonitor`, protocol version 2), which the host answers with `Down`
+//! at once if that activation has stopped meanwhile.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -20,7 +33,17 @@ use crate::host::HostedRegistry;
 use crate::id::{NodeId, SessionId};
 use crate::lease::Epoch;
 use crate::remote::DownEvent;
+use crate::wire::hello::MONITOR_IDENTITY_VERSION;
 use crate::wire::{ControlMsg, DownReason, OutFrame, Rejection};
+
+/// Gives a monitor its one `DownEvent` (its receiver holds at most that
+/// one, so it never finds the channel full; a dropped receiver cancelled
+/// the monitor).
+fn deliver_down(node: &Shared, tx: mpsc::Sender<DownEvent>, registry: String, key: String, reason: DownReason) {
+    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(DownEvent { registry, key, reason }) {
+        node.counters.dropped("down_receiver_full");
+    }
+}
 
 /// The answer to a request in flight.
 #[derive(Debug)]
@@ -35,7 +58,15 @@ pub(crate) enum Response {
 /// A monitor this node holds on a remote activation.
 #[derive(Debug)]
 pub(crate) struct ClientMonitor {
-    conn: ConnId,
+    /// The connection that carries it; `None` while detached (its
+    /// connection ended and it is not placed again yet).
+    conn: Option<ConnId>,
+    /// That connection's control queue (for `Demonitor`).
+    control: mpsc::Sender<ControlMsg>,
+    /// The watched activation, once the host named it (version 2 sessions).
+    activation: Option<u64>,
+    /// `monitor()` waiting for the host's first answer (version 2 sessions).
+    placed: Option<oneshot::Sender<()>>,
     registry: String,
     key: String,
     /// The lease the monitored activation runs under.
@@ -86,6 +117,47 @@ pub(crate) enum OutKind {
 pub(crate) struct PeerQueues {
     pub(crate) data: mpsc::Sender<Outbound>,
     pub(crate) control: mpsc::Sender<ControlMsg>,
+    /// The protocol version the session negotiated.
+    pub(crate) version: u16,
+}
+
+/// Owns a request's entry in the in-flight table for its caller's future:
+/// dropped while still armed (the caller gave up, e.g. a `timeout` around
+/// the call, or an aborted task), it removes the entry, so the slot of
+/// `max_inflight_requests` is free at once. Lives on the caller's stack: no
+/// allocation.
+#[derive(Debug)]
+pub(crate) struct PendingGuard<'a> {
+    node: &'a Shared,
+    id: u64,
+    armed: bool,
+}
+
+impl PendingGuard<'_> {
+    /// The request's id.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The entry is gone already (answered, or failed with its connection).
+    pub(crate) fn disarm(mut self) {
+        self.armed = false;
+    }
+
+    /// Removes the entry (the request was not sent, or timed out).
+    pub(crate) fn forget(mut self) {
+        self.armed = false;
+        self.node.forget_pending(self.id);
+    }
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed && self.node.routing.pending.lock().remove(&self.id).is_some() {
+            self.node.counters.dropped("request_abandoned");
+            tracing::debug!(request_id = self.id, "caller gave up on a request in flight; its answer will be dropped");
+        }
+    }
 }
 
 /// One authenticated connection, as a request uses it: its id and its
@@ -143,8 +215,12 @@ impl Shared {
         self.dial_kick.notify_one();
     }
 
-    /// Registers a request in flight on `conn`.
-    pub(crate) fn register_pending(&self, conn: ConnId) -> Result<(u64, oneshot::Receiver<Response>), RemoteError> {
+    /// Registers a request in flight on `conn`; the guard removes it if
+    /// the caller gives up.
+    pub(crate) fn register_pending(
+        &self,
+        conn: ConnId,
+    ) -> Result<(PendingGuard<'_>, oneshot::Receiver<Response>), RemoteError> {
         let id = self.routing.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let mut pending = self.routing.pending.lock();
@@ -153,7 +229,7 @@ impl Shared {
             return Err(RemoteError::Overloaded);
         }
         pending.insert(id, (conn, tx));
-        Ok((id, rx))
+        Ok((PendingGuard { node: self, id, armed: true }, rx))
     }
 
     pub(crate) fn forget_pending(&self, id: u64) {
@@ -177,8 +253,10 @@ impl Shared {
     }
 
     /// A connection ended: its requests in flight fail with
-    /// `ConnectionLost`; its monitors resolve once the target's lease is
-    /// provably gone.
+    /// `ConnectionLost`; a monitor still waiting for its first answer fails
+    /// (its `monitor()` call places it again); the others are detached and
+    /// resolved by [`Shared::reattach`]. The monitors peers held here
+    /// through it are removed (counted: `remote_monitor_connection_ended`).
     pub(crate) fn connection_ended(self: &Arc<Self>, conn: ConnId) {
         // In id order, not the hash map's: which waiter wakes first must not
         // depend on hashing (the simulation replays runs from a seed).
@@ -189,39 +267,114 @@ impl Shared {
             ids.into_iter().filter_map(|id| pending.remove(&id)).map(|(_, tx)| tx).collect()
         };
         drop(failed);
-        let orphaned: Vec<ClientMonitor> = {
+        let (detached, unplaced) = {
             let mut monitors = self.routing.monitors.lock();
-            let mut ids: Vec<u64> = monitors.iter().filter(|(_, m)| m.conn == conn).map(|(id, _)| *id).collect();
+            let mut ids: Vec<u64> = monitors.iter().filter(|(_, m)| m.conn == Some(conn)).map(|(id, _)| *id).collect();
             ids.sort_unstable();
-            ids.into_iter().filter_map(|id| monitors.remove(&id)).collect()
+            let mut detached = Vec::new();
+            let mut unplaced = Vec::new();
+            for id in ids {
+                let Some(m) = monitors.get_mut(&id) else { continue };
+                if m.placed.is_some() {
+                    unplaced.extend(monitors.remove(&id));
+                } else {
+                    m.conn = None;
+                    detached.push(id);
+                }
+            }
+            (detached, unplaced)
         };
-        for m in orphaned {
+        // Their `monitor()` calls see the connection lost and try again.
+        drop(unplaced);
+        for id in detached {
             let node = Arc::clone(self);
-            self.spawn(async move { node.await_lease_gone(m).await });
+            self.spawn(async move { node.reattach(id).await });
+        }
+        let mut removed = 0;
+        for host in self.hosts_snapshot() {
+            removed += host.drop_conn_monitors(conn);
+        }
+        for _ in 0..removed {
+            self.counters.dropped("remote_monitor_connection_ended");
+        }
+        if removed > 0 {
+            tracing::debug!(removed, "the monitors a peer held through an ended connection were removed");
         }
         self.kick.notify_one();
     }
 
-    /// "Down means down": a monitor whose connection was lost fires only
-    /// once the lease the target ran under is no longer held (expired,
-    /// released or taken over), i.e. the target can no longer execute.
-    async fn await_lease_gone(&self, m: ClientMonitor) {
+    /// Resolves the detached monitor `id` (see the module docs). "Down
+    /// means down": it fires here only once the lease the target ran under
+    /// is no longer held at the watched epoch (expired, released or taken
+    /// over), i.e. the target can no longer execute; otherwise the host
+    /// decides, once the monitor is placed again on a new connection.
+    async fn reattach(&self, id: u64) {
         loop {
-            if m.tx.is_closed() {
+            let (lease, holder, epoch, activation) = {
+                let monitors = self.routing.monitors.lock();
+                // Gone: cancelled (its receiver dropped). Attached: by
+                // another run of this task (the connection ended again).
+                let Some(m) = monitors.get(&id).filter(|m| m.conn.is_none()) else { return };
+                if m.tx.is_closed() {
+                    drop(monitors);
+                    self.routing.monitors.lock().remove(&id);
+                    return;
+                }
+                (m.lease.clone(), m.holder.clone(), m.epoch, m.activation)
+            };
+            let current = tokio::time::timeout(self.cfg.lease_store_timeout, self.store.get(&lease)).await;
+            if let Ok(Ok(lease)) = current
+                && lease.is_none_or(|l| l.holder != holder || l.epoch != epoch)
+            {
+                let m = {
+                    let mut monitors = self.routing.monitors.lock();
+                    // Still detached: nobody else will fire it.
+                    match monitors.get(&id) {
+                        Some(m) if m.conn.is_none() => monitors.remove(&id),
+                        _ => None,
+                    }
+                };
+                if let Some(m) = m {
+                    deliver_down(self, m.tx, m.registry, m.key, DownReason::NodeDown);
+                }
                 return;
             }
-            let current = tokio::time::timeout(self.cfg.lease_store_timeout, self.store.get(&m.lease)).await;
-            if let Ok(Ok(lease)) = current
-                && lease.is_none_or(|l| l.holder != m.holder || l.epoch != m.epoch)
+            if let Some(activation) = activation
+                && let Some(link) = self.connection(&holder)
+                && link.version >= MONITOR_IDENTITY_VERSION
             {
-                let _ = m.tx.try_send(DownEvent { registry: m.registry, key: m.key, reason: DownReason::NodeDown });
-                return;
+                let msg = {
+                    let mut monitors = self.routing.monitors.lock();
+                    let Some(m) = monitors.get_mut(&id).filter(|m| m.conn.is_none()) else { return };
+                    m.conn = Some(link.conn);
+                    m.control = link.control.clone();
+                    ControlMsg::Remonitor {
+                        request_id: id,
+                        registry: m.registry.clone(),
+                        key: m.key.clone(),
+                        activation,
+                    }
+                };
+                // Fails if the connection's writer has ended (then its
+                // `connection_ended` has run, or will find this monitor).
+                if link.control.try_send(msg).is_ok() {
+                    return;
+                }
+                self.counters.dropped("remonitor_not_queued");
+                let mut monitors = self.routing.monitors.lock();
+                match monitors.get_mut(&id) {
+                    Some(m) if m.conn == Some(link.conn) => m.conn = None,
+                    // Taken over by `connection_ended` (another run of this task).
+                    _ => return,
+                }
             }
             tokio::time::sleep(self.cfg.renew_interval).await;
         }
     }
 
-    /// Registers a monitor on a remote activation; returns its request id.
+    /// Registers a monitor on a remote activation; returns its request id
+    /// and, on a version 2 session, the receiver of the host's first answer
+    /// (`Monitored` or `Down`; dropped unanswered if the connection ends).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn register_monitor(
         self: &Arc<Self>,
@@ -232,8 +385,14 @@ impl Shared {
         holder: SessionId,
         epoch: Epoch,
         tx: mpsc::Sender<DownEvent>,
-    ) -> Result<u64, RemoteError> {
+    ) -> Result<(u64, Option<oneshot::Receiver<()>>), RemoteError> {
         let id = self.routing.next_id.fetch_add(1, Ordering::Relaxed);
+        let (placed, answered) = if link.version >= MONITOR_IDENTITY_VERSION {
+            let (placed, answered) = oneshot::channel();
+            (Some(placed), Some(answered))
+        } else {
+            (None, None)
+        };
         {
             let mut monitors = self.routing.monitors.lock();
             if monitors.len() >= self.cfg.max_remote_monitors {
@@ -241,31 +400,70 @@ impl Shared {
                 return Err(RemoteError::Overloaded);
             }
             let watch = tx.clone();
-            monitors.insert(id, ClientMonitor { conn: link.conn, registry, key, lease, holder, epoch, tx });
+            let control = link.control.clone();
+            let m = ClientMonitor {
+                conn: Some(link.conn),
+                control,
+                activation: None,
+                placed,
+                registry,
+                key,
+                lease,
+                holder,
+                epoch,
+                tx,
+            };
+            monitors.insert(id, m);
             // Demonitor once the receiver is dropped.
             let node = Arc::clone(self);
-            let control = link.control.clone();
             self.env.spawn(async move {
                 watch.closed().await;
-                if node.routing.monitors.lock().remove(&id).is_some() {
-                    let _ = control.try_send(ControlMsg::Demonitor { request_id: id });
-                }
+                node.cancel_monitor(id).await;
             });
         }
-        Ok(id)
+        Ok((id, answered))
+    }
+
+    /// Removes the monitor `id` and, if it is placed on a connection, tells
+    /// the host (waiting for room in a full control queue: one such wait per
+    /// monitor at most). A `Demonitor` that cannot be sent is counted; the
+    /// host removes the monitor anyway when that connection ends.
+    pub(crate) async fn cancel_monitor(&self, id: u64) {
+        let Some(m) = self.routing.monitors.lock().remove(&id) else { return };
+        if m.conn.is_some() && m.control.send(ControlMsg::Demonitor { request_id: id }).await.is_err() {
+            self.counters.dropped("demonitor_connection_closed");
+            tracing::debug!(request_id = id, "a Demonitor found its connection closed");
+        }
     }
 
     pub(crate) fn drop_monitor(&self, id: u64) {
         self.routing.monitors.lock().remove(&id);
     }
 
+    /// The host's answer to `Monitor`/`Remonitor`: the monitor is placed on
+    /// the activation `activation`.
+    pub(crate) fn monitor_placed(&self, conn: ConnId, id: u64, activation: u64) {
+        let mut monitors = self.routing.monitors.lock();
+        if let Some(m) = monitors.get_mut(&id).filter(|m| m.conn == Some(conn)) {
+            m.activation.get_or_insert(activation);
+            if let Some(placed) = m.placed.take() {
+                let _ = placed.send(());
+            }
+        }
+        // Else answered by its `Down` already, or cancelled: nothing to do.
+    }
+
     /// A `Down` from a peer for one of our monitors.
     pub(crate) fn monitor_down(&self, conn: ConnId, id: u64, reason: DownReason) {
         let mut monitors = self.routing.monitors.lock();
-        if monitors.get(&id).is_some_and(|m| m.conn == conn)
-            && let Some(m) = monitors.remove(&id)
+        if monitors.get(&id).is_some_and(|m| m.conn == Some(conn))
+            && let Some(mut m) = monitors.remove(&id)
         {
-            let _ = m.tx.try_send(DownEvent { registry: m.registry, key: m.key, reason });
+            drop(monitors);
+            if let Some(placed) = m.placed.take() {
+                let _ = placed.send(());
+            }
+            deliver_down(self, m.tx, m.registry, m.key, reason);
         } else {
             drop(monitors);
             self.counters.dropped("unmatched_down");

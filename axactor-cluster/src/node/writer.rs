@@ -121,6 +121,8 @@ pub(super) async fn write_loop(node: Arc<Shared>, conn: ConnId, mut sealer: Seal
             .await
         };
         let Some(item) = next else { break };
+        // What to count if this item is lost with the connection.
+        let lost: Option<&'static str>;
         let (out, kind) = match item {
             Item::Control(ControlMsg::Goodbye) => {
                 // Flush what is queued or completed for the peer (responses it
@@ -134,8 +136,14 @@ pub(super) async fn write_loop(node: Arc<Shared>, conn: ConnId, mut sealer: Seal
                 tx.flush();
                 break;
             }
-            Item::Control(msg) => (OutFrame::envelope(&Envelope::Control(msg)), OutKind::Other),
-            Item::Data(out) => (Ok(out.frame), out.kind),
+            Item::Control(msg) => {
+                lost = control_loss(&msg);
+                (OutFrame::envelope(&Envelope::Control(msg)), OutKind::Other)
+            }
+            Item::Data(out) => {
+                lost = data_loss(out.kind);
+                (Ok(out.frame), out.kind)
+            }
         };
         match kind {
             OutKind::Request(_) => {
@@ -160,6 +168,9 @@ pub(super) async fn write_loop(node: Arc<Shared>, conn: ConnId, mut sealer: Seal
         }
         let through = calm >= CALM_FRAMES;
         if !frame.send(out, through).await {
+            if let Some(label) = lost {
+                node.counters.dropped(label);
+            }
             break;
         }
         fed |= through;
@@ -170,9 +181,48 @@ pub(super) async fn write_loop(node: Arc<Shared>, conn: ConnId, mut sealer: Seal
     // the caller may retry them elsewhere (not `ConnectionLost`).
     data.close();
     while let Ok(out) = data.try_recv() {
-        if let OutKind::Request(request_id) = out.kind {
-            node.complete(conn, request_id, Response::Rejected(Rejection::UnknownSession));
+        match out.kind {
+            OutKind::Request(request_id) => {
+                node.complete(conn, request_id, Response::Rejected(Rejection::UnknownSession));
+            }
+            kind => {
+                if let Some(label) = data_loss(kind) {
+                    node.counters.dropped(label);
+                }
+            }
         }
+    }
+    // What else never left is counted: tells, responses, replies, and
+    // control messages that carry a signal.
+    control.close();
+    while let Ok(msg) = control.try_recv() {
+        if let Some(label) = control_loss(&msg) {
+            node.counters.dropped(label);
+        }
+    }
+    for _ in 0..replies.lock().discard() {
+        node.counters.dropped("reply_discarded_at_close");
+    }
+}
+
+/// The `dropped` label of a data-plane frame never sent because its
+/// connection closed (our requests fail instead, and are not counted).
+fn data_loss(kind: OutKind) -> Option<&'static str> {
+    match kind {
+        OutKind::Request(_) => None,
+        OutKind::Response => Some("response_discarded_at_close"),
+        OutKind::Other => Some("tell_discarded_at_close"),
+    }
+}
+
+/// The `dropped` label of a control message never sent because its
+/// connection closed (liveness messages are not counted: they mean nothing
+/// once it has).
+fn control_loss(msg: &ControlMsg) -> Option<&'static str> {
+    match msg {
+        ControlMsg::Heartbeat { .. } | ControlMsg::HeartbeatAck { .. } | ControlMsg::Goodbye => None,
+        ControlMsg::Down { .. } => Some("down_discarded_at_close"),
+        _ => Some("control_discarded_at_close"),
     }
 }
 

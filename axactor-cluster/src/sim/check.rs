@@ -26,7 +26,13 @@
 //!   sequential history of the key's object (register, counter, account),
 //!   starting from the stored state: a read sees the latest write, a counter
 //!   counts, a balance is the sum of the deposits that ran.
-//! - **Monitors**: nothing of a monitored activation runs after its `Down`.
+//! - **Monitors**: a monitor fires at most once, and nothing of a monitored
+//!   activation runs after its `Down`; and it fires at least once: a monitor
+//!   whose watching node stayed up, and every activation of whose key that
+//!   started before the monitor was placed had ended (stopped, or its node
+//!   died) by the time the cluster healed, has its `Down` by the end of the
+//!   run (the liveness phase: at least `lease_ttl + renew_interval +
+//!   request_timeout` later).
 //! - **Handovers**: per node, at most twice the move cap in any window of
 //!   one renew interval (the pacer's windows are not aligned with ours).
 
@@ -38,6 +44,9 @@ use super::trace::{Effect, Ev, OpKind, Outcome, Record};
 use crate::env::NodeEvent;
 use crate::id::SessionId;
 use crate::wire::DownReason;
+
+/// The trace note that marks the end of every fault in the liveness phase.
+pub(crate) const LIVENESS_HEALED: &str = "liveness: healed";
 
 /// What the checker needs to know about the run's configuration.
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +85,8 @@ struct Op {
 #[derive(Debug)]
 struct Monitor {
     placed: u64,
+    /// The session of the node it was placed through (its watcher).
+    watcher: SessionId,
     obj: (&'static str, Arc<str>),
     down: Option<u64>,
     fired: bool,
@@ -104,6 +115,10 @@ pub(crate) struct Checker {
     /// (op, node name) → the epoch of the last frame that delivered it there.
     routed: BTreeMap<(u64, String), u64>,
     sessions: BTreeSet<SessionId>,
+    /// When each session ended (µs).
+    ended: BTreeMap<SessionId, u64>,
+    /// When the liveness phase healed every fault (µs), if it did.
+    healed_at: Option<u64>,
     last_at: u64,
 }
 
@@ -126,6 +141,8 @@ impl Checker {
             monitors: BTreeMap::new(),
             routed: BTreeMap::new(),
             sessions: BTreeSet::new(),
+            ended: BTreeMap::new(),
+            healed_at: None,
             last_at: 0,
         }
     }
@@ -185,9 +202,10 @@ impl Checker {
                 self.ops.insert(*op, Op { obj, kind: *kind, execs: Vec::new(), done: None });
             }
             Ev::Done { op, outcome } => self.on_done(at, *op, outcome),
-            Ev::MonitorPlaced { mon, registry, key, .. } => {
+            Ev::MonitorPlaced { mon, session, registry, key } => {
                 let obj = (*registry, Arc::clone(key));
-                self.monitors.insert(*mon, Monitor { placed: r.seq, obj, down: None, fired: false });
+                let watcher = session.clone();
+                self.monitors.insert(*mon, Monitor { placed: r.seq, watcher, obj, down: None, fired: false });
             }
             Ev::MonitorDown { mon, reason } => {
                 if let Some(m) = self.monitors.get_mut(mon) {
@@ -206,7 +224,13 @@ impl Checker {
                     self.fail(at, format!("{session} started a second time: a restarted node must be a new session"));
                 }
             }
-            Ev::NodeDown { .. } | Ev::Fault(_) | Ev::Frame { .. } => {}
+            Ev::NodeDown { session, .. } => {
+                self.ended.entry(session.clone()).or_insert(at);
+            }
+            Ev::Fault(what) if what == LIVENESS_HEALED => {
+                self.healed_at.get_or_insert(at);
+            }
+            Ev::Fault(_) | Ev::Frame { .. } => {}
         }
     }
 
@@ -413,6 +437,7 @@ impl Checker {
     pub(crate) fn finish(mut self, records: &[Record]) -> Vec<String> {
         self.check_self_fencing();
         self.check_monitors(records);
+        self.check_monitors_fired();
         self.violations
     }
 
@@ -449,6 +474,36 @@ impl Checker {
             ));
         }
         for (at, what) in late {
+            self.fail(at, what);
+        }
+    }
+
+    /// Every monitor whose watcher stayed up and whose target had ended by
+    /// the heal fired (see the module docs).
+    fn check_monitors_fired(&mut self) {
+        let Some(healed) = self.healed_at else { return };
+        let mut missing = Vec::new();
+        for (mon, m) in &self.monitors {
+            if m.fired || self.ended.contains_key(&m.watcher) {
+                continue;
+            }
+            let ended_by_heal = |act: &Act| {
+                act.stopped.is_some_and(|t| t < healed) || self.ended.get(&act.session).is_some_and(|&t| t < healed)
+            };
+            let mut targets = self.acts.values().filter(|a| a.obj == m.obj && a.start_seq < m.placed);
+            if targets.all(ended_by_heal) {
+                missing.push((
+                    self.last_at,
+                    format!(
+                        "monitor {mon} on {}/{}: its activation had ended by the heal (t={:.3}s), no Down by the end",
+                        m.obj.0,
+                        m.obj.1,
+                        healed as f64 / 1e6
+                    ),
+                ));
+            }
+        }
+        for (at, what) in missing {
             self.fail(at, what);
         }
     }

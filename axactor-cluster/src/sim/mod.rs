@@ -462,7 +462,7 @@ impl Sim {
         while self.cluster.store.slow_in_flight() > 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        self.trace.push(Ev::Fault("liveness: healed".into()));
+        self.trace.push(Ev::Fault(check::LIVENESS_HEALED.into()));
         let bound = cfg.lease_ttl + cfg.renew_interval + cfg.request_timeout;
         let deadline = Instant::now() + bound;
         tokio::time::sleep_until(deadline).await;

@@ -84,6 +84,11 @@ pub(super) fn control_msg() -> impl Strategy<Value = ControlMsg> {
         (any::<u64>(), down_reason()).prop_map(|(request_id, reason)| ControlMsg::Down { request_id, reason }),
         Just(ControlMsg::Goodbye),
         prop::collection::vec((text(), any::<u32>()), 0..4).prop_map(|registries| ControlMsg::Hosting { registries }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(request_id, activation)| ControlMsg::Monitored { request_id, activation }),
+        (any::<u64>(), text(), text(), any::<u64>()).prop_map(|(request_id, registry, key, activation)| {
+            ControlMsg::Remonitor { request_id, registry, key, activation }
+        }),
     ]
 }
 

@@ -88,6 +88,34 @@ pub enum ControlMsg {
         #[serde(deserialize_with = "hosted_list::deserialize")]
         registries: Vec<(String, u32)>,
     },
+    /// Index 8 (protocol version 2): a monitor is in place on the
+    /// activation `activation` (answers [`ControlMsg::Monitor`] and
+    /// [`ControlMsg::Remonitor`]; a [`ControlMsg::Down`] with the same
+    /// `request_id` follows once it can no longer execute). An answer may
+    /// come after the `Down` or not at all (then the `Down` answered it).
+    Monitored {
+        /// The monitor's `request_id`.
+        request_id: u64,
+        /// The activation watched: unique among the activations of the
+        /// registry on the sender's session, never reused by it.
+        activation: u64,
+    },
+    /// Index 9 (protocol version 2): watch the activation `activation` of
+    /// `key` again, on a new connection of the same session (the
+    /// connection that carried the monitor ended). Answered by
+    /// [`ControlMsg::Monitored`] while that activation still runs, else
+    /// at once by `Down { reason: Stopped }`.
+    Remonitor {
+        /// Chosen by the watcher, unique among its monitors on this session.
+        request_id: u64,
+        /// The registry id.
+        registry: String,
+        /// The key within the registry.
+        key: String,
+        /// The activation named by the `Monitored` that answered the first
+        /// `Monitor`.
+        activation: u64,
+    },
 }
 
 /// The most registries a `Hosting` announcement may list; a longer one is

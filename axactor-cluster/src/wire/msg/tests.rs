@@ -33,6 +33,8 @@ fn index_of(env: &Envelope) -> (u8, u8) {
                 ControlMsg::Down { .. } => 5,
                 ControlMsg::Goodbye => 6,
                 ControlMsg::Hosting { .. } => 7,
+                ControlMsg::Monitored { .. } => 8,
+                ControlMsg::Remonitor { .. } => 9,
             },
         ),
         Envelope::Data(d) => (
@@ -54,6 +56,15 @@ fn golden_encodings() {
     // Pinned bytes: a change here is a wire-format change.
     let hb = Envelope::Control(ControlMsg::Heartbeat { sent_at_ms: 300 });
     assert_eq!(envelope_bytes(&hb), [0x00, 0x00, 0xAC, 0x02]);
+    let monitored = Envelope::Control(ControlMsg::Monitored { request_id: 5, activation: 7 });
+    assert_eq!(envelope_bytes(&monitored), [0x00, 0x08, 0x05, 0x07]);
+    let remonitor = Envelope::Control(ControlMsg::Remonitor {
+        request_id: 5,
+        registry: "r".into(),
+        key: "k".into(),
+        activation: 300,
+    });
+    assert_eq!(envelope_bytes(&remonitor), [0x00, 0x09, 0x05, 0x01, 0x72, 0x01, 0x6B, 0xAC, 0x02]);
     let tell = Envelope::Data(DataMsg::Tell {
         registry: "r".into(),
         shard: 3,
@@ -127,7 +138,7 @@ fn trailing_bytes_are_rejected() {
 fn unknown_variants_are_rejected() {
     let invalid = Some(CodecError::Postcard(PostcardErrorKind::Invalid));
     assert_eq!(decode_envelope(&[0x02]).err(), invalid); // Envelope has 2 variants
-    assert_eq!(decode_envelope(&[0x00, 0x08]).err(), invalid); // ControlMsg has 8
+    assert_eq!(decode_envelope(&[0x00, 0x0A]).err(), invalid); // ControlMsg has 10
     assert_eq!(decode_envelope(&[0x01, 0x06]).err(), invalid); // DataMsg has 6
     assert_eq!(decode_envelope(&[0x00, 0x05, 0x00, 0x05]).err(), invalid); // DownReason has 5
     assert_eq!(decode_envelope(&[0x01, 0x04, 0x00, 0x09]).err(), invalid); // Rejection has 9
