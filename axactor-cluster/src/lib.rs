@@ -103,6 +103,8 @@ pub use keyed::{
 pub use lease::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError, MemoryLeaseStore};
 #[cfg(feature = "redis-lease")]
 pub use lease::{RedisLeaseStore, RedisStoreOptions};
+#[cfg(feature = "etcd-lease")]
+pub use lease::{EtcdLeaseStore, EtcdStoreOptions};
 pub use node::{
     CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, ClusterInspect, ClusterNode, Counters, DATA_QUEUE_CAPACITY,
     OWED_RESPONSE_CAPACITY, OwnedShard, PeerDirection, PeerInfo, PeerState, SHUTDOWN_TIMEOUT, TableUse,

@@ -4,6 +4,7 @@
 pub mod activations;
 pub mod cluster;
 pub mod keyed;
+pub mod etcd;
 pub mod lease_conformance;
 pub mod redis;
 
