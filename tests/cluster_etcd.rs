@@ -22,8 +22,8 @@ use std::time::Duration;
 use axactor::{Context, actor};
 use axactor_cluster::{ClusterConfig, ClusterNode, EtcdLeaseStore, Keyed, KeyedConfig, LeaseStore};
 use axactor_tests::cluster::BOUND;
-use axactor_tests::keyed::{Net, all_connected, failover_cfg, lease_name, owns_all, settled};
 use axactor_tests::etcd::{TestEtcd, test_etcd, unique_prefix};
+use axactor_tests::keyed::{Net, all_connected, failover_cfg, lease_name, owns_all, settled};
 use tokio::time::Instant;
 
 const REGISTRY: &str = "members";

@@ -134,8 +134,9 @@ async fn wiping_every_key_still_grows_the_epoch() {
     assert!(after[0] > before[0] && after[1] > before[1], "revisions only grow: {after:?} after {before:?}");
 }
 
-/// A release deletes the lease's group key with it: the group is free for
-/// another tag at once, not after the ttl.
+/// A grouped lease's group stays live through plain renewals and
+/// re-acquisitions; a release deletes its group key with it: the group is
+/// free for another tag at once, not after the ttl.
 #[tokio::test]
 async fn release_frees_the_group_at_once() {
     let Some((_etcd, store, _prefix, _raw)) = setup("group-release").await else { return };
@@ -144,8 +145,9 @@ async fn release_frees_the_group_at_once() {
     let Ok(GroupGrant::Granted(l)) = store.acquire_in_group("reg/16/1", g16, &a, LONG).await else {
         panic!("a free group grants")
     };
-    // A plain renew of a grouped lease keeps its group live.
+    // A plain renew or re-acquire of a grouped lease keeps its group live.
     assert_eq!(store.renew("reg/16/1", &a, l.epoch, LONG).await, Ok(true));
+    assert_eq!(store.acquire("reg/16/1", &a, LONG).await.map(|l| l.map(|l| l.epoch)), Ok(Some(l.epoch)));
     assert_eq!(store.acquire_in_group("reg/32/1", g32, &b, LONG).await, Ok(GroupGrant::Conflict { tag: 16 }));
     assert_eq!(store.release("reg/16/1", &a, l.epoch).await, Ok(true));
     assert!(matches!(store.acquire_in_group("reg/32/1", g32, &b, LONG).await, Ok(GroupGrant::Granted(_))));

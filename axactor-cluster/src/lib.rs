@@ -101,10 +101,10 @@ pub use keyed::{
     DEFAULT_STOP_TIMEOUT, Keyed, KeyedConfig, MAX_SHARDS, Singleton,
 };
 pub use lease::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError, MemoryLeaseStore};
-#[cfg(feature = "redis-lease")]
-pub use lease::{RedisLeaseStore, RedisStoreOptions};
 #[cfg(feature = "etcd-lease")]
 pub use lease::{EtcdLeaseStore, EtcdStoreOptions};
+#[cfg(feature = "redis-lease")]
+pub use lease::{RedisLeaseStore, RedisStoreOptions};
 pub use node::{
     CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, ClusterInspect, ClusterNode, Counters, DATA_QUEUE_CAPACITY,
     OWED_RESPONSE_CAPACITY, OwnedShard, PeerDirection, PeerInfo, PeerState, SHUTDOWN_TIMEOUT, TableUse,

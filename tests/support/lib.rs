@@ -3,8 +3,8 @@
 
 pub mod activations;
 pub mod cluster;
-pub mod keyed;
 pub mod etcd;
+pub mod keyed;
 pub mod lease_conformance;
 pub mod redis;
 

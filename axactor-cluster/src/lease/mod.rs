@@ -36,9 +36,9 @@ use serde::{Deserialize, Serialize};
 use crate::id::SessionId;
 use crate::overlay::BoxFuture;
 
-mod memory;
 #[cfg(feature = "etcd-lease")]
 mod etcd;
+mod memory;
 #[cfg(feature = "redis-lease")]
 mod redis;
 

@@ -276,10 +276,11 @@ mod tests {
     fn lease_values_round_trip() {
         for node in ["a", "a|b", "x#y", "", "1:|"] {
             let holder = session(node);
-            for group in [None, Some(StoredGroup { name: "r|5:x".into(), tag: u64::MAX }), Some(StoredGroup {
-                name: String::new(),
-                tag: 0,
-            })] {
+            for group in [
+                None,
+                Some(StoredGroup { name: "r|5:x".into(), tag: u64::MAX }),
+                Some(StoredGroup { name: String::new(), tag: 0 }),
+            ] {
                 let v = encode_value(&holder, group.as_ref());
                 assert_eq!(parse_value(v.as_bytes()), Ok(Value { holder: holder.clone(), group }), "{v}");
             }
@@ -304,11 +305,7 @@ mod tests {
             "-|a#nothex0000000000.0".into(),
             "-|".into(),
         ] {
-            assert_eq!(
-                parse_value(bad.as_bytes()),
-                Err(LeaseStoreError::Protocol("malformed lease value")),
-                "{bad:?}"
-            );
+            assert_eq!(parse_value(bad.as_bytes()), Err(LeaseStoreError::Protocol("malformed lease value")), "{bad:?}");
         }
         assert!(parse_value(b"-|a#\xff0000000000000abc.7").is_err(), "not UTF-8");
         assert_eq!(epoch_of(0), Err(LeaseStoreError::Protocol("invalid revision")));

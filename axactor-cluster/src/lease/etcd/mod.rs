@@ -226,12 +226,15 @@ impl EtcdLeaseStore {
         if let Some((user, password)) = options.user {
             connect = connect.with_user(user, password);
         }
-        let client = bounded(Client::connect(endpoints, Some(connect))).await?;
-        let store = EtcdLeaseStore { client, keys };
-        // The channel connects lazily: one read proves the cluster answers.
-        let probe = store.keys.members();
-        store.bounded_get(probe, Some(GetOptions::new().with_keys_only().with_limit(1))).await?;
-        Ok(store)
+        whole(async move {
+            let client = bounded(Client::connect(endpoints, Some(connect))).await?;
+            let store = EtcdLeaseStore { client, keys };
+            // The channel connects lazily: one read proves the cluster answers.
+            let probe = store.keys.members();
+            store.bounded_get(probe, Some(GetOptions::new().with_keys_only().with_limit(1))).await?;
+            Ok(store)
+        })
+        .await
     }
 
     async fn bounded_get(&self, key: String, opts: Option<GetOptions>) -> Result<Vec<KeyValue>, LeaseStoreError> {
@@ -316,7 +319,9 @@ impl EtcdLeaseStore {
         guard: &[Compare],
         id: i64,
     ) -> Result<GroupGrant, LeaseStoreError> {
-        let granted = |epoch: u64| GroupGrant::Granted(Lease { name: name.to_owned(), holder: holder.clone(), epoch: Epoch(epoch) });
+        let granted = |epoch: u64| {
+            GroupGrant::Granted(Lease { name: name.to_owned(), holder: holder.clone(), epoch: Epoch(epoch) })
+        };
         for _ in 0..ATTEMPTS {
             let mut when = guard.to_vec();
             when.push(Compare::create_revision(key, CompareOp::Equal, 0));
@@ -331,14 +336,20 @@ impl EtcdLeaseStore {
                 Found::Nothing => continue,
                 Found::Key(kv) => kv,
             };
-            if &codec::parse_value(kv.value())?.holder != holder {
+            let current = codec::parse_value(kv.value())?;
+            if &current.holder != holder {
                 return Ok(GroupGrant::Held);
             }
             // The holder re-acquires: move the key to the new etcd lease,
-            // keeping its create_revision (the epoch).
+            // keeping its create_revision (the epoch). A plain re-acquire
+            // keeps the group the lease was acquired in (as renew does).
+            let ops = match (group, current.group.as_ref()) {
+                (None, Some(kept)) => self.place(name, &codec::encode_value(holder, Some(kept)), Some(kept), id),
+                _ => self.place(name, value, stored, id),
+            };
             let mut when = guard.to_vec();
             when.push(Compare::mod_revision(key, CompareOp::Equal, kv.mod_revision()));
-            let txn = Txn::new().when(when).and_then(self.place(name, value, stored, id));
+            let txn = Txn::new().when(when).and_then(ops);
             if self.txn(txn).await?.0 {
                 self.revoke(kv.lease()).await;
                 return Ok(granted(codec::epoch_of(kv.create_revision())?));
@@ -362,14 +373,25 @@ impl EtcdLeaseStore {
     }
 
     /// The key of `name` if `holder` holds it at `epoch`.
-    async fn held(&self, name: &str, holder: &SessionId, epoch: Epoch) -> Result<Option<(KeyValue, codec::Value)>, LeaseStoreError> {
+    async fn held(
+        &self,
+        name: &str,
+        holder: &SessionId,
+        epoch: Epoch,
+    ) -> Result<Option<(KeyValue, codec::Value)>, LeaseStoreError> {
         let Ok(revision) = i64::try_from(epoch.0) else { return Ok(None) };
         let Some(kv) = self.read(&self.keys.lease(name)).await? else { return Ok(None) };
         let value = codec::parse_value(kv.value())?;
         Ok((&value.holder == holder && kv.create_revision() == revision).then_some((kv, value)))
     }
 
-    async fn renew_lease(&self, name: &str, holder: &SessionId, epoch: Epoch, ttl: Duration) -> Result<bool, LeaseStoreError> {
+    async fn renew_lease(
+        &self,
+        name: &str,
+        holder: &SessionId,
+        epoch: Epoch,
+        ttl: Duration,
+    ) -> Result<bool, LeaseStoreError> {
         codec::check_name(name)?;
         let secs = codec::ttl_secs(ttl)?;
         if self.held(name, holder, epoch).await?.is_none() {
@@ -389,7 +411,8 @@ impl EtcdLeaseStore {
             let Some((kv, value)) = self.held(name, holder, epoch).await? else { return Ok(false) };
             let when = [Compare::mod_revision(key.as_str(), CompareOp::Equal, kv.mod_revision())];
             // The stored bytes are put back as they are.
-            let stored = std::str::from_utf8(kv.value()).map_err(|_| LeaseStoreError::Protocol("malformed lease value"))?;
+            let stored =
+                std::str::from_utf8(kv.value()).map_err(|_| LeaseStoreError::Protocol("malformed lease value"))?;
             let txn = Txn::new().when(when).and_then(self.place(name, stored, value.group.as_ref(), id));
             if self.txn(txn).await?.0 {
                 self.revoke(kv.lease()).await;
