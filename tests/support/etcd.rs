@@ -122,6 +122,7 @@ pub enum Start {
 pub struct ThrowawayEtcd {
     child: Child,
     client_port: u16,
+    peer_port: u16,
     dir: PathBuf,
 }
 
@@ -143,32 +144,34 @@ impl ThrowawayEtcd {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let (client, peer) = (format!("http://127.0.0.1:{client_port}"), format!("http://127.0.0.1:{peer_port}"));
-        let spawned = Command::new("etcd")
-            .args(["--name", "axactor-test", "--data-dir", &dir.to_string_lossy()])
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("axactor-test={peer}"), "--initial-cluster-state", "new"])
-            .args(["--heartbeat-interval", "50", "--election-timeout", "500", "--log-level", "error"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Start::NoBinary),
-            Err(e) => panic!("cannot spawn etcd: {e}"),
-        };
-        let mut server = ThrowawayEtcd { child, client_port, dir };
+        let child = spawn(&dir, client_port, peer_port)?;
+        let mut server = ThrowawayEtcd { child, client_port, peer_port, dir };
+        server.wait_healthy().await?;
+        Ok(server)
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same ports and
+    /// data directory, as after a crash; waits until it is healthy.
+    ///
+    /// # Panics
+    /// If it does not come back healthy within 20 s.
+    pub async fn crash_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(&self.dir, self.client_port, self.peer_port).expect("etcd respawns");
+        self.wait_healthy().await.expect("etcd restarts on its data directory");
+    }
+
+    async fn wait_healthy(&mut self) -> Result<(), Start> {
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         loop {
-            if healthy(client_port).await {
-                return Ok(server);
+            if healthy(self.client_port).await {
+                return Ok(());
             }
-            if matches!(server.child.try_wait(), Ok(Some(_))) {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
                 return Err(Start::Exited);
             }
-            assert!(tokio::time::Instant::now() < deadline, "etcd on port {client_port} did not become healthy");
+            assert!(tokio::time::Instant::now() < deadline, "etcd on port {} did not become healthy", self.client_port);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -184,6 +187,26 @@ impl Drop for ThrowawayEtcd {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Spawns a single-member etcd with its data in `dir`.
+fn spawn(dir: &std::path::Path, client_port: u16, peer_port: u16) -> Result<Child, Start> {
+    let (client, peer) = (format!("http://127.0.0.1:{client_port}"), format!("http://127.0.0.1:{peer_port}"));
+    let spawned = Command::new("etcd")
+        .args(["--name", "axactor-test", "--data-dir", &dir.to_string_lossy()])
+        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args(["--initial-cluster", &format!("axactor-test={peer}"), "--initial-cluster-state", "new"])
+        .args(["--heartbeat-interval", "50", "--election-timeout", "500", "--log-level", "error"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    match spawned {
+        Ok(child) => Ok(child),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Start::NoBinary),
+        Err(e) => panic!("cannot spawn etcd: {e}"),
     }
 }
 

@@ -204,6 +204,11 @@ pub(super) fn map_error(e: &etcd_client::Error) -> LeaseStoreError {
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted | Code::ResourceExhausted => {
                 LeaseStoreError::Unavailable("etcd not answering")
             }
+            // A status made on this side from a broken connection (a server's
+            // own `Unknown` carries no source).
+            Code::Unknown if std::error::Error::source(status).is_some() => {
+                LeaseStoreError::Unavailable("connection failed")
+            }
             Code::Unauthenticated | Code::PermissionDenied => LeaseStoreError::Unavailable("permission denied"),
             // A put under an etcd lease that expired between its grant and
             // the transaction: the request took longer than the lease's ttl.
@@ -319,6 +324,11 @@ mod tests {
         assert!(matches!(map_error(&unavailable), LeaseStoreError::Unavailable(_)));
         let io = etcd_client::Error::IoError(std::io::Error::other("refused"));
         assert!(matches!(map_error(&io), LeaseStoreError::Unavailable(_)));
+        let broken = tonic::Status::from_error(Box::new(std::io::Error::other("broken pipe")));
+        assert_eq!(broken.code(), tonic::Code::Unknown);
+        assert!(matches!(map_error(&etcd_client::Error::GRpcStatus(broken)), LeaseStoreError::Unavailable(_)));
+        let unknown = etcd_client::Error::GRpcStatus(tonic::Status::unknown("server says so"));
+        assert!(matches!(map_error(&unknown), LeaseStoreError::Protocol(_)));
         let internal = etcd_client::Error::GRpcStatus(tonic::Status::internal("boom"));
         assert!(matches!(map_error(&internal), LeaseStoreError::Protocol(_)));
         let args = etcd_client::Error::InvalidArgs("empty endpoints".into());
