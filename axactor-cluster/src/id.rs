@@ -56,7 +56,7 @@ impl fmt::Display for SessionId {
 impl SessionId {
     /// The string form stored in lease records: the [`Display`](fmt::Display)
     /// form `{node}#{boot:016x}.{counter}`. [`SessionId::parse`] reads it back.
-    #[cfg_attr(not(feature = "redis-lease"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "redis-lease", feature = "etcd-lease")), allow(dead_code))]
     pub(crate) fn encode(&self) -> String {
         self.to_string()
     }
@@ -67,7 +67,7 @@ impl SessionId {
     /// contain `#`); the boot part must be exactly 16 lowercase hex digits and
     /// the counter a decimal without sign or leading zeros, so every accepted
     /// string is the encoding of exactly one session.
-    #[cfg_attr(not(feature = "redis-lease"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "redis-lease", feature = "etcd-lease")), allow(dead_code))]
     pub(crate) fn parse(s: &str) -> Option<SessionId> {
         let (node, rest) = s.rsplit_once('#')?;
         let (boot, counter) = rest.split_once('.')?;

@@ -101,6 +101,8 @@ pub use keyed::{
     DEFAULT_STOP_TIMEOUT, Keyed, KeyedConfig, MAX_SHARDS, Singleton,
 };
 pub use lease::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError, MemoryLeaseStore};
+#[cfg(feature = "etcd-lease")]
+pub use lease::{EtcdLeaseStore, EtcdStoreOptions};
 #[cfg(feature = "redis-lease")]
 pub use lease::{RedisLeaseStore, RedisStoreOptions};
 pub use node::{

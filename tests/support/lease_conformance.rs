@@ -1,5 +1,6 @@
 //! The behaviour every [`LeaseStore`] must show, run against each store
-//! (`tests/lease_store_memory.rs`, `tests/lease_store_redis.rs`).
+//! (`tests/lease_store_memory.rs`, `tests/lease_store_redis.rs`,
+//! `tests/lease_store_etcd.rs`).
 //!
 //! The checks use real, short ttls and `tokio::time::sleep`, so they run on
 //! a real clock (Redis) and on a paused one (the in-memory store). A check
@@ -22,21 +23,48 @@ pub const SHORT: Duration = Duration::from_millis(250);
 /// How long a check sleeps to be sure a [`SHORT`] ttl has run out.
 pub const PAST_SHORT: Duration = Duration::from_millis(450);
 
+/// The ttl the expiry checks use and how long they wait it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// The ttl of leases and members a check lets expire.
+    pub short: Duration,
+    /// How long the check sleeps to be sure `short` has run out in the store.
+    pub past_short: Duration,
+}
+
+impl Timing {
+    /// [`SHORT`] and [`PAST_SHORT`]: for stores that expire at the ttl.
+    pub const EXACT: Timing = Timing { short: SHORT, past_short: PAST_SHORT };
+
+    /// For stores whose expiry is coarse, such as etcd: ttls count whole
+    /// seconds (at least 1 s, 2 s at etcd's default timing) and expiry is
+    /// checked every 500 ms, so a [`SHORT`] ttl lasts up to about 2.5 s.
+    pub const COARSE: Timing = Timing { short: SHORT, past_short: Duration::from_millis(3500) };
+}
+
 /// Runs every check against `store`, with lease names and member sessions
 /// under the namespace `ns` (unique per run).
 ///
 /// # Panics
 /// On the first check that fails, naming it.
 pub async fn run_all(store: Arc<dyn LeaseStore>, ns: &str) {
+    run_all_with(store, ns, Timing::EXACT).await;
+}
+
+/// [`run_all`] with the expiry checks' `timing`.
+///
+/// # Panics
+/// On the first check that fails, naming it.
+pub async fn run_all_with(store: Arc<dyn LeaseStore>, ns: &str, t: Timing) {
     let s = &*store;
     invalid_arguments_are_rejected(s, ns).await;
     the_holder_reacquires_at_its_epoch(s, ns).await;
     only_the_holder_at_its_epoch_renews_or_releases(s, ns).await;
     epochs_grow_across_release(s, ns).await;
-    epochs_grow_across_expiry_and_the_old_holder_is_fenced(s, ns).await;
-    renewal_and_reacquisition_extend_the_lease(s, ns).await;
-    members_appear_expire_and_are_removed(s, ns).await;
-    a_group_is_held_under_one_tag_at_a_time(s, ns).await;
+    epochs_grow_across_expiry_and_the_old_holder_is_fenced(s, ns, t).await;
+    renewal_and_reacquisition_extend_the_lease(s, ns, t).await;
+    members_appear_expire_and_are_removed(s, ns, t).await;
+    a_group_is_held_under_one_tag_at_a_time(s, ns, t).await;
 }
 
 /// A session of node `{ns}-{node}`.
@@ -135,13 +163,13 @@ async fn epochs_grow_across_release(store: &dyn LeaseStore, ns: &str) {
     }
 }
 
-async fn epochs_grow_across_expiry_and_the_old_holder_is_fenced(store: &dyn LeaseStore, ns: &str) {
+async fn epochs_grow_across_expiry_and_the_old_holder_is_fenced(store: &dyn LeaseStore, ns: &str, t: Timing) {
     const WHAT: &str = "expiry";
     let (n, own) = (name(ns, "expiry"), name(ns, "expiry-own"));
     let (a, b) = (session(ns, "a", 1, 0), session(ns, "b", 2, 0));
-    let la = acquired(store, &n, &a, SHORT, WHAT).await;
-    let own_first = acquired(store, &own, &a, SHORT, WHAT).await;
-    tokio::time::sleep(PAST_SHORT).await;
+    let la = acquired(store, &n, &a, t.short, WHAT).await;
+    let own_first = acquired(store, &own, &a, t.short, WHAT).await;
+    tokio::time::sleep(t.past_short).await;
     assert_eq!(store.get(&n).await, Ok(None), "{WHAT}: an expired lease is not returned");
     assert_eq!(store.renew(&n, &a, la.epoch, LONG).await, Ok(false), "{WHAT}: an expired lease cannot be renewed");
     assert_eq!(store.release(&n, &a, la.epoch).await, Ok(false), "{WHAT}: an expired lease is not released");
@@ -154,21 +182,21 @@ async fn epochs_grow_across_expiry_and_the_old_holder_is_fenced(store: &dyn Leas
     assert!(own_again.epoch > own_first.epoch, "{WHAT}: re-acquiring one's own expired lease is a new epoch");
 }
 
-async fn renewal_and_reacquisition_extend_the_lease(store: &dyn LeaseStore, ns: &str) {
+async fn renewal_and_reacquisition_extend_the_lease(store: &dyn LeaseStore, ns: &str, t: Timing) {
     const WHAT: &str = "extension";
     let (renewed, reacquired) = (name(ns, "renewed"), name(ns, "reacquired"));
     let (a, b) = (session(ns, "a", 1, 0), session(ns, "b", 2, 0));
-    let l = acquired(store, &renewed, &a, SHORT, WHAT).await;
+    let l = acquired(store, &renewed, &a, t.short, WHAT).await;
     assert_eq!(store.renew(&renewed, &a, l.epoch, LONG).await, Ok(true), "{WHAT}: renew");
-    let m = acquired(store, &reacquired, &a, SHORT, WHAT).await;
+    let m = acquired(store, &reacquired, &a, t.short, WHAT).await;
     assert_eq!(acquired(store, &reacquired, &a, LONG, WHAT).await.epoch, m.epoch, "{WHAT}: re-acquire");
-    tokio::time::sleep(PAST_SHORT).await;
+    tokio::time::sleep(t.past_short).await;
     assert_eq!(store.get(&renewed).await, Ok(Some(l)), "{WHAT}: a renewed lease outlives its first ttl");
     assert_eq!(store.get(&reacquired).await, Ok(Some(m)), "{WHAT}: a re-acquired lease outlives its first ttl");
     assert_eq!(store.acquire(&renewed, &b, LONG).await, Ok(None), "{WHAT}: still held");
 }
 
-async fn members_appear_expire_and_are_removed(store: &dyn LeaseStore, ns: &str) {
+async fn members_appear_expire_and_are_removed(store: &dyn LeaseStore, ns: &str, t: Timing) {
     const WHAT: &str = "members";
     // Counter 9 sorts before 10 as a session but after it as a string.
     let (x, y) = (session(ns, "m", 1, 10), session(ns, "m", 1, 9));
@@ -184,10 +212,10 @@ async fn members_appear_expire_and_are_removed(store: &dyn LeaseStore, ns: &str)
         store.heartbeat_member(s, LONG).await.expect("heartbeat");
     }
     assert_eq!(mine().await, vec![y.clone(), x.clone(), w.clone(), z.clone()], "{WHAT}: all appear, sorted");
-    store.heartbeat_member(&x, SHORT).await.expect("heartbeat");
-    store.heartbeat_member(&z, SHORT).await.expect("heartbeat");
+    store.heartbeat_member(&x, t.short).await.expect("heartbeat");
+    store.heartbeat_member(&z, t.short).await.expect("heartbeat");
     store.heartbeat_member(&y, LONG).await.expect("heartbeat");
-    tokio::time::sleep(PAST_SHORT).await;
+    tokio::time::sleep(t.past_short).await;
     assert_eq!(mine().await, vec![y.clone(), w.clone()], "{WHAT}: members whose ttl ran out are gone");
     store.remove_member(&w).await.expect("remove");
     assert_eq!(mine().await, vec![y.clone()], "{WHAT}: a removed member is gone");
@@ -204,7 +232,7 @@ async fn members_appear_expire_and_are_removed(store: &dyn LeaseStore, ns: &str)
 /// live under one tag (a registry's shard count), no lease of the group is
 /// granted under another, to anyone; the same tag is granted freely; once
 /// the other tag's leases have expired, the new tag is granted.
-async fn a_group_is_held_under_one_tag_at_a_time(store: &dyn LeaseStore, ns: &str) {
+async fn a_group_is_held_under_one_tag_at_a_time(store: &dyn LeaseStore, ns: &str, t: Timing) {
     const WHAT: &str = "lease groups";
     if !store.enforces_groups() {
         return;
@@ -213,12 +241,12 @@ async fn a_group_is_held_under_one_tag_at_a_time(store: &dyn LeaseStore, ns: &st
     let (g16, g32) = (LeaseGroup { name: &group_name, tag: 16 }, LeaseGroup { name: &group_name, tag: 32 });
     let (a, b) = (session(ns, "a", 1, 0), session(ns, "b", 2, 0));
     let (n16a, n16b, n32) = (name(ns, "registry/16/1"), name(ns, "registry/16/2"), name(ns, "registry/32/5"));
-    let first = match store.acquire_in_group(&n16a, g16, &a, SHORT).await {
+    let first = match store.acquire_in_group(&n16a, g16, &a, t.short).await {
         Ok(GroupGrant::Granted(l)) => l,
         other => panic!("{WHAT}: a free group grants: {other:?}"),
     };
     assert!(
-        matches!(store.acquire_in_group(&n16b, g16, &b, SHORT).await, Ok(GroupGrant::Granted(_))),
+        matches!(store.acquire_in_group(&n16b, g16, &b, t.short).await, Ok(GroupGrant::Granted(_))),
         "{WHAT}: same tag, other lease"
     );
     assert_eq!(
@@ -234,8 +262,8 @@ async fn a_group_is_held_under_one_tag_at_a_time(store: &dyn LeaseStore, ns: &st
         );
     }
     assert_eq!(store.get(&n32).await, Ok(None), "{WHAT}: a conflict grants nothing");
-    assert_eq!(store.renew_in_group(&n16a, g16, &a, first.epoch, SHORT).await, Ok(true), "{WHAT}: the holder renews");
-    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(store.renew_in_group(&n16a, g16, &a, first.epoch, t.short).await, Ok(true), "{WHAT}: the holder renews");
+    tokio::time::sleep(t.past_short).await;
     match store.acquire_in_group(&n32, g32, &b, LONG).await {
         Ok(GroupGrant::Granted(l)) => assert_eq!(l.holder, b, "{WHAT}: the new tag's lease names its holder"),
         other => panic!("{WHAT}: once the old tag's leases expired, the new tag is granted: {other:?}"),

@@ -3,6 +3,7 @@
 
 pub mod activations;
 pub mod cluster;
+pub mod etcd;
 pub mod keyed;
 pub mod lease_conformance;
 pub mod redis;

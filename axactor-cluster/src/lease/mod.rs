@@ -22,9 +22,10 @@
 //! different shard counts can never both hold shards (either count's
 //! shards can cover a key of the other), whatever they each believe.
 //!
-//! Stores: [`MemoryLeaseStore`] (one process, Tokio time) and
+//! Stores: [`MemoryLeaseStore`] (one process, Tokio time),
 //! `RedisLeaseStore` (feature `redis-lease`: one Redis primary shared by the
-//! cluster). Both pass the conformance suite in
+//! cluster), and `EtcdLeaseStore` (feature `etcd-lease`: an etcd cluster,
+//! linearizable). All pass the conformance suite in
 //! `tests/support/lease_conformance.rs`.
 
 use std::fmt;
@@ -35,10 +36,14 @@ use serde::{Deserialize, Serialize};
 use crate::id::SessionId;
 use crate::overlay::BoxFuture;
 
+#[cfg(feature = "etcd-lease")]
+mod etcd;
 mod memory;
 #[cfg(feature = "redis-lease")]
 mod redis;
 
+#[cfg(feature = "etcd-lease")]
+pub use self::etcd::{EtcdLeaseStore, EtcdStoreOptions};
 #[cfg(feature = "redis-lease")]
 pub use self::redis::{RedisLeaseStore, RedisStoreOptions};
 pub use memory::MemoryLeaseStore;
