@@ -62,8 +62,12 @@ async fn a_wrong_token_node_takes_no_shard_and_says_why() {
 
     // x also polls the store thirty times as often as the honest nodes, so
     // it is first to see any shard that becomes free.
-    let x_cfg =
-        ClusterConfig { renew_interval: Duration::from_millis(100), lease_ttl: Duration::from_secs(1), ..cfg(WRONG) };
+    let x_cfg = ClusterConfig {
+        renew_interval: Duration::from_millis(100),
+        lease_ttl: Duration::from_secs(1),
+        lease_store_timeout: Duration::from_millis(500),
+        ..cfg(WRONG)
+    };
     let x = start_node("x", &store, &net, &x_cfg).await;
     let _kx = x.keyed(REG, kcfg.clone(), log.factory("x")).expect("x registers");
     tokio::time::sleep(Duration::from_secs(20)).await;
@@ -123,6 +127,7 @@ async fn nodes_started_together_place_shards_without_handovers() {
         renew_interval: Duration::from_millis(100),
         heartbeat_interval: Duration::from_millis(100),
         lease_ttl: Duration::from_secs(1),
+        lease_store_timeout: Duration::from_millis(500),
         node_ttl: Duration::from_secs(2),
         ..cfg(TOKEN)
     };

@@ -69,6 +69,7 @@ fn cfg() -> ClusterConfig {
         renew_interval: Duration::from_millis(100),
         heartbeat_interval: Duration::from_millis(100),
         lease_ttl: Duration::from_secs(1),
+        lease_store_timeout: Duration::from_millis(500),
         node_ttl: Duration::from_secs(2),
         ..ClusterConfig::default()
     }
