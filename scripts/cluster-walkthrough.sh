@@ -7,7 +7,7 @@
 #
 #   scripts/cluster-walkthrough.sh
 #
-# Expected output shape: docs/operations-notes.md ("The multi-process walkthrough").
+# What it does and prints: docs/operations.md ("The walkthrough by hand").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
