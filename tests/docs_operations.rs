@@ -1,7 +1,7 @@
 //! docs/operations.md cannot drift from the code: every `ClusterConfig`
 //! field is in a table row with its default exactly as `Debug` prints it,
 //! every `inspect()` counter has a row, and every label the node counts
-//! under (found in the source) is named.
+//! under (found in the source) is named, here and in `Counters`' rustdoc.
 
 use std::path::{Path, PathBuf};
 
@@ -124,4 +124,8 @@ fn every_counted_label_is_documented() {
     assert!(labels.len() >= 40, "found only {} labels: {labels:?}", labels.len());
     let missing: Vec<_> = labels.iter().filter(|l| !doc.contains(&format!("`{l}`"))).collect();
     assert!(missing.is_empty(), "docs/operations.md does not name these counted labels: {missing:?}");
+    // The rustdoc of `Counters` lists them too.
+    let rustdoc = non_test_source(&src.join("node/inspect.rs"));
+    let missing: Vec<_> = labels.iter().filter(|l| !rustdoc.contains(&format!("`{l}`"))).collect();
+    assert!(missing.is_empty(), "the `Counters` docs (node/inspect.rs) do not name these labels: {missing:?}");
 }

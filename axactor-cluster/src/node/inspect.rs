@@ -158,15 +158,18 @@ pub struct Counters {
     pub handshakes_established: u64,
     /// Failed handshakes by reason: `HandshakeError::label` (`wrong_proof`,
     /// `unexpected`, `downgrade`, `wrong_peer`, `timed_out`,
-    /// `incompatible_version`, `bad_name`, `self_connect`, `peer_refused`),
-    /// `link_closed` (the link ended first, e.g. an oversized frame closed it
-    /// in the overlay), a codec label (`unknown_tag`, `truncated`,
-    /// `malformed`, `trailing_bytes`), `preauth_budget_exceeded`, `nonce`,
-    /// `hello_timed_out` (an accepted link sent no Hello within `hello_timeout`).
+    /// `hello_timed_out` (an accepted link sent no Hello within
+    /// `hello_timeout`), `incompatible_version`, `invalid_range`,
+    /// `bad_name`, `self_connect`, `peer_refused`), `own_name` (a peer
+    /// claimed this node's name), `link_closed` (the link ended first, e.g.
+    /// an oversized frame closed it in the overlay), a codec label
+    /// (`unknown_tag`, `truncated`, `malformed`, `trailing_bytes`),
+    /// `preauth_budget_exceeded`, `nonce`. docs/operations.md explains each.
     pub handshake_failures: BTreeMap<&'static str, u64>,
     /// Established connections closed on a bad frame, by reason:
     /// `OpenError::label` (`bad_mac`, `out_of_sequence` = replay or
-    /// reorder, ...), a codec label, `handshake_after_auth`.
+    /// reorder, `too_short`, `wrong_tag`, `seq_exhausted`, `closed`), a
+    /// codec label, `handshake_after_auth`.
     pub frame_rejections: BTreeMap<&'static str, u64>,
     /// Frames before authentication over the budget (connection closed).
     pub preauth_budget_exceeded: u64,
@@ -187,18 +190,26 @@ pub struct Counters {
     pub goodbyes_received: u64,
     /// Data-plane requests refused because no registry is hosted yet.
     pub data_rejected_no_registry: u64,
-    /// Messages dropped without a connection error, by reason
-    /// (`control_queue_full`, `data_queue_full`, `unacked_tell`,
-    /// `unmatched_reply`, `ignored_control`).
+    /// Messages and signals dropped without a connection error, by reason:
+    /// `control_queue_full`, `data_queue_full`, `unacked_tell_rejected`,
+    /// `unencodable`, `inflight_table_full`, `remote_monitor_table_full`,
+    /// `unmatched_response`, `unmatched_down`, `request_abandoned`,
+    /// `down_receiver_full`, `down_connection_closed`,
+    /// `demonitor_connection_closed`, `remonitor_not_queued`,
+    /// `remote_monitor_connection_ended`, and what a closing connection never
+    /// sent: `tell_discarded_at_close`, `response_discarded_at_close`,
+    /// `reply_discarded_at_close`, `down_discarded_at_close`,
+    /// `control_discarded_at_close`. docs/operations.md explains each.
     pub dropped: BTreeMap<&'static str, u64>,
     /// Dials that failed in the overlay (before any handshake).
     pub dial_failures: u64,
     /// Data-plane requests from peers refused before execution, by reason
-    /// (`not_owner`, `stale_epoch`, `mailbox_full`, `actor_closed`,
-    /// `bad_payload`, `overloaded`, `unknown_registry`).
+    /// (`not_owner`, `stale_epoch`, `wrong_shard`, `unknown_session`,
+    /// `mailbox_full`, `actor_closed`, `unauthorized`, `bad_payload`,
+    /// `overloaded`).
     pub requests_rejected: BTreeMap<&'static str, u64>,
     /// Lease events on this node, by kind (`acquired`, `released`,
-    /// `handed_over`, `fenced`).
+    /// `handed_over`, `fenced`, `shard_count_conflict`).
     pub leases: BTreeMap<&'static str, u64>,
     /// Dials of live members that failed authentication (wrong token, no
     /// common protocol version): see `ClusterInspect::membership`.
