@@ -99,16 +99,24 @@ for n in a b c; do wait_for "$WORK/$n.log" "listening on" 30; done
 
 echo "== traffic from node a: which node serves each key (node@epoch)"
 # Wait until every key is served and each node serves some.
+ok=""
 for _ in $(seq 1 200); do
     line="$(grep '^served' "$WORK/a.log" | tail -n 1 || true)"
     if [ -n "$line" ] && ! grep -q '=?' <<<"$line" && grep -q '=a@' <<<"$line" \
         && grep -q '=b@' <<<"$line" && grep -q '=c@' <<<"$line"; then
+        ok=1
         break
     fi
     sleep 0.1
 done
 echo "$line"
-for n in a b c; do grep "shards" "$WORK/$n.log" | tail -n 1; done
+[ -n "$ok" ] || { echo "not every key served by a spread of the three nodes within 20 s" >&2; exit 1; }
+# Each node prints its shards when they change, on a half-second tick: the
+# first line may come a tick after the first round served.
+for n in a b c; do
+    wait_for "$WORK/$n.log" "^$n shards" 10
+    grep "^$n shards" "$WORK/$n.log" | tail -n 1
+done
 
 MARK="$(wc -l <"$WORK/a.log")"
 echo "== kill -9 node c (pid $PID_c): a crash, its leases are not released"
@@ -117,11 +125,16 @@ wait "$PID_c" 2>/dev/null || true
 PIDS=("$PID_a" "$PID_b")
 START=$(date +%s.%N)
 # Wait for a round served without c and without failures.
+ok=""
 for _ in $(seq 1 300); do
     line="$(tail -n +"$((MARK + 1))" "$WORK/a.log" | grep '^served' | tail -n 1 || true)"
-    if [ -n "$line" ] && ! grep -q '=?' <<<"$line" && ! grep -q '=c@' <<<"$line"; then break; fi
+    if [ -n "$line" ] && ! grep -q '=?' <<<"$line" && ! grep -q '=c@' <<<"$line"; then
+        ok=1
+        break
+    fi
     sleep 0.1
 done
+[ -n "$ok" ] || { echo "c's keys not served by a and b within 30 s of the kill" >&2; exit 1; }
 END=$(date +%s.%N)
 echo "== keys moving (node a's log since the kill)"
 tail -n +"$((MARK + 1))" "$WORK/a.log" | grep -E '^(moved|served .*=\?)' | head -n 20 || true
