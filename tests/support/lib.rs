@@ -7,6 +7,7 @@ pub mod etcd;
 pub mod keyed;
 pub mod lease_conformance;
 pub mod redis;
+pub mod shared_store;
 
 use std::sync::Arc;
 use std::time::Duration;
