@@ -211,8 +211,41 @@ fn check_message(
 ) -> Option<Message> {
     let before = errs.count;
     let name = plain_name(&m.ident);
-    let ref_name = &names.ref_name;
+    check_msg_attrs(&m, errs);
+    check_msg_name(&m.ident, &name, names, errs);
+    let variant = message_variant(&m.ident, &name, variants, errs);
+    check_msg_shape(&m, &name, errs);
+    check_receiver(&m, "#[msg] method", errs);
+    let takes_ctx = check_ctx(&m, errs);
 
+    let mut args = Vec::new();
+    for arg in m.args.iter().skip(usize::from(takes_ctx)) {
+        if arg.ctx != CtxKind::No {
+            continue; // reported by check_ctx
+        }
+        if let Some(a) = check_arg(arg, &name, errs) {
+            args.push(a);
+        }
+    }
+    if let Some(ty) = &m.output {
+        check_reply(ty, &name, errs);
+    }
+
+    let after = errs.count;
+    (after == before).then(|| Message {
+        variant,
+        is_async: m.is_async,
+        takes_ctx,
+        args,
+        reply: m.output,
+        docs: m.docs,
+        cfgs: m.cfgs,
+        method: m.ident,
+    })
+}
+
+/// `#[msg]` takes no arguments and appears once.
+fn check_msg_attrs(m: &ParsedMethod, errs: &mut Errors) {
     if let Some(attr) = &m.msg
         && let Some(args) = &attr.args
     {
@@ -221,20 +254,25 @@ fn check_message(
     for attr in &m.duplicate_msg {
         errs.push(attr, "duplicate #[msg] attribute; keep a single `#[msg]`");
     }
+}
 
-    if RESERVED_METHODS.contains(&name.as_str()) {
+/// A message method's name must not collide with what the generated refs
+/// already have: their own methods, and the `_wait` / `_timeout` variants.
+fn check_msg_name(ident: &syn::Ident, name: &str, names: &Names, errs: &mut Errors) {
+    let ref_name = &names.ref_name;
+    if RESERVED_METHODS.contains(&name) {
         errs.push(
-            &m.ident,
+            ident,
             format!(
                 "#[msg] method name `{name}` is reserved: every `{ref_name}` already has a `{name}` method; \
                  rename this method"
             ),
         );
     } else if let Some(remote_ref) = &names.remote_ref_name
-        && RESERVED_REMOTE_METHODS.contains(&name.as_str())
+        && RESERVED_REMOTE_METHODS.contains(&name)
     {
         errs.push(
-            &m.ident,
+            ident,
             format!(
                 "#[msg] method name `{name}` is reserved in a remote actor: every `{remote_ref}` already has a \
                  `{name}` method; rename this method"
@@ -242,7 +280,7 @@ fn check_message(
         );
     } else if let Some(suffix) = ["_wait", "_timeout"].into_iter().find(|s| name.ends_with(s)) {
         errs.push(
-            &m.ident,
+            ident,
             format!(
                 "#[msg] method names must not end in `{suffix}`: `{ref_name}` generates `{suffix}` variants \
                  of every message method (`name_wait`, `name_timeout`, `name_wait_timeout`); \
@@ -250,15 +288,25 @@ fn check_message(
             ),
         );
     }
+}
 
-    let mut camel = camel_case(&m.ident);
+/// The message enum's variant for a method (its name in CamelCase, `Msg`
+/// first if that does not start with a letter); two methods may not map to
+/// one variant.
+fn message_variant(
+    ident: &syn::Ident,
+    name: &str,
+    variants: &mut HashMap<String, syn::Ident>,
+    errs: &mut Errors,
+) -> syn::Ident {
+    let mut camel = camel_case(ident);
     if !camel.starts_with(|c: char| c.is_alphabetic()) {
         camel.insert_str(0, "Msg");
     }
-    let variant = syn::Ident::new(&camel, m.ident.span());
+    let variant = syn::Ident::new(&camel, ident.span());
     if let Some(first) = variants.get(&camel) {
         errs.push(
-            &m.ident,
+            ident,
             format!(
                 "#[msg] method `{name}` maps to the message variant `{camel}`, which `{}` already uses; \
                  rename one of the two methods",
@@ -266,9 +314,13 @@ fn check_message(
             ),
         );
     } else {
-        variants.insert(camel, m.ident.clone());
+        variants.insert(camel, ident.clone());
     }
+    variant
+}
 
+/// A message method is neither `unsafe` nor generic.
+fn check_msg_shape(m: &ParsedMethod, name: &str, errs: &mut Errors) {
     if let Some(unsafety) = &m.unsafety {
         errs.push(
             unsafety,
@@ -285,51 +337,27 @@ fn check_message(
             ),
         );
     }
+}
 
-    check_receiver(&m, "#[msg] method", errs);
-    let takes_ctx = check_ctx(&m, errs);
-
-    let mut args = Vec::new();
-    for arg in m.args.iter().skip(usize::from(takes_ctx)) {
-        if arg.ctx != CtxKind::No {
-            continue; // reported by check_ctx
-        }
-        if let Some(a) = check_arg(arg, &name, errs) {
-            args.push(a);
-        }
-    }
-
-    if let Some(ty) = &m.output {
-        match non_owned(ty) {
-            Some(NotOwned::Borrowed(at)) => errs.push(
-                at,
-                format!(
-                    "the reply of #[msg] method `{name}` is sent back over a channel, so it cannot borrow; \
-                     return an owned type (e.g. `String` instead of `&str`, or an `Arc`)"
-                ),
+/// A reply travels back over a channel: owned, and a concrete type.
+fn check_reply(ty: &Type, name: &str, errs: &mut Errors) {
+    match non_owned(ty) {
+        Some(NotOwned::Borrowed(at)) => errs.push(
+            at,
+            format!(
+                "the reply of #[msg] method `{name}` is sent back over a channel, so it cannot borrow; \
+                 return an owned type (e.g. `String` instead of `&str`, or an `Arc`)"
             ),
-            Some(NotOwned::ImplTrait(at)) => errs.push(
-                at,
-                format!(
-                    "the reply of #[msg] method `{name}` is a field of the message enum, so it cannot be \
-                     `impl Trait`; return a concrete type (e.g. a `Box<dyn Trait + Send>`)"
-                ),
+        ),
+        Some(NotOwned::ImplTrait(at)) => errs.push(
+            at,
+            format!(
+                "the reply of #[msg] method `{name}` is a field of the message enum, so it cannot be \
+                 `impl Trait`; return a concrete type (e.g. a `Box<dyn Trait + Send>`)"
             ),
-            None => {}
-        }
+        ),
+        None => {}
     }
-
-    let after = errs.count;
-    (after == before).then(|| Message {
-        variant,
-        is_async: m.is_async,
-        takes_ctx,
-        args,
-        reply: m.output,
-        docs: m.docs,
-        cfgs: m.cfgs,
-        method: m.ident,
-    })
 }
 
 fn check_arg(arg: &ParsedArg, method: &str, errs: &mut Errors) -> Option<Arg> {
