@@ -189,73 +189,109 @@ fn actor_ref(actor: &Actor) -> TokenStream {
     }
 }
 
-/// The `XRef` methods of one message.
+/// What every generated method of one message shares.
+struct MethodParts<'a> {
+    m: &'a Message,
+    /// The message enum.
+    msg_enum: &'a syn::Ident,
+    /// The argument names, in order.
+    names: Vec<&'a syn::Ident>,
+    /// `name: Type` per argument.
+    params: Vec<TokenStream>,
+    /// `Actor::method`, for the docs.
+    target: String,
+    /// An empty doc line between the method's own docs and ours, if any.
+    sep: Option<TokenStream>,
+    /// `method_wait`.
+    wait: syn::Ident,
+}
+
+/// The `XRef` methods of one message: two for a tell, four for an ask.
 fn ref_methods(actor: &Actor, m: &Message) -> TokenStream {
-    let Actor { msg_enum, .. } = actor;
-    let Message { method, variant, cfgs, docs, .. } = m;
-    let names: Vec<&syn::Ident> = m.args.iter().map(|a| &a.name).collect();
-    let params: Vec<TokenStream> = m
-        .args
-        .iter()
-        .map(|a| {
-            let (name, ty) = (&a.name, &a.ty);
-            quote!(#name: #ty)
-        })
-        .collect();
-    let target = qualified(actor, method);
-    let base = plain_name(method);
-    let sep = (!docs.is_empty()).then(|| quote!(#[doc = ""]));
-    let wait = format_ident!("{}_wait", method, span = method.span());
-
-    let Some(reply) = &m.reply else {
-        let doc = format!(
-            "Sends `{target}` as a tell, without waiting: fails at once if the mailbox is full.\n\n\
-             # Errors\n`TellError::Full` if the mailbox is full, `TellError::Closed` if the actor \
-             has stopped or is stopping."
-        );
-        let doc_wait = format!(
-            "Sends `{target}` as a tell, waiting for mailbox space if it is full.\n\n\
-             # Errors\n`TellError::Closed` if the actor has stopped or is stopping."
-        );
-        return quote! {
-            #(#cfgs)*
-            #(#docs)*
-            #sep
-            #[doc = #doc]
-            pub fn #method(&self, #(#params),*) -> ::core::result::Result<(), ::axactor::TellError> {
-                self.inner.try_send(#msg_enum::#variant { #(#names),* })
-            }
-
-            #(#cfgs)*
-            #[doc = #doc_wait]
-            pub async fn #wait(&self, #(#params),*) -> ::core::result::Result<(), ::axactor::TellError> {
-                self.inner.send(#msg_enum::#variant { #(#names),* }).await
-            }
-        };
+    let method = &m.method;
+    let parts = MethodParts {
+        m,
+        msg_enum: &actor.msg_enum,
+        names: m.args.iter().map(|a| &a.name).collect(),
+        params: m
+            .args
+            .iter()
+            .map(|a| {
+                let (name, ty) = (&a.name, &a.ty);
+                quote!(#name: #ty)
+            })
+            .collect(),
+        target: qualified(actor, method),
+        sep: (!m.docs.is_empty()).then(|| quote!(#[doc = ""])),
+        wait: format_ident!("{}_wait", method, span = method.span()),
     };
+    match &m.reply {
+        None => tell_methods(&parts),
+        Some(reply) => ask_methods(&parts, reply),
+    }
+}
 
+/// `method` (fails at once when the mailbox is full) and `method_wait`.
+fn tell_methods(p: &MethodParts<'_>) -> TokenStream {
+    let MethodParts { m, msg_enum, names, params, target, sep, wait } = p;
+    let Message { method, variant, cfgs, docs, .. } = m;
+    let doc = format!(
+        "Sends `{target}` as a tell, without waiting: fails at once if the mailbox is full.\n\n\
+         # Errors\n`TellError::Full` if the mailbox is full, `TellError::Closed` if the actor \
+         has stopped or is stopping."
+    );
+    let doc_wait = format!(
+        "Sends `{target}` as a tell, waiting for mailbox space if it is full.\n\n\
+         # Errors\n`TellError::Closed` if the actor has stopped or is stopping.\n\n\
+         # Cancel safety\nCancel safe: dropped while it waits for space, the message is not sent."
+    );
+    quote! {
+        #(#cfgs)*
+        #(#docs)*
+        #sep
+        #[doc = #doc]
+        pub fn #method(&self, #(#params),*) -> ::core::result::Result<(), ::axactor::TellError> {
+            self.inner.try_send(#msg_enum::#variant { #(#names),* })
+        }
+
+        #(#cfgs)*
+        #[doc = #doc_wait]
+        pub async fn #wait(&self, #(#params),*) -> ::core::result::Result<(), ::axactor::TellError> {
+            self.inner.send(#msg_enum::#variant { #(#names),* }).await
+        }
+    }
+}
+
+/// `method`, `method_wait`, `method_timeout` and `method_wait_timeout`.
+fn ask_methods(p: &MethodParts<'_>, reply: &syn::Type) -> TokenStream {
+    let MethodParts { m, msg_enum, names, params, target, sep, wait } = p;
+    let Message { method, variant, cfgs, docs, .. } = m;
+    let base = plain_name(method);
     let timeout = format_ident!("{}_timeout", method, span = method.span());
     let wait_timeout = format_ident!("{}_wait_timeout", method, span = method.span());
     let errors = "`AskError::Canceled` if the actor dropped the request without replying \
                   (the handler panicked, or the actor stopped first)";
+    let cancel = "# Cancel safety\nDropping the future gives up on the reply only: a request \
+                  already in the mailbox still runs, and its reply is discarded.";
     let doc = format!(
         "Asks `{target}` and waits for its reply; fails at once if the mailbox is full.\n\n\
          # Errors\n`AskError::Full` if the mailbox is full, `AskError::Closed` if the actor has \
-         stopped, {errors}."
+         stopped, {errors}.\n\n{cancel}"
     );
     let doc_wait = format!(
         "Like `{base}`, but waits for mailbox space instead of failing when it is full.\n\n\
-         # Errors\n`AskError::Closed` if the actor has stopped, {errors}."
+         # Errors\n`AskError::Closed` if the actor has stopped, {errors}.\n\n{cancel} Dropped \
+         while it waits for space, nothing is sent."
     );
     let doc_timeout = format!(
         "Like `{base}`, but fails with `AskError::Timeout` if no reply arrives within `__timeout` \
          (the request may still run).\n\n\
-         # Errors\nAs `{base}`, plus `AskError::Timeout`."
+         # Errors\nAs `{base}`, plus `AskError::Timeout`.\n\n{cancel}"
     );
     let doc_wait_timeout = format!(
         "Like `{base}_wait`, but fails with `AskError::Timeout` if the wait for space and for the \
          reply together take longer than `__timeout`.\n\n\
-         # Errors\nAs `{base}_wait`, plus `AskError::Timeout`."
+         # Errors\nAs `{base}_wait`, plus `AskError::Timeout`.\n\n{cancel}"
     );
     let build = quote!(|__reply| #msg_enum::#variant { #(#names,)* __reply });
     let ret = quote!(::core::result::Result<#reply, ::axactor::AskError>);

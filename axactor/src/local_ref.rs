@@ -111,6 +111,10 @@ impl<M: Send + 'static> LocalRef<M> {
     /// # Errors
     /// `Full`/`Closed` if not enqueued; `Canceled` if the actor dropped the
     /// request (handler panic, stop) before replying.
+    ///
+    /// # Cancel safety
+    /// Dropping the future gives up on the reply only: a request already
+    /// enqueued still runs, and its reply is discarded.
     pub async fn ask<T, F>(&self, make: F) -> Result<T, AskError>
     where
         F: FnOnce(ReplyTo<T>) -> M,
@@ -124,6 +128,11 @@ impl<M: Send + 'static> LocalRef<M> {
     ///
     /// # Errors
     /// As [`LocalRef::ask`], except never `Full`.
+    ///
+    /// # Cancel safety
+    /// Dropping the future gives up on the reply only: a request already
+    /// enqueued still runs, and its reply is discarded.
+    /// Dropped while it waits for space, nothing was enqueued.
     pub async fn ask_wait<T, F>(&self, make: F) -> Result<T, AskError>
     where
         F: FnOnce(ReplyTo<T>) -> M,
@@ -138,6 +147,10 @@ impl<M: Send + 'static> LocalRef<M> {
     ///
     /// # Errors
     /// As [`LocalRef::ask`], plus [`AskError::Timeout`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future gives up on the reply only: a request already
+    /// enqueued still runs, and its reply is discarded.
     pub async fn ask_timeout<T, F>(&self, make: F, timeout: Duration) -> Result<T, AskError>
     where
         F: FnOnce(ReplyTo<T>) -> M,
@@ -155,6 +168,10 @@ impl<M: Send + 'static> LocalRef<M> {
     ///
     /// # Errors
     /// As [`LocalRef::ask_wait`], plus [`AskError::Timeout`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future gives up on the reply only: a request already
+    /// enqueued still runs, and its reply is discarded.
     pub async fn ask_wait_timeout<T, F>(&self, make: F, timeout: Duration) -> Result<T, AskError>
     where
         F: FnOnce(ReplyTo<T>) -> M,
@@ -184,6 +201,10 @@ impl<M: Send + 'static> LocalRef<M> {
     ///
     /// # Errors
     /// [`TellError::Closed`] if the actor was already stopped or stopping.
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops the waiting only: once the stop request is
+    /// in the control mailbox, the actor stops anyway.
     pub async fn stop_wait(&self) -> Result<(), TellError> {
         self.cell.request_stop_wait().await?;
         ExitWait::new(&self.cell.meta).await;
