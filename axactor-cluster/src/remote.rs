@@ -120,6 +120,11 @@ impl<A: RemoteActor> RemoteHandle<A> {
     /// # Errors
     /// A definite [`RemoteError`] when it could not be sent (no owner,
     /// mailbox or send queue full, shut down).
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the request: its in-flight slot is freed
+    /// at once (counted as `dropped["request_abandoned"]`); a request
+    /// already sent may still run, and its answer is discarded.
     pub async fn tell(&self, tell: TellOf<A>) -> Result<(), RemoteError> {
         self.route.tell(self, tell, false).await
     }
@@ -131,6 +136,11 @@ impl<A: RemoteActor> RemoteHandle<A> {
     /// Definite rejections are retried within the request timeout; what
     /// remains is returned. `Timeout`/`ConnectionLost` mean it may have been
     /// enqueued.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the request: its in-flight slot is freed
+    /// at once (counted as `dropped["request_abandoned"]`); a request
+    /// already sent may still run, and its answer is discarded.
     pub async fn tell_wait(&self, tell: TellOf<A>) -> Result<(), RemoteError> {
         self.route.tell(self, tell, true).await
     }
@@ -140,8 +150,14 @@ impl<A: RemoteActor> RemoteHandle<A> {
     /// [`MAX_DURATION`](crate::config::MAX_DURATION), waits one day).
     ///
     /// # Errors
-    /// As [`RemoteHandle::tell_wait`]; plus `ActorClosed` when the activation
-    /// dropped the request without replying.
+    /// As [`RemoteHandle::tell_wait`]; plus `Canceled` when the activation
+    /// accepted the request but stopped (or panicked) before replying: it may
+    /// have run.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the request: its in-flight slot is freed
+    /// at once (counted as `dropped["request_abandoned"]`); a request
+    /// already sent may still run, and its answer is discarded.
     pub async fn ask(&self, ask: AskOf<A>, timeout: Option<Duration>) -> Result<ReplyOf<A>, RemoteError> {
         self.route.ask(self, ask, timeout).await
     }

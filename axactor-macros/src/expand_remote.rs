@@ -391,65 +391,102 @@ fn remote_ref(actor: &Actor, names: &Names) -> TokenStream {
     }
 }
 
-/// The `XRemoteRef` methods of one message.
+/// What the generated methods of one message share.
+struct RemoteParts<'a> {
+    m: &'a Message,
+    /// The argument names, in order.
+    arg_names: Vec<&'a syn::Ident>,
+    /// `name: Type` per argument.
+    params: Vec<TokenStream>,
+    /// `Actor::method`, for the docs.
+    target: String,
+    /// An empty doc line between the method's own docs and ours, if any.
+    sep: Option<TokenStream>,
+}
+
+/// The `XRemoteRef` methods of one message: two for a tell, two for an ask.
 fn remote_ref_methods(actor: &Actor, names: &Names, m: &Message) -> TokenStream {
-    let self_ty = &actor.self_ty;
-    let Names { tell, ask, reply, .. } = names;
+    let parts = RemoteParts {
+        m,
+        arg_names: m.args.iter().map(|a| &a.name).collect(),
+        params: m
+            .args
+            .iter()
+            .map(|a| {
+                let (name, ty) = (&a.name, &a.ty);
+                quote!(#name: #ty)
+            })
+            .collect(),
+        target: qualified(actor, &m.method),
+        sep: (!m.docs.is_empty()).then(|| quote!(#[doc = ""])),
+    };
+    match &m.reply {
+        None => remote_tell_methods(&parts, names),
+        Some(reply_ty) => remote_ask_methods(actor, &parts, names, reply_ty),
+    }
+}
+
+/// `method` (handed on, no acknowledgement) and `method_wait` (accepted by
+/// the owner's mailbox).
+fn remote_tell_methods(p: &RemoteParts<'_>, names: &Names) -> TokenStream {
+    let RemoteParts { m, arg_names, params, target, sep } = p;
     let Message { method, variant, cfgs, docs, .. } = m;
-    let arg_names: Vec<&syn::Ident> = m.args.iter().map(|a| &a.name).collect();
-    let params: Vec<TokenStream> = m
-        .args
-        .iter()
-        .map(|a| {
-            let (name, ty) = (&a.name, &a.ty);
-            quote!(#name: #ty)
-        })
-        .collect();
-    let target = qualified(actor, method);
-    let base = plain_name(method);
-    let sep = (!docs.is_empty()).then(|| quote!(#[doc = ""]));
+    let tell = &names.tell;
     let handle = quote!(::axactor_cluster::RemoteHandle);
     let error = quote!(::axactor_cluster::RemoteError);
+    let wait = format_ident!("{}_wait", method, span = method.span());
+    let doc = format!(
+        "Sends `{target}` as a tell to the key's owner, without waiting for an acknowledgement: \
+         `Ok` means it was handed on (to the owner's mailbox, or to the connection to the \
+         owner), not that it will run.\n\n\
+         # Errors\nA `RemoteError` when it could not be sent (no owner, mailbox or send queue \
+         full, shut down).\n\n\
+         # Cancel safety\nDropped before it completes, the tell may or may not have been handed on."
+    );
+    let doc_wait = format!(
+        "Sends `{target}` as a tell and waits until the owner accepted it into the \
+         activation's mailbox.\n\n\
+         # Errors\nDefinite rejections are retried within the request timeout; what remains is \
+         returned. `Timeout` and `ConnectionLost` mean it may have been enqueued.\n\n\
+         # Cancel safety\nDropping the future abandons the wait for the acknowledgement; \
+         a tell already sent may still be enqueued."
+    );
+    quote! {
+        #(#cfgs)*
+        #(#docs)*
+        #sep
+        #[doc = #doc]
+        pub async fn #method(&self, #(#params),*) -> ::core::result::Result<(), #error> {
+            #handle::tell(&self.inner, #tell::#variant { #(#arg_names),* }).await
+        }
 
-    let Some(reply_ty) = &m.reply else {
-        let wait = format_ident!("{}_wait", method, span = method.span());
-        let doc = format!(
-            "Sends `{target}` as a tell to the key's owner, without waiting for an acknowledgement: \
-             `Ok` means it was handed on (to the owner's mailbox, or to the connection to the \
-             owner), not that it will run.\n\n\
-             # Errors\nA `RemoteError` when it could not be sent (no owner, mailbox or send queue \
-             full, shut down)."
-        );
-        let doc_wait = format!(
-            "Sends `{target}` as a tell and waits until the owner accepted it into the \
-             activation's mailbox.\n\n\
-             # Errors\nDefinite rejections are retried within the request timeout; what remains is \
-             returned. `Timeout` and `ConnectionLost` mean it may have been enqueued."
-        );
-        return quote! {
-            #(#cfgs)*
-            #(#docs)*
-            #sep
-            #[doc = #doc]
-            pub async fn #method(&self, #(#params),*) -> ::core::result::Result<(), #error> {
-                #handle::tell(&self.inner, #tell::#variant { #(#arg_names),* }).await
-            }
+        #(#cfgs)*
+        #[doc = #doc_wait]
+        pub async fn #wait(&self, #(#params),*) -> ::core::result::Result<(), #error> {
+            #handle::tell_wait(&self.inner, #tell::#variant { #(#arg_names),* }).await
+        }
+    }
+}
 
-            #(#cfgs)*
-            #[doc = #doc_wait]
-            pub async fn #wait(&self, #(#params),*) -> ::core::result::Result<(), #error> {
-                #handle::tell_wait(&self.inner, #tell::#variant { #(#arg_names),* }).await
-            }
-        };
-    };
-
+/// `method` (bounded by the node's `request_timeout`) and `method_timeout`.
+fn remote_ask_methods(actor: &Actor, p: &RemoteParts<'_>, names: &Names, reply_ty: &syn::Type) -> TokenStream {
+    let RemoteParts { m, arg_names, params, target, sep } = p;
+    let Message { method, variant, cfgs, docs, .. } = m;
+    let self_ty = &actor.self_ty;
+    let Names { ask, reply, .. } = names;
+    let base = plain_name(method);
+    let handle = quote!(::axactor_cluster::RemoteHandle);
+    let error = quote!(::axactor_cluster::RemoteError);
     let timeout = format_ident!("{}_timeout", method, span = method.span());
     let doc = format!(
         "Asks `{target}` of the key's owner and waits for the reply, at most the node's \
          `request_timeout`.\n\n\
          # Errors\nA `RemoteError`: definite rejections are retried within the timeout and what \
-         remains is returned; `ActorClosed` if the activation dropped the request without \
-         replying, `Timeout` or `ConnectionLost` when the outcome is unknown."
+         remains is returned; `Canceled` if the activation accepted the request but stopped \
+         before replying, `Timeout` or `ConnectionLost` when the outcome is unknown (it may have \
+         run).\n\n\
+         # Cancel safety\nDropping the future abandons the request and frees its slot at once; \
+         a request already sent may still run, and its reply is discarded."
     );
     let doc_timeout = format!(
         "Like `{base}`, but waits at most `__timeout` instead of the node's `request_timeout`.\n\n\
