@@ -8,7 +8,9 @@
 //! 2. `keyed`: keyed ask latency for a key owned here, a key owned by the
 //!    other node (TCP and in memory), and a plain local `XRef` ask;
 //! 3. `failover`: time until another node answers after the owner crashes;
-//! 4. `handover`: the same after the owner shuts down gracefully.
+//! 4. `handover`: the same after the owner shuts down gracefully;
+//! 5. `tells`: a stream of unacknowledged tells from one task to a key on
+//!    the other node, against a raw one-way framed stream.
 //!
 //! Options after `--`: `--quick` or `quick` (small sizes, one round, one
 //! trial; also `AXACTOR_BENCH_QUICK=1`), section names to run only those
@@ -36,7 +38,7 @@ use axactor::{SpawnConfig, System};
 use axactor_cluster::wire::LEN_PREFIX;
 use tokio::runtime::Runtime;
 
-use crate::echo::{Echo, EchoRef};
+use crate::echo::{Echo, EchoRef, EchoRemoteRef};
 use crate::failover::Stop;
 use crate::measure::{Asker, Latency, latency, median, throughput};
 use crate::nodes::{Cluster, PAYLOAD, Remote, Transport};
@@ -232,6 +234,65 @@ fn keyed(rt: &Runtime, sz: Sizes) {
     drop(local);
 }
 
+/// `n` unacknowledged `absorb` tells from one task, then one `absorbed`
+/// ask on the same route (it arrives after them: one sender's messages keep
+/// their order); tells handled per second, and how many were handled.
+async fn tell_stream(r: EchoRemoteRef, n: usize) -> (f64, u64) {
+    let before = r.absorbed().await.expect("absorbed");
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        r.absorb(vec![7; PAYLOAD]).await.expect("tell");
+    }
+    let handled = r.absorbed().await.expect("absorbed") - before;
+    (handled as f64 / t.elapsed().as_secs_f64(), handled)
+}
+
+/// The floor of [`tell_stream`]: `n` one-way frames of the tell's size on
+/// the raw multiplexed client, then one request/reply behind them.
+async fn raw_stream(mut m: raw::Mux, n: usize, body: usize) -> f64 {
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        m.send_one_way(body).await;
+    }
+    m.call().await;
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Section 5.
+fn tells(rt: &Runtime, sz: Sizes) {
+    let cluster = on_worker(rt, Cluster::start(&["a", "b"], Transport::Tcp));
+    let key = cluster.key_owned_by("b");
+    let remote = cluster.keyed[0].get(key.as_str());
+    let frames = nodes::frame_sizes(&key);
+    let body = nodes::tell_frame_size(&key);
+    let addr = on_worker(rt, raw::server(frames));
+    let mux = on_worker(rt, raw::Mux::connect(addr, frames));
+    let n = sz.pipelined;
+    println!(
+        "## 5. Unacknowledged tells, one sender, over TCP loopback\n\nFrom `a`, {n} `absorb` tells to key `{key}` held \
+         by `b`, then one `absorbed` ask that arrives after them; tells handled per second (the ask's count). Raw: {n} \
+         one-way frames of the same size ({} B) on the multiplexed client, then one request/reply behind them.\n",
+        body + LEN_PREFIX
+    );
+    let (mut ours, mut floor) = (Vec::new(), Vec::new());
+    let mut lost = 0;
+    for _ in 0..sz.rounds {
+        let r = remote.clone();
+        let (rate, handled) = on_worker(rt, async move { tell_stream(r, n).await });
+        lost += n as u64 - handled;
+        ours.push(rate);
+        let m = mux.clone();
+        floor.push(on_worker(rt, async move { raw_stream(m, n, body).await }));
+    }
+    let rows = vec![
+        Row::new(format!("one-way tells, one sender, {n} tells"), "msgs/s", ours, floor).target(Target::AtLeast(0.8)),
+    ];
+    report::table("axactor-cluster", "raw tokio", &rows);
+    let dropped = cluster.nodes[1].inspect().counters.dropped;
+    println!("Tells sent but not handled: {lost}; receiver's drop counters: {dropped:?}\n");
+    cluster.kill_all();
+}
+
 async fn lat<A: Asker>(mut a: A, sz: Sizes) -> Latency {
     latency(&mut a, sz.warm, sz.asks).await
 }
@@ -306,6 +367,9 @@ fn main() {
     }
     if want("handover") {
         stop_trials(&rt, sz, Stop::Shutdown, rtt);
+    }
+    if want("tells") {
+        tells(&rt, sz);
     }
     println!("Total time: {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -409,10 +409,20 @@ impl<A: RemoteActor> Route<A> {
         deadline: Instant,
     ) -> Result<(), RemoteError> {
         let payload = &payload[..];
-        self.with_retries(&h.key, started, deadline, retryable, |lookup| self.try_unacked(h, payload, lookup)).await
+        self.with_retries(&h.key, started, deadline, retryable, |lookup| self.try_unacked(h, payload, lookup, deadline))
+            .await
     }
 
-    async fn try_unacked(&self, h: &RemoteHandle<A>, payload: &[u8], lookup: Lookup) -> Result<(), RemoteError> {
+    /// One attempt of an unacknowledged tell. A full send queue is waited
+    /// on (until `deadline`), as for a request: a stream of tells from one
+    /// sender is paced by the connection, not by retry sleeps.
+    async fn try_unacked(
+        &self,
+        h: &RemoteHandle<A>,
+        payload: &[u8],
+        lookup: Lookup,
+        deadline: Instant,
+    ) -> Result<(), RemoteError> {
         if lookup == Lookup::Fresh && self.host.usable(h.shard) {
             let tell: TellOf<A> = postcard::from_bytes(payload).map_err(|_| RemoteError::Codec)?;
             return match self.host.local_tell(h.shard, &h.key, tell, None).await {
@@ -430,10 +440,18 @@ impl<A: RemoteActor> Route<A> {
             ack_id: None,
         };
         let frame = self.encode(msg)?;
-        link.data.try_send(Outbound { frame, kind: OutKind::Other }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => RemoteError::Overloaded,
-            mpsc::error::TrySendError::Closed(_) => RemoteError::UnknownSession,
-        })
+        match link.data.try_send(Outbound { frame, kind: OutKind::Other }) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(RemoteError::UnknownSession),
+            Err(mpsc::error::TrySendError::Full(out)) => {
+                match tokio::time::timeout_at(deadline, link.data.send(out)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err(RemoteError::UnknownSession),
+                    // No room in time: not sent.
+                    Err(_) => Err(RemoteError::Overloaded),
+                }
+            }
+        }
     }
 
     pub(crate) async fn monitor(&self, h: &RemoteHandle<A>) -> Result<mpsc::Receiver<DownEvent>, RemoteError> {

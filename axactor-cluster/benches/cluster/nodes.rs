@@ -178,6 +178,17 @@ impl Asker for Remote {
     }
 }
 
+/// The body size of the node's frame for one unacknowledged `absorb` tell
+/// of `PAYLOAD` bytes to `key`, from the node's own encoding.
+pub(crate) fn tell_frame_size(key: &str) -> usize {
+    let tell = postcard::to_allocvec(&crate::echo::EchoTell::Absorb { data: vec![7; PAYLOAD] }).expect("encode tell");
+    let msg =
+        DataMsg::Tell { registry: REGISTRY.into(), shard: 7, epoch: 1, key: key.into(), payload: tell, ack_id: None };
+    let mut out = Vec::new();
+    encode_envelope(&Envelope::Data(msg), &mut out).expect("encode envelope");
+    out.len() + SEALED_OVERHEAD
+}
+
 /// The body sizes of the node's frames for this ask and its reply, from the
 /// node's own encoding (`request_id` and `epoch` given typical values).
 pub(crate) fn frame_sizes(key: &str) -> Sizes {

@@ -6,7 +6,8 @@
 //! - Server: one task per connection; reads what is available, answers
 //!   every complete request frame (echoing its 8-byte request id into a
 //!   reply body of the reply size) and writes all answers with one
-//!   `write_all`.
+//!   `write_all`; a frame whose id has [`ONE_WAY`] set is read and not
+//!   answered (the floor of a stream of unacknowledged tells).
 //! - [`Mux`]: the client shaped like the node's connection: callers register
 //!   a `oneshot` under a request id in a locked map and queue the request
 //!   frame on a bounded channel; a writer task batches what is queued into
@@ -35,6 +36,9 @@ const READ_CHUNK: usize = 32 * 1024;
 const BATCH_MAX_FRAMES: usize = 64;
 /// Requests queued for the writer (the node's data queue capacity).
 const QUEUE: usize = 1024;
+
+/// Set in a request id: the server reads the frame and sends no reply.
+pub(crate) const ONE_WAY: u64 = 1 << 63;
 
 /// Frame body sizes, taken from the node's encoding of the same ask.
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +93,10 @@ async fn serve(mut stream: TcpStream, sizes: Sizes) {
     let (mut buf, mut out) = (BytesMut::new(), BytesMut::new());
     while fill(&mut rd, &mut buf).await {
         while let Some(mut req) = next_frame(&mut buf) {
-            put_frame(&mut out, req.get_u64(), sizes.reply);
+            let id = req.get_u64();
+            if id & ONE_WAY == 0 {
+                put_frame(&mut out, id, sizes.reply);
+            }
         }
         if !out.is_empty() {
             if wr.write_all(&out).await.is_err() {
@@ -156,6 +163,17 @@ async fn read_loop(mut rd: tokio::net::tcp::OwnedReadHalf, pending: Pending) {
                 let _ = tx.send(reply);
             }
         }
+    }
+}
+
+impl Mux {
+    /// Queues one frame of `body` bytes that the server does not answer,
+    /// waiting for queue space like the node's writer.
+    pub(crate) async fn send_one_way(&self, body: usize) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) | ONE_WAY;
+        let mut frame = BytesMut::with_capacity(4 + body);
+        put_frame(&mut frame, id, body);
+        self.queue.send(frame).await.expect("writer running");
     }
 }
 
