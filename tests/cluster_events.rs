@@ -203,7 +203,7 @@ async fn a_slow_subscriber_loses_counted_events_and_never_holds_the_node_back() 
     let seen = until(&mut keeping_up, |seen| acquired(seen).len() == shards).await;
     assert_eq!(seen.len(), shards, "only acquisitions happened: {seen:#?}");
     for i in 0..32 {
-        keyed.get(&format!("k{i}")).incr().await.expect("served");
+        keyed.get(format!("k{i}")).incr().await.expect("served");
     }
     assert_eq!(a.inspect().owned_count(REG), shards);
 

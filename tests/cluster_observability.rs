@@ -246,7 +246,7 @@ async fn an_info_subscriber_is_never_asked_for_per_request_spans() {
     let _default = tracing::subscriber::set_default(capture.clone());
     let (a, b, _ka, kb) = two_nodes().await;
     for i in 0..20 {
-        kb.get(&format!("k{i}")).count().await.expect("routed ask");
+        kb.get(format!("k{i}")).count().await.expect("routed ask");
     }
     let spans = capture.spans.lock().clone();
     assert!(spans.is_empty(), "spans below INFO were made: {spans:#?}");
@@ -425,7 +425,7 @@ async fn exported_metrics_match_inspect_after_traffic_a_rejection_and_lease_even
     // and exporting again (to the same recorder) counts nothing twice.
     let before = recorder.counters();
     for i in 0..10 {
-        ka.get(&format!("m{i}")).count().await.expect("ask");
+        ka.get(format!("m{i}")).count().await.expect("ask");
     }
     a.shutdown().await;
     let snap = export(&b, &recorder);

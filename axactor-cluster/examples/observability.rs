@@ -3,7 +3,7 @@
 //!
 //! Run with
 //! `cargo run -p axactor-cluster --example observability --features metrics`
-//! (about three seconds, exits 0). Three nodes in one process over the
+//! (about a second, exits 0). Three nodes in one process over the
 //! in-memory overlay, and, for a moment, a fourth with the wrong token.
 //!
 //! - **Spans**: a `tracing-subscriber` fmt layer prints each span as it
