@@ -13,8 +13,11 @@
 //!   all while [`Env::pause`] is in force, as a stopped process would be
 //!   (time moves on, timers fire, nothing runs), then lets them run their
 //!   backlog; [`Env::abort_all`] drops them all, as a crash would.
-//! - **Observation**: an optional [`Observer`] is told of lease transitions
-//!   and request outcomes as the node sees them ([`NodeEvent`]).
+//! - **Observation**: an optional [`Observer`] is told of lease transitions,
+//!   peers coming and going, authentication failures and request outcomes
+//!   as the node sees them ([`NodeEvent`]): the same events, by the same
+//!   path, as `ClusterNode::subscribe_events` streams (less the per-request
+//!   ones).
 //!
 //! Clock reads and sleeps go through Tokio's clock everywhere in the crate
 //! (`tokio::time`), so the paused test clock drives them: the env does not
@@ -81,6 +84,44 @@ pub enum NodeEvent {
         shard: u32,
         /// The lease epoch.
         epoch: u64,
+    },
+    /// The node gave a shard's lease back to the store (after a handover
+    /// or at graceful shutdown, once the shard's activations had ended):
+    /// another node may acquire it at once, at a greater epoch.
+    ShardReleased {
+        /// The registry id.
+        registry: String,
+        /// The shard.
+        shard: u32,
+        /// The epoch the lease was held at.
+        epoch: u64,
+    },
+    /// An authenticated session with a peer joined the node's peer table.
+    PeerUp {
+        /// The peer's name.
+        name: NodeId,
+        /// The peer's session (a restarted peer is a new session).
+        session: SessionId,
+    },
+    /// A peer's session left the node's peer table: its connection ended
+    /// (closed, timed out, refused a bad frame) or a new session of the
+    /// same name replaced it.
+    PeerDown {
+        /// The peer's name.
+        name: NodeId,
+        /// The session that ended.
+        session: SessionId,
+    },
+    /// A handshake failed in a way that shows the other side cannot be in
+    /// this node's cluster (a different token, no common protocol version).
+    AuthFailed {
+        /// The name this node dialled (`None` for an inbound connection:
+        /// its claimed name is not authenticated).
+        peer: Option<NodeId>,
+        /// Who dialled.
+        direction: crate::node::PeerDirection,
+        /// Why.
+        reason: crate::node::AuthFailureReason,
     },
     /// The store refused this node a registry's shards: they are held
     /// under another shard count (a node registered the registry with
@@ -250,6 +291,11 @@ impl Env {
                 SessionId { node, boot, counter: self.inner.next_session.fetch_add(1, Ordering::Relaxed) }
             }
         }
+    }
+
+    /// Whether an observer is set.
+    pub(crate) fn has_observer(&self) -> bool {
+        self.inner.observer.get().is_some()
     }
 
     /// Tells the observer, if any.

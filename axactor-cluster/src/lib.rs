@@ -43,6 +43,12 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Observability: `tracing` spans for routed requests, lease transitions
+//! and handshakes; [`ClusterNode::inspect`]; the event stream
+//! ([`ClusterNode::subscribe_events`]); and, with the `metrics` feature, the
+//! counters and gauges through the `metrics` facade
+//! (`ClusterNode::export_metrics`). `docs/operations.md` lists them all.
+//!
 //! See `docs/architecture.md` for the design, `docs/protocol.md` for the
 //! wire format and `docs/guarantees.md` for what is promised and how each
 //! promise is tested.
@@ -105,11 +111,14 @@ pub use lease::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreErro
 pub use lease::{EtcdLeaseStore, EtcdStoreOptions};
 #[cfg(feature = "redis-lease")]
 pub use lease::{RedisLeaseStore, RedisStoreOptions};
+#[cfg(feature = "metrics")]
+pub use node::METRICS_EXPORT_INTERVAL;
 pub use node::{
     AuthFailure, AuthFailureReason, CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, ClusterInspect, ClusterNode, Counters,
     DATA_QUEUE_CAPACITY, Membership, OWED_RESPONSE_CAPACITY, OwnedShard, PeerDirection, PeerInfo, PeerState,
     SHUTDOWN_TIMEOUT, TableUse,
 };
+pub use node::{ClusterEvent, ClusterEvents, DEFAULT_EVENT_CAPACITY, MAX_EVENT_CAPACITY};
 pub use overlay::{ClusterOverlay, InMemoryOverlay, LinkFaults, OverlayError, TcpKeepaliveOptions, TcpOverlay};
 pub use remote::{AskOf, DownEvent, PendingReply, RemoteActor, RemoteHandle, ReplyOf, TellOf};
 pub use route::{MAX_ATTEMPTS, MAX_RETRY_DELAY, MIN_RETRY_DELAY};

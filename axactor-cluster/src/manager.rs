@@ -29,6 +29,13 @@
 //! stop, activations get a `LeaseLost` stop, and any still running half a
 //! drift margin later are killed, still before the store can expire the
 //! lease.
+//!
+//! Observability: every transition is a `NodeEvent` (`ShardAcquired`,
+//! `ShardFenced`, `ShardHandedOver`, `ShardStopped`, `ShardReleased`,
+//! `ShardCountConflict`) and runs in a span with `registry`, `shard` and
+//! `epoch`: `lease_acquire`, `lease_handover`, `lease_release` and
+//! `lease_fence` at DEBUG, `lease_renew` (one per renewal) at TRACE; store
+//! operations carry their `outcome`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -37,6 +44,7 @@ use std::time::Duration;
 use axactor::ExitReason;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
+use tracing::Instrument;
 
 use crate::env::NodeEvent;
 use crate::host::HostedRegistry;
@@ -225,29 +233,44 @@ impl Driver {
         s.busy = true;
         let (node, name) = (Arc::clone(&self.node), s.name.clone());
         let (registry, count) = (s.host.id().to_string(), u64::from(s.host.shard_count()));
-        self.spawn_op(async move {
-            let (store, session, ttl) = (&node.store, &node.session, node.cfg.lease_ttl);
-            let group = LeaseGroup { name: &registry, tag: count };
-            let name_ref = &name;
-            let op = if mutant!(IgnoreShardCount) {
-                Box::pin(async move {
-                    Ok(store.acquire(name_ref, session, ttl).await?.map_or(GroupGrant::Held, GroupGrant::Granted))
-                })
-            } else {
-                store.acquire_in_group(name_ref, group, session, ttl)
-            };
-            let (result, conflict) = match tokio::time::timeout(node.cfg.lease_store_timeout, op).await {
-                Ok(Ok(GroupGrant::Granted(lease))) => (Ok(Some(lease.epoch)), None),
-                Ok(Ok(GroupGrant::Held)) => (Ok(None), None),
-                Ok(Ok(GroupGrant::Conflict { tag })) => (Ok(None), Some(tag)),
-                Ok(Err(e)) => {
-                    tracing::debug!(lease = %name, error = %e, "acquire failed");
-                    (Err(()), None)
-                }
-                Err(_) => (Err(()), None),
-            };
-            Done::Acquired { idx, result, conflict }
-        });
+        let span = tracing::debug_span!(
+            "lease_acquire",
+            registry = %registry,
+            shard = s.shard,
+            epoch = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let recorded = span.clone();
+        self.spawn_op(
+            async move {
+                let (store, session, ttl) = (&node.store, &node.session, node.cfg.lease_ttl);
+                let group = LeaseGroup { name: &registry, tag: count };
+                let name_ref = &name;
+                let op = if mutant!(IgnoreShardCount) {
+                    Box::pin(async move {
+                        Ok(store.acquire(name_ref, session, ttl).await?.map_or(GroupGrant::Held, GroupGrant::Granted))
+                    })
+                } else {
+                    store.acquire_in_group(name_ref, group, session, ttl)
+                };
+                let (result, conflict, outcome) = match tokio::time::timeout(node.cfg.lease_store_timeout, op).await {
+                    Ok(Ok(GroupGrant::Granted(lease))) => {
+                        recorded.record("epoch", lease.epoch.0);
+                        (Ok(Some(lease.epoch)), None, "granted")
+                    }
+                    Ok(Ok(GroupGrant::Held)) => (Ok(None), None, "held_elsewhere"),
+                    Ok(Ok(GroupGrant::Conflict { tag })) => (Ok(None), Some(tag), "shard_count_conflict"),
+                    Ok(Err(e)) => {
+                        tracing::debug!(lease = %name, error = %e, "acquire failed");
+                        (Err(()), None, "store_error")
+                    }
+                    Err(_) => (Err(()), None, "timed_out"),
+                };
+                recorded.record("outcome", outcome);
+                Done::Acquired { idx, result, conflict }
+            }
+            .instrument(span),
+        );
     }
 
     fn renew(&mut self, idx: usize, epoch: Epoch, now: Instant) {
@@ -256,23 +279,43 @@ impl Driver {
         let (registry, count) = (s.host.id().to_string(), u64::from(s.host.shard_count()));
         // The renewal may not outlive the deadline it could extend.
         let bound = s.fsm.held().map_or(Duration::ZERO, |h| h.deadline.saturating_duration_since(now));
-        self.spawn_op(async move {
-            let group = LeaseGroup { name: &registry, tag: count };
-            let op = node.store.renew_in_group(&name, group, &node.session, epoch, node.cfg.lease_ttl);
-            let result = match tokio::time::timeout(bound.min(node.cfg.lease_store_timeout), op).await {
-                Ok(Ok(ok)) => Ok(ok),
-                Ok(Err(e)) => {
-                    tracing::debug!(lease = %name, error = %e, "renewal failed");
-                    Err(())
+        let shard = s.shard;
+        let span = tracing::trace_span!(
+            "lease_renew",
+            registry = %registry,
+            shard,
+            epoch = epoch.0,
+            outcome = tracing::field::Empty,
+        );
+        let recorded = span.clone();
+        self.spawn_op(
+            async move {
+                let group = LeaseGroup { name: &registry, tag: count };
+                let op = node.store.renew_in_group(&name, group, &node.session, epoch, node.cfg.lease_ttl);
+                let (result, outcome) = match tokio::time::timeout(bound.min(node.cfg.lease_store_timeout), op).await {
+                    Ok(Ok(true)) => (Ok(true), "renewed"),
+                    Ok(Ok(false)) => (Ok(false), "refused"),
+                    Ok(Err(e)) => {
+                        tracing::debug!(lease = %name, error = %e, "renewal failed");
+                        (Err(()), "store_error")
+                    }
+                    Err(_) => (Err(()), "timed_out"),
+                };
+                recorded.record("outcome", outcome);
+                if outcome != "renewed" {
+                    // DEBUG, with the span's fields: the span itself is TRACE.
+                    tracing::debug!(registry = %registry, shard, epoch = epoch.0, outcome, "renewal did not succeed");
                 }
-                Err(_) => Err(()),
-            };
-            Done::Renewed { idx, epoch, result }
-        });
+                Done::Renewed { idx, epoch, result }
+            }
+            .instrument(span),
+        );
     }
 
     fn fence(&mut self, idx: usize, epoch: Epoch, now: Instant) {
         let s = &self.shards[idx];
+        let span = tracing::debug_span!("lease_fence", registry = %s.host.id(), shard = s.shard, epoch = epoch.0);
+        let _entered = span.enter();
         tracing::warn!(lease = %s.name, %epoch, "lease lost or unrenewable: fencing the shard");
         self.node.counters.lease_event("fenced");
         self.observe(idx, epoch, |registry, shard, epoch| NodeEvent::ShardFenced { registry, shard, epoch });
@@ -315,13 +358,13 @@ impl Driver {
             "the registry's shards are held with another shard count elsewhere; this node takes none of them \
              until every node with the other count has left (every node must use one count)"
         );
-        self.node.env.observe(&self.node.session, || NodeEvent::ShardCountConflict { registry, ours, theirs });
+        self.node.emit(|| NodeEvent::ShardCountConflict { registry, ours, theirs });
     }
 
     /// Tells the node's observer about shard `idx`.
     fn observe(&self, idx: usize, epoch: Epoch, event: impl FnOnce(String, u32, u64) -> NodeEvent) {
         let s = &self.shards[idx];
-        self.node.env.observe(&self.node.session, || event(s.host.id().to_string(), s.shard, epoch.0));
+        self.node.emit(|| event(s.host.id().to_string(), s.shard, epoch.0));
     }
 
     /// A call that tells the observer the shard's activations of `epoch`
@@ -330,7 +373,7 @@ impl Driver {
         let s = &self.shards[idx];
         let (node, registry, shard) = (Arc::clone(&self.node), s.host.id().to_string(), s.shard);
         move || {
-            node.env.observe(&node.session, || NodeEvent::ShardStopped { registry, shard, epoch: epoch.0 });
+            node.emit(|| NodeEvent::ShardStopped { registry, shard, epoch: epoch.0 });
         }
     }
 
@@ -355,14 +398,12 @@ impl Driver {
                 s.free_since = None;
                 match s.fsm.on_acquired(result, now, mutant!(ReacquireWhileStopping)) {
                     Acquired::Held(held) => {
-                        tracing::debug!(lease = %s.name, epoch = %held.epoch, "lease acquired");
+                        tracing::debug!(
+                            registry = %s.host.id(), shard = s.shard, epoch = held.epoch.0, "lease acquired"
+                        );
                         self.node.counters.lease_event("acquired");
                         let (registry, shard) = (s.host.id().to_string(), s.shard);
-                        self.node.env.observe(&self.node.session, || NodeEvent::ShardAcquired {
-                            registry,
-                            shard,
-                            epoch: held.epoch.0,
-                        });
+                        self.node.emit(|| NodeEvent::ShardAcquired { registry, shard, epoch: held.epoch.0 });
                         s.host.grant(s.shard, held.epoch, held.deadline);
                         self.node.cache_owner(s.host.id(), s.shard, self.node.session.clone(), held.epoch);
                         self.node.broadcast_control(&ControlMsg::LeaseNotice {
@@ -396,7 +437,6 @@ impl Driver {
                 s.busy = false;
                 s.fsm.on_released();
                 self.node.forget_owner(s.host.id(), s.shard);
-                self.node.counters.lease_event("released");
             }
             Done::Probed { idx, free } => {
                 let s = &mut self.shards[idx];
@@ -531,20 +571,24 @@ impl Driver {
         self.node.counters.lease_event("handed_over");
         let stopping = s.host.revoke(s.shard, ExitReason::Shutdown, kill_at);
         let (node, name, registry, shard) = (Arc::clone(&self.node), s.name.clone(), s.host.id().to_string(), s.shard);
+        let span = tracing::debug_span!("lease_handover", registry = %registry, shard, epoch = epoch.0);
         self.observe(idx, epoch, |registry, shard, epoch| NodeEvent::ShardHandedOver { registry, shard, epoch });
         let stopped = self.stopped_event(idx, epoch);
-        self.spawn_op(async move {
-            if mutant!(ReleaseBeforeStop) {
-                release_and_notify(&node, &name, registry, shard, epoch).await;
+        self.spawn_op(
+            async move {
+                if mutant!(ReleaseBeforeStop) {
+                    release_and_notify(&node, &name, registry, shard, epoch).await;
+                    stopping.await;
+                    stopped();
+                    return Done::Released { idx };
+                }
                 stopping.await;
                 stopped();
-                return Done::Released { idx };
+                release_and_notify(&node, &name, registry, shard, epoch).await;
+                Done::Released { idx }
             }
-            stopping.await;
-            stopped();
-            release_and_notify(&node, &name, registry, shard, epoch).await;
-            Done::Released { idx }
-        });
+            .instrument(span),
+        );
     }
 
     /// Graceful shutdown: stop every held shard's activations, release the
@@ -573,7 +617,7 @@ impl Driver {
         }
         for (stop, registry, shard, epoch) in stopping {
             stop.await;
-            self.node.env.observe(&self.node.session, || NodeEvent::ShardStopped { registry, shard, epoch: epoch.0 });
+            self.node.emit(|| NodeEvent::ShardStopped { registry, shard, epoch: epoch.0 });
         }
         for (name, registry, shard, epoch) in releases {
             release_and_notify(&self.node, &name, registry, shard, epoch).await;
@@ -616,13 +660,36 @@ impl ShardState {
     }
 }
 
+/// Releases the lease, then tells the peers (a handover, or shutdown).
+/// Counted as `released` and emitted as `ShardReleased` when the store
+/// confirms it.
 async fn release_and_notify(node: &Shared, name: &str, registry: String, shard: u32, epoch: Epoch) {
-    let op = node.store.release(name, &node.session, epoch);
-    match tokio::time::timeout(node.cfg.lease_store_timeout, op).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!(lease = %name, error = %e, "release failed; the lease will expire"),
-        Err(_) => tracing::warn!(lease = %name, "release timed out; the lease will expire"),
-    }
+    let span = tracing::debug_span!(
+        "lease_release",
+        registry = %registry,
+        shard,
+        epoch = epoch.0,
+        outcome = tracing::field::Empty,
+    );
+    let op = node.store.release(name, &node.session, epoch).instrument(span.clone());
+    let outcome = match tokio::time::timeout(node.cfg.lease_store_timeout, op).await {
+        Ok(Ok(true)) => {
+            node.counters.lease_event("released");
+            let registry = registry.clone();
+            node.emit(|| NodeEvent::ShardReleased { registry, shard, epoch: epoch.0 });
+            "released"
+        }
+        Ok(Ok(false)) => "not_held",
+        Ok(Err(e)) => {
+            tracing::warn!(parent: &span, lease = %name, error = %e, "release failed; the lease will expire");
+            "store_error"
+        }
+        Err(_) => {
+            tracing::warn!(parent: &span, lease = %name, "release timed out; the lease will expire");
+            "timed_out"
+        }
+    };
+    span.record("outcome", outcome);
     node.forget_owner(&registry, shard);
     node.broadcast_control(&ControlMsg::LeaseNotice { registry, shard, epoch: epoch.0, owner: None });
 }

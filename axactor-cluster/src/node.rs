@@ -28,9 +28,12 @@
 
 mod conn;
 mod established;
+mod events;
 mod inspect;
 mod loops;
 mod members;
+#[cfg(feature = "metrics")]
+mod metrics_export;
 mod replies;
 mod routing;
 mod shared;
@@ -58,10 +61,13 @@ use crate::route::Route;
 use crate::wire::ControlMsg;
 
 pub use established::{CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, DATA_QUEUE_CAPACITY, OWED_RESPONSE_CAPACITY};
+pub use events::{ClusterEvent, ClusterEvents, DEFAULT_EVENT_CAPACITY, MAX_EVENT_CAPACITY};
 pub use inspect::{
     AuthFailure, AuthFailureReason, ClusterInspect, Counters, Membership, OwnedShard, PeerDirection, PeerInfo,
     PeerState, TableUse,
 };
+#[cfg(feature = "metrics")]
+pub use metrics_export::METRICS_EXPORT_INTERVAL;
 pub(crate) use routing::{OutKind, Outbound, PeerLink, PendingGuard, Response};
 pub(crate) use shared::Shared;
 pub(crate) use table::ConnId as ConnTag;
@@ -169,6 +175,8 @@ impl ClusterNode {
         let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(1);
         *shared.manager.lock() = Some(cmd_tx);
         shared.spawn(crate::manager::run(Arc::clone(&shared), cmd_rx));
+        #[cfg(feature = "metrics")]
+        shared.spawn(metrics_export::export_loop(Arc::clone(&shared)));
         tracing::info!(node = %shared.id, session = %shared.session, "cluster node started");
         Ok(ClusterNode { shared, local_addr })
     }
@@ -235,6 +243,35 @@ impl ClusterNode {
             tables: shared.table_use(),
             membership: shared.members.info(tokio::time::Instant::now()),
         }
+    }
+
+    /// Subscribes to the node's events (shards acquired, fenced, handed
+    /// over, released and stopped; peers up and down; authentication
+    /// failures), from now on, with room for [`DEFAULT_EVENT_CAPACITY`]
+    /// events: see [`ClusterEvents`]. A subscriber that falls behind loses
+    /// events (counted: `inspect().counters.events_dropped`, and a
+    /// [`ClusterEvent::Lagged`] in its stream); the node never waits for it.
+    pub fn subscribe_events(&self) -> ClusterEvents {
+        self.subscribe_events_with_capacity(DEFAULT_EVENT_CAPACITY)
+    }
+
+    /// [`subscribe_events`](Self::subscribe_events) with room for
+    /// `capacity` events (clamped to `1..=`[`MAX_EVENT_CAPACITY`]).
+    pub fn subscribe_events_with_capacity(&self, capacity: usize) -> ClusterEvents {
+        self.shared.events.subscribe(capacity)
+    }
+
+    /// Writes the node's counters, peers, owned shards and table use to the
+    /// `metrics` facade's recorder now (feature `metrics`; names and labels
+    /// in docs/operations.md, "Metrics"). The node also does this every
+    /// [`METRICS_EXPORT_INTERVAL`] and once more as it stops, to the global
+    /// recorder; call this to export on demand, e.g. before a scrape, or
+    /// inside `metrics::with_local_recorder`. Counters are written with
+    /// `Counter::absolute` (the node's own totals), so exports never make
+    /// a counter go backwards and repeated exports do not add up.
+    #[cfg(feature = "metrics")]
+    pub fn export_metrics(&self) {
+        metrics_export::export(&self.shared, &self.inspect());
     }
 
     /// Hosts the keyed registry `registry_id` on this node: keys map to
@@ -346,6 +383,7 @@ impl ClusterNode {
         // A pausable env tracks every task (activations, connection
         // writers, watchers): a crash leaves none of them.
         shared.env.abort_all();
+        shared.events.close();
         tracing::info!(node = %shared.id, "cluster node killed (test hook)");
     }
 
@@ -382,6 +420,7 @@ impl ClusterNode {
         if !shared.join_tasks(SHUTDOWN_TIMEOUT).await {
             tracing::warn!(node = %shared.id, "tasks still running at the shutdown bound; aborted");
         }
+        shared.events.close();
         tracing::info!(node = %shared.id, "cluster node stopped");
     }
 }

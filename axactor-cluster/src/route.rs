@@ -18,6 +18,15 @@
 //!    retries would multiply a flood and turn its refusals into timeouts.
 //!    (An unacknowledged tell still waits for room in a full connection
 //!    queue by retrying.)
+//!
+//! Tracing: every request that leaves the local fast path runs in one
+//! DEBUG span `request` with `kind` (`ask`, `tell_ack`, `tell`),
+//! `registry`, `key`, `shard`, and, as it goes, `attempt` (1 for the first
+//! try), `epoch` and `peer` (the owner session the last attempt went to)
+//! and `outcome` (`ok` or the error in snake case: `timeout`, `not_owner`,
+//! ...). Retries are TRACE events inside it. Without a subscriber that
+//! enables it, the span is a level check and the future runs bare. The
+//! local fast path makes no span.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +34,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tracing::{Instrument, Span};
 
 use crate::env::NodeEvent;
 use crate::error::RemoteError;
@@ -82,6 +92,53 @@ fn map_rejection(r: &Rejection) -> RemoteError {
         Rejection::BadPayload => RemoteError::Codec,
         Rejection::Overloaded => RemoteError::Overloaded,
         Rejection::WrongShard { .. } => RemoteError::ShardCountMismatch,
+    }
+}
+
+impl Kind {
+    /// The `kind` field of the request span.
+    fn name(&self) -> &'static str {
+        match self {
+            Kind::Ask => "ask",
+            Kind::TellAck => "tell_ack",
+        }
+    }
+}
+
+/// Runs `fut` inside `span`, or bare when no subscriber wants the span (so
+/// a request without a tracing subscriber pays nothing per poll).
+async fn in_span<F: std::future::Future>(span: &Span, fut: F) -> F::Output {
+    if span.is_disabled() { fut.await } else { fut.instrument(span.clone()).await }
+}
+
+/// Notes the owner an attempt was sent to.
+fn record_owner(span: &Span, holder: &SessionId, epoch: Epoch) {
+    if !span.is_disabled() {
+        span.record("peer", tracing::field::display(holder));
+        span.record("epoch", epoch.0);
+    }
+}
+
+/// The `outcome` field of a request span: `ok`, or the error in snake case.
+fn outcome_label<T>(result: &Result<T, RemoteError>) -> &'static str {
+    let Err(e) = result else { return "ok" };
+    match e {
+        RemoteError::Timeout => "timeout",
+        RemoteError::ConnectionLost => "connection_lost",
+        RemoteError::NoOwner => "no_owner",
+        RemoteError::NotOwner => "not_owner",
+        RemoteError::StaleEpoch => "stale_epoch",
+        RemoteError::UnknownSession => "unknown_session",
+        RemoteError::Unauthorized => "unauthorized",
+        RemoteError::MailboxFull => "mailbox_full",
+        RemoteError::ActorClosed => "actor_closed",
+        RemoteError::Codec => "codec",
+        RemoteError::ProtocolViolation => "protocol_violation",
+        RemoteError::Overloaded => "overloaded",
+        RemoteError::ShutDown => "shut_down",
+        RemoteError::Canceled => "canceled",
+        RemoteError::TooLarge => "too_large",
+        RemoteError::ShardCountMismatch => "shard_count_mismatch",
     }
 }
 
@@ -226,11 +283,13 @@ impl<A: RemoteActor> Route<A> {
     /// Runs `attempt(lookup)` until a result, a failure `retry` refuses, the
     /// deadline or [`MAX_ATTEMPTS`]; the first attempt may use the owner
     /// cache (as of `started`), every retry re-reads the owner.
+    /// Each attempt's number goes to `span`'s `attempt` field (1 first).
     async fn with_retries<T, F, Fut>(
         &self,
         key: &str,
         started: Instant,
         deadline: Instant,
+        span: &Span,
         retry: impl Fn(&RemoteError) -> bool,
         mut attempt: F,
     ) -> Result<T, RemoteError>
@@ -241,6 +300,7 @@ impl<A: RemoteActor> Route<A> {
         let mut lookup = Lookup::Cached(started);
         let mut n = 0;
         loop {
+            span.record("attempt", n + 1);
             let err = match attempt(lookup).await {
                 Ok(v) => return Ok(v),
                 Err(e) if !retry(&e) => return Err(e),
@@ -253,13 +313,28 @@ impl<A: RemoteActor> Route<A> {
                 return Err(err);
             }
             tracing::trace!(registry = %self.registry(), key, error = %err, attempt = n, "retrying");
-            self.node.env.observe(&self.node.session, || NodeEvent::Retried {
+            self.node.emit(|| NodeEvent::Retried {
                 registry: self.registry().to_string(),
                 key: key.to_string(),
                 error: err.clone(),
             });
             tokio::time::sleep_until(next).await;
         }
+    }
+
+    /// The span of one remote request (see the module docs).
+    fn request_span(&self, kind: &'static str, h: &RemoteHandle<A>) -> Span {
+        tracing::debug_span!(
+            "request",
+            kind,
+            registry = self.registry(),
+            key = &*h.key,
+            shard = h.shard,
+            epoch = tracing::field::Empty,
+            peer = tracing::field::Empty,
+            attempt = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        )
     }
 
     async fn request(
@@ -270,14 +345,22 @@ impl<A: RemoteActor> Route<A> {
         started: Instant,
         deadline: Instant,
     ) -> Result<Bytes, RemoteError> {
-        let (kind, payload) = (&kind, &payload[..]);
+        let span = self.request_span(kind.name(), h);
+        let (kind, payload, span_ref) = (&kind, &payload[..], &span);
         // `Overloaded` is not retried here: see the module docs.
         let retry = |e: &RemoteError| {
             (retryable(e) && *e != RemoteError::Overloaded)
                 || (*e == RemoteError::Timeout && mutant!(RetryAfterTimeout))
         };
-        self.with_retries(&h.key, started, deadline, retry, |lookup| self.attempt(h, kind, payload, deadline, lookup))
-            .await
+        let result = in_span(
+            &span,
+            self.with_retries(&h.key, started, deadline, &span, retry, |lookup| {
+                self.attempt(h, kind, payload, deadline, lookup, span_ref)
+            }),
+        )
+        .await;
+        span.record("outcome", outcome_label(&result));
+        result
     }
 
     async fn attempt(
@@ -287,13 +370,16 @@ impl<A: RemoteActor> Route<A> {
         payload: &[u8],
         deadline: Instant,
         lookup: Lookup,
+        span: &Span,
     ) -> Result<Bytes, RemoteError> {
         // The shard may have moved here since the first try (which the
         // caller's local path has just checked).
         if lookup == Lookup::Fresh && self.host.usable(h.shard) {
+            span.record("peer", tracing::field::display(&self.node.session));
             return self.local_from_bytes(h, kind, payload, deadline).await;
         }
-        let (link, _, epoch) = self.owner_link(h.shard, lookup).await?;
+        let (link, holder, epoch) = self.owner_link(h.shard, lookup).await?;
+        record_owner(span, &holder, epoch);
         // Dropped with this future (the caller gave up), the guard frees
         // the entry.
         let (guard, rx) = self.node.register_pending(link.conn)?;
@@ -408,9 +494,17 @@ impl<A: RemoteActor> Route<A> {
         started: Instant,
         deadline: Instant,
     ) -> Result<(), RemoteError> {
-        let payload = &payload[..];
-        self.with_retries(&h.key, started, deadline, retryable, |lookup| self.try_unacked(h, payload, lookup, deadline))
-            .await
+        let span = self.request_span("tell", h);
+        let (payload, span_ref) = (&payload[..], &span);
+        let result = in_span(
+            &span,
+            self.with_retries(&h.key, started, deadline, &span, retryable, |lookup| {
+                self.try_unacked(h, payload, lookup, deadline, span_ref)
+            }),
+        )
+        .await;
+        span.record("outcome", outcome_label(&result));
+        result
     }
 
     /// One attempt of an unacknowledged tell. A full send queue is waited
@@ -422,15 +516,18 @@ impl<A: RemoteActor> Route<A> {
         payload: &[u8],
         lookup: Lookup,
         deadline: Instant,
+        span: &Span,
     ) -> Result<(), RemoteError> {
         if lookup == Lookup::Fresh && self.host.usable(h.shard) {
+            span.record("peer", tracing::field::display(&self.node.session));
             let tell: TellOf<A> = postcard::from_bytes(payload).map_err(|_| RemoteError::Codec)?;
             return match self.host.local_tell(h.shard, &h.key, tell, None).await {
                 Local::Done(r) => r.map_err(|r| map_rejection(&r)),
                 Local::NotHere(_) => Err(RemoteError::NotOwner),
             };
         }
-        let (link, _, epoch) = self.owner_link(h.shard, lookup).await?;
+        let (link, holder, epoch) = self.owner_link(h.shard, lookup).await?;
+        record_owner(span, &holder, epoch);
         let msg = DataOut::Tell {
             registry: self.registry(),
             shard: h.shard,
@@ -460,7 +557,7 @@ impl<A: RemoteActor> Route<A> {
         let started = Instant::now();
         let deadline = started + self.node.cfg.request_timeout;
         let tx = &tx;
-        self.with_retries(&h.key, started, deadline, retryable, |lookup| {
+        self.with_retries(&h.key, started, deadline, &Span::none(), retryable, |lookup| {
             self.try_monitor(h, tx.clone(), lookup, deadline)
         })
         .await?;

@@ -10,6 +10,13 @@
 //! link is dropped; nothing outside this connection changes. Only an
 //! established handshake goes on to [`super::established`], which may
 //! touch the peer table.
+//!
+//! Spans (DEBUG): `conn` (`node`, `session`, `direction`, `peer` once
+//! authenticated, `remote`) for the connection's whole life, and its child
+//! `handshake` (`direction`, `peer`, `outcome`: `established`, the failure's
+//! counted label, or `node_stopping`). A failure that shows the other side
+//! is not of this cluster (a different token, no common protocol version)
+//! is emitted as `NodeEvent::AuthFailed`.
 
 use std::sync::Arc;
 
@@ -20,8 +27,10 @@ use tracing::Instrument;
 use super::established;
 use super::inspect::{bump, codec_label};
 use super::loops::HandshakeSlot;
+use super::members::auth_failure_reason;
 use super::shared::Shared;
 use super::table::PeerDirection;
+use crate::env::NodeEvent;
 use crate::handshake::{Established, HandshakeError, Initiator, Local, Responder, Step};
 use crate::id::NodeId;
 use crate::overlay::{Link, Priority};
@@ -76,27 +85,55 @@ impl Machine {
 /// Drives one link: handshake, then (if established) the session.
 /// `permit` is the inbound-handshake slot, released once the handshake ends.
 pub(crate) async fn run(node: Arc<Shared>, mut link: Link, role: Role, permit: Option<HandshakeSlot>) {
+    let direction = match role {
+        Role::Initiator(_) => PeerDirection::Outbound,
+        Role::Responder => PeerDirection::Inbound,
+    };
     let span = tracing::debug_span!(
         "conn",
         node = %node.id,
         session = %node.session,
+        direction = ?direction,
         peer = tracing::field::Empty,
         remote = %link.remote,
     );
     async move {
         link.rx.set_max_frame_bytes(node.cfg.preauth_max_frame_bytes);
-        let result = handshake(&node, &mut link, &role).await;
-        drop(permit);
         let dialled = match &role {
             Role::Initiator(name) => Some(name.clone()),
             Role::Responder => None,
         };
+        // The handshake's own span (a child of `conn`): who, which way, and
+        // how it ended (`established` or the failure's counted label).
+        let hs_span = tracing::debug_span!(
+            "handshake",
+            direction = ?direction,
+            peer = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        if let Some(name) = &dialled {
+            hs_span.record("peer", tracing::field::display(name));
+        }
+        let result = handshake(&node, &mut link, &role).instrument(hs_span.clone()).await;
+        drop(permit);
+        match &result {
+            Ok(est) => {
+                hs_span.record("peer", tracing::field::display(&est.peer));
+                hs_span.record("outcome", "established");
+            }
+            Err(Some(label)) => {
+                hs_span.record("outcome", *label);
+            }
+            Err(None) => {
+                hs_span.record("outcome", "node_stopping");
+            }
+        }
         let est = match result {
             Ok(est) => est,
             Err(label) => {
                 if let Some(label) = label {
                     node.counters.handshake_failed(label);
-                    tracing::debug!(reason = label, "handshake failed; closing");
+                    tracing::debug!(parent: &hs_span, reason = label, "handshake failed; closing");
                 }
                 if let Some(name) = &dialled {
                     node.dial_done(name, false);
@@ -110,7 +147,6 @@ pub(crate) async fn run(node: Arc<Shared>, mut link: Link, role: Role, permit: O
         node.members.auth_ok(&est.peer.node);
         bump(&node.counters.handshakes_established);
         tracing::debug!(version = est.version, "authenticated");
-        let direction = if dialled.is_some() { PeerDirection::Outbound } else { PeerDirection::Inbound };
         established::run(node, link, est, direction, dialled).await;
     }
     .instrument(span)
@@ -211,6 +247,13 @@ async fn handshake(node: &Shared, link: &mut Link, role: &Role) -> Result<Establ
             Err(err) => {
                 if let Role::Initiator(peer) = role {
                     node.member_auth_failed(peer, &err);
+                }
+                if let Some(reason) = auth_failure_reason(&err) {
+                    let (peer, direction) = match role {
+                        Role::Initiator(peer) => (Some(peer.clone()), PeerDirection::Outbound),
+                        Role::Responder => (None, PeerDirection::Inbound),
+                    };
+                    node.emit(|| NodeEvent::AuthFailed { peer, direction, reason });
                 }
                 return Err(refuse(link, &err));
             }

@@ -35,7 +35,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::MissedTickBehavior;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use super::inspect::{bump, codec_label};
 use super::replies::Replies;
@@ -46,7 +46,7 @@ use super::writer::{ConnShared, Queues, saturating_decrement, write_loop};
 use crate::env::NodeEvent;
 use crate::handshake::Established;
 use crate::host::MonitorSink;
-use crate::id::NodeId;
+use crate::id::{NodeId, SessionId};
 use crate::overlay::{Link, LinkReceiver, LinkSender};
 use crate::session::Opener;
 use crate::wire::hello::MONITOR_IDENTITY_VERSION;
@@ -139,6 +139,7 @@ pub(crate) async fn run(
             owed,
             stats,
             conn,
+            peer: peer.clone(),
             shared: &shared,
             version: est.version,
             weak: Arc::downgrade(&node),
@@ -146,7 +147,10 @@ pub(crate) async fn run(
         let end = reader.run(&mut rx, close_rx).await;
         shared.replies.lock().close();
         // Drops this connection's handle (and its queue sender) if it is still ours.
-        node.table.lock().remove(&peer.node, conn);
+        let removed = node.table.lock().remove(&peer.node, conn);
+        if removed.is_some() {
+            node.emit(|| NodeEvent::PeerDown { name: peer.node.clone(), session: peer.clone() });
+        }
         drop(reader_done);
         end
     };
@@ -181,14 +185,23 @@ fn admit(node: &Shared, entry: Entry<PeerHandle>) -> bool {
         tracing::debug!("peer claims our own name; closing");
         return false;
     }
+    let session = entry.session.clone();
+    let up = || NodeEvent::PeerUp { name: session.node.clone(), session: session.clone() };
     let outcome = node.table.lock().admit(entry);
     match outcome {
-        Admit::Inserted => true,
+        Admit::Inserted => {
+            node.emit(up);
+            true
+        }
         Admit::Replaced { old, new_session } => {
             if new_session {
                 bump(&node.counters.sessions_replaced);
                 tracing::debug!(old = %old.session, "session replaced by a new run of the peer");
+                let gone = old.session.clone();
+                node.emit(|| NodeEvent::PeerDown { name: gone.node.clone(), session: gone });
+                node.emit(up);
             } else {
+                // The same session on another connection: still up.
                 bump(&node.counters.duplicate_connections);
             }
             let _ = old.handle.close.send(true);
@@ -218,6 +231,8 @@ struct Reader<'a> {
     owed: Arc<Semaphore>,
     stats: Arc<PeerStats>,
     conn: ConnId,
+    /// The peer's session (the `peer` field of dispatch spans).
+    peer: SessionId,
     /// The protocol version the session negotiated.
     version: u16,
     /// The node, for the monitors peers place here (see `MonitorSink`).
@@ -402,7 +417,8 @@ impl Reader<'_> {
         }
     }
 
-    fn count_rejection(&self, reason: &Rejection) {
+    /// Counts a rejection; returns its label.
+    fn count_rejection(&self, reason: &Rejection) -> &'static str {
         let label = match reason {
             Rejection::NotOwner { .. } => "not_owner",
             Rejection::StaleEpoch { .. } => "stale_epoch",
@@ -415,32 +431,46 @@ impl Reader<'_> {
             Rejection::WrongShard { .. } => "wrong_shard",
         };
         self.node.counters.request_rejected(label);
-        self.node.env.observe(&self.node.session, || NodeEvent::Rejected { reason: label });
+        self.node.emit(|| NodeEvent::Rejected { reason: label });
         tracing::debug!(reason = label, "request rejected before execution");
+        label
     }
 
     /// An ask from the peer: fenced delivery; the reply is sent by the
     /// writer once it completes (see `node/replies.rs`). Asks executing at
     /// once are bounded by `max_inflight_requests`.
-    fn on_ask(&self, request_id: u64, registry: &str, shard: u32, epoch: u64, key: &str, payload: &[u8]) {
+    /// Returns the dispatch outcome: `accepted` or the rejection's label.
+    fn on_ask(
+        &self,
+        request_id: u64,
+        registry: &str,
+        shard: u32,
+        epoch: u64,
+        key: &str,
+        payload: &[u8],
+    ) -> &'static str {
         let node = self.node;
         let Some(host) = node.hosts.read().get(registry).cloned() else {
             bump(&node.counters.data_rejected_no_registry);
             let reason = Rejection::NotOwner { owner_hint: None };
-            self.count_rejection(&reason);
+            let label = self.count_rejection(&reason);
             self.queue_data(DataMsg::Rejected { request_id, reason });
-            return;
+            return label;
         };
         let Ok(permit) = Arc::clone(&node.inbound_asks).try_acquire_owned() else {
-            self.count_rejection(&Rejection::Overloaded);
+            let label = self.count_rejection(&Rejection::Overloaded);
             self.queue_data(DataMsg::Rejected { request_id, reason: Rejection::Overloaded });
-            return;
+            return label;
         };
         match host.deliver_ask(request_id, shard, epoch, key, payload) {
-            Ok(reply) => self.shared.replies.lock().insert(request_id, reply, permit),
+            Ok(reply) => {
+                self.shared.replies.lock().insert(request_id, reply, permit);
+                ACCEPTED
+            }
             Err(reason) => {
-                self.count_rejection(&reason);
+                let label = self.count_rejection(&reason);
                 self.queue_data(DataMsg::Rejected { request_id, reason });
+                label
             }
         }
     }
@@ -525,26 +555,36 @@ impl Reader<'_> {
         }
         match msg {
             DataRef::Tell { registry, shard, epoch, key, payload, ack_id } => {
+                let span = dispatch_span(TELL, registry, key, shard, epoch, &self.peer);
+                let _entered = span.enter();
                 let outcome = match node.hosts.read().get(registry).cloned() {
                     Some(host) => host.deliver_tell(shard, epoch, key, payload),
                     None => Err(Rejection::NotOwner { owner_hint: None }).inspect_err(|_| {
                         bump(&node.counters.data_rejected_no_registry);
                     }),
                 };
-                match (outcome, ack_id) {
-                    (Ok(()), Some(ack_id)) => self.queue_data(DataMsg::Ack { ack_id }),
-                    (Ok(()), None) => {}
+                let label = match (outcome, ack_id) {
+                    (Ok(()), Some(ack_id)) => {
+                        self.queue_data(DataMsg::Ack { ack_id });
+                        ACCEPTED
+                    }
+                    (Ok(()), None) => ACCEPTED,
                     (Err(reason), ack_id) => {
-                        self.count_rejection(&reason);
+                        let label = self.count_rejection(&reason);
                         match ack_id {
                             Some(request_id) => self.queue_data(DataMsg::Rejected { request_id, reason }),
                             None => node.counters.dropped("unacked_tell_rejected"),
                         }
+                        label
                     }
-                }
+                };
+                span.record("outcome", label);
             }
             DataRef::Ask { request_id, registry, shard, epoch, key, payload } => {
-                self.on_ask(request_id, registry, shard, epoch, key, payload);
+                let span = dispatch_span(ASK, registry, key, shard, epoch, &self.peer);
+                let _entered = span.enter();
+                let label = self.on_ask(request_id, registry, shard, epoch, key, payload);
+                span.record("outcome", label);
             }
             DataRef::Reply { request_id, payload } => {
                 node.complete(self.conn, request_id, Response::Reply(slice_of(frame, payload)));
@@ -556,6 +596,31 @@ impl Reader<'_> {
             DataRef::Canceled { request_id } => node.complete(self.conn, request_id, Response::Canceled),
         }
     }
+}
+
+/// The dispatch outcome of a request handed to its activation's mailbox
+/// (a refused one records its rejection label).
+const ACCEPTED: &str = "accepted";
+/// `kind` of a dispatched tell.
+const TELL: &str = "tell";
+/// `kind` of a dispatched ask.
+const ASK: &str = "ask";
+
+/// The span of one request from a peer, dispatched here: TRACE level (one
+/// per data frame), so it costs a level check unless a subscriber asks for
+/// `axactor_cluster::node::established=trace`. Its parent is the
+/// connection's `conn` span.
+fn dispatch_span(kind: &'static str, registry: &str, key: &str, shard: u32, epoch: u64, peer: &SessionId) -> Span {
+    tracing::trace_span!(
+        "dispatch",
+        kind,
+        registry,
+        key,
+        shard,
+        epoch,
+        peer = %peer,
+        outcome = tracing::field::Empty,
+    )
 }
 
 /// `part` as a `Bytes` sharing `whole`'s buffer when it lies within it (as

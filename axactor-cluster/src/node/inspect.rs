@@ -208,8 +208,9 @@ pub struct Counters {
     /// `mailbox_full`, `actor_closed`, `unauthorized`, `bad_payload`,
     /// `overloaded`).
     pub requests_rejected: BTreeMap<&'static str, u64>,
-    /// Lease events on this node, by kind (`acquired`, `released`,
-    /// `handed_over`, `fenced`, `shard_count_conflict`).
+    /// Lease events on this node, by kind (`acquired`, `released` (the
+    /// store confirmed a release: after a handover or at graceful
+    /// shutdown), `handed_over`, `fenced`, `shard_count_conflict`).
     pub leases: BTreeMap<&'static str, u64>,
     /// Dials of live members that failed authentication (wrong token, no
     /// common protocol version): see `ClusterInspect::membership`.
@@ -217,6 +218,10 @@ pub struct Counters {
     /// Inbound connections closed at once because their source address
     /// already had `max_pending_handshakes_per_source` handshakes pending.
     pub handshake_source_limit_exceeded: u64,
+    /// Events of the node's event stream dropped because a subscriber's
+    /// queue was full (one per event per subscriber that missed it; each
+    /// subscriber also sees a `ClusterEvent::Lagged` in its stream).
+    pub events_dropped: u64,
 }
 
 /// The live counters behind [`Counters`].
@@ -240,6 +245,7 @@ pub(crate) struct LiveCounters {
     requests_rejected: Mutex<BTreeMap<&'static str, u64>>,
     leases: Mutex<BTreeMap<&'static str, u64>>,
     pub(crate) handshake_source_limit_exceeded: AtomicU64,
+    pub(crate) events_dropped: AtomicU64,
 }
 
 /// Adds one to `counter`.
@@ -293,6 +299,7 @@ impl LiveCounters {
             leases: self.leases.lock().clone(),
             member_auth_failures: get(&self.member_auth_failures),
             handshake_source_limit_exceeded: get(&self.handshake_source_limit_exceeded),
+            events_dropped: get(&self.events_dropped),
         }
     }
 }

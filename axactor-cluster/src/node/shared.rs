@@ -113,6 +113,8 @@ pub(crate) struct Shared {
     pub(crate) inbound_asks: Arc<Semaphore>,
     /// Commands to the lease driver.
     pub(crate) manager: Mutex<Option<mpsc::Sender<crate::manager::Cmd>>>,
+    /// Subscribers of the node's event stream.
+    pub(crate) events: Arc<super::events::EventHub>,
     next_conn: AtomicU64,
     epoch: Instant,
     next_task: AtomicU64,
@@ -160,11 +162,29 @@ impl Shared {
             members: super::members::MemberBook::new(max_peers),
             inbound_asks: Arc::new(Semaphore::new(max_inflight)),
             manager: Mutex::new(None),
+            events: Arc::default(),
             next_conn: AtomicU64::new(0),
             epoch: Instant::now(),
             next_task: AtomicU64::new(0),
             tasks: watch::Sender::new(BTreeMap::new()),
         }
+    }
+
+    /// Emits a node event: to the env's observer and the event stream's
+    /// subscribers. `make` runs only if one of them listens.
+    pub(crate) fn emit(&self, make: impl FnOnce() -> crate::env::NodeEvent) {
+        let subscribers = self.events.has_subscribers();
+        if !subscribers && !self.env.has_observer() {
+            return;
+        }
+        let event = make();
+        if subscribers {
+            let dropped = self.events.publish(&event);
+            if dropped > 0 {
+                self.counters.events_dropped.fetch_add(dropped, Ordering::Relaxed);
+            }
+        }
+        self.env.observe(&self.session, || event);
     }
 
     pub(crate) fn next_conn(&self) -> ConnId {
