@@ -8,7 +8,10 @@
 //! 2. `keyed`: keyed ask latency for a key owned here, a key owned by the
 //!    other node (TCP and in memory), and a plain local `XRef` ask;
 //! 3. `failover`: time until another node answers after the owner crashes;
-//! 4. `handover`: the same after the owner shuts down gracefully.
+//! 4. `handover`: the same after the owner shuts down gracefully;
+//! 5. `tls` (only when named, and built with `--features tls`): remote
+//!    ask latency and pipelined throughput over `TlsOverlay` against
+//!    `TcpOverlay`, rounds alternating, in one run.
 //!
 //! Options after `--`: `--quick` or `quick` (small sizes, one round, one
 //! trial; also `AXACTOR_BENCH_QUICK=1`), section names to run only those
@@ -28,6 +31,9 @@ mod nodes;
 mod raw;
 #[path = "cluster/report.rs"]
 mod report;
+#[cfg(feature = "tls")]
+#[path = "cluster/tls.rs"]
+mod tls;
 
 use std::future::Future;
 use std::time::Duration;
@@ -306,6 +312,12 @@ fn main() {
     }
     if want("handover") {
         stop_trials(&rt, sz, Stop::Shutdown, rtt);
+    }
+    if named("tls") {
+        #[cfg(feature = "tls")]
+        tls::section(&rt, sz);
+        #[cfg(not(feature = "tls"))]
+        println!("## TLS against TCP\n\nSkipped: build with `--features tls`.\n");
     }
     println!("Total time: {:.1} s", started.elapsed().as_secs_f64());
 }

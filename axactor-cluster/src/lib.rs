@@ -111,6 +111,8 @@ pub use node::{
     SHUTDOWN_TIMEOUT, TableUse,
 };
 pub use overlay::{ClusterOverlay, InMemoryOverlay, LinkFaults, OverlayError, TcpKeepaliveOptions, TcpOverlay};
+#[cfg(feature = "tls")]
+pub use overlay::{TlsConfig, TlsOverlay};
 pub use remote::{AskOf, DownEvent, PendingReply, RemoteActor, RemoteHandle, ReplyOf, TellOf};
 pub use route::{MAX_ATTEMPTS, MAX_RETRY_DELAY, MIN_RETRY_DELAY};
 pub use shard::placement::MemberState;

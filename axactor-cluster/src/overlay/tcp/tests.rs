@@ -398,3 +398,9 @@ async fn a_peer_cannot_make_the_receiver_queue_more_than_its_byte_budget() {
     drop(within(writer).await.expect("writer"));
     assert!(tb.stats().byte_budget_waits > 0);
 }
+
+#[cfg(feature = "overlay-conformance")]
+#[tokio::test]
+async fn passes_the_overlay_conformance_suite() {
+    crate::overlay::conformance::run_all(&TcpOverlay::new(HashMap::new())).await.expect("the TCP overlay conforms");
+}
