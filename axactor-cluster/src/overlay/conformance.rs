@@ -160,14 +160,22 @@ pub async fn run_all(h: &dyn OverlayHarness) -> Outcome {
     many_links_carry_traffic_at_once(h).await
 }
 
-async fn within<F: std::future::Future>(check: &'static str, what: &str, f: F) -> Result<F::Output, ConformanceFailure> {
+async fn within<F: std::future::Future>(
+    check: &'static str,
+    what: &str,
+    f: F,
+) -> Result<F::Output, ConformanceFailure> {
     tokio::time::timeout(LIMIT, f)
         .await
         .map_err(|_| ConformanceFailure { check, problem: format!("{what}: nothing happened within {LIMIT:?}") })
 }
 
 /// Listens as `name`, dials it, accepts: (dialled end, accepted end, listener).
-async fn pair(h: &dyn OverlayHarness, check: &'static str, name: &str) -> Result<(Link, Link, Listener), ConformanceFailure> {
+async fn pair(
+    h: &dyn OverlayHarness,
+    check: &'static str,
+    name: &str,
+) -> Result<(Link, Link, Listener), ConformanceFailure> {
     let name = NodeId::new(name);
     let fail = |what: &str, e: OverlayError| ConformanceFailure { check, problem: format!("{what}: {e}") };
     let mut listener = within(check, "listen", h.listen(&name)).await?.map_err(|e| fail("listen", e))?;

@@ -104,9 +104,7 @@ mod tls_failure;
 
 pub use driver::{LinkConfig, LinkControl, LinkDriver, LinkInbox, endpoint};
 pub use faults::LinkFaults;
-pub use link::{
-    Link, LinkOutbox, LinkPhase, LinkReceiver, LinkSender, LinkSource, Outgoing, PeerIdentity, Priority,
-};
+pub use link::{Link, LinkOutbox, LinkPhase, LinkReceiver, LinkSender, LinkSource, Outgoing, PeerIdentity, Priority};
 pub use memory::{DEFAULT_MAX_HELD_FRAMES, FrameFate, FrameTap, InMemoryOverlay, InMemoryStats, REORDER_MAX_WAIT};
 pub use stream::stream_link;
 pub use tcp::{

@@ -166,7 +166,8 @@ struct TcpConfig {
 pub(crate) trait Upgrade: Send + Sync + fmt::Debug + 'static {
     /// An accepted connection: the protocol's handshake (within its own
     /// deadline), then the link.
-    fn accept(self: Arc<Self>, stream: TcpStream, params: ConnParams) -> BoxFuture<'static, Result<Link, OverlayError>>;
+    fn accept(self: Arc<Self>, stream: TcpStream, params: ConnParams)
+    -> BoxFuture<'static, Result<Link, OverlayError>>;
 
     /// A connection dialled to `peer`.
     fn connect(

@@ -45,9 +45,7 @@ use tokio::sync::Notify;
 
 use super::Link;
 use super::link::{self, Fed, FrameLimit, LinkState, Next, OutQueue, Phase, WriteThrough};
-use super::stream::{
-    self, BATCH_MAX_BYTES, BATCH_MAX_FRAMES, ConnParams, WriterEnd, YIELD_BELOW_FRAMES, encode_batch,
-};
+use super::stream::{self, BATCH_MAX_BYTES, BATCH_MAX_FRAMES, ConnParams, WriterEnd, YIELD_BELOW_FRAMES, encode_batch};
 use super::tcp::{TcpCounters, bump};
 use crate::wire::frame::LEN_PREFIX;
 

@@ -164,11 +164,7 @@ impl TlsConfig {
     /// # Errors
     /// As `new`.
     pub fn from_pem(cert_chain: &[u8], private_key: &[u8], trusted_cas: &[u8]) -> Result<TlsConfig, TlsConfigError> {
-        TlsConfig::new(
-            PemSource::memory(cert_chain),
-            PemSource::memory(private_key),
-            PemSource::memory(trusted_cas),
-        )
+        TlsConfig::new(PemSource::memory(cert_chain), PemSource::memory(private_key), PemSource::memory(trusted_cas))
     }
 
     /// Whether accepted peers must present a certificate signed by a

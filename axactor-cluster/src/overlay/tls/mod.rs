@@ -192,7 +192,11 @@ impl fmt::Debug for TlsUpgrade {
 }
 
 impl Upgrade for TlsUpgrade {
-    fn accept(self: Arc<Self>, stream: TcpStream, params: ConnParams) -> BoxFuture<'static, Result<Link, OverlayError>> {
+    fn accept(
+        self: Arc<Self>,
+        stream: TcpStream,
+        params: ConnParams,
+    ) -> BoxFuture<'static, Result<Link, OverlayError>> {
         let tls = self;
         Box::pin(async move {
             let acceptor = TlsAcceptor::from(Arc::clone(&tls.server));
