@@ -11,6 +11,9 @@
 //! 4. `handover`: the same after the owner shuts down gracefully;
 //! 5. `tells`: a stream of unacknowledged tells from one task to a key on
 //!    the other node, against a raw one-way framed stream.
+//! 6. `tls` (only when named, and built with `--features tls`): remote
+//!    ask latency and pipelined throughput over `TlsOverlay` against
+//!    `TcpOverlay`, rounds alternating, in one run.
 //!
 //! Options after `--`: `--quick` or `quick` (small sizes, one round, one
 //! trial; also `AXACTOR_BENCH_QUICK=1`), section names to run only those
@@ -30,6 +33,9 @@ mod nodes;
 mod raw;
 #[path = "cluster/report.rs"]
 mod report;
+#[cfg(feature = "tls")]
+#[path = "cluster/tls.rs"]
+mod tls;
 
 use std::future::Future;
 use std::time::Duration;
@@ -370,6 +376,12 @@ fn main() {
     }
     if want("tells") {
         tells(&rt, sz);
+    }
+    if named("tls") {
+        #[cfg(feature = "tls")]
+        tls::section(&rt, sz);
+        #[cfg(not(feature = "tls"))]
+        println!("## TLS against TCP\n\nSkipped: build with `--features tls`.\n");
     }
     println!("Total time: {:.1} s", started.elapsed().as_secs_f64());
 }

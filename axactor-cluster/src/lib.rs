@@ -120,6 +120,8 @@ pub use node::{
 };
 pub use node::{ClusterEvent, ClusterEvents, DEFAULT_EVENT_CAPACITY, MAX_EVENT_CAPACITY};
 pub use overlay::{ClusterOverlay, InMemoryOverlay, LinkFaults, OverlayError, TcpKeepaliveOptions, TcpOverlay};
+#[cfg(feature = "tls")]
+pub use overlay::{TlsConfig, TlsOverlay};
 pub use remote::{AskOf, DownEvent, PendingReply, RemoteActor, RemoteHandle, ReplyOf, TellOf};
 pub use route::{MAX_ATTEMPTS, MAX_RETRY_DELAY, MIN_RETRY_DELAY};
 pub use shard::placement::MemberState;

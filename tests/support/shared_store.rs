@@ -157,7 +157,7 @@ pub async fn route_fail_over_and_hand_over(stores: &SharedStore, net: Net) {
     let placed = settled(&all, REGISTRY, SHARDS, QUIET).await;
     let owners: std::collections::BTreeSet<&str> = placed.iter().map(|(n, _, _)| n.as_str()).collect();
     assert!(owners.len() >= 2, "{label}: shards spread over the nodes: {placed:?}");
-    one_activation_per_key(&stores, &all, &keyed.iter().collect::<Vec<_>>()).await;
+    one_activation_per_key(stores, &all, &keyed.iter().collect::<Vec<_>>()).await;
 
     // Failover: the owner of "k0" crashes.
     let key = "k0";

@@ -76,6 +76,10 @@ pub(crate) enum Transport {
     Tcp,
     /// `InMemoryOverlay` without faults.
     Memory,
+    /// `TlsOverlay` (mutual TLS, one certificate per node from one CA made
+    /// at start) on 127.0.0.1, ephemeral ports.
+    #[cfg(feature = "tls")]
+    Tls,
 }
 
 impl Cluster {
@@ -86,11 +90,15 @@ impl Cluster {
         let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let tcp = TcpOverlay::new(names.iter().map(|n| (n.to_string(), any)).collect::<HashMap<_, _>>());
         let memory = InMemoryOverlay::new();
+        #[cfg(feature = "tls")]
+        let ca = crate::tls::Ca::new();
         let mut nodes = Vec::new();
         for name in names {
             let overlay: ClusterOverlay = match transport {
                 Transport::Tcp => tcp.clone().into(),
                 Transport::Memory => memory.clone().into(),
+                #[cfg(feature = "tls")]
+                Transport::Tls => ca.overlay(&tcp, name).into(),
             };
             let node = ClusterNode::start(NodeId::new(*name), store.clone(), overlay, config()).await.expect("start");
             if let Some(addr) = node.local_addr() {

@@ -7,7 +7,10 @@
 //! message (the Hello) an earlier one (`hello_timeout`), and only pre-authentication bodies
 //! are accepted (a sealed frame closes it). Every failure is counted by its
 //! label and logged at debug level, a `Refuse` is sent best effort, and the
-//! link is dropped; nothing outside this connection changes. Only an
+//! link is dropped; nothing outside this connection changes. A link whose
+//! transport authenticated the peer ([`Link::identity`], e.g. a TLS client
+//! certificate) is refused when the peer claims a name it does not cover
+//! (`peer_identity`). Only an
 //! established handshake goes on to [`super::established`], which may
 //! touch the peer table.
 //!
@@ -178,6 +181,12 @@ fn refuse(link: &Link, err: &HandshakeError) -> Option<&'static str> {
     Some(err.label())
 }
 
+/// Whether the link's transport identity (a TLS certificate), if any,
+/// lets the peer be the node `name`.
+fn may_claim(link: &Link, name: &str) -> bool {
+    link.identity.as_ref().is_none_or(|id| id.may_claim(name))
+}
+
 /// Runs the handshake. `Err(Some(label))` is a counted failure, `Err(None)`
 /// the node stopping.
 async fn handshake(node: &Shared, link: &mut Link, role: &Role) -> Result<Established, Option<&'static str>> {
@@ -192,6 +201,7 @@ async fn handshake(node: &Shared, link: &mut Link, role: &Role) -> Result<Establ
         key: node.key.clone(),
     };
     let mut machine = match role {
+        Role::Initiator(peer) if !may_claim(link, peer.as_str()) => return Err(Some("peer_identity")),
         Role::Initiator(peer) => {
             let (m, hello) = Initiator::new(local, peer.clone(), nonce, deadline).map_err(|e| Some(e.label()))?;
             if !send_preauth(link, &hello) {
@@ -227,6 +237,11 @@ async fn handshake(node: &Shared, link: &mut Link, role: &Role) -> Result<Establ
         }
         let step = match decode_body(&body) {
             Err(e) => return Err(Some(codec_label(&e))),
+            Ok(Body::PreAuth(HandshakeMsg::Hello(hello))) if !may_claim(link, hello.session.node.as_str()) => {
+                // The transport authenticated the peer as someone else.
+                let _ = send_preauth(link, &HandshakeMsg::Refuse(Refusal::Unexpected));
+                return Err(Some("peer_identity"));
+            }
             Ok(Body::PreAuth(msg)) => machine.on_message(msg, Instant::now()),
             Ok(Body::Sealed { .. }) => {
                 bump(&node.counters.preauth_sealed_frames);

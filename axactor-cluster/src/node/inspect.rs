@@ -164,7 +164,9 @@ pub struct Counters {
     /// claimed this node's name), `link_closed` (the link ended first, e.g.
     /// an oversized frame closed it in the overlay), a codec label
     /// (`unknown_tag`, `truncated`, `malformed`, `trailing_bytes`),
-    /// `preauth_budget_exceeded`, `nonce`. docs/operations.md explains each.
+    /// `preauth_budget_exceeded`, `nonce`, `peer_identity` (the peer
+    /// claimed a name its transport identity, e.g. its TLS client
+    /// certificate, does not carry). docs/operations.md explains each.
     pub handshake_failures: BTreeMap<&'static str, u64>,
     /// Established connections closed on a bad frame, by reason:
     /// `OpenError::label` (`bad_mac`, `out_of_sequence` = replay or

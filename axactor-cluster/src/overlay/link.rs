@@ -8,14 +8,16 @@
 //!  LinkReceiver ◀──────(inbound queue)──────── driver ◀─ peer
 //! ```
 //!
-//! The driver is the TCP connection task or the in-memory delivery tasks.
-//! A TCP link's sender may also write through (`super::tcp_conn::Direct`,
-//! crate-internal `LinkSender::feed` / `LinkSender::flush`): while the
-//! driver is idle (nothing queued, no write in progress), frames go to the
-//! socket from the sender's own task, sparing the driver's wake-up;
-//! otherwise they are queued as above. A frame is queued only with the
-//! driver made busy, and the driver turns idle only with both queues empty,
-//! both under one lock, so the two paths never reorder frames.
+//! The driver is the TCP connection task, a stream link's task, the
+//! in-memory delivery tasks, or an overlay's own (`super::driver`).
+//! A driver may give the senders a write-through path ([`WriteThrough`],
+//! crate-internal `LinkSender::feed` / `LinkSender::flush`; the TCP
+//! overlay's `tcp_conn::Direct` is the one there is): while the driver is
+//! idle (nothing queued, no write in progress), frames go to the transport
+//! from the sender's own task, sparing the driver's wake-up; otherwise they
+//! are queued as above. A frame is queued only with the driver made busy,
+//! and the driver turns idle only with both queues empty, both under the
+//! path's lock, so the two paths never reorder frames.
 //! All three queues are bounded (the overlay's `link_queue_frames`, by default
 //! [`DEFAULT_LINK_QUEUE_FRAMES`](super::DEFAULT_LINK_QUEUE_FRAMES)), and in
 //! bytes too: the two outbound queues share one [`ByteBudget`], the inbound
@@ -48,7 +50,6 @@ use tokio::sync::{Notify, mpsc};
 use crate::signal::Signal;
 
 use super::OverlayError;
-use super::tcp_conn::Direct;
 
 /// Per-link priority: control frames are written before queued data frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -64,7 +65,13 @@ pub enum Priority {
 ///
 /// Dropping the `LinkReceiver` closes the link (`Dead`); dropping every
 /// `LinkSender` clone closes it gracefully (queued frames are still sent).
+///
+/// Overlays outside this crate get links from
+/// [`endpoint`](super::endpoint) or [`stream_link`](super::stream_link) and
+/// may then set [`remote`](Self::remote), [`source`](Self::source) and
+/// [`identity`](Self::identity).
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Link {
     /// Sends frames to the peer.
     pub tx: LinkSender,
@@ -76,6 +83,27 @@ pub struct Link {
     /// Where an accepted link comes from, as far as the overlay can tell:
     /// the key of the node's per-source handshake limit.
     pub source: LinkSource,
+    /// What the transport authenticated about the peer, if anything (a TLS
+    /// certificate). The node refuses a handshake in which the peer claims
+    /// a node name this identity does not cover (counted as
+    /// `peer_identity`).
+    pub identity: Option<Arc<dyn PeerIdentity>>,
+}
+
+impl Link {
+    /// A link from its halves, without an identity.
+    pub(crate) fn new(tx: LinkSender, rx: LinkReceiver, remote: String, source: LinkSource) -> Link {
+        Link { tx, rx, remote, source, identity: None }
+    }
+}
+
+/// What a transport proved about the peer of a link, such as a verified
+/// TLS certificate: which node names the peer may use. Set by the overlay
+/// on [`Link::identity`]; checked by the node against the name the peer
+/// claims in its handshake.
+pub trait PeerIdentity: Send + Sync + std::fmt::Debug + 'static {
+    /// Whether the peer may act as the node named `node`.
+    fn may_claim(&self, node: &str) -> bool;
 }
 
 /// Where an inbound link comes from. Not authenticated: only a key for
@@ -92,16 +120,20 @@ pub enum LinkSource {
     Unknown,
 }
 
-/// Where a link is in its life. Only moves forwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Phase {
+/// Where a link is in its life. Only moves forwards:
+/// `Open → Closing → Dead` (a step may be skipped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LinkPhase {
     /// Frames flow both ways.
     Open,
-    /// No new frames are accepted; frames already queued are still sent.
+    /// No new frames are accepted; frames already queued are still sent,
+    /// and frames from the peer are still received.
     Closing,
     /// Everything stops; queued frames are discarded.
     Dead,
 }
+
+pub(crate) use LinkPhase as Phase;
 
 /// The lifecycle state shared by a link's halves and its driver.
 #[derive(Debug)]
@@ -255,6 +287,36 @@ impl ByteBudget {
     }
 }
 
+/// A driver's write-through path (see the module docs): the senders write
+/// frames to the transport themselves while the driver is idle. Its lock
+/// orders the two paths: a frame is queued only under it, with the driver
+/// made busy.
+pub(crate) trait WriteThrough: Send + Sync + std::fmt::Debug {
+    /// Under the lock, makes the driver busy, then runs `queue` (which
+    /// queues a frame: the driver writes what was fed before it first).
+    fn queue_busy(&self, queue: &mut dyn FnMut());
+
+    /// Under the lock: buffers `frame` to be written through if the driver
+    /// is idle ([`Fed::Done`]); otherwise returns what `queue(frame)`
+    /// returns (the driver is busy and cannot turn idle meanwhile).
+    fn feed(&self, frame: Bytes, queue: &mut dyn FnMut(Bytes) -> Fed) -> Fed;
+
+    /// Writes what [`feed`](Self::feed) buffered, handing what the
+    /// transport does not take to the driver.
+    fn flush(&self);
+}
+
+/// What became of a frame given to [`WriteThrough::feed`].
+#[derive(Debug)]
+pub(crate) enum Fed {
+    /// Buffered to be written through, or queued.
+    Done,
+    /// The link is closed.
+    Closed,
+    /// No room now: the caller waits for room with this frame.
+    Wait(Bytes),
+}
+
 /// The sending half of a [`Link`]. Cheap to clone; all clones feed the same
 /// two bounded queues, one per [`Priority`].
 #[derive(Debug, Clone)]
@@ -265,13 +327,13 @@ pub struct LinkSender {
     bytes: Arc<ByteBudget>,
     state: Arc<LinkState>,
     max_frame_bytes: usize,
-    /// A TCP link's write-through path (see the module docs).
-    direct: Option<Arc<Direct>>,
+    /// The driver's write-through path, if it has one (see the module docs).
+    direct: Option<Arc<dyn WriteThrough>>,
 }
 
 impl LinkSender {
-    /// Lets this sender (and its clones) write through to a TCP socket.
-    pub(crate) fn with_direct(mut self, direct: Arc<Direct>) -> LinkSender {
+    /// Lets this sender (and its clones) write through (TCP).
+    pub(crate) fn with_write_through(mut self, direct: Arc<dyn WriteThrough>) -> LinkSender {
         self.direct = Some(direct);
         self
     }
@@ -330,10 +392,14 @@ impl LinkSender {
     pub fn try_send(&self, frame: Bytes, priority: Priority) -> Result<(), OverlayError> {
         self.check(&frame)?;
         let Some(direct) = &self.direct else { return self.try_queue(frame, priority) };
-        // Queued under the gate, with the driver made busy.
-        let mut gate = direct.lock();
-        direct.make_busy(&mut gate);
-        self.try_queue(frame, priority)
+        // Queued under the path's lock, with the driver made busy.
+        let (mut frame, mut queued) = (Some(frame), Err(OverlayError::Closed));
+        direct.queue_busy(&mut || {
+            if let Some(frame) = frame.take() {
+                queued = self.try_queue(frame, priority);
+            }
+        });
+        queued
     }
 
     /// Queues `frame`, waiting for room in that priority's queue.
@@ -374,14 +440,15 @@ impl LinkSender {
     }
 
     fn send_reserved(&self, permit: mpsc::Permit<'_, Bytes>, frame: Bytes) {
-        // Queued under the gate, with the driver made busy (so no frame
-        // written through can overtake it).
-        let _gate = self.direct.as_ref().map(|direct| {
-            let mut gate = direct.lock();
-            direct.make_busy(&mut gate);
-            gate
+        let Some(direct) = &self.direct else { return permit.send(frame) };
+        // Queued under the path's lock, with the driver made busy (so no
+        // frame written through can overtake it).
+        let mut reserved = Some((permit, frame));
+        direct.queue_busy(&mut || {
+            if let Some((permit, frame)) = reserved.take() {
+                permit.send(frame);
+            }
         });
-        permit.send(frame);
     }
 
     /// As [`send`](Self::send), but on a TCP link whose driver is idle the
@@ -392,36 +459,36 @@ impl LinkSender {
     pub(crate) async fn feed(&self, frame: Bytes, priority: Priority) -> Result<(), OverlayError> {
         let Some(direct) = &self.direct else { return self.send(frame, priority).await };
         self.check(&frame)?;
-        let full = {
-            let mut gate = direct.lock();
-            match direct.feed(&mut gate, frame) {
-                Ok(()) => return Ok(()),
-                // Busy: queued under the gate, so the driver cannot turn idle meanwhile.
-                Err(frame) if !self.bytes.try_take(frame.len()) => frame,
-                Err(frame) => {
-                    let len = frame.len();
-                    match self.queue(priority).try_send(frame) {
-                        Ok(()) => return Ok(()),
-                        Err(mpsc::error::TrySendError::Closed(_)) => {
-                            self.bytes.give_back(len);
-                            return Err(OverlayError::Closed);
-                        }
-                        Err(mpsc::error::TrySendError::Full(frame)) => {
-                            self.bytes.give_back(len);
-                            frame
-                        }
-                    }
+        // Busy: queued under the path's lock, so the driver cannot turn idle meanwhile.
+        let fed = direct.feed(frame, &mut |frame| {
+            let len = frame.len();
+            if !self.bytes.try_take(len) {
+                return Fed::Wait(frame);
+            }
+            match self.queue(priority).try_send(frame) {
+                Ok(()) => Fed::Done,
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.bytes.give_back(len);
+                    Fed::Closed
+                }
+                Err(mpsc::error::TrySendError::Full(frame)) => {
+                    self.bytes.give_back(len);
+                    Fed::Wait(frame)
                 }
             }
-        };
-        self.send(full, priority).await
+        });
+        match fed {
+            Fed::Done => Ok(()),
+            Fed::Closed => Err(OverlayError::Closed),
+            Fed::Wait(frame) => self.send(frame, priority).await,
+        }
     }
 
     /// Writes the frames [`feed`](Self::feed) buffered, handing what the
-    /// socket does not take to the driver. No-op on other links.
+    /// transport does not take to the driver. No-op on other links.
     pub(crate) fn flush(&self) {
         if let Some(direct) = &self.direct {
-            direct.flush(&mut direct.lock());
+            direct.flush();
         }
     }
 
@@ -449,6 +516,26 @@ pub struct LinkReceiver {
     limit: FrameLimit,
     /// Bytes in the inbound queue, against its budget.
     bytes: Arc<ByteBudget>,
+    /// Links built with [`endpoint`](super::endpoint): the state this
+    /// receiver moves to `Dead` when dropped (built-in drivers notice the
+    /// dropped receiver themselves).
+    kill_on_drop: Option<Arc<LinkState>>,
+}
+
+impl LinkReceiver {
+    /// Makes dropping this receiver kill `state` at once (links of
+    /// [`endpoint`](super::endpoint), whose drivers are not ours).
+    pub(crate) fn set_kill_on_drop(&mut self, state: Arc<LinkState>) {
+        self.kill_on_drop = Some(state);
+    }
+}
+
+impl Drop for LinkReceiver {
+    fn drop(&mut self) {
+        if let Some(state) = &self.kill_on_drop {
+            state.advance(Phase::Dead);
+        }
+    }
 }
 
 impl LinkReceiver {
@@ -467,7 +554,7 @@ impl LinkReceiver {
 
     /// A frame already received, without waiting; `None` if there is none
     /// right now (or the link has ended: [`recv`](Self::recv) tells which).
-    pub(crate) fn try_recv(&mut self) -> Option<Bytes> {
+    pub fn try_recv(&mut self) -> Option<Bytes> {
         let frame = self.rx.try_recv().ok()?;
         self.bytes.give_back(frame.len());
         Some(frame)
@@ -502,9 +589,10 @@ impl LinkReceiver {
     }
 }
 
-/// The driver's end of a link's outbound queues.
+/// The driver's end of a link's outbound queues: what the transport takes
+/// frames from, control before data (see [`LinkDriver`](super::LinkDriver)).
 #[derive(Debug)]
-pub(crate) struct OutQueue {
+pub struct LinkOutbox {
     control: mpsc::Receiver<Bytes>,
     data: mpsc::Receiver<Bytes>,
     bytes: Arc<ByteBudget>,
@@ -514,24 +602,30 @@ pub(crate) struct OutQueue {
     closing: bool,
 }
 
-/// What the driver should do next.
-#[derive(Debug)]
-pub(crate) enum Next {
-    /// Send this frame.
+pub(crate) type OutQueue = LinkOutbox;
+
+/// What a link's driver should do next ([`LinkOutbox::next`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    /// Send this frame to the peer, after every frame returned before it.
     Frame(Bytes),
-    /// The link is closing (or every sender is gone) and both queues are
-    /// empty: nothing more will come.
+    /// The link is closing (or every [`LinkSender`] is gone) and both queues
+    /// are empty: nothing more will come. Finish the write side (e.g. a TCP
+    /// FIN) so the peer sees the end, and keep delivering the peer's frames
+    /// until it ends too.
     Drained,
-    /// The link is dead: stop at once.
+    /// The link is dead: stop at once, discarding what is unsent.
     Dead,
 }
 
-impl OutQueue {
+pub(crate) use Outgoing as Next;
+
+impl LinkOutbox {
     /// The next frame to send, control before data.
     ///
     /// # Cancel safety
     /// Cancel safe: no frame is held across an await point.
-    pub(crate) async fn next(&mut self) -> Next {
+    pub async fn next(&mut self) -> Outgoing {
         // Fast path while the link is open: a frame is ready, so no waiter
         // needs registering (the phase check below would let it through too).
         if !self.closing
@@ -568,8 +662,10 @@ impl OutQueue {
         }
     }
 
-    /// A frame that is ready now, control before data, without waiting.
-    pub(crate) fn try_next(&mut self) -> Option<Bytes> {
+    /// A frame that is ready now, control before data, without waiting
+    /// (to batch several frames into one write). `None` says nothing about
+    /// the link's end: [`next`](Self::next) tells that.
+    pub fn try_next(&mut self) -> Option<Bytes> {
         let frame = self.control.try_recv().ok().or_else(|| self.data.try_recv().ok())?;
         Some(self.taken(frame))
     }
@@ -612,7 +708,7 @@ pub(crate) fn outbound(state: &Arc<LinkState>, queue_frames: usize, max_frame_by
 pub(crate) fn inbound(queue_frames: usize, limit: FrameLimit) -> (mpsc::Sender<Bytes>, Arc<ByteBudget>, LinkReceiver) {
     let (tx, rx) = mpsc::channel(queue_frames.max(1));
     let bytes = ByteBudget::new(super::DEFAULT_LINK_QUEUE_BYTES);
-    (tx, Arc::clone(&bytes), LinkReceiver { rx, limit, bytes })
+    (tx, Arc::clone(&bytes), LinkReceiver { rx, limit, bytes, kill_on_drop: None })
 }
 
 #[cfg(test)]

@@ -422,7 +422,7 @@ impl InMemoryOverlay {
         let b_limit = FrameLimit::new(max_frame_bytes, max_frame_bytes);
         let (a_in, a_bytes, a_rx) = link::inbound(q, a_limit.clone());
         let (b_in, b_bytes, b_rx) = link::inbound(q, b_limit.clone());
-        let theirs = Link { tx: b_tx, rx: b_rx, remote: me.to_owned(), source: LinkSource::Node(me.to_owned()) };
+        let theirs = Link::new(b_tx, b_rx, me.to_owned(), LinkSource::Node(me.to_owned()));
         if acceptor.try_send(theirs).is_err() {
             return failed(OverlayError::Refused(peer.to_owned()));
         }
@@ -444,7 +444,7 @@ impl InMemoryOverlay {
         };
         tokio::spawn(delivery::run(there, a_out, b_in, Arc::clone(&state)));
         tokio::spawn(delivery::run(back, b_out, a_in, state));
-        Ok(Link { tx: a_tx, rx: a_rx, remote: peer.to_owned(), source: LinkSource::Unknown })
+        Ok(Link::new(a_tx, a_rx, peer.to_owned(), LinkSource::Unknown))
     }
 }
 

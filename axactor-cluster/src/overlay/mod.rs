@@ -1,32 +1,83 @@
-//! Overlays: the transports that carry opaque frames between named nodes.
+//! Overlays: the transports that carry opaque frames between named nodes,
+//! and the extension point for writing one.
 //!
 //! An [`Overlay`] listens as a node ([`Overlay::listen`] → [`Listener`]) and
 //! dials peers ([`Overlay::dial`] → [`Link`]). A link moves
 //! [`bytes::Bytes`] frames both ways with message boundaries preserved, a
 //! [`Priority`] per frame (control before data) and bounded queues. An
-//! overlay knows nothing of handshakes, sessions or encryption: the node
-//! runs its handshake over a fresh link.
+//! overlay knows nothing of handshakes, sessions or sealing: the node runs
+//! its token handshake over every fresh link and seals every frame after
+//! it, whatever the overlay.
 //!
-//! Two overlays ship:
+//! Three overlays ship:
 //! - [`InMemoryOverlay`]: one in-process network shared by its clones, with
 //!   seeded, deterministic fault injection (partitions, drops, delays,
 //!   duplicates, reordering, holds) for tests and the simulation;
 //! - [`TcpOverlay`]: one TCP connection per link, `u32` big-endian
 //!   length-prefixed frames ([`crate::wire::frame`]), keepalive and
-//!   `TCP_NODELAY`, write batching.
+//!   `TCP_NODELAY`, write batching;
+//! - `TlsOverlay` (feature `tls`): the TCP overlay's connections inside
+//!   TLS 1.3/1.2 (rustls), with optional client certificates whose names
+//!   bind the node names peers may claim.
 //!
-//! Reconnecting is not an overlay's job: a link that fails just ends (its
-//! receiver yields `None`, its sender reports [`OverlayError::Closed`]); the
-//! node re-dials with its own capped backoff and runs a new handshake.
+//! # Writing an overlay
 //!
-//! Invariants shared by both overlays:
-//! - frames of one link arrive in the order they were queued per priority,
-//!   control frames may overtake data frames (the in-memory overlay's
-//!   injected faults are the only other exception);
-//! - every queue is bounded: [`DEFAULT_LINK_QUEUE_FRAMES`] per priority and
-//!   direction, [`DEFAULT_LINK_QUEUE_BYTES`] per direction,
-//!   [`DEFAULT_ACCEPT_BACKLOG`] links waiting in a listener;
-//! - a link's failure (a peer's bad frame included) ends that link only.
+//! Implement [`Overlay`] (object safe; `listen`, `dial`, `max_frame_bytes`)
+//! and wrap it with [`ClusterOverlay::new`]. The pieces are public:
+//! - a [`Listener`] from [`Listener::channel`]: the overlay keeps the
+//!   [`ListenerHandle`] and [`offers`](ListenerHandle::offer) it each
+//!   accepted link; when the node drops the listener the handle reports
+//!   [`closed`](ListenerHandle::closed) and the overlay stops accepting;
+//! - a link over a byte stream: [`stream_link`] (the TCP overlay's framing,
+//!   batching, frame limits, back-pressure and close deadline over any
+//!   `AsyncRead + AsyncWrite`);
+//! - a link over anything else: [`endpoint`] gives the [`Link`] for the node
+//!   and a [`LinkDriver`] for the transport ([`LinkOutbox`] to take frames
+//!   to send, [`LinkInbox`] to hand over received ones, [`LinkControl`] for
+//!   the phase); the `driver` module docs state its contract.
+//! - [`PeerIdentity`] on [`Link::identity`]: what the transport proved of
+//!   the peer (a certificate); the node refuses a handshake claiming a name
+//!   it does not cover.
+//!
+//! The suite in `conformance` (feature `overlay-conformance`) checks what
+//! the node relies on; every shipped overlay passes it, and so does one
+//! written outside the crate (`tests/overlay_conformance.rs`).
+//!
+//! # What a link promises (what the node expects of an overlay)
+//!
+//! - **Frames.** Each frame arrives whole, once, with its boundaries, in the
+//!   order it was queued per priority; control frames may overtake queued
+//!   data frames (the in-memory overlay's injected faults are the only
+//!   other exception). Sealed frames carry consecutive sequence numbers, so
+//!   an overlay that reorders, drops or duplicates frames only makes the
+//!   node close that connection.
+//! - **Frame limit.** Senders refuse an empty frame ([`OverlayError::EmptyFrame`])
+//!   and one longer than [`Overlay::max_frame_bytes`]
+//!   ([`OverlayError::FrameTooLarge`]) before queueing it. The receiving
+//!   side has its own, lower limit the node changes
+//!   ([`LinkReceiver::set_max_frame_bytes`]: small until the peer is
+//!   authenticated); a peer's frame over it closes the link, checked
+//!   before the frame's body is buffered.
+//! - **Back-pressure.** Every queue is bounded: [`DEFAULT_LINK_QUEUE_FRAMES`]
+//!   per priority and direction, [`DEFAULT_LINK_QUEUE_BYTES`] per direction,
+//!   [`DEFAULT_ACCEPT_BACKLOG`] links waiting in a listener. When a receiver
+//!   falls behind, the overlay stops taking the peer's frames, the peer's
+//!   queues fill, and its [`LinkSender::send`] waits while
+//!   [`LinkSender::try_send`] reports [`OverlayError::Full`]: memory is
+//!   bounded by the queues (and the transport's own buffers), never by the
+//!   sender's speed.
+//! - **Close.** [`LinkSender::close`] (or dropping every sender) is
+//!   graceful: new frames are refused ([`OverlayError::Closed`]), frames
+//!   already accepted are still delivered, then the peer's receiver returns
+//!   `None`; a closing link becomes dead within a bounded time even if the
+//!   peer stops reading. Dropping the [`LinkReceiver`], an I/O error or a
+//!   bad frame kills the link at once: queued frames are discarded and the
+//!   peer sees the end. A link's failure ends that link only.
+//! - **Dial.** Dialling a name the overlay cannot reach fails with a typed
+//!   [`OverlayError`] ([`UnknownPeer`](OverlayError::UnknownPeer),
+//!   [`Refused`](OverlayError::Refused), ...), within a bounded time.
+//!   Reconnecting is not an overlay's job: a link that fails just ends, and
+//!   the node re-dials with its own capped backoff and runs a new handshake.
 
 use std::any::Any;
 use std::fmt;
@@ -37,20 +88,32 @@ use tokio::sync::mpsc;
 
 use crate::id::NodeId;
 
+#[cfg(feature = "overlay-conformance")]
+pub mod conformance;
 mod delivery;
+mod driver;
 mod faults;
 mod link;
 mod memory;
+mod stream;
 mod tcp;
 mod tcp_conn;
+#[cfg(feature = "tls")]
+mod tls;
+mod tls_failure;
 
+pub use driver::{LinkConfig, LinkControl, LinkDriver, LinkInbox, endpoint};
 pub use faults::LinkFaults;
-pub use link::{Link, LinkReceiver, LinkSender, LinkSource, Priority};
+pub use link::{Link, LinkOutbox, LinkPhase, LinkReceiver, LinkSender, LinkSource, Outgoing, PeerIdentity, Priority};
 pub use memory::{DEFAULT_MAX_HELD_FRAMES, FrameFate, FrameTap, InMemoryOverlay, InMemoryStats, REORDER_MAX_WAIT};
+pub use stream::stream_link;
 pub use tcp::{
     DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_INBOUND_CONNECTIONS, TcpKeepaliveOptions, TcpOverlay,
     TcpStats,
 };
+#[cfg(feature = "tls")]
+pub use tls::{DEFAULT_TLS_HANDSHAKE_TIMEOUT, PemSource, TlsConfig, TlsConfigError, TlsOverlay, TlsStats};
+pub use tls_failure::TlsFailure;
 
 /// Default capacity of each bounded queue of a link, in frames: one queue
 /// per [`Priority`] for sending, one for receiving.
@@ -113,6 +176,9 @@ pub enum OverlayError {
     /// Another I/O error.
     #[error("i/o error: {0}")]
     Io(std::io::ErrorKind),
+    /// The TLS handshake failed (`TlsOverlay`, feature `tls`).
+    #[error("tls handshake failed: {0}")]
+    Tls(TlsFailure),
 }
 
 /// A boxed, sendable future, as returned by [`Overlay`]'s methods.
@@ -171,7 +237,16 @@ impl From<TcpOverlay> for ClusterOverlay {
     }
 }
 
+#[cfg(feature = "tls")]
+impl From<TlsOverlay> for ClusterOverlay {
+    fn from(overlay: TlsOverlay) -> Self {
+        ClusterOverlay::new(overlay)
+    }
+}
+
 /// Accepts inbound links for one node. Dropping it stops listening.
+///
+/// An overlay of your own makes one with [`Listener::channel`].
 pub struct Listener {
     rx: mpsc::Receiver<Link>,
     local_addr: Option<SocketAddr>,
@@ -186,6 +261,41 @@ impl Listener {
         guard: Option<Box<dyn Any + Send + Sync>>,
     ) -> Listener {
         Listener { rx, local_addr, _guard: guard }
+    }
+
+    /// A listener holding at most `backlog` accepted links (at least 1)
+    /// that the node has not taken yet, and the handle the overlay offers
+    /// accepted links through.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use axactor_cluster::overlay::{LinkConfig, LinkSource, Listener, endpoint};
+    ///
+    /// let (handle, mut listener) = Listener::channel(8);
+    /// let (link, _driver) = endpoint(LinkConfig::default(), "peer", LinkSource::Unknown);
+    /// handle.offer(link).unwrap();
+    /// assert_eq!(listener.accept().await.unwrap().remote, "peer");
+    /// drop(listener);
+    /// assert!(handle.is_closed(), "the node stopped listening");
+    /// # }
+    /// ```
+    pub fn channel(backlog: usize) -> (ListenerHandle, Listener) {
+        let (tx, rx) = mpsc::channel(backlog.max(1));
+        (ListenerHandle { tx }, Listener::new(rx, None, None))
+    }
+
+    /// Sets the address [`local_addr`](Self::local_addr) reports.
+    pub fn with_local_addr(mut self, addr: SocketAddr) -> Listener {
+        self.local_addr = Some(addr);
+        self
+    }
+
+    /// Keeps `guard` until the listener is dropped (e.g. to unregister the
+    /// node's name from the overlay when it stops listening).
+    pub fn with_drop_guard(mut self, guard: impl Any + Send + Sync) -> Listener {
+        self._guard = Some(Box::new(guard));
+        self
     }
 
     /// The next inbound link; `None` once the overlay stopped accepting.
@@ -205,5 +315,61 @@ impl Listener {
 impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Listener").field("local_addr", &self.local_addr).finish_non_exhaustive()
+    }
+}
+
+/// The overlay's end of a [`Listener`]: hands it accepted links. Cheap to
+/// clone.
+#[derive(Debug, Clone)]
+pub struct ListenerHandle {
+    tx: mpsc::Sender<Link>,
+}
+
+/// Why [`ListenerHandle::offer`] did not take a link; the link is given
+/// back so the overlay can close it (and should count it).
+#[derive(Debug, thiserror::Error)]
+pub enum OfferError {
+    /// The listener's backlog is full: the node is not accepting fast
+    /// enough.
+    #[error("listener backlog full")]
+    Full(Box<Link>),
+    /// The listener was dropped: stop accepting.
+    #[error("listener closed")]
+    Closed(Box<Link>),
+}
+
+impl OfferError {
+    /// The link that was not taken.
+    pub fn into_link(self) -> Link {
+        match self {
+            OfferError::Full(link) | OfferError::Closed(link) => *link,
+        }
+    }
+}
+
+impl ListenerHandle {
+    /// Hands an accepted link to the listener without waiting.
+    ///
+    /// # Errors
+    /// [`OfferError::Full`] if the backlog is full, [`OfferError::Closed`]
+    /// if the listener was dropped; either gives the link back.
+    pub fn offer(&self, link: Link) -> Result<(), OfferError> {
+        self.tx.try_send(link).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(link) => OfferError::Full(Box::new(link)),
+            mpsc::error::TrySendError::Closed(link) => OfferError::Closed(Box::new(link)),
+        })
+    }
+
+    /// Whether the listener was dropped.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Completes once the listener was dropped.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn closed(&self) {
+        self.tx.closed().await;
     }
 }

@@ -19,6 +19,7 @@
 //! bad frame closes its own connection only.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +30,8 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 
-use super::tcp_conn::{self, ConnParams};
+use super::stream::ConnParams;
+use super::tcp_conn;
 use super::{
     BoxFuture, DEFAULT_ACCEPT_BACKLOG, DEFAULT_LINK_QUEUE_FRAMES, Link, LinkSource, Listener, Overlay, OverlayError,
 };
@@ -159,6 +161,23 @@ struct TcpConfig {
     close_timeout: Duration,
 }
 
+/// Turns a connected socket into a link by way of a protocol on top (the
+/// TLS overlay); without one, the TCP overlay runs `tcp_conn` directly.
+pub(crate) trait Upgrade: Send + Sync + fmt::Debug + 'static {
+    /// An accepted connection: the protocol's handshake (within its own
+    /// deadline), then the link.
+    fn accept(self: Arc<Self>, stream: TcpStream, params: ConnParams)
+    -> BoxFuture<'static, Result<Link, OverlayError>>;
+
+    /// A connection dialled to `peer`.
+    fn connect(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: NodeId,
+        params: ConnParams,
+    ) -> BoxFuture<'static, Result<Link, OverlayError>>;
+}
+
 /// A TCP transport. `Clone`: clones share the address book and counters.
 ///
 /// Every setting is checked by [`Overlay::listen`] and [`Overlay::dial`],
@@ -188,6 +207,7 @@ pub struct TcpOverlay {
     config: TcpConfig,
     book: Arc<RwLock<BTreeMap<String, SocketAddr>>>,
     counters: Arc<TcpCounters>,
+    upgrade: Option<Arc<dyn Upgrade>>,
 }
 
 impl TcpOverlay {
@@ -220,7 +240,20 @@ impl TcpOverlay {
             max_inbound_connections: DEFAULT_MAX_INBOUND_CONNECTIONS,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
         };
-        TcpOverlay { config, book: Arc::new(RwLock::new(address_book.into_iter().collect())), counters: Arc::default() }
+        TcpOverlay {
+            config,
+            book: Arc::new(RwLock::new(address_book.into_iter().collect())),
+            counters: Arc::default(),
+            upgrade: None,
+        }
+    }
+
+    /// This overlay with every connection upgraded by `upgrade` (shared
+    /// address book and counters with `self`).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn with_upgrade(mut self, upgrade: Arc<dyn Upgrade>) -> Self {
+        self.upgrade = Some(upgrade);
+        self
     }
 
     /// Sets each link queue's capacity in frames (default [`DEFAULT_LINK_QUEUE_FRAMES`]).
@@ -340,7 +373,11 @@ impl TcpOverlay {
         };
         configure_socket(&stream, &self.config.keepalive);
         bump(&self.counters.connections_dialed, 1);
-        Ok(tcp_conn::spawn(stream, self.conn_params(format!("{peer}@{addr}"), LinkSource::Unknown)))
+        let params = self.conn_params(format!("{peer}@{addr}"), LinkSource::Unknown);
+        match &self.upgrade {
+            None => Ok(tcp_conn::spawn(stream, params)),
+            Some(upgrade) => Arc::clone(upgrade).connect(stream, peer, params).await,
+        }
     }
 }
 
@@ -414,7 +451,23 @@ async fn accept_loop(overlay: TcpOverlay, listener: TcpListener, links: mpsc::Se
         bump(&counters.connections_accepted, 1);
         let mut params = overlay.conn_params(addr.to_string(), LinkSource::Ip(addr.ip().to_canonical()));
         params.permit = Some(permit);
-        slot.send(tcp_conn::spawn(stream, params));
+        let Some(upgrade) = &overlay.upgrade else {
+            slot.send(tcp_conn::spawn(stream, params));
+            continue;
+        };
+        // The protocol's handshake runs in a task of its own, bounded by its
+        // deadline and holding its connection permit; the backlog slot is
+        // taken again once the link exists.
+        drop(slot);
+        let handshake = Arc::clone(upgrade).accept(stream, params);
+        let (links, counters) = (links.clone(), Arc::clone(&counters));
+        tokio::spawn(async move {
+            let Ok(link) = handshake.await else { return };
+            if links.try_send(link).is_err() {
+                tracing::debug!(%addr, "closing inbound connection: accept backlog full");
+                bump(&counters.connections_rejected, 1);
+            }
+        });
     }
 }
 

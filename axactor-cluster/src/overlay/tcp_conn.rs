@@ -23,17 +23,9 @@
 //!   [`BATCH_MAX_FRAMES`] frames or [`BATCH_MAX_BYTES`] bytes) and writes
 //!   them with one `write_all`. When the queues drain after a close it
 //!   shuts the write side down (FIN) and waits for the reader to finish.
-//! - Reader: reads into one `BytesMut`, cuts frames out with
-//!   [`FrameDecoder`] under the link's current frame limit, and hands them to
-//!   the bounded inbound queue (waiting for room, in frames and in bytes:
-//!   back-pressure reaches the peer through TCP). The buffer grows only as the decoder needs it: never
-//!   past `limit + 4 + READ_CHUNK` bytes, and a large frame's buffer grows at
-//!   most geometrically with the bytes actually received (a four-byte prefix
-//!   alone never makes it allocate the announced length).
-//! - Close deadline: once the link is `Closing`, it becomes `Dead` after at
-//!   most the overlay's close timeout (default
-//!   [`DEFAULT_CLOSE_TIMEOUT`](super::DEFAULT_CLOSE_TIMEOUT)), so a peer that
-//!   stops reading cannot keep a closing connection alive.
+//! - Reader and close deadline: those of every stream link
+//!   (`super::stream`: bounded buffer growth, the frame limit, back-pressure
+//!   through the inbound queue, `Closing` → `Dead` within the close timeout).
 //!
 //! Ends: a clean EOF from the peer → `Closing` (our queued frames are still
 //! sent); a bad prefix, a truncated frame, an I/O error or the local
@@ -43,48 +35,19 @@ use std::future::poll_fn;
 use std::io;
 use std::net::Shutdown;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::{Mutex, MutexGuard};
 use socket2::SockRef;
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::Notify;
 
-use super::link::{self, ByteBudget, FrameLimit, LinkState, Next, OutQueue, Phase};
+use super::Link;
+use super::link::{self, Fed, FrameLimit, LinkState, Next, OutQueue, Phase, WriteThrough};
+use super::stream::{self, BATCH_MAX_BYTES, BATCH_MAX_FRAMES, ConnParams, WriterEnd, YIELD_BELOW_FRAMES, encode_batch};
 use super::tcp::{TcpCounters, bump};
-use super::{Link, LinkSource};
-use crate::wire::frame::{FrameDecoder, FrameError, LEN_PREFIX, encode_frame};
-
-/// Most frames written by one `write_all`.
-pub(crate) const BATCH_MAX_FRAMES: usize = 64;
-/// A smaller batch waits for one turn of the scheduler before it is written.
-const YIELD_BELOW_FRAMES: usize = 8;
-/// A batch stops growing once it holds this many bytes.
-pub(crate) const BATCH_MAX_BYTES: usize = 64 * 1024;
-/// Bytes read at a time while no large frame is pending.
-const READ_CHUNK: usize = 32 * 1024;
-/// Spare capacity read into as it is, without reclaiming or reallocating.
-const MIN_READ: usize = 4 * 1024;
-
-/// What a connection task needs besides its socket.
-#[derive(Debug)]
-pub(crate) struct ConnParams {
-    pub(crate) max_frame_bytes: usize,
-    pub(crate) initial_max_frame_bytes: usize,
-    pub(crate) queue_frames: usize,
-    /// Longest time from `Closing` to `Dead`.
-    pub(crate) close_timeout: Duration,
-    pub(crate) counters: Arc<TcpCounters>,
-    /// For logs.
-    pub(crate) remote: String,
-    /// Where an accepted connection comes from.
-    pub(crate) source: LinkSource,
-    /// Held for the connection's life (inbound connections).
-    pub(crate) permit: Option<OwnedSemaphorePermit>,
-}
+use crate::wire::frame::LEN_PREFIX;
 
 /// Spawns the task of a connected socket and returns its link.
 pub(crate) fn spawn(stream: TcpStream, params: ConnParams) -> Link {
@@ -93,10 +56,10 @@ pub(crate) fn spawn(stream: TcpStream, params: ConnParams) -> Link {
     // socket's readiness after a short read, saving a `WouldBlock` read per
     // wake-up); the write half is shared by the writer and the senders.
     let (rd, wr) = stream.into_split();
-    let stream = Arc::new(wr);
+    let wr_stream = Arc::new(wr);
     let direct = Arc::new(Direct {
         gate: Mutex::new(Gate {
-            stream: Some(Arc::clone(&stream)),
+            stream: Some(Arc::clone(&wr_stream)),
             busy: false,
             pending: BytesMut::new(),
             pending_frames: 0,
@@ -105,12 +68,26 @@ pub(crate) fn spawn(stream: TcpStream, params: ConnParams) -> Link {
         counters: Arc::clone(&params.counters),
     });
     let (tx, out) = link::outbound(&state, params.queue_frames, params.max_frame_bytes);
-    let tx = tx.with_direct(Arc::clone(&direct));
+    let tx = tx.with_write_through(Arc::clone(&direct) as Arc<dyn WriteThrough>);
     let limit = FrameLimit::new(params.initial_max_frame_bytes, params.max_frame_bytes);
     let (inbound, bytes, rx) = link::inbound(params.queue_frames, limit.clone());
-    let (remote, source) = (params.remote.clone(), params.source.clone());
-    tokio::spawn(run(ReadSide { rd, inbound, bytes, limit }, stream, direct, out, state, params));
-    Link { tx, rx, remote, source }
+    let link = Link::new(tx, rx, params.remote.clone(), params.source.clone());
+    tokio::spawn(async move {
+        let mut rd = rd;
+        let reader = stream::read_loop(&mut rd, (inbound, &bytes), &state, &limit, &params);
+        let writer = async {
+            let end = write_loop((*wr_stream).as_ref(), &direct, out, &state, &params).await;
+            // Senders stop writing through (and let go of the socket).
+            {
+                let mut gate = direct.lock();
+                gate.busy = true;
+                gate.stream = None;
+            }
+            end
+        };
+        stream::drive(reader, writer, &state, &params).await;
+    });
+    link
 }
 
 /// The write-through path of one TCP link, shared by its senders and its
@@ -137,14 +114,34 @@ pub(crate) struct Gate {
     pending_frames: u64,
 }
 
+impl WriteThrough for Direct {
+    fn queue_busy(&self, queue: &mut dyn FnMut()) {
+        let mut gate = self.lock();
+        self.make_busy(&mut gate);
+        queue();
+    }
+
+    fn feed(&self, frame: Bytes, queue: &mut dyn FnMut(Bytes) -> Fed) -> Fed {
+        let mut gate = self.lock();
+        match self.feed_idle(&mut gate, frame) {
+            Ok(()) => Fed::Done,
+            Err(frame) => queue(frame),
+        }
+    }
+
+    fn flush(&self) {
+        self.flush_idle(&mut self.lock());
+    }
+}
+
 impl Direct {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Gate> {
+    fn lock(&self) -> MutexGuard<'_, Gate> {
         self.gate.lock()
     }
 
     /// Before a frame is queued: the writer becomes busy, taking the
     /// buffered bytes (written before the queue) if any.
-    pub(crate) fn make_busy(&self, gate: &mut Gate) {
+    fn make_busy(&self, gate: &mut Gate) {
         if !gate.busy {
             gate.busy = true;
             if !gate.pending.is_empty() {
@@ -157,7 +154,7 @@ impl Direct {
     /// if the writer is idle, writing the buffer once it reaches
     /// [`BATCH_MAX_BYTES`]; gives `frame` back (to be queued, under the
     /// same gate) if the writer is busy.
-    pub(crate) fn feed(&self, gate: &mut Gate, frame: Bytes) -> Result<(), Bytes> {
+    fn feed_idle(&self, gate: &mut Gate, frame: Bytes) -> Result<(), Bytes> {
         if gate.busy || gate.stream.is_none() {
             return Err(frame);
         }
@@ -167,14 +164,14 @@ impl Direct {
         gate.pending.extend_from_slice(&frame);
         gate.pending_frames += 1;
         if gate.pending.len() >= BATCH_MAX_BYTES {
-            self.flush(gate);
+            self.flush_idle(gate);
         }
         Ok(())
     }
 
     /// Writes the buffered frames if the writer is idle; what the socket
     /// does not take makes the writer busy and goes to it.
-    pub(crate) fn flush(&self, gate: &mut Gate) {
+    fn flush_idle(&self, gate: &mut Gate) {
         if gate.busy || gate.pending.is_empty() {
             return;
         }
@@ -195,200 +192,6 @@ impl Direct {
         gate.busy = true;
         self.wake.notify_one();
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum ReaderEnd {
-    Eof,
-    Truncated(FrameError),
-    BadFrame(FrameError),
-    Io(std::io::ErrorKind),
-    ReceiverDropped,
-    Stopped,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WriterEnd {
-    Finished,
-    Io(std::io::ErrorKind),
-    Stopped,
-}
-
-/// What the reader works with: its half of the socket, where frames go,
-/// and the link's current frame limit.
-struct ReadSide {
-    rd: OwnedReadHalf,
-    inbound: mpsc::Sender<Bytes>,
-    /// The inbound queue's byte budget.
-    bytes: Arc<ByteBudget>,
-    limit: FrameLimit,
-}
-
-async fn run(
-    read: ReadSide,
-    stream: Arc<OwnedWriteHalf>,
-    direct: Arc<Direct>,
-    out: OutQueue,
-    state: Arc<LinkState>,
-    params: ConnParams,
-) {
-    let ReadSide { mut rd, inbound, bytes, limit } = read;
-    let reader_done = Notify::new();
-    let reader = async {
-        let end = read_loop(&mut rd, (inbound, &bytes), &state, &limit, &params).await;
-        reader_done.notify_one();
-        end
-    };
-    let writer = async {
-        let end = write_loop((*stream).as_ref(), &direct, out, &state, &params).await;
-        // Senders stop writing through (and let go of the socket).
-        {
-            let mut gate = direct.lock();
-            gate.busy = true;
-            gate.stream = None;
-        }
-        if end == WriterEnd::Finished {
-            let mut watch = state.watch();
-            tokio::select! {
-                biased;
-                () = watch.reached(Phase::Dead) => {}
-                () = reader_done.notified() => {}
-            }
-        }
-        state.advance(Phase::Dead);
-        end
-    };
-    let deadline = async {
-        let mut watch = state.watch();
-        watch.reached(Phase::Closing).await;
-        tokio::select! {
-            biased;
-            () = watch.reached(Phase::Dead) => {}
-            () = tokio::time::sleep(params.close_timeout) => state.advance(Phase::Dead),
-        }
-    };
-    let (r, w, ()) = tokio::join!(reader, writer, deadline);
-    let counters = &params.counters;
-    match &r {
-        ReaderEnd::Truncated(_) => bump(&counters.truncated_frames, 1),
-        ReaderEnd::BadFrame(_) => bump(&counters.decode_errors, 1),
-        ReaderEnd::Io(_) => bump(&counters.io_errors, 1),
-        _ => {}
-    }
-    if matches!(w, WriterEnd::Io(_)) {
-        bump(&counters.io_errors, 1);
-    }
-    bump(&counters.connections_closed, 1);
-    tracing::debug!(remote = %params.remote, reader = ?r, writer = ?w, "link closed");
-}
-
-async fn read_loop(
-    rd: &mut OwnedReadHalf,
-    (inbound, bytes): (mpsc::Sender<Bytes>, &ByteBudget),
-    state: &Arc<LinkState>,
-    limit: &FrameLimit,
-    params: &ConnParams,
-) -> ReaderEnd {
-    let mut watch = state.watch();
-    // Created once, not per frame: each creation registers and removes a waiter.
-    let dead = watch.reached(Phase::Dead);
-    let closed = inbound.closed();
-    tokio::pin!(dead, closed);
-    let mut buf = BytesMut::new();
-    let mut decoder = FrameDecoder::new(limit.get());
-    let end = 'read: loop {
-        loop {
-            // Applies to the next prefix; a frame already announced keeps its length.
-            decoder.set_max_frame_bytes(limit.get());
-            match decoder.decode(&mut buf) {
-                Ok(Some(frame)) => {
-                    bump(&params.counters.frames_received, 1);
-                    // Fast path: the link is not dead and the queue has room.
-                    if state.phase() == Phase::Dead {
-                        break 'read ReaderEnd::Stopped;
-                    }
-                    // The inbound queue holds its byte budget: stop reading
-                    // (back-pressure reaches the peer through TCP) until
-                    // the receiver has taken enough.
-                    if !bytes.try_take(frame.len()) {
-                        bump(&params.counters.byte_budget_waits, 1);
-                        tokio::select! {
-                            biased;
-                            () = &mut dead => break 'read ReaderEnd::Stopped,
-                            () = &mut closed => break 'read ReaderEnd::ReceiverDropped,
-                            () = bytes.take(frame.len()) => {}
-                        }
-                    }
-                    let frame = match inbound.try_send(frame) {
-                        Ok(()) => continue,
-                        Err(mpsc::error::TrySendError::Closed(_)) => break 'read ReaderEnd::ReceiverDropped,
-                        Err(mpsc::error::TrySendError::Full(frame)) => frame,
-                    };
-                    tokio::select! {
-                        biased;
-                        () = &mut dead => break 'read ReaderEnd::Stopped,
-                        r = inbound.send(frame) => if r.is_err() {
-                            break 'read ReaderEnd::ReceiverDropped;
-                        },
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => break 'read ReaderEnd::BadFrame(e),
-            }
-        }
-        let want = read_size(&decoder, &buf);
-        make_room(&mut buf, want);
-        let mut room = (&mut buf).limit(want);
-        let read = tokio::select! {
-            biased;
-            () = &mut dead => break ReaderEnd::Stopped,
-            () = &mut closed => break ReaderEnd::ReceiverDropped,
-            // Cancel safe: nothing is read unless it completes.
-            r = rd.read_buf(&mut room) => r,
-        };
-        match read {
-            Ok(0) => match decoder.decode_eof(&mut buf) {
-                Err(e) => break ReaderEnd::Truncated(e),
-                // `decode` above took every complete frame.
-                Ok(_) => break ReaderEnd::Eof,
-            },
-            Ok(_) => {}
-            Err(e) => break ReaderEnd::Io(e.kind()),
-        }
-    };
-    if end == ReaderEnd::Eof {
-        state.advance(Phase::Closing);
-    } else {
-        if end != ReaderEnd::Stopped {
-            tracing::debug!(remote = %params.remote, reason = ?end, "closing link");
-        }
-        state.advance(Phase::Dead);
-    }
-    end
-}
-
-/// How many bytes to read next: a chunk while frames are small; for a large
-/// frame, at most what it still needs and at most as much as already
-/// buffered (geometric growth, so a peer cannot make us allocate a whole
-/// frame with a four-byte prefix).
-fn read_size(decoder: &FrameDecoder, buf: &BytesMut) -> usize {
-    let needed = decoder.needed(buf);
-    if needed <= READ_CHUNK { READ_CHUNK } else { needed.min(READ_CHUNK.max(buf.len())) }
-}
-
-/// Ensures room for the next read: the spare capacity already there if it
-/// holds `min(want, MIN_READ)` bytes (frames still referencing the buffer
-/// keep it from being reclaimed, and small frames would otherwise cost one
-/// `READ_CHUNK` allocation per read); else `want` bytes, allocating exactly
-/// (never the doubling `reserve` may choose) when the buffer cannot be
-/// reclaimed.
-fn make_room(buf: &mut BytesMut, want: usize) {
-    if buf.capacity() - buf.len() >= want.min(MIN_READ) || buf.try_reclaim(want) {
-        return;
-    }
-    let mut grown = BytesMut::with_capacity(buf.len() + want);
-    grown.extend_from_slice(buf);
-    *buf = grown;
 }
 
 async fn write_loop(
@@ -556,22 +359,4 @@ async fn write_all(wr: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Encodes `first` and whatever else is ready into `buf`; returns the
-/// number of frames encoded.
-fn encode_batch(first: Bytes, out: &mut OutQueue, buf: &mut BytesMut, params: &ConnParams) -> usize {
-    let mut frames = 0;
-    let mut next = Some(first);
-    while let Some(frame) = next.take() {
-        match encode_frame(&frame, params.max_frame_bytes, buf) {
-            Ok(()) => frames += 1,
-            // `LinkSender` rejects such frames; this is only a safety net.
-            Err(e) => tracing::debug!(remote = %params.remote, error = %e, "dropping unsendable frame"),
-        }
-        if frames < BATCH_MAX_FRAMES && buf.len() < BATCH_MAX_BYTES {
-            next = out.try_next();
-        }
-    }
-    frames
 }

@@ -314,3 +314,9 @@ fn same_seed_same_deliveries_different_seed_different() {
     assert_eq!(first, scenario(42));
     assert_ne!(first, scenario(43));
 }
+
+#[cfg(feature = "overlay-conformance")]
+#[tokio::test(start_paused = true)]
+async fn passes_the_overlay_conformance_suite() {
+    crate::overlay::conformance::run_all(&InMemoryOverlay::new()).await.expect("the in-memory overlay conforms");
+}
