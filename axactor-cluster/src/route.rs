@@ -156,6 +156,22 @@ fn retryable(e: &RemoteError) -> bool {
     )
 }
 
+/// Queues `out` on a connection's data queue, waiting for room until
+/// `deadline` (without a timer while the queue has room, the usual case).
+/// An error means it was not queued, so not sent: `UnknownSession` when the
+/// connection ended, `Overloaded` when no room came in time.
+async fn queue(data: &mpsc::Sender<Outbound>, out: Outbound, deadline: Instant) -> Result<(), RemoteError> {
+    match data.try_send(out) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(RemoteError::UnknownSession),
+        Err(mpsc::error::TrySendError::Full(out)) => match tokio::time::timeout_at(deadline, data.send(out)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(RemoteError::UnknownSession),
+            Err(_) => Err(RemoteError::Overloaded),
+        },
+    }
+}
+
 /// `postcard(value)` in a buffer of exactly its size (one allocation).
 fn encode_payload<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, RemoteError> {
     let size = postcard::experimental::serialized_size(value).map_err(|_| RemoteError::Codec)?;
@@ -397,18 +413,7 @@ impl<A: RemoteActor> Route<A> {
             }
         };
         let out = Outbound { frame, kind: OutKind::Request(request_id) };
-        // Without a timer while the queue has room (the usual case).
-        let queued = match link.data.try_send(out) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(RemoteError::UnknownSession),
-            Err(mpsc::error::TrySendError::Full(out)) => {
-                match tokio::time::timeout_at(deadline, link.data.send(out)).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(_)) => Err(RemoteError::UnknownSession),
-                    Err(_) => Err(RemoteError::Overloaded),
-                }
-            }
-        };
+        let queued = queue(&link.data, out, deadline).await;
         if let Err(e) = queued {
             // Not queued (the connection ended, or no room in time): not sent.
             guard.forget();
@@ -537,18 +542,7 @@ impl<A: RemoteActor> Route<A> {
             ack_id: None,
         };
         let frame = self.encode(msg)?;
-        match link.data.try_send(Outbound { frame, kind: OutKind::Other }) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(RemoteError::UnknownSession),
-            Err(mpsc::error::TrySendError::Full(out)) => {
-                match tokio::time::timeout_at(deadline, link.data.send(out)).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(_)) => Err(RemoteError::UnknownSession),
-                    // No room in time: not sent.
-                    Err(_) => Err(RemoteError::Overloaded),
-                }
-            }
-        }
+        queue(&link.data, Outbound { frame, kind: OutKind::Other }, deadline).await
     }
 
     pub(crate) async fn monitor(&self, h: &RemoteHandle<A>) -> Result<mpsc::Receiver<DownEvent>, RemoteError> {

@@ -189,6 +189,17 @@ fn actor_ref(actor: &Actor) -> TokenStream {
     }
 }
 
+/// `name: Type` per argument of `m`, for a generated method's signature.
+pub(crate) fn typed_params(m: &Message) -> Vec<TokenStream> {
+    m.args
+        .iter()
+        .map(|a| {
+            let (name, ty) = (&a.name, &a.ty);
+            quote!(#name: #ty)
+        })
+        .collect()
+}
+
 /// What every generated method of one message shares.
 struct MethodParts<'a> {
     m: &'a Message,
@@ -213,14 +224,7 @@ fn ref_methods(actor: &Actor, m: &Message) -> TokenStream {
         m,
         msg_enum: &actor.msg_enum,
         names: m.args.iter().map(|a| &a.name).collect(),
-        params: m
-            .args
-            .iter()
-            .map(|a| {
-                let (name, ty) = (&a.name, &a.ty);
-                quote!(#name: #ty)
-            })
-            .collect(),
+        params: typed_params(m),
         target: qualified(actor, method),
         sep: (!m.docs.is_empty()).then(|| quote!(#[doc = ""])),
         wait: format_ident!("{}_wait", method, span = method.span()),

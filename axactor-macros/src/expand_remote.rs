@@ -28,7 +28,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::ast::{Actor, Message, plain_name};
-use crate::expand::{bindings, qualified};
+use crate::expand::{bindings, qualified, typed_params};
 
 /// The names of the generated remote items.
 struct Names {
@@ -409,14 +409,7 @@ fn remote_ref_methods(actor: &Actor, names: &Names, m: &Message) -> TokenStream 
     let parts = RemoteParts {
         m,
         arg_names: m.args.iter().map(|a| &a.name).collect(),
-        params: m
-            .args
-            .iter()
-            .map(|a| {
-                let (name, ty) = (&a.name, &a.ty);
-                quote!(#name: #ty)
-            })
-            .collect(),
+        params: typed_params(m),
         target: qualified(actor, &m.method),
         sep: (!m.docs.is_empty()).then(|| quote!(#[doc = ""])),
     };
