@@ -10,8 +10,11 @@
 //! 3. `failover`: time until another node answers after the owner crashes;
 //! 4. `handover`: the same after the owner shuts down gracefully;
 //! 5. `tells`: a stream of unacknowledged tells from one task to a key on
-//!    the other node, against a raw one-way framed stream.
-//! 6. `tls` (only when named, and built with `--features tls`): remote
+//!    the other node, against a raw one-way framed stream;
+//! 6. `cost`: heap allocations and process CPU time per remote ask (both
+//!    nodes in this process), sequential and with 64 askers, against the
+//!    raw echo (client and server in this process).
+//! 7. `tls` (only when named, and built with `--features tls`): remote
 //!    ask latency and pipelined throughput over `TlsOverlay` against
 //!    `TcpOverlay`, rounds alternating, in one run.
 //!
@@ -21,6 +24,8 @@
 //! `AXACTOR_BENCH_WORKERS=N`; default 2). Method and results:
 //! `docs/benchmarks.md`.
 
+#[path = "cluster/cost.rs"]
+mod cost;
 #[path = "cluster/echo.rs"]
 mod echo;
 #[path = "cluster/failover.rs"]
@@ -299,6 +304,49 @@ fn tells(rt: &Runtime, sz: Sizes) {
     cluster.kill_all();
 }
 
+/// Section 6: allocations and CPU per remote ask, ours against the raw echo.
+fn costs(rt: &Runtime, sz: Sizes) {
+    let cluster = on_worker(rt, Cluster::start(&["a", "b"], Transport::Tcp));
+    let key = cluster.key_owned_by("b");
+    let remote = Remote(cluster.keyed[0].get(key.as_str()));
+    let frames = nodes::frame_sizes(&key);
+    let addr = on_worker(rt, raw::server(frames));
+    let mux = on_worker(rt, raw::Mux::connect(addr, frames));
+    let askers = CONCURRENCY[2];
+    println!(
+        "## 6. Cost per remote ask: allocations and CPU\n\nNodes `a`, `b` over TCP loopback in this process; asks \
+         from `a` to key `{key}` held by `b`. Both ends of every ask are counted: heap allocations plus \
+         reallocations (counting allocator, every thread) and process CPU time (user + system), divided by the \
+         asks. Raw: the framed echo's client and server, also in this process. Sequential: {} asks from one task; \
+         pipelined: {} asks from {askers} askers.\n",
+        sz.asks, sz.pipelined
+    );
+    let mut series: [Vec<cost::Cost>; 4] = Default::default();
+    for _ in 0..sz.rounds {
+        let mut r = remote.clone();
+        series[0].push(on_worker(rt, async move { cost::sequential(&mut r, sz.warm, sz.asks).await }));
+        let mut m = mux.clone();
+        series[1].push(on_worker(rt, async move { cost::sequential(&mut m, sz.warm, sz.asks).await }));
+        let r = remote.clone();
+        series[2].push(on_worker(rt, async move { cost::pipelined(&r, askers, sz.pipelined, sz.warm).await }));
+        let m = mux.clone();
+        series[3].push(on_worker(rt, async move { cost::pipelined(&m, askers, sz.pipelined, sz.warm).await }));
+    }
+    let v = |i: usize, f: fn(&cost::Cost) -> f64| series[i].iter().map(f).collect::<Vec<_>>();
+    let rows = vec![
+        Row::new("allocations per ask, sequential".into(), "allocs", v(0, |c| c.allocs), v(1, |c| c.allocs))
+            .target(Target::Below(4.0)),
+        Row::new(format!("allocations per ask, {askers} askers"), "allocs", v(2, |c| c.allocs), v(3, |c| c.allocs))
+            .target(Target::Below(4.0)),
+        Row::new("CPU per ask, sequential".into(), "µs", v(0, |c| c.cpu_us), v(1, |c| c.cpu_us))
+            .target(Target::AtMost(1.3)),
+        Row::new(format!("CPU per ask, {askers} askers"), "µs", v(2, |c| c.cpu_us), v(3, |c| c.cpu_us))
+            .target(Target::AtMost(1.3)),
+    ];
+    report::table("axactor-cluster", "raw tokio", &rows);
+    cluster.kill_all();
+}
+
 async fn lat<A: Asker>(mut a: A, sz: Sizes) -> Latency {
     latency(&mut a, sz.warm, sz.asks).await
 }
@@ -376,6 +424,9 @@ fn main() {
     }
     if want("tells") {
         tells(&rt, sz);
+    }
+    if want("cost") {
+        costs(&rt, sz);
     }
     if named("tls") {
         #[cfg(feature = "tls")]

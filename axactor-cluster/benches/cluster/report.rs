@@ -13,6 +13,8 @@ pub(crate) enum Target {
     AtMost(f64),
     /// ours / theirs at least this.
     AtLeast(f64),
+    /// ours at most this, in the row's unit (not a ratio).
+    Below(f64),
     /// A time (trials).
     Time(Duration),
     /// Shown for information.
@@ -52,6 +54,7 @@ pub(crate) fn table(ours_name: &str, theirs_name: &str, rows: &[Row]) {
         let (target, met) = match r.target {
             Target::AtMost(x) => (format!("≤ {x}×"), Some(ratio <= x)),
             Target::AtLeast(x) => (format!("≥ {x}×"), Some(ratio >= x)),
+            Target::Below(x) => (format!("≤ {}", fmt_value(x, r.unit)), Some(ours <= x)),
             Target::Time(_) | Target::None => ("—".to_owned(), None),
         };
         let met = met.map_or("", |m| if m { "yes" } else { "**no**" });
