@@ -37,12 +37,12 @@ def absolute(rel, head, rest):
 reexp = {r: {} for r in files}
 for rel, src in srcs.items():
     for m in re.finditer(r'pub(?:\([^)]*\))?\s+use\s+([^;]+);', src, re.S):
-        body = re.sub(r'\s+', '', m.group(1))
+        body = re.sub(r'\s+as\s+\w+', '', m.group(1))  # `a::B as C` re-exports B
+        body = re.sub(r'\s+', '', body)
         # expand one level of braces: a::b::{c, d::e}
         mm = re.match(r'((?:\w+::)*)\{(.*)\}$', body)
         items = [mm.group(1) + x for x in mm.group(2).split(',') if x] if mm else [body]
         for it in items:
-            it = re.sub(r'as\w+$', '', it) if 'as' not in it else it.split('as')[0]
             segs = [s for s in it.split('::') if s]
             if not segs: continue
             a = absolute(rel, segs[0], segs[1:]) if segs[0] in ('crate','self','super') or tuple(modpath(rel))+(segs[0],) in mod2file else None
