@@ -160,3 +160,166 @@ impl SupervisedChild {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::Meta;
+    use crate::{Pid, TellError};
+
+    /// A cell that records the signals it gets.
+    #[derive(Debug)]
+    struct FakeCell {
+        meta: Meta,
+        signals: Mutex<Vec<Control>>,
+    }
+
+    impl CellOps for FakeCell {
+        fn meta(&self) -> &Meta {
+            &self.meta
+        }
+        fn signal(&self, c: Control) -> Result<(), TellError> {
+            self.signals.lock().push(c);
+            Ok(())
+        }
+        fn kill(&self, _reason: ExitReason) {}
+        fn drain(&self, _reason: ExitReason) -> Result<(), TellError> {
+            Ok(())
+        }
+        fn activity(&self) -> u64 {
+            0
+        }
+        fn mailbox_len(&self) -> usize {
+            0
+        }
+        fn is_closed(&self) -> bool {
+            false
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn full_jitter() -> JitterFn {
+        Arc::new(|| 1.0)
+    }
+
+    /// A group of `n` fake children; their cells and their links to the group.
+    fn group(
+        strategy: SupervisionStrategy,
+        max_restarts: usize,
+        n: usize,
+    ) -> (Arc<Group>, Vec<Arc<FakeCell>>, Vec<SupervisedChild>) {
+        let g = Arc::new(Group::new(strategy, Backoff::new(ms(10), ms(100)), max_restarts, Duration::from_secs(60)));
+        let mut cells = Vec::new();
+        let mut links = Vec::new();
+        for i in 0..n {
+            let cell = Arc::new(FakeCell {
+                meta: Meta::new(Pid::next(), Arc::from(format!("c{i}"))),
+                signals: Mutex::default(),
+            });
+            let dyn_cell: Arc<dyn CellOps> = cell.clone();
+            links.push(g.add_child(|child| Ok((child, dyn_cell))).expect("the group is open"));
+            cells.push(cell);
+        }
+        (g, cells, links)
+    }
+
+    fn restarts(cell: &FakeCell) -> usize {
+        cell.signals.lock().iter().filter(|c| matches!(c, Control::Restart)).count()
+    }
+
+    fn stops(cell: &FakeCell) -> Vec<ExitReason> {
+        cell.signals
+            .lock()
+            .iter()
+            .filter_map(|c| match c {
+                Control::Stop { reason } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn normal_shutdown_and_killed_end_the_child_without_touching_the_group() {
+        let (_g, cells, mut links) = group(SupervisionStrategy::OneForAll, 3, 2);
+        for reason in [ExitReason::Normal, ExitReason::Shutdown, ExitReason::Killed] {
+            assert_eq!(links[0].decide(&reason, None), Outcome::Stop(reason.clone()));
+        }
+        assert!(cells.iter().all(|c| c.signals.lock().is_empty()));
+    }
+
+    #[test]
+    fn one_for_one_restarts_only_the_failed_child() {
+        let (_g, cells, mut links) = group(SupervisionStrategy::OneForOne, 3, 3);
+        let j = full_jitter();
+        assert_eq!(links[1].decide(&ExitReason::Panic, Some(&j)), Outcome::Restart(ms(10)));
+        assert!(cells.iter().all(|c| c.signals.lock().is_empty()));
+    }
+
+    #[test]
+    fn one_for_all_restarts_every_sibling() {
+        let (_g, cells, mut links) = group(SupervisionStrategy::OneForAll, 3, 3);
+        let j = full_jitter();
+        assert_eq!(links[1].decide(&ExitReason::Panic, Some(&j)), Outcome::Restart(ms(10)));
+        assert_eq!(cells.iter().map(|c| restarts(c)).collect::<Vec<_>>(), vec![1, 0, 1]);
+    }
+
+    #[test]
+    fn rest_for_one_restarts_the_children_started_later() {
+        let (_g, cells, mut links) = group(SupervisionStrategy::RestForOne, 3, 4);
+        let j = full_jitter();
+        assert_eq!(links[1].decide(&ExitReason::Panic, Some(&j)), Outcome::Restart(ms(10)));
+        assert_eq!(cells.iter().map(|c| restarts(c)).collect::<Vec<_>>(), vec![0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn the_backoff_grows_with_the_restarts_in_the_window() {
+        let (_g, _cells, mut links) = group(SupervisionStrategy::OneForOne, 5, 2);
+        let j = full_jitter();
+        let delays: Vec<_> = (0..4).map(|i| links[i % 2].decide(&ExitReason::Panic, Some(&j))).collect();
+        let want: Vec<_> = [10, 20, 40, 80].map(|d| Outcome::Restart(ms(d))).into();
+        assert_eq!(delays, want);
+    }
+
+    #[test]
+    fn exceeding_the_intensity_stops_every_sibling_and_closes_the_group() {
+        let (g, cells, mut links) = group(SupervisionStrategy::OneForOne, 1, 3);
+        let j = full_jitter();
+        assert_eq!(links[0].decide(&ExitReason::Panic, Some(&j)), Outcome::Restart(ms(10)));
+        let gave_up = Outcome::Stop(ExitReason::RestartIntensityExceeded);
+        assert_eq!(links[2].decide(&ExitReason::Panic, Some(&j)), gave_up);
+        assert_eq!(stops(&cells[0]), vec![ExitReason::RestartIntensityExceeded]);
+        assert_eq!(stops(&cells[1]), vec![ExitReason::RestartIntensityExceeded]);
+        assert!(stops(&cells[2]).is_empty());
+        assert!(g.gave_up());
+        // Closed: a later failure just ends that child, a new child is refused.
+        assert_eq!(links[1].decide(&ExitReason::Panic, Some(&j)), Outcome::Stop(ExitReason::Panic));
+        let refused = g.add_child(|child| Ok((child, cells[0].clone() as Arc<dyn CellOps>)));
+        assert!(matches!(refused, Err(SpawnError::ShuttingDown)));
+        // `close` keeps the reason the group gave up with.
+        assert_eq!(g.close().len(), 3);
+        assert!(g.gave_up());
+    }
+
+    #[test]
+    fn a_closed_group_refuses_restarts_and_children() {
+        let (g, cells, mut links) = group(SupervisionStrategy::OneForAll, 3, 2);
+        assert_eq!(g.close().len(), 2);
+        assert!(!g.gave_up());
+        assert_eq!(links[0].decide(&ExitReason::Panic, None), Outcome::Stop(ExitReason::Panic));
+        assert!(cells.iter().all(|c| c.signals.lock().is_empty()));
+        let refused = g.add_child(|child| Ok((child, cells[0].clone() as Arc<dyn CellOps>)));
+        assert!(matches!(refused, Err(SpawnError::ShuttingDown)));
+        assert_eq!(g.children().len(), 2);
+    }
+
+    #[test]
+    fn a_failed_spawn_adds_no_child() {
+        let (g, _cells, _links) = group(SupervisionStrategy::OneForOne, 3, 1);
+        let r = g.add_child::<()>(|_child| Err(SpawnError::NoRuntime));
+        assert!(matches!(r, Err(SpawnError::NoRuntime)));
+        assert_eq!(g.children().len(), 1);
+    }
+}

@@ -83,3 +83,71 @@ impl Restarter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn on_panic(max_restarts: usize) -> SpawnConfig {
+        SpawnConfig::new("a", 1).restart_on_panic(max_restarts, ms(10), ms(100))
+    }
+
+    #[test]
+    fn the_reason_of_each_end() {
+        assert_eq!(End::Exit(ExitReason::LeaseLost).reason(), ExitReason::LeaseLost);
+        assert_eq!(End::Failed.reason(), ExitReason::Panic);
+        assert_eq!(End::Restart.reason(), ExitReason::Shutdown);
+    }
+
+    #[test]
+    fn without_a_policy_every_end_is_final_but_a_group_restart() {
+        let mut r = Restarter::from_config(&SpawnConfig::new("a", 1), None);
+        assert!(!r.can_restart());
+        assert_eq!(r.decide(&End::Failed, ms(5)), Outcome::Stop(ExitReason::Panic));
+        assert_eq!(r.decide(&End::Exit(ExitReason::Normal), ms(5)), Outcome::Stop(ExitReason::Normal));
+        assert_eq!(r.decide(&End::Restart, ms(5)), Outcome::Restart(Duration::ZERO));
+    }
+
+    #[test]
+    fn on_panic_restarts_failures_with_backoff_then_gives_up() {
+        let mut r = Restarter::from_config(&on_panic(2).restart_jitter(|| 1.0), None);
+        assert!(r.can_restart());
+        assert_eq!(r.decide(&End::Failed, ms(5)), Outcome::Restart(ms(10)));
+        assert_eq!(r.decide(&End::Failed, ms(5)), Outcome::Restart(ms(20)));
+        assert_eq!(r.decide(&End::Failed, ms(5)), Outcome::Stop(ExitReason::RestartIntensityExceeded));
+    }
+
+    #[test]
+    fn on_panic_never_restarts_a_stop_on_purpose() {
+        let mut r = Restarter::from_config(&on_panic(5), None);
+        let stop = End::Exit(ExitReason::Other("done".into()));
+        assert_eq!(r.decide(&stop, ms(5)), Outcome::Stop(ExitReason::Other("done".into())));
+    }
+
+    #[test]
+    fn the_config_jitter_wins_over_the_system_jitter() {
+        let none: JitterFn = Arc::new(|| 0.0);
+        // The system's source: the second delay is the bottom of [10, 20].
+        let mut r = Restarter::from_config(&on_panic(3), Some(&none));
+        assert_eq!(r.decide(&End::Failed, ms(5)), Outcome::Restart(ms(10)));
+        assert_eq!(r.decide(&End::Failed, ms(5)), Outcome::Restart(ms(10)));
+        // The config's own source: the top.
+        let mut r = Restarter::from_config(&on_panic(3).restart_jitter(|| 1.0), Some(&none));
+        assert_eq!(r.decide(&End::Failed, ms(5)), Outcome::Restart(ms(10)));
+        assert_eq!(r.decide(&End::Failed, ms(5)), Outcome::Restart(ms(20)));
+    }
+
+    #[test]
+    fn a_long_uptime_resets_the_backoff() {
+        let mut r = Restarter::from_config(&on_panic(1).restart_reset_after(ms(50)).restart_jitter(|| 1.0), None);
+        assert_eq!(r.decide(&End::Failed, ms(5)), Outcome::Restart(ms(10)));
+        assert_eq!(r.decide(&End::Failed, ms(60)), Outcome::Restart(ms(10)));
+        assert_eq!(r.decide(&End::Failed, ms(5)), Outcome::Stop(ExitReason::RestartIntensityExceeded));
+    }
+}
