@@ -63,6 +63,7 @@ impl Restarter {
 
     /// `false` if no end can lead to a restart (so the task need not time
     /// incarnations).
+    #[inline]
     pub(crate) fn can_restart(&self) -> bool {
         !matches!(self, Restarter::Never)
     }

@@ -80,6 +80,7 @@ impl SystemCore {
     }
 
     /// The restart jitter source for actors without their own, if any.
+    #[inline]
     pub(crate) fn jitter(&self) -> Option<&JitterFn> {
         self.jitter.as_ref()
     }
@@ -90,6 +91,7 @@ impl SystemCore {
     }
 
     /// `true` once `begin_shutdown` was called.
+    #[inline]
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
