@@ -7,17 +7,15 @@
 //! table, signal linked actors, notify watchers, broadcast `Stopped`, wake the
 //! tasks waiting in `join`/`stop_wait`.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context as TaskCx, Poll};
 use std::time::Duration;
 
+use crate::cell_ops::CellOps;
 use crate::lifecycle::ActorLifecycleEventKind;
 use crate::mailbox::{Control, Mailbox};
 use crate::meta::Meta;
-use crate::system::SystemCore;
+use crate::system_core::SystemCore;
 use crate::{ExitReason, Pid, SpawnConfig, TellError};
 
 /// The state of one actor shared between its task and its handles.
@@ -37,23 +35,6 @@ impl<M> std::fmt::Debug for Cell<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cell").field("pid", &self.meta.pid()).field("name", self.meta.name()).finish_non_exhaustive()
     }
-}
-
-/// Type-erased operations the system performs on any cell.
-pub(crate) trait CellOps: Send + Sync + std::fmt::Debug {
-    fn meta(&self) -> &Meta;
-    /// Delivers a runtime signal (exit, down, stop, restart).
-    fn signal(&self, c: Control) -> Result<(), TellError>;
-    /// Stops the actor now, without `on_stop`: aborts its task.
-    fn kill(&self, reason: ExitReason);
-    /// Closes the mailbox to new messages; the actor stops with `reason`
-    /// once it has handled what is queued.
-    fn drain(&self, reason: ExitReason) -> Result<(), TellError>;
-    /// The activity counter (see `Cell::mark_busy`): odd while a handler runs.
-    fn activity(&self) -> u64;
-    fn mailbox_len(&self) -> usize;
-    /// `true` once the mailbox no longer accepts messages.
-    fn is_closed(&self) -> bool;
 }
 
 impl<M: Send + 'static> Cell<M> {
@@ -183,40 +164,6 @@ fn spawn_deadline_killer<M: Send + 'static>(cell: &Arc<Cell<M>>, deadline: tokio
             cell.kill(ExitReason::Killed);
         }
     });
-}
-
-/// Resolves with the actor's final exit reason.
-#[derive(Debug)]
-pub(crate) struct ExitWait<'a> {
-    meta: &'a Meta,
-    ticket: Option<u64>,
-}
-
-impl<'a> ExitWait<'a> {
-    pub(crate) fn new(meta: &'a Meta) -> Self {
-        ExitWait { meta, ticket: None }
-    }
-}
-
-impl Future for ExitWait<'_> {
-    type Output = ExitReason;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<ExitReason> {
-        let this = &mut *self;
-        let r = this.meta.poll_exit(&mut this.ticket, cx);
-        if r.is_ready() {
-            this.ticket = None;
-        }
-        r
-    }
-}
-
-impl Drop for ExitWait<'_> {
-    fn drop(&mut self) {
-        if let Some(t) = self.ticket.take() {
-            self.meta.cancel_exit_wait(t);
-        }
-    }
 }
 
 /// Finalizes the actor as `Killed` if its task is dropped before it ends

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::env::RunGuard;
+use crate::env::{JitterFn, RunGuard};
 use crate::restart::{Backoff, RestartPolicy};
 use crate::{Fence, SpawnError};
 
@@ -17,9 +17,6 @@ pub(crate) enum RestartMailbox {
     Keep,
     DrainAndDrop,
 }
-
-/// A source of jitter samples in `[0, 1]` for restart backoff.
-pub(crate) type JitterFn = Arc<dyn Fn() -> f64 + Send + Sync>;
 
 /// Settings for one actor (builder; every method takes and returns `Self`).
 ///
@@ -70,11 +67,8 @@ impl SpawnConfig {
     /// `ExitReason::RestartIntensityExceeded`. The actor keeps its pid and
     /// its refs stay valid.
     pub fn restart_on_panic(mut self, max_restarts: usize, min_backoff: Duration, max_backoff: Duration) -> Self {
-        self.restart = Some(RestartPolicy {
-            max_restarts,
-            backoff: Backoff { min: min_backoff, max: max_backoff },
-            reset_after: None,
-        });
+        self.restart =
+            Some(RestartPolicy { max_restarts, backoff: Backoff::new(min_backoff, max_backoff), reset_after: None });
         self
     }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::system::SystemCore;
+use crate::system_core::SystemCore;
 use crate::{ExitReason, Fence, MonitorId, Pid};
 
 /// The actor's view of itself, passed as `&mut Context` to handlers that ask

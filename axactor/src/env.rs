@@ -1,7 +1,10 @@
 //! What a [`System`](crate::System) takes from its environment, for hosts
 //! that need control over it (the cluster layer's deterministic
 //! simulation): how actor tasks are started ([`Spawner`]), where restart
-//! jitter comes from, and a [`RunGuard`] checked before every message.
+//! jitter comes from (`JitterFn`, sampled by `sample_jitter`), and a
+//! [`RunGuard`] checked before every message. They are handed in through
+//! [`SystemBuilder`](crate::SystemBuilder) and
+//! [`SpawnConfig`](crate::SpawnConfig).
 //!
 //! The defaults are what a plain Tokio program wants: actors are spawned on
 //! the current runtime with `tokio::spawn`, jitter comes from the thread RNG,
@@ -16,8 +19,6 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use crate::ExitReason;
-use crate::config::JitterFn;
-use crate::system::System;
 
 /// A boxed actor task, as handed to a [`Spawner`].
 pub type BoxTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -51,46 +52,14 @@ pub trait RunGuard: Send + Sync + fmt::Debug + 'static {
     fn admit(&self) -> Result<(), ExitReason>;
 }
 
-/// Builds a [`System`] with a custom environment.
-///
-/// ```
-/// use axactor::System;
-///
-/// // Deterministic restart jitter (always the full backoff).
-/// let system = System::builder().restart_jitter(|| 1.0).build();
-/// # drop(system);
-/// ```
-#[derive(Default)]
-pub struct SystemBuilder {
-    pub(crate) spawner: Option<Arc<dyn Spawner>>,
-    pub(crate) jitter: Option<JitterFn>,
-}
+/// A source of jitter samples in `[0, 1]` for restart backoff.
+pub(crate) type JitterFn = Arc<dyn Fn() -> f64 + Send + Sync>;
 
-impl fmt::Debug for SystemBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SystemBuilder").field("spawner", &self.spawner).field("jitter", &self.jitter.is_some()).finish()
-    }
-}
-
-impl SystemBuilder {
-    /// Starts every actor task (and every actor timer) through `spawner`
-    /// instead of `tokio::spawn`.
-    pub fn spawner(mut self, spawner: Arc<dyn Spawner>) -> Self {
-        self.spawner = Some(spawner);
-        self
-    }
-
-    /// The jitter source of restart backoffs for actors whose
-    /// [`SpawnConfig`](crate::SpawnConfig) has none of its own
-    /// (`restart_jitter`); samples must lie in `[0, 1]`. Without it, the
-    /// thread RNG is used.
-    pub fn restart_jitter(mut self, sample: impl Fn() -> f64 + Send + Sync + 'static) -> Self {
-        self.jitter = Some(Arc::new(sample));
-        self
-    }
-
-    /// The system.
-    pub fn build(self) -> System {
-        System::from_builder(self)
+/// A jitter sample in `[0, 1]`: the injected source (the spawn config's,
+/// else the system's), else the thread RNG.
+pub(crate) fn sample_jitter(jitter: Option<&JitterFn>) -> f64 {
+    match jitter {
+        Some(f) => f().clamp(0.0, 1.0),
+        None => rand::random::<f64>(),
     }
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::cell::{Cell, ExitWait};
+use crate::cell::Cell;
+use crate::cell_ops::CellOps;
+use crate::meta::ExitWait;
 use crate::{AskError, Pid, TellError};
 
 /// A handle to a local actor whose messages are `M`.
@@ -231,14 +233,14 @@ impl<M: Send + 'static> LocalRef<M> {
     /// # Errors
     /// [`TellError::Closed`] if the actor is already stopped or stopping.
     pub fn drain(&self, reason: crate::ExitReason) -> Result<(), TellError> {
-        crate::cell::CellOps::drain(&*self.cell, reason)
+        CellOps::drain(&*self.cell, reason)
     }
 
     /// Ends the actor at once with `reason`, without `on_stop`: its task is
     /// aborted (a running handler is dropped at its next await point) and
     /// links, monitors and waiters see `reason`. A no-op on a stopped actor.
     pub fn kill(&self, reason: crate::ExitReason) {
-        crate::cell::CellOps::kill(&*self.cell, reason);
+        CellOps::kill(&*self.cell, reason);
     }
 
     /// Messages currently queued in the user mailbox.
@@ -262,7 +264,7 @@ impl<M: Send + 'static> LocalRef<M> {
         ExitWait::new(&self.cell.meta).await
     }
 
-    pub(crate) fn cell_ops(&self) -> Arc<dyn crate::cell::CellOps> {
+    pub(crate) fn cell_ops(&self) -> Arc<dyn CellOps> {
         self.cell.clone()
     }
 }

@@ -1,10 +1,12 @@
 //! The type-independent half of an actor cell: its links, monitors, exit
-//! reason and the tasks waiting for its exit.
+//! reason and the tasks waiting for its exit (`ExitWait`).
 //!
 //! Invariant: `exit` is set exactly once, in the same critical section that
 //! takes the links and monitors, so a link or monitor added concurrently with
 //! the exit is either notified by the exit or sees that the actor is gone.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -154,5 +156,39 @@ impl Meta {
         let mut st = self.state.lock();
         let i = st.watching.iter().position(|(m, _)| *m == id)?;
         Some(st.watching.swap_remove(i).1)
+    }
+}
+
+/// Resolves with the actor's final exit reason.
+#[derive(Debug)]
+pub(crate) struct ExitWait<'a> {
+    meta: &'a Meta,
+    ticket: Option<u64>,
+}
+
+impl<'a> ExitWait<'a> {
+    pub(crate) fn new(meta: &'a Meta) -> Self {
+        ExitWait { meta, ticket: None }
+    }
+}
+
+impl Future for ExitWait<'_> {
+    type Output = ExitReason;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<ExitReason> {
+        let this = &mut *self;
+        let r = this.meta.poll_exit(&mut this.ticket, cx);
+        if r.is_ready() {
+            this.ticket = None;
+        }
+        r
+    }
+}
+
+impl Drop for ExitWait<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            self.meta.cancel_exit_wait(t);
+        }
     }
 }

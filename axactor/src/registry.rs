@@ -21,7 +21,7 @@ use thiserror::Error;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::cell::CellOps;
+use crate::cell_ops::CellOps;
 use crate::mailbox::Control;
 use crate::{Actor, ExitReason, SpawnConfig, SpawnError, System};
 

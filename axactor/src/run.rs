@@ -2,10 +2,11 @@
 //!
 //! One task per actor runs [`run_actor`]. Each *incarnation* builds the actor
 //! value (factory), runs `on_start`, handles messages one at a time, then
-//! runs `on_stop`. The [`Restarter`] decides whether another incarnation
-//! follows (after a backoff) or the actor ends; the pid, the mailbox and every
-//! ref stay the same across incarnations. Links and monitors fire only at the
-//! final end (`Cell::finalize`).
+//! runs `on_stop`. The actor's `Restarter` (`restarter.rs`) decides whether
+//! another incarnation follows (after a backoff, waited out here) or the
+//! actor ends; the pid, the mailbox and every ref stay the same across
+//! incarnations. Links and monitors fire only at the final end
+//! (`Cell::finalize`).
 //!
 //! The message loop reads no clock and allocates nothing per message: the
 //! handler future is polled in place inside `catch_async`.
@@ -20,13 +21,13 @@ use tokio::time::Instant;
 
 use crate::catch::{Panic, catch_async, catch_sync, panic_message};
 use crate::cell::{Cell, KillGuard};
-use crate::config::{JitterFn, RestartMailbox};
+use crate::config::RestartMailbox;
 use crate::env::RunGuard;
 use crate::lifecycle::ActorLifecycleEventKind;
 use crate::mailbox::{Control, Next};
-use crate::restart::{Decision, RestartCounter, RestartPolicy};
-use crate::supervisor::SupervisedChild;
-use crate::{Actor, Context, ExitReason, Fence, SpawnConfig};
+use crate::restart::Outcome;
+use crate::restarter::{End, Restarter};
+use crate::{Actor, Context, ExitReason, Fence};
 
 /// Messages handled between two cooperative yields, so one busy actor cannot
 /// starve the others on its worker.
@@ -53,89 +54,6 @@ pub(crate) struct MakeRepeat<F>(pub(crate) F);
 impl<A: Actor, F: Fn() -> A + Send + Sync + 'static> MakeActor<A> for MakeRepeat<F> {
     fn make(&mut self) -> Option<A> {
         Some((self.0)())
-    }
-}
-
-/// How an incarnation ended.
-#[derive(Debug)]
-pub(crate) enum End {
-    /// Stopped on purpose (stop request, `ctx.stop`, a linked exit).
-    Exit(ExitReason),
-    /// The factory, a handler or a hook panicked.
-    Failed,
-    /// A supervisor restarts this child because a sibling failed.
-    Restart,
-}
-
-impl End {
-    fn reason(&self) -> ExitReason {
-        match self {
-            End::Exit(r) => r.clone(),
-            End::Failed => ExitReason::Panic,
-            End::Restart => ExitReason::Shutdown,
-        }
-    }
-}
-
-/// What follows an incarnation.
-#[derive(Debug, PartialEq)]
-pub(crate) enum Outcome {
-    /// Another incarnation after this delay.
-    Restart(Duration),
-    /// The actor ends with this reason.
-    Stop(ExitReason),
-}
-
-/// The restart policy of one actor, with its state.
-pub(crate) enum Restarter {
-    /// Never restarted: a panic ends the actor with `Panic`.
-    Never,
-    /// `SpawnConfig::restart_on_panic`.
-    OnPanic { policy: RestartPolicy, counter: RestartCounter, jitter: Option<JitterFn> },
-    /// A child of a [`crate::Supervisor`], with its jitter source.
-    Supervised(SupervisedChild, Option<JitterFn>),
-}
-
-impl Restarter {
-    /// The restarter `cfg` asks for; `system_jitter` is the system's jitter
-    /// source, used when `cfg` has none of its own.
-    pub(crate) fn from_config(cfg: &SpawnConfig, system_jitter: Option<&JitterFn>) -> Restarter {
-        match &cfg.restart {
-            Some(policy) => Restarter::OnPanic {
-                policy: *policy,
-                counter: RestartCounter::default(),
-                jitter: cfg.jitter.clone().or_else(|| system_jitter.cloned()),
-            },
-            None => Restarter::Never,
-        }
-    }
-
-    fn can_restart(&self) -> bool {
-        !matches!(self, Restarter::Never)
-    }
-
-    fn decide(&mut self, end: &End, ran_for: Duration) -> Outcome {
-        match (self, end) {
-            (_, End::Restart) => Outcome::Restart(Duration::ZERO),
-            (Restarter::Never, end) => Outcome::Stop(end.reason()),
-            (Restarter::OnPanic { policy, counter, jitter }, End::Failed) => {
-                match counter.on_failure(policy, ran_for, sample_jitter(jitter.as_ref())) {
-                    Decision::Restart(d) => Outcome::Restart(d),
-                    Decision::GiveUp => Outcome::Stop(ExitReason::RestartIntensityExceeded),
-                }
-            }
-            (Restarter::OnPanic { .. }, end) => Outcome::Stop(end.reason()),
-            (Restarter::Supervised(child, jitter), end) => child.decide(&end.reason(), jitter.as_ref()),
-        }
-    }
-}
-
-/// A jitter sample in `[0, 1]`: the injected source (the spawn config's,
-/// else the system's), else the thread RNG.
-pub(crate) fn sample_jitter(jitter: Option<&JitterFn>) -> f64 {
-    match jitter {
-        Some(f) => f().clamp(0.0, 1.0),
-        None => rand::random::<f64>(),
     }
 }
 

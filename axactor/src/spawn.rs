@@ -3,7 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::cell::{CellOps, ExitWait};
+use crate::cell_ops::CellOps;
+use crate::meta::ExitWait;
 use crate::{ExitReason, Pid};
 
 /// The handle of a freshly spawned actor: its typed ref, its pid, and a way

@@ -1,40 +1,22 @@
-//! [`Supervisor`]: restarts a group of children together, Erlang style.
+//! [`Supervisor`]: restarts a group of children together, Erlang style, and
+//! [`SupervisorConfig`], its settings.
 //!
-//! A supervisor is not an actor; it is shared state consulted by its
-//! children's tasks when an incarnation ends. The child that failed decides,
-//! under the group lock, whether the group may restart (restart intensity:
-//! at most `max_restarts` within `within`) and which siblings restart with it
-//! (the strategy). Siblings are told through their control mailbox
-//! (`Control::Restart`), so every restart happens in place: pids and refs
-//! stay valid. When the intensity is exceeded, every child stops with
-//! [`ExitReason::RestartIntensityExceeded`].
-//!
-//! Signals are sent after the group lock is released, so the lock order is
-//! always group → nothing.
+//! A supervisor is not an actor; it is the public handle of a supervision
+//! group (`group.rs`), the shared state its children's tasks consult when an
+//! incarnation ends. This file spawns children into the group and stops or
+//! joins them; the restart decision itself is the group's.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use tokio::time::Instant;
-
-use crate::cell::{CellOps, ExitWait};
+use crate::group::Group;
 use crate::mailbox::Control;
-use crate::restart::{Backoff, Intensity};
-use crate::run::{MakeRepeat, Outcome, Restarter, sample_jitter};
-use crate::{Actor, ExitReason, Pid, SpawnConfig, SpawnError, SpawnHandle, System};
-
-/// Which children restart when one fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SupervisionStrategy {
-    /// Only the failed child restarts.
-    OneForOne,
-    /// Every child restarts.
-    OneForAll,
-    /// The failed child and every child started after it restart.
-    RestForOne,
-}
+use crate::meta::ExitWait;
+use crate::restart::Backoff;
+use crate::restarter::Restarter;
+use crate::run::MakeRepeat;
+use crate::{Actor, ExitReason, Pid, SpawnConfig, SpawnError, SpawnHandle, SupervisionStrategy, System};
 
 /// Settings of a [`Supervisor`] (builder).
 #[derive(Debug, Clone)]
@@ -53,7 +35,7 @@ impl SupervisorConfig {
             strategy,
             max_restarts: 3,
             within: Duration::from_secs(5),
-            backoff: Backoff { min: Duration::ZERO, max: Duration::ZERO },
+            backoff: Backoff::new(Duration::ZERO, Duration::ZERO),
         }
     }
 
@@ -69,23 +51,9 @@ impl SupervisorConfig {
     /// restarts in the current window, between `min` and `max` (a `max`
     /// below `min` is raised to `min`).
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.backoff = Backoff { min, max: max.max(min) };
+        self.backoff = Backoff::new(min, max.max(min));
         self
     }
-}
-
-struct GroupState {
-    children: Vec<Arc<dyn CellOps>>,
-    intensity: Intensity,
-    /// Set when the intensity was exceeded or `shutdown` began: no more
-    /// restarts.
-    closed: Option<ExitReason>,
-}
-
-struct Group {
-    strategy: SupervisionStrategy,
-    backoff: Backoff,
-    state: Mutex<GroupState>,
 }
 
 /// A group of children restarted together according to a
@@ -119,15 +87,7 @@ pub struct Supervisor {
 impl Supervisor {
     /// An empty supervisor whose children run in `system`.
     pub fn new(system: Arc<System>, cfg: SupervisorConfig) -> Supervisor {
-        let group = Group {
-            strategy: cfg.strategy,
-            backoff: cfg.backoff,
-            state: Mutex::new(GroupState {
-                children: Vec::new(),
-                intensity: Intensity::new(cfg.max_restarts, cfg.within),
-                closed: None,
-            }),
-        };
+        let group = Group::new(cfg.strategy, cfg.backoff, cfg.max_restarts, cfg.within);
         Supervisor { system, group: Arc::new(group) }
     }
 
@@ -144,21 +104,17 @@ impl Supervisor {
         A: Actor,
         F: Fn() -> A + Send + Sync + 'static,
     {
-        let mut st = self.group.state.lock();
-        if st.closed.is_some() {
-            return Err(SpawnError::ShuttingDown);
-        }
-        let index = st.children.len();
-        let child = SupervisedChild { group: self.group.clone(), index };
-        let jitter = cfg.jitter.clone().or_else(|| self.system.core_jitter());
-        let handle = self.system.spawn_inner(MakeRepeat(factory), cfg, Restarter::Supervised(child, jitter))?;
-        st.children.push(handle.cell().clone());
-        Ok(handle)
+        self.group.add_child(|child| {
+            let jitter = cfg.jitter.clone().or_else(|| self.system.core_jitter());
+            let handle = self.system.spawn_inner(MakeRepeat(factory), cfg, Restarter::Supervised(child, jitter))?;
+            let cell = handle.cell().clone();
+            Ok((handle, cell))
+        })
     }
 
     /// Pids of the children, in start order.
     pub fn children(&self) -> Vec<Pid> {
-        self.group.state.lock().children.iter().map(|c| c.meta().pid()).collect()
+        self.group.children().iter().map(|c| c.meta().pid()).collect()
     }
 
     /// Stops every child, last started first, waiting for each, and refuses
@@ -167,11 +123,7 @@ impl Supervisor {
     /// # Cancel safety
     /// Dropping the future leaves the remaining children running.
     pub async fn shutdown(&self) {
-        let children = {
-            let mut st = self.group.state.lock();
-            st.closed.get_or_insert(ExitReason::Shutdown);
-            st.children.clone()
-        };
+        let children = self.group.close();
         for c in children.iter().rev() {
             let _ = c.signal(Control::Stop { reason: ExitReason::Shutdown });
             ExitWait::new(c.meta()).await;
@@ -184,74 +136,19 @@ impl Supervisor {
     /// # Cancel safety
     /// Cancel safe.
     pub async fn join(&self) -> ExitReason {
-        let children = self.group.state.lock().children.clone();
+        let children = self.group.children();
         for c in &children {
             ExitWait::new(c.meta()).await;
         }
-        match &self.group.state.lock().closed {
-            Some(ExitReason::RestartIntensityExceeded) => ExitReason::RestartIntensityExceeded,
-            _ => ExitReason::Normal,
-        }
+        if self.group.gave_up() { ExitReason::RestartIntensityExceeded } else { ExitReason::Normal }
     }
 }
 
 impl fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Supervisor")
-            .field("strategy", &self.group.strategy)
+            .field("strategy", &self.group.strategy())
             .field("children", &self.children())
             .finish()
-    }
-}
-
-/// A child's link to its group, held by the child's task.
-pub(crate) struct SupervisedChild {
-    group: Arc<Group>,
-    index: usize,
-}
-
-impl SupervisedChild {
-    /// Called by the child's task when an incarnation ended with `reason`.
-    pub(crate) fn decide(&mut self, reason: &ExitReason, jitter: Option<&crate::config::JitterFn>) -> Outcome {
-        if matches!(reason, ExitReason::Normal | ExitReason::Shutdown | ExitReason::Killed) {
-            return Outcome::Stop(reason.clone());
-        }
-        let (outcome, signals) = {
-            let mut st = self.group.state.lock();
-            if st.closed.is_some() {
-                return Outcome::Stop(reason.clone());
-            }
-            match st.intensity.allow(Instant::now()) {
-                None => {
-                    st.closed = Some(ExitReason::RestartIntensityExceeded);
-                    let stop = Control::Stop { reason: ExitReason::RestartIntensityExceeded };
-                    (Outcome::Stop(ExitReason::RestartIntensityExceeded), self.siblings(&st, stop))
-                }
-                Some(attempt) => {
-                    let delay = self.group.backoff.delay(attempt, sample_jitter(jitter));
-                    let signals = match self.group.strategy {
-                        SupervisionStrategy::OneForOne => Vec::new(),
-                        SupervisionStrategy::OneForAll => self.siblings(&st, Control::Restart),
-                        SupervisionStrategy::RestForOne => {
-                            st.children.iter().skip(self.index + 1).map(|c| (c.clone(), Control::Restart)).collect()
-                        }
-                    };
-                    (Outcome::Restart(delay), signals)
-                }
-            }
-        };
-        for (cell, c) in signals {
-            let _ = cell.signal(c);
-        }
-        outcome
-    }
-
-    fn siblings(&self, st: &GroupState, c: Control) -> Vec<(Arc<dyn CellOps>, Control)> {
-        st.children
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != self.index)
-            .map(|(_, cell)| (cell.clone(), c.clone()))
-            .collect()
     }
 }

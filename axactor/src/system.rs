@@ -1,173 +1,27 @@
-//! [`System`]: spawns actors and owns the pid table, the lifecycle broadcast,
-//! links, monitors and shutdown.
+//! [`System`]: spawns actors (config validation, runtime lookup, pid-table
+//! registration, starting the task), the public link and monitor entry
+//! points, lifecycle subscriptions and `shutdown_graceful`; and
+//! [`SystemBuilder`], which builds a system with a custom environment.
 //!
-//! The pid table is sharded (`SHARDS` mutex-protected maps keyed by pid) so
-//! spawns and exits on different workers rarely meet on one lock. Links and
-//! monitors live in each actor's cell, not in a global map; the table is only
-//! used to find a cell from a pid.
+//! The state behind a system (pid table, lifecycle broadcast, shutdown flag)
+//! is its `SystemCore` (`system_core.rs`), shared with every actor's cell and
+//! context.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use crate::cell::{Cell, CellOps, ExitWait, KillGuard};
-use crate::config::JitterFn;
-use crate::env::{BoxTask, Spawner, SystemBuilder};
-use crate::lifecycle::{ActorLifecycleEvent, ActorLifecycleEventKind, LIFECYCLE_CAPACITY};
-use crate::mailbox::Control;
-use crate::run::{MakeOnce, MakeRepeat, Restarter, RunSpec, run_actor};
+use crate::cell::{Cell, KillGuard};
+use crate::env::{JitterFn, Spawner};
+use crate::lifecycle::ActorLifecycleEvent;
+use crate::meta::ExitWait;
+use crate::restarter::Restarter;
+use crate::run::{MakeActor, MakeOnce, MakeRepeat, RunSpec, run_actor};
+use crate::system_core::SystemCore;
 use crate::{Actor, ExitReason, LocalRef, MonitorId, Pid, SpawnConfig, SpawnError, SpawnHandle};
-
-const SHARDS: usize = 16;
-
-/// Pids are sequential: a multiplicative mix is all the hashing they need.
-#[derive(Default)]
-struct PidHasher(u64);
-
-impl Hasher for PidHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type PidMap = HashMap<Pid, Arc<dyn CellOps>, BuildHasherDefault<PidHasher>>;
-
-/// State shared by the system, its actors and their contexts.
-pub(crate) struct SystemCore {
-    shards: [Mutex<PidMap>; SHARDS],
-    lifecycle: broadcast::Sender<ActorLifecycleEvent>,
-    /// Set by the first `subscribe_lifecycle`; never cleared.
-    lifecycle_used: AtomicBool,
-    shutting_down: AtomicBool,
-    /// Starts actor tasks; `tokio::spawn` when `None`.
-    spawner: Option<Arc<dyn Spawner>>,
-    /// Restart jitter for actors without their own; the thread RNG when `None`.
-    pub(crate) jitter: Option<JitterFn>,
-}
-
-impl std::fmt::Debug for SystemCore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SystemCore").field("actors", &self.len()).finish_non_exhaustive()
-    }
-}
-
-impl SystemCore {
-    fn shard(&self, pid: Pid) -> &Mutex<PidMap> {
-        // The modulo keeps the index in range.
-        &self.shards[(pid.as_u64() % SHARDS as u64) as usize]
-    }
-
-    fn register(&self, pid: Pid, cell: Arc<dyn CellOps>) {
-        self.shard(pid).lock().insert(pid, cell);
-    }
-
-    pub(crate) fn unregister(&self, pid: Pid) {
-        self.shard(pid).lock().remove(&pid);
-    }
-
-    pub(crate) fn lookup(&self, pid: Pid) -> Option<Arc<dyn CellOps>> {
-        self.shard(pid).lock().get(&pid).cloned()
-    }
-
-    fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
-    }
-
-    /// Every live cell, in pid order.
-    fn all(&self) -> Vec<Arc<dyn CellOps>> {
-        let mut v: Vec<_> = self.shards.iter().flat_map(|s| s.lock().values().cloned().collect::<Vec<_>>()).collect();
-        v.sort_by_key(|c| c.meta().pid());
-        v
-    }
-
-    /// Starts a task of this system (an actor, a timer) through its spawner.
-    pub(crate) fn spawn_task(&self, task: impl std::future::Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
-        match &self.spawner {
-            Some(s) => s.spawn(Box::pin(task) as BoxTask),
-            None => tokio::spawn(task),
-        }
-    }
-
-    pub(crate) fn emit(&self, pid: Pid, name: &str, kind: ActorLifecycleEventKind, reason: Option<ExitReason>) {
-        // One relaxed load instead of the channel's lock when nobody ever
-        // subscribed (the common case in production).
-        if !self.lifecycle_used.load(Ordering::Relaxed) || self.lifecycle.receiver_count() == 0 {
-            return;
-        }
-        let _ = self.lifecycle.send(ActorLifecycleEvent { pid, name: name.to_owned(), kind, reason });
-    }
-
-    pub(crate) fn link(&self, a: Pid, b: Pid) -> bool {
-        if a == b {
-            return false;
-        }
-        let (Some(ca), Some(cb)) = (self.lookup(a), self.lookup(b)) else {
-            return false;
-        };
-        if !ca.meta().add_link(b) {
-            return false;
-        }
-        if !cb.meta().add_link(a) {
-            // `b` exited between the lookups: undo, like a link to a dead pid.
-            ca.meta().remove_link(b);
-            return false;
-        }
-        true
-    }
-
-    pub(crate) fn unlink(&self, a: Pid, b: Pid) {
-        if let Some(c) = self.lookup(a) {
-            c.meta().remove_link(b);
-        }
-        if let Some(c) = self.lookup(b) {
-            c.meta().remove_link(a);
-        }
-    }
-
-    pub(crate) fn monitor(&self, watcher: Pid, target: Pid) -> Option<MonitorId> {
-        let w = self.lookup(watcher)?;
-        let id = MonitorId::next();
-        if !w.meta().add_watching(id, target) {
-            return None;
-        }
-        let outcome = match self.lookup(target) {
-            Some(t) => t.meta().add_watcher(id, watcher),
-            None => Err(ExitReason::NoProc),
-        };
-        if let Err(reason) = outcome {
-            // Already gone: the down notice is due at once.
-            let _ = w.signal(Control::Down { id, pid: target, reason });
-        }
-        Some(id)
-    }
-
-    pub(crate) fn demonitor(&self, watcher: Pid, id: MonitorId) -> bool {
-        let Some(w) = self.lookup(watcher) else {
-            return false;
-        };
-        let Some(target) = w.meta().take_watching(id) else {
-            return false;
-        };
-        if let Some(t) = self.lookup(target) {
-            t.meta().remove_watcher(id);
-        }
-        true
-    }
-}
 
 /// The actor system: spawns actors and links, monitors and stops them.
 ///
@@ -196,23 +50,13 @@ impl System {
         SystemBuilder::default()
     }
 
-    pub(crate) fn from_builder(b: SystemBuilder) -> System {
-        let (lifecycle, _) = broadcast::channel(LIFECYCLE_CAPACITY);
-        System {
-            core: Arc::new(SystemCore {
-                shards: std::array::from_fn(|_| Mutex::new(PidMap::default())),
-                lifecycle,
-                lifecycle_used: AtomicBool::new(false),
-                shutting_down: AtomicBool::new(false),
-                spawner: b.spawner,
-                jitter: b.jitter,
-            }),
-        }
+    fn from_builder(b: SystemBuilder) -> System {
+        System { core: Arc::new(SystemCore::new(b.spawner, b.jitter)) }
     }
 
     /// The system's restart jitter source, if it has one.
     pub(crate) fn core_jitter(&self) -> Option<JitterFn> {
-        self.core.jitter.clone()
+        self.core.jitter().cloned()
     }
 
     /// Starts `task` the way this system starts its actors (through its
@@ -233,7 +77,7 @@ impl System {
         A: Actor,
         F: Fn() -> A + Send + Sync + 'static,
     {
-        let restarter = Restarter::from_config(&cfg, self.core.jitter.as_ref());
+        let restarter = Restarter::from_config(&cfg, self.core.jitter());
         self.spawn_inner(MakeRepeat(factory), cfg, restarter)
     }
 
@@ -254,10 +98,10 @@ impl System {
     ) -> Result<SpawnHandle<A::Ref>, SpawnError>
     where
         A: Actor,
-        F: crate::run::MakeActor<A>,
+        F: MakeActor<A>,
     {
         cfg.validate()?;
-        if self.core.shutting_down.load(Ordering::Acquire) {
+        if self.core.is_shutting_down() {
             return Err(SpawnError::ShuttingDown);
         }
         if tokio::runtime::Handle::try_current().is_err() {
@@ -277,8 +121,7 @@ impl System {
 
     /// Subscribes to lifecycle events of every actor of this system.
     pub fn subscribe_lifecycle(&self) -> broadcast::Receiver<ActorLifecycleEvent> {
-        self.core.lifecycle_used.store(true, Ordering::Relaxed);
-        self.core.lifecycle.subscribe()
+        self.core.subscribe_lifecycle()
     }
 
     /// Links `a` and `b`: when one exits abnormally (any reason but
@@ -324,7 +167,7 @@ impl System {
     /// Dropping the future before it completes leaves the stop requests in
     /// place but does not kill the stragglers.
     pub async fn shutdown_graceful(&self, timeout: Duration) {
-        self.core.shutting_down.store(true, Ordering::Release);
+        self.core.begin_shutdown();
         let deadline = tokio::time::Instant::now() + timeout;
         let cells = self.core.all();
         for c in &cells {
@@ -342,5 +185,49 @@ impl System {
                 c.kill(ExitReason::Killed);
             }
         }
+    }
+}
+
+/// Builds a [`System`] with a custom environment.
+///
+/// ```
+/// use axactor::System;
+///
+/// // Deterministic restart jitter (always the full backoff).
+/// let system = System::builder().restart_jitter(|| 1.0).build();
+/// # drop(system);
+/// ```
+#[derive(Default)]
+pub struct SystemBuilder {
+    spawner: Option<Arc<dyn Spawner>>,
+    jitter: Option<JitterFn>,
+}
+
+impl fmt::Debug for SystemBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SystemBuilder").field("spawner", &self.spawner).field("jitter", &self.jitter.is_some()).finish()
+    }
+}
+
+impl SystemBuilder {
+    /// Starts every actor task (and every actor timer) through `spawner`
+    /// instead of `tokio::spawn`.
+    pub fn spawner(mut self, spawner: Arc<dyn Spawner>) -> Self {
+        self.spawner = Some(spawner);
+        self
+    }
+
+    /// The jitter source of restart backoffs for actors whose
+    /// [`SpawnConfig`](crate::SpawnConfig) has none of its own
+    /// (`restart_jitter`); samples must lie in `[0, 1]`. Without it, the
+    /// thread RNG is used.
+    pub fn restart_jitter(mut self, sample: impl Fn() -> f64 + Send + Sync + 'static) -> Self {
+        self.jitter = Some(Arc::new(sample));
+        self
+    }
+
+    /// The system.
+    pub fn build(self) -> System {
+        System::from_builder(self)
     }
 }
