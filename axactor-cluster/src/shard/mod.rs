@@ -3,7 +3,9 @@
 //! bounded moves). The drivers that act on these decisions live in
 //! `crate::manager` (leases) and `crate::host` (activations).
 
+pub(crate) mod fence_rule;
 pub(crate) mod lease_fsm;
+pub(crate) mod lease_plan;
 pub(crate) mod placement;
 
 /// A stable 64-bit hash (FNV-1a). Stable across processes, platforms and
