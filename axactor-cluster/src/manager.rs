@@ -1,6 +1,11 @@
 //! The lease driver: one task per node that owns every shard's
 //! [`ShardLease`] state machine and acts on its decisions.
 //!
+//! The decisions (what to do on a poll, a placement pass or a store answer)
+//! are `crate::shard::lease_plan`'s; this driver reads the clock once per
+//! pass, does the store I/O and the timers, and carries out the returned
+//! steps.
+//!
 //! The task never waits on the lease store itself: every store operation
 //! runs in its own task and reports back over a channel, so a slow or
 //! unreachable store can never delay a fence. The loop wakes for the next
