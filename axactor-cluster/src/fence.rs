@@ -20,6 +20,8 @@ use std::time::Duration;
 use axactor::{ExitReason, RunGuard};
 use tokio::time::Instant;
 
+use crate::shard::fence_rule::may_run;
+
 /// See the module docs.
 #[derive(Debug)]
 pub(crate) struct GrantGuard {
@@ -47,7 +49,7 @@ impl GrantGuard {
 
     /// Whether a message may run now.
     pub(crate) fn valid(&self) -> bool {
-        micros(self.base.elapsed()) < self.deadline_us.load(Ordering::Acquire)
+        may_run(micros(self.base.elapsed()), self.deadline_us.load(Ordering::Acquire))
     }
 }
 

@@ -36,6 +36,7 @@ use crate::node::{ConnTag, Shared};
 
 use crate::overlay::BoxFuture;
 use crate::remote::{AskOf, DownEvent, PendingReply, RemoteActor, ReplyOf, TellOf};
+use crate::shard::fence_rule::{self, Grant};
 use crate::wire::{ControlMsg, DownReason, OutFrame, Rejection};
 
 /// An ask's reply, encoded as its whole `DataMsg::Reply` frame (ready to
@@ -175,6 +176,14 @@ struct Slot<A: RemoteActor> {
     acts: BTreeMap<Arc<str>, Activation<A>>,
 }
 
+impl<A: RemoteActor> Slot<A> {
+    /// The grant deliveries are checked against.
+    #[inline]
+    fn grant(&self) -> Grant {
+        Grant { epoch: self.epoch, deadline: self.deadline }
+    }
+}
+
 /// The typed host of one registry on one node.
 pub(crate) struct Host<A: RemoteActor> {
     me: Weak<Host<A>>,
@@ -255,18 +264,12 @@ impl<A: RemoteActor> Host<A> {
     ) -> Result<R, Rejection> {
         let now = Instant::now();
         let mut slots = self.slots.lock();
-        let Some(slot) = slots.get_mut(&shard) else {
+        let slot = slots.get_mut(&shard);
+        fence_rule::admit(slot.as_deref().map(Slot::grant), epoch, now)?;
+        // `admit` refuses a shard without a slot.
+        let Some(slot) = slot else {
             return Err(Rejection::NotOwner { owner_hint: None });
         };
-        if let Some(e) = epoch
-            && e != slot.epoch.0
-            && !mutant!(SkipEpochCheck)
-        {
-            return Err(Rejection::StaleEpoch { current: slot.epoch.0 });
-        }
-        if now >= slot.deadline {
-            return Err(Rejection::NotOwner { owner_hint: None });
-        }
         if let Some(act) = slot.acts.get_mut(key) {
             act.last_used = now;
             return Ok(f(&act.local));
@@ -423,7 +426,9 @@ impl<A: RemoteActor> Host<A> {
 
     /// Whether `shard` is held here and before its deadline.
     pub(crate) fn usable(&self, shard: u32) -> bool {
-        self.slots.lock().get(&shard).is_some_and(|s| Instant::now() < s.deadline)
+        let grant = self.slots.lock().get(&shard).map(Slot::grant);
+        // No clock read for a shard not held here (most remote requests).
+        grant.is_some() && fence_rule::admit(grant, None, Instant::now()).is_ok()
     }
 
     /// Whether the lease store refused this node the registry because it

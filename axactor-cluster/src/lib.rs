@@ -76,6 +76,7 @@ macro_rules! mutant {
 }
 
 pub mod config;
+mod conn_rules;
 #[cfg(test)]
 mod e2e_tests;
 mod env;

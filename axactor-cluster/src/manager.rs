@@ -1,6 +1,11 @@
 //! The lease driver: one task per node that owns every shard's
 //! [`ShardLease`] state machine and acts on its decisions.
 //!
+//! The decisions (what to do on a poll, a placement pass or a store answer)
+//! are `crate::shard::lease_plan`'s; this driver reads the clock once per
+//! pass, does the store I/O and the timers, and carries out the returned
+//! steps.
+//!
 //! The task never waits on the lease store itself: every store operation
 //! runs in its own task and reports back over a channel, so a slow or
 //! unreachable store can never delay a fence. The loop wakes for the next
@@ -50,9 +55,10 @@ use crate::env::NodeEvent;
 use crate::host::HostedRegistry;
 use crate::lease::{Epoch, GroupGrant, LeaseGroup};
 use crate::node::Shared;
-use crate::shard::lease_fsm::{Acquired, Action, LeaseTimes, Phase, ShardLease};
+use crate::shard::lease_fsm::LeaseTimes;
 use crate::shard::lease_name;
-use crate::shard::placement::{MemberState, MemberView, MovePacer, Standing, assign, standing};
+use crate::shard::lease_plan::{LeasePlan, Preference, ShardPlan, Step, registry_candidates};
+use crate::shard::placement::{MemberState, MemberView, Standing, assign, standing};
 use crate::wire::ControlMsg;
 
 /// Store answers applied per pass of the driver's loop, at most.
@@ -69,14 +75,8 @@ struct ShardState {
     host: Arc<dyn HostedRegistry>,
     shard: u32,
     name: String,
-    fsm: ShardLease,
-    /// A store operation (or a handover) is in flight.
-    busy: bool,
-    /// Activations of a fenced grant are still stopping: the shard stays out
-    /// of placement until every one has ended.
-    stopping: bool,
-    /// When this node first saw the shard free while preferring another node.
-    free_since: Option<Instant>,
+    /// The shard's lease and what the driver decides by (see `lease_plan`).
+    plan: ShardPlan,
 }
 
 enum Done {
@@ -107,78 +107,76 @@ enum Done {
 
 struct Driver {
     node: Arc<Shared>,
-    times: LeaseTimes,
+    /// The decisions (see `lease_plan`): this driver only does the I/O.
+    plan: LeasePlan,
     shards: Vec<ShardState>,
     registries: usize,
-    pacer: MovePacer,
     done_tx: mpsc::UnboundedSender<Done>,
-    /// Per registry: the other shard count the store last refused it for.
-    conflicts: std::collections::BTreeMap<String, Option<u64>>,
-    /// This node takes shards only after a read of the members at or after
-    /// this instant (a heartbeat interval after start, and the newest
-    /// registration; see `MemberView::members_fresh`).
-    fresh_after: Instant,
-    /// Whether the last placement pass found this node a member.
-    member: bool,
+}
+
+/// What woke the driver's loop.
+enum Wake {
+    Shutdown(Option<oneshot::Sender<()>>),
+    Done(Done),
+    Timer,
+    Kick,
+    Tick,
 }
 
 /// Runs the driver until shutdown.
 pub(crate) async fn run(node: Arc<Shared>, mut cmds: mpsc::Receiver<Cmd>) {
     let cfg = &node.cfg;
     let times = LeaseTimes::new(cfg.lease_ttl, cfg.renew_interval);
-    let pacer = MovePacer::new(cfg.rebalance_settle, cfg.renew_interval, cfg.max_moves_per_interval, Instant::now());
+    // The clock is read once here and once per pass of the loop.
+    let mut now = Instant::now();
+    let plan = LeasePlan::new(times, cfg.rebalance_settle, cfg.max_moves_per_interval, cfg.heartbeat_interval, now);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let mut tick = tokio::time::interval(cfg.renew_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut d = Driver {
-        node: Arc::clone(&node),
-        times,
-        shards: Vec::new(),
-        registries: 0,
-        pacer,
-        done_tx,
-        conflicts: std::collections::BTreeMap::new(),
-        fresh_after: Instant::now().checked_add(cfg.heartbeat_interval).unwrap_or_else(Instant::now),
-        member: false,
-    };
+    let mut d = Driver { node: Arc::clone(&node), plan, shards: Vec::new(), registries: 0, done_tx };
     loop {
-        d.sync_registries();
+        d.sync_registries(now);
         let renew = !node.renewal_paused.load(Ordering::Relaxed);
-        let wake = d.shards.iter().filter_map(|s| s.fsm.next_wakeup(renew)).min();
-        let far = Instant::now() + Duration::from_secs(3600);
-        let mut place = false;
-        let mut passivate = false;
-        tokio::select! {
+        let wake = d.shards.iter().filter_map(|s| s.plan.next_wakeup(renew)).min();
+        // Never reached: the placement tick comes first.
+        let far = now + Duration::from_secs(3600);
+        let woke = tokio::select! {
             biased;
-            cmd = cmds.recv() => {
-                let reply = cmd.map(|Cmd::Shutdown(reply)| reply);
-                d.shutdown(&mut done_rx).await;
+            cmd = cmds.recv() => Wake::Shutdown(cmd.map(|Cmd::Shutdown(reply)| reply)),
+            Some(done) = done_rx.recv() => Wake::Done(done),
+            _ = tokio::time::sleep_until(wake.unwrap_or(far)) => Wake::Timer,
+            _ = node.kick.notified() => Wake::Kick,
+            _ = tick.tick() => Wake::Tick,
+        };
+        now = Instant::now();
+        let place = matches!(woke, Wake::Kick | Wake::Tick);
+        let passivate = matches!(woke, Wake::Tick);
+        match woke {
+            Wake::Shutdown(reply) => {
+                d.shutdown(&mut done_rx, now).await;
                 if let Some(reply) = reply {
                     let _ = reply.send(());
                 }
                 return;
             }
-            Some(done) = done_rx.recv() => {
-                d.apply(done);
+            Wake::Done(done) => {
+                d.apply(done, now);
                 // Answers that arrived together are applied together, then
                 // the shards are polled once: a burst of answers (thousands
                 // of shards acquired at start) costs one pass, not one per
                 // answer, so deadlines are never checked late behind it.
                 for _ in 1..DONE_BATCH {
                     let Ok(done) = done_rx.try_recv() else { break };
-                    d.apply(done);
+                    d.apply(done, now);
                 }
             }
-            _ = tokio::time::sleep_until(wake.unwrap_or(far)) => {}
-            _ = node.kick.notified() => place = true,
-            _ = tick.tick() => { place = true; passivate = true; }
+            Wake::Timer | Wake::Kick | Wake::Tick => {}
         }
-        d.poll_all(renew);
+        d.poll_all(renew, now);
         if place && renew {
-            d.place();
+            d.place(now);
         }
         if passivate {
-            let now = Instant::now();
             for h in node.hosts_snapshot() {
                 h.passivate(now);
             }
@@ -188,7 +186,7 @@ pub(crate) async fn run(node: Arc<Shared>, mut cmds: mpsc::Receiver<Cmd>) {
 
 impl Driver {
     /// Adds shard states for registries registered since the last look.
-    fn sync_registries(&mut self) {
+    fn sync_registries(&mut self, now: Instant) {
         let hosts = self.node.hosts_snapshot();
         if hosts.len() == self.registries {
             return;
@@ -202,15 +200,12 @@ impl Driver {
                     host: Arc::clone(&host),
                     shard,
                     name: lease_name(host.id(), host.shard_count(), shard),
-                    fsm: ShardLease::new(self.times),
-                    busy: false,
-                    stopping: false,
-                    free_since: None,
+                    plan: self.plan.new_shard(),
                 });
             }
             self.registries += 1;
             // Read the members afresh before placing the new shards.
-            self.fresh_after = self.fresh_after.max(Instant::now());
+            self.plan.registry_added(now);
             self.node.dial_kick.notify_one();
         }
     }
@@ -225,12 +220,9 @@ impl Driver {
         });
     }
 
-    fn acquire(&mut self, idx: usize, now: Instant) {
-        let s = &mut self.shards[idx];
-        if !s.fsm.start_acquire(now) {
-            return;
-        }
-        s.busy = true;
+    /// Sends the acquire request `Step::Acquire` asked for.
+    fn acquire(&self, idx: usize) {
+        let s = &self.shards[idx];
         let (node, name) = (Arc::clone(&self.node), s.name.clone());
         let (registry, count) = (s.host.id().to_string(), u64::from(s.host.shard_count()));
         let span = tracing::debug_span!(
@@ -273,12 +265,11 @@ impl Driver {
         );
     }
 
-    fn renew(&mut self, idx: usize, epoch: Epoch, now: Instant) {
-        let s = &mut self.shards[idx];
+    /// Sends a renewal, given up after `bound` (or `lease_store_timeout`).
+    fn renew(&self, idx: usize, epoch: Epoch, bound: Duration) {
+        let s = &self.shards[idx];
         let (node, name) = (Arc::clone(&self.node), s.name.clone());
         let (registry, count) = (s.host.id().to_string(), u64::from(s.host.shard_count()));
-        // The renewal may not outlive the deadline it could extend.
-        let bound = s.fsm.held().map_or(Duration::ZERO, |h| h.deadline.saturating_duration_since(now));
         let shard = s.shard;
         let span = tracing::trace_span!(
             "lease_renew",
@@ -312,27 +303,27 @@ impl Driver {
         );
     }
 
-    fn fence(&mut self, idx: usize, epoch: Epoch, now: Instant) {
+    /// Revokes the shard's activations (`Step::Fence`).
+    fn fence(&mut self, idx: usize, epoch: Epoch, kill_at: Instant) {
         let s = &self.shards[idx];
         let span = tracing::debug_span!("lease_fence", registry = %s.host.id(), shard = s.shard, epoch = epoch.0);
         let _entered = span.enter();
         tracing::warn!(lease = %s.name, %epoch, "lease lost or unrenewable: fencing the shard");
         self.node.counters.lease_event("fenced");
         self.observe(idx, epoch, |registry, shard, epoch| NodeEvent::ShardFenced { registry, shard, epoch });
-        let kill_at = now + self.times.margin / 2;
         let stopping = s.host.revoke(s.shard, ExitReason::LeaseLost, kill_at);
         self.node.forget_owner(s.host.id(), s.shard);
         let stopped = self.stopped_event(idx, epoch);
         if mutant!(ReacquireWhileStopping) {
+            // The deliberate bug: back in placement before they have ended.
+            self.shards[idx].plan.on_stopped();
             self.node.spawn(async move {
                 stopping.await;
                 stopped();
             });
             return;
         }
-        // Out of placement until they have all ended: a new grant's
-        // activations must never overlap the fenced ones on this node.
-        self.shards[idx].stopping = true;
+        // The plan keeps the shard out of placement until they have all ended.
         self.spawn_op(async move {
             stopping.await;
             stopped();
@@ -344,12 +335,10 @@ impl Driver {
     /// registry's shards because they are held under another shard count.
     fn note_conflict(&mut self, idx: usize, conflict: Option<u64>) {
         let s = &self.shards[idx];
-        let (registry, ours) = (s.host.id().to_string(), s.host.shard_count());
-        let known = self.conflicts.entry(registry.clone()).or_insert(None);
-        if *known == conflict {
+        if !self.plan.conflict_changed(s.host.id(), conflict) {
             return;
         }
-        *known = conflict;
+        let (registry, ours) = (s.host.id().to_string(), s.host.shard_count());
         s.host.set_count_conflict(conflict);
         let Some(theirs) = conflict else { return };
         self.node.counters.lease_event("shard_count_conflict");
@@ -377,80 +366,73 @@ impl Driver {
         }
     }
 
-    fn poll_all(&mut self, renew: bool) {
-        let now = Instant::now();
+    fn poll_all(&mut self, renew: bool, now: Instant) {
         for idx in 0..self.shards.len() {
-            match self.shards[idx].fsm.poll(now, renew) {
-                Some(Action::Renew { epoch }) => self.renew(idx, epoch, now),
-                Some(Action::Fence { epoch }) => self.fence(idx, epoch, now),
-                None => {}
-            }
+            let step = self.plan.poll(&mut self.shards[idx].plan, now, renew);
+            self.carry_out(idx, step);
         }
     }
 
-    fn apply(&mut self, done: Done) {
-        let now = Instant::now();
+    /// Carries out what the plan decided for shard `idx`.
+    fn carry_out(&mut self, idx: usize, step: Option<Step>) {
+        let Some(step) = step else { return };
+        match step {
+            Step::Acquire => self.acquire(idx),
+            Step::Probe => self.probe(idx),
+            Step::Renew { epoch, bound } => self.renew(idx, epoch, bound),
+            Step::Fence { epoch, kill_at } => self.fence(idx, epoch, kill_at),
+            Step::HandOver { epoch, kill_at } => self.hand_over(idx, epoch, kill_at),
+            Step::Grant(held) => self.grant(idx, held.epoch, held.deadline),
+            Step::Extend(held) => {
+                let s = &self.shards[idx];
+                s.host.extend(s.shard, held.epoch, held.deadline);
+            }
+            Step::Release(epoch) => self.release_quietly(idx, epoch),
+        }
+    }
+
+    /// The lease is ours at `epoch` until `deadline`: grant it to the host,
+    /// cache this node as the owner and tell the peers.
+    fn grant(&self, idx: usize, epoch: Epoch, deadline: Instant) {
+        let s = &self.shards[idx];
+        tracing::debug!(registry = %s.host.id(), shard = s.shard, epoch = epoch.0, "lease acquired");
+        self.node.counters.lease_event("acquired");
+        let (registry, shard) = (s.host.id().to_string(), s.shard);
+        self.node.emit(|| NodeEvent::ShardAcquired { registry, shard, epoch: epoch.0 });
+        s.host.grant(s.shard, epoch, deadline);
+        self.node.cache_owner(s.host.id(), s.shard, self.node.session.clone(), epoch);
+        self.node.broadcast_control(&ControlMsg::LeaseNotice {
+            registry: s.host.id().to_string(),
+            shard: s.shard,
+            epoch: epoch.0,
+            owner: Some(self.node.session.clone()),
+        });
+    }
+
+    fn apply(&mut self, done: Done, now: Instant) {
         match done {
             Done::Acquired { idx, result, conflict } => {
                 self.note_conflict(idx, conflict);
-                let s = &mut self.shards[idx];
-                s.busy = false;
-                s.free_since = None;
-                match s.fsm.on_acquired(result, now, mutant!(ReacquireWhileStopping)) {
-                    Acquired::Held(held) => {
-                        tracing::debug!(
-                            registry = %s.host.id(), shard = s.shard, epoch = held.epoch.0, "lease acquired"
-                        );
-                        self.node.counters.lease_event("acquired");
-                        let (registry, shard) = (s.host.id().to_string(), s.shard);
-                        self.node.emit(|| NodeEvent::ShardAcquired { registry, shard, epoch: held.epoch.0 });
-                        s.host.grant(s.shard, held.epoch, held.deadline);
-                        self.node.cache_owner(s.host.id(), s.shard, self.node.session.clone(), held.epoch);
-                        self.node.broadcast_control(&ControlMsg::LeaseNotice {
-                            registry: s.host.id().to_string(),
-                            shard: s.shard,
-                            epoch: held.epoch.0,
-                            owner: Some(self.node.session.clone()),
-                        });
-                    }
-                    // Granted too late, or at an epoch this node saw before:
-                    // give it back (see `lease_fsm`).
-                    Acquired::Release(epoch) => self.release_quietly(idx, epoch),
-                    Acquired::Nothing => {}
-                }
+                let step =
+                    self.plan.on_acquired(&mut self.shards[idx].plan, result, now, mutant!(ReacquireWhileStopping));
+                self.carry_out(idx, step);
             }
-            Done::Stopped { idx } => self.shards[idx].stopping = false,
+            Done::Stopped { idx } => self.shards[idx].plan.on_stopped(),
             Done::Renewed { idx, epoch, result } => {
-                let s = &mut self.shards[idx];
-                match s.fsm.on_renewed(epoch, result, now) {
-                    Some(Action::Fence { epoch }) => self.fence(idx, epoch, now),
-                    Some(Action::Renew { .. }) => {}
-                    None => {
-                        if let Some(held) = s.fsm.held() {
-                            s.host.extend(s.shard, held.epoch, held.deadline);
-                        }
-                    }
-                }
+                let step = self.plan.on_renewed(&mut self.shards[idx].plan, epoch, result, now);
+                self.carry_out(idx, step);
             }
             Done::Released { idx } => {
                 let s = &mut self.shards[idx];
-                s.busy = false;
-                s.fsm.on_released();
+                s.plan.on_released();
                 self.node.forget_owner(s.host.id(), s.shard);
             }
             Done::Probed { idx, free } => {
-                let s = &mut self.shards[idx];
-                s.busy = false;
-                if !free {
-                    s.free_since = None;
-                    return;
+                let step = self.plan.on_probed(&mut self.shards[idx].plan, free, now);
+                if step.is_some() {
+                    tracing::debug!(lease = %self.shards[idx].name, "orphaned shard: acquiring");
                 }
-                let since = *s.free_since.get_or_insert(now);
-                let waited = now.saturating_duration_since(since) >= self.times.renew_interval;
-                if self.member && s.fsm.phase() == Phase::Free && waited {
-                    tracing::debug!(lease = %s.name, "orphaned shard: acquiring");
-                    self.acquire(idx, now);
-                }
+                self.carry_out(idx, step);
             }
         }
     }
@@ -465,11 +447,10 @@ impl Driver {
     }
 
     /// One placement pass.
-    fn place(&mut self) {
+    fn place(&mut self, now: Instant) {
         if self.node.is_stopping() {
             return;
         }
-        let now = Instant::now();
         let me = self.node.id.clone();
         let standing = self.standing(now);
         self.note_standing(&standing);
@@ -479,31 +460,24 @@ impl Driver {
             if !candidates.contains_key(s.host.id()) {
                 let connected = self.node.candidates(s.host.id(), s.host.shard_count());
                 let other_count = self.node.hosting_other_count(s.host.id(), s.host.shard_count());
-                let pending = standing.pending.iter().filter(|n| !other_count.contains(*n));
-                let all = connected.iter().chain(pending).cloned().collect();
+                let all = registry_candidates(&connected, &standing.pending, &other_count);
                 view.extend(connected.iter().cloned());
                 let owners = assign(s.host.id(), s.host.shard_count(), &all);
                 candidates.insert(s.host.id().to_string(), (owners, connected));
             }
         }
-        self.pacer.observe(&view, now);
+        self.plan.observe_candidates(&view, now);
         for idx in 0..self.shards.len() {
-            let s = &self.shards[idx];
-            if s.busy || s.stopping {
-                continue;
-            }
+            let s = &mut self.shards[idx];
             let Some((owners, connected)) = candidates.get(s.host.id()) else { continue };
-            let pref = owners.get(s.shard as usize).cloned();
-            // Handovers go to connected candidates only: a pending member
-            // may never show up.
-            let target = pref.as_ref().filter(|p| **p != me && connected.contains(*p));
-            match s.fsm.phase() {
-                Phase::Free if !self.member => {}
-                Phase::Free if pref.as_ref() == Some(&me) => self.acquire(idx, now),
-                Phase::Free => self.probe(idx),
-                Phase::Held(_) if target.is_some() && self.pacer.try_move(now) => self.hand_over(idx, now),
-                _ => {}
-            }
+            let pref = Preference {
+                me: &me,
+                preferred: owners.get(s.shard as usize),
+                connected,
+                stop_timeout: s.host.stop_timeout(),
+            };
+            let step = self.plan.place_shard(&mut s.plan, &pref, now);
+            self.carry_out(idx, step);
         }
     }
 
@@ -511,15 +485,15 @@ impl Driver {
     fn standing(&self, now: Instant) -> Standing {
         let snap = self.node.members.snapshot();
         let authenticated = self.node.table.lock().iter().map(|e| e.session.node.clone()).collect();
-        let holding = self.shards.iter().any(|s| !matches!(s.fsm.phase(), Phase::Free | Phase::Acquiring { .. }));
+        let holding = self.shards.iter().any(|s| s.plan.holding());
         let cfg = &self.node.cfg;
-        let members_fresh = snap.last_read.is_some_and(|at| at >= self.fresh_after);
+        let members_fresh = self.plan.members_fresh(snap.last_read);
         if !members_fresh {
             self.node.members.await_read();
         }
         standing(&MemberView {
             members_fresh,
-            waiting_since: self.fresh_after,
+            waiting_since: self.plan.waiting_since(),
             members: &snap.members,
             authenticated: &authenticated,
             auth_failed: &snap.failed,
@@ -532,7 +506,7 @@ impl Driver {
     /// Records the standing for `inspect()`; logs a change to or from
     /// [`MemberState::Excluded`].
     fn note_standing(&mut self, standing: &Standing) {
-        self.member = standing.state == MemberState::Member;
+        self.plan.set_standing(standing.state);
         let before = self.node.members.set_state(standing.state);
         if before == standing.state {
             return;
@@ -549,9 +523,9 @@ impl Driver {
         }
     }
 
-    fn probe(&mut self, idx: usize) {
-        let s = &mut self.shards[idx];
-        s.busy = true;
+    /// Reads the lease (`Step::Probe`).
+    fn probe(&self, idx: usize) {
+        let s = &self.shards[idx];
         let (node, name) = (Arc::clone(&self.node), s.name.clone());
         self.spawn_op(async move {
             let free =
@@ -561,12 +535,9 @@ impl Driver {
     }
 
     /// Stops the shard's activations, then releases the lease and tells
-    /// the peers.
-    fn hand_over(&mut self, idx: usize, now: Instant) {
-        let s = &mut self.shards[idx];
-        let kill_at = s.stop_deadline(now);
-        let Some(epoch) = s.fsm.start_release() else { return };
-        s.busy = true;
+    /// the peers (`Step::HandOver`).
+    fn hand_over(&self, idx: usize, epoch: Epoch, kill_at: Instant) {
+        let s = &self.shards[idx];
         tracing::debug!(lease = %s.name, %epoch, "handing the shard over");
         self.node.counters.lease_event("handed_over");
         let stopping = s.host.revoke(s.shard, ExitReason::Shutdown, kill_at);
@@ -594,13 +565,11 @@ impl Driver {
     /// Graceful shutdown: stop every held shard's activations, release the
     /// leases, tell the peers; then wait (bounded) for acquisitions in
     /// flight and give back any that succeed.
-    async fn shutdown(&mut self, done_rx: &mut mpsc::UnboundedReceiver<Done>) {
-        let now = Instant::now();
+    async fn shutdown(&mut self, done_rx: &mut mpsc::UnboundedReceiver<Done>, now: Instant) {
         let mut stopping = Vec::new();
         let mut releases = Vec::new();
         for s in &mut self.shards {
-            let kill_at = s.stop_deadline(now);
-            if let Some(epoch) = s.fsm.start_release() {
+            if let Some((epoch, kill_at)) = s.plan.start_shutdown(now, s.host.stop_timeout()) {
                 stopping.push((
                     s.host.revoke(s.shard, ExitReason::Shutdown, kill_at),
                     s.host.id().to_string(),
@@ -624,39 +593,23 @@ impl Driver {
         }
         // Acquisitions and handovers in flight: give back what they win.
         let bound = Instant::now() + self.node.cfg.lease_store_timeout;
-        while self.shards.iter().any(|s| s.busy && s.fsm.phase() != Phase::Free) {
+        while self.shards.iter().any(|s| s.plan.in_flight()) {
             match tokio::time::timeout_at(bound, done_rx.recv()).await {
                 Ok(Some(Done::Acquired { idx, result, .. })) => {
                     let s = &mut self.shards[idx];
-                    s.busy = false;
-                    s.fsm.abandon();
-                    if let Acquired::Release(epoch) = s.fsm.on_acquired(result, Instant::now(), false) {
+                    if let Some(epoch) = s.plan.on_acquired_at_shutdown(result, Instant::now()) {
                         let name = s.name.clone();
                         let release = self.node.store.release(&name, &self.node.session, epoch);
                         let _ = tokio::time::timeout(self.node.cfg.lease_store_timeout, release).await;
                     }
                 }
-                Ok(Some(Done::Released { idx })) => {
-                    let s = &mut self.shards[idx];
-                    s.busy = false;
-                    s.fsm.on_released();
-                }
-                Ok(Some(Done::Probed { idx, .. })) => self.shards[idx].busy = false,
-                Ok(Some(Done::Stopped { idx })) => self.shards[idx].stopping = false,
+                Ok(Some(Done::Released { idx })) => self.shards[idx].plan.on_released(),
+                Ok(Some(Done::Probed { idx, .. })) => self.shards[idx].plan.on_probe_ended(),
+                Ok(Some(Done::Stopped { idx })) => self.shards[idx].plan.on_stopped(),
                 Ok(Some(Done::Renewed { .. })) => {}
                 Ok(None) | Err(_) => break,
             }
         }
-    }
-}
-
-impl ShardState {
-    /// When activations still running after a stop request are killed: the
-    /// registry's stop timeout, but never past the lease's local deadline
-    /// (renewals stop while a shard is being released).
-    fn stop_deadline(&self, now: Instant) -> Instant {
-        let by_timeout = now + self.host.stop_timeout();
-        self.fsm.held().map_or(by_timeout, |h| by_timeout.min(h.deadline))
     }
 }
 

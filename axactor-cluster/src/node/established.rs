@@ -7,6 +7,10 @@
 //!                     the data queue in turn ─▶ Sealer ─▶ link tx (Priority::Data)
 //! ```
 //!
+//! The reader does the I/O; what it does on each event (liveness,
+//! heartbeats, how a frame is answered, why the connection ends) is decided
+//! by `crate::conn_rules`.
+//!
 //! Sequence numbers are strictly consecutive, so the writer is the only
 //! owner of the `Sealer` and hands every sealed frame to the link with one
 //! priority: the overlay never reorders them. Both queues are bounded; a
@@ -43,13 +47,15 @@ use super::routing::{OutKind, Outbound, PeerQueues, Response};
 use super::shared::{PeerHandle, PeerStats, Shared};
 use super::table::{Admit, ConnId, Entry, PeerDirection};
 use super::writer::{ConnShared, Queues, saturating_decrement, write_loop};
+use crate::conn_rules::{
+    Accounting, Close, ConnRules, Control, PollOrder, Step, TellAnswer, Wake, accounting, rejection_label, tell_answer,
+};
 use crate::env::NodeEvent;
 use crate::handshake::Established;
 use crate::host::MonitorSink;
 use crate::id::{NodeId, SessionId};
 use crate::overlay::{Link, LinkReceiver, LinkSender};
 use crate::session::Opener;
-use crate::wire::hello::MONITOR_IDENTITY_VERSION;
 use crate::wire::{
     Body, ControlMsg, DataMsg, DataRef, DownReason, Envelope, EnvelopeRef, OutFrame, Rejection, decode_body,
     decode_envelope_ref,
@@ -66,9 +72,6 @@ pub const OWED_RESPONSE_CAPACITY: usize = 16_384;
 /// Frames the reader handles in a row once one has arrived (those already
 /// received), before it checks its other events again.
 const READ_BATCH: usize = 64;
-/// One reader pass in this many polls the reader's other events (stop,
-/// replacement, heartbeat) before its frames.
-const EVENTS_FIRST_EVERY: u32 = 16;
 /// How long a gracefully closing connection waits for the peer's end.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -130,6 +133,7 @@ pub(crate) async fn run(
     let writer = node.env.spawn(write_loop(Arc::clone(&node), conn, sealer, tx.clone(), queues).in_current_span());
     let reader = async {
         let owed = Arc::new(Semaphore::new(OWED_RESPONSE_CAPACITY));
+        let rules = ConnRules::new(node.cfg.node_ttl, stats.last_seen_ms.load(Ordering::Relaxed), est.version);
         let reader = Reader {
             node: &node,
             tx: &tx,
@@ -141,7 +145,7 @@ pub(crate) async fn run(
             conn,
             peer: peer.clone(),
             shared: &shared,
-            version: est.version,
+            rules,
             weak: Arc::downgrade(&node),
         };
         let end = reader.run(&mut rx, close_rx).await;
@@ -233,15 +237,10 @@ struct Reader<'a> {
     conn: ConnId,
     /// The peer's session (the `peer` field of dispatch spans).
     peer: SessionId,
-    /// The protocol version the session negotiated.
-    version: u16,
+    /// Liveness, heartbeats and dispatch rules (see `conn_rules`).
+    rules: ConnRules,
     /// The node, for the monitors peers place here (see `MonitorSink`).
     weak: std::sync::Weak<Shared>,
-}
-
-enum Flow {
-    Continue,
-    Goodbye,
 }
 
 /// What woke the reader.
@@ -257,20 +256,14 @@ impl Reader<'_> {
         let node = self.node;
         let mut heartbeat = tokio::time::interval(node.cfg.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let ttl_ms = u64::try_from(node.cfg.node_ttl.as_millis()).unwrap_or(u64::MAX);
         // Created once, not per frame: each creation registers and removes a waiter.
         let stopped = node.stop.wait_for(|s| *s);
         let replaced = close.changed();
         tokio::pin!(stopped, replaced);
-        let mut passes = 0u32;
         loop {
-            // Frames first on most passes: when one is there, the other
-            // events are not polled (each poll of a waiting `watch` or timer
-            // takes a lock). Every `EVENTS_FIRST_EVERY`-th pass puts them
-            // first, so a flood of frames cannot starve a stop, a
-            // replacement or the heartbeat.
-            passes = passes.wrapping_add(1);
-            let event = if !passes.is_multiple_of(EVENTS_FIRST_EVERY) {
+            // Frames first on most passes; the other events first on some,
+            // so a flood of frames cannot starve them (see `PollOrder`).
+            let event = if self.rules.next_order() == PollOrder::FramesFirst {
                 tokio::select! {
                     biased;
                     frame = rx.recv() => Event::Frame(frame),
@@ -287,32 +280,48 @@ impl Reader<'_> {
                     frame = rx.recv() => Event::Frame(frame),
                 }
             };
-            match event {
-                Event::Frame(frame) => {
-                    if let Some(end) = self.on_frames(frame, rx).await {
+            let wake = match event {
+                Event::Frame(Some(first)) => {
+                    if let Some(end) = self.on_frames(first, rx).await {
                         return end;
                     }
+                    continue;
                 }
-                Event::Stop => {
-                    self.queue_control(ControlMsg::Goodbye);
-                    return End::Graceful;
-                }
+                Event::Frame(None) => Wake::LinkEnded,
+                Event::Stop => Wake::Stop,
                 // A send of `true` or the handle being dropped: replaced.
-                Event::Replaced => {
-                    tracing::debug!("connection replaced; closing");
-                    return End::Abrupt;
-                }
-                Event::Tick => {
-                    let now = node.now_ms();
-                    if now.saturating_sub(self.stats.last_seen_ms.load(Ordering::Relaxed)) > ttl_ms {
-                        bump(&node.counters.heartbeat_timeouts);
-                        tracing::debug!("peer silent for node_ttl; closing");
-                        return End::Abrupt;
-                    }
-                    self.queue_control(ControlMsg::Heartbeat { sent_at_ms: now });
-                }
+                Event::Replaced => Wake::Replaced,
+                Event::Tick => Wake::Tick { now_ms: node.now_ms() },
+            };
+            match self.rules.on_wake(wake) {
+                Step::Send(msg) => self.queue_control(msg),
+                Step::Close(close) => return self.closing(close),
             }
         }
+    }
+
+    /// Counts and logs why the connection ends; returns how it ends.
+    fn closing(&self, close: Close) -> End {
+        let node = self.node;
+        match close {
+            Close::Shutdown => self.queue_control(ControlMsg::Goodbye),
+            Close::PeerGoodbye => {
+                bump(&node.counters.goodbyes_received);
+                tracing::debug!("peer said goodbye");
+            }
+            Close::LinkEnded => tracing::debug!("link ended"),
+            Close::Replaced => tracing::debug!("connection replaced; closing"),
+            Close::Silent => {
+                bump(&node.counters.heartbeat_timeouts);
+                tracing::debug!("peer silent for node_ttl; closing");
+            }
+            Close::BadFrame(label) => {
+                node.counters.frame_rejected(label);
+                tracing::debug!(reason = label, "bad frame; closing");
+                self.tx.close();
+            }
+        }
+        if close.is_graceful() { End::Graceful } else { End::Abrupt }
     }
 
     /// Handles `first` and the frames already received after it (at most
@@ -324,13 +333,10 @@ impl Reader<'_> {
     /// peer that keeps the link full makes the reader yield after a bounded
     /// number of frames: the lease driver, activations and other readers
     /// on the same worker run in between, however fast frames arrive.
-    async fn on_frames(&mut self, first: Option<Bytes>, rx: &mut LinkReceiver) -> Option<End> {
-        let Some(body) = first else {
-            tracing::debug!("link ended");
-            return Some(End::Abrupt);
-        };
+    async fn on_frames(&mut self, body: Bytes, rx: &mut LinkReceiver) -> Option<End> {
         // One clock read per batch of frames.
         let now = self.node.now_ms();
+        self.rules.on_frames(now);
         self.stats.last_seen_ms.store(now, Ordering::Relaxed);
         self.handle(&body, now)?;
         for _ in 1..READ_BATCH {
@@ -343,16 +349,11 @@ impl Reader<'_> {
 
     /// Handles one frame received at `now` (ms); `Some` if the connection ends with it.
     fn handle(&mut self, frame: &Bytes, now: u64) -> Option<End> {
-        match self.on_frame(frame, now) {
-            Ok(Flow::Continue) => None,
-            Ok(Flow::Goodbye) => Some(End::Graceful),
-            Err(label) => {
-                self.node.counters.frame_rejected(label);
-                tracing::debug!(reason = label, "bad frame; closing");
-                self.tx.close();
-                Some(End::Abrupt)
-            }
-        }
+        let close = match self.on_frame(frame, now) {
+            Ok(close) => close?,
+            Err(label) => Close::BadFrame(label),
+        };
+        Some(self.closing(close))
     }
 
     fn queue_control(&self, msg: ControlMsg) {
@@ -409,7 +410,7 @@ impl Reader<'_> {
         placed: Result<u64, (MonitorSink, DownReason)>,
     ) {
         match placed {
-            Ok(activation) if self.version >= MONITOR_IDENTITY_VERSION => {
+            Ok(activation) if self.rules.confirms_monitors() => {
                 self.queue_control(ControlMsg::Monitored { request_id, activation });
             }
             Ok(_) => {}
@@ -419,17 +420,7 @@ impl Reader<'_> {
 
     /// Counts a rejection; returns its label.
     fn count_rejection(&self, reason: &Rejection) -> &'static str {
-        let label = match reason {
-            Rejection::NotOwner { .. } => "not_owner",
-            Rejection::StaleEpoch { .. } => "stale_epoch",
-            Rejection::UnknownSession => "unknown_session",
-            Rejection::MailboxFull => "mailbox_full",
-            Rejection::ActorClosed => "actor_closed",
-            Rejection::Unauthorized => "unauthorized",
-            Rejection::BadPayload => "bad_payload",
-            Rejection::Overloaded => "overloaded",
-            Rejection::WrongShard { .. } => "wrong_shard",
-        };
+        let label = rejection_label(reason);
         self.node.counters.request_rejected(label);
         self.node.emit(|| NodeEvent::Rejected { reason: label });
         tracing::debug!(reason = label, "request rejected before execution");
@@ -475,7 +466,9 @@ impl Reader<'_> {
         }
     }
 
-    fn on_frame(&mut self, frame: &Bytes, now: u64) -> Result<Flow, &'static str> {
+    /// Opens, decodes and dispatches one frame; `Ok(Some)` if the
+    /// connection ends with it, `Err` with its label if it is bad.
+    fn on_frame(&mut self, frame: &Bytes, now: u64) -> Result<Option<Close>, &'static str> {
         let (seq, payload, mac) = match decode_body(frame).map_err(|e| codec_label(&e))? {
             Body::Sealed { seq, payload, mac } => (seq, payload, mac),
             _ => return Err("handshake_after_auth"),
@@ -483,30 +476,34 @@ impl Reader<'_> {
         self.opener.open_parts(seq, payload, mac).map_err(|e| e.label())?;
         let env = decode_envelope_ref(payload).map_err(|e| codec_label(&e))?;
         match env {
-            EnvelopeRef::Control(msg) => self.on_control(msg, now),
+            EnvelopeRef::Control(msg) => Ok(self.on_control(msg, now)),
             EnvelopeRef::Data(msg) => {
                 self.on_data(msg, frame);
-                Ok(Flow::Continue)
+                Ok(None)
             }
         }
     }
 
-    fn on_control(&mut self, msg: ControlMsg, now: u64) -> Result<Flow, &'static str> {
-        let node = self.node;
-        match msg {
-            ControlMsg::Heartbeat { sent_at_ms } => {
-                self.queue_control(ControlMsg::HeartbeatAck { echo_ms: sent_at_ms });
-            }
-            ControlMsg::HeartbeatAck { echo_ms } => {
-                let rtt_us = now.saturating_sub(echo_ms).saturating_mul(1000);
+    /// A control message; `Some` if the connection ends with it.
+    fn on_control(&mut self, msg: ControlMsg, now: u64) -> Option<Close> {
+        match self.rules.on_control(msg, now) {
+            Control::Send(answer) => self.queue_control(answer),
+            Control::Rtt { rtt_us } => {
                 self.stats.rtt_us.store(rtt_us, Ordering::Relaxed);
                 self.stats.heartbeats_acked.fetch_add(1, Ordering::Relaxed);
             }
-            ControlMsg::Goodbye => {
-                bump(&node.counters.goodbyes_received);
-                tracing::debug!("peer said goodbye");
-                return Ok(Flow::Goodbye);
-            }
+            Control::Close(close) => return Some(close),
+            Control::Dispatch(msg) => self.dispatch_control(msg),
+        }
+        None
+    }
+
+    /// A control message for the node (monitors, lease notices, hosting).
+    fn dispatch_control(&self, msg: ControlMsg) {
+        let node = self.node;
+        match msg {
+            // Answered by the connection's rules.
+            ControlMsg::Heartbeat { .. } | ControlMsg::HeartbeatAck { .. } | ControlMsg::Goodbye => {}
             ControlMsg::Monitor { request_id, registry, key } => {
                 let sink = self.monitor_sink(request_id);
                 let host = node.hosts.read().get(&registry).cloned();
@@ -538,20 +535,17 @@ impl Reader<'_> {
             // The decoder refused a list over `MAX_HOSTED_REGISTRIES` already.
             ControlMsg::Hosting { registries } => node.peer_hosting(&self.stats, registries),
         }
-        Ok(Flow::Continue)
     }
 
     /// A data-plane message; `frame` is the frame `msg` borrows from.
     fn on_data(&self, msg: DataRef<'_>, frame: &Bytes) {
         let node = self.node;
-        match msg {
-            DataRef::Reply { .. } | DataRef::Ack { .. } | DataRef::Rejected { .. } | DataRef::Canceled { .. } => {
-                saturating_decrement(&self.shared.outstanding);
-            }
-            DataRef::Ask { .. } | DataRef::Tell { ack_id: Some(_), .. } => {
+        match accounting(&msg) {
+            Accounting::AnswersOurs => saturating_decrement(&self.shared.outstanding),
+            Accounting::OwedAnswer => {
                 self.shared.owed_to_peer.fetch_add(1, Ordering::Relaxed);
             }
-            DataRef::Tell { ack_id: None, .. } => {}
+            Accounting::OneWay => {}
         }
         match msg {
             DataRef::Tell { registry, shard, epoch, key, payload, ack_id } => {
@@ -563,18 +557,20 @@ impl Reader<'_> {
                         bump(&node.counters.data_rejected_no_registry);
                     }),
                 };
-                let label = match (outcome, ack_id) {
-                    (Ok(()), Some(ack_id)) => {
+                let label = match tell_answer(outcome, ack_id) {
+                    TellAnswer::Ack { ack_id } => {
                         self.queue_data(DataMsg::Ack { ack_id });
                         ACCEPTED
                     }
-                    (Ok(()), None) => ACCEPTED,
-                    (Err(reason), ack_id) => {
+                    TellAnswer::Accepted => ACCEPTED,
+                    TellAnswer::Reject { request_id, reason } => {
                         let label = self.count_rejection(&reason);
-                        match ack_id {
-                            Some(request_id) => self.queue_data(DataMsg::Rejected { request_id, reason }),
-                            None => node.counters.dropped("unacked_tell_rejected"),
-                        }
+                        self.queue_data(DataMsg::Rejected { request_id, reason });
+                        label
+                    }
+                    TellAnswer::DropUnacked { reason } => {
+                        let label = self.count_rejection(&reason);
+                        node.counters.dropped("unacked_tell_rejected");
                         label
                     }
                 };

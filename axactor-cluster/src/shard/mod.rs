@@ -1,9 +1,13 @@
 //! Shards: how keys map to shards, how a shard's lease is held (a pure
-//! state machine), and where shards should live (rendezvous placement with
-//! bounded moves). The drivers that act on these decisions live in
-//! `crate::manager` (leases) and `crate::host` (activations).
+//! state machine), what the lease driver does about each shard
+//! (`lease_plan`), when a message may reach a shard's activations
+//! (`fence_rule`), and where shards should live (rendezvous placement with
+//! bounded moves). All pure; the drivers that act on these decisions live
+//! in `crate::manager` (leases) and `crate::host` (activations).
 
+pub(crate) mod fence_rule;
 pub(crate) mod lease_fsm;
+pub(crate) mod lease_plan;
 pub(crate) mod placement;
 
 /// A stable 64-bit hash (FNV-1a). Stable across processes, platforms and
