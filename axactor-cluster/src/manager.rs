@@ -38,18 +38,18 @@
 //! operations carry their `outcome`.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axactor::ExitReason;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::Instrument;
 
 use crate::env::NodeEvent;
-use crate::host::HostedRegistry;
+use crate::hosted::HostedRegistry;
 use crate::lease::{Epoch, GroupGrant, LeaseGroup};
-use crate::node::Shared;
+use crate::node::hosts::DriverCmd;
+use crate::node::shared::Shared;
 use crate::shard::lease_fsm::{Acquired, Action, LeaseTimes, Phase, ShardLease};
 use crate::shard::lease_name;
 use crate::shard::placement::{MemberState, MemberView, MovePacer, Standing, assign, standing};
@@ -57,13 +57,6 @@ use crate::wire::ControlMsg;
 
 /// Store answers applied per pass of the driver's loop, at most.
 const DONE_BATCH: usize = 256;
-
-/// Commands to the driver.
-#[derive(Debug)]
-pub(crate) enum Cmd {
-    /// Stop every activation, release every lease, then answer and end.
-    Shutdown(oneshot::Sender<()>),
-}
 
 struct ShardState {
     host: Arc<dyn HostedRegistry>,
@@ -123,7 +116,7 @@ struct Driver {
 }
 
 /// Runs the driver until shutdown.
-pub(crate) async fn run(node: Arc<Shared>, mut cmds: mpsc::Receiver<Cmd>) {
+pub(crate) async fn run(node: Arc<Shared>, mut cmds: mpsc::Receiver<DriverCmd>) {
     let cfg = &node.cfg;
     let times = LeaseTimes::new(cfg.lease_ttl, cfg.renew_interval);
     let pacer = MovePacer::new(cfg.rebalance_settle, cfg.renew_interval, cfg.max_moves_per_interval, Instant::now());
@@ -143,7 +136,7 @@ pub(crate) async fn run(node: Arc<Shared>, mut cmds: mpsc::Receiver<Cmd>) {
     };
     loop {
         d.sync_registries();
-        let renew = !node.renewal_paused.load(Ordering::Relaxed);
+        let renew = !node.hosts.renewal_paused();
         let wake = d.shards.iter().filter_map(|s| s.fsm.next_wakeup(renew)).min();
         let far = Instant::now() + Duration::from_secs(3600);
         let mut place = false;
@@ -151,7 +144,7 @@ pub(crate) async fn run(node: Arc<Shared>, mut cmds: mpsc::Receiver<Cmd>) {
         tokio::select! {
             biased;
             cmd = cmds.recv() => {
-                let reply = cmd.map(|Cmd::Shutdown(reply)| reply);
+                let reply = cmd.map(|DriverCmd::Shutdown(reply)| reply);
                 d.shutdown(&mut done_rx).await;
                 if let Some(reply) = reply {
                     let _ = reply.send(());
@@ -170,7 +163,7 @@ pub(crate) async fn run(node: Arc<Shared>, mut cmds: mpsc::Receiver<Cmd>) {
                 }
             }
             _ = tokio::time::sleep_until(wake.unwrap_or(far)) => {}
-            _ = node.kick.notified() => place = true,
+            _ = node.hosts.kicked() => place = true,
             _ = tick.tick() => { place = true; passivate = true; }
         }
         d.poll_all(renew);
@@ -211,7 +204,7 @@ impl Driver {
             self.registries += 1;
             // Read the members afresh before placing the new shards.
             self.fresh_after = self.fresh_after.max(Instant::now());
-            self.node.dial_kick.notify_one();
+            self.node.peers.kick_dials();
         }
     }
 
@@ -509,13 +502,13 @@ impl Driver {
 
     /// This node's standing (see [`standing`]), from what the node knows now.
     fn standing(&self, now: Instant) -> Standing {
-        let snap = self.node.members.snapshot();
-        let authenticated = self.node.table.lock().iter().map(|e| e.session.node.clone()).collect();
+        let snap = self.node.peers.members().snapshot();
+        let authenticated = self.node.peers.table().iter().map(|e| e.session.node.clone()).collect();
         let holding = self.shards.iter().any(|s| !matches!(s.fsm.phase(), Phase::Free | Phase::Acquiring { .. }));
         let cfg = &self.node.cfg;
         let members_fresh = snap.last_read.is_some_and(|at| at >= self.fresh_after);
         if !members_fresh {
-            self.node.members.await_read();
+            self.node.peers.members().await_read();
         }
         standing(&MemberView {
             members_fresh,
@@ -533,7 +526,7 @@ impl Driver {
     /// [`MemberState::Excluded`].
     fn note_standing(&mut self, standing: &Standing) {
         self.member = standing.state == MemberState::Member;
-        let before = self.node.members.set_state(standing.state);
+        let before = self.node.peers.members().set_state(standing.state);
         if before == standing.state {
             return;
         }

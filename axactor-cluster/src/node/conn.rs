@@ -29,8 +29,8 @@ use tracing::Instrument;
 
 use super::established;
 use super::inspect::{bump, codec_label};
-use super::loops::HandshakeSlot;
 use super::members::auth_failure_reason;
+use super::peers::HandshakeSlot;
 use super::shared::Shared;
 use super::table::PeerDirection;
 use crate::env::NodeEvent;
@@ -147,7 +147,7 @@ pub(crate) async fn run(node: Arc<Shared>, mut link: Link, role: Role, permit: O
             }
         };
         tracing::Span::current().record("peer", tracing::field::display(&est.peer));
-        node.members.auth_ok(&est.peer.node);
+        node.peers.members().auth_ok(&est.peer.node);
         bump(&node.counters.handshakes_established);
         tracing::debug!(version = est.version, "authenticated");
         established::run(node, link, est, direction, dialled).await;
@@ -219,7 +219,7 @@ async fn handshake(node: &Shared, link: &mut Link, role: &Role) -> Result<Establ
     loop {
         let body = tokio::select! {
             biased;
-            _ = node.stop.wait_for(|s| *s) => return Err(None),
+            _ = node.tasks.stopped() => return Err(None),
             () = sleep_until(machine.next_deadline()) => {
                 let err = machine.on_tick(Instant::now()).err().unwrap_or(HandshakeError::TimedOut);
                 return Err(refuse(link, &err));

@@ -22,8 +22,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
+use super::in_flight::Response;
+use super::queues::{OutKind, Outbound};
 use super::replies::Replies;
-use super::routing::{OutKind, Outbound, Response};
 use super::shared::Shared;
 use super::table::ConnId;
 use crate::overlay::{LinkSender, Priority};
