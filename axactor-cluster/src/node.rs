@@ -13,10 +13,26 @@
 //!  └─ conn task (established) = reader + writer (one Sealer), heartbeats
 //! ```
 //!
+//! Layers, each importing only the ones below it:
+//!
+//! ```text
+//! façade    node.rs (ClusterNode), lib.rs
+//! drivers   node/{loops,conn,established,writer,metrics_export}.rs, manager.rs (leases),
+//!           client.rs (a request of this node: owner, send, retries), host.rs (activations)
+//! context   node/shared.rs (Shared: identity, config, env, counters + the owners;
+//!           the operations that span owners)
+//! owners    node/{peers,in_flight,owner_cache,remote_monitors,hosts,tasks}.rs:
+//!           one piece of state each, fields private to the file
+//! parts     node/{table,members,sources,queues,inspect,events,replies}.rs, hosted.rs,
+//!           env.rs (types, pure rules, per-part state), and the pure cores below
+//!           them (handshake, wire, shard, session)
+//! ```
+//!
 //! Decisions live in pure parts: the handshake machines
 //! ([`crate::handshake`]), the peer table's replacement rules
-//! (`node/table.rs`), the backoff (`node/shared.rs`). The drivers own links,
-//! timers and spawning.
+//! (`node/table.rs`), the re-dial backoff (`node/peers.rs`), the writer's
+//! write mode (`node/writer.rs`). The drivers own links, timers and
+//! spawning.
 //!
 //! Shutdown order: (1) the stop signal is set: the accept loop drops the
 //! listener, the membership loop stops dialling, handshakes in progress are

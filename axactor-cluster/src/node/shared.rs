@@ -65,7 +65,7 @@ pub(crate) struct Shared {
     pub(crate) owners: OwnerCache,
     pub(crate) monitors: RemoteMonitors,
     pub(crate) hosts: Hosts,
-    pub(crate) tasks: Arc<Tasks>,
+    pub(crate) tasks: Tasks,
     /// When the node started (`now_ms` counts from here).
     epoch: Instant,
 }

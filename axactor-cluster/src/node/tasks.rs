@@ -19,20 +19,27 @@ use crate::signal::Signal;
 pub(crate) struct Tasks {
     /// `true` once shutdown has begun.
     stop: Signal<bool>,
-    /// Mirrors `stop` (set first), for the hot paths.
+    /// Mirrors `stop` (set first), for the hot paths (inline in the node's
+    /// context: one load per request).
     stopping: AtomicBool,
+    /// The tracked tasks (shared with each task's guard).
+    set: Arc<TaskSet>,
+}
+
+/// The tracked tasks by id, with their abort handles once known.
+#[derive(Debug)]
+struct TaskSet {
     next_task: AtomicU64,
     tasks: watch::Sender<BTreeMap<u64, Option<AbortHandle>>>,
 }
 
 impl Tasks {
-    pub(crate) fn new() -> Arc<Tasks> {
-        Arc::new(Tasks {
+    pub(crate) fn new() -> Tasks {
+        Tasks {
             stop: Signal::new(false),
             stopping: AtomicBool::new(false),
-            next_task: AtomicU64::new(0),
-            tasks: watch::Sender::new(BTreeMap::new()),
-        })
+            set: Arc::new(TaskSet { next_task: AtomicU64::new(0), tasks: watch::Sender::new(BTreeMap::new()) }),
+        }
     }
 
     /// Whether the node's stop has begun.
@@ -59,19 +66,19 @@ impl Tasks {
 
     /// Spawns `fut` through `env` as a tracked task (one [`Tasks::join`]
     /// waits for, and aborts after its bound).
-    pub(crate) fn spawn(self: &Arc<Self>, env: &Env, fut: impl Future<Output = ()> + Send + 'static) {
-        let id = self.next_task.fetch_add(1, Ordering::Relaxed);
-        let guard = TaskGuard { tasks: Arc::clone(self), id };
+    pub(crate) fn spawn(&self, env: &Env, fut: impl Future<Output = ()> + Send + 'static) {
+        let id = self.set.next_task.fetch_add(1, Ordering::Relaxed);
+        let guard = TaskGuard { set: Arc::clone(&self.set), id };
         // The entry exists before the task can end (and remove it); the abort
         // handle is filled in afterwards, unless the task is already gone.
-        self.tasks.send_modify(|tasks| {
+        self.set.tasks.send_modify(|tasks| {
             tasks.insert(id, None);
         });
         let handle = env.spawn(async move {
             let _guard = guard;
             fut.await;
         });
-        self.tasks.send_if_modified(|tasks| {
+        self.set.tasks.send_if_modified(|tasks| {
             if let Some(slot) = tasks.get_mut(&id) {
                 *slot = Some(handle.abort_handle());
             }
@@ -81,7 +88,7 @@ impl Tasks {
 
     /// Aborts every tracked task at once.
     pub(crate) fn abort_all(&self) {
-        for handle in self.tasks.borrow().values().flatten() {
+        for handle in self.set.tasks.borrow().values().flatten() {
             handle.abort();
         }
     }
@@ -92,7 +99,7 @@ impl Tasks {
     /// # Cancel safety
     /// Cancel safe: dropping it only stops the waiting.
     pub(crate) async fn join(&self, bound: Duration) -> bool {
-        let mut rx = self.tasks.subscribe();
+        let mut rx = self.set.tasks.subscribe();
         let done = tokio::time::timeout(bound, rx.wait_for(BTreeMap::is_empty)).await.is_ok();
         if !done {
             self.abort_all();
@@ -103,13 +110,13 @@ impl Tasks {
 
 /// Removes its task's entry when the task ends (or is dropped unpolled).
 struct TaskGuard {
-    tasks: Arc<Tasks>,
+    set: Arc<TaskSet>,
     id: u64,
 }
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {
-        self.tasks.tasks.send_if_modified(|tasks| tasks.remove(&self.id).is_some());
+        self.set.tasks.send_if_modified(|tasks| tasks.remove(&self.id).is_some());
     }
 }
 
