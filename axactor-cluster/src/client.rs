@@ -55,6 +55,10 @@ use crate::node::shared::Shared;
 use crate::shard::{lease_name, shard_of};
 use crate::wire::{ControlMsg, DataOut, OutFrame, Rejection};
 
+/// The `tracing` target of requests' spans and events: the one operators
+/// filter on (docs/operations.md, "Spans"), whatever this file is named.
+const TARGET: &str = "axactor_cluster::route";
+
 /// Attempts per request before the last definite error is returned.
 pub const MAX_ATTEMPTS: u32 = 16;
 /// First retry delay; doubles per attempt up to [`MAX_RETRY_DELAY`].
@@ -291,7 +295,7 @@ impl<A: HostedActor> Route<A> {
                 Err(RemoteError::NoOwner)
             }
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, "owner lookup failed");
+                tracing::debug!(target: TARGET, error = %e, "owner lookup failed");
                 Err(RemoteError::NoOwner)
             }
             Err(_) => Err(RemoteError::NoOwner),
@@ -344,7 +348,7 @@ impl<A: HostedActor> Route<A> {
             if n >= MAX_ATTEMPTS || next >= deadline || self.node.is_stopping() {
                 return Err(err);
             }
-            tracing::trace!(registry = %self.registry(), key, error = %err, attempt = n, "retrying");
+            tracing::trace!(target: TARGET, registry = %self.registry(), key, error = %err, attempt = n, "retrying");
             self.node.emit(|| NodeEvent::Retried {
                 registry: self.registry().to_string(),
                 key: key.to_string(),
@@ -357,6 +361,7 @@ impl<A: HostedActor> Route<A> {
     /// The span of one remote request (see the module docs).
     fn request_span(&self, kind: &'static str, key: &Arc<str>, shard: u32) -> Span {
         tracing::debug_span!(
+            target: TARGET,
             "request",
             kind,
             registry = self.registry(),

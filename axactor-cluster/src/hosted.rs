@@ -168,3 +168,53 @@ pub(crate) trait HostedRegistry: Send + Sync + 'static {
     /// count), or not (`None`).
     fn set_count_conflict(&self, theirs: Option<u64>);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::node::table::ConnId;
+
+    #[derive(Debug)]
+    struct Node {
+        env: Env,
+        dropped: AtomicUsize,
+    }
+
+    impl MonitorNode for Node {
+        fn env(&self) -> &Env {
+            &self.env
+        }
+
+        fn dropped(&self, label: &'static str) {
+            assert_eq!(label, "down_connection_closed");
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_local_sink_gets_its_event() {
+        let (tx, mut rx) = mpsc::channel(1);
+        MonitorSink::Local { tx }.fire("r", "k", DownReason::LeaseLost);
+        let event = DownEvent { registry: "r".into(), key: "k".into(), reason: DownReason::LeaseLost };
+        assert_eq!(rx.try_recv(), Ok(event));
+    }
+
+    #[tokio::test]
+    async fn a_remote_down_waits_for_room_and_a_closed_connection_is_counted() {
+        let node = Arc::new(Node { env: Env::production(), dropped: AtomicUsize::new(0) });
+        let weak = Arc::downgrade(&node);
+        let sink = |tx| MonitorSink::Remote { tx, request_id: 9, conn: ConnId(1), node: weak.clone() };
+        let (tx, mut rx) = mpsc::channel(1);
+        tx.try_send(ControlMsg::Goodbye).unwrap();
+        sink(tx.clone()).fire("r", "k", DownReason::Stopped);
+        assert!(matches!(rx.recv().await, Some(ControlMsg::Goodbye)));
+        let down = rx.recv().await;
+        assert!(matches!(down, Some(ControlMsg::Down { request_id: 9, reason: DownReason::Stopped })));
+        drop(rx);
+        sink(tx).fire("r", "k", DownReason::Stopped);
+        assert_eq!(node.dropped.load(Ordering::Relaxed), 1);
+    }
+}

@@ -1,7 +1,10 @@
 //! What `#[actor(remote)]` generates code against: the [`RemoteActor`]
 //! trait (the actor's wire contract plus the conversions between contract
 //! values and local messages) and [`RemoteHandle`], the routing handle every
-//! generated `XRemoteRef` wraps.
+//! generated `XRemoteRef` wraps. Every `RemoteActor` is a
+//! `HostedActor` (the part of the trait hosting uses, in `hosted.rs`), so
+//! the host and the client side of routing (`client.rs`) never name this
+//! file.
 //!
 //! A [`RemoteHandle`] names a key of a keyed registry (or a singleton). Each
 //! call maps the key to its shard, finds the shard's owner and its epoch, and
