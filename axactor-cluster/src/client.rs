@@ -88,6 +88,13 @@ enum Lookup {
     Fresh,
 }
 
+/// The key a request is for, and its shard.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    key: &'a Arc<str>,
+    shard: u32,
+}
+
 /// What one remote attempt asks for.
 enum Kind {
     Ask,
@@ -393,7 +400,7 @@ impl<A: HostedActor> Route<A> {
         let result = in_span(
             &span,
             self.with_retries(key, started, deadline, &span, retry, |lookup| {
-                self.attempt(key, shard, kind, payload, deadline, lookup, span_ref)
+                self.attempt(Target { key, shard }, kind, payload, deadline, lookup, span_ref)
             }),
         )
         .await;
@@ -403,14 +410,14 @@ impl<A: HostedActor> Route<A> {
 
     async fn attempt(
         &self,
-        key: &Arc<str>,
-        shard: u32,
+        to: Target<'_>,
         kind: &Kind,
         payload: &[u8],
         deadline: Instant,
         lookup: Lookup,
         span: &Span,
     ) -> Result<Bytes, RemoteError> {
+        let Target { key, shard } = to;
         // The shard may have moved here since the first try (which the
         // caller's local path has just checked).
         if lookup == Lookup::Fresh && self.host.usable(shard) {
@@ -559,8 +566,7 @@ impl<A: HostedActor> Route<A> {
         }
         let (link, holder, epoch) = self.owner_link(shard, lookup).await?;
         record_owner(span, &holder, epoch);
-        let msg =
-            DataOut::Tell { registry: self.registry(), shard: shard, epoch: epoch.0, key: key, payload, ack_id: None };
+        let msg = DataOut::Tell { registry: self.registry(), shard, epoch: epoch.0, key, payload, ack_id: None };
         let frame = self.encode(msg)?;
         queue(&link.data, Outbound { frame, kind: OutKind::Other }, deadline).await
     }

@@ -208,7 +208,7 @@ mod tests {
         let weak = Arc::downgrade(&node);
         let sink = |tx| MonitorSink::Remote { tx, request_id: 9, conn: ConnId(1), node: weak.clone() };
         let (tx, mut rx) = mpsc::channel(1);
-        tx.try_send(ControlMsg::Goodbye).unwrap();
+        tx.try_send(ControlMsg::Goodbye).expect("fits in this test");
         sink(tx.clone()).fire("r", "k", DownReason::Stopped);
         assert!(matches!(rx.recv().await, Some(ControlMsg::Goodbye)));
         let down = rx.recv().await;

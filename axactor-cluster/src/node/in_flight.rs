@@ -184,7 +184,7 @@ mod tests {
     #[test]
     fn a_full_table_refuses_and_a_dropped_guard_frees_its_slot() {
         let (table, counters) = (InFlight::new(1), LiveCounters::default());
-        let (guard, _rx) = table.register(ConnId(1), &counters).unwrap();
+        let (guard, _rx) = table.register(ConnId(1), &counters).expect("fits in this test");
         assert!(matches!(table.register(ConnId(1), &counters), Err(RemoteError::Overloaded)));
         drop(guard);
         assert_eq!(table.len(), 0);
@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn answers_complete_only_on_their_connection() {
         let (table, counters) = (InFlight::new(4), LiveCounters::default());
-        let (guard, mut rx) = table.register(ConnId(1), &counters).unwrap();
+        let (guard, mut rx) = table.register(ConnId(1), &counters).expect("fits in this test");
         table.complete(ConnId(2), guard.id(), Response::Ack, &counters);
         assert_eq!(counters.snapshot().dropped.get("unmatched_response"), Some(&1));
         table.complete(ConnId(1), guard.id(), Response::Ack, &counters);
@@ -207,8 +207,8 @@ mod tests {
     #[test]
     fn a_connection_end_fails_only_its_requests() {
         let (table, counters) = (InFlight::new(4), LiveCounters::default());
-        let (a, mut rx_a) = table.register(ConnId(1), &counters).unwrap();
-        let (b, mut rx_b) = table.register(ConnId(2), &counters).unwrap();
+        let (a, mut rx_a) = table.register(ConnId(1), &counters).expect("fits in this test");
+        let (b, mut rx_b) = table.register(ConnId(2), &counters).expect("fits in this test");
         table.connection_ended(ConnId(1));
         assert!(matches!(rx_a.try_recv(), Err(oneshot::error::TryRecvError::Closed)));
         assert!(matches!(rx_b.try_recv(), Err(oneshot::error::TryRecvError::Empty)));

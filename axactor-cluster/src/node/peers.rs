@@ -332,11 +332,11 @@ mod tests {
         let cfg =
             ClusterConfig { max_pending_handshakes: 2, max_pending_handshakes_per_source: 1, ..Default::default() };
         let peers = Peers::new(session("me"), &cfg);
-        let here = LinkSource::Ip("10.0.0.1".parse().unwrap());
-        let there = LinkSource::Ip("10.0.0.2".parse().unwrap());
-        let first = peers.try_handshake(&here).unwrap();
+        let here = LinkSource::Ip("10.0.0.1".parse().expect("fits in this test"));
+        let there = LinkSource::Ip("10.0.0.2".parse().expect("fits in this test"));
+        let first = peers.try_handshake(&here).expect("fits in this test");
         assert_eq!(peers.try_handshake(&here).err(), Some(SlotRefused::Source));
-        let _second = peers.try_handshake(&there).unwrap();
+        let _second = peers.try_handshake(&there).expect("fits in this test");
         assert_eq!(peers.try_handshake(&LinkSource::Unknown).err(), Some(SlotRefused::Capacity));
         assert_eq!(peers.handshake_sources(), 2);
         drop(first);

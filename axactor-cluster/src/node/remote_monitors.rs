@@ -294,7 +294,7 @@ mod tests {
         let (table, counters) = (RemoteMonitors::new(1), LiveCounters::default());
         let (l, _c) = link(1, MONITOR_IDENTITY_VERSION);
         let (tx, _rx) = mpsc::channel(1);
-        assert!(table.insert(1, &l, watched(), tx.clone(), &counters).unwrap().is_some());
+        assert!(table.insert(1, &l, watched(), tx.clone(), &counters).expect("fits in this test").is_some());
         assert!(matches!(table.insert(2, &l, watched(), tx, &counters), Err(RemoteError::Overloaded)));
         assert_eq!((table.len(), table.max()), (1, 1));
     }
@@ -304,8 +304,9 @@ mod tests {
         let (table, counters) = (RemoteMonitors::new(8), LiveCounters::default());
         let (l, _c) = link(1, MONITOR_IDENTITY_VERSION);
         let (tx, _rx) = mpsc::channel(1);
-        let mut unanswered = table.insert(1, &l, watched(), tx.clone(), &counters).unwrap().unwrap();
-        let _answered = table.insert(2, &l, watched(), tx, &counters).unwrap();
+        let mut unanswered =
+            table.insert(1, &l, watched(), tx.clone(), &counters).expect("fits").expect("version 2: awaits an answer");
+        let _answered = table.insert(2, &l, watched(), tx, &counters).expect("fits in this test");
         table.placed(ConnId(1), 2, 77);
         assert_eq!(table.connection_ended(ConnId(1)), vec![2]);
         assert!(unanswered.try_recv().is_err(), "its monitor() call sees the connection lost");
@@ -324,7 +325,7 @@ mod tests {
         let (table, counters) = (RemoteMonitors::new(8), LiveCounters::default());
         let (old, _c) = link(1, MONITOR_IDENTITY_VERSION);
         let (tx, _rx) = mpsc::channel(1);
-        let _ = table.insert(5, &old, watched(), tx, &counters).unwrap();
+        let _ = table.insert(5, &old, watched(), tx, &counters).expect("fits in this test");
         table.placed(ConnId(1), 5, 9);
         table.connection_ended(ConnId(1));
         let (new, _c2) = link(2, MONITOR_IDENTITY_VERSION);
@@ -343,7 +344,10 @@ mod tests {
         let (table, counters) = (RemoteMonitors::new(8), LiveCounters::default());
         let (l, _c) = link(1, 1);
         let (tx, mut rx) = mpsc::channel(1);
-        assert!(table.insert(3, &l, watched(), tx, &counters).unwrap().is_none(), "version 1: no answer awaited");
+        assert!(
+            table.insert(3, &l, watched(), tx, &counters).expect("fits in this test").is_none(),
+            "version 1: no answer awaited"
+        );
         table.down(ConnId(2), 3, DownReason::Stopped, &counters);
         assert!(rx.try_recv().is_err());
         table.down(ConnId(1), 3, DownReason::Stopped, &counters);
@@ -357,7 +361,7 @@ mod tests {
         let (table, counters) = (RemoteMonitors::new(8), LiveCounters::default());
         let (l, _c) = link(1, 1);
         let (tx, rx) = mpsc::channel(1);
-        let _ = table.insert(4, &l, watched(), tx, &counters).unwrap();
+        let _ = table.insert(4, &l, watched(), tx, &counters).expect("fits in this test");
         table.connection_ended(ConnId(1));
         drop(rx);
         assert_eq!(table.detached(4), Detached::Done);
