@@ -8,7 +8,8 @@ use axactor::{Context, ExitReason, System, actor};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::host::{Host, HostedRegistry, Local};
+use crate::host::{Host, Local};
+use crate::hosted::HostedRegistry;
 use crate::lease::Epoch;
 use crate::wire::{DataMsg, Envelope, Rejection, decode_envelope};
 use crate::{ClusterConfig, ClusterNode, InMemoryOverlay, KeyedConfig, MemoryLeaseStore, NodeId};

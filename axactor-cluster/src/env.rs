@@ -119,9 +119,9 @@ pub enum NodeEvent {
         /// its claimed name is not authenticated).
         peer: Option<NodeId>,
         /// Who dialled.
-        direction: crate::node::PeerDirection,
+        direction: crate::node::table::PeerDirection,
         /// Why.
-        reason: crate::node::AuthFailureReason,
+        reason: crate::node::inspect::AuthFailureReason,
     },
     /// The store refused this node a registry's shards: they are held
     /// under another shard count (a node registered the registry with

@@ -18,8 +18,6 @@
 //! removed when the connection that carried them ends.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -30,65 +28,15 @@ use tokio::time::Instant;
 
 use crate::env::Env;
 use crate::fence::GrantGuard;
+use crate::hosted::{
+    AskOf, DownEvent, EncodedReply, HostedActor, HostedRegistry, MonitorSink, PendingReply, ReplyOf, TellOf,
+};
 use crate::keyed::KeyedConfig;
 use crate::lease::Epoch;
-use crate::node::{ConnTag, Shared};
-
+use crate::node::table::ConnId as ConnTag;
 use crate::overlay::BoxFuture;
-use crate::remote::{AskOf, DownEvent, PendingReply, RemoteActor, ReplyOf, TellOf};
 use crate::shard::fence_rule::{self, Grant};
-use crate::wire::{ControlMsg, DownReason, OutFrame, Rejection};
-
-/// An ask's reply, encoded as its whole `DataMsg::Reply` frame (ready to
-/// seal); `None` if the activation stopped (or panicked) before replying.
-pub(crate) type EncodedReply = Pin<Box<dyn Future<Output = Option<OutFrame>> + Send + 'static>>;
-
-/// Where a monitor's `Down` goes.
-#[derive(Debug)]
-pub(crate) enum MonitorSink {
-    /// A monitor taken on this node.
-    Local { tx: mpsc::Sender<DownEvent> },
-    /// A monitor taken by a peer, answered on its connection's control
-    /// queue (the node: to count what cannot be sent).
-    Remote { tx: mpsc::Sender<ControlMsg>, request_id: u64, conn: ConnTag, node: Weak<Shared> },
-}
-
-impl MonitorSink {
-    /// Sends the monitor's one `Down`. A local receiver that was dropped
-    /// cancelled the monitor. A remote `Down` that finds its control queue
-    /// full waits for room in a task of its own (at most one per monitor
-    /// held, so bounded by `max_monitors`); one whose connection has ended
-    /// is counted (`down_connection_closed`): the watcher places its monitor
-    /// again on a new connection and then learns that the activation stopped.
-    pub(crate) fn fire(self, registry: &str, key: &str, reason: DownReason) {
-        match self {
-            MonitorSink::Local { tx } => {
-                let _ = tx.try_send(DownEvent { registry: registry.to_string(), key: key.to_string(), reason });
-            }
-            MonitorSink::Remote { tx, request_id, node, .. } => {
-                match tx.try_send(ControlMsg::Down { request_id, reason }) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(msg)) => {
-                        let Some(shared) = node.upgrade() else { return };
-                        shared.env.spawn(async move {
-                            if tx.send(msg).await.is_err() {
-                                count_lost_down(&node);
-                            }
-                        });
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => count_lost_down(&node),
-                }
-            }
-        }
-    }
-}
-
-fn count_lost_down(node: &Weak<Shared>) {
-    if let Some(node) = node.upgrade() {
-        node.counters.dropped("down_connection_closed");
-        tracing::debug!("a Down found its connection closed; the watcher learns it when it monitors again");
-    }
-}
+use crate::wire::{DownReason, OutFrame, Rejection};
 
 /// What a monitor learns from an exit reason.
 pub(crate) fn down_reason(reason: &ExitReason) -> DownReason {
@@ -97,55 +45,6 @@ pub(crate) fn down_reason(reason: &ExitReason) -> DownReason {
         ExitReason::NodeDown => DownReason::NodeDown,
         _ => DownReason::Stopped,
     }
-}
-
-/// A registry as the node's drivers see it, whatever the actor type.
-pub(crate) trait HostedRegistry: Send + Sync + 'static {
-    fn id(&self) -> &str;
-    fn shard_count(&self) -> u32;
-    /// The shard is ours at `epoch` until `deadline`.
-    fn grant(&self, shard: u32, epoch: Epoch, deadline: Instant);
-    /// A renewal moved the deadline.
-    fn extend(&self, shard: u32, epoch: Epoch, deadline: Instant);
-    /// Stops accepting messages for `shard` and stops its activations with
-    /// `reason`; resolves once all have stopped (those still running at
-    /// `kill_at` are killed).
-    fn revoke(&self, shard: u32, reason: ExitReason, kill_at: Instant) -> BoxFuture<'static, ()>;
-    /// Stops accepting messages for `shard` and kills its activations at
-    /// once (no `on_stop`): the crash test hook.
-    fn kill_shard(&self, shard: u32, reason: ExitReason);
-    /// A tell from a peer.
-    fn deliver_tell(&self, shard: u32, epoch: u64, key: &str, payload: &[u8]) -> Result<(), Rejection>;
-    /// An ask from a peer.
-    fn deliver_ask(
-        &self,
-        request_id: u64,
-        shard: u32,
-        epoch: u64,
-        key: &str,
-        payload: &[u8],
-    ) -> Result<EncodedReply, Rejection>;
-    /// Watches the current activation of `key`; returns that activation's id.
-    fn monitor(&self, key: &str, sink: MonitorSink) -> Result<u64, (MonitorSink, DownReason)>;
-    /// Watches the activation `activation` of `key` again (its watcher's
-    /// connection ended); `Stopped` if it has stopped (or never ran here).
-    fn remonitor(&self, key: &str, activation: u64, sink: MonitorSink) -> Result<(), (MonitorSink, DownReason)>;
-    /// Cancels a peer's monitor.
-    fn demonitor(&self, conn: ConnTag, request_id: u64);
-    /// Removes every monitor the connection `conn` carried (it ended);
-    /// returns how many.
-    fn drop_conn_monitors(&self, conn: ConnTag) -> usize;
-    /// The owned shards and their epochs.
-    fn owned(&self) -> Vec<(u32, Epoch)>;
-    /// Passivates activations idle since before `now - idle_timeout`.
-    fn passivate(&self, now: Instant);
-    /// How long a stopping activation may take before it is killed.
-    fn stop_timeout(&self) -> Duration;
-    /// (activations, their cap), (monitors held, their cap) on this node.
-    fn table_use(&self) -> ((usize, usize), (usize, usize));
-    /// The lease store holds the registry under another shard count (that
-    /// count), or not (`None`).
-    fn set_count_conflict(&self, theirs: Option<u64>);
 }
 
 struct Monitors {
@@ -162,13 +61,13 @@ struct LiveEntry {
     monitors: Arc<Mutex<Monitors>>,
 }
 
-struct Activation<A: RemoteActor> {
+struct Activation<A: HostedActor> {
     local: LocalRef<A::Msg>,
     last_used: Instant,
     monitors: Arc<Mutex<Monitors>>,
 }
 
-struct Slot<A: RemoteActor> {
+struct Slot<A: HostedActor> {
     epoch: Epoch,
     deadline: Instant,
     /// Checked by the activations before each message.
@@ -176,7 +75,7 @@ struct Slot<A: RemoteActor> {
     acts: BTreeMap<Arc<str>, Activation<A>>,
 }
 
-impl<A: RemoteActor> Slot<A> {
+impl<A: HostedActor> Slot<A> {
     /// The grant deliveries are checked against.
     #[inline]
     fn grant(&self) -> Grant {
@@ -185,7 +84,7 @@ impl<A: RemoteActor> Slot<A> {
 }
 
 /// The typed host of one registry on one node.
-pub(crate) struct Host<A: RemoteActor> {
+pub(crate) struct Host<A: HostedActor> {
     me: Weak<Host<A>>,
     id: Arc<str>,
     shard_count: u32,
@@ -211,7 +110,7 @@ pub(crate) struct Host<A: RemoteActor> {
     count_conflict: std::sync::atomic::AtomicU64,
 }
 
-impl<A: RemoteActor> std::fmt::Debug for Host<A> {
+impl<A: HostedActor> std::fmt::Debug for Host<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Host").field("registry", &self.id).field("shards", &self.shard_count).finish_non_exhaustive()
     }
@@ -225,7 +124,7 @@ pub(crate) enum Local<T, R> {
     Done(Result<R, Rejection>),
 }
 
-impl<A: RemoteActor> Host<A> {
+impl<A: HostedActor> Host<A> {
     pub(crate) fn new(
         id: &str,
         cfg: KeyedConfig,
@@ -471,7 +370,7 @@ impl<A: RemoteActor> Host<A> {
     }
 }
 
-impl<A: RemoteActor> HostedRegistry for Host<A> {
+impl<A: HostedActor> HostedRegistry for Host<A> {
     fn id(&self) -> &str {
         &self.id
     }
@@ -657,7 +556,7 @@ fn tell_rejection(e: TellError) -> Rejection {
     }
 }
 
-struct Watcher<A: RemoteActor> {
+struct Watcher<A: HostedActor> {
     host: Weak<Host<A>>,
     shard: u32,
     key: Arc<str>,
@@ -666,7 +565,7 @@ struct Watcher<A: RemoteActor> {
     id: u64,
 }
 
-impl<A: RemoteActor> Watcher<A> {
+impl<A: HostedActor> Watcher<A> {
     async fn run(self) {
         let reason = self.local.wait_stopped().await;
         let down = down_reason(&reason);

@@ -75,6 +75,7 @@ macro_rules! mutant {
     }};
 }
 
+mod client;
 pub mod config;
 mod conn_rules;
 #[cfg(test)]
@@ -84,6 +85,7 @@ mod error;
 mod fence;
 pub mod handshake;
 mod host;
+mod hosted;
 mod id;
 mod keyed;
 pub mod lease;
@@ -91,7 +93,6 @@ mod manager;
 mod node;
 pub mod overlay;
 mod remote;
-mod route;
 pub mod session;
 pub mod shard;
 mod signal;
@@ -99,9 +100,11 @@ mod signal;
 pub mod sim;
 pub mod wire;
 
+pub use client::{MAX_ATTEMPTS, MAX_RETRY_DELAY, MIN_RETRY_DELAY};
 pub use config::{ClusterConfig, ConfigProblem};
 pub use env::{Env, NodeEvent, Observer};
 pub use error::{ClusterError, RemoteError};
+pub use hosted::{DownEvent, PendingReply};
 pub use id::{NodeId, SessionId};
 pub use keyed::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_ACTIVATIONS, DEFAULT_MAX_MONITORS,
@@ -123,8 +126,7 @@ pub use node::{ClusterEvent, ClusterEvents, DEFAULT_EVENT_CAPACITY, MAX_EVENT_CA
 pub use overlay::{ClusterOverlay, InMemoryOverlay, LinkFaults, OverlayError, TcpKeepaliveOptions, TcpOverlay};
 #[cfg(feature = "tls")]
 pub use overlay::{TlsConfig, TlsOverlay};
-pub use remote::{AskOf, DownEvent, PendingReply, RemoteActor, RemoteHandle, ReplyOf, TellOf};
-pub use route::{MAX_ATTEMPTS, MAX_RETRY_DELAY, MIN_RETRY_DELAY};
+pub use remote::{AskOf, RemoteActor, RemoteHandle, ReplyOf, TellOf};
 pub use shard::placement::MemberState;
 pub use wire::DownReason;
 

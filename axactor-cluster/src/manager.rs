@@ -43,7 +43,6 @@
 //! operations carry their `outcome`.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axactor::ExitReason;
@@ -52,9 +51,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::Instrument;
 
 use crate::env::NodeEvent;
-use crate::host::HostedRegistry;
+use crate::hosted::HostedRegistry;
 use crate::lease::{Epoch, GroupGrant, LeaseGroup};
-use crate::node::Shared;
+use crate::node::hosts::DriverCmd;
+use crate::node::shared::Shared;
 use crate::shard::lease_fsm::LeaseTimes;
 use crate::shard::lease_name;
 use crate::shard::lease_plan::{LeasePlan, Preference, ShardPlan, Step, registry_candidates};
@@ -63,13 +63,6 @@ use crate::wire::ControlMsg;
 
 /// Store answers applied per pass of the driver's loop, at most.
 const DONE_BATCH: usize = 256;
-
-/// Commands to the driver.
-#[derive(Debug)]
-pub(crate) enum Cmd {
-    /// Stop every activation, release every lease, then answer and end.
-    Shutdown(oneshot::Sender<()>),
-}
 
 struct ShardState {
     host: Arc<dyn HostedRegistry>,
@@ -124,7 +117,7 @@ enum Wake {
 }
 
 /// Runs the driver until shutdown.
-pub(crate) async fn run(node: Arc<Shared>, mut cmds: mpsc::Receiver<Cmd>) {
+pub(crate) async fn run(node: Arc<Shared>, mut cmds: mpsc::Receiver<DriverCmd>) {
     let cfg = &node.cfg;
     let times = LeaseTimes::new(cfg.lease_ttl, cfg.renew_interval);
     // The clock is read once here and once per pass of the loop.
@@ -136,16 +129,16 @@ pub(crate) async fn run(node: Arc<Shared>, mut cmds: mpsc::Receiver<Cmd>) {
     let mut d = Driver { node: Arc::clone(&node), plan, shards: Vec::new(), registries: 0, done_tx };
     loop {
         d.sync_registries(now);
-        let renew = !node.renewal_paused.load(Ordering::Relaxed);
+        let renew = !node.hosts.renewal_paused();
         let wake = d.shards.iter().filter_map(|s| s.plan.next_wakeup(renew)).min();
         // Never reached: the placement tick comes first.
         let far = now + Duration::from_secs(3600);
         let woke = tokio::select! {
             biased;
-            cmd = cmds.recv() => Wake::Shutdown(cmd.map(|Cmd::Shutdown(reply)| reply)),
+            cmd = cmds.recv() => Wake::Shutdown(cmd.map(|DriverCmd::Shutdown(reply)| reply)),
             Some(done) = done_rx.recv() => Wake::Done(done),
             _ = tokio::time::sleep_until(wake.unwrap_or(far)) => Wake::Timer,
-            _ = node.kick.notified() => Wake::Kick,
+            _ = node.hosts.kicked() => Wake::Kick,
             _ = tick.tick() => Wake::Tick,
         };
         now = Instant::now();
@@ -206,7 +199,7 @@ impl Driver {
             self.registries += 1;
             // Read the members afresh before placing the new shards.
             self.plan.registry_added(now);
-            self.node.dial_kick.notify_one();
+            self.node.peers.kick_dials();
         }
     }
 
@@ -483,13 +476,13 @@ impl Driver {
 
     /// This node's standing (see [`standing`]), from what the node knows now.
     fn standing(&self, now: Instant) -> Standing {
-        let snap = self.node.members.snapshot();
-        let authenticated = self.node.table.lock().iter().map(|e| e.session.node.clone()).collect();
+        let snap = self.node.peers.members().snapshot();
+        let authenticated = self.node.peers.table().iter().map(|e| e.session.node.clone()).collect();
         let holding = self.shards.iter().any(|s| s.plan.holding());
         let cfg = &self.node.cfg;
         let members_fresh = self.plan.members_fresh(snap.last_read);
         if !members_fresh {
-            self.node.members.await_read();
+            self.node.peers.members().await_read();
         }
         standing(&MemberView {
             members_fresh,
@@ -507,7 +500,7 @@ impl Driver {
     /// [`MemberState::Excluded`].
     fn note_standing(&mut self, standing: &Standing) {
         self.plan.set_standing(standing.state);
-        let before = self.node.members.set_state(standing.state);
+        let before = self.node.peers.members().set_state(standing.state);
         if before == standing.state {
             return;
         }

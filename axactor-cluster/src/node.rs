@@ -13,10 +13,26 @@
 //!  └─ conn task (established) = reader + writer (one Sealer), heartbeats
 //! ```
 //!
+//! Layers, each importing only the ones below it:
+//!
+//! ```text
+//! façade    node.rs (ClusterNode), lib.rs
+//! drivers   node/{loops,conn,established,writer,metrics_export}.rs, manager.rs (leases),
+//!           client.rs (a request of this node: owner, send, retries), host.rs (activations)
+//! context   node/shared.rs (Shared: identity, config, env, counters + the owners;
+//!           the operations that span owners)
+//! owners    node/{peers,in_flight,owner_cache,remote_monitors,hosts,tasks}.rs:
+//!           one piece of state each, fields private to the file
+//! parts     node/{table,members,sources,queues,inspect,events,replies}.rs, hosted.rs,
+//!           env.rs (types, pure rules, per-part state), and the pure cores below
+//!           them (handshake, wire, shard, session)
+//! ```
+//!
 //! Decisions live in pure parts: the handshake machines
 //! ([`crate::handshake`]), the peer table's replacement rules
-//! (`node/table.rs`), the backoff (`node/shared.rs`). The drivers own links,
-//! timers and spawning.
+//! (`node/table.rs`), the re-dial backoff (`node/peers.rs`), the writer's
+//! write mode (`node/writer.rs`). The drivers own links, timers and
+//! spawning.
 //!
 //! Shutdown order: (1) the stop signal is set: the accept loop drops the
 //! listener, the membership loop stops dialling, handshakes in progress are
@@ -29,35 +45,41 @@
 mod conn;
 mod established;
 mod events;
-mod inspect;
+pub(crate) mod hosts;
+pub(crate) mod in_flight;
+pub(crate) mod inspect;
 mod loops;
 mod members;
 #[cfg(feature = "metrics")]
 mod metrics_export;
+mod owner_cache;
+mod peers;
+pub(crate) mod queues;
+pub(crate) mod remote_monitors;
 mod replies;
-mod routing;
-mod shared;
+pub(crate) mod shared;
 mod sources;
-mod table;
+pub(crate) mod table;
+mod tasks;
 mod writer;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::client::Route;
 use crate::config::{ClusterConfig, ConfigProblem};
 use crate::env::Env;
 use crate::error::ClusterError;
 use crate::handshake::{AuthKey, valid_name};
-use crate::host::{Host, HostedRegistry};
+use crate::host::Host;
+use crate::hosted::HostedRegistry;
 use crate::id::{NodeId, SessionId};
 use crate::keyed::{Keyed, KeyedConfig, Singleton};
 use crate::lease::LeaseStore;
 use crate::overlay::ClusterOverlay;
 use crate::remote::RemoteActor;
-use crate::route::Route;
 use crate::wire::ControlMsg;
 
 pub use established::{CLOSE_GRACE, CONTROL_QUEUE_CAPACITY, DATA_QUEUE_CAPACITY, OWED_RESPONSE_CAPACITY};
@@ -68,9 +90,7 @@ pub use inspect::{
 };
 #[cfg(feature = "metrics")]
 pub use metrics_export::METRICS_EXPORT_INTERVAL;
-pub(crate) use routing::{OutKind, Outbound, PeerLink, PendingGuard, Response};
-pub(crate) use shared::Shared;
-pub(crate) use table::ConnId as ConnTag;
+use shared::Shared;
 
 /// The longest `shutdown` waits for the node's tasks before aborting them.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -173,7 +193,7 @@ impl ClusterNode {
         shared.spawn(loops::accept_loop(Arc::clone(&shared), listener));
         shared.spawn(loops::membership_loop(Arc::clone(&shared)));
         let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(1);
-        *shared.manager.lock() = Some(cmd_tx);
+        shared.hosts.set_driver(cmd_tx);
         shared.spawn(crate::manager::run(Arc::clone(&shared), cmd_rx));
         #[cfg(feature = "metrics")]
         shared.spawn(metrics_export::export_loop(Arc::clone(&shared)));
@@ -200,49 +220,7 @@ impl ClusterNode {
 
     /// A snapshot: identity, authenticated peers sorted by name, counters.
     pub fn inspect(&self) -> ClusterInspect {
-        let shared = &self.shared;
-        let now = shared.now_ms();
-        let peers = shared
-            .table
-            .lock()
-            .iter()
-            .map(|e| {
-                let stats = &e.handle.stats;
-                let last = stats.last_seen_ms.load(Ordering::Relaxed);
-                let rtt = stats.rtt_us.load(Ordering::Relaxed);
-                PeerInfo {
-                    name: e.session.node.clone(),
-                    session: e.session.clone(),
-                    state: PeerState::Authenticated,
-                    version: e.version,
-                    direction: e.direction,
-                    last_seen: Duration::from_millis(now.saturating_sub(last)),
-                    rtt: (rtt != u64::MAX).then(|| Duration::from_micros(rtt)),
-                    heartbeats_acked: stats.heartbeats_acked.load(Ordering::Relaxed),
-                }
-            })
-            .collect();
-        let mut shards: Vec<OwnedShard> = shared
-            .hosts_snapshot()
-            .iter()
-            .flat_map(|h| {
-                h.owned().into_iter().map(|(shard, epoch)| OwnedShard {
-                    registry: h.id().to_string(),
-                    shard,
-                    epoch: epoch.0,
-                })
-            })
-            .collect();
-        shards.sort();
-        ClusterInspect {
-            node: shared.id.clone(),
-            session: shared.session.clone(),
-            peers,
-            shards,
-            counters: shared.counters.snapshot(),
-            tables: shared.table_use(),
-            membership: shared.members.info(tokio::time::Instant::now()),
-        }
+        self.shared.inspect()
     }
 
     /// Subscribes to the node's events (shards acquired, fenced, handed
@@ -331,7 +309,7 @@ impl ClusterNode {
         }
         cfg.validate()?;
         let ours = cfg.shard_count_u32();
-        if let Some((peer, theirs)) = shared.peer_shard_count(id, ours) {
+        if let Some((peer, theirs)) = shared.peers.other_shard_count(id, ours) {
             return Err(ClusterError::ShardCountMismatch {
                 registry: id.to_string(),
                 ours,
@@ -340,16 +318,12 @@ impl ClusterNode {
             });
         }
         let host = Host::new(id, cfg, factory, Arc::clone(&shared.system), shared.env.clone(), eager);
-        {
-            let mut hosts = shared.hosts.write();
-            if hosts.contains_key(id) {
-                let problem = "is already registered on this node";
-                return Err(ConfigProblem { field: "registry id", problem }.into());
-            }
-            hosts.insert(id.to_string(), Arc::clone(&host) as Arc<dyn HostedRegistry>);
+        if !shared.hosts.insert(Arc::clone(&host) as Arc<dyn HostedRegistry>) {
+            let problem = "is already registered on this node";
+            return Err(ConfigProblem { field: "registry id", problem }.into());
         }
         shared.broadcast_control(&ControlMsg::Hosting { registries: shared.hosting() });
-        shared.kick.notify_one();
+        shared.hosts.kick();
         Ok(Keyed { route: Arc::new(Route::new(Arc::clone(shared), host)) })
     }
 
@@ -359,8 +333,7 @@ impl ClusterNode {
     /// the store can hand the lease to another node. Membership refreshes
     /// are not affected.
     pub fn set_lease_renewal_paused(&self, paused: bool) {
-        self.shared.renewal_paused.store(paused, Ordering::Relaxed);
-        self.shared.kick.notify_one();
+        self.shared.hosts.set_renewal_paused(paused);
     }
 
     /// Test hook: stops the node abruptly, as a crash would. Every task is
@@ -371,15 +344,15 @@ impl ClusterNode {
     /// Used to test failover; production code wants [`ClusterNode::shutdown`].
     pub fn kill(&self) {
         let shared = &self.shared;
-        shared.abort_tasks();
-        shared.manager.lock().take();
+        shared.tasks.abort_all();
+        shared.hosts.take_driver();
         for host in shared.hosts_snapshot() {
             for (shard, _) in host.owned() {
                 host.kill_shard(shard, axactor::ExitReason::Killed);
             }
         }
-        shared.begin_stop();
-        shared.abort_tasks();
+        shared.tasks.begin_stop();
+        shared.tasks.abort_all();
         // A pausable env tracks every task (activations, connection
         // writers, watchers): a crash leaves none of them.
         shared.env.abort_all();
@@ -402,22 +375,22 @@ impl ClusterNode {
         // Withdraw from placement, then stop the activations and release
         // the leases (peers are told), then close the transport.
         shared.broadcast_control(&ControlMsg::Hosting { registries: Vec::new() });
-        let manager = shared.manager.lock().take();
+        let manager = shared.hosts.take_driver();
         if let Some(manager) = manager {
             let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-            if manager.send(crate::manager::Cmd::Shutdown(done_tx)).await.is_ok() {
+            if manager.send(hosts::DriverCmd::Shutdown(done_tx)).await.is_ok() {
                 let _ = done_rx.await;
             }
         }
         shared.system.shutdown_graceful(Duration::from_secs(1)).await;
-        shared.begin_stop();
+        shared.tasks.begin_stop();
         let removal = shared.store.remove_member(&shared.session);
         match tokio::time::timeout(shared.cfg.lease_store_timeout, removal).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(node = %shared.id, error = %e, "removing membership failed"),
             Err(_) => tracing::warn!(node = %shared.id, "removing membership timed out"),
         }
-        if !shared.join_tasks(SHUTDOWN_TIMEOUT).await {
+        if !shared.tasks.join(SHUTDOWN_TIMEOUT).await {
             tracing::warn!(node = %shared.id, "tasks still running at the shutdown bound; aborted");
         }
         shared.events.close();

@@ -1,7 +1,10 @@
 //! What `#[actor(remote)]` generates code against: the [`RemoteActor`]
 //! trait (the actor's wire contract plus the conversions between contract
 //! values and local messages) and [`RemoteHandle`], the routing handle every
-//! generated `XRemoteRef` wraps.
+//! generated `XRemoteRef` wraps. Every `RemoteActor` is a
+//! `HostedActor` (the part of the trait hosting uses, in `hosted.rs`), so
+//! the host and the client side of routing (`client.rs`) never name this
+//! file.
 //!
 //! A [`RemoteHandle`] names a key of a keyed registry (or a singleton). Each
 //! call maps the key to its shard, finds the shard's owner and its epoch, and
@@ -10,17 +13,16 @@
 //! which executes it only under exactly that epoch.
 
 use std::fmt;
-use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axactor::{Actor, LocalRef, RefContract};
 use tokio::sync::mpsc;
 
+use crate::client::Route;
 use crate::error::RemoteError;
-use crate::wire::DownReason;
+use crate::hosted::{DownEvent, HostedActor, PendingReply};
 
 /// The tell enum of `A`'s contract.
 pub type TellOf<A> = <<A as RemoteActor>::Contract as RefContract>::Tell;
@@ -28,10 +30,6 @@ pub type TellOf<A> = <<A as RemoteActor>::Contract as RefContract>::Tell;
 pub type AskOf<A> = <<A as RemoteActor>::Contract as RefContract>::Ask;
 /// The reply enum of `A`'s contract.
 pub type ReplyOf<A> = <<A as RemoteActor>::Contract as RefContract>::Reply;
-
-/// The reply to an ask delivered in process: resolves to `None` when the
-/// actor dropped the request without replying (handler panic, stop).
-pub type PendingReply<R> = Pin<Box<dyn Future<Output = Option<R>> + Send + 'static>>;
 
 /// An actor that can be hosted by the cluster and addressed from any node.
 /// Implemented by `#[actor(remote)]`; not meant to be implemented by hand.
@@ -55,21 +53,29 @@ pub trait RemoteActor: Actor {
     fn ask_message(ask: AskOf<Self>) -> (Self::Msg, PendingReply<ReplyOf<Self>>);
 }
 
-/// A monitored remote activation can no longer execute.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DownEvent {
-    /// The registry (or singleton) id.
-    pub registry: String,
-    /// The key of the activation.
-    pub key: String,
-    /// Why it is down.
-    pub reason: DownReason,
+impl<A: RemoteActor> HostedActor for A {
+    type Contract = <A as RemoteActor>::Contract;
+
+    #[inline]
+    fn local_ref(actor: &Self::Ref) -> LocalRef<Self::Msg> {
+        <A as RemoteActor>::local_ref(actor)
+    }
+
+    #[inline]
+    fn tell_message(tell: TellOf<Self>) -> Self::Msg {
+        <A as RemoteActor>::tell_message(tell)
+    }
+
+    #[inline]
+    fn ask_message(ask: AskOf<Self>) -> (Self::Msg, PendingReply<ReplyOf<Self>>) {
+        <A as RemoteActor>::ask_message(ask)
+    }
 }
 
 /// The routing handle of one key: what every generated `XRemoteRef` wraps.
 /// Cheap to clone.
 pub struct RemoteHandle<A: RemoteActor> {
-    pub(crate) route: Arc<crate::route::Route<A>>,
+    pub(crate) route: Arc<Route<A>>,
     pub(crate) key: Arc<str>,
     pub(crate) shard: u32,
     _actor: PhantomData<fn() -> A>,
@@ -97,7 +103,7 @@ impl<A: RemoteActor> fmt::Debug for RemoteHandle<A> {
 }
 
 impl<A: RemoteActor> RemoteHandle<A> {
-    pub(crate) fn new(route: Arc<crate::route::Route<A>>, key: Arc<str>) -> Self {
+    pub(crate) fn new(route: Arc<Route<A>>, key: Arc<str>) -> Self {
         let shard = route.shard_of(&key);
         RemoteHandle { route, key, shard, _actor: PhantomData }
     }
@@ -126,7 +132,7 @@ impl<A: RemoteActor> RemoteHandle<A> {
     /// at once (counted as `dropped["request_abandoned"]`); a request
     /// already sent may still run, and its answer is discarded.
     pub async fn tell(&self, tell: TellOf<A>) -> Result<(), RemoteError> {
-        self.route.tell(self, tell, false).await
+        self.route.tell(&self.key, self.shard, tell, false).await
     }
 
     /// Sends a tell and waits until the owner accepted it into the
@@ -142,7 +148,7 @@ impl<A: RemoteActor> RemoteHandle<A> {
     /// at once (counted as `dropped["request_abandoned"]`); a request
     /// already sent may still run, and its answer is discarded.
     pub async fn tell_wait(&self, tell: TellOf<A>) -> Result<(), RemoteError> {
-        self.route.tell(self, tell, true).await
+        self.route.tell(&self.key, self.shard, tell, true).await
     }
 
     /// Asks and waits for the reply, at most `timeout` (the node's
@@ -159,7 +165,7 @@ impl<A: RemoteActor> RemoteHandle<A> {
     /// at once (counted as `dropped["request_abandoned"]`); a request
     /// already sent may still run, and its answer is discarded.
     pub async fn ask(&self, ask: AskOf<A>, timeout: Option<Duration>) -> Result<ReplyOf<A>, RemoteError> {
-        self.route.ask(self, ask, timeout).await
+        self.route.ask(&self.key, self.shard, ask, timeout).await
     }
 
     /// Watches the key's current activation: the receiver gets exactly one
@@ -180,7 +186,7 @@ impl<A: RemoteActor> RemoteHandle<A> {
     /// `Timeout` when the owner did not answer within the request timeout
     /// (the monitor is then cancelled).
     pub async fn monitor(&self) -> Result<mpsc::Receiver<DownEvent>, RemoteError> {
-        self.route.monitor(self).await
+        self.route.monitor(&self.key, self.shard).await
     }
 
     /// The error a generated ref returns when a reply has the wrong variant

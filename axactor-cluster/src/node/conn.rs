@@ -29,8 +29,8 @@ use tracing::Instrument;
 
 use super::established;
 use super::inspect::{bump, codec_label};
-use super::loops::HandshakeSlot;
 use super::members::auth_failure_reason;
+use super::peers::HandshakeSlot;
 use super::shared::Shared;
 use super::table::PeerDirection;
 use crate::env::NodeEvent;
@@ -147,7 +147,7 @@ pub(crate) async fn run(node: Arc<Shared>, mut link: Link, role: Role, permit: O
             }
         };
         tracing::Span::current().record("peer", tracing::field::display(&est.peer));
-        node.members.auth_ok(&est.peer.node);
+        node.peers.members().auth_ok(&est.peer.node);
         bump(&node.counters.handshakes_established);
         tracing::debug!(version = est.version, "authenticated");
         established::run(node, link, est, direction, dialled).await;
@@ -187,9 +187,9 @@ fn may_claim(link: &Link, name: &str) -> bool {
     link.identity.as_ref().is_none_or(|id| id.may_claim(name))
 }
 
-/// Runs the handshake. `Err(Some(label))` is a counted failure, `Err(None)`
-/// the node stopping.
-async fn handshake(node: &Shared, link: &mut Link, role: &Role) -> Result<Established, Option<&'static str>> {
+/// This side's handshake machine, deadlines from now; an initiator's
+/// Hello is queued. `Err(label)` as for [`handshake`].
+fn start(node: &Shared, link: &Link, role: &Role) -> Result<Machine, Option<&'static str>> {
     let nonce = node.env.nonce().map_err(|_| Some("nonce"))?;
     let cfg = &node.cfg;
     let now = Instant::now();
@@ -200,7 +200,7 @@ async fn handshake(node: &Shared, link: &mut Link, role: &Role) -> Result<Establ
         max_version: cfg.protocol_max_version,
         key: node.key.clone(),
     };
-    let mut machine = match role {
+    Ok(match role {
         Role::Initiator(peer) if !may_claim(link, peer.as_str()) => return Err(Some("peer_identity")),
         Role::Initiator(peer) => {
             let (m, hello) = Initiator::new(local, peer.clone(), nonce, deadline).map_err(|e| Some(e.label()))?;
@@ -214,12 +214,19 @@ async fn handshake(node: &Shared, link: &mut Link, role: &Role) -> Result<Establ
                 .map_err(|e| Some(e.label()))?
                 .with_hello_deadline(now + cfg.hello_timeout),
         ),
-    };
+    })
+}
+
+/// Runs the handshake. `Err(Some(label))` is a counted failure, `Err(None)`
+/// the node stopping.
+async fn handshake(node: &Shared, link: &mut Link, role: &Role) -> Result<Established, Option<&'static str>> {
+    let cfg = &node.cfg;
+    let mut machine = start(node, link, role)?;
     let mut frames = 0usize;
     loop {
         let body = tokio::select! {
             biased;
-            _ = node.stop.wait_for(|s| *s) => return Err(None),
+            _ = node.tasks.stopped() => return Err(None),
             () = sleep_until(machine.next_deadline()) => {
                 let err = machine.on_tick(Instant::now()).err().unwrap_or(HandshakeError::TimedOut);
                 return Err(refuse(link, &err));

@@ -41,10 +41,12 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{Instrument, Span};
 
+use super::in_flight::Response;
 use super::inspect::{bump, codec_label};
+use super::peers::{PeerHandle, PeerStats};
+use super::queues::{OutKind, Outbound, PeerQueues};
 use super::replies::Replies;
-use super::routing::{OutKind, Outbound, PeerQueues, Response};
-use super::shared::{PeerHandle, PeerStats, Shared};
+use super::shared::Shared;
 use super::table::{Admit, ConnId, Entry, PeerDirection};
 use super::writer::{ConnShared, Queues, saturating_decrement, write_loop};
 use crate::conn_rules::{
@@ -52,7 +54,7 @@ use crate::conn_rules::{
 };
 use crate::env::NodeEvent;
 use crate::handshake::Established;
-use crate::host::MonitorSink;
+use crate::hosted::MonitorSink;
 use crate::id::{NodeId, SessionId};
 use crate::overlay::{Link, LinkReceiver, LinkSender};
 use crate::session::Opener;
@@ -117,7 +119,7 @@ pub(crate) async fn run(
     }
     // Tell the peer what we host, then let placement consider it.
     let _ = control_tx.try_send(ControlMsg::Hosting { registries: node.hosting() });
-    node.kick.notify_one();
+    node.hosts.kick();
     // Queue senders may outlive the reader (clones held by requests and
     // monitors): the reader's end is what stops the writer.
     let (reader_done, reader_done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -151,7 +153,7 @@ pub(crate) async fn run(
         let end = reader.run(&mut rx, close_rx).await;
         shared.replies.lock().close();
         // Drops this connection's handle (and its queue sender) if it is still ours.
-        let removed = node.table.lock().remove(&peer.node, conn);
+        let removed = node.peers.table().remove(&peer.node, conn);
         if removed.is_some() {
             node.emit(|| NodeEvent::PeerDown { name: peer.node.clone(), session: peer.clone() });
         }
@@ -191,7 +193,7 @@ fn admit(node: &Shared, entry: Entry<PeerHandle>) -> bool {
     }
     let session = entry.session.clone();
     let up = || NodeEvent::PeerUp { name: session.node.clone(), session: session.clone() };
-    let outcome = node.table.lock().admit(entry);
+    let outcome = node.peers.table().admit(entry);
     match outcome {
         Admit::Inserted => {
             node.emit(up);
@@ -257,7 +259,7 @@ impl Reader<'_> {
         let mut heartbeat = tokio::time::interval(node.cfg.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // Created once, not per frame: each creation registers and removes a waiter.
-        let stopped = node.stop.wait_for(|s| *s);
+        let stopped = node.tasks.stopped();
         let replaced = close.changed();
         tokio::pin!(stopped, replaced);
         loop {
@@ -441,14 +443,14 @@ impl Reader<'_> {
         payload: &[u8],
     ) -> &'static str {
         let node = self.node;
-        let Some(host) = node.hosts.read().get(registry).cloned() else {
+        let Some(host) = node.hosts.get(registry) else {
             bump(&node.counters.data_rejected_no_registry);
             let reason = Rejection::NotOwner { owner_hint: None };
             let label = self.count_rejection(&reason);
             self.queue_data(DataMsg::Rejected { request_id, reason });
             return label;
         };
-        let Ok(permit) = Arc::clone(&node.inbound_asks).try_acquire_owned() else {
+        let Some(permit) = node.in_flight.try_execute() else {
             let label = self.count_rejection(&Rejection::Overloaded);
             self.queue_data(DataMsg::Rejected { request_id, reason: Rejection::Overloaded });
             return label;
@@ -506,7 +508,7 @@ impl Reader<'_> {
             ControlMsg::Heartbeat { .. } | ControlMsg::HeartbeatAck { .. } | ControlMsg::Goodbye => {}
             ControlMsg::Monitor { request_id, registry, key } => {
                 let sink = self.monitor_sink(request_id);
-                let host = node.hosts.read().get(&registry).cloned();
+                let host = node.hosts.get(&registry);
                 let placed = match host {
                     Some(host) => host.monitor(&key, sink),
                     None => Err((sink, DownReason::NoSuchActor)),
@@ -515,7 +517,7 @@ impl Reader<'_> {
             }
             ControlMsg::Remonitor { request_id, registry, key, activation } => {
                 let sink = self.monitor_sink(request_id);
-                let host = node.hosts.read().get(&registry).cloned();
+                let host = node.hosts.get(&registry);
                 let placed = match host {
                     Some(host) => host.remonitor(&key, activation, sink).map(|()| activation),
                     None => Err((sink, DownReason::Stopped)),
@@ -551,7 +553,7 @@ impl Reader<'_> {
             DataRef::Tell { registry, shard, epoch, key, payload, ack_id } => {
                 let span = dispatch_span(TELL, registry, key, shard, epoch, &self.peer);
                 let _entered = span.enter();
-                let outcome = match node.hosts.read().get(registry).cloned() {
+                let outcome = match node.hosts.get(registry) {
                     Some(host) => host.deliver_tell(shard, epoch, key, payload),
                     None => Err(Rejection::NotOwner { owner_hint: None }).inspect_err(|_| {
                         bump(&node.counters.data_rejected_no_registry);

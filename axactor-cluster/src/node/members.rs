@@ -182,42 +182,6 @@ impl MemberBook {
     }
 }
 
-impl super::shared::Shared {
-    /// Connected peers that announced `registry` with another shard count
-    /// than `shards` (never placement candidates for it).
-    pub(crate) fn hosting_other_count(&self, registry: &str, shards: u32) -> BTreeSet<NodeId> {
-        let table = self.table.lock();
-        table
-            .iter()
-            .filter(|e| e.handle.stats.hosted.lock().get(registry).is_some_and(|n| *n != shards))
-            .map(|e| e.session.node.clone())
-            .collect()
-    }
-
-    /// Records a dial of `peer` whose handshake failed with `err`, if the
-    /// failure shows that `peer` cannot be a member (see
-    /// [`auth_failure_reason`]): counted, and a warning the first time.
-    /// Only outbound dials are recorded (the name is the one this node
-    /// dialled, not one a hello claimed).
-    pub(crate) fn member_auth_failed(&self, peer: &NodeId, err: &HandshakeError) {
-        let Some(reason) = auth_failure_reason(err) else { return };
-        super::inspect::bump(&self.counters.member_auth_failures);
-        match self.members.auth_failed(peer, reason, Instant::now()) {
-            Recorded::New => tracing::warn!(
-                node = %self.id, peer = %peer, ?reason, error = %err,
-                "cannot authenticate with a live cluster member: it takes no part in placement here \
-                 (every node of a cluster must use the same auth_token and a common protocol version)"
-            ),
-            Recorded::Again => {
-                tracing::debug!(node = %self.id, peer = %peer, ?reason, "member authentication failed again")
-            }
-            Recorded::Full => tracing::debug!(node = %self.id, peer = %peer, ?reason,
-                "member authentication failed; the failure table is full, not recorded"),
-        }
-        self.kick.notify_one();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,7 +85,7 @@ pub(crate) fn export(node: &Shared, snap: &ClusterInspect) {
 
     gauge!("axactor_cluster_peers", "node" => name.clone()).set(snap.peers.len() as f64);
     // Every hosted registry, so one that lost its last shard reads 0.
-    for host in node.hosts_snapshot() {
+    for host in node.hosts.snapshot() {
         let registry = host.id().to_string();
         let owned = snap.owned_count(&registry) as f64;
         gauge!("axactor_cluster_owned_shards", "node" => name.clone(), "registry" => registry).set(owned);
@@ -102,13 +102,12 @@ pub(crate) fn export(node: &Shared, snap: &ClusterInspect) {
 pub(crate) async fn export_loop(node: Arc<Shared>) {
     let mut tick = tokio::time::interval(METRICS_EXPORT_INTERVAL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let view = super::ClusterNode { shared: Arc::clone(&node), local_addr: None };
     loop {
         tokio::select! {
             biased;
-            _ = node.stop.wait_for(|s| *s) => break,
-            _ = tick.tick() => view.export_metrics(),
+            _ = node.tasks.stopped() => break,
+            _ = tick.tick() => export(&node, &node.inspect()),
         }
     }
-    view.export_metrics();
+    export(&node, &node.inspect());
 }

@@ -25,8 +25,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use parking_lot::Mutex;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::routing::{OutKind, Outbound};
-use crate::host::EncodedReply;
+use super::queues::{OutKind, Outbound};
+use crate::hosted::EncodedReply;
 use crate::wire::{DataMsg, Envelope, OutFrame};
 
 /// See the module docs.

@@ -1,81 +1,51 @@
-//! The state every task of one node shares: identity, configuration, the
-//! peer table, the re-dial schedule, counters, the stop signal and the set
-//! of live tasks (so `shutdown` can wait for them, and abort stragglers).
+//! [`Shared`]: what every task of one node shares. Identity,
+//! configuration, the environment, the lease store and overlay, counters
+//! and the event hub are plain fields; the state lives in owners, each in
+//! its own file with its fields private to it:
+//!
+//! | field | owner | state |
+//! |---|---|---|
+//! | `peers` | `node/peers.rs` | peer table, re-dials, handshake permits, members, connection ids |
+//! | `in_flight` | `node/in_flight.rs` | our requests in flight, the peers' asks executing here |
+//! | `owners` | `node/owner_cache.rs` | the owner cache |
+//! | `monitors` | `node/remote_monitors.rs` | monitors held on remote activations |
+//! | `hosts` | `node/hosts.rs` | hosted registries, placement kick, lease-driver channel |
+//! | `tasks` | `node/tasks.rs` | the stop signal and the tracked tasks |
+//!
+//! The methods here are the operations that span owners (a connection's
+//! end, a monitor's reattachment, a snapshot for `inspect()`) and short
+//! paths for the drivers.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
-use tokio::task::AbortHandle;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::inspect::LiveCounters;
-use super::routing::Routing;
-use super::table::{ConnId, PeerTable};
+use super::events::EventHub;
+use super::hosts::Hosts;
+use super::in_flight::{InFlight, Response};
+use super::inspect::{ClusterInspect, LiveCounters, OwnedShard, TableUse, bump};
+use super::members::{Recorded, auth_failure_reason};
+use super::owner_cache::OwnerCache;
+use super::peers::{PeerStats, Peers};
+use super::queues::PeerLink;
+use super::remote_monitors::{Detached, RemoteMonitors, Watched};
+use super::table::ConnId;
+use super::tasks::Tasks;
 use crate::config::ClusterConfig;
-use crate::env::Env;
-use crate::handshake::AuthKey;
-use crate::host::HostedRegistry;
+use crate::env::{Env, NodeEvent};
+use crate::error::RemoteError;
+use crate::handshake::{AuthKey, HandshakeError};
+use crate::hosted::{DownEvent, HostedRegistry, MonitorNode};
 use crate::id::{NodeId, SessionId};
-use crate::lease::LeaseStore;
+use crate::lease::{Epoch, LeaseStore};
 use crate::overlay::ClusterOverlay;
-use crate::signal::Signal;
+use crate::wire::hello::MONITOR_IDENTITY_VERSION;
+use crate::wire::{ControlMsg, DownReason};
 
-/// What the node keeps per authenticated connection.
-#[derive(Debug)]
-pub(crate) struct PeerHandle {
-    /// Set to `true` to close the connection (replaced, shutdown).
-    pub(crate) close: watch::Sender<bool>,
-    /// Liveness statistics, written by the connection's reader.
-    pub(crate) stats: Arc<PeerStats>,
-    /// The connection's queues (to its writer), shared with requests in flight.
-    pub(crate) queues: Arc<super::routing::PeerQueues>,
-}
-
-/// Liveness of one connection, in milliseconds of the node's clock.
-#[derive(Debug)]
-pub(crate) struct PeerStats {
-    pub(crate) last_seen_ms: AtomicU64,
-    /// Latest round-trip time in microseconds; `u64::MAX` until the first ack.
-    pub(crate) rtt_us: AtomicU64,
-    pub(crate) heartbeats_acked: AtomicU64,
-    /// The registries the peer announced (`Hosting`), id → shard count.
-    pub(crate) hosted: Mutex<BTreeMap<String, u32>>,
-}
-
-impl PeerStats {
-    pub(crate) fn new(now_ms: u64) -> PeerStats {
-        PeerStats {
-            last_seen_ms: AtomicU64::new(now_ms),
-            rtt_us: AtomicU64::new(u64::MAX),
-            heartbeats_acked: AtomicU64::new(0),
-            hosted: Mutex::new(BTreeMap::new()),
-        }
-    }
-}
-
-/// Re-dial schedule of one peer name: capped exponential backoff.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct DialState {
-    pub(crate) in_progress: bool,
-    pub(crate) failures: u32,
-    pub(crate) not_before: Instant,
-}
-
-/// The delay before the next dial after `failures` consecutive failures:
-/// `min * 2^(failures - 1)`, capped at `max` (zero after no failure).
-pub(crate) fn backoff(failures: u32, min: Duration, max: Duration) -> Duration {
-    if failures == 0 {
-        return Duration::ZERO;
-    }
-    let factor = 1u32.checked_shl(failures.saturating_sub(1).min(31)).unwrap_or(u32::MAX);
-    min.saturating_mul(factor).min(max)
-}
-
+/// See the module docs.
 pub(crate) struct Shared {
     pub(crate) id: NodeId,
     pub(crate) session: SessionId,
@@ -83,47 +53,36 @@ pub(crate) struct Shared {
     pub(crate) key: AuthKey,
     pub(crate) overlay: ClusterOverlay,
     pub(crate) store: Arc<dyn LeaseStore>,
-    pub(crate) table: Mutex<PeerTable<PeerHandle>>,
-    pub(crate) dials: Mutex<BTreeMap<NodeId, DialState>>,
-    pub(crate) counters: LiveCounters,
-    /// Permits for inbound handshakes in progress.
-    pub(crate) handshakes: Arc<Semaphore>,
-    /// Inbound handshakes in progress per source address.
-    pub(crate) handshake_sources: Arc<super::sources::SourceQuota>,
-    /// `true` once shutdown has begun.
-    pub(crate) stop: Signal<bool>,
-    /// Mirrors `stop` (set first), for the hot paths.
-    stopping: AtomicBool,
-    pub(crate) renewal_paused: AtomicBool,
     /// Randomness, task spawning and the observer (see [`Env`]).
     pub(crate) env: Env,
     /// The local actor system activations run in.
     pub(crate) system: Arc<axactor::System>,
-    /// Hosted registries by id (sorted: deterministic iteration).
-    pub(crate) hosts: RwLock<BTreeMap<String, Arc<dyn HostedRegistry>>>,
-    /// Wakes the lease driver for a placement pass.
-    pub(crate) kick: Notify,
-    /// Wakes the membership loop to dial members now.
-    pub(crate) dial_kick: Notify,
-    /// Routing state: requests in flight, owner cache, remote monitors.
-    pub(crate) routing: Routing,
-    /// Live members, authentication failures with them, and the standing.
-    pub(crate) members: super::members::MemberBook,
-    /// Permits for asks from peers being executed here.
-    pub(crate) inbound_asks: Arc<Semaphore>,
-    /// Commands to the lease driver.
-    pub(crate) manager: Mutex<Option<mpsc::Sender<crate::manager::Cmd>>>,
+    pub(crate) counters: LiveCounters,
     /// Subscribers of the node's event stream.
-    pub(crate) events: Arc<super::events::EventHub>,
-    next_conn: AtomicU64,
+    pub(crate) events: Arc<EventHub>,
+    pub(crate) peers: Peers,
+    pub(crate) in_flight: InFlight,
+    pub(crate) owners: OwnerCache,
+    pub(crate) monitors: RemoteMonitors,
+    pub(crate) hosts: Hosts,
+    pub(crate) tasks: Tasks,
+    /// When the node started (`now_ms` counts from here).
     epoch: Instant,
-    next_task: AtomicU64,
-    tasks: watch::Sender<BTreeMap<u64, Option<AbortHandle>>>,
 }
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared").field("session", &self.session).finish_non_exhaustive()
+    }
+}
+
+impl MonitorNode for Shared {
+    fn env(&self) -> &Env {
+        &self.env
+    }
+
+    fn dropped(&self, label: &'static str) {
+        self.counters.dropped(label);
     }
 }
 
@@ -136,43 +95,30 @@ impl Shared {
         store: Arc<dyn LeaseStore>,
         env: Env,
     ) -> Shared {
-        let max_inflight = cfg.max_inflight_requests;
-        let max_peers = cfg.max_peers;
         Shared {
             id: session.node.clone(),
-            table: Mutex::new(PeerTable::new(session.clone(), cfg.max_peers)),
-            handshakes: Arc::new(Semaphore::new(cfg.max_pending_handshakes)),
-            handshake_sources: super::sources::SourceQuota::new(cfg.max_pending_handshakes_per_source),
+            peers: Peers::new(session.clone(), &cfg),
+            in_flight: InFlight::new(cfg.max_inflight_requests),
+            owners: OwnerCache::new(cfg.renew_interval),
+            monitors: RemoteMonitors::new(cfg.max_remote_monitors),
+            hosts: Hosts::default(),
+            tasks: Tasks::new(),
             session,
             cfg,
             key,
             overlay,
             store,
-            dials: Mutex::new(BTreeMap::new()),
             counters: LiveCounters::default(),
-            stop: Signal::new(false),
-            stopping: AtomicBool::new(false),
-            renewal_paused: AtomicBool::new(false),
             system: Arc::new(env.system()),
             env,
-            hosts: RwLock::new(BTreeMap::new()),
-            kick: Notify::new(),
-            dial_kick: Notify::new(),
-            routing: Routing::default(),
-            members: super::members::MemberBook::new(max_peers),
-            inbound_asks: Arc::new(Semaphore::new(max_inflight)),
-            manager: Mutex::new(None),
             events: Arc::default(),
-            next_conn: AtomicU64::new(0),
             epoch: Instant::now(),
-            next_task: AtomicU64::new(0),
-            tasks: watch::Sender::new(BTreeMap::new()),
         }
     }
 
     /// Emits a node event: to the env's observer and the event stream's
     /// subscribers. `make` runs only if one of them listens.
-    pub(crate) fn emit(&self, make: impl FnOnce() -> crate::env::NodeEvent) {
+    pub(crate) fn emit(&self, make: impl FnOnce() -> NodeEvent) {
         let subscribers = self.events.has_subscribers();
         if !subscribers && !self.env.has_observer() {
             return;
@@ -181,104 +127,285 @@ impl Shared {
         if subscribers {
             let dropped = self.events.publish(&event);
             if dropped > 0 {
-                self.counters.events_dropped.fetch_add(dropped, Ordering::Relaxed);
+                self.counters.events_dropped.fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
             }
         }
         self.env.observe(&self.session, || event);
     }
 
-    pub(crate) fn next_conn(&self) -> ConnId {
-        ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
-    }
-
-    /// Milliseconds since the node started, on tokio's clock (so the paused
-    /// test clock works).
     /// The largest envelope a sealed frame to a peer may carry (the node's
     /// and the overlay's frame limits, less the seal).
+    #[inline]
     pub(crate) fn max_envelope(&self) -> usize {
         crate::wire::max_envelope_bytes(self.cfg.max_frame_bytes.min(self.overlay.inner().max_frame_bytes()))
     }
 
+    /// Milliseconds since the node started, on tokio's clock (so the paused
+    /// test clock works).
     pub(crate) fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// Whether the node's stop has begun.
+    #[inline]
     pub(crate) fn is_stopping(&self) -> bool {
-        // Read on every request: an atomic, not the watch's lock.
-        self.stopping.load(Ordering::Acquire)
-    }
-
-    /// Starts the node's stop: `is_stopping` from now on, and every task
-    /// watching `stop` is told.
-    pub(crate) fn begin_stop(&self) {
-        self.stopping.store(true, Ordering::Release);
-        self.stop.set(true);
+        self.tasks.is_stopping()
     }
 
     /// Spawns a task that `shutdown` waits for (and aborts after its bound).
-    pub(crate) fn spawn(self: &Arc<Self>, fut: impl Future<Output = ()> + Send + 'static) {
-        let id = self.next_task.fetch_add(1, Ordering::Relaxed);
-        let guard = TaskGuard { shared: Arc::clone(self), id };
-        // The entry exists before the task can end (and remove it); the abort
-        // handle is filled in afterwards, unless the task is already gone.
-        self.tasks.send_modify(|tasks| {
-            tasks.insert(id, None);
-        });
-        let handle = self.env.spawn(async move {
-            let _guard = guard;
-            fut.await;
-        });
-        self.tasks.send_if_modified(|tasks| {
-            if let Some(slot) = tasks.get_mut(&id) {
-                *slot = Some(handle.abort_handle());
-            }
-            false
-        });
+    pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(&self.env, fut);
     }
 
-    /// Aborts every spawned task at once.
-    pub(crate) fn abort_tasks(&self) {
-        for handle in self.tasks.borrow().values().flatten() {
-            handle.abort();
+    /// A fresh connection id.
+    pub(crate) fn next_conn(&self) -> ConnId {
+        self.peers.next_conn()
+    }
+
+    /// Records the end of a dial's handshake: success resets the backoff,
+    /// failure doubles it (capped at `reconnect_max`).
+    pub(crate) fn dial_done(&self, peer: &NodeId, ok: bool) {
+        self.peers.dial_done(peer, ok, Instant::now());
+    }
+
+    /// Completes our request `id` if it was sent on `conn`.
+    pub(crate) fn complete(&self, conn: ConnId, id: u64, response: Response) {
+        self.in_flight.complete(conn, id, response, &self.counters);
+    }
+
+    /// Queues `msg` on every connection's control queue (counting those
+    /// full: `control_queue_full`).
+    pub(crate) fn broadcast_control(&self, msg: &ControlMsg) {
+        for _ in 0..self.peers.broadcast_control(msg) {
+            self.counters.dropped("control_queue_full");
         }
     }
 
-    /// Waits until every spawned task has ended, at most `bound`; then aborts
-    /// the rest. Returns whether all ended in time.
-    pub(crate) async fn join_tasks(&self, bound: Duration) -> bool {
-        let mut rx = self.tasks.subscribe();
-        let done = tokio::time::timeout(bound, rx.wait_for(BTreeMap::is_empty)).await.is_ok();
-        if !done {
-            for handle in self.tasks.borrow().values().flatten() {
-                handle.abort();
+    /// Every hosted registry, in id order.
+    pub(crate) fn hosts_snapshot(&self) -> Vec<Arc<dyn HostedRegistry>> {
+        self.hosts.snapshot()
+    }
+
+    /// `(id, shard count)` of every hosted registry, for `Hosting` (none
+    /// once the node is stopping).
+    pub(crate) fn hosting(&self) -> Vec<(String, u32)> {
+        if self.is_stopping() {
+            return Vec::new();
+        }
+        self.hosts.announced()
+    }
+
+    /// Records a peer's `Hosting` announcement, and kicks placement.
+    pub(crate) fn peer_hosting(&self, stats: &PeerStats, registries: Vec<(String, u32)>) {
+        *stats.hosted.lock() = registries.into_iter().collect();
+        self.hosts.kick();
+    }
+
+    /// Nodes that may own `registry`'s shards: this one (unless stopping),
+    /// and connected peers that announced the registry with the same shard
+    /// count.
+    pub(crate) fn candidates(&self, registry: &str, shards: u32) -> BTreeSet<NodeId> {
+        let mut out = BTreeSet::new();
+        if !self.is_stopping() {
+            out.insert(self.id.clone());
+        }
+        self.peers.add_candidates(registry, shards, &mut out);
+        out
+    }
+
+    /// Connected peers that announced `registry` with another shard count
+    /// than `shards` (never placement candidates for it).
+    pub(crate) fn hosting_other_count(&self, registry: &str, shards: u32) -> BTreeSet<NodeId> {
+        self.peers.hosting_other_count(registry, shards)
+    }
+
+    /// Caches a shard's owner, unless a newer epoch is already known. Only
+    /// hosted registries' shards are cached, so the cache is bounded by them.
+    pub(crate) fn cache_owner(&self, registry: &str, shard: u32, holder: SessionId, epoch: Epoch) {
+        if self.hosts.hosts_shard(registry, shard) {
+            self.owners.insert(registry, shard, holder, epoch, Instant::now());
+        }
+    }
+
+    /// Forgets a shard's cached owner.
+    pub(crate) fn forget_owner(&self, registry: &str, shard: u32) {
+        self.owners.forget(registry, shard);
+    }
+
+    /// A peer's lease notice: a hint only (the receiver still fences). A
+    /// released lease also kicks placement.
+    pub(crate) fn lease_notice(&self, registry: &str, shard: u32, epoch: u64, owner: Option<SessionId>) {
+        match owner {
+            Some(holder) => self.cache_owner(registry, shard, holder, Epoch(epoch)),
+            None => {
+                self.owners.released(registry, shard, epoch);
+                self.hosts.kick();
             }
         }
-        done
     }
-}
 
-struct TaskGuard {
-    shared: Arc<Shared>,
-    id: u64,
-}
-
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        self.shared.tasks.send_if_modified(|tasks| tasks.remove(&self.id).is_some());
+    /// Records a dial of `peer` whose handshake failed with `err`, if the
+    /// failure shows that `peer` cannot be a member (see
+    /// [`auth_failure_reason`]): counted, and a warning the first time.
+    /// Only outbound dials are recorded (the name is the one this node
+    /// dialled, not one a hello claimed).
+    pub(crate) fn member_auth_failed(&self, peer: &NodeId, err: &HandshakeError) {
+        let Some(reason) = auth_failure_reason(err) else { return };
+        bump(&self.counters.member_auth_failures);
+        match self.peers.members().auth_failed(peer, reason, Instant::now()) {
+            Recorded::New => tracing::warn!(
+                node = %self.id, peer = %peer, ?reason, error = %err,
+                "cannot authenticate with a live cluster member: it takes no part in placement here \
+                 (every node of a cluster must use the same auth_token and a common protocol version)"
+            ),
+            Recorded::Again => {
+                tracing::debug!(node = %self.id, peer = %peer, ?reason, "member authentication failed again")
+            }
+            Recorded::Full => tracing::debug!(node = %self.id, peer = %peer, ?reason,
+                "member authentication failed; the failure table is full, not recorded"),
+        }
+        self.hosts.kick();
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// The host's answer to `Monitor`/`Remonitor` for our monitor `id`.
+    pub(crate) fn monitor_placed(&self, conn: ConnId, id: u64, activation: u64) {
+        self.monitors.placed(conn, id, activation);
+    }
 
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let (min, max) = (Duration::from_millis(50), Duration::from_secs(1));
-        assert_eq!(backoff(0, min, max), Duration::ZERO);
-        assert_eq!(backoff(1, min, max), min);
-        assert_eq!(backoff(2, min, max), Duration::from_millis(100));
-        assert_eq!(backoff(6, min, max), max);
-        assert_eq!(backoff(u32::MAX, min, max), max);
+    /// A `Down` from a peer for our monitor `id`.
+    pub(crate) fn monitor_down(&self, conn: ConnId, id: u64, reason: DownReason) {
+        self.monitors.down(conn, id, reason, &self.counters);
+    }
+
+    /// Registers a monitor on a remote activation, placed through `link`;
+    /// returns its request id and, on a version 2 session, the receiver of
+    /// the host's first answer. Dropping the event's receiver cancels it.
+    pub(crate) fn register_monitor(
+        self: &Arc<Self>,
+        link: &PeerLink,
+        watched: Watched,
+        tx: mpsc::Sender<DownEvent>,
+    ) -> Result<(u64, Option<oneshot::Receiver<()>>), RemoteError> {
+        let id = self.in_flight.next_id();
+        let watch = tx.clone();
+        let answered = self.monitors.insert(id, link, watched, tx, &self.counters)?;
+        // Demonitor once the receiver is dropped.
+        let node = Arc::clone(self);
+        self.env.spawn(async move {
+            watch.closed().await;
+            node.monitors.cancel(id, &node.counters).await;
+        });
+        Ok((id, answered))
+    }
+
+    /// A connection ended: its requests in flight fail with
+    /// `ConnectionLost`; a monitor still waiting for its first answer fails
+    /// (its `monitor()` call places it again); the others are detached and
+    /// resolved by [`Shared::reattach`]. The monitors peers held here
+    /// through it are removed (counted: `remote_monitor_connection_ended`).
+    pub(crate) fn connection_ended(self: &Arc<Self>, conn: ConnId) {
+        self.in_flight.connection_ended(conn);
+        for id in self.monitors.connection_ended(conn) {
+            let node = Arc::clone(self);
+            self.spawn(async move { node.reattach(id).await });
+        }
+        let mut removed = 0;
+        for host in self.hosts.snapshot() {
+            removed += host.drop_conn_monitors(conn);
+        }
+        for _ in 0..removed {
+            self.counters.dropped("remote_monitor_connection_ended");
+        }
+        if removed > 0 {
+            tracing::debug!(removed, "the monitors a peer held through an ended connection were removed");
+        }
+        self.hosts.kick();
+    }
+
+    /// Resolves the detached monitor `id` (see `node/remote_monitors.rs`).
+    /// "Down means down": it fires here only once the lease the target ran
+    /// under is no longer held at the watched epoch (expired, released or
+    /// taken over), i.e. the target can no longer execute; otherwise the
+    /// host decides, once the monitor is placed again on a new connection.
+    async fn reattach(&self, id: u64) {
+        loop {
+            let Detached::Waiting { lease, holder, epoch, activation } = self.monitors.detached(id) else { return };
+            let current = tokio::time::timeout(self.cfg.lease_store_timeout, self.store.get(&lease)).await;
+            if let Ok(Ok(lease)) = current
+                && lease.is_none_or(|l| l.holder != holder || l.epoch != epoch)
+            {
+                if let Some(m) = self.monitors.take_detached(id) {
+                    m.fire(DownReason::NodeDown, &self.counters);
+                }
+                return;
+            }
+            if let Some(activation) = activation
+                && let Some(link) = self.peers.connection(&holder)
+                && link.version >= MONITOR_IDENTITY_VERSION
+            {
+                let Some(msg) = self.monitors.attach(id, &link, activation) else { return };
+                // Fails if the connection's writer has ended (then its
+                // `connection_ended` has run, or will find this monitor).
+                if link.control.try_send(msg).is_ok() {
+                    return;
+                }
+                self.counters.dropped("remonitor_not_queued");
+                if !self.monitors.detach(id, link.conn) {
+                    // Taken over by `connection_ended` (another run of this task).
+                    return;
+                }
+            }
+            tokio::time::sleep(self.cfg.renew_interval).await;
+        }
+    }
+
+    /// How full each bounded table is (`ClusterInspect::tables`).
+    pub(crate) fn table_use(&self) -> Vec<TableUse> {
+        let cfg = &self.cfg;
+        let use_of = |table: &str, len: usize, cap: usize| TableUse { table: table.to_string(), len, cap };
+        let hosts = self.hosts.snapshot();
+        let hosted_shards: usize = hosts.iter().map(|h| h.shard_count() as usize).sum();
+        let mut out = vec![
+            use_of("peers", self.peers.len(), cfg.max_peers),
+            use_of("requests_in_flight", self.in_flight.len(), self.in_flight.max()),
+            use_of("asks_executing", self.in_flight.executing(), self.in_flight.max()),
+            use_of("remote_monitors", self.monitors.len(), self.monitors.max()),
+            use_of("owner_cache", self.owners.len(), hosted_shards),
+            use_of("handshake_sources", self.peers.handshake_sources(), cfg.max_pending_handshakes),
+        ];
+        for h in hosts {
+            let ((acts, max_acts), (mons, max_mons)) = h.table_use();
+            out.push(use_of(&format!("activations/{}", h.id()), acts, max_acts));
+            out.push(use_of(&format!("monitors/{}", h.id()), mons, max_mons));
+        }
+        out
+    }
+
+    /// A snapshot: identity, authenticated peers sorted by name, owned
+    /// shards, counters, table use and membership.
+    pub(crate) fn inspect(&self) -> ClusterInspect {
+        let peers = self.peers.infos(self.now_ms());
+        let mut shards: Vec<OwnedShard> = self
+            .hosts
+            .snapshot()
+            .iter()
+            .flat_map(|h| {
+                h.owned().into_iter().map(|(shard, epoch)| OwnedShard {
+                    registry: h.id().to_string(),
+                    shard,
+                    epoch: epoch.0,
+                })
+            })
+            .collect();
+        shards.sort();
+        ClusterInspect {
+            node: self.id.clone(),
+            session: self.session.clone(),
+            peers,
+            shards,
+            counters: self.counters.snapshot(),
+            tables: self.table_use(),
+            membership: self.peers.members().info(Instant::now()),
+        }
     }
 }

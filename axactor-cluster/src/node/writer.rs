@@ -22,8 +22,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
+use super::in_flight::Response;
+use super::queues::{OutKind, Outbound};
 use super::replies::Replies;
-use super::routing::{OutKind, Outbound, Response};
 use super::shared::Shared;
 use super::table::ConnId;
 use crate::overlay::{LinkSender, Priority};
@@ -62,78 +63,21 @@ pub(super) struct Queues {
 /// turns (as when replies went through the data queue, neither starves
 /// the other).
 pub(super) async fn write_loop(node: Arc<Shared>, conn: ConnId, mut sealer: Sealer, tx: LinkSender, queues: Queues) {
-    let Queues { mut control, mut data, shared, mut reader_done } = queues;
-    let (node, replies, outstanding, owed_to_peer) =
-        (&*node, &shared.replies, &shared.outstanding, &shared.owed_to_peer);
+    let Queues { control, data, shared, reader_done } = queues;
+    let (node, outstanding, owed_to_peer) = (&*node, &shared.outstanding, &shared.owed_to_peer);
     let max_envelope = node.max_envelope();
     let mut frame = FrameWriter { node, sealer: &mut sealer, tx: &tx, max_envelope };
-    let mut replies_first = true;
-    // Lone exchanges in a row (see below), and whether frames were fed
-    // since the last flush.
-    let (mut calm, mut fed) = (0u32, false);
-    // Items taken in a row by the fast path below.
-    let mut in_a_row = 0usize;
-    loop {
-        // Fast path: take what is ready without registering wake-ups, in the
-        // order the select below would; every `WRITE_BATCH` items the select
-        // runs anyway (its receives count against the task's budget, so a
-        // busy writer still yields).
-        in_a_row += 1;
-        let ready = if in_a_row < WRITE_BATCH {
-            take_ready(&mut control, &mut data, replies, &mut replies_first)
-        } else {
-            None
-        };
-        // Exactly one of the two reply branches is enabled, so the replies
-        // are polled (and their wake-ups registered) on every pass.
-        let next = if ready.is_some() {
-            ready
-        } else {
-            in_a_row = 0;
-            let next = async {
-                tokio::select! {
-                    biased;
-                    Some(msg) = control.recv() => Some(Item::Control(msg)),
-                    Some(out) = poll_fn(|cx| replies.lock().poll_next(cx)), if replies_first => {
-                        replies_first = false;
-                        Some(Item::Data(out))
-                    }
-                    Some(out) = data.recv() => {
-                        replies_first = true;
-                        Some(Item::Data(out))
-                    }
-                    Some(out) = poll_fn(|cx| replies.lock().poll_next(cx)), if !replies_first => Some(Item::Data(out)),
-                    _ = &mut reader_done => None,
-                    else => None,
-                }
-            };
-            let mut next = std::pin::pin!(next);
-            // Frames written through are fed to the link (one batch on a
-            // TCP link), flushed once nothing else is ready (the wake-ups of
-            // the branches above are registered by then).
-            poll_fn(|cx| {
-                let polled = next.as_mut().poll(cx);
-                if polled.is_pending() && std::mem::take(&mut fed) {
-                    tx.flush();
-                }
-                polled
-            })
-            .await
-        };
-        let Some(item) = next else { break };
+    let mut sources =
+        Sources { control, data, replies: &shared.replies, reader_done, replies_first: true, in_a_row: 0 };
+    let mut mode = WriteMode::default();
+    // Whether frames were fed since the last flush.
+    let mut fed = false;
+    while let Some(item) = sources.next(&tx, &mut fed).await {
         // What to count if this item is lost with the connection.
         let lost: Option<&'static str>;
         let (out, kind) = match item {
             Item::Control(ControlMsg::Goodbye) => {
-                // Flush what is queued or completed for the peer (responses it
-                // waits for) before saying goodbye; nothing follows a Goodbye.
-                while let Some(out) = ready_reply(replies).await.or_else(|| data.try_recv().ok()) {
-                    if !frame.send(Ok(out.frame), false).await {
-                        break;
-                    }
-                }
-                let _ = frame.send(OutFrame::envelope(&Envelope::Control(ControlMsg::Goodbye)), false).await;
-                tx.flush();
+                sources.say_goodbye(&mut frame).await;
                 break;
             }
             Item::Control(msg) => {
@@ -152,21 +96,12 @@ pub(super) async fn write_loop(node: Arc<Shared>, conn: ConnId, mut sealer: Seal
             OutKind::Response => saturating_decrement(owed_to_peer),
             OutKind::Other => {}
         }
-        // Lone exchanges (at most this request in flight our way, no
-        // request of the peer's unanswered or executing here), for the last
-        // `CALM_FRAMES` frames in a row, are latency-bound: their frames are
-        // written through from this task. Otherwise (a pipeline, a flood)
-        // frames are queued, and the link's connection task batches them
-        // (throughput-bound), as before write-through.
-        if outstanding.load(Ordering::Relaxed) <= 1
+        // A lone exchange: at most this request in flight our way, no
+        // request of the peer's unanswered or executing here.
+        let lone = outstanding.load(Ordering::Relaxed) <= 1
             && owed_to_peer.load(Ordering::Relaxed) == 0
-            && replies.lock().is_empty()
-        {
-            calm = calm.saturating_add(1);
-        } else {
-            calm = 0;
-        }
-        let through = calm >= CALM_FRAMES;
+            && sources.replies.lock().is_empty();
+        let through = mode.frame(lone);
         if !frame.send(out, through).await {
             if let Some(label) = lost {
                 node.counters.dropped(label);
@@ -177,31 +112,133 @@ pub(super) async fn write_loop(node: Arc<Shared>, conn: ConnId, mut sealer: Seal
     }
     tx.flush();
     tx.close();
-    // Our requests still queued were never sent: a definite failure, so
-    // the caller may retry them elsewhere (not `ConnectionLost`).
-    data.close();
-    while let Ok(out) = data.try_recv() {
-        match out.kind {
-            OutKind::Request(request_id) => {
-                node.complete(conn, request_id, Response::Rejected(Rejection::UnknownSession));
+    sources.close(node, conn);
+}
+
+/// The write mode, decided per frame: lone exchanges for the last
+/// [`CALM_FRAMES`] frames in a row are latency-bound, so their frames are
+/// written through from the writer's task; otherwise (a pipeline, a flood)
+/// frames are queued and the link's connection task batches them
+/// (throughput-bound).
+#[derive(Debug, Default, Clone, Copy)]
+struct WriteMode {
+    /// Lone exchanges in a row.
+    calm: u32,
+}
+
+impl WriteMode {
+    /// Notes a frame about to be sent (`lone`: see `write_loop`); returns
+    /// whether to write it through.
+    #[inline]
+    fn frame(&mut self, lone: bool) -> bool {
+        self.calm = if lone { self.calm.saturating_add(1) } else { 0 };
+        self.calm >= CALM_FRAMES
+    }
+}
+
+/// Where the writer takes its items from, in its order: control first,
+/// then completed replies and the data queue in turn.
+struct Sources<'a> {
+    control: mpsc::Receiver<ControlMsg>,
+    data: mpsc::Receiver<Outbound>,
+    replies: &'a Mutex<Replies>,
+    /// Resolves when the reader has ended.
+    reader_done: tokio::sync::oneshot::Receiver<()>,
+    /// Whether the replies' turn comes before the data queue's.
+    replies_first: bool,
+    /// Items taken in a row by the fast path of [`Sources::next`].
+    in_a_row: usize,
+}
+
+impl Sources<'_> {
+    /// The next item; `None` once the reader has ended (or every source
+    /// has). Frames fed to the link (`fed`) are flushed before waiting.
+    async fn next(&mut self, tx: &LinkSender, fed: &mut bool) -> Option<Item> {
+        // Fast path: take what is ready without registering wake-ups, in the
+        // order the select below would; every `WRITE_BATCH` items the select
+        // runs anyway (its receives count against the task's budget, so a
+        // busy writer still yields).
+        self.in_a_row += 1;
+        if self.in_a_row < WRITE_BATCH
+            && let Some(item) = take_ready(&mut self.control, &mut self.data, self.replies, &mut self.replies_first)
+        {
+            return Some(item);
+        }
+        self.in_a_row = 0;
+        let Sources { control, data, replies, reader_done, replies_first, .. } = self;
+        let replies = *replies;
+        // Exactly one of the two reply branches is enabled, so the replies
+        // are polled (and their wake-ups registered) on every pass.
+        let next = async {
+            tokio::select! {
+                biased;
+                Some(msg) = control.recv() => Some(Item::Control(msg)),
+                Some(out) = poll_fn(|cx| replies.lock().poll_next(cx)), if *replies_first => {
+                    *replies_first = false;
+                    Some(Item::Data(out))
+                }
+                Some(out) = data.recv() => {
+                    *replies_first = true;
+                    Some(Item::Data(out))
+                }
+                Some(out) = poll_fn(|cx| replies.lock().poll_next(cx)), if !*replies_first => Some(Item::Data(out)),
+                _ = reader_done => None,
+                else => None,
             }
-            kind => {
-                if let Some(label) = data_loss(kind) {
-                    node.counters.dropped(label);
+        };
+        let mut next = std::pin::pin!(next);
+        // Frames written through are fed to the link (one batch on a TCP
+        // link), flushed once nothing else is ready (the wake-ups of the
+        // branches above are registered by then).
+        poll_fn(|cx| {
+            let polled = next.as_mut().poll(cx);
+            if polled.is_pending() && std::mem::take(fed) {
+                tx.flush();
+            }
+            polled
+        })
+        .await
+    }
+
+    /// Sends what is queued or completed for the peer (responses it waits
+    /// for), then the `Goodbye`, and flushes: nothing follows a Goodbye.
+    async fn say_goodbye(&mut self, frame: &mut FrameWriter<'_>) {
+        while let Some(out) = ready_reply(self.replies).await.or_else(|| self.data.try_recv().ok()) {
+            if !frame.send(Ok(out.frame), false).await {
+                break;
+            }
+        }
+        let _ = frame.send(OutFrame::envelope(&Envelope::Control(ControlMsg::Goodbye)), false).await;
+        frame.tx.flush();
+    }
+
+    /// The connection is closed: our requests still queued were never
+    /// sent, a definite failure, so the caller may retry them elsewhere (not
+    /// `ConnectionLost`); what else never left is counted (tells,
+    /// responses, replies, and control messages that carry a signal).
+    fn close(mut self, node: &Shared, conn: ConnId) {
+        self.data.close();
+        while let Ok(out) = self.data.try_recv() {
+            match out.kind {
+                OutKind::Request(request_id) => {
+                    node.complete(conn, request_id, Response::Rejected(Rejection::UnknownSession));
+                }
+                kind => {
+                    if let Some(label) = data_loss(kind) {
+                        node.counters.dropped(label);
+                    }
                 }
             }
         }
-    }
-    // What else never left is counted: tells, responses, replies, and
-    // control messages that carry a signal.
-    control.close();
-    while let Ok(msg) = control.try_recv() {
-        if let Some(label) = control_loss(&msg) {
-            node.counters.dropped(label);
+        self.control.close();
+        while let Ok(msg) = self.control.try_recv() {
+            if let Some(label) = control_loss(&msg) {
+                node.counters.dropped(label);
+            }
         }
-    }
-    for _ in 0..replies.lock().discard() {
-        node.counters.dropped("reply_discarded_at_close");
+        for _ in 0..self.replies.lock().discard() {
+            node.counters.dropped("reply_discarded_at_close");
+        }
     }
 }
 
@@ -293,5 +330,41 @@ impl FrameWriter<'_> {
         } else {
             self.tx.send(body, Priority::Data).await.is_ok()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_through_only_after_calm_frames_lone_exchanges_in_a_row() {
+        let mut mode = WriteMode::default();
+        for _ in 1..CALM_FRAMES {
+            assert!(!mode.frame(true));
+        }
+        assert!(mode.frame(true), "the CALM_FRAMES-th lone frame in a row");
+        assert!(mode.frame(true));
+        assert!(!mode.frame(false), "a pipeline or a flood: queued at once");
+        assert!(!mode.frame(true), "and calm must build up again");
+    }
+
+    #[test]
+    fn the_calm_count_saturates() {
+        let mut mode = WriteMode { calm: u32::MAX };
+        assert!(mode.frame(true));
+        assert_eq!(mode.calm, u32::MAX);
+    }
+
+    #[test]
+    fn losses_at_close_are_labelled_except_requests_and_liveness() {
+        assert_eq!(data_loss(OutKind::Request(7)), None, "our requests fail instead");
+        assert_eq!(data_loss(OutKind::Response), Some("response_discarded_at_close"));
+        assert_eq!(data_loss(OutKind::Other), Some("tell_discarded_at_close"));
+        assert_eq!(control_loss(&ControlMsg::Heartbeat { sent_at_ms: 1 }), None);
+        assert_eq!(control_loss(&ControlMsg::Goodbye), None);
+        let down = ControlMsg::Down { request_id: 1, reason: crate::wire::DownReason::Stopped };
+        assert_eq!(control_loss(&down), Some("down_discarded_at_close"));
+        assert_eq!(control_loss(&ControlMsg::Demonitor { request_id: 1 }), Some("control_discarded_at_close"));
     }
 }

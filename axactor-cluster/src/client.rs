@@ -1,4 +1,10 @@
-//! The client side of routing: key → shard → owner → delivery.
+//! The client side of routing, one [`Route`] per registry on a node: how a
+//! request of this node reaches the key's owner (key → shard → owner →
+//! delivery, with retries). The node-wide state it uses (requests in
+//! flight, the owner cache, monitors held on remote activations) has its
+//! owners in `node/` (`in_flight.rs`, `owner_cache.rs`,
+//! `remote_monitors.rs`).
+//!
 //!
 //! 1. **Local fast path**: if this node holds the key's shard (and is
 //!    before its deadline), the message goes straight into the activation's
@@ -38,13 +44,20 @@ use tracing::{Instrument, Span};
 
 use crate::env::NodeEvent;
 use crate::error::RemoteError;
-use crate::host::{Host, HostedRegistry, Local, MonitorSink};
+use crate::host::{Host, Local};
+use crate::hosted::{AskOf, DownEvent, HostedActor, HostedRegistry, MonitorSink, PendingReply, ReplyOf, TellOf};
 use crate::id::SessionId;
 use crate::lease::Epoch;
-use crate::node::{OutKind, Outbound, PeerLink, PendingGuard, Response, Shared};
-use crate::remote::{AskOf, DownEvent, RemoteActor, RemoteHandle, ReplyOf, TellOf};
+use crate::node::in_flight::{PendingGuard, Response};
+use crate::node::queues::{OutKind, Outbound, PeerLink};
+use crate::node::remote_monitors::Watched;
+use crate::node::shared::Shared;
 use crate::shard::{lease_name, shard_of};
 use crate::wire::{ControlMsg, DataOut, OutFrame, Rejection};
+
+/// The `tracing` target of requests' spans and events: the one operators
+/// filter on (docs/operations.md, "Spans"), whatever this file is named.
+const TARGET: &str = "axactor_cluster::route";
 
 /// Attempts per request before the last definite error is returned.
 pub const MAX_ATTEMPTS: u32 = 16;
@@ -54,13 +67,13 @@ pub const MIN_RETRY_DELAY: Duration = Duration::from_millis(5);
 pub const MAX_RETRY_DELAY: Duration = Duration::from_millis(250);
 
 /// The routing state of one registry on one node.
-pub(crate) struct Route<A: RemoteActor> {
+pub(crate) struct Route<A: HostedActor> {
     pub(crate) node: Arc<Shared>,
     pub(crate) host: Arc<Host<A>>,
     shards: u32,
 }
 
-impl<A: RemoteActor> std::fmt::Debug for Route<A> {
+impl<A: HostedActor> std::fmt::Debug for Route<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Route").field("registry", self.host.registry()).finish_non_exhaustive()
     }
@@ -73,6 +86,13 @@ enum Lookup {
     Cached(Instant),
     /// The lease store (a retry after a definite failure).
     Fresh,
+}
+
+/// The key a request is for, and its shard.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    key: &'a Arc<str>,
+    shard: u32,
 }
 
 /// What one remote attempt asks for.
@@ -182,9 +202,9 @@ fn retry_delay(attempt: u32) -> Duration {
     MIN_RETRY_DELAY.saturating_mul(1u32 << attempt.min(16)).min(MAX_RETRY_DELAY)
 }
 
-impl<A: RemoteActor> Route<A> {
+impl<A: HostedActor> Route<A> {
     pub(crate) fn new(node: Arc<Shared>, host: Arc<Host<A>>) -> Route<A> {
-        let shards = crate::host::HostedRegistry::shard_count(&*host);
+        let shards = HostedRegistry::shard_count(&*host);
         Route { node, host, shards }
     }
 
@@ -200,26 +220,33 @@ impl<A: RemoteActor> Route<A> {
         if self.node.is_stopping() { Err(RemoteError::ShutDown) } else { Ok(()) }
     }
 
-    pub(crate) async fn tell(&self, h: &RemoteHandle<A>, tell: TellOf<A>, wait: bool) -> Result<(), RemoteError> {
+    pub(crate) async fn tell(
+        &self,
+        key: &Arc<str>,
+        shard: u32,
+        tell: TellOf<A>,
+        wait: bool,
+    ) -> Result<(), RemoteError> {
         self.check_running()?;
         let started = Instant::now();
         let deadline = started + self.node.cfg.request_timeout;
-        let tell = match self.host.local_tell(h.shard, &h.key, tell, wait.then_some(deadline)).await {
+        let tell = match self.host.local_tell(shard, key, tell, wait.then_some(deadline)).await {
             Local::Done(r) => return r.map_err(|r| map_rejection(&r)),
             Local::NotHere(t) => t,
         };
         let payload = encode_payload(&tell)?;
         drop(tell);
         if wait {
-            self.request(h, Kind::TellAck, payload, started, deadline).await.map(|_| ())
+            self.request(key, shard, Kind::TellAck, payload, started, deadline).await.map(|_| ())
         } else {
-            self.send_unacked(h, payload, started, deadline).await
+            self.send_unacked(key, shard, payload, started, deadline).await
         }
     }
 
     pub(crate) async fn ask(
         &self,
-        h: &RemoteHandle<A>,
+        key: &Arc<str>,
+        shard: u32,
         ask: AskOf<A>,
         timeout: Option<Duration>,
     ) -> Result<ReplyOf<A>, RemoteError> {
@@ -227,19 +254,19 @@ impl<A: RemoteActor> Route<A> {
         let started = Instant::now();
         // A caller's timeout beyond a day is a day: `Instant + Duration::MAX` would panic.
         let deadline = started + timeout.unwrap_or(self.node.cfg.request_timeout).min(crate::config::MAX_DURATION);
-        let ask = match self.host.local_ask(h.shard, &h.key, ask, deadline).await {
+        let ask = match self.host.local_ask(shard, key, ask, deadline).await {
             Local::Done(r) => return self.await_local(r, deadline).await,
             Local::NotHere(a) => a,
         };
         let payload = encode_payload(&ask)?;
         drop(ask);
-        let bytes = self.request(h, Kind::Ask, payload, started, deadline).await?;
+        let bytes = self.request(key, shard, Kind::Ask, payload, started, deadline).await?;
         postcard::from_bytes(&bytes).map_err(|_| RemoteError::Codec)
     }
 
     async fn await_local(
         &self,
-        r: Result<crate::remote::PendingReply<ReplyOf<A>>, Rejection>,
+        r: Result<PendingReply<ReplyOf<A>>, Rejection>,
         deadline: Instant,
     ) -> Result<ReplyOf<A>, RemoteError> {
         let pending = r.map_err(|r| map_rejection(&r))?;
@@ -254,7 +281,7 @@ impl<A: RemoteActor> Route<A> {
     async fn owner(&self, shard: u32, lookup: Lookup) -> Result<(SessionId, Epoch), RemoteError> {
         let registry = self.host.registry();
         if let Lookup::Cached(now) = lookup
-            && let Some(hit) = self.node.cached_owner(registry, shard, now)
+            && let Some(hit) = self.node.owners.get(registry, shard, now)
         {
             return Ok(hit);
         }
@@ -266,7 +293,7 @@ impl<A: RemoteActor> Route<A> {
                 Ok((lease.holder, lease.epoch))
             }
             Ok(Ok(None)) => {
-                self.node.forget_owner(registry, shard);
+                self.node.owners.forget(registry, shard);
                 // Nobody holds our count's shard because the store holds the
                 // registry under another count: say so.
                 if self.host.count_conflict() {
@@ -275,7 +302,7 @@ impl<A: RemoteActor> Route<A> {
                 Err(RemoteError::NoOwner)
             }
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, "owner lookup failed");
+                tracing::debug!(target: TARGET, error = %e, "owner lookup failed");
                 Err(RemoteError::NoOwner)
             }
             Err(_) => Err(RemoteError::NoOwner),
@@ -289,8 +316,8 @@ impl<A: RemoteActor> Route<A> {
             // The store says ours, but this node does not (or no longer) use it.
             return Err(RemoteError::NoOwner);
         }
-        let Some(link) = self.node.connection(&holder) else {
-            self.node.kick_dials();
+        let Some(link) = self.node.peers.connection(&holder) else {
+            self.node.peers.kick_dials();
             return Err(RemoteError::UnknownSession);
         };
         Ok((link, holder, epoch))
@@ -328,7 +355,7 @@ impl<A: RemoteActor> Route<A> {
             if n >= MAX_ATTEMPTS || next >= deadline || self.node.is_stopping() {
                 return Err(err);
             }
-            tracing::trace!(registry = %self.registry(), key, error = %err, attempt = n, "retrying");
+            tracing::trace!(target: TARGET, registry = %self.registry(), key, error = %err, attempt = n, "retrying");
             self.node.emit(|| NodeEvent::Retried {
                 registry: self.registry().to_string(),
                 key: key.to_string(),
@@ -339,13 +366,14 @@ impl<A: RemoteActor> Route<A> {
     }
 
     /// The span of one remote request (see the module docs).
-    fn request_span(&self, kind: &'static str, h: &RemoteHandle<A>) -> Span {
+    fn request_span(&self, kind: &'static str, key: &Arc<str>, shard: u32) -> Span {
         tracing::debug_span!(
+            target: TARGET,
             "request",
             kind,
             registry = self.registry(),
-            key = &*h.key,
-            shard = h.shard,
+            key = &**key,
+            shard = shard,
             epoch = tracing::field::Empty,
             peer = tracing::field::Empty,
             attempt = tracing::field::Empty,
@@ -355,13 +383,14 @@ impl<A: RemoteActor> Route<A> {
 
     async fn request(
         &self,
-        h: &RemoteHandle<A>,
+        key: &Arc<str>,
+        shard: u32,
         kind: Kind,
         payload: Vec<u8>,
         started: Instant,
         deadline: Instant,
     ) -> Result<Bytes, RemoteError> {
-        let span = self.request_span(kind.name(), h);
+        let span = self.request_span(kind.name(), key, shard);
         let (kind, payload, span_ref) = (&kind, &payload[..], &span);
         // `Overloaded` is not retried here: see the module docs.
         let retry = |e: &RemoteError| {
@@ -370,8 +399,8 @@ impl<A: RemoteActor> Route<A> {
         };
         let result = in_span(
             &span,
-            self.with_retries(&h.key, started, deadline, &span, retry, |lookup| {
-                self.attempt(h, kind, payload, deadline, lookup, span_ref)
+            self.with_retries(key, started, deadline, &span, retry, |lookup| {
+                self.attempt(Target { key, shard }, kind, payload, deadline, lookup, span_ref)
             }),
         )
         .await;
@@ -381,26 +410,27 @@ impl<A: RemoteActor> Route<A> {
 
     async fn attempt(
         &self,
-        h: &RemoteHandle<A>,
+        to: Target<'_>,
         kind: &Kind,
         payload: &[u8],
         deadline: Instant,
         lookup: Lookup,
         span: &Span,
     ) -> Result<Bytes, RemoteError> {
+        let Target { key, shard } = to;
         // The shard may have moved here since the first try (which the
         // caller's local path has just checked).
-        if lookup == Lookup::Fresh && self.host.usable(h.shard) {
+        if lookup == Lookup::Fresh && self.host.usable(shard) {
             span.record("peer", tracing::field::display(&self.node.session));
-            return self.local_from_bytes(h, kind, payload, deadline).await;
+            return self.local_from_bytes(key, shard, kind, payload, deadline).await;
         }
-        let (link, holder, epoch) = self.owner_link(h.shard, lookup).await?;
+        let (link, holder, epoch) = self.owner_link(shard, lookup).await?;
         record_owner(span, &holder, epoch);
         // Dropped with this future (the caller gave up), the guard frees
         // the entry.
-        let (guard, rx) = self.node.register_pending(link.conn)?;
+        let (guard, rx) = self.node.in_flight.register(link.conn, &self.node.counters)?;
         let request_id = guard.id();
-        let (registry, shard, epoch, key) = (self.registry(), h.shard, epoch.0, &*h.key);
+        let (registry, shard, epoch, key) = (self.registry(), shard, epoch.0, &**key);
         let msg = match kind {
             Kind::Ask => DataOut::Ask { request_id, registry, shard, epoch, key, payload },
             Kind::TellAck => DataOut::Tell { registry, shard, epoch, key, payload, ack_id: Some(request_id) },
@@ -464,7 +494,8 @@ impl<A: RemoteActor> Route<A> {
     /// and deliver it in process.
     async fn local_from_bytes(
         &self,
-        h: &RemoteHandle<A>,
+        key: &Arc<str>,
+        shard: u32,
         kind: &Kind,
         payload: &[u8],
         deadline: Instant,
@@ -472,14 +503,14 @@ impl<A: RemoteActor> Route<A> {
         match kind {
             Kind::TellAck => {
                 let tell: TellOf<A> = postcard::from_bytes(payload).map_err(|_| RemoteError::Codec)?;
-                match self.host.local_tell(h.shard, &h.key, tell, Some(deadline)).await {
+                match self.host.local_tell(shard, key, tell, Some(deadline)).await {
                     Local::Done(r) => r.map(|()| Bytes::new()).map_err(|r| map_rejection(&r)),
                     Local::NotHere(_) => Err(RemoteError::NotOwner),
                 }
             }
             Kind::Ask => {
                 let ask: AskOf<A> = postcard::from_bytes(payload).map_err(|_| RemoteError::Codec)?;
-                match self.host.local_ask(h.shard, &h.key, ask, deadline).await {
+                match self.host.local_ask(shard, key, ask, deadline).await {
                     Local::Done(r) => {
                         let reply = self.await_local(r, deadline).await?;
                         encode_payload(&reply).map(Bytes::from)
@@ -494,17 +525,18 @@ impl<A: RemoteActor> Route<A> {
     /// connection; retried only while it could not be queued at all.
     async fn send_unacked(
         &self,
-        h: &RemoteHandle<A>,
+        key: &Arc<str>,
+        shard: u32,
         payload: Vec<u8>,
         started: Instant,
         deadline: Instant,
     ) -> Result<(), RemoteError> {
-        let span = self.request_span("tell", h);
+        let span = self.request_span("tell", key, shard);
         let (payload, span_ref) = (&payload[..], &span);
         let result = in_span(
             &span,
-            self.with_retries(&h.key, started, deadline, &span, retryable, |lookup| {
-                self.try_unacked(h, payload, lookup, deadline, span_ref)
+            self.with_retries(key, started, deadline, &span, retryable, |lookup| {
+                self.try_unacked(key, shard, payload, lookup, deadline, span_ref)
             }),
         )
         .await;
@@ -517,42 +549,36 @@ impl<A: RemoteActor> Route<A> {
     /// sender is paced by the connection, not by retry sleeps.
     async fn try_unacked(
         &self,
-        h: &RemoteHandle<A>,
+        key: &Arc<str>,
+        shard: u32,
         payload: &[u8],
         lookup: Lookup,
         deadline: Instant,
         span: &Span,
     ) -> Result<(), RemoteError> {
-        if lookup == Lookup::Fresh && self.host.usable(h.shard) {
+        if lookup == Lookup::Fresh && self.host.usable(shard) {
             span.record("peer", tracing::field::display(&self.node.session));
             let tell: TellOf<A> = postcard::from_bytes(payload).map_err(|_| RemoteError::Codec)?;
-            return match self.host.local_tell(h.shard, &h.key, tell, None).await {
+            return match self.host.local_tell(shard, key, tell, None).await {
                 Local::Done(r) => r.map_err(|r| map_rejection(&r)),
                 Local::NotHere(_) => Err(RemoteError::NotOwner),
             };
         }
-        let (link, holder, epoch) = self.owner_link(h.shard, lookup).await?;
+        let (link, holder, epoch) = self.owner_link(shard, lookup).await?;
         record_owner(span, &holder, epoch);
-        let msg = DataOut::Tell {
-            registry: self.registry(),
-            shard: h.shard,
-            epoch: epoch.0,
-            key: &h.key,
-            payload,
-            ack_id: None,
-        };
+        let msg = DataOut::Tell { registry: self.registry(), shard, epoch: epoch.0, key, payload, ack_id: None };
         let frame = self.encode(msg)?;
         queue(&link.data, Outbound { frame, kind: OutKind::Other }, deadline).await
     }
 
-    pub(crate) async fn monitor(&self, h: &RemoteHandle<A>) -> Result<mpsc::Receiver<DownEvent>, RemoteError> {
+    pub(crate) async fn monitor(&self, key: &Arc<str>, shard: u32) -> Result<mpsc::Receiver<DownEvent>, RemoteError> {
         self.check_running()?;
         let (tx, rx) = mpsc::channel(1);
         let started = Instant::now();
         let deadline = started + self.node.cfg.request_timeout;
         let tx = &tx;
-        self.with_retries(&h.key, started, deadline, &Span::none(), retryable, |lookup| {
-            self.try_monitor(h, tx.clone(), lookup, deadline)
+        self.with_retries(key, started, deadline, &Span::none(), retryable, |lookup| {
+            self.try_monitor(key, shard, tx.clone(), lookup, deadline)
         })
         .await?;
         Ok(rx)
@@ -563,19 +589,20 @@ impl<A: RemoteActor> Route<A> {
     /// `Down` at once) until `deadline`.
     async fn try_monitor(
         &self,
-        h: &RemoteHandle<A>,
+        key: &Arc<str>,
+        shard: u32,
         tx: mpsc::Sender<DownEvent>,
         lookup: Lookup,
         deadline: Instant,
     ) -> Result<(), RemoteError> {
-        if self.host.usable(h.shard) {
+        if self.host.usable(shard) {
             let watch = tx.clone();
-            match HostedRegistry::monitor(&*self.host, &h.key, MonitorSink::Local { tx }) {
-                Err((sink, reason)) => sink.fire(self.registry(), &h.key, reason),
+            match HostedRegistry::monitor(&*self.host, key, MonitorSink::Local { tx }) {
+                Err((sink, reason)) => sink.fire(self.registry(), key, reason),
                 Ok(_) => {
                     // Dropping the receiver cancels the monitor (as a
                     // remote one's `Demonitor` does).
-                    let (host, key) = (Arc::clone(&self.host), Arc::clone(&h.key));
+                    let (host, key) = (Arc::clone(&self.host), Arc::clone(key));
                     self.node.env.spawn(async move {
                         watch.closed().await;
                         host.demonitor_local(&key, &watch);
@@ -584,20 +611,14 @@ impl<A: RemoteActor> Route<A> {
             }
             return Ok(());
         }
-        let (link, holder, epoch) = self.owner_link(h.shard, lookup).await?;
+        let (link, holder, epoch) = self.owner_link(shard, lookup).await?;
         let registry = self.registry().to_string();
-        let (request_id, answered) = self.node.register_monitor(
-            &link,
-            registry.clone(),
-            h.key.to_string(),
-            lease_name(&registry, self.shards, h.shard),
-            holder,
-            epoch,
-            tx,
-        )?;
-        let msg = ControlMsg::Monitor { request_id, registry, key: h.key.to_string() };
+        let lease = lease_name(&registry, self.shards, shard);
+        let watched = Watched { registry: registry.clone(), key: key.to_string(), lease, holder, epoch };
+        let (request_id, answered) = self.node.register_monitor(&link, watched, tx)?;
+        let msg = ControlMsg::Monitor { request_id, registry, key: key.to_string() };
         if link.control.try_send(msg).is_err() {
-            self.node.drop_monitor(request_id);
+            self.node.monitors.remove(request_id);
             return Err(RemoteError::Overloaded);
         }
         let Some(answered) = answered else { return Ok(()) };
@@ -608,7 +629,7 @@ impl<A: RemoteActor> Route<A> {
             // definite, and retried like a missing connection.
             Ok(Err(_)) => Err(RemoteError::UnknownSession),
             Err(_) => {
-                self.node.cancel_monitor(request_id).await;
+                self.node.monitors.cancel(request_id, &self.node.counters).await;
                 Err(RemoteError::Timeout)
             }
         }

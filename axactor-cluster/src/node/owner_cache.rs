@@ -1,0 +1,116 @@
+//! [`OwnerCache`]: who owns each shard, as far as this node knows, for
+//! routing its requests: registry → shard → (holder session, epoch, when
+//! cached). An entry is used for one `renew_interval`; a newer epoch is
+//! never overwritten by an older one. The node caches only the hosted
+//! registries' shards, so the cache is bounded by them.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use crate::id::SessionId;
+use crate::lease::Epoch;
+
+#[derive(Debug)]
+struct CachedOwner {
+    holder: SessionId,
+    epoch: Epoch,
+    at: Instant,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub(crate) struct OwnerCache {
+    /// Registry → shard → owner (looked up by `&str`, without allocating).
+    owners: Mutex<HashMap<String, HashMap<u32, CachedOwner>>>,
+    /// How long an entry is used (`renew_interval`).
+    valid_for: Duration,
+}
+
+impl OwnerCache {
+    pub(crate) fn new(valid_for: Duration) -> OwnerCache {
+        OwnerCache { owners: Mutex::new(HashMap::new()), valid_for }
+    }
+
+    /// The cached owner of a shard, if cached less than `valid_for` before `now`.
+    pub(crate) fn get(&self, registry: &str, shard: u32, now: Instant) -> Option<(SessionId, Epoch)> {
+        let owners = self.owners.lock();
+        let o = owners.get(registry)?.get(&shard)?;
+        (now.saturating_duration_since(o.at) < self.valid_for).then(|| (o.holder.clone(), o.epoch))
+    }
+
+    /// Caches an owner as of `now`, unless a newer epoch is already known.
+    pub(crate) fn insert(&self, registry: &str, shard: u32, holder: SessionId, epoch: Epoch, now: Instant) {
+        let mut owners = self.owners.lock();
+        if !owners.contains_key(registry) {
+            owners.insert(registry.to_string(), HashMap::new());
+        }
+        let Some(shards) = owners.get_mut(registry) else { return };
+        if shards.get(&shard).is_some_and(|o| o.epoch > epoch) {
+            return;
+        }
+        shards.insert(shard, CachedOwner { holder, epoch, at: now });
+    }
+
+    /// Forgets a shard's owner.
+    pub(crate) fn forget(&self, registry: &str, shard: u32) {
+        if let Some(shards) = self.owners.lock().get_mut(registry) {
+            shards.remove(&shard);
+        }
+    }
+
+    /// Forgets a shard's owner if it was cached at `epoch` or before (the
+    /// lease was released at `epoch`).
+    pub(crate) fn released(&self, registry: &str, shard: u32, epoch: u64) {
+        let mut owners = self.owners.lock();
+        if let Some(shards) = owners.get_mut(registry)
+            && shards.get(&shard).is_some_and(|o| o.epoch.0 <= epoch)
+        {
+            shards.remove(&shard);
+        }
+    }
+
+    /// Entries cached now.
+    pub(crate) fn len(&self) -> usize {
+        self.owners.lock().values().map(HashMap::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::NodeId;
+
+    fn session(name: &str) -> SessionId {
+        SessionId { node: NodeId::new(name), boot: 1, counter: 0 }
+    }
+
+    #[test]
+    fn entries_expire_and_older_epochs_never_overwrite() {
+        let cache = OwnerCache::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        cache.insert("r", 0, session("a"), Epoch(5), t0);
+        cache.insert("r", 0, session("b"), Epoch(4), t0);
+        assert_eq!(cache.get("r", 0, t0), Some((session("a"), Epoch(5))));
+        assert_eq!(cache.get("r", 0, t0 + Duration::from_secs(1)), None, "valid for less than renew_interval");
+        cache.insert("r", 0, session("b"), Epoch(5), t0);
+        assert_eq!(cache.get("r", 0, t0), Some((session("b"), Epoch(5))), "the same epoch replaces");
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn a_release_forgets_only_owners_at_or_before_its_epoch() {
+        let cache = OwnerCache::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        cache.insert("r", 0, session("a"), Epoch(5), t0);
+        cache.released("r", 0, 4);
+        assert!(cache.get("r", 0, t0).is_some());
+        cache.released("r", 0, 5);
+        assert!(cache.get("r", 0, t0).is_none());
+        cache.insert("r", 1, session("a"), Epoch(1), t0);
+        cache.forget("r", 1);
+        assert_eq!(cache.len(), 0);
+    }
+}

@@ -1,0 +1,65 @@
+//! One authenticated connection's queues as the rest of the node sees
+//! them: [`Outbound`] frames for its writer (already encoded; the writer
+//! only seals), [`PeerQueues`] (the data and control senders, and the
+//! negotiated version) and [`PeerLink`], the handle a request takes of a
+//! connection. Plain types: no state of their own.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::table::ConnId;
+use crate::wire::{ControlMsg, OutFrame};
+
+/// A data-plane frame queued for a connection's writer, encoded by
+/// whoever queued it (the writer only seals it).
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    pub(crate) frame: OutFrame,
+    pub(crate) kind: OutKind,
+}
+
+/// What an [`Outbound`] frame is, for the writer's bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutKind {
+    /// One of our requests (an ask, an acknowledged tell), by its id.
+    Request(u64),
+    /// An answer to one of the peer's requests.
+    Response,
+    /// Anything else (a plain tell).
+    Other,
+}
+
+/// The queues of one authenticated connection (to its writer).
+#[derive(Debug)]
+pub(crate) struct PeerQueues {
+    pub(crate) data: mpsc::Sender<Outbound>,
+    pub(crate) control: mpsc::Sender<ControlMsg>,
+    /// The protocol version the session negotiated.
+    pub(crate) version: u16,
+}
+
+/// One authenticated connection, as a request uses it: its id and its
+/// queues (one shared handle: cloning two senders per request made every
+/// request touch four shared counters).
+#[derive(Debug, Clone)]
+pub(crate) struct PeerLink {
+    pub(crate) conn: ConnId,
+    queues: Arc<PeerQueues>,
+}
+
+impl PeerLink {
+    /// The link of connection `conn` over `queues`.
+    #[inline]
+    pub(crate) fn new(conn: ConnId, queues: Arc<PeerQueues>) -> PeerLink {
+        PeerLink { conn, queues }
+    }
+}
+
+impl std::ops::Deref for PeerLink {
+    type Target = PeerQueues;
+
+    fn deref(&self) -> &PeerQueues {
+        &self.queues
+    }
+}
