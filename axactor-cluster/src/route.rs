@@ -142,20 +142,6 @@ fn outcome_label<T>(result: &Result<T, RemoteError>) -> &'static str {
     }
 }
 
-/// Definite failures worth another attempt (possibly at another owner).
-fn retryable(e: &RemoteError) -> bool {
-    matches!(
-        e,
-        RemoteError::NotOwner
-            | RemoteError::StaleEpoch
-            | RemoteError::UnknownSession
-            | RemoteError::NoOwner
-            | RemoteError::MailboxFull
-            | RemoteError::ActorClosed
-            | RemoteError::Overloaded
-    )
-}
-
 /// Queues `out` on a connection's data queue, waiting for room until
 /// `deadline` (without a timer while the queue has room, the usual case).
 /// An error means it was not queued, so not sent: `UnknownSession` when the
@@ -365,8 +351,7 @@ impl<A: RemoteActor> Route<A> {
         let (kind, payload, span_ref) = (&kind, &payload[..], &span);
         // `Overloaded` is not retried here: see the module docs.
         let retry = |e: &RemoteError| {
-            (retryable(e) && *e != RemoteError::Overloaded)
-                || (*e == RemoteError::Timeout && mutant!(RetryAfterTimeout))
+            e.is_retryable_request() || (*e == RemoteError::Timeout && mutant!(RetryAfterTimeout))
         };
         let result = in_span(
             &span,
@@ -503,7 +488,7 @@ impl<A: RemoteActor> Route<A> {
         let (payload, span_ref) = (&payload[..], &span);
         let result = in_span(
             &span,
-            self.with_retries(&h.key, started, deadline, &span, retryable, |lookup| {
+            self.with_retries(&h.key, started, deadline, &span, RemoteError::is_retryable, |lookup| {
                 self.try_unacked(h, payload, lookup, deadline, span_ref)
             }),
         )
@@ -551,7 +536,7 @@ impl<A: RemoteActor> Route<A> {
         let started = Instant::now();
         let deadline = started + self.node.cfg.request_timeout;
         let tx = &tx;
-        self.with_retries(&h.key, started, deadline, &Span::none(), retryable, |lookup| {
+        self.with_retries(&h.key, started, deadline, &Span::none(), RemoteError::is_retryable, |lookup| {
             self.try_monitor(h, tx.clone(), lookup, deadline)
         })
         .await?;

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError};
 use crate::id::SessionId;
-use crate::overlay::BoxFuture;
+use crate::future::BoxFuture;
 
 #[derive(Debug)]
 struct Held {

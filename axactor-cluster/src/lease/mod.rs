@@ -34,7 +34,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::id::SessionId;
-use crate::overlay::BoxFuture;
+use crate::future::BoxFuture;
 
 #[cfg(feature = "etcd-lease")]
 mod etcd;

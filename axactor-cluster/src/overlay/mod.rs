@@ -90,11 +90,13 @@ use crate::id::NodeId;
 
 #[cfg(feature = "overlay-conformance")]
 pub mod conformance;
+mod counters;
 mod delivery;
 mod driver;
 mod faults;
 mod link;
 mod memory;
+mod memory_net;
 mod stream;
 mod tcp;
 mod tcp_conn;
@@ -102,15 +104,15 @@ mod tcp_conn;
 mod tls;
 mod tls_failure;
 
-pub use driver::{LinkConfig, LinkControl, LinkDriver, LinkInbox, endpoint};
+pub use driver::{DEFAULT_CLOSE_TIMEOUT, LinkConfig, LinkControl, LinkDriver, LinkInbox, endpoint};
 pub use faults::LinkFaults;
+pub use crate::future::BoxFuture;
 pub use link::{Link, LinkOutbox, LinkPhase, LinkReceiver, LinkSender, LinkSource, Outgoing, PeerIdentity, Priority};
-pub use memory::{DEFAULT_MAX_HELD_FRAMES, FrameFate, FrameTap, InMemoryOverlay, InMemoryStats, REORDER_MAX_WAIT};
+pub use delivery::REORDER_MAX_WAIT;
+pub use memory::{DEFAULT_MAX_HELD_FRAMES, InMemoryOverlay, InMemoryStats};
+pub use memory_net::{FrameFate, FrameTap};
 pub use stream::stream_link;
-pub use tcp::{
-    DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_INBOUND_CONNECTIONS, TcpKeepaliveOptions, TcpOverlay,
-    TcpStats,
-};
+pub use tcp::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_INBOUND_CONNECTIONS, TcpKeepaliveOptions, TcpOverlay, TcpStats};
 #[cfg(feature = "tls")]
 pub use tls::{DEFAULT_TLS_HANDSHAKE_TIMEOUT, PemSource, TlsConfig, TlsConfigError, TlsOverlay, TlsStats};
 pub use tls_failure::TlsFailure;
@@ -180,9 +182,6 @@ pub enum OverlayError {
     #[error("tls handshake failed: {0}")]
     Tls(TlsFailure),
 }
-
-/// A boxed, sendable future, as returned by [`Overlay`]'s methods.
-pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// A transport. Object safe; the node holds it as a [`ClusterOverlay`].
 pub trait Overlay: Send + Sync + fmt::Debug + 'static {

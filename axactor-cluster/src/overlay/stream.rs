@@ -36,7 +36,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 
 use super::driver::LinkConfig;
 use super::link::{self, ByteBudget, FrameLimit, LinkState, Next, OutQueue, Phase};
-use super::tcp::{TcpCounters, bump};
+use super::counters::{ConnCounters, bump};
 use super::{Link, LinkSource};
 use crate::wire::frame::{FrameDecoder, FrameError, encode_frame};
 
@@ -103,7 +103,7 @@ pub(crate) struct ConnParams {
     pub(crate) queue_frames: usize,
     /// Longest time from `Closing` to `Dead`.
     pub(crate) close_timeout: Duration,
-    pub(crate) counters: Arc<TcpCounters>,
+    pub(crate) counters: Arc<ConnCounters>,
     /// For logs.
     pub(crate) remote: String,
     /// Where an accepted connection comes from.

@@ -46,7 +46,7 @@ use tokio::sync::Notify;
 use super::Link;
 use super::link::{self, Fed, FrameLimit, LinkState, Next, OutQueue, Phase, WriteThrough};
 use super::stream::{self, BATCH_MAX_BYTES, BATCH_MAX_FRAMES, ConnParams, WriterEnd, YIELD_BELOW_FRAMES, encode_batch};
-use super::tcp::{TcpCounters, bump};
+use super::counters::{ConnCounters, bump};
 use crate::wire::frame::LEN_PREFIX;
 
 /// Spawns the task of a connected socket and returns its link.
@@ -97,7 +97,7 @@ pub(crate) struct Direct {
     gate: Mutex<Gate>,
     /// Wakes the writer when a sender hands it buffered bytes.
     wake: Notify,
-    counters: Arc<TcpCounters>,
+    counters: Arc<ConnCounters>,
 }
 
 /// Who may write to the socket now. Senders write only while `!busy`.

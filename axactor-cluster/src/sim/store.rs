@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use super::trace::{Ev, Trace};
 use crate::id::SessionId;
 use crate::lease::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError, MemoryLeaseStore};
-use crate::overlay::BoxFuture;
+use crate::future::BoxFuture;
 
 /// The normal one-way delay to and from the store: up to this, uniformly.
 const NORMAL_DELAY_MAX: Duration = Duration::from_millis(3);

@@ -99,7 +99,7 @@ use etcd_client::{
 
 use super::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError};
 use crate::id::SessionId;
-use crate::overlay::BoxFuture;
+use crate::future::BoxFuture;
 
 mod codec;
 
