@@ -2,7 +2,8 @@
 //! back-pressure and close deadline of the TCP overlay, for any
 //! `AsyncRead + AsyncWrite` ([`stream_link`]). The TLS overlay runs its
 //! links through here; the TCP overlay shares the reader, the batching
-//! and the task's shape (`super::tcp_conn` adds its write-through path).
+//! ([`Batch`]) and the task's shape ([`drive`]), and adds its own
+//! write-through path.
 //!
 //! One task per link joins three futures:
 //! - Reader: reads into one `BytesMut`, cuts frames out with
@@ -14,7 +15,7 @@
 //!   geometrically with the bytes actually received (a four-byte prefix
 //!   alone never makes it allocate the announced length).
 //! - Writer: takes frames from the link's queues (control before data),
-//!   encodes as many as are ready into one buffer (up to
+//!   encodes as many as are ready into one buffer ([`Batch`]: up to
 //!   [`BATCH_MAX_FRAMES`] frames or [`BATCH_MAX_BYTES`] bytes), writes and
 //!   flushes them. When the queues drain after a close it shuts the write
 //!   side down (TLS: `close_notify`, then FIN) and waits for the reader.
@@ -400,11 +401,12 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    /// Encodes `first` and whatever else is ready, up to
-    /// [`BATCH_MAX_FRAMES`] frames or [`BATCH_MAX_BYTES`] bytes. A batch of
-    /// fewer than [`YIELD_BELOW_FRAMES`] frames waits one scheduler turn
-    /// (the senders may be about to add to it) and takes what came. Returns
-    /// the frames in the batch; 0 means nothing to write.
+    /// Encodes `first` and whatever else is ready (see `encode`). A batch
+    /// of fewer than [`YIELD_BELOW_FRAMES`] frames waits one scheduler turn
+    /// (the senders may be about to add to it), then takes what came while
+    /// it holds fewer than [`BATCH_MAX_FRAMES`] frames and
+    /// [`BATCH_MAX_BYTES`] bytes. Returns the frames in the batch; 0 means
+    /// nothing to write.
     pub(crate) async fn fill(&mut self, first: Bytes, out: &mut OutQueue, params: &ConnParams) -> usize {
         self.frames = self.encode(first, out, params);
         if self.frames != 0 && self.frames < YIELD_BELOW_FRAMES {
