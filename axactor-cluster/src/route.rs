@@ -350,9 +350,8 @@ impl<A: RemoteActor> Route<A> {
         let span = self.request_span(kind.name(), h);
         let (kind, payload, span_ref) = (&kind, &payload[..], &span);
         // `Overloaded` is not retried here: see the module docs.
-        let retry = |e: &RemoteError| {
-            e.is_retryable_request() || (*e == RemoteError::Timeout && mutant!(RetryAfterTimeout))
-        };
+        let retry =
+            |e: &RemoteError| e.is_retryable_request() || (*e == RemoteError::Timeout && mutant!(RetryAfterTimeout));
         let result = in_span(
             &span,
             self.with_retries(&h.key, started, deadline, &span, retry, |lookup| {

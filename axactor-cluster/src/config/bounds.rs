@@ -24,7 +24,10 @@ pub const MAX_LIMIT: usize = 1 << 24;
 
 /// The first of `durations` above [`MAX_DURATION`], else the first of
 /// `limits` above [`MAX_LIMIT`], as a problem naming its field.
-pub(super) fn check(durations: &[(&'static str, Duration)], limits: &[(&'static str, usize)]) -> Result<(), ConfigProblem> {
+pub(super) fn check(
+    durations: &[(&'static str, Duration)],
+    limits: &[(&'static str, usize)],
+) -> Result<(), ConfigProblem> {
     if let Some(&(field, _)) = durations.iter().find(|(_, d)| *d > MAX_DURATION) {
         return Err(ConfigProblem { field, problem: "must be at most one day (config::MAX_DURATION)" });
     }

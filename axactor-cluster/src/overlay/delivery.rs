@@ -26,9 +26,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::counters::bump;
 use super::faults::{Decision, DropReason, Schedule};
 use super::link::{ByteBudget, FrameLimit, LinkState, Next, OutQueue, Phase, PhaseWatch};
-use super::counters::bump;
 use super::memory_net::{FrameFate, Net};
 
 /// Which way a delivery task carries frames.

@@ -27,7 +27,8 @@ use super::faults::{FaultTable, LinkFaults};
 use super::link::{self, FrameLimit, LinkState};
 use super::memory_net::{FrameTap, MemoryConfig, Net, Registration};
 use super::{
-    BoxFuture, DEFAULT_ACCEPT_BACKLOG, DEFAULT_LINK_QUEUE_FRAMES, Link, LinkSource, Listener, Overlay, OverlayError,
+    BoxFuture, ClusterOverlay, DEFAULT_ACCEPT_BACKLOG, DEFAULT_LINK_QUEUE_FRAMES, Link, LinkSource, Listener, Overlay,
+    OverlayError,
 };
 use crate::id::NodeId;
 use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
@@ -329,6 +330,12 @@ impl Overlay for InMemoryOverlay {
 
     fn max_frame_bytes(&self) -> usize {
         self.net.config().max_frame_bytes
+    }
+}
+
+impl From<InMemoryOverlay> for ClusterOverlay {
+    fn from(overlay: InMemoryOverlay) -> Self {
+        ClusterOverlay::new(overlay)
     }
 }
 

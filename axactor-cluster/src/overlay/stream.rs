@@ -36,9 +36,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 
+use super::counters::{ConnCounters, bump};
 use super::driver::LinkConfig;
 use super::link::{self, ByteBudget, FrameLimit, LinkState, Next, OutQueue, Phase};
-use super::counters::{ConnCounters, bump};
 use super::{Link, LinkSource};
 use crate::wire::frame::{FrameDecoder, FrameError, encode_frame};
 

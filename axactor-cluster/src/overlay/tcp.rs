@@ -35,7 +35,8 @@ use super::driver::DEFAULT_CLOSE_TIMEOUT;
 use super::stream::ConnParams;
 use super::tcp_conn;
 use super::{
-    BoxFuture, DEFAULT_ACCEPT_BACKLOG, DEFAULT_LINK_QUEUE_FRAMES, Link, LinkSource, Listener, Overlay, OverlayError,
+    BoxFuture, ClusterOverlay, DEFAULT_ACCEPT_BACKLOG, DEFAULT_LINK_QUEUE_FRAMES, Link, LinkSource, Listener, Overlay,
+    OverlayError,
 };
 use crate::id::NodeId;
 use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
@@ -461,6 +462,12 @@ impl Overlay for TcpOverlay {
 
     fn max_frame_bytes(&self) -> usize {
         self.config.max_frame_bytes
+    }
+}
+
+impl From<TcpOverlay> for ClusterOverlay {
+    fn from(overlay: TcpOverlay) -> Self {
+        ClusterOverlay::new(overlay)
     }
 }
 

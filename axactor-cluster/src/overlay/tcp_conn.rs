@@ -46,9 +46,9 @@ use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
 use super::Link;
+use super::counters::{ConnCounters, bump};
 use super::link::{self, Fed, FrameLimit, LinkState, Next, OutQueue, Phase, WriteThrough};
 use super::stream::{self, BATCH_MAX_BYTES, Batch, ConnParams, WriterEnd, write_failed};
-use super::counters::{ConnCounters, bump};
 use crate::wire::frame::LEN_PREFIX;
 
 /// Spawns the task of a connected socket and returns its link.

@@ -30,6 +30,8 @@ pub(super) async fn bounded<T>(fut: impl Future<Output = RedisResult<T>>) -> Res
 
 /// Awaits `fut` for at most [`OP_TIMEOUT`], leaving the Redis error to the
 /// caller.
-pub(super) async fn bounded_redis<T>(fut: impl Future<Output = RedisResult<T>>) -> Result<RedisResult<T>, LeaseStoreError> {
+pub(super) async fn bounded_redis<T>(
+    fut: impl Future<Output = RedisResult<T>>,
+) -> Result<RedisResult<T>, LeaseStoreError> {
     tokio::time::timeout(OP_TIMEOUT, fut).await.map_err(|_| LeaseStoreError::Unavailable("timed out"))
 }

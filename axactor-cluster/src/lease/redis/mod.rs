@@ -81,12 +81,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError};
-use crate::id::SessionId;
 use crate::future::BoxFuture;
+use crate::id::SessionId;
 
 mod bound;
 mod codec;
