@@ -162,20 +162,6 @@ fn outcome_label<T>(result: &Result<T, RemoteError>) -> &'static str {
     }
 }
 
-/// Definite failures worth another attempt (possibly at another owner).
-fn retryable(e: &RemoteError) -> bool {
-    matches!(
-        e,
-        RemoteError::NotOwner
-            | RemoteError::StaleEpoch
-            | RemoteError::UnknownSession
-            | RemoteError::NoOwner
-            | RemoteError::MailboxFull
-            | RemoteError::ActorClosed
-            | RemoteError::Overloaded
-    )
-}
-
 /// Queues `out` on a connection's data queue, waiting for room until
 /// `deadline` (without a timer while the queue has room, the usual case).
 /// An error means it was not queued, so not sent: `UnknownSession` when the
@@ -393,10 +379,8 @@ impl<A: HostedActor> Route<A> {
         let span = self.request_span(kind.name(), key, shard);
         let (kind, payload, span_ref) = (&kind, &payload[..], &span);
         // `Overloaded` is not retried here: see the module docs.
-        let retry = |e: &RemoteError| {
-            (retryable(e) && *e != RemoteError::Overloaded)
-                || (*e == RemoteError::Timeout && mutant!(RetryAfterTimeout))
-        };
+        let retry =
+            |e: &RemoteError| e.is_retryable_request() || (*e == RemoteError::Timeout && mutant!(RetryAfterTimeout));
         let result = in_span(
             &span,
             self.with_retries(key, started, deadline, &span, retry, |lookup| {
@@ -535,7 +519,7 @@ impl<A: HostedActor> Route<A> {
         let (payload, span_ref) = (&payload[..], &span);
         let result = in_span(
             &span,
-            self.with_retries(key, started, deadline, &span, retryable, |lookup| {
+            self.with_retries(key, started, deadline, &span, RemoteError::is_retryable, |lookup| {
                 self.try_unacked(key, shard, payload, lookup, deadline, span_ref)
             }),
         )
@@ -577,7 +561,7 @@ impl<A: HostedActor> Route<A> {
         let started = Instant::now();
         let deadline = started + self.node.cfg.request_timeout;
         let tx = &tx;
-        self.with_retries(key, started, deadline, &Span::none(), retryable, |lookup| {
+        self.with_retries(key, started, deadline, &Span::none(), RemoteError::is_retryable, |lookup| {
             self.try_monitor(key, shard, tx.clone(), lookup, deadline)
         })
         .await?;

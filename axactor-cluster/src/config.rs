@@ -10,9 +10,11 @@ use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::wire::hello::{PROTOCOL_MAX_VERSION, PROTOCOL_MIN_VERSION};
 
 mod bounds;
+mod problem;
 mod token;
 
 pub use bounds::{MAX_DURATION, MAX_LIMIT};
+pub use problem::ConfigProblem;
 pub use token::{MIN_TOKEN_CHARS, MIN_TOKEN_DISTINCT_CHARS};
 
 /// Default lease time-to-live.
@@ -65,8 +67,10 @@ pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE: usize = 8;
 /// Default byte budget of each direction of one connection's link queues:
 /// the frames an established peer can make this node hold, queued, per
-/// connection and direction.
-pub const DEFAULT_MAX_CONNECTION_QUEUE_BYTES: usize = crate::overlay::DEFAULT_LINK_QUEUE_BYTES;
+/// connection and direction. The same as the overlay's default link budget
+/// (`overlay::DEFAULT_LINK_QUEUE_BYTES`, 32 MiB), so the default
+/// configuration leaves an authenticated link's budget as the overlay made it.
+pub const DEFAULT_MAX_CONNECTION_QUEUE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Settings of a cluster node. `Default` is secure: no token means
 /// `ClusterNode::start` refuses to run unless `allow_insecure_auth` is set,
@@ -206,16 +210,6 @@ impl Default for ClusterConfig {
     }
 }
 
-/// A configuration problem: which field, and what is wrong with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("invalid cluster config: `{field}` {problem}")]
-pub struct ConfigProblem {
-    /// The field at fault.
-    pub field: &'static str,
-    /// What is wrong and what to do.
-    pub problem: &'static str,
-}
-
 impl ClusterConfig {
     /// Checks that the settings are consistent and within their bounds.
     ///
@@ -231,7 +225,7 @@ impl ClusterConfig {
         }
         // Before any arithmetic on the values: every sum below stays far
         // from overflowing once each term is at most a day.
-        bounds::check(self)?;
+        bounds::check(&self.durations(), &self.limits())?;
         if self.renew_interval.is_zero() {
             return bad("renew_interval", "must be greater than zero");
         }
@@ -296,6 +290,49 @@ impl ClusterConfig {
             return bad("reconnect_min", "must be greater than zero and at most reconnect_max");
         }
         self.validate_preauth_and_queue_bounds()
+    }
+
+    /// A fresh token for [`ClusterConfig::auth_token`]: 32 bytes (256 bits)
+    /// from the operating system's CSPRNG, as 64 lowercase hex characters.
+    /// Generate it once and give the same value to every node of the
+    /// cluster (a secret store, an environment variable); a node that
+    /// generates its own can talk to nobody.
+    ///
+    /// # Panics
+    /// If the operating system's random generator fails (no usable entropy
+    /// source): there is no safe fallback for a secret.
+    pub fn generate_token() -> String {
+        token::generate()
+    }
+
+    /// Every duration field, by name (each bounded by [`MAX_DURATION`]).
+    fn durations(&self) -> [(&'static str, Duration); 11] {
+        [
+            ("lease_ttl", self.lease_ttl),
+            ("renew_interval", self.renew_interval),
+            ("node_ttl", self.node_ttl),
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("request_timeout", self.request_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+            ("reconnect_min", self.reconnect_min),
+            ("reconnect_max", self.reconnect_max),
+            ("rebalance_settle", self.rebalance_settle),
+            ("lease_store_timeout", self.lease_store_timeout),
+            ("hello_timeout", self.hello_timeout),
+        ]
+    }
+
+    /// Every count limit, by name (each bounded by [`MAX_LIMIT`]).
+    fn limits(&self) -> [(&'static str, usize); 7] {
+        [
+            ("max_pending_handshakes", self.max_pending_handshakes),
+            ("max_peers", self.max_peers),
+            ("max_inflight_requests", self.max_inflight_requests),
+            ("max_moves_per_interval", self.max_moves_per_interval),
+            ("max_remote_monitors", self.max_remote_monitors),
+            ("preauth_frame_budget", self.preauth_frame_budget),
+            ("max_pending_handshakes_per_source", self.max_pending_handshakes_per_source),
+        ]
     }
 
     /// The checks of `hello_timeout`, `max_pending_handshakes_per_source`
@@ -364,6 +401,11 @@ mod tests {
         for (cfg, field) in cases {
             assert_eq!(cfg.validate().map_err(|p| p.field), Err(field));
         }
+    }
+
+    #[test]
+    fn the_default_connection_budget_is_the_overlays_link_budget() {
+        assert_eq!(DEFAULT_MAX_CONNECTION_QUEUE_BYTES, crate::overlay::DEFAULT_LINK_QUEUE_BYTES);
     }
 
     #[test]

@@ -35,7 +35,9 @@ pub enum ClusterError {
 }
 
 /// Why a remote call failed. [`RemoteError::is_definitely_not_executed`]
-/// tells whether the request is known not to have run.
+/// tells whether the request is known not to have run; only such failures
+/// are retried automatically, and only those another attempt may cure
+/// (listed there).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RemoteError {
@@ -96,11 +98,19 @@ pub enum RemoteError {
 
 impl RemoteError {
     /// `true` only when the request is known not to have run: it was
-    /// rejected before execution (not owner, stale epoch, unknown session,
-    /// unauthorized, mailbox full before enqueue, never sent, too large to
-    /// send). `false` when
-    /// the outcome is unknown (timeout, connection lost after sending).
-    /// Only the first kind is retried automatically.
+    /// refused before execution (not owner, stale epoch, unknown session,
+    /// unauthorized, mailbox full or actor closed before enqueue, no owner,
+    /// overloaded, shut down, too large to send, another shard count).
+    /// `false` when the outcome is unknown (timeout, connection lost after
+    /// sending, canceled after acceptance) or the request failed on a codec
+    /// or protocol error.
+    ///
+    /// Requests are retried automatically (within their deadline and
+    /// [`MAX_ATTEMPTS`](crate::MAX_ATTEMPTS)) only after a definite failure
+    /// another attempt may cure: not owner, stale epoch, unknown session, no
+    /// owner, mailbox full, actor closed, and overloaded only for an
+    /// unacknowledged tell or a monitor registration (an ask or
+    /// acknowledged tell returns it at once). Never after an indefinite one.
     pub fn is_definitely_not_executed(&self) -> bool {
         match self {
             RemoteError::NotOwner
@@ -121,11 +131,106 @@ impl RemoteError {
             | RemoteError::ProtocolViolation => false,
         }
     }
+
+    /// Whether the router tries an unacknowledged tell or a monitor
+    /// registration again after this error: a definite failure that another
+    /// attempt, after a fresh owner lookup, may cure (not owner, stale
+    /// epoch, unknown session, no owner, mailbox full, actor closed,
+    /// overloaded). Never for a definite failure that would repeat
+    /// (unauthorized, shut down, too large, another shard count), nor for
+    /// an indefinite one.
+    #[inline]
+    pub(crate) fn is_retryable(&self) -> bool {
+        self.is_definitely_not_executed()
+            && !matches!(
+                self,
+                RemoteError::Unauthorized
+                    | RemoteError::ShutDown
+                    | RemoteError::TooLarge
+                    | RemoteError::ShardCountMismatch
+            )
+    }
+
+    /// Whether the router tries a request (an ask, an acknowledged tell)
+    /// again after this error: [`is_retryable`](Self::is_retryable) except
+    /// `Overloaded`, which a request returns at once (this node's requests
+    /// in flight, or the owner's limit: retrying would multiply a flood and
+    /// turn its refusals into timeouts).
+    #[inline]
+    pub(crate) fn is_retryable_request(&self) -> bool {
+        self.is_retryable() && *self != RemoteError::Overloaded
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every variant (the match fails to compile when one is added).
+    fn all() -> Vec<RemoteError> {
+        let all = vec![
+            RemoteError::Timeout,
+            RemoteError::ConnectionLost,
+            RemoteError::NoOwner,
+            RemoteError::NotOwner,
+            RemoteError::StaleEpoch,
+            RemoteError::UnknownSession,
+            RemoteError::Unauthorized,
+            RemoteError::MailboxFull,
+            RemoteError::ActorClosed,
+            RemoteError::Codec,
+            RemoteError::ProtocolViolation,
+            RemoteError::Overloaded,
+            RemoteError::ShutDown,
+            RemoteError::Canceled,
+            RemoteError::TooLarge,
+            RemoteError::ShardCountMismatch,
+        ];
+        for e in &all {
+            match e {
+                RemoteError::Timeout
+                | RemoteError::ConnectionLost
+                | RemoteError::NoOwner
+                | RemoteError::NotOwner
+                | RemoteError::StaleEpoch
+                | RemoteError::UnknownSession
+                | RemoteError::Unauthorized
+                | RemoteError::MailboxFull
+                | RemoteError::ActorClosed
+                | RemoteError::Codec
+                | RemoteError::ProtocolViolation
+                | RemoteError::Overloaded
+                | RemoteError::ShutDown
+                | RemoteError::Canceled
+                | RemoteError::TooLarge
+                | RemoteError::ShardCountMismatch => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_retryable_error_is_definitely_not_executed() {
+        for e in all() {
+            if e.is_retryable_request() {
+                assert!(e.is_retryable(), "{e}");
+            }
+            if e.is_retryable() {
+                assert!(e.is_definitely_not_executed(), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn retries_are_exactly_the_curable_definite_failures() {
+        use RemoteError::*;
+        let retried: Vec<_> = all().into_iter().filter(RemoteError::is_retryable).collect();
+        assert_eq!(retried, [NoOwner, NotOwner, StaleEpoch, UnknownSession, MailboxFull, ActorClosed, Overloaded]);
+        let requests: Vec<_> = all().into_iter().filter(RemoteError::is_retryable_request).collect();
+        assert_eq!(requests, [NoOwner, NotOwner, StaleEpoch, UnknownSession, MailboxFull, ActorClosed]);
+        let indefinite: Vec<_> = all().into_iter().filter(|e| !e.is_definitely_not_executed()).collect();
+        assert_eq!(indefinite, [Timeout, ConnectionLost, Codec, ProtocolViolation, Canceled]);
+    }
 
     #[test]
     fn only_rejections_before_execution_are_definite() {

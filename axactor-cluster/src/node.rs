@@ -179,7 +179,7 @@ impl ClusterNode {
         let mut session = env.new_session(id);
         if mutant!(ReuseSession) {
             // Every run of a name is "the same session".
-            session.boot = crate::shard::stable_hash(&[session.node.as_str().as_bytes()]);
+            session.boot = crate::hash::stable_hash(&[session.node.as_str().as_bytes()]);
             session.counter = 0;
         }
         let shared = Arc::new(Shared::new(session, cfg, key, overlay, store, env));

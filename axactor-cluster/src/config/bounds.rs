@@ -1,5 +1,6 @@
 //! Upper bounds of [`ClusterConfig`](super::ClusterConfig)'s durations and
-//! counts.
+//! counts, and the check of a list of named values against them (the
+//! config lists its fields).
 //!
 //! Durations are added to `Instant`s (`now + handshake_timeout`, a lease's
 //! deadline, a backoff); past about 2^63 ns that addition panics. Every
@@ -13,7 +14,7 @@
 
 use std::time::Duration;
 
-use super::{ClusterConfig, ConfigProblem};
+use super::problem::ConfigProblem;
 
 /// The longest duration any setting accepts: one day.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -21,42 +22,16 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 /// The largest count any table or queue limit accepts: 2^24 (16,777,216).
 pub const MAX_LIMIT: usize = 1 << 24;
 
-/// Every duration field, by name.
-fn durations(cfg: &ClusterConfig) -> [(&'static str, Duration); 11] {
-    [
-        ("lease_ttl", cfg.lease_ttl),
-        ("renew_interval", cfg.renew_interval),
-        ("node_ttl", cfg.node_ttl),
-        ("heartbeat_interval", cfg.heartbeat_interval),
-        ("request_timeout", cfg.request_timeout),
-        ("handshake_timeout", cfg.handshake_timeout),
-        ("reconnect_min", cfg.reconnect_min),
-        ("reconnect_max", cfg.reconnect_max),
-        ("rebalance_settle", cfg.rebalance_settle),
-        ("lease_store_timeout", cfg.lease_store_timeout),
-        ("hello_timeout", cfg.hello_timeout),
-    ]
-}
-
-/// Every count limit, by name.
-fn limits(cfg: &ClusterConfig) -> [(&'static str, usize); 7] {
-    [
-        ("max_pending_handshakes", cfg.max_pending_handshakes),
-        ("max_peers", cfg.max_peers),
-        ("max_inflight_requests", cfg.max_inflight_requests),
-        ("max_moves_per_interval", cfg.max_moves_per_interval),
-        ("max_remote_monitors", cfg.max_remote_monitors),
-        ("preauth_frame_budget", cfg.preauth_frame_budget),
-        ("max_pending_handshakes_per_source", cfg.max_pending_handshakes_per_source),
-    ]
-}
-
-/// The first duration above [`MAX_DURATION`] or count above [`MAX_LIMIT`].
-pub(super) fn check(cfg: &ClusterConfig) -> Result<(), ConfigProblem> {
-    if let Some((field, _)) = durations(cfg).into_iter().find(|(_, d)| *d > MAX_DURATION) {
+/// The first of `durations` above [`MAX_DURATION`], else the first of
+/// `limits` above [`MAX_LIMIT`], as a problem naming its field.
+pub(super) fn check(
+    durations: &[(&'static str, Duration)],
+    limits: &[(&'static str, usize)],
+) -> Result<(), ConfigProblem> {
+    if let Some(&(field, _)) = durations.iter().find(|(_, d)| *d > MAX_DURATION) {
         return Err(ConfigProblem { field, problem: "must be at most one day (config::MAX_DURATION)" });
     }
-    if let Some((field, _)) = limits(cfg).into_iter().find(|(_, n)| *n > MAX_LIMIT) {
+    if let Some(&(field, _)) = limits.iter().find(|(_, n)| *n > MAX_LIMIT) {
         return Err(ConfigProblem { field, problem: "must be at most 2^24 (config::MAX_LIMIT)" });
     }
     Ok(())
@@ -64,8 +39,21 @@ pub(super) fn check(cfg: &ClusterConfig) -> Result<(), ConfigProblem> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ClusterConfig;
     use super::super::tests::secure;
     use super::*;
+
+    #[test]
+    fn the_first_value_over_its_bound_is_named() {
+        let day = MAX_DURATION;
+        let over = MAX_DURATION + Duration::from_nanos(1);
+        assert_eq!(check(&[("a", day), ("b", Duration::ZERO)], &[("n", MAX_LIMIT)]), Ok(()));
+        assert_eq!(check(&[], &[]), Ok(()));
+        assert_eq!(check(&[("a", day), ("b", over), ("c", over)], &[]).map_err(|p| p.field), Err("b"));
+        assert_eq!(check(&[], &[("n", 1), ("m", MAX_LIMIT + 1)]).map_err(|p| p.field), Err("m"));
+        // Durations are checked first.
+        assert_eq!(check(&[("d", Duration::MAX)], &[("n", usize::MAX)]).map_err(|p| p.field), Err("d"));
+    }
 
     /// Sets the duration field `field` of `cfg` to `d`.
     fn with_duration(field: &str, d: Duration) -> ClusterConfig {
@@ -90,7 +78,7 @@ mod tests {
 
     #[test]
     fn the_largest_duration_in_any_field_is_refused_naming_the_field() {
-        for (field, _) in durations(&secure()) {
+        for (field, _) in secure().durations() {
             for d in [Duration::MAX, MAX_DURATION + Duration::from_nanos(1)] {
                 let got = with_duration(field, d).validate().map_err(|p| p.field);
                 assert_eq!(got, Err(field), "{field} = {d:?}");
@@ -114,7 +102,7 @@ mod tests {
 
     #[test]
     fn the_largest_count_in_any_limit_is_refused_naming_the_field() {
-        for (field, _) in limits(&secure()) {
+        for (field, _) in secure().limits() {
             let mut cfg = secure();
             let slot = match field {
                 "max_pending_handshakes" => &mut cfg.max_pending_handshakes,

@@ -1,5 +1,7 @@
-//! The strength rule for [`ClusterConfig::auth_token`] and
-//! [`ClusterConfig::generate_token`].
+//! The strength rule for
+//! [`ClusterConfig::auth_token`](super::ClusterConfig::auth_token), and the
+//! generator behind
+//! [`ClusterConfig::generate_token`](super::ClusterConfig::generate_token).
 //!
 //! The handshake proves knowledge of the token with HMACs over nonces, so
 //! anyone who records one handshake can test guesses offline, at the speed
@@ -7,14 +9,14 @@
 //! at least 128 bits of entropy makes that hopeless. Entropy cannot be
 //! measured from a string; the rule refuses what is certainly too weak
 //! (short, or few distinct characters: `"s3cret"`, `"aaaa…"`,
-//! `"abababab…"`) and points at [`ClusterConfig::generate_token`], whose
+//! `"abababab…"`) and points at `ClusterConfig::generate_token`, whose
 //! 64 hex characters carry 256 random bits.
 
 use std::collections::BTreeSet;
 
 use rand::TryRng;
 
-use super::{ClusterConfig, ConfigProblem};
+use super::problem::ConfigProblem;
 
 /// Fewest characters an `auth_token` may have (unless weak tokens are
 /// allowed): 32, e.g. 32 random hex digits carry 128 bits.
@@ -48,27 +50,23 @@ pub(super) fn check(token: &str, allow_weak: bool) -> Result<(), ConfigProblem> 
     Ok(())
 }
 
-impl ClusterConfig {
-    /// A fresh token for [`ClusterConfig::auth_token`]: 32 bytes (256 bits)
-    /// from the operating system's CSPRNG, as 64 lowercase hex characters.
-    /// Generate it once and give the same value to every node of the
-    /// cluster (a secret store, an environment variable); a node that
-    /// generates its own can talk to nobody.
-    ///
-    /// # Panics
-    /// If the operating system's random generator fails (no usable entropy
-    /// source): there is no safe fallback for a secret.
-    pub fn generate_token() -> String {
-        let mut bytes = [0u8; GENERATED_BYTES];
-        if let Err(e) = rand::rngs::SysRng.try_fill_bytes(&mut bytes) {
-            panic!("the operating system's random generator failed: {e}");
-        }
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// A fresh token (see `ClusterConfig::generate_token`): [`GENERATED_BYTES`]
+/// bytes from the operating system's CSPRNG, as lowercase hex.
+///
+/// # Panics
+/// If the operating system's random generator fails: there is no safe
+/// fallback for a secret.
+pub(super) fn generate() -> String {
+    let mut bytes = [0u8; GENERATED_BYTES];
+    if let Err(e) = rand::rngs::SysRng.try_fill_bytes(&mut bytes) {
+        panic!("the operating system's random generator failed: {e}");
     }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::ClusterConfig;
     use super::super::tests::{TOKEN, secure};
     use super::*;
 

@@ -12,8 +12,8 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use super::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError};
+use crate::future::BoxFuture;
 use crate::id::SessionId;
-use crate::overlay::BoxFuture;
 
 #[derive(Debug)]
 struct Held {

@@ -33,8 +33,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::future::BoxFuture;
 use crate::id::SessionId;
-use crate::overlay::BoxFuture;
 
 #[cfg(feature = "etcd-lease")]
 mod etcd;

@@ -26,9 +26,10 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::counters::bump;
 use super::faults::{Decision, DropReason, Schedule};
 use super::link::{ByteBudget, FrameLimit, LinkState, Next, OutQueue, Phase, PhaseWatch};
-use super::memory::{FrameFate, Net, REORDER_MAX_WAIT, bump};
+use super::memory_net::{FrameFate, Net};
 
 /// Which way a delivery task carries frames.
 #[derive(Debug)]
@@ -41,6 +42,10 @@ pub(crate) struct Direction {
     /// The receiving endpoint's inbound byte budget.
     pub(crate) bytes: Arc<ByteBudget>,
 }
+
+/// How long a reordered frame waits for the next frame of its link before it
+/// is delivered anyway (tokio time).
+pub const REORDER_MAX_WAIT: Duration = Duration::from_millis(10);
 
 /// Far enough in the future to never fire in a test or a simulation.
 const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);

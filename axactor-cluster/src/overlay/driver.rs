@@ -42,8 +42,12 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::link::{self, ByteBudget, FrameLimit, LinkOutbox, LinkPhase, LinkState};
-use super::{DEFAULT_CLOSE_TIMEOUT, DEFAULT_LINK_QUEUE_FRAMES, Link, LinkSource, OverlayError};
+use super::{DEFAULT_LINK_QUEUE_FRAMES, Link, LinkSource, OverlayError};
 use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
+
+/// Default longest time a closing link may take to flush its queued frames
+/// and see the peer's end before it is dropped.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The settings of one link endpoint ([`endpoint`], [`stream_link`](super::stream_link)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

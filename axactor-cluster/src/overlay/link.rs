@@ -19,10 +19,10 @@
 //! and the driver turns idle only with both queues empty, both under the
 //! path's lock, so the two paths never reorder frames.
 //! All three queues are bounded (the overlay's `link_queue_frames`, by default
-//! [`DEFAULT_LINK_QUEUE_FRAMES`](super::DEFAULT_LINK_QUEUE_FRAMES)), and in
+//! [`DEFAULT_LINK_QUEUE_FRAMES`]), and in
 //! bytes too: the two outbound queues share one [`ByteBudget`], the inbound
 //! queue has its own (by default
-//! [`DEFAULT_LINK_QUEUE_BYTES`](super::DEFAULT_LINK_QUEUE_BYTES) each, set
+//! [`DEFAULT_LINK_QUEUE_BYTES`] each, set
 //! per link with [`LinkSender::set_max_queued_bytes`] and
 //! [`LinkReceiver::set_max_queued_bytes`]). A frame is admitted when it fits
 //! the budget or its queue holds nothing (so one frame larger than the
@@ -49,7 +49,16 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::signal::Signal;
 
-use super::OverlayError;
+use super::error::OverlayError;
+
+/// Default capacity of each bounded queue of a link, in frames: one queue
+/// per [`Priority`] for sending, one for receiving.
+pub const DEFAULT_LINK_QUEUE_FRAMES: usize = 1024;
+
+/// Default byte budget of a link's queues, per direction: the inbound
+/// queue, and the two outbound queues together (see [`LinkSender::set_max_queued_bytes`]
+/// and [`LinkReceiver::set_max_queued_bytes`]).
+pub const DEFAULT_LINK_QUEUE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Per-link priority: control frames are written before queued data frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -353,7 +362,7 @@ impl LinkSender {
     }
 
     /// Sets the byte budget shared by this link's two outbound queues
-    /// (default [`DEFAULT_LINK_QUEUE_BYTES`](super::DEFAULT_LINK_QUEUE_BYTES)):
+    /// (default [`DEFAULT_LINK_QUEUE_BYTES`]):
     /// over it, [`send`](Self::send) waits and [`try_send`](Self::try_send)
     /// reports [`OverlayError::Full`]. A frame is always admitted into
     /// empty queues, whatever its size.
@@ -561,7 +570,7 @@ impl LinkReceiver {
     }
 
     /// Sets the byte budget of the inbound queue (default
-    /// [`DEFAULT_LINK_QUEUE_BYTES`](super::DEFAULT_LINK_QUEUE_BYTES)): over
+    /// [`DEFAULT_LINK_QUEUE_BYTES`]): over
     /// it, the overlay stops taking the peer's frames (TCP: stops reading,
     /// so the peer's writes block) until frames are received here. A frame
     /// is always admitted into an empty queue, whatever its size.
@@ -681,7 +690,7 @@ impl LinkOutbox {
 pub(crate) fn outbound(state: &Arc<LinkState>, queue_frames: usize, max_frame_bytes: usize) -> (LinkSender, OutQueue) {
     let (control_tx, control_rx) = mpsc::channel(queue_frames.max(1));
     let (data_tx, data_rx) = mpsc::channel(queue_frames.max(1));
-    let bytes = ByteBudget::new(super::DEFAULT_LINK_QUEUE_BYTES);
+    let bytes = ByteBudget::new(DEFAULT_LINK_QUEUE_BYTES);
     let tx = LinkSender {
         control: control_tx,
         data: data_tx,
@@ -707,7 +716,7 @@ pub(crate) fn outbound(state: &Arc<LinkState>, queue_frames: usize, max_frame_by
 /// queueing it) and the receiver.
 pub(crate) fn inbound(queue_frames: usize, limit: FrameLimit) -> (mpsc::Sender<Bytes>, Arc<ByteBudget>, LinkReceiver) {
     let (tx, rx) = mpsc::channel(queue_frames.max(1));
-    let bytes = ByteBudget::new(super::DEFAULT_LINK_QUEUE_BYTES);
+    let bytes = ByteBudget::new(DEFAULT_LINK_QUEUE_BYTES);
     (tx, Arc::clone(&bytes), LinkReceiver { rx, limit, bytes, kill_on_drop: None })
 }
 

@@ -1,8 +1,9 @@
 //! [`InMemoryOverlay`]: an in-process network with seeded fault injection.
 //!
-//! All clones of an `InMemoryOverlay` share one network ([`Net`]): a table of
-//! listening node names, the [`FaultTable`], a change signal and counters,
-//! behind one `parking_lot` mutex that is never held across an await.
+//! All clones of an `InMemoryOverlay` share one network (`Net`, in
+//! `super::memory_net`): a table of listening node names, the
+//! [`FaultTable`], a change signal and counters, behind one `parking_lot`
+//! mutex that is never held across an await.
 //!
 //! Dialling creates a pair of link endpoints sharing one `LinkState` and
 //! spawns two delivery tasks (`super::delivery`), one per direction; each
@@ -14,32 +15,28 @@
 //! `select!` is `biased;`, delays use tokio time, and each directed link draws
 //! from its own RNG seeded from `(seed, from, to)`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
+use super::counters::bump;
 use super::delivery::{self, Direction};
 use super::faults::{FaultTable, LinkFaults};
 use super::link::{self, FrameLimit, LinkState};
+use super::memory_net::{FrameTap, MemoryConfig, Net, Registration};
 use super::{
-    BoxFuture, DEFAULT_ACCEPT_BACKLOG, DEFAULT_LINK_QUEUE_FRAMES, Link, LinkSource, Listener, Overlay, OverlayError,
+    BoxFuture, ClusterOverlay, DEFAULT_ACCEPT_BACKLOG, DEFAULT_LINK_QUEUE_FRAMES, Link, LinkSource, Listener, Overlay,
+    OverlayError,
 };
 use crate::id::NodeId;
-use crate::signal::Signal;
 use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
 
 /// Default number of frames a held directed link keeps (per link) until
 /// released; further frames are dropped and counted
 /// ([`InMemoryStats::dropped_hold_overflow`]).
 pub const DEFAULT_MAX_HELD_FRAMES: usize = 4096;
-
-/// How long a reordered frame waits for the next frame of its link before it
-/// is delivered anyway (tokio time).
-pub const REORDER_MAX_WAIT: Duration = Duration::from_millis(10);
 
 /// A snapshot of an [`InMemoryOverlay`]'s counters (all links, since creation).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -66,127 +63,6 @@ pub struct InMemoryStats {
     /// Frames discarded because their link closed first (pending, held, or
     /// larger than the receiver's frame limit, which also closes the link).
     pub dropped_closed: u64,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) links_opened: AtomicU64,
-    pub(crate) dials_failed: AtomicU64,
-    pub(crate) delivered: AtomicU64,
-    pub(crate) duplicated: AtomicU64,
-    pub(crate) reordered: AtomicU64,
-    pub(crate) held: AtomicU64,
-    pub(crate) dropped_partition: AtomicU64,
-    pub(crate) dropped_random: AtomicU64,
-    pub(crate) dropped_hold_overflow: AtomicU64,
-    pub(crate) dropped_closed: AtomicU64,
-}
-
-pub(crate) fn bump(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
-}
-
-/// What happened to a frame the in-memory overlay carried (see [`FrameTap`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FrameFate {
-    /// Handed to the receiving link.
-    Delivered,
-    /// Lost to a partition.
-    DroppedPartition,
-    /// Lost to the drop rate.
-    DroppedRandom,
-    /// Lost because its held link already kept its maximum.
-    DroppedHoldOverflow,
-    /// Put on hold until the link is released.
-    Held,
-}
-
-/// Sees every frame an [`InMemoryOverlay`] carries, as it is decided
-/// (synchronously, on the link's delivery task: keep it quick). The
-/// simulation uses it to put every frame into its trace.
-pub trait FrameTap: Send + Sync + std::fmt::Debug + 'static {
-    /// The frame `bytes` from `from` to `to` met `fate`.
-    fn frame(&self, from: &str, to: &str, bytes: &[u8], fate: FrameFate);
-}
-
-/// Settings fixed when the overlay is built.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct MemoryConfig {
-    pub(crate) max_frame_bytes: usize,
-    pub(crate) link_queue_frames: usize,
-    pub(crate) max_held_frames: usize,
-}
-
-/// The shared network.
-#[derive(Debug)]
-pub(crate) struct Net {
-    inner: Mutex<NetInner>,
-    /// Bumped on every fault change, so held links re-check their state.
-    changes: Signal<u64>,
-    pub(crate) counters: Counters,
-    tap: std::sync::OnceLock<Arc<dyn FrameTap>>,
-}
-
-#[derive(Debug)]
-struct NetInner {
-    listeners: BTreeMap<String, (u64, mpsc::Sender<Link>)>,
-    next_listener: u64,
-    faults: FaultTable,
-    config: MemoryConfig,
-}
-
-impl Net {
-    pub(crate) fn config(&self) -> MemoryConfig {
-        self.inner.lock().config
-    }
-
-    pub(crate) fn with_faults<T>(&self, f: impl FnOnce(&mut FaultTable) -> T) -> T {
-        f(&mut self.inner.lock().faults)
-    }
-
-    /// Tells the tap, if any, what happened to `bytes`.
-    pub(crate) fn tap(&self, from: &str, to: &str, bytes: &[u8], fate: FrameFate) {
-        if let Some(tap) = self.tap.get() {
-            tap.frame(from, to, bytes, fate);
-        }
-    }
-
-    /// The version of the fault table (grows with every change).
-    pub(crate) fn version(&self) -> u64 {
-        self.changes.get()
-    }
-
-    /// Completes once the faults changed since version `seen` (updated).
-    pub(crate) async fn changed(&self, seen: &mut u64) {
-        let now = *seen;
-        *seen = self.changes.wait_for(|v| *v != now).await;
-    }
-
-    fn change_faults(&self, f: impl FnOnce(&mut FaultTable)) {
-        f(&mut self.inner.lock().faults);
-        self.changes.update(|n| {
-            *n = n.wrapping_add(1);
-            true
-        });
-    }
-}
-
-/// Unregisters a listening name when its [`Listener`] is dropped.
-#[derive(Debug)]
-struct Registration {
-    net: Arc<Net>,
-    name: String,
-    id: u64,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        let mut inner = self.net.inner.lock();
-        if inner.listeners.get(&self.name).is_some_and(|(id, _)| *id == self.id) {
-            inner.listeners.remove(&self.name);
-        }
-    }
 }
 
 /// An in-process network. `Clone`: all clones are one shared network.
@@ -237,18 +113,11 @@ impl InMemoryOverlay {
             link_queue_frames: DEFAULT_LINK_QUEUE_FRAMES,
             max_held_frames: DEFAULT_MAX_HELD_FRAMES,
         };
-        let inner = NetInner { listeners: BTreeMap::new(), next_listener: 0, faults: FaultTable::new(seed), config };
-        let net = Net {
-            inner: Mutex::new(inner),
-            changes: Signal::new(0),
-            counters: Counters::default(),
-            tap: std::sync::OnceLock::new(),
-        };
-        InMemoryOverlay { net: Arc::new(net) }
+        InMemoryOverlay { net: Arc::new(Net::new(seed, config)) }
     }
 
     fn set_config(self, f: impl FnOnce(&mut MemoryConfig)) -> Self {
-        f(&mut self.net.inner.lock().config);
+        f(&mut self.net.lock().config);
         self
     }
 
@@ -275,7 +144,7 @@ impl InMemoryOverlay {
     /// Sets the network's [`FrameTap`] (once: `false`, and no change, if one
     /// is set). Applies to every clone and every link.
     pub fn set_tap(&self, tap: Arc<dyn FrameTap>) -> bool {
-        self.net.tap.set(tap).is_ok()
+        self.net.set_tap(tap)
     }
 
     /// Re-seeds the network: every directed link's RNG restarts from `seed`.
@@ -332,7 +201,7 @@ impl InMemoryOverlay {
     }
 
     /// Probability that a frame from `from` to `to` is delivered behind the
-    /// next one (waiting at most [`REORDER_MAX_WAIT`] for it).
+    /// next one (waiting at most [`REORDER_MAX_WAIT`](super::REORDER_MAX_WAIT) for it).
     pub fn set_reorder_rate(&self, from: &str, to: &str, p: f64) {
         self.net.change_faults(|t| t.update_link(from, to, |f| f.reorder_rate = p));
     }
@@ -388,7 +257,7 @@ impl InMemoryOverlay {
     }
 
     fn listen_now(&self, me: &NodeId) -> Result<Listener, OverlayError> {
-        let mut inner = self.net.inner.lock();
+        let mut inner = self.net.lock();
         let name = me.as_str();
         if inner.listeners.get(name).is_some_and(|(_, tx)| !tx.is_closed()) {
             return Err(OverlayError::Bind { addr: name.to_owned(), kind: std::io::ErrorKind::AddrInUse });
@@ -407,7 +276,7 @@ impl InMemoryOverlay {
             bump(&self.net.counters.dials_failed, 1);
             Err(e)
         };
-        let inner = self.net.inner.lock();
+        let inner = self.net.lock();
         if inner.faults.dial_blocked(me, peer) {
             return failed(OverlayError::Unreachable(peer.to_owned()));
         }
@@ -461,6 +330,12 @@ impl Overlay for InMemoryOverlay {
 
     fn max_frame_bytes(&self) -> usize {
         self.net.config().max_frame_bytes
+    }
+}
+
+impl From<InMemoryOverlay> for ClusterOverlay {
+    fn from(overlay: InMemoryOverlay) -> Self {
+        ClusterOverlay::new(overlay)
     }
 }
 

@@ -2,7 +2,8 @@
 //! back-pressure and close deadline of the TCP overlay, for any
 //! `AsyncRead + AsyncWrite` ([`stream_link`]). The TLS overlay runs its
 //! links through here; the TCP overlay shares the reader, the batching
-//! and the task's shape (`super::tcp_conn` adds its write-through path).
+//! ([`Batch`]) and the task's shape ([`drive`]), and adds its own
+//! write-through path.
 //!
 //! One task per link joins three futures:
 //! - Reader: reads into one `BytesMut`, cuts frames out with
@@ -14,7 +15,7 @@
 //!   geometrically with the bytes actually received (a four-byte prefix
 //!   alone never makes it allocate the announced length).
 //! - Writer: takes frames from the link's queues (control before data),
-//!   encodes as many as are ready into one buffer (up to
+//!   encodes as many as are ready into one buffer ([`Batch`]: up to
 //!   [`BATCH_MAX_FRAMES`] frames or [`BATCH_MAX_BYTES`] bytes), writes and
 //!   flushes them. When the queues drain after a close it shuts the write
 //!   side down (TLS: `close_notify`, then FIN) and waits for the reader.
@@ -27,6 +28,7 @@
 //! receiver dropped → `Dead`. Each reason is logged at debug and counted.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,16 +36,16 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 
+use super::counters::{ConnCounters, bump};
 use super::driver::LinkConfig;
 use super::link::{self, ByteBudget, FrameLimit, LinkState, Next, OutQueue, Phase};
-use super::tcp::{TcpCounters, bump};
 use super::{Link, LinkSource};
 use crate::wire::frame::{FrameDecoder, FrameError, encode_frame};
 
 /// Most frames written at once.
-pub(crate) const BATCH_MAX_FRAMES: usize = 64;
+const BATCH_MAX_FRAMES: usize = 64;
 /// A smaller batch waits for one turn of the scheduler before it is written.
-pub(crate) const YIELD_BELOW_FRAMES: usize = 8;
+const YIELD_BELOW_FRAMES: usize = 8;
 /// A batch stops growing once it holds this many bytes.
 pub(crate) const BATCH_MAX_BYTES: usize = 64 * 1024;
 /// Bytes read at a time while no large frame is pending.
@@ -103,7 +105,7 @@ pub(crate) struct ConnParams {
     pub(crate) queue_frames: usize,
     /// Longest time from `Closing` to `Dead`.
     pub(crate) close_timeout: Duration,
-    pub(crate) counters: Arc<TcpCounters>,
+    pub(crate) counters: Arc<ConnCounters>,
     /// For logs.
     pub(crate) remote: String,
     /// Where an accepted connection comes from.
@@ -258,35 +260,57 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
                 Err(e) => break 'read ReaderEnd::BadFrame(e),
             }
         }
-        let want = read_size(&decoder, &buf);
-        make_room(&mut buf, want);
-        let mut room = (&mut buf).limit(want);
-        let read = tokio::select! {
-            biased;
-            () = &mut dead => break ReaderEnd::Stopped,
-            () = &mut closed => break ReaderEnd::ReceiverDropped,
-            // Cancel safe: nothing is read unless it completes.
-            r = rd.read_buf(&mut room) => r,
-        };
-        match read {
-            Ok(0) => match decoder.decode_eof(&mut buf) {
-                Err(e) => break ReaderEnd::Truncated(e),
-                // `decode` above took every complete frame.
-                Ok(_) => break ReaderEnd::Eof,
-            },
-            Ok(_) => {}
-            Err(e) => break ReaderEnd::Io(e.kind()),
+        if let Err(end) = read_more(rd, &mut decoder, &mut buf, dead.as_mut(), closed.as_mut()).await {
+            break end;
         }
     };
-    if end == ReaderEnd::Eof {
+    end_phase(&end, state, params);
+    end
+}
+
+/// Reads the next bytes of the stream into `buf` (as many as
+/// [`read_size`] allows); `Err` with how the reader ends if the link died,
+/// the receiver was dropped, the stream ended (cleanly between frames or
+/// inside one) or failed.
+async fn read_more<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    decoder: &mut FrameDecoder,
+    buf: &mut BytesMut,
+    dead: Pin<&mut impl Future<Output = ()>>,
+    closed: Pin<&mut impl Future<Output = ()>>,
+) -> Result<(), ReaderEnd> {
+    let want = read_size(decoder, buf);
+    make_room(buf, want);
+    let mut room = buf.limit(want);
+    let read = tokio::select! {
+        biased;
+        () = dead => return Err(ReaderEnd::Stopped),
+        () = closed => return Err(ReaderEnd::ReceiverDropped),
+        // Cancel safe: nothing is read unless it completes.
+        r = rd.read_buf(&mut room) => r,
+    };
+    match read {
+        Ok(0) => match decoder.decode_eof(buf) {
+            Err(e) => Err(ReaderEnd::Truncated(e)),
+            // The caller's `decode` took every complete frame.
+            Ok(_) => Err(ReaderEnd::Eof),
+        },
+        Ok(_) => Ok(()),
+        Err(e) => Err(ReaderEnd::Io(e.kind())),
+    }
+}
+
+/// The link's phase after the reader ended: a clean end of the stream
+/// closes it (our queued frames are still sent), anything else kills it.
+fn end_phase(end: &ReaderEnd, state: &LinkState, params: &ConnParams) {
+    if *end == ReaderEnd::Eof {
         state.advance(Phase::Closing);
     } else {
-        if end != ReaderEnd::Stopped {
+        if *end != ReaderEnd::Stopped {
             tracing::debug!(remote = %params.remote, reason = ?end, "closing link");
         }
         state.advance(Phase::Dead);
     }
-    end
 }
 
 /// How many bytes to read next: a chunk while frames are small; for a large
@@ -323,7 +347,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let mut watch = state.watch();
     let dead = watch.reached(Phase::Dead);
     tokio::pin!(dead);
-    let mut buf = BytesMut::new();
+    let mut batch = Batch::default();
     loop {
         let first = match out.next().await {
             Next::Frame(frame) => frame,
@@ -342,55 +366,94 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 };
             }
         };
-        let mut frames = encode_batch(first, &mut out, &mut buf, params);
-        if frames == 0 {
+        if batch.fill(first, &mut out, params).await == 0 {
             continue;
-        }
-        if frames < YIELD_BELOW_FRAMES {
-            // A small batch under load: let the senders add to it first.
-            tokio::task::yield_now().await;
-            while frames < BATCH_MAX_FRAMES && buf.len() < BATCH_MAX_BYTES {
-                let Some(more) = out.try_next() else { break };
-                frames += encode_batch(more, &mut out, &mut buf, params);
-            }
         }
         let written = tokio::select! {
             biased;
             () = &mut dead => return WriterEnd::Stopped,
             r = async {
-                wr.write_all(&buf).await?;
+                wr.write_all(batch.bytes()).await?;
                 wr.flush().await
             } => r,
         };
         if let Err(e) = written {
-            tracing::debug!(remote = %params.remote, error = %e, "closing link: write failed");
-            state.advance(Phase::Dead);
-            return WriterEnd::Io(e.kind());
+            return write_failed(e, state, params);
         }
-        bump(&params.counters.frames_sent, frames as u64);
-        bump(&params.counters.write_batches, 1);
-        buf.clear();
-        if buf.capacity() > 4 * BATCH_MAX_BYTES {
-            // Do not keep a huge frame's buffer for the link's life.
-            buf = BytesMut::new();
-        }
+        batch.written(&params.counters);
     }
 }
 
-/// Encodes `first` and whatever else is ready into `buf`; returns the
-/// number of frames encoded.
-pub(crate) fn encode_batch(first: Bytes, out: &mut OutQueue, buf: &mut BytesMut, params: &ConnParams) -> usize {
-    let mut frames = 0;
-    let mut next = Some(first);
-    while let Some(frame) = next.take() {
-        match encode_frame(&frame, params.max_frame_bytes, buf) {
-            Ok(()) => frames += 1,
-            // `LinkSender` rejects such frames; this is only a safety net.
-            Err(e) => tracing::debug!(remote = %params.remote, error = %e, "dropping unsendable frame"),
+/// A failed write ends the writer and kills the link.
+pub(crate) fn write_failed(e: std::io::Error, state: &LinkState, params: &ConnParams) -> WriterEnd {
+    tracing::debug!(remote = %params.remote, error = %e, "closing link: write failed");
+    state.advance(Phase::Dead);
+    WriterEnd::Io(e.kind())
+}
+
+/// The writer's batch: frames encoded into one buffer, written with one
+/// write. The buffer is reused from batch to batch (one allocation per
+/// link, not per batch), except after a huge frame.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    buf: BytesMut,
+    frames: usize,
+}
+
+impl Batch {
+    /// Encodes `first` and whatever else is ready (see `encode`). A batch
+    /// of fewer than [`YIELD_BELOW_FRAMES`] frames waits one scheduler turn
+    /// (the senders may be about to add to it), then takes what came while
+    /// it holds fewer than [`BATCH_MAX_FRAMES`] frames and
+    /// [`BATCH_MAX_BYTES`] bytes. Returns the frames in the batch; 0 means
+    /// nothing to write.
+    pub(crate) async fn fill(&mut self, first: Bytes, out: &mut OutQueue, params: &ConnParams) -> usize {
+        self.frames = self.encode(first, out, params);
+        if self.frames != 0 && self.frames < YIELD_BELOW_FRAMES {
+            // A small batch under load: let the senders add to it first.
+            tokio::task::yield_now().await;
+            while self.frames < BATCH_MAX_FRAMES && self.buf.len() < BATCH_MAX_BYTES {
+                let Some(more) = out.try_next() else { break };
+                self.frames += self.encode(more, out, params);
+            }
         }
-        if frames < BATCH_MAX_FRAMES && buf.len() < BATCH_MAX_BYTES {
-            next = out.try_next();
+        self.frames
+    }
+
+    /// The encoded frames, to write.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// After the batch was written: counts it and empties the buffer
+    /// (dropping it if a huge frame grew it, so the link does not keep it
+    /// for its life).
+    pub(crate) fn written(&mut self, counters: &ConnCounters) {
+        bump(&counters.frames_sent, self.frames as u64);
+        bump(&counters.write_batches, 1);
+        self.frames = 0;
+        self.buf.clear();
+        if self.buf.capacity() > 4 * BATCH_MAX_BYTES {
+            self.buf = BytesMut::new();
         }
     }
-    frames
+
+    /// Encodes `first` and whatever else is ready into the buffer, up to
+    /// [`BATCH_MAX_FRAMES`] frames (counted per call) or [`BATCH_MAX_BYTES`]
+    /// bytes; returns the number of frames encoded.
+    fn encode(&mut self, first: Bytes, out: &mut OutQueue, params: &ConnParams) -> usize {
+        let mut frames = 0;
+        let mut next = Some(first);
+        while let Some(frame) = next.take() {
+            match encode_frame(&frame, params.max_frame_bytes, &mut self.buf) {
+                Ok(()) => frames += 1,
+                // `LinkSender` rejects such frames; this is only a safety net.
+                Err(e) => tracing::debug!(remote = %params.remote, error = %e, "dropping unsendable frame"),
+            }
+            if frames < BATCH_MAX_FRAMES && self.buf.len() < BATCH_MAX_BYTES {
+                next = out.try_next();
+            }
+        }
+        frames
+    }
 }

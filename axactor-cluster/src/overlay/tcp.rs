@@ -30,10 +30,13 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 
+use super::counters::{ConnCounters, bump};
+use super::driver::DEFAULT_CLOSE_TIMEOUT;
 use super::stream::ConnParams;
 use super::tcp_conn;
 use super::{
-    BoxFuture, DEFAULT_ACCEPT_BACKLOG, DEFAULT_LINK_QUEUE_FRAMES, Link, LinkSource, Listener, Overlay, OverlayError,
+    BoxFuture, ClusterOverlay, DEFAULT_ACCEPT_BACKLOG, DEFAULT_LINK_QUEUE_FRAMES, Link, LinkSource, Listener, Overlay,
+    OverlayError,
 };
 use crate::id::NodeId;
 use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
@@ -43,10 +46,6 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Default number of inbound connections a listener keeps open at once.
 pub const DEFAULT_MAX_INBOUND_CONNECTIONS: usize = 1024;
-
-/// Default longest time a closing link may take to flush its queued frames
-/// and see the peer's end before it is dropped.
-pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the
 /// accept loop does not spin.
@@ -131,25 +130,6 @@ pub struct TcpStats {
     pub byte_budget_waits: u64,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct TcpCounters {
-    pub(crate) connections_dialed: AtomicU64,
-    pub(crate) connections_accepted: AtomicU64,
-    pub(crate) connections_rejected: AtomicU64,
-    pub(crate) connections_closed: AtomicU64,
-    pub(crate) frames_sent: AtomicU64,
-    pub(crate) frames_received: AtomicU64,
-    pub(crate) write_batches: AtomicU64,
-    pub(crate) decode_errors: AtomicU64,
-    pub(crate) truncated_frames: AtomicU64,
-    pub(crate) io_errors: AtomicU64,
-    pub(crate) byte_budget_waits: AtomicU64,
-}
-
-pub(crate) fn bump(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
-}
-
 #[derive(Debug, Clone, Copy)]
 struct TcpConfig {
     max_frame_bytes: usize,
@@ -206,7 +186,7 @@ pub(crate) trait Upgrade: Send + Sync + fmt::Debug + 'static {
 pub struct TcpOverlay {
     config: TcpConfig,
     book: Arc<RwLock<BTreeMap<String, SocketAddr>>>,
-    counters: Arc<TcpCounters>,
+    counters: Arc<ConnCounters>,
     upgrade: Option<Arc<dyn Upgrade>>,
 }
 
@@ -482,6 +462,12 @@ impl Overlay for TcpOverlay {
 
     fn max_frame_bytes(&self) -> usize {
         self.config.max_frame_bytes
+    }
+}
+
+impl From<TcpOverlay> for ClusterOverlay {
+    fn from(overlay: TcpOverlay) -> Self {
+        ClusterOverlay::new(overlay)
     }
 }
 

@@ -19,8 +19,8 @@
 //!   flushed whenever it reaches [`BATCH_MAX_BYTES`]; once the writer ends,
 //!   no sender writes (and the senders no longer hold the socket).
 //! - Writer: takes frames from the link's queues (control before data),
-//!   encodes as many as are ready into one buffer (up to
-//!   [`BATCH_MAX_FRAMES`] frames or [`BATCH_MAX_BYTES`] bytes) and writes
+//!   encodes as many as are ready into one buffer (the stream links'
+//!   [`Batch`]: up to 64 frames or [`BATCH_MAX_BYTES`] bytes) and writes
 //!   them with one `write_all`. When the queues drain after a close it
 //!   shuts the write side down (FIN) and waits for the reader to finish.
 //! - Reader and close deadline: those of every stream link
@@ -31,9 +31,10 @@
 //! sent); a bad prefix, a truncated frame, an I/O error or the local
 //! receiver dropped → `Dead`. Each reason is logged at debug and counted.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::Shutdown;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -42,11 +43,12 @@ use socket2::SockRef;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 
 use super::Link;
+use super::counters::{ConnCounters, bump};
 use super::link::{self, Fed, FrameLimit, LinkState, Next, OutQueue, Phase, WriteThrough};
-use super::stream::{self, BATCH_MAX_BYTES, BATCH_MAX_FRAMES, ConnParams, WriterEnd, YIELD_BELOW_FRAMES, encode_batch};
-use super::tcp::{TcpCounters, bump};
+use super::stream::{self, BATCH_MAX_BYTES, Batch, ConnParams, WriterEnd, write_failed};
 use crate::wire::frame::LEN_PREFIX;
 
 /// Spawns the task of a connected socket and returns its link.
@@ -97,7 +99,7 @@ pub(crate) struct Direct {
     gate: Mutex<Gate>,
     /// Wakes the writer when a sender hands it buffered bytes.
     wake: Notify,
-    counters: Arc<TcpCounters>,
+    counters: Arc<ConnCounters>,
 }
 
 /// Who may write to the socket now. Senders write only while `!busy`.
@@ -169,6 +171,20 @@ impl Direct {
         Ok(())
     }
 
+    /// The writer's next work, under the gate: a sender's unwritten rest
+    /// (which goes first), then a queued frame while the link is open. Only
+    /// with both queues empty does the writer turn idle (senders write
+    /// through again).
+    fn next_work(&self, out: &mut OutQueue, state: &LinkState) -> (Option<(Bytes, u64)>, Option<Bytes>) {
+        let mut gate = self.lock();
+        let pending = take_pending(&mut gate);
+        let first = if state.phase() == Phase::Open { out.try_next() } else { None };
+        if gate.busy && pending.is_none() && first.is_none() && state.phase() == Phase::Open {
+            gate.busy = false;
+        }
+        (pending, first)
+    }
+
     /// Writes the buffered frames if the writer is idle; what the socket
     /// does not take makes the writer busy and goes to it.
     fn flush_idle(&self, gate: &mut Gate) {
@@ -194,6 +210,8 @@ impl Direct {
     }
 }
 
+/// The connection's writer: a sender's unwritten rest first, then queued
+/// frames in batches, until the link drains or dies (see the module docs).
 async fn write_loop(
     wr: &TcpStream,
     direct: &Direct,
@@ -208,20 +226,9 @@ async fn write_loop(
     // removes a waiter under the `Notify`'s lock).
     let woken = direct.wake.notified();
     tokio::pin!(dead, woken);
-    let mut buf = BytesMut::new();
+    let mut batch = Batch::default();
     loop {
-        // A sender's unwritten rest goes first; then whatever is queued.
-        // Only with both queues empty does the writer turn idle (senders
-        // write through again), under the gate.
-        let (pending, first) = {
-            let mut gate = direct.lock();
-            let pending = take_pending(&mut gate);
-            let first = if state.phase() == Phase::Open { out.try_next() } else { None };
-            if gate.busy && pending.is_none() && first.is_none() && state.phase() == Phase::Open {
-                gate.busy = false;
-            }
-            (pending, first)
-        };
+        let (pending, first) = direct.next_work(&mut out, state);
         if let Some((rest, frames)) = pending {
             if let Err(end) = write_rest(wr, &rest, frames, dead.as_mut(), state, params).await {
                 return end;
@@ -233,69 +240,80 @@ async fn write_loop(
         }
         let first = match first {
             Some(frame) => frame,
-            None => {
-                let next = tokio::select! {
-                    biased;
-                    () = &mut woken => {
-                        woken.set(direct.wake.notified());
-                        continue;
-                    }
-                    next = out.next() => next,
-                };
-                match next {
-                    Next::Frame(frame) => {
-                        // Queued frames mean a busy writer; bytes a sender
-                        // buffered before queueing this frame go first.
-                        if let Some((rest, frames)) = claim_pending(direct)
-                            && let Err(end) = write_rest(wr, &rest, frames, dead.as_mut(), state, params).await
-                        {
-                            return end;
-                        }
-                        frame
-                    }
-                    Next::Dead => return WriterEnd::Stopped,
-                    Next::Drained => {
-                        // Every sender gone counts as a close: arms the close deadline.
-                        state.advance(Phase::Closing);
-                        if let Some((rest, frames)) = claim_pending(direct)
-                            && let Err(end) = write_rest(wr, &rest, frames, dead.as_mut(), state, params).await
-                        {
-                            return end;
-                        }
-                        return match SockRef::from(wr).shutdown(Shutdown::Write) {
-                            Ok(()) => WriterEnd::Finished,
-                            Err(e) => WriterEnd::Io(e.kind()),
-                        };
-                    }
-                }
-            }
+            None => match wait_for_work(wr, direct, &mut out, woken.as_mut(), dead.as_mut(), state, params).await {
+                Wait::Frame(frame) => frame,
+                Wait::Woken => continue,
+                Wait::End(end) => return end,
+            },
         };
-        let mut frames = encode_batch(first, &mut out, &mut buf, params);
-        if frames == 0 {
+        if batch.fill(first, &mut out, params).await == 0 {
             continue;
-        }
-        if frames < YIELD_BELOW_FRAMES {
-            // A small batch under load: let the senders add to it first.
-            tokio::task::yield_now().await;
-            while frames < BATCH_MAX_FRAMES && buf.len() < BATCH_MAX_BYTES {
-                let Some(more) = out.try_next() else { break };
-                frames += encode_batch(more, &mut out, &mut buf, params);
-            }
         }
         let written = tokio::select! {
             biased;
             () = &mut dead => return WriterEnd::Stopped,
-            r = write_all(wr, &buf) => r,
+            r = write_all(wr, batch.bytes()) => r,
         };
         if let Err(e) = written {
             return write_failed(e, state, params);
         }
-        bump(&params.counters.frames_sent, frames as u64);
-        bump(&params.counters.write_batches, 1);
-        buf.clear();
-        if buf.capacity() > 4 * BATCH_MAX_BYTES {
-            // Do not keep a huge frame's buffer for the connection's life.
-            buf = BytesMut::new();
+        batch.written(&params.counters);
+    }
+}
+
+/// What an idle writer waited for.
+enum Wait {
+    /// A queued frame (a sender's rest, if any, already written).
+    Frame(Bytes),
+    /// A sender handed over bytes: look at the gate again.
+    Woken,
+    /// The writer ends.
+    End(WriterEnd),
+}
+
+/// With nothing to write: waits for a sender's handed-over bytes or a
+/// queued frame. Queued frames mean a busy writer, so bytes a sender
+/// buffered before queueing are written first; once every sender is gone
+/// (drained) the rest is written and the write side shut down (FIN).
+async fn wait_for_work<'d>(
+    wr: &TcpStream,
+    direct: &'d Direct,
+    out: &mut OutQueue,
+    mut woken: Pin<&mut Notified<'d>>,
+    dead: Pin<&mut impl Future<Output = ()>>,
+    state: &LinkState,
+    params: &ConnParams,
+) -> Wait {
+    let next = tokio::select! {
+        biased;
+        () = woken.as_mut() => {
+            woken.set(direct.wake.notified());
+            return Wait::Woken;
+        }
+        next = out.next() => next,
+    };
+    match next {
+        Next::Frame(frame) => {
+            if let Some((rest, frames)) = claim_pending(direct)
+                && let Err(end) = write_rest(wr, &rest, frames, dead, state, params).await
+            {
+                return Wait::End(end);
+            }
+            Wait::Frame(frame)
+        }
+        Next::Dead => Wait::End(WriterEnd::Stopped),
+        Next::Drained => {
+            // Every sender gone counts as a close: arms the close deadline.
+            state.advance(Phase::Closing);
+            if let Some((rest, frames)) = claim_pending(direct)
+                && let Err(end) = write_rest(wr, &rest, frames, dead, state, params).await
+            {
+                return Wait::End(end);
+            }
+            Wait::End(match SockRef::from(wr).shutdown(Shutdown::Write) {
+                Ok(()) => WriterEnd::Finished,
+                Err(e) => WriterEnd::Io(e.kind()),
+            })
         }
     }
 }
@@ -316,7 +334,7 @@ async fn write_rest(
     wr: &TcpStream,
     rest: &[u8],
     frames: u64,
-    dead: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    dead: Pin<&mut impl Future<Output = ()>>,
     state: &LinkState,
     params: &ConnParams,
 ) -> Result<(), WriterEnd> {
@@ -338,12 +356,6 @@ fn take_pending(gate: &mut Gate) -> Option<(Bytes, u64)> {
         return None;
     }
     Some((gate.pending.split().freeze(), std::mem::take(&mut gate.pending_frames)))
-}
-
-fn write_failed(e: io::Error, state: &LinkState, params: &ConnParams) -> WriterEnd {
-    tracing::debug!(remote = %params.remote, error = %e, "closing link: write failed");
-    state.advance(Phase::Dead);
-    WriterEnd::Io(e.kind())
 }
 
 /// Writes all of `buf`, waiting for the socket as needed (through its

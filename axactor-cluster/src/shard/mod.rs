@@ -10,30 +10,11 @@ pub(crate) mod lease_fsm;
 pub(crate) mod lease_plan;
 pub(crate) mod placement;
 
-/// A stable 64-bit hash (FNV-1a). Stable across processes, platforms and
-/// releases: the key → shard map and rendezvous placement depend on every
-/// node computing the same value.
-pub(crate) fn stable_hash(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for &b in *part {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        // Separator, so ("ab","c") and ("a","bc") differ.
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    // Final avalanche (splitmix64's finalizer): FNV's low bits are weak.
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
-}
+use crate::hash::stable_hash;
 
 /// The shard of `key` in a registry of `shard_count` shards (`shard_count`
-/// is at least 1: checked when the registry is created).
+/// is at least 1: checked when the registry is created): the key's
+/// [`stable_hash`] modulo the count. Part of the contract between nodes.
 pub(crate) fn shard_of(key: &str, shard_count: u32) -> u32 {
     (stable_hash(&[key.as_bytes()]) % u64::from(shard_count.max(1))) as u32
 }
@@ -84,10 +65,5 @@ mod tests {
         for c in counts {
             assert!((800..1200).contains(&c), "uneven spread: {counts:?}");
         }
-    }
-
-    #[test]
-    fn parts_are_separated() {
-        assert_ne!(stable_hash(&[b"ab", b"c"]), stable_hash(&[b"a", b"bc"]));
     }
 }

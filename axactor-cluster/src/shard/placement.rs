@@ -49,7 +49,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::stable_hash;
+use crate::hash::stable_hash;
 use crate::id::NodeId;
 
 /// The candidate with the highest rendezvous weight for `lease`; `None`

@@ -186,11 +186,6 @@ pub fn sim_cluster_config() -> ClusterConfig {
     }
 }
 
-/// The name of a lease as the nodes name it.
-fn lease_of(registry: &str, shard: u32, shards: u32) -> Arc<str> {
-    Arc::from(crate::shard::lease_name(registry, shards, shard).as_str())
-}
-
 /// Runs one simulation on a fresh single-threaded runtime on this thread.
 ///
 /// A run asking for a mutant in a build without the `mutants` feature

@@ -21,9 +21,9 @@ use rand::{RngExt, SeedableRng};
 use tokio::sync::oneshot;
 
 use super::trace::{Ev, Trace};
+use crate::future::BoxFuture;
 use crate::id::SessionId;
 use crate::lease::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError, MemoryLeaseStore};
-use crate::overlay::BoxFuture;
 
 /// The normal one-way delay to and from the store: up to this, uniformly.
 const NORMAL_DELAY_MAX: Duration = Duration::from_millis(3);

@@ -238,7 +238,7 @@ impl FrameTap for Trace {
             g = self.inner.lock();
         }
         if g.keep_frames {
-            let hash = crate::shard::stable_hash(&[bytes]);
+            let hash = crate::hash::stable_hash(&[bytes]);
             let ev = Ev::Frame { from: from.into(), to: to.into(), fate: kind, len: bytes.len(), hash };
             g.records.push(Record { seq, at, ev });
         }

@@ -74,6 +74,11 @@ pub(crate) struct Probe {
     stopped: bool,
 }
 
+/// The name of a lease as the nodes name it.
+fn lease_of(registry: &str, shard: u32, shards: u32) -> Arc<str> {
+    Arc::from(crate::shard::lease_name(registry, shards, shard).as_str())
+}
+
 impl Probe {
     pub(crate) fn new(probes: &Probes, session: &SessionId, registry: &'static str, shards: u32, key: &str) -> Probe {
         Probe {
@@ -96,7 +101,7 @@ impl Probe {
             session: self.session.clone(),
             registry: self.registry,
             key: Arc::clone(&self.key),
-            lease: super::lease_of(self.registry, shard, self.shards),
+            lease: lease_of(self.registry, shard, self.shards),
             epoch,
         });
     }

@@ -98,8 +98,8 @@ use etcd_client::{
 };
 
 use super::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError};
+use crate::future::BoxFuture;
 use crate::id::SessionId;
-use crate::overlay::BoxFuture;
 
 mod codec;
 

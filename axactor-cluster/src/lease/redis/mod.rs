@@ -79,26 +79,22 @@
 //! retries or treats the lease as possibly lost.
 
 use std::fmt;
-use std::future::Future;
 use std::time::Duration;
 
+use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisResult, Script};
 
 use super::{Epoch, GroupGrant, Lease, LeaseGroup, LeaseStore, LeaseStoreError};
+use crate::future::BoxFuture;
 use crate::id::SessionId;
-use crate::overlay::BoxFuture;
 
+mod bound;
 mod codec;
 mod policy;
 mod scripts;
 
+use bound::{OP_TIMEOUT, bounded};
 use codec::Keys;
-
-/// The bound on every store operation (and each connection attempt and
-/// reply inside it). Short against lease ttls of seconds, so a failed
-/// renewal is reported while the holder can still self-fence in time.
-const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Reconnection attempts the manager makes per failure before a call reports
 /// the error; the next call starts a new attempt.
@@ -356,24 +352,6 @@ impl RedisLeaseStore {
         members.sort();
         Ok(members)
     }
-}
-
-/// Awaits `fut` for at most [`OP_TIMEOUT`], mapping failures to
-/// [`LeaseStoreError`].
-async fn bounded<T>(fut: impl Future<Output = RedisResult<T>>) -> Result<T, LeaseStoreError> {
-    match bounded_redis(fut).await? {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            tracing::debug!(error = %e, "redis lease store: command failed");
-            Err(codec::map_error(&e))
-        }
-    }
-}
-
-/// Awaits `fut` for at most [`OP_TIMEOUT`], leaving the Redis error to the
-/// caller.
-async fn bounded_redis<T>(fut: impl Future<Output = RedisResult<T>>) -> Result<RedisResult<T>, LeaseStoreError> {
-    tokio::time::timeout(OP_TIMEOUT, fut).await.map_err(|_| LeaseStoreError::Unavailable("timed out"))
 }
 
 impl LeaseStore for RedisLeaseStore {

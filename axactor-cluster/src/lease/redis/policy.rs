@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use redis::aio::ConnectionManager;
 use redis::{ErrorKind, RedisError};
 
-use super::{LeaseStoreError, bounded_redis};
+use super::bound::bounded_redis;
+use super::codec;
+use crate::lease::LeaseStoreError;
 
 /// The only policy under which the server never evicts a key.
 const SAFE_POLICY: &str = "noeviction";
@@ -53,7 +55,7 @@ async fn read(conn: &ConnectionManager) -> Result<Policy, LeaseStoreError> {
         }
         Err(e) => {
             tracing::debug!(error = %e, "redis lease store: CONFIG GET failed");
-            Err(super::codec::map_error(&e))
+            Err(codec::map_error(&e))
         }
     }
 }

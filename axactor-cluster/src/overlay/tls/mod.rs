@@ -39,7 +39,9 @@ pub use config::{DEFAULT_TLS_HANDSHAKE_TIMEOUT, PemSource, TlsConfig, TlsConfigE
 
 use super::stream::{self, ConnParams};
 use super::tcp::Upgrade;
-use super::{BoxFuture, Link, Listener, Overlay, OverlayError, PeerIdentity, TcpOverlay, TcpStats, TlsFailure};
+use super::{
+    BoxFuture, ClusterOverlay, Link, Listener, Overlay, OverlayError, PeerIdentity, TcpOverlay, TcpStats, TlsFailure,
+};
 use crate::id::NodeId;
 
 /// A snapshot of a [`TlsOverlay`]'s handshake counters (all its
@@ -281,5 +283,11 @@ impl PeerIdentity for CertIdentity {
         let Ok(name) = ServerName::try_from(node) else { return false };
         let Ok(cert) = webpki::EndEntityCert::try_from(&self.cert) else { return false };
         cert.verify_is_valid_for_subject_name(&name).is_ok()
+    }
+}
+
+impl From<TlsOverlay> for ClusterOverlay {
+    fn from(overlay: TlsOverlay) -> Self {
+        ClusterOverlay::new(overlay)
     }
 }
