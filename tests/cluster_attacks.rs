@@ -408,6 +408,66 @@ async fn slow_loris_connections_time_out_and_free_their_slots() {
     cluster.shutdown().await;
 }
 
+/// The frames a bad frame was followed by in the same write are never
+/// read: the connection ends with the bad frame, counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_frame_ends_the_connection_before_the_frames_behind_it() {
+    let (cluster, a, b) = Cluster::pair(fast_cfg()).await;
+    let addr = a.local_addr().expect("addr");
+    let mut x = authenticated(addr, run_of("x", 1), "a").await;
+    eventually(&a, "x authenticated", |s| s.peer("x").is_some()).await;
+    let (mut sealer, _opener) = x.keys.take().expect("keys");
+    let (bad_mac, closed) = (frame_rejections(&a, "bad_mac"), frame_rejections(&a, "closed"));
+
+    // One write: a frame whose MAC is broken, then three sealed heartbeats.
+    let mut forged = sealed(&mut sealer, &Envelope::Control(ControlMsg::Heartbeat { sent_at_ms: 1 }));
+    *forged.last_mut().expect("a sealed frame ends with its MAC") ^= 1;
+    let mut bytes = framed(&forged);
+    for at in 2..5 {
+        bytes.extend(framed(&sealed(&mut sealer, &Envelope::Control(ControlMsg::Heartbeat { sent_at_ms: at }))));
+    }
+    x.stream.write_all(&bytes).await.expect("write");
+    assert_closed_by_node(&mut x.stream).await;
+    eventually(&a, "bad mac counted and x removed", |s| {
+        s.counters.frame_rejections.get("bad_mac") == Some(&(bad_mac + 1)) && s.peer("x").is_none()
+    })
+    .await;
+    assert_eq!(frame_rejections(&a, "closed"), closed, "frames behind the bad one were read");
+    honest_traffic_flows(&a, &b).await;
+    cluster.shutdown().await;
+}
+
+/// A peer's `Goodbye` ends its connection at once, even while the peer
+/// keeps the link open and keeps sending heartbeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_goodbye_ends_the_connection_while_the_peer_keeps_talking() {
+    let (cluster, a, b) = Cluster::pair(fast_cfg()).await;
+    let addr = a.local_addr().expect("addr");
+    let mut x = authenticated(addr, run_of("x", 1), "a").await;
+    eventually(&a, "x authenticated", |s| s.peer("x").is_some()).await;
+    let (mut sealer, _opener) = x.keys.take().expect("keys");
+    let before = a.inspect().counters;
+
+    write_frame(&mut x.stream, &sealed(&mut sealer, &Envelope::Control(ControlMsg::Goodbye))).await;
+    // Heartbeats after the goodbye: an unread connection would stay alive on them.
+    let talk = async {
+        for at in 0..40 {
+            let body = sealed(&mut sealer, &Envelope::Control(ControlMsg::Heartbeat { sent_at_ms: at }));
+            if x.stream.write_all(&framed(&body)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let removed = eventually(&a, "x removed after its goodbye", |s| {
+        s.counters.goodbyes_received == before.goodbyes_received + 1 && s.peer("x").is_none()
+    });
+    tokio::join!(talk, removed);
+    assert_eq!(a.inspect().counters.heartbeat_timeouts, before.heartbeat_timeouts, "x was closed as silent");
+    honest_traffic_flows(&a, &b).await;
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_of_a_replaced_session_is_rejected() {
     let (cluster, a, b) = Cluster::pair(fast_cfg()).await;

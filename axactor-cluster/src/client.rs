@@ -37,6 +37,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axactor::Backoff;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -184,8 +185,12 @@ fn encode_payload<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, RemoteError
     postcard::to_extend(value, Vec::with_capacity(size)).map_err(|_| RemoteError::Codec)
 }
 
+/// The pause before retry number `attempt` (0-based): the workspace's one
+/// exponential [`Backoff`], un-jittered, from [`MIN_RETRY_DELAY`] to
+/// [`MAX_RETRY_DELAY`].
 fn retry_delay(attempt: u32) -> Duration {
-    MIN_RETRY_DELAY.saturating_mul(1u32 << attempt.min(16)).min(MAX_RETRY_DELAY)
+    const RETRY: Backoff = Backoff::new(MIN_RETRY_DELAY, MAX_RETRY_DELAY);
+    RETRY.base(attempt)
 }
 
 impl<A: HostedActor> Route<A> {

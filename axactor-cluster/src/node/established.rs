@@ -340,11 +340,15 @@ impl Reader<'_> {
         let now = self.node.now_ms();
         self.rules.on_frames(now);
         self.stats.last_seen_ms.store(now, Ordering::Relaxed);
-        self.handle(&body, now)?;
+        if let Some(end) = self.handle(&body, now) {
+            return Some(end);
+        }
         for _ in 1..READ_BATCH {
             tokio::task::coop::consume_budget().await;
             let body = rx.try_recv()?;
-            self.handle(&body, now)?;
+            if let Some(end) = self.handle(&body, now) {
+                return Some(end);
+            }
         }
         None
     }

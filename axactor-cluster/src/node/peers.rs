@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use axactor::Backoff;
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
@@ -66,13 +67,14 @@ struct DialState {
 }
 
 /// The delay before the next dial after `failures` consecutive failures:
-/// `min * 2^(failures - 1)`, capped at `max` (zero after no failure).
-pub(crate) fn backoff(failures: u32, min: Duration, max: Duration) -> Duration {
-    if failures == 0 {
-        return Duration::ZERO;
+/// the workspace's one exponential [`Backoff`] from `reconnect_min` to
+/// `reconnect_max`, un-jittered (`min * 2^(failures - 1)`, capped), and
+/// zero after no failure.
+fn redial_delay(redial: &Backoff, failures: u32) -> Duration {
+    match failures.checked_sub(1) {
+        None => Duration::ZERO,
+        Some(attempt) => redial.base(attempt),
     }
-    let factor = 1u32.checked_shl(failures.saturating_sub(1).min(31)).unwrap_or(u32::MAX);
-    min.saturating_mul(factor).min(max)
 }
 
 /// What an inbound handshake holds until it ends: a node-wide permit and
@@ -98,7 +100,7 @@ pub(crate) struct Peers {
     table: Mutex<PeerTable<PeerHandle>>,
     dials: Mutex<BTreeMap<NodeId, DialState>>,
     /// `reconnect_min`, `reconnect_max`.
-    redial: (Duration, Duration),
+    redial: Backoff,
     /// Permits for inbound handshakes in progress.
     handshakes: Arc<Semaphore>,
     /// Inbound handshakes in progress per source address.
@@ -115,7 +117,7 @@ impl Peers {
         Peers {
             table: Mutex::new(PeerTable::new(me, cfg.max_peers)),
             dials: Mutex::new(BTreeMap::new()),
-            redial: (cfg.reconnect_min, cfg.reconnect_max),
+            redial: Backoff::new(cfg.reconnect_min, cfg.reconnect_max),
             handshakes: Arc::new(Semaphore::new(cfg.max_pending_handshakes)),
             handshake_sources: SourceQuota::new(cfg.max_pending_handshakes_per_source),
             members: MemberBook::new(cfg.max_peers),
@@ -288,7 +290,7 @@ impl Peers {
         let st = dials.entry(peer.clone()).or_insert(DialState { in_progress: false, failures: 0, not_before: now });
         st.in_progress = false;
         st.failures = if ok { 0 } else { st.failures.saturating_add(1) };
-        st.not_before = now + backoff(st.failures, self.redial.0, self.redial.1);
+        st.not_before = now + redial_delay(&self.redial, st.failures);
     }
 }
 
@@ -297,13 +299,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_and_caps() {
+    fn redial_delay_doubles_and_caps() {
         let (min, max) = (Duration::from_millis(50), Duration::from_secs(1));
-        assert_eq!(backoff(0, min, max), Duration::ZERO);
-        assert_eq!(backoff(1, min, max), min);
-        assert_eq!(backoff(2, min, max), Duration::from_millis(100));
-        assert_eq!(backoff(6, min, max), max);
-        assert_eq!(backoff(u32::MAX, min, max), max);
+        let b = Backoff::new(min, max);
+        assert_eq!(redial_delay(&b, 0), Duration::ZERO);
+        assert_eq!(redial_delay(&b, 1), min);
+        assert_eq!(redial_delay(&b, 2), Duration::from_millis(100));
+        assert_eq!(redial_delay(&b, 6), max);
+        assert_eq!(redial_delay(&b, u32::MAX), max);
     }
 
     fn session(name: &str) -> SessionId {
