@@ -161,6 +161,21 @@ pub(crate) async fn run(
         end
     };
     let end = reader.await;
+    close(&node, conn, end, &tx, &mut rx, writer).await;
+}
+
+/// Ends a connection whose reader has ended with `end`: the writer stops
+/// (at once if abrupt, after the queued frames if graceful), the requests
+/// still in flight on it fail, and a graceful end waits up to
+/// [`CLOSE_GRACE`] for the peer's end.
+async fn close(
+    node: &Arc<Shared>,
+    conn: ConnId,
+    end: End,
+    tx: &LinkSender,
+    rx: &mut LinkReceiver,
+    writer: tokio::task::JoinHandle<()>,
+) {
     if matches!(end, End::Abrupt) {
         // A writer waiting for room on the link must not keep this
         // connection alive: the link refuses new frames from now on.
