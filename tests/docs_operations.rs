@@ -1,7 +1,8 @@
 //! docs/operations.md cannot drift from the code: every `ClusterConfig`
 //! field is in a table row with its default exactly as `Debug` prints it,
-//! every `inspect()` counter has a row, and every label the node counts
-//! under (found in the source) is named, here and in `Counters`' rustdoc.
+//! every `inspect()` counter has a row, and every label a labelled counter
+//! can carry (`Counters::labels`, generated from the node's reason enums)
+//! is named in that counter's row and in its rustdoc in `Counters`.
 
 use std::path::{Path, PathBuf};
 
@@ -63,69 +64,47 @@ fn every_counter_is_documented() {
     }
 }
 
-/// The `[a-z_]+` words right after each occurrence of `prefix` in `text`.
-fn labels_after(text: &str, prefix: &str) -> Vec<String> {
-    text.match_indices(prefix)
-        .map(|(i, _)| {
-            text[i + prefix.len()..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect::<String>()
-        })
-        .filter(|l| !l.is_empty())
-        .collect()
+/// The table row of docs/operations.md for the counter `field`.
+fn doc_row<'a>(doc: &'a str, field: &str) -> &'a str {
+    let start = format!("| `{field}` |");
+    doc.lines().find(|l| l.starts_with(&start)).unwrap_or_else(|| panic!("docs/operations.md has no row for `{field}`"))
 }
 
-/// A source file without its `#[cfg(test)]` module (the last item of a
-/// file, by convention here).
-fn non_test_source(path: &Path) -> String {
+/// The rustdoc of the field `field` of `Counters` in node/inspect.rs.
+fn rustdoc_of(field: &str) -> String {
+    let path = root().join("axactor-cluster/src/node/inspect.rs");
     let text = std::fs::read_to_string(path).expect("readable source");
-    match text.find("#[cfg(test)]\nmod tests") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    }
+    let lines: Vec<&str> = text.lines().collect();
+    let decl = format!("    pub {field}: ");
+    let at =
+        lines.iter().position(|l| l.starts_with(&decl)).unwrap_or_else(|| panic!("no field `{field}` in inspect.rs"));
+    let docs: Vec<&str> = lines[..at].iter().rev().take_while(|l| l.trim_start().starts_with("///")).copied().collect();
+    docs.into_iter().rev().collect::<Vec<_>>().join("\n")
 }
 
-fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("readable dir") {
-        let path = entry.expect("dir entry").path();
-        if path.is_dir() {
-            sources(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("tests.rs") {
-            out.push(path);
-        }
-    }
+#[test]
+fn every_labelled_counter_lists_its_labels() {
+    // `Counters::labels` names exactly the maps of `Counters` (a `{}` when empty).
+    let maps: Vec<String> = debug_fields(&format!("{:?}", Counters::default()))
+        .into_iter()
+        .filter(|(_, v)| v == "{}")
+        .map(|(n, _)| n)
+        .collect();
+    let listed: Vec<String> = Counters::labels().iter().map(|(field, _)| field.to_string()).collect();
+    assert_eq!(maps, listed, "`Counters::labels` and the maps of `Counters` differ");
+    let total: usize = Counters::labels().iter().map(|(_, labels)| labels.len()).sum();
+    assert!(total >= 60, "only {total} labels");
 }
 
 #[test]
 fn every_counted_label_is_documented() {
     let doc = operations_md();
-    let src = root().join("axactor-cluster/src");
-    let mut files = Vec::new();
-    sources(&src, &mut files);
-    let mut labels = Vec::new();
-    for file in &files {
-        let text = non_test_source(file);
-        for call in ["dropped", "lease_event", "handshake_failed", "frame_rejected", "request_rejected"] {
-            labels.extend(labels_after(&text, &format!(".{call}(\"")));
-        }
+    for (field, labels) in Counters::labels() {
+        let row = doc_row(&doc, field);
+        let missing: Vec<_> = labels.iter().filter(|l| !row.contains(&format!("`{l}`"))).collect();
+        assert!(missing.is_empty(), "the `{field}` row of docs/operations.md does not name {missing:?}");
+        let rustdoc = rustdoc_of(field);
+        let missing: Vec<_> = labels.iter().filter(|l| !rustdoc.contains(&format!("`{l}`"))).collect();
+        assert!(missing.is_empty(), "the rustdoc of `Counters::{field}` (node/inspect.rs) does not name {missing:?}");
     }
-    // Labels chosen by a `match` or returned to the counting call.
-    for (file, prefix) in [
-        ("handshake/error.rs", "=> \""),
-        ("session.rs", "=> \""),
-        ("node/inspect.rs", "=> \""),
-        ("node/writer.rs", "Some(\""),
-        ("node/conn.rs", "Some(\""),
-        ("node/established.rs", "=> \""),
-        ("node/established.rs", "Err(\""),
-    ] {
-        labels.extend(labels_after(&non_test_source(&src.join(file)), prefix));
-    }
-    labels.sort();
-    labels.dedup();
-    assert!(labels.len() >= 40, "found only {} labels: {labels:?}", labels.len());
-    let missing: Vec<_> = labels.iter().filter(|l| !doc.contains(&format!("`{l}`"))).collect();
-    assert!(missing.is_empty(), "docs/operations.md does not name these counted labels: {missing:?}");
-    // The rustdoc of `Counters` lists them too.
-    let rustdoc = non_test_source(&src.join("node/inspect.rs"));
-    let missing: Vec<_> = labels.iter().filter(|l| !rustdoc.contains(&format!("`{l}`"))).collect();
-    assert!(missing.is_empty(), "the `Counters` docs (node/inspect.rs) do not name these labels: {missing:?}");
 }

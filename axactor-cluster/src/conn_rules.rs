@@ -30,6 +30,7 @@
 
 use std::time::Duration;
 
+use crate::counter_reasons::FrameRejection;
 use crate::wire::hello::MONITOR_IDENTITY_VERSION;
 use crate::wire::{ControlMsg, DataRef, Rejection};
 
@@ -75,8 +76,8 @@ pub(crate) enum Close {
     Replaced,
     /// Nothing arrived for `node_ttl`.
     Silent,
-    /// A frame failed to open or decode (counted under this label).
-    BadFrame(&'static str),
+    /// A frame failed to open or decode (counted under this reason).
+    BadFrame(FrameRejection),
 }
 
 impl Close {
@@ -227,22 +228,6 @@ pub(crate) fn tell_answer(outcome: Result<(), Rejection>, ack_id: Option<u64>) -
     }
 }
 
-/// The counter label of a rejection.
-#[inline]
-pub(crate) fn rejection_label(reason: &Rejection) -> &'static str {
-    match reason {
-        Rejection::NotOwner { .. } => "not_owner",
-        Rejection::StaleEpoch { .. } => "stale_epoch",
-        Rejection::UnknownSession => "unknown_session",
-        Rejection::MailboxFull => "mailbox_full",
-        Rejection::ActorClosed => "actor_closed",
-        Rejection::Unauthorized => "unauthorized",
-        Rejection::BadPayload => "bad_payload",
-        Rejection::Overloaded => "overloaded",
-        Rejection::WrongShard { .. } => "wrong_shard",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,7 +284,7 @@ mod tests {
         assert_eq!(r.on_wake(Wake::LinkEnded), Step::Close(Close::LinkEnded));
         assert!(Close::Shutdown.is_graceful());
         assert!(Close::PeerGoodbye.is_graceful());
-        for abrupt in [Close::LinkEnded, Close::Replaced, Close::Silent, Close::BadFrame("mac")] {
+        for abrupt in [Close::LinkEnded, Close::Replaced, Close::Silent, Close::BadFrame(FrameRejection::BadMac)] {
             assert!(!abrupt.is_graceful(), "{abrupt:?}");
         }
     }
@@ -387,23 +372,5 @@ mod tests {
             tell_answer(Err(Rejection::MailboxFull), None),
             TellAnswer::DropUnacked { reason: Rejection::MailboxFull }
         );
-    }
-
-    #[test]
-    fn every_rejection_has_its_own_label() {
-        let all = [
-            Rejection::NotOwner { owner_hint: None },
-            Rejection::StaleEpoch { current: 1 },
-            Rejection::UnknownSession,
-            Rejection::MailboxFull,
-            Rejection::ActorClosed,
-            Rejection::Unauthorized,
-            Rejection::BadPayload,
-            Rejection::Overloaded,
-            Rejection::WrongShard { shard_count: 4 },
-        ];
-        let labels: std::collections::BTreeSet<&str> = all.iter().map(rejection_label).collect();
-        assert_eq!(labels.len(), all.len());
-        assert_eq!(rejection_label(&Rejection::StaleEpoch { current: 9 }), "stale_epoch");
     }
 }

@@ -17,6 +17,7 @@ use axactor::{Actor, ExitReason, LocalRef, RefContract};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::counter_reasons::DropReason;
 use crate::env::Env;
 use crate::lease::Epoch;
 use crate::node::table::ConnId as ConnTag;
@@ -65,8 +66,8 @@ pub struct DownEvent {
 pub(crate) trait MonitorNode: Send + Sync + std::fmt::Debug {
     /// The node's env (its tasks start there).
     fn env(&self) -> &Env;
-    /// Counts a dropped message under `label`.
-    fn dropped(&self, label: &'static str);
+    /// Counts a dropped message under `reason`.
+    fn dropped(&self, reason: DropReason);
 }
 
 /// An ask's reply, encoded as its whole `DataMsg::Reply` frame (ready to
@@ -115,7 +116,7 @@ impl MonitorSink {
 
 fn count_lost_down(node: &Weak<dyn MonitorNode>) {
     if let Some(node) = node.upgrade() {
-        node.dropped("down_connection_closed");
+        node.dropped(DropReason::DownConnectionClosed);
         tracing::debug!("a Down found its connection closed; the watcher learns it when it monitors again");
     }
 }
@@ -188,8 +189,8 @@ mod tests {
             &self.env
         }
 
-        fn dropped(&self, label: &'static str) {
-            assert_eq!(label, "down_connection_closed");
+        fn dropped(&self, reason: DropReason) {
+            assert_eq!(reason, DropReason::DownConnectionClosed);
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

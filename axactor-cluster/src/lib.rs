@@ -78,6 +78,7 @@ macro_rules! mutant {
 mod client;
 pub mod config;
 mod conn_rules;
+mod counter_reasons;
 #[cfg(test)]
 mod e2e_tests;
 mod env;

@@ -50,6 +50,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::Instrument;
 
+use crate::counter_reasons::LeaseEvent;
 use crate::env::NodeEvent;
 use crate::hosted::HostedRegistry;
 use crate::lease::{Epoch, GroupGrant, LeaseGroup};
@@ -302,7 +303,7 @@ impl Driver {
         let span = tracing::debug_span!("lease_fence", registry = %s.host.id(), shard = s.shard, epoch = epoch.0);
         let _entered = span.enter();
         tracing::warn!(lease = %s.name, %epoch, "lease lost or unrenewable: fencing the shard");
-        self.node.counters.lease_event("fenced");
+        self.node.counters.lease_event(LeaseEvent::Fenced);
         self.observe(idx, epoch, |registry, shard, epoch| NodeEvent::ShardFenced { registry, shard, epoch });
         let stopping = s.host.revoke(s.shard, ExitReason::LeaseLost, kill_at);
         self.node.forget_owner(s.host.id(), s.shard);
@@ -334,7 +335,7 @@ impl Driver {
         let (registry, ours) = (s.host.id().to_string(), s.host.shard_count());
         s.host.set_count_conflict(conflict);
         let Some(theirs) = conflict else { return };
-        self.node.counters.lease_event("shard_count_conflict");
+        self.node.counters.lease_event(LeaseEvent::ShardCountConflict);
         tracing::warn!(
             registry = %registry, ours, theirs,
             "the registry's shards are held with another shard count elsewhere; this node takes none of them \
@@ -389,7 +390,7 @@ impl Driver {
     fn grant(&self, idx: usize, epoch: Epoch, deadline: Instant) {
         let s = &self.shards[idx];
         tracing::debug!(registry = %s.host.id(), shard = s.shard, epoch = epoch.0, "lease acquired");
-        self.node.counters.lease_event("acquired");
+        self.node.counters.lease_event(LeaseEvent::Acquired);
         let (registry, shard) = (s.host.id().to_string(), s.shard);
         self.node.emit(|| NodeEvent::ShardAcquired { registry, shard, epoch: epoch.0 });
         s.host.grant(s.shard, epoch, deadline);
@@ -532,7 +533,7 @@ impl Driver {
     fn hand_over(&self, idx: usize, epoch: Epoch, kill_at: Instant) {
         let s = &self.shards[idx];
         tracing::debug!(lease = %s.name, %epoch, "handing the shard over");
-        self.node.counters.lease_event("handed_over");
+        self.node.counters.lease_event(LeaseEvent::HandedOver);
         let stopping = s.host.revoke(s.shard, ExitReason::Shutdown, kill_at);
         let (node, name, registry, shard) = (Arc::clone(&self.node), s.name.clone(), s.host.id().to_string(), s.shard);
         let span = tracing::debug_span!("lease_handover", registry = %registry, shard, epoch = epoch.0);
@@ -620,7 +621,7 @@ async fn release_and_notify(node: &Shared, name: &str, registry: String, shard: 
     let op = node.store.release(name, &node.session, epoch).instrument(span.clone());
     let outcome = match tokio::time::timeout(node.cfg.lease_store_timeout, op).await {
         Ok(Ok(true)) => {
-            node.counters.lease_event("released");
+            node.counters.lease_event(LeaseEvent::Released);
             let registry = registry.clone();
             node.emit(|| NodeEvent::ShardReleased { registry, shard, epoch: epoch.0 });
             "released"

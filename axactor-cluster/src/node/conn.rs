@@ -28,11 +28,12 @@ use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 
 use super::established;
-use super::inspect::{bump, codec_label};
+use super::inspect::bump;
 use super::members::auth_failure_reason;
 use super::peers::HandshakeSlot;
 use super::shared::Shared;
 use super::table::PeerDirection;
+use crate::counter_reasons::{HandshakeFailure, Reason};
 use crate::env::NodeEvent;
 use crate::handshake::{Established, HandshakeError, Initiator, Local, Responder, Step};
 use crate::id::NodeId;
@@ -124,8 +125,8 @@ pub(crate) async fn run(node: Arc<Shared>, mut link: Link, role: Role, permit: O
                 hs_span.record("peer", tracing::field::display(&est.peer));
                 hs_span.record("outcome", "established");
             }
-            Err(Some(label)) => {
-                hs_span.record("outcome", *label);
+            Err(Some(reason)) => {
+                hs_span.record("outcome", reason.label());
             }
             Err(None) => {
                 hs_span.record("outcome", "node_stopping");
@@ -133,10 +134,10 @@ pub(crate) async fn run(node: Arc<Shared>, mut link: Link, role: Role, permit: O
         }
         let est = match result {
             Ok(est) => est,
-            Err(label) => {
-                if let Some(label) = label {
-                    node.counters.handshake_failed(label);
-                    tracing::debug!(parent: &hs_span, reason = label, "handshake failed; closing");
+            Err(reason) => {
+                if let Some(reason) = reason {
+                    node.counters.handshake_failed(reason);
+                    tracing::debug!(parent: &hs_span, reason = reason.label(), "handshake failed; closing");
                 }
                 if let Some(name) = &dialled {
                     node.dial_done(name, false);
@@ -173,12 +174,12 @@ fn send_preauth(link: &Link, msg: &HandshakeMsg) -> bool {
     encode_preauth(msg, &mut body).is_ok() && link.tx.try_send(Bytes::from(body), Priority::Control).is_ok()
 }
 
-/// Sends the error's refusal (best effort) and returns its label.
-fn refuse(link: &Link, err: &HandshakeError) -> Option<&'static str> {
+/// Sends the error's refusal (best effort) and returns its reason.
+fn refuse(link: &Link, err: &HandshakeError) -> Option<HandshakeFailure> {
     if let Some(reason) = err.refusal() {
         let _ = send_preauth(link, &HandshakeMsg::Refuse(reason));
     }
-    Some(err.label())
+    Some(HandshakeFailure::from(err))
 }
 
 /// Whether the link's transport identity (a TLS certificate), if any,
@@ -188,9 +189,9 @@ fn may_claim(link: &Link, name: &str) -> bool {
 }
 
 /// This side's handshake machine, deadlines from now; an initiator's
-/// Hello is queued. `Err(label)` as for [`handshake`].
-fn start(node: &Shared, link: &Link, role: &Role) -> Result<Machine, Option<&'static str>> {
-    let nonce = node.env.nonce().map_err(|_| Some("nonce"))?;
+/// Hello is queued. `Err(reason)` as for [`handshake`].
+fn start(node: &Shared, link: &Link, role: &Role) -> Result<Machine, Option<HandshakeFailure>> {
+    let nonce = node.env.nonce().map_err(|_| Some(HandshakeFailure::Nonce))?;
     let cfg = &node.cfg;
     let now = Instant::now();
     let deadline = now + cfg.handshake_timeout;
@@ -201,25 +202,26 @@ fn start(node: &Shared, link: &Link, role: &Role) -> Result<Machine, Option<&'st
         key: node.key.clone(),
     };
     Ok(match role {
-        Role::Initiator(peer) if !may_claim(link, peer.as_str()) => return Err(Some("peer_identity")),
+        Role::Initiator(peer) if !may_claim(link, peer.as_str()) => return Err(Some(HandshakeFailure::PeerIdentity)),
         Role::Initiator(peer) => {
-            let (m, hello) = Initiator::new(local, peer.clone(), nonce, deadline).map_err(|e| Some(e.label()))?;
+            let (m, hello) =
+                Initiator::new(local, peer.clone(), nonce, deadline).map_err(|e| Some(HandshakeFailure::from(&e)))?;
             if !send_preauth(link, &hello) {
-                return Err(Some("link_closed"));
+                return Err(Some(HandshakeFailure::LinkClosed));
             }
             Machine::I(m)
         }
         Role::Responder => Machine::R(
             Responder::new(local, None, nonce, deadline)
-                .map_err(|e| Some(e.label()))?
+                .map_err(|e| Some(HandshakeFailure::from(&e)))?
                 .with_hello_deadline(now + cfg.hello_timeout),
         ),
     })
 }
 
-/// Runs the handshake. `Err(Some(label))` is a counted failure, `Err(None)`
+/// Runs the handshake. `Err(Some(reason))` is a counted failure, `Err(None)`
 /// the node stopping.
-async fn handshake(node: &Shared, link: &mut Link, role: &Role) -> Result<Established, Option<&'static str>> {
+async fn handshake(node: &Shared, link: &mut Link, role: &Role) -> Result<Established, Option<HandshakeFailure>> {
     let cfg = &node.cfg;
     let mut machine = start(node, link, role)?;
     let mut frames = 0usize;
@@ -233,21 +235,21 @@ async fn handshake(node: &Shared, link: &mut Link, role: &Role) -> Result<Establ
             }
             frame = link.rx.recv() => match frame {
                 Some(body) => body,
-                None => return Err(Some("link_closed")),
+                None => return Err(Some(HandshakeFailure::LinkClosed)),
             },
         };
         frames += 1;
         if frames > cfg.preauth_frame_budget {
             bump(&node.counters.preauth_budget_exceeded);
             let _ = send_preauth(link, &HandshakeMsg::Refuse(Refusal::Unexpected));
-            return Err(Some("preauth_budget_exceeded"));
+            return Err(Some(HandshakeFailure::PreauthBudgetExceeded));
         }
         let step = match decode_body(&body) {
-            Err(e) => return Err(Some(codec_label(&e))),
+            Err(e) => return Err(Some(HandshakeFailure::from(&e))),
             Ok(Body::PreAuth(HandshakeMsg::Hello(hello))) if !may_claim(link, hello.session.node.as_str()) => {
                 // The transport authenticated the peer as someone else.
                 let _ = send_preauth(link, &HandshakeMsg::Refuse(Refusal::Unexpected));
-                return Err(Some("peer_identity"));
+                return Err(Some(HandshakeFailure::PeerIdentity));
             }
             Ok(Body::PreAuth(msg)) => machine.on_message(msg, Instant::now()),
             Ok(Body::Sealed { .. }) => {
@@ -260,7 +262,7 @@ async fn handshake(node: &Shared, link: &mut Link, role: &Role) -> Result<Establ
                 if let Some(msg) = step.send
                     && !send_preauth(link, &msg)
                 {
-                    return Err(Some("link_closed"));
+                    return Err(Some(HandshakeFailure::LinkClosed));
                 }
                 if let Some(est) = step.established {
                     return Ok(est);

@@ -42,7 +42,7 @@ use tokio::time::MissedTickBehavior;
 use tracing::{Instrument, Span};
 
 use super::in_flight::Response;
-use super::inspect::{bump, codec_label};
+use super::inspect::bump;
 use super::peers::{PeerHandle, PeerStats};
 use super::queues::{OutKind, Outbound, PeerQueues};
 use super::replies::Replies;
@@ -50,8 +50,9 @@ use super::shared::Shared;
 use super::table::{Admit, ConnId, Entry, PeerDirection};
 use super::writer::{ConnShared, Queues, saturating_decrement, write_loop};
 use crate::conn_rules::{
-    Accounting, Close, ConnRules, Control, PollOrder, Step, TellAnswer, Wake, accounting, rejection_label, tell_answer,
+    Accounting, Close, ConnRules, Control, PollOrder, Step, TellAnswer, Wake, accounting, tell_answer,
 };
+use crate::counter_reasons::{DropReason, FrameRejection, HandshakeFailure, Reason, RequestRejection};
 use crate::env::NodeEvent;
 use crate::handshake::Established;
 use crate::hosted::MonitorSink;
@@ -202,7 +203,7 @@ fn admit(node: &Shared, entry: Entry<PeerHandle>) -> bool {
         return false;
     }
     if entry.session.node == node.id {
-        node.counters.handshake_failed("own_name");
+        node.counters.handshake_failed(HandshakeFailure::OwnName);
         tracing::debug!("peer claims our own name; closing");
         return false;
     }
@@ -332,9 +333,9 @@ impl Reader<'_> {
                 bump(&node.counters.heartbeat_timeouts);
                 tracing::debug!("peer silent for node_ttl; closing");
             }
-            Close::BadFrame(label) => {
-                node.counters.frame_rejected(label);
-                tracing::debug!(reason = label, "bad frame; closing");
+            Close::BadFrame(reason) => {
+                node.counters.frame_rejected(reason);
+                tracing::debug!(reason = reason.label(), "bad frame; closing");
                 self.tx.close();
             }
         }
@@ -372,14 +373,14 @@ impl Reader<'_> {
     fn handle(&mut self, frame: &Bytes, now: u64) -> Option<End> {
         let close = match self.on_frame(frame, now) {
             Ok(close) => close?,
-            Err(label) => Close::BadFrame(label),
+            Err(reason) => Close::BadFrame(reason),
         };
         Some(self.closing(close))
     }
 
     fn queue_control(&self, msg: ControlMsg) {
         if self.control.try_send(msg).is_err() {
-            self.node.counters.dropped("control_queue_full");
+            self.node.counters.dropped(DropReason::ControlQueueFull);
         }
     }
 
@@ -388,19 +389,19 @@ impl Reader<'_> {
     /// a response that does not fit waits in a task, within `owed`.
     fn queue_data(&self, msg: DataMsg) {
         let Ok(frame) = OutFrame::envelope(&Envelope::Data(msg)) else {
-            self.node.counters.dropped("unencodable");
+            self.node.counters.dropped(DropReason::Unencodable);
             return;
         };
         let msg = match self.data.try_send(Outbound { frame, kind: OutKind::Response }) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(msg)) => msg,
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.node.counters.dropped("data_queue_full");
+                self.node.counters.dropped(DropReason::DataQueueFull);
                 return;
             }
         };
         let Ok(permit) = Arc::clone(&self.owed).try_acquire_owned() else {
-            self.node.counters.dropped("data_queue_full");
+            self.node.counters.dropped(DropReason::DataQueueFull);
             return;
         };
         let data = self.data.clone();
@@ -410,7 +411,7 @@ impl Reader<'_> {
             if data.send(msg).await.is_err()
                 && let Some(node) = node.upgrade()
             {
-                node.counters.dropped("response_discarded_at_close");
+                node.counters.dropped(DropReason::ResponseDiscardedAtClose);
             }
             drop(permit);
         });
@@ -441,8 +442,9 @@ impl Reader<'_> {
 
     /// Counts a rejection; returns its label.
     fn count_rejection(&self, reason: &Rejection) -> &'static str {
-        let label = rejection_label(reason);
-        self.node.counters.request_rejected(label);
+        let rejection = RequestRejection::from(reason);
+        self.node.counters.request_rejected(rejection);
+        let label = rejection.label();
         self.node.emit(|| NodeEvent::Rejected { reason: label });
         tracing::debug!(reason = label, "request rejected before execution");
         label
@@ -488,14 +490,14 @@ impl Reader<'_> {
     }
 
     /// Opens, decodes and dispatches one frame; `Ok(Some)` if the
-    /// connection ends with it, `Err` with its label if it is bad.
-    fn on_frame(&mut self, frame: &Bytes, now: u64) -> Result<Option<Close>, &'static str> {
-        let (seq, payload, mac) = match decode_body(frame).map_err(|e| codec_label(&e))? {
+    /// connection ends with it, `Err` with its reason if it is bad.
+    fn on_frame(&mut self, frame: &Bytes, now: u64) -> Result<Option<Close>, FrameRejection> {
+        let (seq, payload, mac) = match decode_body(frame).map_err(|e| FrameRejection::from(&e))? {
             Body::Sealed { seq, payload, mac } => (seq, payload, mac),
-            _ => return Err("handshake_after_auth"),
+            _ => return Err(FrameRejection::HandshakeAfterAuth),
         };
-        self.opener.open_parts(seq, payload, mac).map_err(|e| e.label())?;
-        let env = decode_envelope_ref(payload).map_err(|e| codec_label(&e))?;
+        self.opener.open_parts(seq, payload, mac).map_err(|e| FrameRejection::from(&e))?;
+        let env = decode_envelope_ref(payload).map_err(|e| FrameRejection::from(&e))?;
         match env {
             EnvelopeRef::Control(msg) => Ok(self.on_control(msg, now)),
             EnvelopeRef::Data(msg) => {
@@ -591,7 +593,7 @@ impl Reader<'_> {
                     }
                     TellAnswer::DropUnacked { reason } => {
                         let label = self.count_rejection(&reason);
-                        node.counters.dropped("unacked_tell_rejected");
+                        node.counters.dropped(DropReason::UnackedTellRejected);
                         label
                     }
                 };

@@ -19,6 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::inspect::LiveCounters;
 use super::table::ConnId;
+use crate::counter_reasons::DropReason;
 use crate::error::RemoteError;
 use crate::wire::Rejection;
 
@@ -78,7 +79,7 @@ impl PendingGuard<'_> {
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         if self.armed && self.in_flight.pending.lock().remove(&self.id).is_some() {
-            self.counters.dropped("request_abandoned");
+            self.counters.dropped(DropReason::RequestAbandoned);
             tracing::debug!(request_id = self.id, "caller gave up on a request in flight; its answer will be dropped");
         }
     }
@@ -113,7 +114,7 @@ impl InFlight {
         let (tx, rx) = oneshot::channel();
         let mut pending = self.pending.lock();
         if pending.len() >= self.max {
-            counters.dropped("inflight_table_full");
+            counters.dropped(DropReason::InflightTableFull);
             return Err(RemoteError::Overloaded);
         }
         pending.insert(id, (conn, tx));
@@ -137,7 +138,7 @@ impl InFlight {
             }
             _ => {
                 drop(pending);
-                counters.dropped("unmatched_response");
+                counters.dropped(DropReason::UnmatchedResponse);
             }
         }
     }

@@ -2,19 +2,19 @@
 //! live counters it is taken from.
 //!
 //! Every rejected or dropped input is counted here with its reason (the
-//! "no silent drops" promise). Plain events are atomics; failures are kept
-//! by a short stable label (`HandshakeError::label`, `OpenError::label`, a
-//! codec label) in small maps that only the fixed set of labels can grow.
+//! "no silent drops" promise). Plain events are atomics; the labelled
+//! counters are an array of atomics per reason enum (`counter_reasons.rs`),
+//! indexed by the variant (no lock), that a snapshot turns into maps keyed
+//! by the variants' stable labels.
 
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
-
+use crate::counter_reasons::{DropReason, FrameRejection, HandshakeFailure, LeaseEvent, Reason, RequestRejection};
 use crate::id::{NodeId, SessionId};
 use crate::shard::placement::MemberState;
-use crate::wire::CodecError;
 
 pub use super::table::PeerDirection;
 
@@ -150,7 +150,9 @@ pub struct PeerInfo {
     pub heartbeats_acked: u64,
 }
 
-/// Counters since the node started. Maps are keyed by a stable reason label.
+/// Counters since the node started. Maps are keyed by a stable reason label
+/// and hold only the labels counted at least once; [`Counters::labels`]
+/// lists every label each map can hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Counters {
@@ -171,7 +173,8 @@ pub struct Counters {
     /// Established connections closed on a bad frame, by reason:
     /// `OpenError::label` (`bad_mac`, `out_of_sequence` = replay or
     /// reorder, `too_short`, `wrong_tag`, `seq_exhausted`, `closed`), a
-    /// codec label, `handshake_after_auth`.
+    /// codec label (`unknown_tag`, `truncated`, `malformed`,
+    /// `trailing_bytes`), `handshake_after_auth`.
     pub frame_rejections: BTreeMap<&'static str, u64>,
     /// Frames before authentication over the budget (connection closed).
     pub preauth_budget_exceeded: u64,
@@ -226,6 +229,63 @@ pub struct Counters {
     pub events_dropped: u64,
 }
 
+impl Counters {
+    /// Every label each labelled counter can carry, as `(field, labels)`:
+    /// `handshake_failures`, `frame_rejections`, `dropped`,
+    /// `requests_rejected` and `leases`, in that order, each with its
+    /// labels in a fixed order. A map of a snapshot holds only labels from
+    /// its list (and only those counted at least once), so a dashboard or
+    /// an exporter can know every series in advance. docs/operations.md
+    /// explains each label.
+    pub fn labels() -> &'static [(&'static str, &'static [&'static str])] {
+        const LABELS: &[(&str, &[&str])] = &[
+            ("handshake_failures", HandshakeFailure::LABELS),
+            ("frame_rejections", FrameRejection::LABELS),
+            ("dropped", DropReason::LABELS),
+            ("requests_rejected", RequestRejection::LABELS),
+            ("leases", LeaseEvent::LABELS),
+        ];
+        LABELS
+    }
+}
+
+/// One labelled counter: a count per variant of the reason `R`
+/// (`N` is `R::ALL.len()`), indexed by the variant.
+#[derive(Debug)]
+struct Tally<R, const N: usize> {
+    counts: [AtomicU64; N],
+    reason: PhantomData<fn(R)>,
+}
+
+impl<R: Reason, const N: usize> Default for Tally<R, N> {
+    fn default() -> Self {
+        const { assert!(N == R::ALL.len(), "a tally has one count per variant") };
+        Tally { counts: std::array::from_fn(|_| AtomicU64::new(0)), reason: PhantomData }
+    }
+}
+
+impl<R: Reason, const N: usize> Tally<R, N> {
+    #[inline]
+    fn bump(&self, reason: R) {
+        // Always `Some`: `index() < R::ALL.len() == N` (asserted in `default`).
+        if let Some(count) = self.counts.get(reason.index()) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The counts by label, only the non-zero ones.
+    fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        R::LABELS
+            .iter()
+            .zip(&self.counts)
+            .filter_map(|(label, count)| {
+                let n = count.load(Ordering::Relaxed);
+                (n > 0).then_some((*label, n))
+            })
+            .collect()
+    }
+}
+
 /// The live counters behind [`Counters`].
 #[derive(Debug, Default)]
 pub(crate) struct LiveCounters {
@@ -241,11 +301,11 @@ pub(crate) struct LiveCounters {
     pub(crate) data_rejected_no_registry: AtomicU64,
     pub(crate) dial_failures: AtomicU64,
     pub(crate) member_auth_failures: AtomicU64,
-    handshake_failures: Mutex<BTreeMap<&'static str, u64>>,
-    frame_rejections: Mutex<BTreeMap<&'static str, u64>>,
-    dropped: Mutex<BTreeMap<&'static str, u64>>,
-    requests_rejected: Mutex<BTreeMap<&'static str, u64>>,
-    leases: Mutex<BTreeMap<&'static str, u64>>,
+    handshake_failures: Tally<HandshakeFailure, { HandshakeFailure::ALL.len() }>,
+    frame_rejections: Tally<FrameRejection, { FrameRejection::ALL.len() }>,
+    dropped: Tally<DropReason, { DropReason::ALL.len() }>,
+    requests_rejected: Tally<RequestRejection, { RequestRejection::ALL.len() }>,
+    leases: Tally<LeaseEvent, { LeaseEvent::ALL.len() }>,
     pub(crate) handshake_source_limit_exceeded: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
 }
@@ -255,37 +315,33 @@ pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-fn bump_label(map: &Mutex<BTreeMap<&'static str, u64>>, label: &'static str) {
-    *map.lock().entry(label).or_default() += 1;
-}
-
 impl LiveCounters {
-    pub(crate) fn handshake_failed(&self, label: &'static str) {
-        bump_label(&self.handshake_failures, label);
+    pub(crate) fn handshake_failed(&self, reason: HandshakeFailure) {
+        self.handshake_failures.bump(reason);
     }
 
-    pub(crate) fn frame_rejected(&self, label: &'static str) {
-        bump_label(&self.frame_rejections, label);
+    pub(crate) fn frame_rejected(&self, reason: FrameRejection) {
+        self.frame_rejections.bump(reason);
     }
 
-    pub(crate) fn dropped(&self, label: &'static str) {
-        bump_label(&self.dropped, label);
+    pub(crate) fn dropped(&self, reason: DropReason) {
+        self.dropped.bump(reason);
     }
 
-    pub(crate) fn request_rejected(&self, label: &'static str) {
-        bump_label(&self.requests_rejected, label);
+    pub(crate) fn request_rejected(&self, reason: RequestRejection) {
+        self.requests_rejected.bump(reason);
     }
 
-    pub(crate) fn lease_event(&self, label: &'static str) {
-        bump_label(&self.leases, label);
+    pub(crate) fn lease_event(&self, event: LeaseEvent) {
+        self.leases.bump(event);
     }
 
     pub(crate) fn snapshot(&self) -> Counters {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Counters {
             handshakes_established: get(&self.handshakes_established),
-            handshake_failures: self.handshake_failures.lock().clone(),
-            frame_rejections: self.frame_rejections.lock().clone(),
+            handshake_failures: self.handshake_failures.snapshot(),
+            frame_rejections: self.frame_rejections.snapshot(),
             preauth_budget_exceeded: get(&self.preauth_budget_exceeded),
             preauth_sealed_frames: get(&self.preauth_sealed_frames),
             handshake_capacity_exceeded: get(&self.handshake_capacity_exceeded),
@@ -295,10 +351,10 @@ impl LiveCounters {
             heartbeat_timeouts: get(&self.heartbeat_timeouts),
             goodbyes_received: get(&self.goodbyes_received),
             data_rejected_no_registry: get(&self.data_rejected_no_registry),
-            dropped: self.dropped.lock().clone(),
+            dropped: self.dropped.snapshot(),
             dial_failures: get(&self.dial_failures),
-            requests_rejected: self.requests_rejected.lock().clone(),
-            leases: self.leases.lock().clone(),
+            requests_rejected: self.requests_rejected.snapshot(),
+            leases: self.leases.snapshot(),
             member_auth_failures: get(&self.member_auth_failures),
             handshake_source_limit_exceeded: get(&self.handshake_source_limit_exceeded),
             events_dropped: get(&self.events_dropped),
@@ -306,12 +362,61 @@ impl LiveCounters {
     }
 }
 
-/// A stable label for a codec error (the error carries no peer text).
-pub(crate) fn codec_label(err: &CodecError) -> &'static str {
-    match err {
-        CodecError::UnknownTag(_) => "unknown_tag",
-        CodecError::Truncated => "truncated",
-        CodecError::Postcard(_) => "malformed",
-        CodecError::TrailingBytes => "trailing_bytes",
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The map of `counters` that `field` names in `Counters::labels`.
+    fn map<'a>(counters: &'a Counters, field: &str) -> &'a BTreeMap<&'static str, u64> {
+        match field {
+            "handshake_failures" => &counters.handshake_failures,
+            "frame_rejections" => &counters.frame_rejections,
+            "dropped" => &counters.dropped,
+            "requests_rejected" => &counters.requests_rejected,
+            "leases" => &counters.leases,
+            other => panic!("Counters has no labelled map `{other}`"),
+        }
+    }
+
+    #[test]
+    fn a_fresh_snapshot_has_empty_maps() {
+        assert_eq!(LiveCounters::default().snapshot(), Counters::default());
+    }
+
+    #[test]
+    fn each_reason_counts_under_its_label_in_its_own_map() {
+        let live = LiveCounters::default();
+        live.dropped(DropReason::RequestAbandoned);
+        live.dropped(DropReason::RequestAbandoned);
+        live.request_rejected(RequestRejection::StaleEpoch);
+        live.handshake_failed(HandshakeFailure::OwnName);
+        live.frame_rejected(FrameRejection::Truncated);
+        live.lease_event(LeaseEvent::Fenced);
+        let snap = live.snapshot();
+        assert_eq!(snap.dropped, BTreeMap::from([("request_abandoned", 2)]));
+        assert_eq!(snap.requests_rejected, BTreeMap::from([("stale_epoch", 1)]));
+        assert_eq!(snap.handshake_failures, BTreeMap::from([("own_name", 1)]));
+        assert_eq!(snap.frame_rejections, BTreeMap::from([("truncated", 1)]));
+        assert_eq!(snap.leases, BTreeMap::from([("fenced", 1)]));
+    }
+
+    #[test]
+    fn labels_lists_every_key_each_map_can_hold() {
+        let live = LiveCounters::default();
+        HandshakeFailure::ALL.iter().for_each(|&r| live.handshake_failed(r));
+        FrameRejection::ALL.iter().for_each(|&r| live.frame_rejected(r));
+        DropReason::ALL.iter().for_each(|&r| live.dropped(r));
+        RequestRejection::ALL.iter().for_each(|&r| live.request_rejected(r));
+        LeaseEvent::ALL.iter().for_each(|&r| live.lease_event(r));
+        let snap = live.snapshot();
+        let fields: Vec<_> = Counters::labels().iter().map(|(field, _)| *field).collect();
+        assert_eq!(fields, ["handshake_failures", "frame_rejections", "dropped", "requests_rejected", "leases"]);
+        for (field, labels) in Counters::labels() {
+            let keys: Vec<_> = map(&snap, field).keys().copied().collect();
+            let mut listed = labels.to_vec();
+            listed.sort_unstable();
+            assert_eq!(keys, listed, "{field}");
+            assert!(map(&snap, field).values().all(|&n| n == 1), "{field}");
+        }
     }
 }

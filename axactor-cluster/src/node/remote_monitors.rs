@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::inspect::LiveCounters;
 use super::queues::PeerLink;
 use super::table::ConnId;
+use crate::counter_reasons::DropReason;
 use crate::error::RemoteError;
 use crate::hosted::DownEvent;
 use crate::id::SessionId;
@@ -54,7 +55,7 @@ impl ClientMonitor {
     pub(crate) fn fire(self, reason: DownReason, counters: &LiveCounters) {
         let event = DownEvent { registry: self.registry, key: self.key, reason };
         if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(event) {
-            counters.dropped("down_receiver_full");
+            counters.dropped(DropReason::DownReceiverFull);
         }
     }
 }
@@ -113,7 +114,7 @@ impl RemoteMonitors {
         };
         let mut monitors = self.monitors.lock();
         if monitors.len() >= self.max {
-            counters.dropped("remote_monitor_table_full");
+            counters.dropped(DropReason::RemoteMonitorTableFull);
             return Err(RemoteError::Overloaded);
         }
         let Watched { registry, key, lease, holder, epoch } = watched;
@@ -149,7 +150,7 @@ impl RemoteMonitors {
     pub(crate) async fn cancel(&self, id: u64, counters: &LiveCounters) {
         let Some(m) = self.remove(id) else { return };
         if m.conn.is_some() && m.control.send(ControlMsg::Demonitor { request_id: id }).await.is_err() {
-            counters.dropped("demonitor_connection_closed");
+            counters.dropped(DropReason::DemonitorConnectionClosed);
             tracing::debug!(request_id = id, "a Demonitor found its connection closed");
         }
     }
@@ -255,7 +256,7 @@ impl RemoteMonitors {
             m.fire(reason, counters);
         } else {
             drop(monitors);
-            counters.dropped("unmatched_down");
+            counters.dropped(DropReason::UnmatchedDown);
         }
     }
 

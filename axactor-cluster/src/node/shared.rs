@@ -35,6 +35,7 @@ use super::remote_monitors::{Detached, RemoteMonitors, Watched};
 use super::table::ConnId;
 use super::tasks::Tasks;
 use crate::config::ClusterConfig;
+use crate::counter_reasons::DropReason;
 use crate::env::{Env, NodeEvent};
 use crate::error::RemoteError;
 use crate::handshake::{AuthKey, HandshakeError};
@@ -81,8 +82,8 @@ impl MonitorNode for Shared {
         &self.env
     }
 
-    fn dropped(&self, label: &'static str) {
-        self.counters.dropped(label);
+    fn dropped(&self, reason: DropReason) {
+        self.counters.dropped(reason);
     }
 }
 
@@ -177,7 +178,7 @@ impl Shared {
     /// full: `control_queue_full`).
     pub(crate) fn broadcast_control(&self, msg: &ControlMsg) {
         for _ in 0..self.peers.broadcast_control(msg) {
-            self.counters.dropped("control_queue_full");
+            self.counters.dropped(DropReason::ControlQueueFull);
         }
     }
 
@@ -314,7 +315,7 @@ impl Shared {
             removed += host.drop_conn_monitors(conn);
         }
         for _ in 0..removed {
-            self.counters.dropped("remote_monitor_connection_ended");
+            self.counters.dropped(DropReason::RemoteMonitorConnectionEnded);
         }
         if removed > 0 {
             tracing::debug!(removed, "the monitors a peer held through an ended connection were removed");
@@ -349,7 +350,7 @@ impl Shared {
                 if link.control.try_send(msg).is_ok() {
                     return;
                 }
-                self.counters.dropped("remonitor_not_queued");
+                self.counters.dropped(DropReason::RemonitorNotQueued);
                 if !self.monitors.detach(id, link.conn) {
                     // Taken over by `connection_ended` (another run of this task).
                     return;

@@ -27,6 +27,7 @@ use super::queues::{OutKind, Outbound};
 use super::replies::Replies;
 use super::shared::Shared;
 use super::table::ConnId;
+use crate::counter_reasons::DropReason;
 use crate::overlay::{LinkSender, Priority};
 use crate::session::Sealer;
 use crate::wire::{CodecError, ControlMsg, Envelope, OutFrame, Rejection};
@@ -74,7 +75,7 @@ pub(super) async fn write_loop(node: Arc<Shared>, conn: ConnId, mut sealer: Seal
     let mut fed = false;
     while let Some(item) = sources.next(&tx, &mut fed).await {
         // What to count if this item is lost with the connection.
-        let lost: Option<&'static str>;
+        let lost: Option<DropReason>;
         let (out, kind) = match item {
             Item::Control(ControlMsg::Goodbye) => {
                 sources.say_goodbye(&mut frame).await;
@@ -103,8 +104,8 @@ pub(super) async fn write_loop(node: Arc<Shared>, conn: ConnId, mut sealer: Seal
             && sources.replies.lock().is_empty();
         let through = mode.frame(lone);
         if !frame.send(out, through).await {
-            if let Some(label) = lost {
-                node.counters.dropped(label);
+            if let Some(reason) = lost {
+                node.counters.dropped(reason);
             }
             break;
         }
@@ -224,42 +225,42 @@ impl Sources<'_> {
                     node.complete(conn, request_id, Response::Rejected(Rejection::UnknownSession));
                 }
                 kind => {
-                    if let Some(label) = data_loss(kind) {
-                        node.counters.dropped(label);
+                    if let Some(reason) = data_loss(kind) {
+                        node.counters.dropped(reason);
                     }
                 }
             }
         }
         self.control.close();
         while let Ok(msg) = self.control.try_recv() {
-            if let Some(label) = control_loss(&msg) {
-                node.counters.dropped(label);
+            if let Some(reason) = control_loss(&msg) {
+                node.counters.dropped(reason);
             }
         }
         for _ in 0..self.replies.lock().discard() {
-            node.counters.dropped("reply_discarded_at_close");
+            node.counters.dropped(DropReason::ReplyDiscardedAtClose);
         }
     }
 }
 
-/// The `dropped` label of a data-plane frame never sent because its
+/// The `dropped` reason of a data-plane frame never sent because its
 /// connection closed (our requests fail instead, and are not counted).
-fn data_loss(kind: OutKind) -> Option<&'static str> {
+fn data_loss(kind: OutKind) -> Option<DropReason> {
     match kind {
         OutKind::Request(_) => None,
-        OutKind::Response => Some("response_discarded_at_close"),
-        OutKind::Other => Some("tell_discarded_at_close"),
+        OutKind::Response => Some(DropReason::ResponseDiscardedAtClose),
+        OutKind::Other => Some(DropReason::TellDiscardedAtClose),
     }
 }
 
-/// The `dropped` label of a control message never sent because its
+/// The `dropped` reason of a control message never sent because its
 /// connection closed (liveness messages are not counted: they mean nothing
 /// once it has).
-fn control_loss(msg: &ControlMsg) -> Option<&'static str> {
+fn control_loss(msg: &ControlMsg) -> Option<DropReason> {
     match msg {
         ControlMsg::Heartbeat { .. } | ControlMsg::HeartbeatAck { .. } | ControlMsg::Goodbye => None,
-        ControlMsg::Down { .. } => Some("down_discarded_at_close"),
-        _ => Some("control_discarded_at_close"),
+        ControlMsg::Down { .. } => Some(DropReason::DownDiscardedAtClose),
+        _ => Some(DropReason::ControlDiscardedAtClose),
     }
 }
 
@@ -318,7 +319,7 @@ impl FrameWriter<'_> {
     /// written through (at the next flush) if the link allows, else queued.
     async fn send(&mut self, frame: Result<OutFrame, CodecError>, through: bool) -> bool {
         let Some(frame) = frame.ok().filter(|f| f.envelope_bytes().len() <= self.max_envelope) else {
-            self.node.counters.dropped("unencodable");
+            self.node.counters.dropped(DropReason::Unencodable);
             return true;
         };
         let Ok(body) = self.sealer.seal_frame(frame) else {
@@ -359,12 +360,12 @@ mod tests {
     #[test]
     fn losses_at_close_are_labelled_except_requests_and_liveness() {
         assert_eq!(data_loss(OutKind::Request(7)), None, "our requests fail instead");
-        assert_eq!(data_loss(OutKind::Response), Some("response_discarded_at_close"));
-        assert_eq!(data_loss(OutKind::Other), Some("tell_discarded_at_close"));
+        assert_eq!(data_loss(OutKind::Response), Some(DropReason::ResponseDiscardedAtClose));
+        assert_eq!(data_loss(OutKind::Other), Some(DropReason::TellDiscardedAtClose));
         assert_eq!(control_loss(&ControlMsg::Heartbeat { sent_at_ms: 1 }), None);
         assert_eq!(control_loss(&ControlMsg::Goodbye), None);
         let down = ControlMsg::Down { request_id: 1, reason: crate::wire::DownReason::Stopped };
-        assert_eq!(control_loss(&down), Some("down_discarded_at_close"));
-        assert_eq!(control_loss(&ControlMsg::Demonitor { request_id: 1 }), Some("control_discarded_at_close"));
+        assert_eq!(control_loss(&down), Some(DropReason::DownDiscardedAtClose));
+        assert_eq!(control_loss(&ControlMsg::Demonitor { request_id: 1 }), Some(DropReason::ControlDiscardedAtClose));
     }
 }
