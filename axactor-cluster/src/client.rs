@@ -140,27 +140,9 @@ fn record_owner(span: &Span, holder: &SessionId, epoch: Epoch) {
     }
 }
 
-/// The `outcome` field of a request span: `ok`, or the error in snake case.
+/// The `outcome` field of a request span: `ok`, or the error's label.
 fn outcome_label<T>(result: &Result<T, RemoteError>) -> &'static str {
-    let Err(e) = result else { return "ok" };
-    match e {
-        RemoteError::Timeout => "timeout",
-        RemoteError::ConnectionLost => "connection_lost",
-        RemoteError::NoOwner => "no_owner",
-        RemoteError::NotOwner => "not_owner",
-        RemoteError::StaleEpoch => "stale_epoch",
-        RemoteError::UnknownSession => "unknown_session",
-        RemoteError::Unauthorized => "unauthorized",
-        RemoteError::MailboxFull => "mailbox_full",
-        RemoteError::ActorClosed => "actor_closed",
-        RemoteError::Codec => "codec",
-        RemoteError::ProtocolViolation => "protocol_violation",
-        RemoteError::Overloaded => "overloaded",
-        RemoteError::ShutDown => "shut_down",
-        RemoteError::Canceled => "canceled",
-        RemoteError::TooLarge => "too_large",
-        RemoteError::ShardCountMismatch => "shard_count_mismatch",
-    }
+    result.as_ref().map_or_else(RemoteError::label, |_| "ok")
 }
 
 /// Queues `out` on a connection's data queue, waiting for room until

@@ -97,6 +97,35 @@ pub enum RemoteError {
 }
 
 impl RemoteError {
+    /// A short stable name in snake case (`"timeout"`, `"not_owner"`, ...):
+    /// the `outcome` of a `request` span, and a label for the caller's own
+    /// counters.
+    ///
+    /// ```
+    /// use axactor_cluster::RemoteError;
+    /// assert_eq!(RemoteError::StaleEpoch.label(), "stale_epoch");
+    /// ```
+    pub fn label(&self) -> &'static str {
+        match self {
+            RemoteError::Timeout => "timeout",
+            RemoteError::ConnectionLost => "connection_lost",
+            RemoteError::NoOwner => "no_owner",
+            RemoteError::NotOwner => "not_owner",
+            RemoteError::StaleEpoch => "stale_epoch",
+            RemoteError::UnknownSession => "unknown_session",
+            RemoteError::Unauthorized => "unauthorized",
+            RemoteError::MailboxFull => "mailbox_full",
+            RemoteError::ActorClosed => "actor_closed",
+            RemoteError::Codec => "codec",
+            RemoteError::ProtocolViolation => "protocol_violation",
+            RemoteError::Overloaded => "overloaded",
+            RemoteError::ShutDown => "shut_down",
+            RemoteError::Canceled => "canceled",
+            RemoteError::TooLarge => "too_large",
+            RemoteError::ShardCountMismatch => "shard_count_mismatch",
+        }
+    }
+
     /// `true` only when the request is known not to have run: it was
     /// refused before execution (not owner, stale epoch, unknown session,
     /// unauthorized, mailbox full or actor closed before enqueue, no owner,
@@ -207,6 +236,15 @@ mod tests {
             }
         }
         all
+    }
+
+    #[test]
+    fn labels_are_distinct_snake_case() {
+        let labels: std::collections::BTreeSet<_> = all().iter().map(RemoteError::label).collect();
+        assert_eq!(labels.len(), all().len());
+        for l in labels {
+            assert!(l.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{l}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axactor_cluster::{
     ClusterConfig, ClusterError, ClusterNode, Keyed, KeyedConfig, LeaseStore, LeaseStoreError, MemoryLeaseStore,
-    NodeId, RemoteError, TcpOverlay,
+    NodeId, TcpOverlay,
 };
 use parking_lot::{Mutex, RwLock};
 use tokio::time::Instant;
@@ -247,7 +247,7 @@ impl Shared {
                 }
                 Ok(Ok(Reply { result: Err(WriteError::Stale { .. }), .. })) => self.error("fenced_write"),
                 Ok(Ok(Reply { result: Err(WriteError::Unfenced), .. })) => self.error("unfenced_write"),
-                Ok(Err(e)) => self.error(remote_label(&e)),
+                Ok(Err(e)) => self.error(e.label()),
                 Err(_) => self.error("client_timeout"),
             }
             tokio::time::sleep(backoff).await;
@@ -276,25 +276,6 @@ impl Shared {
             Some(_) => self.completed.fetch_add(1, Ordering::Relaxed),
             None => self.unfinished.fetch_add(1, Ordering::Relaxed),
         };
-    }
-}
-
-/// A short stable name for a remote error (the summary's "errors by kind").
-fn remote_label(e: &RemoteError) -> &'static str {
-    match e {
-        RemoteError::Timeout => "timeout",
-        RemoteError::ConnectionLost => "connection_lost",
-        RemoteError::NoOwner => "no_owner",
-        RemoteError::NotOwner => "not_owner",
-        RemoteError::StaleEpoch => "stale_epoch",
-        RemoteError::UnknownSession => "unknown_session",
-        RemoteError::Unauthorized => "unauthorized",
-        RemoteError::MailboxFull => "mailbox_full",
-        RemoteError::ActorClosed => "actor_closed",
-        RemoteError::Overloaded => "overloaded",
-        RemoteError::ShutDown => "node_shut_down",
-        RemoteError::Canceled => "canceled",
-        _ => "other",
     }
 }
 
