@@ -203,7 +203,7 @@ impl<A: HostedActor> Route<A> {
         self.check_running()?;
         let started = Instant::now();
         let deadline = started + self.node.cfg.request_timeout;
-        let tell = match self.host.local_tell(shard, key, tell, wait.then_some(deadline)).await {
+        let tell = match self.host.local_tell_at(started, shard, key, tell, wait.then_some(deadline)).await {
             Local::Done(r) => return r.map_err(|r| map_rejection(&r)),
             Local::NotHere(t) => t,
         };
@@ -227,7 +227,7 @@ impl<A: HostedActor> Route<A> {
         let started = Instant::now();
         // A caller's timeout beyond a day is a day: `Instant + Duration::MAX` would panic.
         let deadline = started + timeout.unwrap_or(self.node.cfg.request_timeout).min(crate::config::MAX_DURATION);
-        let ask = match self.host.local_ask(shard, key, ask, deadline).await {
+        let ask = match self.host.local_ask_at(started, shard, key, ask, deadline).await {
             Local::Done(r) => return self.await_local(r, deadline).await,
             Local::NotHere(a) => a,
         };
@@ -243,7 +243,8 @@ impl<A: HostedActor> Route<A> {
         deadline: Instant,
     ) -> Result<ReplyOf<A>, RemoteError> {
         let pending = r.map_err(|r| map_rejection(&r))?;
-        match tokio::time::timeout_at(deadline, pending).await {
+        // The node's deadline table, not a tokio timer per ask (see `deadline.rs`).
+        match self.node.deadlines.bound(deadline, pending).await {
             Ok(Some(reply)) => Ok(reply),
             Ok(None) => Err(RemoteError::Canceled),
             Err(_) => Err(RemoteError::Timeout),

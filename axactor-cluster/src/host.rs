@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use axactor::{ExitReason, Fence, LocalRef, SpawnConfig, System, TellError};
+use axactor::{Actor, ExitReason, Fence, LocalRef, SpawnConfig, System, TellError};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -169,6 +169,38 @@ impl<A: HostedActor> Host<A> {
         let Some(slot) = slot else {
             return Err(Rejection::NotOwner { owner_hint: None });
         };
+        self.activation_in(slot, shard, key, now, f)
+    }
+
+    /// The local fast path's one look at the table: `f(activation, value)`
+    /// if this node holds `shard` and `now` is before its deadline, under
+    /// one lock; `Err(value)` back when the shard is not usable here.
+    fn local_activation<T, R>(
+        &self,
+        shard: u32,
+        key: &str,
+        now: Instant,
+        value: T,
+        f: impl FnOnce(&LocalRef<A::Msg>, T) -> R,
+    ) -> Result<Result<R, Rejection>, T> {
+        let mut slots = self.slots.lock();
+        let Some(slot) = slots.get_mut(&shard) else { return Err(value) };
+        if fence_rule::admit(Some(slot.grant()), None, now).is_err() {
+            return Err(value);
+        }
+        Ok(self.activation_in(slot, shard, key, now, |local| f(local, value)))
+    }
+
+    /// `f` on the activation of `key` in `slot`, admitted at `now`; spawns
+    /// it first if there is none.
+    fn activation_in<R>(
+        &self,
+        slot: &mut Slot<A>,
+        shard: u32,
+        key: &str,
+        now: Instant,
+        f: impl FnOnce(&LocalRef<A::Msg>) -> R,
+    ) -> Result<R, Rejection> {
         if let Some(act) = slot.acts.get_mut(key) {
             act.last_used = now;
             return Ok(f(&act.local));
@@ -226,21 +258,19 @@ impl<A: HostedActor> Host<A> {
         Ok(Activation { local, last_used: now, monitors })
     }
 
-    /// Enqueues `msg` under the lock; on a full mailbox with `wait`, waits
-    /// for space (outside the lock) until `deadline`.
-    async fn enqueue(
+    /// After a try at an activation's mailbox: done, or, refused with
+    /// `wait`, waits for space until that instant (a full mailbox) or
+    /// tries a fresh activation once the refusing one has stopped.
+    async fn settle(
         &self,
         shard: u32,
         epoch: Option<u64>,
         key: &str,
-        msg: A::Msg,
+        first: Result<(), Refused<A>>,
         wait: Option<Instant>,
     ) -> Result<(), Rejection> {
-        let mut msg = msg;
+        let mut attempt = first;
         loop {
-            let attempt = self.with_activation(shard, epoch, key, |local| {
-                local.try_send_or_return(msg).map_err(|(e, msg)| (e, local.clone(), msg))
-            })?;
             let (e, local, refused) = match attempt {
                 Ok(()) => return Ok(()),
                 Err(refused) => refused,
@@ -263,7 +293,7 @@ impl<A: HostedActor> Host<A> {
                         return Err(Rejection::ActorClosed);
                     }
                     self.forget_stopped(shard, key, &local);
-                    msg = refused;
+                    attempt = self.with_activation(shard, epoch, key, |local| try_send::<A>(local, refused))?;
                 }
             }
         }
@@ -290,10 +320,25 @@ impl<A: HostedActor> Host<A> {
         tell: TellOf<A>,
         wait: Option<Instant>,
     ) -> Local<TellOf<A>, ()> {
-        if !self.usable(shard) {
-            return Local::NotHere(tell);
+        self.local_tell_at(Instant::now(), shard, key, tell, wait).await
+    }
+
+    /// [`Host::local_tell`] with the shard's deadline checked at `now` (the
+    /// caller's clock reading, taken just before).
+    pub(crate) async fn local_tell_at(
+        &self,
+        now: Instant,
+        shard: u32,
+        key: &str,
+        tell: TellOf<A>,
+        wait: Option<Instant>,
+    ) -> Local<TellOf<A>, ()> {
+        let send = |local: &LocalRef<A::Msg>, tell| try_send::<A>(local, A::tell_message(tell));
+        match self.local_activation(shard, key, now, tell, send) {
+            Err(tell) => Local::NotHere(tell),
+            Ok(Err(rejection)) => Local::Done(Err(rejection)),
+            Ok(Ok(first)) => Local::Done(self.settle(shard, None, key, first, wait).await),
         }
-        Local::Done(self.enqueue(shard, None, key, A::tell_message(tell), wait).await)
     }
 
     /// Local fast path for an ask: no serialization. Waits for mailbox
@@ -305,11 +350,30 @@ impl<A: HostedActor> Host<A> {
         ask: AskOf<A>,
         deadline: Instant,
     ) -> Local<AskOf<A>, PendingReply<ReplyOf<A>>> {
-        if !self.usable(shard) {
-            return Local::NotHere(ask);
+        self.local_ask_at(Instant::now(), shard, key, ask, deadline).await
+    }
+
+    /// [`Host::local_ask`] with the shard's deadline checked at `now` (the
+    /// caller's clock reading, taken just before).
+    pub(crate) async fn local_ask_at(
+        &self,
+        now: Instant,
+        shard: u32,
+        key: &str,
+        ask: AskOf<A>,
+        deadline: Instant,
+    ) -> Local<AskOf<A>, PendingReply<ReplyOf<A>>> {
+        let send = |local: &LocalRef<A::Msg>, ask| {
+            let (msg, pending) = A::ask_message(ask);
+            (try_send::<A>(local, msg), pending)
+        };
+        match self.local_activation(shard, key, now, ask, send) {
+            Err(ask) => Local::NotHere(ask),
+            Ok(Err(rejection)) => Local::Done(Err(rejection)),
+            Ok(Ok((first, pending))) => {
+                Local::Done(self.settle(shard, None, key, first, Some(deadline)).await.map(|()| pending))
+            }
         }
-        let (msg, pending) = A::ask_message(ask);
-        Local::Done(self.enqueue(shard, None, key, msg, Some(deadline)).await.map(|()| pending))
     }
 
     /// A peer's request names `key` in `shard`: the key must hash there with
@@ -549,6 +613,15 @@ impl<A: HostedActor> HostedRegistry for Host<A> {
 }
 
 /// A rejection for a local mailbox refusal.
+/// A message an activation's mailbox refused, with the activation (to wait
+/// on it outside the table's lock).
+type Refused<A> = (TellError, LocalRef<<A as Actor>::Msg>, <A as Actor>::Msg);
+
+/// `msg` into `local`'s mailbox without waiting.
+fn try_send<A: HostedActor>(local: &LocalRef<A::Msg>, msg: A::Msg) -> Result<(), Refused<A>> {
+    local.try_send_or_return(msg).map_err(|(e, msg)| (e, local.clone(), msg))
+}
+
 fn tell_rejection(e: TellError) -> Rejection {
     match e {
         TellError::Full => Rejection::MailboxFull,

@@ -79,6 +79,7 @@ mod client;
 pub mod config;
 mod conn_rules;
 mod counter_reasons;
+mod deadline;
 #[cfg(test)]
 mod e2e_tests;
 mod env;

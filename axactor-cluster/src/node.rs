@@ -192,6 +192,16 @@ impl ClusterNode {
         }
         shared.spawn(loops::accept_loop(Arc::clone(&shared), listener));
         shared.spawn(loops::membership_loop(Arc::clone(&shared)));
+        shared.spawn({
+            let node = Arc::clone(&shared);
+            async move {
+                node.deadlines
+                    .run(async {
+                        node.tasks.stopped().await;
+                    })
+                    .await;
+            }
+        });
         let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(1);
         shared.hosts.set_driver(cmd_tx);
         shared.spawn(crate::manager::run(Arc::clone(&shared), cmd_rx));

@@ -36,6 +36,7 @@ use super::table::ConnId;
 use super::tasks::Tasks;
 use crate::config::ClusterConfig;
 use crate::counter_reasons::DropReason;
+use crate::deadline::Deadlines;
 use crate::env::{Env, NodeEvent};
 use crate::error::RemoteError;
 use crate::handshake::{AuthKey, HandshakeError};
@@ -67,6 +68,8 @@ pub(crate) struct Shared {
     pub(crate) monitors: RemoteMonitors,
     pub(crate) hosts: Hosts,
     pub(crate) tasks: Tasks,
+    /// The deadlines of requests waiting for an answer (one sweeper task).
+    pub(crate) deadlines: Deadlines,
     /// When the node started (`now_ms` counts from here).
     epoch: Instant,
 }
@@ -104,6 +107,7 @@ impl Shared {
             monitors: RemoteMonitors::new(cfg.max_remote_monitors),
             hosts: Hosts::default(),
             tasks: Tasks::new(),
+            deadlines: Deadlines::default(),
             session,
             cfg,
             key,

@@ -1,0 +1,350 @@
+//! [`Deadlines`]: one timer for the node's request deadlines.
+//!
+//! Every request waits for its answer until a deadline. A tokio timer per
+//! wait costs a registration in the runtime's timer wheel and its removal
+//! when the answer comes first (the usual case): measured here, that
+//! doubled the cost of a local ask. Instead, a waiting request puts its
+//! waker in one ordered table ([`Deadlines::bound`]), and one sweeper task
+//! per node ([`Deadlines::run`]) sleeps until the earliest deadline in the
+//! table, wakes the requests whose deadline has come, and sleeps again.
+//!
+//! The sweeper is told about a new deadline only when it is earlier than
+//! the instant it sleeps until (or when it sleeps with nothing to wait
+//! for). Requests with the node's usual timeout arrive in deadline order, so
+//! a stream of them never kicks the sweeper: it wakes about once per
+//! timeout period, finds the deadlines that have not come yet, and sleeps
+//! until the first of them.
+//!
+//! A waiter whose deadline has come is woken by the sweeper and sees it by
+//! reading the clock when polled again (tokio's clock, so a paused test
+//! clock works). Once the sweeper has ended (the node stopped), every waiter
+//! falls back to a tokio timer of its own, so a deadline is never missed.
+//!
+//! Bounds: one entry per waiting request; requests in flight are bounded by
+//! their callers' limits (`max_inflight_requests` for remote ones, the
+//! activations' mailboxes for local ones).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::time::{Instant, Sleep};
+
+/// A wait ended at its deadline before its future completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Elapsed;
+
+/// A waiter's place in the table: its deadline, then a unique number.
+type Key = (Instant, u64);
+
+/// See the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct Deadlines {
+    inner: Mutex<Table>,
+    /// Tells the sweeper that it must look at the table again.
+    kick: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    waiting: BTreeMap<Key, Waker>,
+    next_id: u64,
+    /// When the sweeper wakes next (`None`: only when kicked).
+    wake_at: Option<Instant>,
+    /// The sweeper has ended: waiters keep a timer of their own.
+    closed: bool,
+}
+
+/// What [`Deadlines::enroll`] did.
+enum Enrolled {
+    At(Key),
+    Closed,
+}
+
+impl Deadlines {
+    /// Runs `fut` until it completes or `deadline` comes, whichever is first
+    /// (as `tokio::time::timeout_at`).
+    pub(crate) fn bound<F: Future + Unpin>(&self, deadline: Instant, fut: F) -> Bounded<'_, F> {
+        Bounded { table: self, deadline, fut, key: None, fallback: None }
+    }
+
+    /// Puts (or keeps) a waiter in the table with `waker`; kicks the sweeper
+    /// if it sleeps past `deadline`.
+    fn enroll(&self, deadline: Instant, key: Option<Key>, waker: &Waker) -> Enrolled {
+        let (kick, key) = {
+            let mut t = self.inner.lock();
+            if t.closed {
+                return Enrolled::Closed;
+            }
+            if let Some(key) = key
+                && let Some(w) = t.waiting.get_mut(&key)
+            {
+                if !w.will_wake(waker) {
+                    w.clone_from(waker);
+                }
+                return Enrolled::At(key);
+            }
+            let key = (deadline, t.next_id);
+            t.next_id += 1;
+            t.waiting.insert(key, waker.clone());
+            let kick = t.wake_at.is_none_or(|at| deadline < at);
+            if kick {
+                t.wake_at = Some(deadline);
+            }
+            (kick, key)
+        };
+        if kick {
+            self.kick.notify_one();
+        }
+        Enrolled::At(key)
+    }
+
+    /// Takes a waiter out of the table (its future completed or was dropped).
+    fn remove(&self, key: Key) {
+        self.inner.lock().waiting.remove(&key);
+    }
+
+    /// Takes the waiters whose deadline is at or before `now` out of the
+    /// table; returns their wakers and the next deadline to wake at.
+    fn sweep(&self, now: Instant) -> (Vec<Waker>, Option<Instant>) {
+        let mut t = self.inner.lock();
+        let mut due = Vec::new();
+        while let Some(entry) = t.waiting.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            due.push(entry.remove());
+        }
+        t.wake_at = t.waiting.keys().next().map(|k| k.0);
+        (due, t.wake_at)
+    }
+
+    /// The sweeper: wakes waiters as their deadlines come, until `stop`
+    /// completes; then every waiter left is woken to keep a timer of its own.
+    ///
+    /// # Cancel safety
+    /// Dropping it before `stop` leaves the table open: waiters would not be
+    /// woken at their deadlines. Run it to completion (a task of the node).
+    pub(crate) async fn run(&self, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            let (due, next) = self.sweep(Instant::now());
+            due.into_iter().for_each(Waker::wake);
+            let sleep = tokio::time::sleep_until(next.unwrap_or_else(Instant::now));
+            tokio::select! {
+                biased;
+                () = &mut stop => break,
+                () = self.kick.notified() => {}
+                () = sleep, if next.is_some() => {}
+            }
+        }
+        self.close();
+    }
+
+    /// Ends the table: every waiter is woken and keeps its own timer.
+    fn close(&self) {
+        let wakers: Vec<Waker> = {
+            let mut t = self.inner.lock();
+            t.closed = true;
+            t.wake_at = None;
+            std::mem::take(&mut t.waiting).into_values().collect()
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// The future of [`Deadlines::bound`].
+#[derive(Debug)]
+pub(crate) struct Bounded<'a, F> {
+    table: &'a Deadlines,
+    deadline: Instant,
+    fut: F,
+    /// Its entry in the table, once it has waited.
+    key: Option<Key>,
+    /// Its own timer, once the sweeper has ended.
+    fallback: Option<Pin<Box<Sleep>>>,
+}
+
+impl<F> Bounded<'_, F> {
+    fn leave(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.table.remove(key);
+        }
+    }
+}
+
+impl<F: Future + Unpin> Future for Bounded<'_, F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let Poll::Ready(v) = Pin::new(&mut this.fut).poll(cx) {
+            this.leave();
+            return Poll::Ready(Ok(v));
+        }
+        if let Some(sleep) = &mut this.fallback {
+            return sleep.as_mut().poll(cx).map(|()| Err(Elapsed));
+        }
+        // Polled again while waiting: the sweeper's wake at the deadline,
+        // or the inner future's spurious one.
+        if this.key.is_some() && Instant::now() >= this.deadline {
+            this.leave();
+            return Poll::Ready(Err(Elapsed));
+        }
+        match this.table.enroll(this.deadline, this.key, cx.waker()) {
+            Enrolled::At(key) => {
+                this.key = Some(key);
+                Poll::Pending
+            }
+            Enrolled::Closed => {
+                this.key = None;
+                let mut sleep = Box::pin(tokio::time::sleep_until(this.deadline));
+                let polled = sleep.as_mut().poll(cx).map(|()| Err(Elapsed));
+                this.fallback = Some(sleep);
+                polled
+            }
+        }
+    }
+}
+
+impl<F> Drop for Bounded<'_, F> {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    fn sweeper() -> (Arc<Deadlines>, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let d = Arc::new(Deadlines::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn({
+            let d = Arc::clone(&d);
+            async move {
+                d.run(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            }
+        });
+        (d, stop, task)
+    }
+
+    fn waiting(d: &Deadlines) -> usize {
+        d.inner.lock().waiting.len()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_before_the_deadline_is_returned_and_leaves_no_entry() {
+        let (d, _stop, _task) = sweeper();
+        let (tx, rx) = oneshot::channel::<u32>();
+        let t0 = Instant::now();
+        let answer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            tx.send(7).expect("the waiter is alive");
+        });
+        let got = d.bound(t0 + Duration::from_millis(100), rx).await;
+        assert_eq!(got.map(|r| r.ok()), Ok(Some(7)));
+        assert_eq!(Instant::now() - t0, Duration::from_millis(30));
+        assert_eq!(waiting(&d), 0);
+        answer.await.expect("answered");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_ends_exactly_at_its_deadline() {
+        let (d, _stop, _task) = sweeper();
+        let (_tx, rx) = oneshot::channel::<u32>();
+        let t0 = Instant::now();
+        let got = d.bound(t0 + Duration::from_millis(250), rx).await;
+        assert_eq!(got.map(|r| r.ok()), Err(Elapsed));
+        assert_eq!(Instant::now() - t0, Duration::from_millis(250));
+        assert_eq!(waiting(&d), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_out_of_order_each_end_on_time() {
+        let (d, _stop, _task) = sweeper();
+        let t0 = Instant::now();
+        // The later deadline enrols first: the earlier one must kick the sweeper.
+        let mut ends = Vec::new();
+        for ms in [900u64, 100, 500, 100, 300] {
+            let d = Arc::clone(&d);
+            ends.push(tokio::spawn(async move {
+                let (_tx, rx) = oneshot::channel::<u32>();
+                let got = d.bound(t0 + Duration::from_millis(ms), rx).await;
+                assert_eq!(got.map(|r| r.ok()), Err(Elapsed));
+                (ms, (Instant::now() - t0).as_millis() as u64)
+            }));
+            tokio::task::yield_now().await;
+        }
+        for end in ends {
+            let (want, got) = end.await.expect("waiter");
+            assert_eq!(got, want);
+        }
+        assert_eq!(waiting(&d), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_wait_leaves_the_table() {
+        let (d, _stop, _task) = sweeper();
+        let (_tx, rx) = oneshot::channel::<u32>();
+        let t0 = Instant::now();
+        let r = tokio::time::timeout(Duration::from_millis(10), d.bound(t0 + Duration::from_secs(5), rx)).await;
+        assert!(r.is_err(), "the outer timeout ends it first");
+        assert_eq!(waiting(&d), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_the_sweeper_stops_waits_keep_their_deadlines() {
+        let (d, stop, task) = sweeper();
+        let t0 = Instant::now();
+        let (_tx, rx) = oneshot::channel::<u32>();
+        let early = tokio::spawn({
+            let d = Arc::clone(&d);
+            async move { d.bound(t0 + Duration::from_millis(200), rx).await.map(|r| r.ok()) }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(waiting(&d), 1);
+        stop.send(()).expect("the sweeper runs");
+        task.await.expect("sweeper ended");
+        // Enrolled before the stop, and a new one after it.
+        let (_tx2, rx2) = oneshot::channel::<u32>();
+        let late = d.bound(t0 + Duration::from_millis(300), rx2).await;
+        assert_eq!(late.map(|r| r.ok()), Err(Elapsed));
+        assert_eq!(Instant::now() - t0, Duration::from_millis(300));
+        assert_eq!(early.await.expect("waiter"), Err(Elapsed));
+        assert_eq!(waiting(&d), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_in_deadline_order_end_on_time_with_the_sweeper_asleep_for_the_first() {
+        let (d, _stop, _task) = sweeper();
+        let t0 = Instant::now();
+        let mut ends = Vec::new();
+        for i in 0..10u64 {
+            let d = Arc::clone(&d);
+            let deadline = t0 + Duration::from_secs(1) + Duration::from_millis(i);
+            ends.push(tokio::spawn(async move {
+                let (_tx, rx) = oneshot::channel::<u32>();
+                d.bound(deadline, rx).await.is_err().then(Instant::now) == Some(deadline)
+            }));
+            tokio::task::yield_now().await;
+        }
+        // Later deadlines never moved the sweeper's wake-up.
+        assert_eq!(d.inner.lock().wake_at, Some(t0 + Duration::from_secs(1)));
+        for end in ends {
+            assert!(end.await.expect("waiter"), "each wait ends at its deadline");
+        }
+        assert_eq!(waiting(&d), 0);
+    }
+}
