@@ -171,9 +171,11 @@ pub struct ClusterConfig {
     pub max_pending_handshakes_per_source: usize,
     /// Byte budget of each direction of an authenticated connection's link
     /// queues (the peer's frames received and not handled yet; our frames
-    /// queued and not written yet). Over it, the link stops reading from
-    /// the peer (TCP back-pressure) or makes our writer wait, like a full
-    /// queue. At least `max_frame_bytes`.
+    /// queued and not written yet). Over it, the link stops taking the
+    /// peer's frames or makes our writer wait, like a full queue. On TCP
+    /// and TLS nothing is queued on the receiving side (the session reads
+    /// the socket itself, only while it waits for a frame): there it caps
+    /// each read. At least `max_frame_bytes`.
     pub max_connection_queue_bytes: usize,
 }
 

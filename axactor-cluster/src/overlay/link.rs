@@ -6,10 +6,13 @@
 //! ```text
 //!  LinkSender ──(control queue, data queue)──▶ OutQueue ─▶ driver ─▶ peer
 //!  LinkReceiver ◀──────(inbound queue)──────── driver ◀─ peer
+//!  LinkReceiver ◀──(reads the stream itself)─────────────── peer   (TCP, TLS, stream links)
 //! ```
 //!
 //! The driver is the TCP connection task, a stream link's task, the
-//! in-memory delivery tasks, or an overlay's own (`super::driver`).
+//! in-memory delivery tasks, or an overlay's own (`super::driver`). On
+//! stream links the receiving side has no driver: the receiver reads the
+//! stream itself (`super::pull`).
 //! A driver may give the senders a write-through path ([`WriteThrough`],
 //! crate-internal `LinkSender::feed` / `LinkSender::flush`; the TCP
 //! overlay's `tcp_conn::Direct` is the one there is): while the driver is
@@ -50,6 +53,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::signal::Signal;
 
 use super::error::OverlayError;
+use super::pull::StreamInbound;
 
 /// Default capacity of each bounded queue of a link, in frames: one queue
 /// per [`Priority`] for sending, one for receiving.
@@ -521,14 +525,25 @@ impl LinkSender {
 /// The receiving half of a [`Link`].
 #[derive(Debug)]
 pub struct LinkReceiver {
-    rx: mpsc::Receiver<Bytes>,
+    inbound: Inbound,
     limit: FrameLimit,
-    /// Bytes in the inbound queue, against its budget.
-    bytes: Arc<ByteBudget>,
     /// Links built with [`endpoint`](super::endpoint): the state this
     /// receiver moves to `Dead` when dropped (built-in drivers notice the
     /// dropped receiver themselves).
     kill_on_drop: Option<Arc<LinkState>>,
+}
+
+/// Where a receiver's frames come from.
+#[derive(Debug)]
+enum Inbound {
+    /// A bounded queue its driver fills (in-memory links, [`endpoint`](super::endpoint)).
+    Queue {
+        rx: mpsc::Receiver<Bytes>,
+        /// Bytes in the queue, against its budget.
+        bytes: Arc<ByteBudget>,
+    },
+    /// The stream itself, read by the receiver (`super::pull`).
+    Stream(Box<StreamInbound>),
 }
 
 impl LinkReceiver {
@@ -536,6 +551,11 @@ impl LinkReceiver {
     /// [`endpoint`](super::endpoint), whose drivers are not ours).
     pub(crate) fn set_kill_on_drop(&mut self, state: Arc<LinkState>) {
         self.kill_on_drop = Some(state);
+    }
+
+    /// A receiver reading a stream itself.
+    pub(crate) fn from_stream(inbound: StreamInbound, limit: FrameLimit) -> LinkReceiver {
+        LinkReceiver { inbound: Inbound::Stream(Box::new(inbound)), limit, kill_on_drop: None }
     }
 }
 
@@ -554,34 +574,53 @@ impl LinkReceiver {
     /// # Cancel safety
     /// Cancel safe: a frame is never lost by dropping the future.
     pub async fn recv(&mut self) -> Option<Bytes> {
-        let frame = self.rx.recv().await;
-        if let Some(frame) = &frame {
-            self.bytes.give_back(frame.len());
+        match &mut self.inbound {
+            Inbound::Queue { rx, bytes } => {
+                let frame = rx.recv().await;
+                if let Some(frame) = &frame {
+                    bytes.give_back(frame.len());
+                }
+                frame
+            }
+            Inbound::Stream(stream) => stream.recv().await,
         }
-        frame
     }
 
     /// A frame already received, without waiting; `None` if there is none
     /// right now (or the link has ended: [`recv`](Self::recv) tells which).
     pub fn try_recv(&mut self) -> Option<Bytes> {
-        let frame = self.rx.try_recv().ok()?;
-        self.bytes.give_back(frame.len());
-        Some(frame)
+        match &mut self.inbound {
+            Inbound::Queue { rx, bytes } => {
+                let frame = rx.try_recv().ok()?;
+                bytes.give_back(frame.len());
+                Some(frame)
+            }
+            Inbound::Stream(stream) => stream.try_recv(),
+        }
     }
 
     /// Sets the byte budget of the inbound queue (default
     /// [`DEFAULT_LINK_QUEUE_BYTES`]): over
-    /// it, the overlay stops taking the peer's frames (TCP: stops reading,
-    /// so the peer's writes block) until frames are received here. A frame
-    /// is always admitted into an empty queue, whatever its size.
+    /// it, the overlay stops taking the peer's frames until frames are
+    /// received here. A frame is always admitted into an empty queue,
+    /// whatever its size. Stream links (TCP, TLS) have no queue: the
+    /// receiver reads the stream itself, only while it waits for a frame,
+    /// and the budget caps each read.
     pub fn set_max_queued_bytes(&self, max: usize) {
-        self.bytes.set_max(max);
+        match &self.inbound {
+            Inbound::Queue { bytes, .. } => bytes.set_max(max),
+            Inbound::Stream(stream) => stream.set_budget(max),
+        }
     }
 
     /// Bytes of frames received by the overlay and not taken by
-    /// [`recv`](Self::recv) yet.
+    /// [`recv`](Self::recv) yet (stream links: bytes read and not yet
+    /// returned as frames).
     pub fn queued_bytes(&self) -> usize {
-        self.bytes.queued()
+        match &self.inbound {
+            Inbound::Queue { bytes, .. } => bytes.queued(),
+            Inbound::Stream(stream) => stream.buffered(),
+        }
     }
 
     /// Sets the largest frame the peer may send from now on (frames whose
@@ -717,7 +756,7 @@ pub(crate) fn outbound(state: &Arc<LinkState>, queue_frames: usize, max_frame_by
 pub(crate) fn inbound(queue_frames: usize, limit: FrameLimit) -> (mpsc::Sender<Bytes>, Arc<ByteBudget>, LinkReceiver) {
     let (tx, rx) = mpsc::channel(queue_frames.max(1));
     let bytes = ByteBudget::new(DEFAULT_LINK_QUEUE_BYTES);
-    (tx, Arc::clone(&bytes), LinkReceiver { rx, limit, bytes, kill_on_drop: None })
+    (tx, Arc::clone(&bytes), LinkReceiver { inbound: Inbound::Queue { rx, bytes }, limit, kill_on_drop: None })
 }
 
 #[cfg(test)]

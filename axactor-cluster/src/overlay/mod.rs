@@ -90,6 +90,7 @@ mod link;
 mod listener;
 mod memory;
 mod memory_net;
+mod pull;
 mod stream;
 mod tcp;
 mod tcp_conn;

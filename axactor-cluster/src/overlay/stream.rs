@@ -5,15 +5,15 @@
 //! ([`Batch`]) and the task's shape ([`drive`]), and adds its own
 //! write-through path.
 //!
+//! Receiving: the link's receiver reads the stream itself, in the task
+//! that waits for a frame (`super::pull`): frames cut out of one
+//! `BytesMut` under the link's current frame limit, no reader task and no
+//! queue in between, the stream read only while a frame is awaited
+//! (back-pressure reaches the peer through the stream).
+//!
 //! One task per link joins three futures:
-//! - Reader: reads into one `BytesMut`, cuts frames out with
-//!   [`FrameDecoder`] under the link's current frame limit, and hands them
-//!   to the bounded inbound queue (waiting for room, in frames and in
-//!   bytes: back-pressure reaches the peer through the stream). The buffer
-//!   grows only as the decoder needs it: never past `limit + 4 +
-//!   READ_CHUNK` bytes, and a large frame's buffer grows at most
-//!   geometrically with the bytes actually received (a four-byte prefix
-//!   alone never makes it allocate the announced length).
+//! - The end of reading: the receiver tells it (`ReaderDone`), or the link
+//!   dies.
 //! - Writer: takes frames from the link's queues (control before data),
 //!   encodes as many as are ready into one buffer ([`Batch`]: up to
 //!   [`BATCH_MAX_FRAMES`] frames or [`BATCH_MAX_BYTES`] bytes), writes and
@@ -28,19 +28,19 @@
 //! receiver dropped → `Dead`. Each reason is logged at debug and counted.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use super::counters::{ConnCounters, bump};
 use super::driver::LinkConfig;
-use super::link::{self, ByteBudget, FrameLimit, LinkState, Next, OutQueue, Phase};
+use super::link::{self, DEFAULT_LINK_QUEUE_BYTES, FrameLimit, LinkReceiver, LinkState, Next, OutQueue, Phase};
+use super::pull::{LinkControl, Parts, ReaderDone, ReaderEnd, StreamInbound};
 use super::{Link, LinkSource};
-use crate::wire::frame::{FrameDecoder, FrameError, encode_frame};
+use crate::wire::frame::encode_frame;
 
 /// Most frames written at once.
 const BATCH_MAX_FRAMES: usize = 64;
@@ -48,10 +48,6 @@ const BATCH_MAX_FRAMES: usize = 64;
 const YIELD_BELOW_FRAMES: usize = 8;
 /// A batch stops growing once it holds this many bytes.
 pub(crate) const BATCH_MAX_BYTES: usize = 64 * 1024;
-/// Bytes read at a time while no large frame is pending.
-const READ_CHUNK: usize = 32 * 1024;
-/// Spare capacity read into as it is, without reclaiming or reallocating.
-const MIN_READ: usize = 4 * 1024;
 
 /// Runs a link over `stream`, a connected byte stream (a Unix socket, a
 /// QUIC stream, a TLS session, ...), framed as the TCP overlay frames:
@@ -121,27 +117,71 @@ where
 {
     let state = LinkState::new();
     let (tx, out) = link::outbound(&state, params.queue_frames, params.max_frame_bytes);
-    let limit = FrameLimit::new(params.initial_max_frame_bytes, params.max_frame_bytes);
-    let (inbound, bytes, rx) = link::inbound(params.queue_frames, limit.clone());
+    let (rd, mut wr) = tokio::io::split(stream);
+    let (rx, done) = receiver(Box::new(rd), &state, &params);
     let link = Link::new(tx, rx, params.remote.clone(), params.source.clone());
     tokio::spawn(async move {
-        let (mut rd, mut wr) = tokio::io::split(stream);
-        let reader = read_loop(&mut rd, (inbound, &bytes), &state, &limit, &params);
         let writer = write_loop(&mut wr, out, &state, &params);
-        drive(reader, writer, &state, &params).await;
+        drive(reader_end(&done, &state), writer, &state, &params).await;
     });
     link
 }
 
-/// How the reader ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ReaderEnd {
-    Eof,
-    Truncated(FrameError),
-    BadFrame(FrameError),
-    Io(std::io::ErrorKind),
-    ReceiverDropped,
-    Stopped,
+/// The link's side of its receiver's reading (see `super::pull`).
+#[derive(Debug)]
+struct StreamControl {
+    state: Arc<LinkState>,
+    limit: FrameLimit,
+}
+
+impl LinkControl for StreamControl {
+    fn is_dead(&self) -> bool {
+        self.state.phase() == Phase::Dead
+    }
+
+    fn peer_closed(&self) {
+        self.state.advance(Phase::Closing);
+    }
+
+    fn kill(&self) {
+        self.state.advance(Phase::Dead);
+    }
+
+    fn max_frame_bytes(&self) -> usize {
+        self.limit.get()
+    }
+}
+
+/// The receiver of a stream link, reading `rd` itself (`super::pull`), and
+/// what tells the link's task how its reading ended.
+pub(crate) fn receiver(
+    rd: Box<dyn AsyncRead + Send + Unpin>,
+    state: &Arc<LinkState>,
+    params: &ConnParams,
+) -> (LinkReceiver, Arc<ReaderDone>) {
+    let limit = FrameLimit::new(params.initial_max_frame_bytes, params.max_frame_bytes);
+    let done = Arc::new(ReaderDone::default());
+    let mut watch = state.watch();
+    let parts = Parts {
+        link: Arc::new(StreamControl { state: Arc::clone(state), limit: limit.clone() }),
+        dead: Box::pin(async move { watch.reached(Phase::Dead).await }),
+        budget: DEFAULT_LINK_QUEUE_BYTES,
+        counters: Arc::clone(&params.counters),
+        remote: Arc::from(params.remote.as_str()),
+        done: Arc::clone(&done),
+    };
+    (LinkReceiver::from_stream(StreamInbound::new(rd, parts), limit), done)
+}
+
+/// The reading side's part of a link's task: how reading ended, once it
+/// has, or what is known of it once the link is dead.
+pub(crate) async fn reader_end(done: &ReaderDone, state: &Arc<LinkState>) -> Option<ReaderEnd> {
+    let mut watch = state.watch();
+    tokio::select! {
+        biased;
+        end = done.wait() => Some(end),
+        () = watch.reached(Phase::Dead) => done.get(),
+    }
 }
 
 /// How the writer ended.
@@ -156,7 +196,7 @@ pub(crate) enum WriterEnd {
 /// then counts how the link ended. After a finished writer (the write side
 /// shut down) the link stays up until the reader ends too, or it dies.
 pub(crate) async fn drive(
-    reader: impl Future<Output = ReaderEnd>,
+    reader: impl Future<Output = Option<ReaderEnd>>,
     writer: impl Future<Output = WriterEnd>,
     state: &Arc<LinkState>,
     params: &ConnParams,
@@ -191,150 +231,12 @@ pub(crate) async fn drive(
     };
     let (r, w, ()) = tokio::join!(reader, writer, deadline);
     let counters = &params.counters;
-    match &r {
-        ReaderEnd::Truncated(_) => bump(&counters.truncated_frames, 1),
-        ReaderEnd::BadFrame(_) => bump(&counters.decode_errors, 1),
-        ReaderEnd::Io(_) => bump(&counters.io_errors, 1),
-        _ => {}
-    }
+    // The reading side counted its own end (`super::pull`).
     if matches!(w, WriterEnd::Io(_)) {
         bump(&counters.io_errors, 1);
     }
     bump(&counters.connections_closed, 1);
     tracing::debug!(remote = %params.remote, reader = ?r, writer = ?w, "link closed");
-}
-
-/// Reads frames from `rd` into the inbound queue until the stream or the
-/// link ends.
-pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
-    rd: &mut R,
-    (inbound, bytes): (mpsc::Sender<Bytes>, &ByteBudget),
-    state: &Arc<LinkState>,
-    limit: &FrameLimit,
-    params: &ConnParams,
-) -> ReaderEnd {
-    let mut watch = state.watch();
-    // Created once, not per frame: each creation registers and removes a waiter.
-    let dead = watch.reached(Phase::Dead);
-    let closed = inbound.closed();
-    tokio::pin!(dead, closed);
-    let mut buf = BytesMut::new();
-    let mut decoder = FrameDecoder::new(limit.get());
-    let end = 'read: loop {
-        loop {
-            // Applies to the next prefix; a frame already announced keeps its length.
-            decoder.set_max_frame_bytes(limit.get());
-            match decoder.decode(&mut buf) {
-                Ok(Some(frame)) => {
-                    bump(&params.counters.frames_received, 1);
-                    // Fast path: the link is not dead and the queue has room.
-                    if state.phase() == Phase::Dead {
-                        break 'read ReaderEnd::Stopped;
-                    }
-                    // The inbound queue holds its byte budget: stop reading
-                    // (back-pressure reaches the peer through the stream)
-                    // until the receiver has taken enough.
-                    if !bytes.try_take(frame.len()) {
-                        bump(&params.counters.byte_budget_waits, 1);
-                        tokio::select! {
-                            biased;
-                            () = &mut dead => break 'read ReaderEnd::Stopped,
-                            () = &mut closed => break 'read ReaderEnd::ReceiverDropped,
-                            () = bytes.take(frame.len()) => {}
-                        }
-                    }
-                    let frame = match inbound.try_send(frame) {
-                        Ok(()) => continue,
-                        Err(mpsc::error::TrySendError::Closed(_)) => break 'read ReaderEnd::ReceiverDropped,
-                        Err(mpsc::error::TrySendError::Full(frame)) => frame,
-                    };
-                    tokio::select! {
-                        biased;
-                        () = &mut dead => break 'read ReaderEnd::Stopped,
-                        r = inbound.send(frame) => if r.is_err() {
-                            break 'read ReaderEnd::ReceiverDropped;
-                        },
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => break 'read ReaderEnd::BadFrame(e),
-            }
-        }
-        if let Err(end) = read_more(rd, &mut decoder, &mut buf, dead.as_mut(), closed.as_mut()).await {
-            break end;
-        }
-    };
-    end_phase(&end, state, params);
-    end
-}
-
-/// Reads the next bytes of the stream into `buf` (as many as
-/// [`read_size`] allows); `Err` with how the reader ends if the link died,
-/// the receiver was dropped, the stream ended (cleanly between frames or
-/// inside one) or failed.
-async fn read_more<R: AsyncRead + Unpin>(
-    rd: &mut R,
-    decoder: &mut FrameDecoder,
-    buf: &mut BytesMut,
-    dead: Pin<&mut impl Future<Output = ()>>,
-    closed: Pin<&mut impl Future<Output = ()>>,
-) -> Result<(), ReaderEnd> {
-    let want = read_size(decoder, buf);
-    make_room(buf, want);
-    let mut room = buf.limit(want);
-    let read = tokio::select! {
-        biased;
-        () = dead => return Err(ReaderEnd::Stopped),
-        () = closed => return Err(ReaderEnd::ReceiverDropped),
-        // Cancel safe: nothing is read unless it completes.
-        r = rd.read_buf(&mut room) => r,
-    };
-    match read {
-        Ok(0) => match decoder.decode_eof(buf) {
-            Err(e) => Err(ReaderEnd::Truncated(e)),
-            // The caller's `decode` took every complete frame.
-            Ok(_) => Err(ReaderEnd::Eof),
-        },
-        Ok(_) => Ok(()),
-        Err(e) => Err(ReaderEnd::Io(e.kind())),
-    }
-}
-
-/// The link's phase after the reader ended: a clean end of the stream
-/// closes it (our queued frames are still sent), anything else kills it.
-fn end_phase(end: &ReaderEnd, state: &LinkState, params: &ConnParams) {
-    if *end == ReaderEnd::Eof {
-        state.advance(Phase::Closing);
-    } else {
-        if *end != ReaderEnd::Stopped {
-            tracing::debug!(remote = %params.remote, reason = ?end, "closing link");
-        }
-        state.advance(Phase::Dead);
-    }
-}
-
-/// How many bytes to read next: a chunk while frames are small; for a large
-/// frame, at most what it still needs and at most as much as already
-/// buffered (geometric growth, so a peer cannot make us allocate a whole
-/// frame with a four-byte prefix).
-fn read_size(decoder: &FrameDecoder, buf: &BytesMut) -> usize {
-    let needed = decoder.needed(buf);
-    if needed <= READ_CHUNK { READ_CHUNK } else { needed.min(READ_CHUNK.max(buf.len())) }
-}
-
-/// Ensures room for the next read: the spare capacity already there if it
-/// holds `min(want, MIN_READ)` bytes (frames still referencing the buffer
-/// keep it from being reclaimed, and small frames would otherwise cost one
-/// `READ_CHUNK` allocation per read); else `want` bytes, allocating exactly
-/// (never the doubling `reserve` may choose) when the buffer cannot be
-/// reclaimed.
-fn make_room(buf: &mut BytesMut, want: usize) {
-    if buf.capacity() - buf.len() >= want.min(MIN_READ) || buf.try_reclaim(want) {
-        return;
-    }
-    let mut grown = BytesMut::with_capacity(buf.len() + want);
-    grown.extend_from_slice(buf);
-    *buf = grown;
 }
 
 /// Writes queued frames to `wr` in batches until the link drains or dies.

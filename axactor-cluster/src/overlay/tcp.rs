@@ -125,8 +125,10 @@ pub struct TcpStats {
     /// Connections closed by an I/O error.
     pub io_errors: u64,
     /// Times a connection stopped reading because its inbound queue held
-    /// its byte budget (`LinkReceiver::set_max_queued_bytes`), until the
-    /// node had taken enough frames.
+    /// its byte budget. Always 0: a TCP link has no inbound queue (its
+    /// receiver reads the socket itself, only while it waits for a frame,
+    /// each read capped by `LinkReceiver::set_max_queued_bytes`). Kept so
+    /// code reading it still builds.
     pub byte_budget_waits: u64,
 }
 

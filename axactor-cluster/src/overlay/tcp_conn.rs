@@ -23,9 +23,10 @@
 //!   [`Batch`]: up to 64 frames or [`BATCH_MAX_BYTES`] bytes) and writes
 //!   them with one `write_all`. When the queues drain after a close it
 //!   shuts the write side down (FIN) and waits for the reader to finish.
-//! - Reader and close deadline: those of every stream link
-//!   (`super::stream`: bounded buffer growth, the frame limit, back-pressure
-//!   through the inbound queue, `Closing` → `Dead` within the close timeout).
+//! - Reading and close deadline: those of every stream link (the receiver
+//!   reads the socket itself, `super::pull`: bounded buffer growth, the
+//!   frame limit, back-pressure through the socket; `Closing` → `Dead`
+//!   within the close timeout, `super::stream`).
 //!
 //! Ends: a clean EOF from the peer → `Closing` (our queued frames are still
 //! sent); a bad prefix, a truncated frame, an I/O error or the local
@@ -47,7 +48,7 @@ use tokio::sync::futures::Notified;
 
 use super::Link;
 use super::counters::{ConnCounters, bump};
-use super::link::{self, Fed, FrameLimit, LinkState, Next, OutQueue, Phase, WriteThrough};
+use super::link::{self, Fed, LinkState, Next, OutQueue, Phase, WriteThrough};
 use super::stream::{self, BATCH_MAX_BYTES, Batch, ConnParams, WriterEnd, write_failed};
 use crate::wire::frame::LEN_PREFIX;
 
@@ -71,12 +72,11 @@ pub(crate) fn spawn(stream: TcpStream, params: ConnParams) -> Link {
     });
     let (tx, out) = link::outbound(&state, params.queue_frames, params.max_frame_bytes);
     let tx = tx.with_write_through(Arc::clone(&direct) as Arc<dyn WriteThrough>);
-    let limit = FrameLimit::new(params.initial_max_frame_bytes, params.max_frame_bytes);
-    let (inbound, bytes, rx) = link::inbound(params.queue_frames, limit.clone());
+    // The receiver reads the socket itself (`super::pull`).
+    let (rx, done) = stream::receiver(Box::new(rd), &state, &params);
     let link = Link::new(tx, rx, params.remote.clone(), params.source.clone());
     tokio::spawn(async move {
-        let mut rd = rd;
-        let reader = stream::read_loop(&mut rd, (inbound, &bytes), &state, &limit, &params);
+        let reader = stream::reader_end(&done, &state);
         let writer = async {
             let end = write_loop((*wr_stream).as_ref(), &direct, out, &state, &params).await;
             // Senders stop writing through (and let go of the socket).

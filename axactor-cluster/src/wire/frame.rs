@@ -14,7 +14,8 @@
 //!   closes the connection, and nothing after the bad prefix is interpreted.
 //!
 //! The decoder is a pure state machine (no I/O, no clock); it is driven by the
-//! overlay's per-connection reader task and owned by that task alone.
+//! receiving side of each stream link (`overlay/pull.rs`) and owned by it
+//! alone.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
