@@ -24,7 +24,7 @@ mod envelope;
 mod hot;
 
 pub use envelope::{ControlMsg, DataMsg, DownReason, Envelope, MAX_HOSTED_REGISTRIES, Rejection};
-pub use hot::{DataOut, DataRef, EnvelopeRef, OutFrame, decode_envelope_ref};
+pub use hot::{DataOut, DataRef, EnvelopeRef, OutFrame, OutPayload, Raw, Typed, decode_envelope_ref};
 
 /// Tag of a pre-authentication body (a handshake message).
 pub const TAG_PREAUTH: u8 = 0x01;
