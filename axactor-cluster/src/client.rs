@@ -50,7 +50,7 @@ use tracing::{Instrument, Span};
 use crate::env::NodeEvent;
 use crate::error::RemoteError;
 use crate::host::{Host, Local};
-use crate::hosted::{AskOf, DownEvent, HostedActor, HostedRegistry, MonitorSink, PendingReply, ReplyOf, TellOf};
+use crate::hosted::{AskOf, DownEvent, HostedActor, HostedRegistry, MonitorSink, PendingOf, ReplyOf, TellOf};
 use crate::id::SessionId;
 use crate::lease::Epoch;
 use crate::node::in_flight::{PendingGuard, Response};
@@ -331,7 +331,7 @@ impl<A: HostedActor> Route<A> {
 
     async fn await_local(
         &self,
-        r: Result<PendingReply<ReplyOf<A>>, Rejection>,
+        r: Result<PendingOf<A>, Rejection>,
         deadline: Instant,
     ) -> Result<ReplyOf<A>, RemoteError> {
         let pending = r.map_err(|r| map_rejection(&r))?;

@@ -13,6 +13,7 @@
 //! which executes it only under exactly that epoch.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::client::Route;
 use crate::error::RemoteError;
-use crate::hosted::{DownEvent, HostedActor, PendingReply};
+use crate::hosted::{DownEvent, HostedActor};
 
 /// The tell enum of `A`'s contract.
 pub type TellOf<A> = <<A as RemoteActor>::Contract as RefContract>::Tell;
@@ -38,6 +39,10 @@ pub trait RemoteActor: Actor {
     type Contract: RefContract;
     /// The generated remote handle (`XRemoteRef`).
     type RemoteRef: Clone + Send + Sync + 'static;
+    /// The future of an ask's reply delivered in process, as the
+    /// contract's reply enum: a generated enum of one
+    /// [`PendingReply`](crate::PendingReply) per ask.
+    type Pending: Future<Output = Option<ReplyOf<Self>>> + Send + Unpin + 'static;
 
     /// Wraps a routing handle into the generated remote ref.
     fn remote_ref(handle: RemoteHandle<Self>) -> Self::RemoteRef;
@@ -50,11 +55,12 @@ pub trait RemoteActor: Actor {
 
     /// Turns a contract ask into the actor's message and the future of its
     /// reply, already converted into the contract's reply enum.
-    fn ask_message(ask: AskOf<Self>) -> (Self::Msg, PendingReply<ReplyOf<Self>>);
+    fn ask_message(ask: AskOf<Self>) -> (Self::Msg, Self::Pending);
 }
 
 impl<A: RemoteActor> HostedActor for A {
     type Contract = <A as RemoteActor>::Contract;
+    type Pending = <A as RemoteActor>::Pending;
 
     #[inline]
     fn local_ref(actor: &Self::Ref) -> LocalRef<Self::Msg> {
@@ -67,7 +73,7 @@ impl<A: RemoteActor> HostedActor for A {
     }
 
     #[inline]
-    fn ask_message(ask: AskOf<Self>) -> (Self::Msg, PendingReply<ReplyOf<Self>>) {
+    fn ask_message(ask: AskOf<Self>) -> (Self::Msg, Self::Pending) {
         <A as RemoteActor>::ask_message(ask)
     }
 }
