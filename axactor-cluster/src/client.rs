@@ -147,7 +147,7 @@ impl<T: Serialize> OutPayload for HeldPayload<'_, T> {
         }
     }
 
-    fn append_to(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    fn append_to(&self, out: &mut bytes::BytesMut) -> Result<(), CodecError> {
         match self {
             HeldPayload::Value(v) => v.append_to(out),
             HeldPayload::Encoded(b) => b.append_to(out),

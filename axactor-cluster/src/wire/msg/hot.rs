@@ -6,8 +6,9 @@
 //!   [`Envelope`] would copy the registry, the key and the payload of every
 //!   request, and the payload of every reply).
 //! - Encoding: an [`OutFrame`] is one sealed frame under construction, a
-//!   single buffer sized once: room for the sealed header, the envelope, room
-//!   for the MAC; `crate::session::Sealer::seal_frame` fills in the header
+//!   single buffer sized once (carved from a chunk of memory shared by
+//!   frames, `arena.rs`: no allocation per frame): room for the sealed
+//!   header, the envelope, room for the MAC; `crate::session::Sealer::seal_frame` fills in the header
 //!   and appends the MAC in place. Requests are encoded from borrowed parts
 //!   ([`DataOut`]) and their typed payload ([`Typed`]), replies straight
 //!   from the actor's typed reply ([`OutFrame::reply`]), without first
@@ -15,6 +16,7 @@
 //!
 //! The tests check both against the owned types, byte for byte.
 
+use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -84,7 +86,7 @@ pub trait OutPayload {
     ///
     /// # Errors
     /// [`CodecError::Postcard`] if the value cannot be encoded.
-    fn append_to(&self, out: &mut Vec<u8>) -> Result<(), CodecError>;
+    fn append_to(&self, out: &mut BytesMut) -> Result<(), CodecError>;
 }
 
 /// A payload already encoded.
@@ -108,7 +110,7 @@ impl OutPayload for Raw<'_> {
         Ok(self.0.len())
     }
 
-    fn append_to(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    fn append_to(&self, out: &mut BytesMut) -> Result<(), CodecError> {
         out.extend_from_slice(self.0);
         Ok(())
     }
@@ -119,7 +121,7 @@ impl<T: Serialize + ?Sized> OutPayload for Typed<'_, T> {
         Ok(postcard::experimental::serialized_size(self.0)?)
     }
 
-    fn append_to(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    fn append_to(&self, out: &mut BytesMut) -> Result<(), CodecError> {
         append_postcard(self.0, out)
     }
 }
@@ -137,13 +139,13 @@ const REPLY_PREFIX: [u8; 2] = [1, 2];
 /// header's room, the envelope, and capacity for the MAC.
 #[derive(Debug)]
 pub struct OutFrame {
-    buf: Vec<u8>,
+    buf: BytesMut,
 }
 
 impl OutFrame {
     /// An empty frame with room for an envelope of `envelope` bytes.
     fn with_capacity(envelope: usize) -> OutFrame {
-        let mut buf = Vec::with_capacity(envelope.saturating_add(SEALED_OVERHEAD));
+        let mut buf = super::arena::buffer(envelope.saturating_add(SEALED_OVERHEAD));
         buf.resize(SEALED_HEADER_LEN, 0);
         OutFrame { buf }
     }
@@ -215,7 +217,7 @@ impl OutFrame {
     /// `Serialize` impl that fails, say).
     pub fn reply<R: Serialize + ?Sized>(request_id: u64, reply: &R) -> Result<OutFrame, CodecError> {
         let len = postcard::experimental::serialized_size(reply)?;
-        // Exactly sized, so the sealed buffer becomes `Bytes` without another allocation.
+        // Exactly sized: the frame takes no more of its chunk than it needs.
         let envelope = REPLY_PREFIX.len() + varint_len(request_id) + varint_len(len as u64) + len;
         let mut frame = OutFrame::with_capacity(envelope);
         frame.buf.extend_from_slice(&REPLY_PREFIX);
@@ -237,7 +239,7 @@ impl OutFrame {
 
     /// The buffer, for the sealer: `SEALED_HEADER_LEN` bytes of room for
     /// the header, then the envelope.
-    pub(crate) fn into_buf(self) -> Vec<u8> {
+    pub(crate) fn into_buf(self) -> BytesMut {
         self.buf
     }
 }
@@ -249,12 +251,12 @@ fn varint_len(v: u64) -> usize {
 
 /// Appends `v` as postcard's varint (LEB128: 7 bits per byte, low first,
 /// the high bit set on every byte but the last).
-fn put_varint(mut v: u64, out: &mut Vec<u8>) {
+fn put_varint(mut v: u64, out: &mut impl BufMut) {
     while v >= 0x80 {
-        out.push((v as u8) | 0x80);
+        out.put_u8((v as u8) | 0x80);
         v >>= 7;
     }
-    out.push(v as u8);
+    out.put_u8(v as u8);
 }
 
 #[cfg(test)]
