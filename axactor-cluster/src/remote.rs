@@ -201,3 +201,56 @@ impl<A: RemoteActor> RemoteHandle<A> {
         RemoteError::Codec
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use axactor::actor;
+
+    use super::*;
+
+    pub(crate) struct Both;
+
+    #[actor(remote)]
+    impl Both {
+        #[msg]
+        fn double(&mut self, x: u32) -> u64 {
+            u64::from(x) * 2
+        }
+
+        #[msg]
+        fn poke(&mut self) {}
+    }
+
+    pub(crate) struct TellOnly;
+
+    #[actor(remote)]
+    impl TellOnly {
+        #[msg]
+        fn poke(&mut self) {}
+    }
+
+    fn poll_once<F: Future>(f: F) -> Poll<F::Output> {
+        pin!(f).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn an_ask_s_pending_reply_maps_the_handler_s_value_and_is_none_when_dropped() {
+        let (msg, mut pending) = <Both as RemoteActor>::ask_message(BothAsk::Double { x: 21 });
+        assert!(poll_once(&mut pending).is_pending());
+        let BothMsg::Double { __reply, .. } = msg else { panic!("the ask's message") };
+        __reply.send(42);
+        assert!(matches!(poll_once(&mut pending), Poll::Ready(Some(BothReply::Double(42)))));
+        let (msg, pending) = <Both as RemoteActor>::ask_message(BothAsk::Double { x: 1 });
+        drop(msg);
+        assert!(matches!(poll_once(pending), Poll::Ready(None)), "the request dropped unanswered");
+    }
+
+    #[test]
+    fn an_actor_without_asks_has_an_empty_pending_type() {
+        assert_eq!(std::mem::size_of::<<TellOnly as RemoteActor>::Pending>(), 0);
+    }
+}
