@@ -9,8 +9,9 @@
 //! 1. **Local fast path**: if this node holds the key's shard (and is
 //!    before its deadline), the message goes straight into the activation's
 //!    mailbox: no serialization, no copy.
-//! 2. Otherwise the payload is encoded once (a frame over the frame limit is
-//!    refused at once with `TooLarge`, never sent), and the owner is looked up in
+//! 2. Otherwise the typed payload is encoded straight into each attempt's
+//!    frame (kept typed until the request ends; a frame over the frame limit
+//!    is refused at once with `TooLarge`, never sent), and the owner is looked up in
 //!    the node's owner cache (entries live one `renew_interval`; refreshed
 //!    from the lease store on a miss or after a rejection, and updated by
 //!    peers' lease notices). The frame carries the registry, shard and
@@ -39,14 +40,17 @@ use std::time::Duration;
 
 use axactor::Backoff;
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, Span};
 
 use crate::env::NodeEvent;
 use crate::error::RemoteError;
 use crate::host::{Host, Local};
-use crate::hosted::{AskOf, DownEvent, HostedActor, HostedRegistry, MonitorSink, PendingReply, ReplyOf, TellOf};
+use crate::hosted::{AskOf, DownEvent, HostedActor, HostedRegistry, MonitorSink, PendingOf, ReplyOf, TellOf};
 use crate::id::SessionId;
 use crate::lease::Epoch;
 use crate::node::in_flight::{PendingGuard, Response};
@@ -54,7 +58,7 @@ use crate::node::queues::{OutKind, Outbound, PeerLink};
 use crate::node::remote_monitors::Watched;
 use crate::node::shared::Shared;
 use crate::shard::{lease_name, shard_of};
-use crate::wire::{ControlMsg, DataOut, OutFrame, Rejection};
+use crate::wire::{CodecError, ControlMsg, DataOut, OutFrame, OutPayload, Raw, Rejection, Typed};
 
 /// The `tracing` target of requests' spans and events: the one operators
 /// filter on (docs/operations.md, "Spans"), whatever this file is named.
@@ -96,10 +100,96 @@ struct Target<'a> {
     shard: u32,
 }
 
-/// What one remote attempt asks for.
-enum Kind {
-    Ask,
-    TellAck,
+/// What one remote attempt asks for, with the request's payload.
+enum Req<'p, A: HostedActor> {
+    Ask(&'p Held<AskOf<A>>),
+    TellAck(&'p Held<TellOf<A>>),
+}
+
+impl<A: HostedActor> Clone for Req<'_, A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A: HostedActor> Copy for Req<'_, A> {}
+
+/// What an attempt got: a remote reply's payload, a local ask's reply, or
+/// a local tell's acceptance.
+enum Answer<R> {
+    Bytes(Bytes),
+    Reply(R),
+    Done,
+}
+
+/// A request's payload, kept typed until the request ends: every remote
+/// attempt encodes it straight into its frame. Only a retry that delivers
+/// it in process takes the value, keeping its encoding for the attempts
+/// that may follow (rare: the shard moved here during the request).
+struct Held<T>(Mutex<HeldState<T>>);
+
+enum HeldState<T> {
+    Value(T),
+    Encoded(Vec<u8>),
+}
+
+/// The payload as an attempt's frame takes it (see [`Held`]).
+enum HeldPayload<'a, T> {
+    Value(Typed<'a, T>),
+    Encoded(Raw<'a>),
+}
+
+impl<T: Serialize> OutPayload for HeldPayload<'_, T> {
+    fn encoded_len(&self) -> Result<usize, CodecError> {
+        match self {
+            HeldPayload::Value(v) => v.encoded_len(),
+            HeldPayload::Encoded(b) => b.encoded_len(),
+        }
+    }
+
+    fn append_to(&self, out: &mut bytes::BytesMut) -> Result<(), CodecError> {
+        match self {
+            HeldPayload::Value(v) => v.append_to(out),
+            HeldPayload::Encoded(b) => b.append_to(out),
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Held<T> {
+    fn new(value: T) -> Held<T> {
+        Held(Mutex::new(HeldState::Value(value)))
+    }
+
+    /// `f` on the payload (the lock is held for `f` only: no await inside).
+    fn with<R>(&self, f: impl FnOnce(HeldPayload<'_, T>) -> R) -> R {
+        let state = self.0.lock();
+        match &*state {
+            HeldState::Value(v) => f(HeldPayload::Value(Typed(v))),
+            HeldState::Encoded(b) => f(HeldPayload::Encoded(Raw(b))),
+        }
+    }
+
+    /// The value, for delivery in process; its encoding stays for later
+    /// attempts (an activation that refuses the value drops it).
+    fn take(&self) -> Result<T, RemoteError> {
+        let mut state = self.0.lock();
+        match &*state {
+            HeldState::Value(v) => {
+                let encoded = encode_payload(v)?;
+                match std::mem::replace(&mut *state, HeldState::Encoded(encoded)) {
+                    HeldState::Value(v) => Ok(v),
+                    // Matched as a value just above, under the same lock.
+                    HeldState::Encoded(_) => Err(RemoteError::Codec),
+                }
+            }
+            HeldState::Encoded(b) => postcard::from_bytes(b).map_err(|_| RemoteError::Codec),
+        }
+    }
+
+    /// The value handed back by a delivery in process that did not take it.
+    fn put_back(&self, value: T) {
+        *self.0.lock() = HeldState::Value(value);
+    }
 }
 
 fn map_rejection(r: &Rejection) -> RemoteError {
@@ -116,12 +206,12 @@ fn map_rejection(r: &Rejection) -> RemoteError {
     }
 }
 
-impl Kind {
+impl<A: HostedActor> Req<'_, A> {
     /// The `kind` field of the request span.
     fn name(&self) -> &'static str {
         match self {
-            Kind::Ask => "ask",
-            Kind::TellAck => "tell_ack",
+            Req::Ask(_) => "ask",
+            Req::TellAck(_) => "tell_ack",
         }
     }
 }
@@ -162,7 +252,7 @@ async fn queue(data: &mpsc::Sender<Outbound>, out: Outbound, deadline: Instant) 
 }
 
 /// `postcard(value)` in a buffer of exactly its size (one allocation).
-fn encode_payload<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, RemoteError> {
+fn encode_payload<T: Serialize>(value: &T) -> Result<Vec<u8>, RemoteError> {
     let size = postcard::experimental::serialized_size(value).map_err(|_| RemoteError::Codec)?;
     postcard::to_extend(value, Vec::with_capacity(size)).map_err(|_| RemoteError::Codec)
 }
@@ -207,12 +297,11 @@ impl<A: HostedActor> Route<A> {
             Local::Done(r) => return r.map_err(|r| map_rejection(&r)),
             Local::NotHere(t) => t,
         };
-        let payload = encode_payload(&tell)?;
-        drop(tell);
+        let tell = Held::new(tell);
         if wait {
-            self.request(key, shard, Kind::TellAck, payload, started, deadline).await.map(|_| ())
+            self.request(key, shard, Req::TellAck(&tell), started, deadline).await.map(|_| ())
         } else {
-            self.send_unacked(key, shard, payload, started, deadline).await
+            self.send_unacked(key, shard, &tell, started, deadline).await
         }
     }
 
@@ -231,15 +320,18 @@ impl<A: HostedActor> Route<A> {
             Local::Done(r) => return self.await_local(r, deadline).await,
             Local::NotHere(a) => a,
         };
-        let payload = encode_payload(&ask)?;
-        drop(ask);
-        let bytes = self.request(key, shard, Kind::Ask, payload, started, deadline).await?;
-        postcard::from_bytes(&bytes).map_err(|_| RemoteError::Codec)
+        let ask = Held::new(ask);
+        match self.request(key, shard, Req::Ask(&ask), started, deadline).await? {
+            Answer::Bytes(bytes) => postcard::from_bytes(&bytes).map_err(|_| RemoteError::Codec),
+            Answer::Reply(reply) => Ok(reply),
+            // Only a local tell is `Done`.
+            Answer::Done => Err(RemoteError::Codec),
+        }
     }
 
     async fn await_local(
         &self,
-        r: Result<PendingReply<ReplyOf<A>>, Rejection>,
+        r: Result<PendingOf<A>, Rejection>,
         deadline: Instant,
     ) -> Result<ReplyOf<A>, RemoteError> {
         let pending = r.map_err(|r| map_rejection(&r))?;
@@ -359,20 +451,19 @@ impl<A: HostedActor> Route<A> {
         &self,
         key: &Arc<str>,
         shard: u32,
-        kind: Kind,
-        payload: Vec<u8>,
+        req: Req<'_, A>,
         started: Instant,
         deadline: Instant,
-    ) -> Result<Bytes, RemoteError> {
-        let span = self.request_span(kind.name(), key, shard);
-        let (kind, payload, span_ref) = (&kind, &payload[..], &span);
+    ) -> Result<Answer<ReplyOf<A>>, RemoteError> {
+        let span = self.request_span(req.name(), key, shard);
+        let span_ref = &span;
         // `Overloaded` is not retried here: see the module docs.
         let retry =
             |e: &RemoteError| e.is_retryable_request() || (*e == RemoteError::Timeout && mutant!(RetryAfterTimeout));
         let result = in_span(
             &span,
             self.with_retries(key, started, deadline, &span, retry, |lookup| {
-                self.attempt(Target { key, shard }, kind, payload, deadline, lookup, span_ref)
+                self.attempt(Target { key, shard }, req, deadline, lookup, span_ref)
             }),
         )
         .await;
@@ -383,31 +474,34 @@ impl<A: HostedActor> Route<A> {
     async fn attempt(
         &self,
         to: Target<'_>,
-        kind: &Kind,
-        payload: &[u8],
+        req: Req<'_, A>,
         deadline: Instant,
         lookup: Lookup,
         span: &Span,
-    ) -> Result<Bytes, RemoteError> {
+    ) -> Result<Answer<ReplyOf<A>>, RemoteError> {
         let Target { key, shard } = to;
         // The shard may have moved here since the first try (which the
         // caller's local path has just checked).
         if lookup == Lookup::Fresh && self.host.usable(shard) {
             span.record("peer", tracing::field::display(&self.node.session));
-            return self.local_from_bytes(key, shard, kind, payload, deadline).await;
+            return self.local_retry(key, shard, req, deadline).await;
         }
         let (link, holder, epoch) = self.owner_link(shard, lookup).await?;
         record_owner(span, &holder, epoch);
         // Dropped with this future (the caller gave up), the guard frees
         // the entry.
-        let (guard, rx) = self.node.in_flight.register(link.conn, &self.node.counters)?;
+        let guard = self.node.in_flight.register(link.conn, &self.node.counters)?;
         let request_id = guard.id();
         let (registry, shard, epoch, key) = (self.registry(), shard, epoch.0, &**key);
-        let msg = match kind {
-            Kind::Ask => DataOut::Ask { request_id, registry, shard, epoch, key, payload },
-            Kind::TellAck => DataOut::Tell { registry, shard, epoch, key, payload, ack_id: Some(request_id) },
+        let encoded = match req {
+            Req::Ask(held) => {
+                held.with(|payload| self.encode(DataOut::Ask { request_id, registry, shard, epoch, key, payload }))
+            }
+            Req::TellAck(held) => held.with(|payload| {
+                self.encode(DataOut::Tell { registry, shard, epoch, key, payload, ack_id: Some(request_id) })
+            }),
         };
-        let frame = match self.encode(msg) {
+        let frame = match encoded {
             Ok(frame) => frame,
             Err(e) => {
                 guard.forget();
@@ -425,14 +519,14 @@ impl<A: HostedActor> Route<A> {
             // Gives up on the attempt early, to try again (a bug: it may run).
             let now = Instant::now();
             let early = now + deadline.saturating_duration_since(now) / 3;
-            return self.wait_response(guard, rx, early).await;
+            return self.wait_response(guard, early).await.map(Answer::Bytes);
         }
-        self.wait_response(guard, rx, deadline).await
+        self.wait_response(guard, deadline).await.map(Answer::Bytes)
     }
 
     /// The frame of `msg`: `TooLarge` beyond the frame limit (the
     /// connection's writer would drop it; refused here instead, never sent).
-    fn encode(&self, msg: DataOut<'_>) -> Result<OutFrame, RemoteError> {
+    fn encode<P: OutPayload>(&self, msg: DataOut<'_, P>) -> Result<OutFrame, RemoteError> {
         let frame = OutFrame::data(msg).map_err(|_| RemoteError::Codec)?;
         if frame.envelope_bytes().len() > self.node.max_envelope() {
             return Err(RemoteError::TooLarge);
@@ -440,13 +534,9 @@ impl<A: HostedActor> Route<A> {
         Ok(frame)
     }
 
-    async fn wait_response(
-        &self,
-        guard: PendingGuard<'_>,
-        rx: oneshot::Receiver<Response>,
-        deadline: Instant,
-    ) -> Result<Bytes, RemoteError> {
-        let answered = tokio::time::timeout_at(deadline, rx).await;
+    async fn wait_response(&self, guard: PendingGuard<'_>, deadline: Instant) -> Result<Bytes, RemoteError> {
+        // The node's deadline table, not a tokio timer per request (`deadline.rs`).
+        let answered = self.node.deadlines.bound(deadline, guard.response()).await;
         // Answered or failed with its connection: the entry is gone.
         match &answered {
             Err(_) => guard.forget(),
@@ -462,34 +552,30 @@ impl<A: HostedActor> Route<A> {
         }
     }
 
-    /// A retry that found the shard owned here: decode the payload again
-    /// and deliver it in process.
-    async fn local_from_bytes(
+    /// A retry that found the shard owned here: delivers the payload in
+    /// process (a local ask's reply stays typed).
+    async fn local_retry(
         &self,
         key: &Arc<str>,
         shard: u32,
-        kind: &Kind,
-        payload: &[u8],
+        req: Req<'_, A>,
         deadline: Instant,
-    ) -> Result<Bytes, RemoteError> {
-        match kind {
-            Kind::TellAck => {
-                let tell: TellOf<A> = postcard::from_bytes(payload).map_err(|_| RemoteError::Codec)?;
-                match self.host.local_tell(shard, key, tell, Some(deadline)).await {
-                    Local::Done(r) => r.map(|()| Bytes::new()).map_err(|r| map_rejection(&r)),
-                    Local::NotHere(_) => Err(RemoteError::NotOwner),
+    ) -> Result<Answer<ReplyOf<A>>, RemoteError> {
+        match req {
+            Req::TellAck(held) => match self.host.local_tell(shard, key, held.take()?, Some(deadline)).await {
+                Local::Done(r) => r.map(|()| Answer::Done).map_err(|r| map_rejection(&r)),
+                Local::NotHere(tell) => {
+                    held.put_back(tell);
+                    Err(RemoteError::NotOwner)
                 }
-            }
-            Kind::Ask => {
-                let ask: AskOf<A> = postcard::from_bytes(payload).map_err(|_| RemoteError::Codec)?;
-                match self.host.local_ask(shard, key, ask, deadline).await {
-                    Local::Done(r) => {
-                        let reply = self.await_local(r, deadline).await?;
-                        encode_payload(&reply).map(Bytes::from)
-                    }
-                    Local::NotHere(_) => Err(RemoteError::NotOwner),
+            },
+            Req::Ask(held) => match self.host.local_ask(shard, key, held.take()?, deadline).await {
+                Local::Done(r) => self.await_local(r, deadline).await.map(Answer::Reply),
+                Local::NotHere(ask) => {
+                    held.put_back(ask);
+                    Err(RemoteError::NotOwner)
                 }
-            }
+            },
         }
     }
 
@@ -499,12 +585,12 @@ impl<A: HostedActor> Route<A> {
         &self,
         key: &Arc<str>,
         shard: u32,
-        payload: Vec<u8>,
+        payload: &Held<TellOf<A>>,
         started: Instant,
         deadline: Instant,
     ) -> Result<(), RemoteError> {
         let span = self.request_span("tell", key, shard);
-        let (payload, span_ref) = (&payload[..], &span);
+        let span_ref = &span;
         let result = in_span(
             &span,
             self.with_retries(key, started, deadline, &span, RemoteError::is_retryable, |lookup| {
@@ -523,23 +609,26 @@ impl<A: HostedActor> Route<A> {
         &self,
         key: &Arc<str>,
         shard: u32,
-        payload: &[u8],
+        held: &Held<TellOf<A>>,
         lookup: Lookup,
         deadline: Instant,
         span: &Span,
     ) -> Result<(), RemoteError> {
         if lookup == Lookup::Fresh && self.host.usable(shard) {
             span.record("peer", tracing::field::display(&self.node.session));
-            let tell: TellOf<A> = postcard::from_bytes(payload).map_err(|_| RemoteError::Codec)?;
-            return match self.host.local_tell(shard, key, tell, None).await {
+            return match self.host.local_tell(shard, key, held.take()?, None).await {
                 Local::Done(r) => r.map_err(|r| map_rejection(&r)),
-                Local::NotHere(_) => Err(RemoteError::NotOwner),
+                Local::NotHere(tell) => {
+                    held.put_back(tell);
+                    Err(RemoteError::NotOwner)
+                }
             };
         }
         let (link, holder, epoch) = self.owner_link(shard, lookup).await?;
         record_owner(span, &holder, epoch);
-        let msg = DataOut::Tell { registry: self.registry(), shard, epoch: epoch.0, key, payload, ack_id: None };
-        let frame = self.encode(msg)?;
+        let (registry, epoch) = (self.registry(), epoch.0);
+        let frame =
+            held.with(|payload| self.encode(DataOut::Tell { registry, shard, epoch, key, payload, ack_id: None }))?;
         queue(&link.data, Outbound { frame, kind: OutKind::Other }, deadline).await
     }
 
@@ -605,5 +694,44 @@ impl<A: HostedActor> Route<A> {
                 Err(RemoteError::Timeout)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask_frame(held: &Held<(String, u32)>) -> OutFrame {
+        held.with(|payload| {
+            OutFrame::data(DataOut::Ask { request_id: 7, registry: "r", shard: 1, epoch: 2, key: "k", payload })
+        })
+        .expect("encodes")
+    }
+
+    #[test]
+    fn a_held_payload_frames_the_same_bytes_typed_or_after_a_local_delivery_took_it() {
+        let value = ("hello".to_string(), 42u32);
+        let held = Held::new(value.clone());
+        let typed = ask_frame(&held);
+        let raw = postcard::to_allocvec(&value).expect("encodes");
+        let expected = OutFrame::data(DataOut::Ask {
+            request_id: 7,
+            registry: "r",
+            shard: 1,
+            epoch: 2,
+            key: "k",
+            payload: Raw(&raw),
+        })
+        .expect("encodes");
+        assert_eq!(typed.envelope_bytes(), expected.envelope_bytes());
+        // A local delivery takes the value; its encoding stays for later attempts.
+        assert_eq!(held.take().expect("the value"), value);
+        assert_eq!(ask_frame(&held).envelope_bytes(), expected.envelope_bytes());
+        // Taken again (the first delivery refused it): decoded from that encoding.
+        assert_eq!(held.take().expect("decoded"), value);
+        // Handed back (not delivered here after all): typed again.
+        held.put_back(value.clone());
+        assert!(matches!(&*held.0.lock(), HeldState::Value(v) if *v == value));
+        assert_eq!(ask_frame(&held).envelope_bytes(), expected.envelope_bytes());
     }
 }

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axactor::{Context, ExitReason, System, actor};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
 use crate::host::{Host, Local};
 use crate::hosted::HostedRegistry;
 use crate::lease::Epoch;
+use crate::node::replies::{Replies, ReplyRoom};
 use crate::wire::{DataMsg, Envelope, Rejection, decode_envelope};
 use crate::{ClusterConfig, ClusterNode, InMemoryOverlay, KeyedConfig, MemoryLeaseStore, NodeId};
 
@@ -144,14 +145,19 @@ async fn only_the_exact_epoch_before_the_deadline_executes() {
     // The exact epoch executes.
     assert_eq!(h.deliver_tell(0, 5, &k, &tell_bytes(7)), Ok(()));
     let ask = postcard::to_allocvec(&AcctAsk::Balance {}).expect("encodable");
-    let frame = h.deliver_ask(41, 0, 5, &k, &ask).map_err(|_| "rejected").expect("accepted").await.expect("reply");
-    let Ok(Envelope::Data(DataMsg::Reply { request_id: 41, payload })) = decode_envelope(frame.envelope_bytes()) else {
+    let (replies, permits) = (parking_lot::Mutex::new(Replies::new(1 << 16)), Arc::new(Semaphore::new(2)));
+    let room = || ReplyRoom::new(&replies, Arc::clone(&permits).try_acquire_owned().expect("a permit"));
+    assert_eq!(h.deliver_ask(41, 0, 5, &k, &ask, room()), Ok(()));
+    let out = std::future::poll_fn(|cx| replies.lock().poll_next(cx)).await.expect("reply");
+    let Ok(Envelope::Data(DataMsg::Reply { request_id: 41, payload })) = decode_envelope(out.frame.envelope_bytes())
+    else {
         panic!("a reply to request 41")
     };
     let AcctReply::Balance(b) = postcard::from_bytes(&payload).expect("decodes");
     assert_eq!(b, 7, "only the exact-epoch tell ran");
     // Forged epoch on an ask.
-    assert!(matches!(h.deliver_ask(42, 0, 9, &k, &ask), Err(Rejection::StaleEpoch { current: 5 })));
+    assert_eq!(h.deliver_ask(42, 0, 9, &k, &ask, room()), Err(Rejection::StaleEpoch { current: 5 }));
+    assert_eq!(permits.available_permits(), 2, "a refused ask holds no permit, a reply taken none");
     // Past the local deadline: refused even though nobody revoked it yet.
     tokio::time::sleep_until(deadline).await;
     assert_eq!(h.deliver_tell(0, 5, &k, &tell_bytes(1)), Err(Rejection::NotOwner { owner_hint: None }));

@@ -28,15 +28,14 @@ use tokio::time::Instant;
 
 use crate::env::Env;
 use crate::fence::GrantGuard;
-use crate::hosted::{
-    AskOf, DownEvent, EncodedReply, HostedActor, HostedRegistry, MonitorSink, PendingReply, ReplyOf, TellOf,
-};
+use crate::hosted::{AskOf, DownEvent, EncodedReply, HostedActor, HostedRegistry, MonitorSink, PendingOf, TellOf};
 use crate::keyed::KeyedConfig;
 use crate::lease::Epoch;
+use crate::node::replies::ReplyRoom;
 use crate::node::table::ConnId as ConnTag;
 use crate::overlay::BoxFuture;
 use crate::shard::fence_rule::{self, Grant};
-use crate::wire::{DownReason, OutFrame, Rejection};
+use crate::wire::{DownReason, Rejection};
 
 /// What a monitor learns from an exit reason.
 pub(crate) fn down_reason(reason: &ExitReason) -> DownReason {
@@ -349,7 +348,7 @@ impl<A: HostedActor> Host<A> {
         key: &str,
         ask: AskOf<A>,
         deadline: Instant,
-    ) -> Local<AskOf<A>, PendingReply<ReplyOf<A>>> {
+    ) -> Local<AskOf<A>, PendingOf<A>> {
         self.local_ask_at(Instant::now(), shard, key, ask, deadline).await
     }
 
@@ -362,7 +361,7 @@ impl<A: HostedActor> Host<A> {
         key: &str,
         ask: AskOf<A>,
         deadline: Instant,
-    ) -> Local<AskOf<A>, PendingReply<ReplyOf<A>>> {
+    ) -> Local<AskOf<A>, PendingOf<A>> {
         let send = |local: &LocalRef<A::Msg>, ask| {
             let (msg, pending) = A::ask_message(ask);
             (try_send::<A>(local, msg), pending)
@@ -510,21 +509,14 @@ impl<A: HostedActor> HostedRegistry for Host<A> {
         epoch: u64,
         key: &str,
         payload: &[u8],
-    ) -> Result<EncodedReply, Rejection> {
+        room: ReplyRoom<'_>,
+    ) -> Result<(), Rejection> {
         self.check_shard(shard, key)?;
         let ask: AskOf<A> = postcard::from_bytes(payload).map_err(|_| Rejection::BadPayload)?;
         let (msg, pending) = A::ask_message(ask);
         self.with_activation(shard, Some(epoch), key, |local| local.try_send(msg))?.map_err(tell_rejection)?;
-        Ok(Box::pin(async move {
-            let reply = pending.await?;
-            match OutFrame::reply(request_id, &reply) {
-                Ok(frame) => Some(frame),
-                Err(e) => {
-                    tracing::warn!(error = %e, "reply could not be encoded");
-                    None
-                }
-            }
-        }))
+        room.put(request_id, EncodedReply::new(request_id, pending));
+        Ok(())
     }
 
     fn monitor(&self, key: &str, sink: MonitorSink) -> Result<u64, (MonitorSink, DownReason)> {

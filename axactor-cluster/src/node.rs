@@ -56,7 +56,7 @@ mod owner_cache;
 mod peers;
 pub(crate) mod queues;
 pub(crate) mod remote_monitors;
-mod replies;
+pub(crate) mod replies;
 pub(crate) mod shared;
 mod sources;
 pub(crate) mod table;

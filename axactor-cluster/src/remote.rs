@@ -13,6 +13,7 @@
 //! which executes it only under exactly that epoch.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::client::Route;
 use crate::error::RemoteError;
-use crate::hosted::{DownEvent, HostedActor, PendingReply};
+use crate::hosted::{DownEvent, HostedActor};
 
 /// The tell enum of `A`'s contract.
 pub type TellOf<A> = <<A as RemoteActor>::Contract as RefContract>::Tell;
@@ -38,6 +39,10 @@ pub trait RemoteActor: Actor {
     type Contract: RefContract;
     /// The generated remote handle (`XRemoteRef`).
     type RemoteRef: Clone + Send + Sync + 'static;
+    /// The future of an ask's reply delivered in process, as the
+    /// contract's reply enum: a generated enum of one
+    /// [`PendingReply`](crate::PendingReply) per ask.
+    type Pending: Future<Output = Option<ReplyOf<Self>>> + Send + Unpin + 'static;
 
     /// Wraps a routing handle into the generated remote ref.
     fn remote_ref(handle: RemoteHandle<Self>) -> Self::RemoteRef;
@@ -50,11 +55,12 @@ pub trait RemoteActor: Actor {
 
     /// Turns a contract ask into the actor's message and the future of its
     /// reply, already converted into the contract's reply enum.
-    fn ask_message(ask: AskOf<Self>) -> (Self::Msg, PendingReply<ReplyOf<Self>>);
+    fn ask_message(ask: AskOf<Self>) -> (Self::Msg, Self::Pending);
 }
 
 impl<A: RemoteActor> HostedActor for A {
     type Contract = <A as RemoteActor>::Contract;
+    type Pending = <A as RemoteActor>::Pending;
 
     #[inline]
     fn local_ref(actor: &Self::Ref) -> LocalRef<Self::Msg> {
@@ -67,7 +73,7 @@ impl<A: RemoteActor> HostedActor for A {
     }
 
     #[inline]
-    fn ask_message(ask: AskOf<Self>) -> (Self::Msg, PendingReply<ReplyOf<Self>>) {
+    fn ask_message(ask: AskOf<Self>) -> (Self::Msg, Self::Pending) {
         <A as RemoteActor>::ask_message(ask)
     }
 }
@@ -193,5 +199,58 @@ impl<A: RemoteActor> RemoteHandle<A> {
     /// for its ask (only a peer breaking the contract can cause it).
     pub fn reply_mismatch() -> RemoteError {
         RemoteError::Codec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use axactor::actor;
+
+    use super::*;
+
+    pub(crate) struct Both;
+
+    #[actor(remote)]
+    impl Both {
+        #[msg]
+        fn double(&mut self, x: u32) -> u64 {
+            u64::from(x) * 2
+        }
+
+        #[msg]
+        fn poke(&mut self) {}
+    }
+
+    pub(crate) struct TellOnly;
+
+    #[actor(remote)]
+    impl TellOnly {
+        #[msg]
+        fn poke(&mut self) {}
+    }
+
+    fn poll_once<F: Future>(f: F) -> Poll<F::Output> {
+        pin!(f).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn an_ask_s_pending_reply_maps_the_handler_s_value_and_is_none_when_dropped() {
+        let (msg, mut pending) = <Both as RemoteActor>::ask_message(BothAsk::Double { x: 21 });
+        assert!(poll_once(&mut pending).is_pending());
+        let BothMsg::Double { __reply, .. } = msg else { panic!("the ask's message") };
+        __reply.send(42);
+        assert!(matches!(poll_once(&mut pending), Poll::Ready(Some(BothReply::Double(42)))));
+        let (msg, pending) = <Both as RemoteActor>::ask_message(BothAsk::Double { x: 1 });
+        drop(msg);
+        assert!(matches!(poll_once(pending), Poll::Ready(None)), "the request dropped unanswered");
+    }
+
+    #[test]
+    fn an_actor_without_asks_has_an_empty_pending_type() {
+        assert_eq!(std::mem::size_of::<<TellOnly as RemoteActor>::Pending>(), 0);
     }
 }

@@ -211,7 +211,7 @@ impl Sealer {
         mac.update(&buf[1..]);
         buf.extend_from_slice(&mac.finalize().into_bytes());
         self.next_seq = seq + 1;
-        Ok(Bytes::from(buf))
+        Ok(buf.freeze())
     }
 
     fn mac_of(&self, seq: u64, payload: &[u8]) -> [u8; MAC_LEN] {

@@ -11,7 +11,10 @@
 //!   reply), all serde enums, and `XContract: axactor::RefContract` naming
 //!   them;
 //! * `impl axactor_cluster::RemoteActor for X`, converting contract values
-//!   into `XMsg`s;
+//!   into `XMsg`s, with its `Pending` type: an enum of one
+//!   `axactor_cluster::PendingReply` per ask, the future of an ask's reply
+//!   delivered in process (no box per ask); the enum and the impl sit in an
+//!   unnamed `const _` block, so the enum adds no name to the user's module;
 //! * `XRemoteRef`, the remote handle wrapping `axactor_cluster::RemoteHandle<X>`.
 //!
 //! Variants follow the order of the `#[msg]` methods: that order *is* the
@@ -277,7 +280,9 @@ fn remote_actor_impl(actor: &Actor, names: &Names) -> TokenStream {
     let ask_arg = syn::Ident::new("__ask", Span::mixed_site());
     let reply_to = syn::Ident::new("__reply", Span::mixed_site());
     let rx = syn::Ident::new("__rx", Span::mixed_site());
-    let pending = syn::Ident::new("__pending", Span::mixed_site());
+    let pending_ty = syn::Ident::new("__Pending", Span::mixed_site());
+    let pending_arg = syn::Ident::new("__pending", Span::mixed_site());
+    let cx = syn::Ident::new("__cx", Span::mixed_site());
 
     let tell_arms = tells(actor).map(|m| {
         let Message { variant, cfgs, .. } = m;
@@ -296,17 +301,56 @@ fn remote_actor_impl(actor: &Actor, names: &Names) -> TokenStream {
             #(#cfgs)*
             #ask::#variant { #(#fields: #binds),* } => {
                 let (#reply_to, #rx) = ::axactor::ReplyTo::channel();
-                let #pending: ::axactor_cluster::PendingReply<#reply> =
-                    ::std::boxed::Box::pin(async move { #rx.await.ok().map(#reply::#variant) });
-                (#msg_enum::#variant { #(#fields: #binds,)* __reply: #reply_to }, #pending)
+                (
+                    #msg_enum::#variant { #(#fields: #binds,)* __reply: #reply_to },
+                    #pending_ty::#variant(::axactor_cluster::PendingReply::new(#rx, #reply::#variant)),
+                )
             }
         }
     });
+    let pending_variants = asks(actor).map(|(m, ty)| {
+        let Message { variant, cfgs, .. } = m;
+        quote! {
+            #(#cfgs)*
+            #variant(::axactor_cluster::PendingReply<#ty, #reply>)
+        }
+    });
+    let pending_arms = asks(actor).map(|(m, _)| {
+        let Message { variant, cfgs, .. } = m;
+        quote! {
+            #(#cfgs)*
+            #pending_ty::#variant(ref mut #pending_arg) => {
+                ::core::future::Future::poll(::core::pin::Pin::new(#pending_arg), #cx)
+            }
+        }
+    });
+    let allows = enum_allows();
 
     quote! {
+        const _: () = {
+        #[doc(hidden)]
+        #allows
+        pub enum #pending_ty {
+            #(#pending_variants,)*
+        }
+
+        impl ::core::future::Future for #pending_ty {
+            type Output = ::core::option::Option<#reply>;
+
+            fn poll(
+                self: ::core::pin::Pin<&mut Self>,
+                #cx: &mut ::core::task::Context<'_>,
+            ) -> ::core::task::Poll<::core::option::Option<#reply>> {
+                match *::core::pin::Pin::get_mut(self) {
+                    #(#pending_arms)*
+                }
+            }
+        }
+
         impl ::axactor_cluster::RemoteActor for #self_ty {
             type Contract = #contract;
             type RemoteRef = #remote_ref;
+            type Pending = #pending_ty;
 
             fn remote_ref(handle: ::axactor_cluster::RemoteHandle<Self>) -> #remote_ref {
                 #remote_ref { inner: handle }
@@ -322,12 +366,13 @@ fn remote_actor_impl(actor: &Actor, names: &Names) -> TokenStream {
                 }
             }
 
-            fn ask_message(#ask_arg: #ask) -> (#msg_enum, ::axactor_cluster::PendingReply<#reply>) {
+            fn ask_message(#ask_arg: #ask) -> (#msg_enum, #pending_ty) {
                 match #ask_arg {
                     #(#ask_arms)*
                 }
             }
         }
+        };
     }
 }
 

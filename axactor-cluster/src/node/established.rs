@@ -45,7 +45,7 @@ use super::in_flight::Response;
 use super::inspect::bump;
 use super::peers::{PeerHandle, PeerStats};
 use super::queues::{OutKind, Outbound, PeerQueues};
-use super::replies::Replies;
+use super::replies::{Replies, ReplyRoom};
 use super::shared::Shared;
 use super::table::{Admit, ConnId, Entry, PeerDirection};
 use super::writer::{ConnShared, Queues, saturating_decrement, write_loop};
@@ -476,11 +476,8 @@ impl Reader<'_> {
             self.queue_data(DataMsg::Rejected { request_id, reason: Rejection::Overloaded });
             return label;
         };
-        match host.deliver_ask(request_id, shard, epoch, key, payload) {
-            Ok(reply) => {
-                self.shared.replies.lock().insert(request_id, reply, permit);
-                ACCEPTED
-            }
+        match host.deliver_ask(request_id, shard, epoch, key, payload, ReplyRoom::new(&self.shared.replies, permit)) {
+            Ok(()) => ACCEPTED,
             Err(reason) => {
                 let label = self.count_rejection(&reason);
                 self.queue_data(DataMsg::Rejected { request_id, reason });

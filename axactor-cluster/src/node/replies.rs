@@ -2,7 +2,11 @@
 //! activations, driven by the connection's own task (its writer) instead
 //! of one spawned task per ask.
 //!
-//! Every pending reply sits in a slot with its own waker. Waking it puts
+//! Every pending reply sits in a slot with its own waker; the reply's
+//! future itself (a concrete type per hosted actor type, no box) sits in
+//! the pool of its type, one per actor type seen on the connection (at
+//! most `MAX_HOSTED_REGISTRIES` of them, allocated once), whose entries
+//! are reused like the slots. Waking a slot puts
 //! the slot's index (once until it is polled again) on a shared ready list
 //! and wakes the connection task, which then polls only the slots on that
 //! list: O(1) work per completed reply, whatever the number of asks in
@@ -10,14 +14,18 @@
 //!
 //! Bounds: each entry, pending or completed, holds one of the node's
 //! `inbound_asks` permits (`max_inflight_requests`), released when the
-//! writer takes the reply; the ready list holds each slot at most once.
+//! writer takes the reply; the ready list holds each slot at most once; a
+//! pool holds at most one entry per slot.
 //!
 //! Concurrency: [`Replies`] belongs to one connection (its reader inserts,
 //! its writer takes, both in the connection task, behind one uncontended
 //! lock). Slot wakers may fire on any thread; they only touch the shared
 //! ready list.
 
+use std::any::{Any, TypeId};
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
@@ -26,8 +34,82 @@ use parking_lot::Mutex;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::queues::{OutKind, Outbound};
-use crate::hosted::EncodedReply;
 use crate::wire::{DataMsg, Envelope, OutFrame};
+
+/// What a reply is, to [`Replies`]: a future of its encoded frame (`None`:
+/// answered `Canceled`).
+pub(crate) trait ReplyFuture: Future<Output = Option<OutFrame>> + Send + Unpin + 'static {}
+
+impl<F: Future<Output = Option<OutFrame>> + Send + Unpin + 'static> ReplyFuture for F {}
+
+/// Where a peer's ask's reply goes once the ask is accepted: its
+/// connection's [`Replies`], with the `inbound_asks` permit it holds until
+/// the writer takes it.
+pub(crate) struct ReplyRoom<'a> {
+    replies: &'a Mutex<Replies>,
+    permit: OwnedSemaphorePermit,
+}
+
+impl<'a> ReplyRoom<'a> {
+    pub(crate) fn new(replies: &'a Mutex<Replies>, permit: OwnedSemaphorePermit) -> ReplyRoom<'a> {
+        ReplyRoom { replies, permit }
+    }
+
+    /// The reply to `request_id`, into the connection's replies.
+    pub(crate) fn put<F: ReplyFuture>(self, request_id: u64, reply: F) {
+        self.replies.lock().insert(request_id, reply, self.permit);
+    }
+}
+
+/// The pending replies of one future type (see the module docs), by entry.
+trait Pool: Send {
+    /// Polls entry `at`; a ready entry is removed.
+    fn poll_at(&mut self, at: usize, cx: &mut Context<'_>) -> Poll<Option<OutFrame>>;
+    /// Drops every entry.
+    fn clear(&mut self);
+    fn as_any(&mut self) -> &mut dyn Any;
+}
+
+struct TypedPool<F> {
+    entries: Vec<Option<F>>,
+    free: Vec<usize>,
+}
+
+impl<F: ReplyFuture> TypedPool<F> {
+    fn insert(&mut self, reply: F) -> usize {
+        match self.free.pop() {
+            Some(at) => {
+                self.entries[at] = Some(reply);
+                at
+            }
+            None => {
+                self.entries.push(Some(reply));
+                self.entries.len() - 1
+            }
+        }
+    }
+}
+
+impl<F: ReplyFuture> Pool for TypedPool<F> {
+    fn poll_at(&mut self, at: usize, cx: &mut Context<'_>) -> Poll<Option<OutFrame>> {
+        let Some(reply) = self.entries.get_mut(at).and_then(Option::as_mut) else { return Poll::Ready(None) };
+        let polled = Pin::new(reply).poll(cx);
+        if polled.is_ready() {
+            self.entries[at] = None;
+            self.free.push(at);
+        }
+        polled
+    }
+
+    fn clear(&mut self) {
+        self.free = (0..self.entries.len()).collect();
+        self.entries.iter_mut().for_each(|e| *e = None);
+    }
+
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+}
 
 /// See the module docs.
 pub(crate) struct Replies {
@@ -37,6 +119,8 @@ pub(crate) struct Replies {
     wakes: Vec<(Arc<SlotWake>, Waker)>,
     free: Vec<usize>,
     ready: Arc<Ready>,
+    /// The pools of reply futures, one per type, in order of first use.
+    pools: Vec<(TypeId, Box<dyn Pool>)>,
     /// The ready list taken out of `ready` (kept for its capacity).
     batch: Vec<usize>,
     done: VecDeque<(Outbound, OwnedSemaphorePermit)>,
@@ -46,7 +130,9 @@ pub(crate) struct Replies {
 
 struct Slot {
     request_id: u64,
-    reply: EncodedReply,
+    /// The reply's pool (index into `pools`) and its entry there.
+    pool: usize,
+    at: usize,
     permit: OwnedSemaphorePermit,
 }
 
@@ -99,6 +185,7 @@ impl Replies {
             wakes: Vec::new(),
             free: Vec::new(),
             ready: Arc::default(),
+            pools: Vec::new(),
             batch: Vec::new(),
             done: VecDeque::new(),
             closed: false,
@@ -107,7 +194,21 @@ impl Replies {
 
     /// Adds the reply to `request_id` and polls it once (registering its
     /// waker), so no wake of the connection task is needed for it.
-    pub(crate) fn insert(&mut self, request_id: u64, reply: EncodedReply, permit: OwnedSemaphorePermit) {
+    pub(crate) fn insert<F: ReplyFuture>(&mut self, request_id: u64, reply: F, permit: OwnedSemaphorePermit) {
+        let pool = match self.pools.iter().position(|(id, _)| *id == TypeId::of::<F>()) {
+            Some(pool) => pool,
+            None => {
+                let typed: TypedPool<F> = TypedPool { entries: Vec::new(), free: Vec::new() };
+                self.pools.push((TypeId::of::<F>(), Box::new(typed)));
+                self.pools.len() - 1
+            }
+        };
+        let Some(typed) = self.pools[pool].1.as_any().downcast_mut::<TypedPool<F>>() else {
+            // Found by its type id just above: not expected. The peer's ask times out.
+            tracing::warn!(request_id, "reply pool of the wrong type; reply dropped");
+            return;
+        };
+        let at = typed.insert(reply);
         let slot = self.free.pop().unwrap_or_else(|| {
             let slot = self.slots.len();
             let wake = Arc::new(SlotWake { slot, queued: AtomicBool::new(false), ready: Arc::clone(&self.ready) });
@@ -115,7 +216,7 @@ impl Replies {
             self.slots.push(None);
             slot
         });
-        self.slots[slot] = Some(Slot { request_id, reply, permit });
+        self.slots[slot] = Some(Slot { request_id, pool, at, permit });
         self.poll_slot(slot);
         if !self.done.is_empty()
             && let Some(task) = self.ready.inner.lock().task.take()
@@ -126,13 +227,13 @@ impl Replies {
 
     fn poll_slot(&mut self, index: usize) {
         // A stale index (the slot completed, or was reused) costs one spurious poll at most.
-        let (Some(slot), Some((wake, waker))) =
-            (self.slots.get_mut(index).and_then(Option::as_mut), self.wakes.get(index))
+        let (Some(slot), Some((wake, waker))) = (self.slots.get(index).and_then(Option::as_ref), self.wakes.get(index))
         else {
             return;
         };
         wake.queued.store(false, Ordering::Release);
-        let Poll::Ready(reply) = slot.reply.as_mut().poll(&mut Context::from_waker(waker)) else { return };
+        let Some((_, pool)) = self.pools.get_mut(slot.pool) else { return };
+        let Poll::Ready(reply) = pool.poll_at(slot.at, &mut Context::from_waker(waker)) else { return };
         if let Some(slot) = self.slots[index].take() {
             self.free.push(index);
             let frame = match reply {
@@ -201,6 +302,7 @@ impl Replies {
     /// ended); returns how many.
     pub(crate) fn discard(&mut self) -> usize {
         let pending = self.slots.iter_mut().filter_map(Option::take).count();
+        self.pools.iter_mut().for_each(|(_, pool)| pool.clear());
         let done = self.done.len();
         self.done.clear();
         self.free = (0..self.slots.len()).collect();
@@ -230,8 +332,8 @@ mod tests {
         Arc::clone(s).try_acquire_owned().expect("permit")
     }
 
-    fn reply(request_id: u64, rx: oneshot::Receiver<Vec<u8>>) -> EncodedReply {
-        Box::pin(async move { OutFrame::reply(request_id, &rx.await.ok()?).ok() })
+    fn reply(request_id: u64, rx: oneshot::Receiver<Vec<u8>>) -> impl ReplyFuture {
+        crate::hosted::EncodedReply::new(request_id, crate::hosted::PendingReply::new(rx, |v| v))
     }
 
     fn decoded(out: &Outbound) -> DataMsg {

@@ -16,15 +16,17 @@
 //! remaining input before copying; see `docs/protocol.md`, "Allocation").
 //! Errors carry no text from the peer.
 
+use bytes::BufMut;
 use serde::Serialize;
 
 use super::hello::HandshakeMsg;
 
+mod arena;
 mod envelope;
 mod hot;
 
 pub use envelope::{ControlMsg, DataMsg, DownReason, Envelope, MAX_HOSTED_REGISTRIES, Rejection};
-pub use hot::{DataOut, DataRef, EnvelopeRef, OutFrame, decode_envelope_ref};
+pub use hot::{DataOut, DataRef, EnvelopeRef, OutFrame, OutPayload, Raw, Typed, decode_envelope_ref};
 
 /// Tag of a pre-authentication body (a handshake message).
 pub const TAG_PREAUTH: u8 = 0x01;
@@ -217,24 +219,25 @@ fn decode_exact<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, 
     if rest.is_empty() { Ok(value) } else { Err(CodecError::TrailingBytes) }
 }
 
-fn append_postcard<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
-    postcard::serialize_with_flavor(value, AppendVec(out)).map_err(CodecError::from)
+fn append_postcard<T: Serialize + ?Sized, B: BufMut>(value: &T, out: &mut B) -> Result<(), CodecError> {
+    postcard::serialize_with_flavor(value, Append(out)).map_err(CodecError::from)
 }
 
-/// A postcard output that appends to a caller's `Vec` (postcard's own
-/// `Vec` outputs either own the vector or consume it).
-struct AppendVec<'a>(&'a mut Vec<u8>);
+/// A postcard output that appends to a caller's buffer (a `Vec` or a
+/// frame's `BytesMut`; postcard's own `Vec` outputs either own the vector
+/// or consume it).
+struct Append<'a, B>(&'a mut B);
 
-impl postcard::ser_flavors::Flavor for AppendVec<'_> {
+impl<B: BufMut> postcard::ser_flavors::Flavor for Append<'_, B> {
     type Output = ();
 
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.push(data);
+        self.0.put_u8(data);
         Ok(())
     }
 
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
+        self.0.put_slice(data);
         Ok(())
     }
 

@@ -80,7 +80,9 @@ async fn pipelined_frames_arrive_in_order_in_batches() {
     let _a = within(sender).await.expect("sender");
     let (sent, received) = (ta.stats(), tb.stats());
     assert_eq!((sent.frames_sent, received.frames_received), (u64::from(N), u64::from(N)));
-    assert!(sent.write_batches * 4 <= sent.frames_sent, "frames were batched: {sent:?}");
+    // How many frames share a write depends on how far the sender runs
+    // ahead of the writer (the machine's load); some always do.
+    assert!(sent.write_batches < sent.frames_sent, "frames were batched: {sent:?}");
 }
 
 #[tokio::test]

@@ -6,15 +6,18 @@
 //!   [`Envelope`] would copy the registry, the key and the payload of every
 //!   request, and the payload of every reply).
 //! - Encoding: an [`OutFrame`] is one sealed frame under construction, a
-//!   single buffer sized once: room for the sealed header, the envelope, room
-//!   for the MAC; `crate::session::Sealer::seal_frame` fills in the header
+//!   single buffer sized once (carved from a chunk of memory shared by
+//!   frames, `arena.rs`: no allocation per frame): room for the sealed
+//!   header, the envelope, room for the MAC; `crate::session::Sealer::seal_frame` fills in the header
 //!   and appends the MAC in place. Requests are encoded from borrowed parts
-//!   ([`DataOut`]), replies straight from the actor's typed reply
-//!   ([`OutFrame::reply`]), without first encoding the payload on its own.
+//!   ([`DataOut`]) and their typed payload ([`Typed`]), replies straight
+//!   from the actor's typed reply ([`OutFrame::reply`]), without first
+//!   encoding the payload on its own.
 //!
 //! The tests check both against the owned types, byte for byte.
 
-use serde::{Deserialize, Serialize, Serializer};
+use bytes::{BufMut, BytesMut};
+use serde::{Deserialize, Serialize};
 
 use super::{
     CodecError, ControlMsg, Envelope, Rejection, SEALED_HEADER_LEN, SEALED_OVERHEAD, append_postcard, decode_exact,
@@ -58,46 +61,75 @@ pub fn decode_envelope_ref(payload: &[u8]) -> Result<EnvelopeRef<'_>, CodecError
     decode_exact(payload)
 }
 
-/// The requests of the data plane, from borrowed parts: encodes exactly as
-/// the [`DataMsg`](super::DataMsg) variant of the same name.
-#[derive(Debug, Clone, Copy, Serialize)]
+/// The requests of the data plane, from borrowed parts and a payload `P`
+/// (bytes already encoded, [`Raw`], or a value encoded straight into the
+/// frame, [`Typed`]): encodes exactly as the [`DataMsg`](super::DataMsg)
+/// variant of the same name.
+#[derive(Debug, Clone, Copy)]
 #[allow(missing_docs)] // Each field is documented on `DataMsg`.
-pub enum DataOut<'a> {
+pub enum DataOut<'a, P = Raw<'a>> {
     /// Index 0: [`DataMsg::Tell`](super::DataMsg::Tell).
-    Tell {
-        registry: &'a str,
-        shard: u32,
-        epoch: u64,
-        key: &'a str,
-        #[serde(serialize_with = "as_bytes")]
-        payload: &'a [u8],
-        ack_id: Option<u64>,
-    },
+    Tell { registry: &'a str, shard: u32, epoch: u64, key: &'a str, payload: P, ack_id: Option<u64> },
     /// Index 1: [`DataMsg::Ask`](super::DataMsg::Ask).
-    Ask {
-        request_id: u64,
-        registry: &'a str,
-        shard: u32,
-        epoch: u64,
-        key: &'a str,
-        #[serde(serialize_with = "as_bytes")]
-        payload: &'a [u8],
-    },
+    Ask { request_id: u64, registry: &'a str, shard: u32, epoch: u64, key: &'a str, payload: P },
 }
 
-/// [`Envelope`]'s layout for a [`DataOut`].
-#[derive(Serialize)]
-enum EnvelopeOut<'a> {
-    /// Never built: it keeps `Data` at index 1, as in [`Envelope`].
-    #[allow(dead_code)]
-    Control(()),
-    Data(DataOut<'a>),
+/// A request's payload as [`OutFrame::data`] writes it: the bytes of a
+/// `Vec<u8>` field (length, then the bytes).
+pub trait OutPayload {
+    /// The payload's length in bytes.
+    ///
+    /// # Errors
+    /// [`CodecError::Postcard`] if the value cannot be encoded.
+    fn encoded_len(&self) -> Result<usize, CodecError>;
+    /// Appends the payload's bytes (exactly [`encoded_len`](Self::encoded_len) of them).
+    ///
+    /// # Errors
+    /// [`CodecError::Postcard`] if the value cannot be encoded.
+    fn append_to(&self, out: &mut BytesMut) -> Result<(), CodecError>;
 }
 
-/// The same bytes as a `Vec<u8>` payload (length, then the bytes), in one copy.
-fn as_bytes<S: Serializer>(bytes: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_bytes(bytes)
+/// A payload already encoded.
+#[derive(Debug, Clone, Copy)]
+pub struct Raw<'a>(pub &'a [u8]);
+
+/// A payload that is `postcard(value)`, encoded straight into the frame.
+#[derive(Debug)]
+pub struct Typed<'a, T: ?Sized>(pub &'a T);
+
+impl<T: ?Sized> Clone for Typed<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
 }
+
+impl<T: ?Sized> Copy for Typed<'_, T> {}
+
+impl OutPayload for Raw<'_> {
+    fn encoded_len(&self) -> Result<usize, CodecError> {
+        Ok(self.0.len())
+    }
+
+    fn append_to(&self, out: &mut BytesMut) -> Result<(), CodecError> {
+        out.extend_from_slice(self.0);
+        Ok(())
+    }
+}
+
+impl<T: Serialize + ?Sized> OutPayload for Typed<'_, T> {
+    fn encoded_len(&self) -> Result<usize, CodecError> {
+        Ok(postcard::experimental::serialized_size(self.0)?)
+    }
+
+    fn append_to(&self, out: &mut BytesMut) -> Result<(), CodecError> {
+        append_postcard(self.0, out)
+    }
+}
+
+/// [`Envelope::Data`] and the index of [`DataMsg::Tell`](super::DataMsg::Tell).
+const TELL_PREFIX: [u8; 2] = [1, 0];
+/// [`Envelope::Data`] and the index of [`DataMsg::Ask`](super::DataMsg::Ask).
+const ASK_PREFIX: [u8; 2] = [1, 1];
 
 /// [`Envelope::Data`] and [`DataMsg::Reply`](super::DataMsg::Reply): the
 /// variant indexes that open a reply's envelope.
@@ -107,13 +139,13 @@ const REPLY_PREFIX: [u8; 2] = [1, 2];
 /// header's room, the envelope, and capacity for the MAC.
 #[derive(Debug)]
 pub struct OutFrame {
-    buf: Vec<u8>,
+    buf: BytesMut,
 }
 
 impl OutFrame {
     /// An empty frame with room for an envelope of `envelope` bytes.
     fn with_capacity(envelope: usize) -> OutFrame {
-        let mut buf = Vec::with_capacity(envelope.saturating_add(SEALED_OVERHEAD));
+        let mut buf = super::arena::buffer(envelope.saturating_add(SEALED_OVERHEAD));
         buf.resize(SEALED_HEADER_LEN, 0);
         OutFrame { buf }
     }
@@ -128,14 +160,52 @@ impl OutFrame {
         Ok(frame)
     }
 
-    /// The frame of a request, encoded from borrowed parts.
+    /// The frame of a request, encoded from borrowed parts, its payload
+    /// straight into the frame (exactly sized).
     ///
     /// # Errors
-    /// As [`envelope`](Self::envelope).
-    pub fn data(msg: DataOut<'_>) -> Result<OutFrame, CodecError> {
-        let env = EnvelopeOut::Data(msg);
-        let mut frame = OutFrame::with_capacity(postcard::experimental::serialized_size(&env)?);
-        append_postcard(&env, &mut frame.buf)?;
+    /// [`CodecError::Postcard`] if the payload cannot be encoded, or
+    /// encodes to another length than it announced.
+    pub fn data<P: OutPayload>(msg: DataOut<'_, P>) -> Result<OutFrame, CodecError> {
+        match msg {
+            DataOut::Tell { registry, shard, epoch, key, payload, ack_id } => {
+                let head = (registry, shard, epoch, key);
+                OutFrame::request(TELL_PREFIX, &head, &payload, Some(ack_id))
+            }
+            DataOut::Ask { request_id, registry, shard, epoch, key, payload } => {
+                let head = (request_id, registry, shard, epoch, key);
+                OutFrame::request(ASK_PREFIX, &head, &payload, None)
+            }
+        }
+    }
+
+    /// A request's frame: `prefix`, the fields before the payload
+    /// (`head`), the payload as a `Vec<u8>` field, then a tell's `ack_id`.
+    fn request<H: Serialize, P: OutPayload>(
+        prefix: [u8; 2],
+        head: &H,
+        payload: &P,
+        ack_id: Option<Option<u64>>,
+    ) -> Result<OutFrame, CodecError> {
+        let len = payload.encoded_len()?;
+        let tail = match ack_id {
+            Some(ack_id) => postcard::experimental::serialized_size(&ack_id)?,
+            None => 0,
+        };
+        let head_len = postcard::experimental::serialized_size(head)?;
+        let mut frame = OutFrame::with_capacity(prefix.len() + head_len + varint_len(len as u64) + len + tail);
+        frame.buf.extend_from_slice(&prefix);
+        append_postcard(head, &mut frame.buf)?;
+        put_varint(len as u64, &mut frame.buf);
+        let start = frame.buf.len();
+        payload.append_to(&mut frame.buf)?;
+        if frame.buf.len() - start != len {
+            // The value encoded differently twice: its length prefix would lie.
+            return Err(CodecError::Postcard(super::PostcardErrorKind::Serialize));
+        }
+        if let Some(ack_id) = ack_id {
+            append_postcard(&ack_id, &mut frame.buf)?;
+        }
         Ok(frame)
     }
 
@@ -147,7 +217,7 @@ impl OutFrame {
     /// `Serialize` impl that fails, say).
     pub fn reply<R: Serialize + ?Sized>(request_id: u64, reply: &R) -> Result<OutFrame, CodecError> {
         let len = postcard::experimental::serialized_size(reply)?;
-        // Exactly sized, so the sealed buffer becomes `Bytes` without another allocation.
+        // Exactly sized: the frame takes no more of its chunk than it needs.
         let envelope = REPLY_PREFIX.len() + varint_len(request_id) + varint_len(len as u64) + len;
         let mut frame = OutFrame::with_capacity(envelope);
         frame.buf.extend_from_slice(&REPLY_PREFIX);
@@ -169,7 +239,7 @@ impl OutFrame {
 
     /// The buffer, for the sealer: `SEALED_HEADER_LEN` bytes of room for
     /// the header, then the envelope.
-    pub(crate) fn into_buf(self) -> Vec<u8> {
+    pub(crate) fn into_buf(self) -> BytesMut {
         self.buf
     }
 }
@@ -181,12 +251,12 @@ fn varint_len(v: u64) -> usize {
 
 /// Appends `v` as postcard's varint (LEB128: 7 bits per byte, low first,
 /// the high bit set on every byte but the last).
-fn put_varint(mut v: u64, out: &mut Vec<u8>) {
+fn put_varint(mut v: u64, out: &mut impl BufMut) {
     while v >= 0x80 {
-        out.push((v as u8) | 0x80);
+        out.put_u8((v as u8) | 0x80);
         v >>= 7;
     }
-    out.push(v as u8);
+    out.put_u8(v as u8);
 }
 
 #[cfg(test)]
@@ -260,16 +330,42 @@ mod tests {
             ack_id in any::<Option<u64>>(),
         ) {
             let ask = OutFrame::data(DataOut::Ask {
-                request_id, registry: &registry, shard, epoch, key: &key, payload: &payload,
+                request_id, registry: &registry, shard, epoch, key: &key, payload: Raw(&payload),
             }).expect("encodes");
             let owned_ask = Envelope::Data(DataMsg::Ask {
                 request_id, registry: registry.clone(), shard, epoch, key: key.clone(), payload: payload.clone(),
             });
             prop_assert_eq!(ask.envelope_bytes(), &owned_bytes(&owned_ask)[..]);
             let tell = OutFrame::data(DataOut::Tell {
-                registry: &registry, shard, epoch, key: &key, payload: &payload, ack_id,
+                registry: &registry, shard, epoch, key: &key, payload: Raw(&payload), ack_id,
             }).expect("encodes");
             let owned_tell = Envelope::Data(DataMsg::Tell { registry, shard, epoch, key, payload, ack_id });
+            prop_assert_eq!(tell.envelope_bytes(), &owned_bytes(&owned_tell)[..]);
+        }
+
+        #[test]
+        fn typed_request_frames_encode_like_the_owned_messages_exactly_sized(
+            request_id in any::<u64>(),
+            registry in ".{0,12}",
+            shard in any::<u32>(),
+            key in ".{0,12}",
+            value in any::<(String, Vec<u32>)>(),
+            ack_id in any::<Option<u64>>(),
+        ) {
+            let payload = postcard::to_allocvec(&value).expect("encodes");
+            let ask = OutFrame::data(DataOut::Ask {
+                request_id, registry: &registry, shard, epoch: 7, key: &key, payload: Typed(&value),
+            }).expect("encodes");
+            prop_assert_eq!(ask.buf.capacity(), ask.buf.len() + super::super::MAC_LEN, "exactly sized");
+            let owned_ask = Envelope::Data(DataMsg::Ask {
+                request_id, registry: registry.clone(), shard, epoch: 7, key: key.clone(), payload: payload.clone(),
+            });
+            prop_assert_eq!(ask.envelope_bytes(), &owned_bytes(&owned_ask)[..]);
+            let tell = OutFrame::data(DataOut::Tell {
+                registry: &registry, shard, epoch: 7, key: &key, payload: Typed(&value), ack_id,
+            }).expect("encodes");
+            prop_assert_eq!(tell.buf.capacity(), tell.buf.len() + super::super::MAC_LEN, "exactly sized");
+            let owned_tell = Envelope::Data(DataMsg::Tell { registry, shard, epoch: 7, key, payload, ack_id });
             prop_assert_eq!(tell.envelope_bytes(), &owned_bytes(&owned_tell)[..]);
         }
 
