@@ -8,6 +8,10 @@
 //! Dialling creates a pair of link endpoints sharing one `LinkState` and
 //! spawns two delivery tasks (`super::delivery`), one per direction; each
 //! applies the faults of its directed link, by node name, to every frame.
+//! Each direction also has a write-through path (`super::memory_direct`):
+//! a frame fed (`LinkSender::feed`, the node's writer in latency mode)
+//! while its directed link has no fault configured and nothing queued,
+//! scheduled or held skips the delivery task, in the same order and bounds.
 //!
 //! Determinism: under a current-thread runtime with a paused clock, the same
 //! seed and the same sequence of calls and sends give the same deliveries at
@@ -22,9 +26,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::counters::bump;
-use super::delivery::{self, Direction};
+use super::delivery;
 use super::faults::{FaultTable, LinkFaults};
-use super::link::{self, FrameLimit, LinkState};
+use super::link::{self, FrameLimit, LinkState, WriteThrough};
+use super::memory_direct::{Direct, Direction};
 use super::memory_net::{FrameTap, MemoryConfig, Net, Registration};
 use super::{
     BoxFuture, ClusterOverlay, DEFAULT_ACCEPT_BACKLOG, DEFAULT_LINK_QUEUE_FRAMES, Link, LinkSource, Listener, Overlay,
@@ -291,12 +296,6 @@ impl InMemoryOverlay {
         let b_limit = FrameLimit::new(max_frame_bytes, max_frame_bytes);
         let (a_in, a_bytes, a_rx) = link::inbound(q, a_limit.clone());
         let (b_in, b_bytes, b_rx) = link::inbound(q, b_limit.clone());
-        let theirs = Link::new(b_tx, b_rx, me.to_owned(), LinkSource::Node(me.to_owned()));
-        if acceptor.try_send(theirs).is_err() {
-            return failed(OverlayError::Refused(peer.to_owned()));
-        }
-        drop(inner);
-        bump(&self.net.counters.links_opened, 1);
         let there = Direction {
             net: Arc::clone(&self.net),
             from: me.to_owned(),
@@ -311,8 +310,19 @@ impl InMemoryOverlay {
             limit: a_limit,
             bytes: a_bytes,
         };
-        tokio::spawn(delivery::run(there, a_out, b_in, Arc::clone(&state)));
-        tokio::spawn(delivery::run(back, b_out, a_in, state));
+        // Each direction's write-through path (`memory_direct`).
+        let there_direct = Direct::new(there.clone(), b_in.clone(), Arc::clone(&state));
+        let back_direct = Direct::new(back.clone(), a_in.clone(), Arc::clone(&state));
+        let a_tx = a_tx.with_write_through(Arc::clone(&there_direct) as Arc<dyn WriteThrough>);
+        let b_tx = b_tx.with_write_through(Arc::clone(&back_direct) as Arc<dyn WriteThrough>);
+        let theirs = Link::new(b_tx, b_rx, me.to_owned(), LinkSource::Node(me.to_owned()));
+        if acceptor.try_send(theirs).is_err() {
+            return failed(OverlayError::Refused(peer.to_owned()));
+        }
+        drop(inner);
+        bump(&self.net.counters.links_opened, 1);
+        tokio::spawn(delivery::run(there, a_out, b_in, Arc::clone(&state), there_direct));
+        tokio::spawn(delivery::run(back, b_out, a_in, state, back_direct));
         Ok(Link::new(a_tx, a_rx, peer.to_owned(), LinkSource::Unknown))
     }
 }
@@ -339,5 +349,7 @@ impl From<InMemoryOverlay> for ClusterOverlay {
     }
 }
 
+#[cfg(test)]
+mod direct_tests;
 #[cfg(test)]
 mod tests;

@@ -48,8 +48,9 @@ pub enum FrameFate {
 }
 
 /// Sees every frame an [`InMemoryOverlay`](super::InMemoryOverlay) carries, as it is decided
-/// (synchronously, on the link's delivery task: keep it quick). The
-/// simulation uses it to put every frame into its trace.
+/// (synchronously, on the link's delivery task, or on the sending task for
+/// a frame that skips it: keep it quick, and call no overlay method from
+/// it). The simulation uses it to put every frame into its trace.
 pub trait FrameTap: Send + Sync + std::fmt::Debug + 'static {
     /// The frame `bytes` from `from` to `to` met `fate`.
     fn frame(&self, from: &str, to: &str, bytes: &[u8], fate: FrameFate);
