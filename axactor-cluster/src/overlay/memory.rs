@@ -122,7 +122,7 @@ impl InMemoryOverlay {
     }
 
     fn set_config(self, f: impl FnOnce(&mut MemoryConfig)) -> Self {
-        f(&mut self.net.lock().config);
+        self.net.set_config(f);
         self
     }
 
@@ -339,7 +339,7 @@ impl Overlay for InMemoryOverlay {
     }
 
     fn max_frame_bytes(&self) -> usize {
-        self.net.config().max_frame_bytes
+        self.net.max_frame_bytes()
     }
 }
 
