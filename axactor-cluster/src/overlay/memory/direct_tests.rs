@@ -108,7 +108,7 @@ async fn mixed_queued_and_fed_frames_arrive_in_order_across_threads() {
             let f = recv(&mut b.rx).await.expect("frame");
             assert_eq!(u32::from_be_bytes(f[..].try_into().expect("4 bytes")), next, "in order");
             next += 1;
-            if next % 97 == 0 {
+            if next.is_multiple_of(97) {
                 tokio::task::yield_now().await;
             }
         }
@@ -120,7 +120,7 @@ async fn mixed_queued_and_fed_frames_arrive_in_order_across_threads() {
             0 | 3 => a.tx.send(f, Priority::Data).await.expect("queued"),
             _ => a.tx.feed(f, Priority::Data).await.expect("fed"),
         }
-        if i % 13 == 0 {
+        if i.is_multiple_of(13) {
             tokio::task::yield_now().await;
         }
     }
