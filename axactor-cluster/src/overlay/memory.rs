@@ -294,8 +294,12 @@ impl InMemoryOverlay {
         let (b_tx, b_out) = link::outbound(&state, q, max_frame_bytes);
         let a_limit = FrameLimit::new(max_frame_bytes, max_frame_bytes);
         let b_limit = FrameLimit::new(max_frame_bytes, max_frame_bytes);
-        let (a_in, a_bytes, a_rx) = link::inbound(q, a_limit.clone());
-        let (b_in, b_bytes, b_rx) = link::inbound(q, b_limit.clone());
+        let (a_in, a_bytes, mut a_rx) = link::inbound(q, a_limit.clone());
+        let (b_in, b_bytes, mut b_rx) = link::inbound(q, b_limit.clone());
+        // A dropped receiver kills the link at once (not when a delivery
+        // task notices): no frame is written through after it.
+        a_rx.set_kill_on_drop(Arc::clone(&state));
+        b_rx.set_kill_on_drop(Arc::clone(&state));
         let there = Direction {
             net: Arc::clone(&self.net),
             from: me.to_owned(),

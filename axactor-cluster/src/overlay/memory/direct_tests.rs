@@ -238,3 +238,16 @@ async fn a_closed_or_dead_link_refuses_fed_frames() {
     assert_eq!(c.tx.feed(frame("x"), Priority::Data).await, Err(OverlayError::Closed));
     assert_eq!(d.tx.feed(frame("y"), Priority::Data).await, Err(OverlayError::Closed));
 }
+
+/// A crashed node drops its receiver; a frame its writer still feeds must
+/// not reach the peer (the link is dead at once, as the link docs say).
+#[tokio::test]
+async fn a_dropped_receiver_stops_fed_frames_at_once() {
+    let net = InMemoryOverlay::new();
+    let (a, mut b, _l) = pair(&net).await;
+    drop(a.rx);
+    assert_eq!(a.tx.feed(frame("after the crash"), Priority::Data).await, Err(OverlayError::Closed));
+    assert_eq!(b.tx.feed(frame("to the crashed"), Priority::Data).await, Err(OverlayError::Closed));
+    assert_eq!(recv(&mut b.rx).await, None);
+    assert_eq!(net.stats().delivered, 0);
+}
