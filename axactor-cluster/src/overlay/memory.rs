@@ -12,6 +12,7 @@
 //! a frame fed (`LinkSender::feed`, the node's writer in latency mode)
 //! while its directed link has no fault configured and nothing queued,
 //! scheduled or held skips the delivery task, in the same order and bounds.
+//! Dropping either endpoint's receiver kills the link at once.
 //!
 //! Determinism: under a current-thread runtime with a paused clock, the same
 //! seed and the same sequence of calls and sends give the same deliveries at
