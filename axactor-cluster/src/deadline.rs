@@ -126,9 +126,17 @@ impl Deadlines {
     /// completes; then every waiter left is woken to keep a timer of its own.
     ///
     /// # Cancel safety
-    /// Dropping it before `stop` leaves the table open: waiters would not be
-    /// woken at their deadlines. Run it to completion (a task of the node).
+    /// Cancel safe: dropped (its task aborted), it closes the table as at
+    /// `stop`, so no waiter is left without a timer.
     pub(crate) async fn run(&self, stop: impl Future<Output = ()>) {
+        /// Closes the table however the sweeper ends.
+        struct CloseOnDrop<'a>(&'a Deadlines);
+        impl Drop for CloseOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.close();
+            }
+        }
+        let _close = CloseOnDrop(self);
         tokio::pin!(stop);
         loop {
             let (due, next) = self.sweep(Instant::now());
@@ -141,7 +149,6 @@ impl Deadlines {
                 () = sleep, if next.is_some() => {}
             }
         }
-        self.close();
     }
 
     /// Ends the table: every waiter is woken and keeps its own timer.
@@ -292,6 +299,24 @@ mod tests {
             assert_eq!(got, want);
         }
         assert_eq!(waiting(&d), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_aborted_sweeper_leaves_no_wait_without_a_timer() {
+        let (d, _stop, task) = sweeper();
+        let t0 = Instant::now();
+        let (_tx, rx) = oneshot::channel::<u32>();
+        let waiter = tokio::spawn({
+            let d = Arc::clone(&d);
+            async move { d.bound(t0 + Duration::from_millis(200), rx).await.map(|r| r.ok()) }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(waiting(&d), 1);
+        // A killed node's tasks are aborted, the sweeper with them.
+        task.abort();
+        assert!(task.await.is_err_and(|e| e.is_cancelled()));
+        assert_eq!(waiter.await.expect("waiter"), Err(Elapsed));
+        assert_eq!(Instant::now() - t0, Duration::from_millis(200));
     }
 
     #[tokio::test(start_paused = true)]

@@ -192,7 +192,10 @@ impl ClusterNode {
         }
         shared.spawn(loops::accept_loop(Arc::clone(&shared), listener));
         shared.spawn(loops::membership_loop(Arc::clone(&shared)));
-        shared.spawn({
+        // Not a task of the env: a paused node's callers (another task, in
+        // a test or the simulation) still time out, as on tokio timers. It
+        // ends at the node's stop or kill (and closes the table if aborted).
+        tokio::spawn({
             let node = Arc::clone(&shared);
             async move {
                 node.deadlines

@@ -2,7 +2,10 @@
 //! link. It takes frames from the sender's queues (control first), asks the
 //! [`FaultTable`](super::faults::FaultTable) what happens to each, keeps
 //! delayed frames in a [`Schedule`] and held frames in a bounded queue, and
-//! hands due frames to the receiver's bounded queue.
+//! hands due frames to the receiver's bounded queue. Whenever it has
+//! nothing in hand (queues empty, nothing scheduled or held) it lets the
+//! senders write through (`super::memory_direct`), which skips this task for
+//! frames no fault touches; it ends that path when it ends.
 //!
 //! Bounds: a frame is delivered only with a slot in the receiver's queue
 //! and room in its byte budget (else the task waits, as a TCP reader
@@ -28,20 +31,9 @@ use tokio::time::Instant;
 
 use super::counters::bump;
 use super::faults::{Decision, DropReason, Schedule};
-use super::link::{ByteBudget, FrameLimit, LinkState, Next, OutQueue, Phase, PhaseWatch};
-use super::memory_net::{FrameFate, Net};
-
-/// Which way a delivery task carries frames.
-#[derive(Debug)]
-pub(crate) struct Direction {
-    pub(crate) net: Arc<Net>,
-    pub(crate) from: String,
-    pub(crate) to: String,
-    /// The receiving endpoint's frame limit.
-    pub(crate) limit: FrameLimit,
-    /// The receiving endpoint's inbound byte budget.
-    pub(crate) bytes: Arc<ByteBudget>,
-}
+use super::link::{LinkState, Next, OutQueue, Phase, PhaseWatch};
+use super::memory_direct::{Direct, Direction};
+use super::memory_net::FrameFate;
 
 /// How long a reordered frame waits for the next frame of its link before it
 /// is delivered anyway (tokio time).
@@ -60,8 +52,16 @@ struct Task {
     max_held: usize,
 }
 
-/// Runs one direction until the link ends.
-pub(crate) async fn run(dir: Direction, mut out: OutQueue, inbound: mpsc::Sender<Bytes>, state: Arc<LinkState>) {
+/// Runs one direction until the link ends; `direct` is the direction's
+/// write-through path, which the task turns idle whenever it has nothing to
+/// do (`memory_direct`).
+pub(crate) async fn run(
+    dir: Direction,
+    mut out: OutQueue,
+    inbound: mpsc::Sender<Bytes>,
+    state: Arc<LinkState>,
+    direct: Arc<Direct>,
+) {
     let config = dir.net.config();
     let net = Arc::clone(&dir.net);
     let mut seen = net.version();
@@ -78,6 +78,10 @@ pub(crate) async fn run(dir: Direction, mut out: OutQueue, inbound: mpsc::Sender
     let alive = loop {
         if draining && task.schedule.is_empty() {
             break true;
+        }
+        if !draining && task.schedule.is_empty() && task.held.is_empty() {
+            // Nothing in hand: senders may write through once the queues are empty.
+            direct.settle(|| out.is_empty());
         }
         let due = task.schedule.next_due();
         let wake = due.unwrap_or_else(|| Instant::now() + NEVER);
@@ -113,6 +117,7 @@ pub(crate) async fn run(dir: Direction, mut out: OutQueue, inbound: mpsc::Sender
             },
         }
     };
+    direct.end();
     if !alive {
         task.state.advance(Phase::Dead);
     }

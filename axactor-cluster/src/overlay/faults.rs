@@ -188,6 +188,18 @@ impl FaultTable {
         self.get(a, b).is_some_and(|e| e.partitioned) || self.get(b, a).is_some_and(|e| e.partitioned)
     }
 
+    /// Whether no fault could touch a frame sent from `from` to `to` now:
+    /// not partitioned, not held, and no random fault or delay configured
+    /// (default or its own). Then [`decide`](Self::decide) would deliver the
+    /// frame at once, in order, drawing nothing from the link's RNG, so a
+    /// frame may skip the delivery task (the in-memory write-through path).
+    pub(crate) fn is_clean(&self, from: &str, to: &str) -> bool {
+        match self.get(from, to) {
+            Some(e) => !e.partitioned && !e.held && e.faults.unwrap_or(self.default).is_none(),
+            None => self.default.is_none(),
+        }
+    }
+
     /// Decides the fate of the next frame sent from `from` to `to`.
     pub(crate) fn decide(&mut self, from: &str, to: &str) -> Decision {
         let (faults, partitioned, held) = match self.get(from, to) {
@@ -356,6 +368,40 @@ mod tests {
         t.clear();
         assert!(!t.dial_blocked("a", "b"));
         assert_eq!(t.decide("a", "b"), Decision::Deliver(Delivery::default()));
+    }
+
+    #[test]
+    fn clean_links_are_exactly_those_decided_plain_without_a_draw() {
+        let mut t = FaultTable::new(3);
+        assert!(t.is_clean("a", "b"));
+        let check = |t: &mut FaultTable, clean: bool| {
+            assert_eq!(t.is_clean("a", "b"), clean);
+            if clean {
+                assert_eq!(t.decide("a", "b"), Decision::Deliver(Delivery::default()));
+                assert!(t.get("a", "b").is_none_or(|e| e.rng.is_none()), "no draw on a clean link");
+            }
+        };
+        t.set_held("a", "b", true);
+        check(&mut t, false);
+        t.set_held("a", "b", false);
+        check(&mut t, true);
+        t.set_partitioned("a", "b", true);
+        check(&mut t, false);
+        t.set_partitioned("a", "b", false);
+        t.set_default(LinkFaults { delay_max: Duration::from_millis(1), ..LinkFaults::NONE });
+        check(&mut t, false);
+        assert!(!t.is_clean("x", "y"), "the default applies to every link");
+        t.update_link("a", "b", |f| *f = LinkFaults::NONE);
+        check(&mut t, true);
+        t.update_link("a", "b", |f| f.duplicate_rate = 0.001);
+        check(&mut t, false);
+        t.update_link("a", "b", |f| f.duplicate_rate = f64::NAN);
+        check(&mut t, true);
+        t.clear_link("a", "b");
+        check(&mut t, false);
+        t.clear();
+        check(&mut t, true);
+        assert!(t.is_clean("b", "a") && t.is_clean("x", "y"));
     }
 
     #[test]

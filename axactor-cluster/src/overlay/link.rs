@@ -14,11 +14,13 @@
 //! stream links the receiving side has no driver: the receiver reads the
 //! stream itself (`super::pull`).
 //! A driver may give the senders a write-through path ([`WriteThrough`],
-//! crate-internal `LinkSender::feed` / `LinkSender::flush`; the TCP
-//! overlay's `tcp_conn::Direct` is the one there is): while the driver is
-//! idle (nothing queued, no write in progress), frames go to the transport
-//! from the sender's own task, sparing the driver's wake-up; otherwise they
-//! are queued as above. A frame is queued only with the driver made busy,
+//! crate-internal `LinkSender::feed` / `LinkSender::flush`: TCP's
+//! `tcp_conn::Direct`, and the in-memory overlay's `memory_direct::Direct`,
+//! one per directed link): while the driver is idle (nothing queued, no
+//! write in progress, for the in-memory overlay also no fault configured
+//! and nothing scheduled or held), frames go to the transport (the peer's
+//! inbound queue) from the sender's own task, sparing the driver's wake-up;
+//! otherwise they are queued as above. A frame is queued only with the driver made busy,
 //! and the driver turns idle only with both queues empty, both under the
 //! path's lock, so the two paths never reorder frames.
 //! All three queues are bounded (the overlay's `link_queue_frames`, by default
@@ -345,7 +347,7 @@ pub struct LinkSender {
 }
 
 impl LinkSender {
-    /// Lets this sender (and its clones) write through (TCP).
+    /// Lets this sender (and its clones) write through (TCP, in memory).
     pub(crate) fn with_write_through(mut self, direct: Arc<dyn WriteThrough>) -> LinkSender {
         self.direct = Some(direct);
         self
@@ -464,11 +466,12 @@ impl LinkSender {
         });
     }
 
-    /// As [`send`](Self::send), but on a TCP link whose driver is idle the
-    /// frame is written through from this task instead of queued: it joins
-    /// the frames fed before it in one buffer, written once that buffer is
-    /// full or at [`flush`](Self::flush). The caller must call `flush`
-    /// before it waits for anything: fed frames sit in the buffer until then.
+    /// As [`send`](Self::send), but on a link whose driver is idle the
+    /// frame is written through from this task instead of queued. TCP: it
+    /// joins the frames fed before it in one buffer, written once that
+    /// buffer is full or at [`flush`](Self::flush). In memory: it is handed
+    /// to the peer's inbound queue at once. The caller must call `flush`
+    /// before it waits for anything: fed frames may sit in a buffer until then.
     pub(crate) async fn feed(&self, frame: Bytes, priority: Priority) -> Result<(), OverlayError> {
         let Some(direct) = &self.direct else { return self.send(frame, priority).await };
         self.check(&frame)?;
@@ -708,6 +711,12 @@ impl LinkOutbox {
                 },
             }
         }
+    }
+
+    /// Whether both queues are empty right now (a frame queued before, by
+    /// a task this one synchronised with, is seen).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.control.is_empty() && self.data.is_empty()
     }
 
     /// A frame that is ready now, control before data, without waiting

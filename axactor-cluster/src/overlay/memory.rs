@@ -8,6 +8,11 @@
 //! Dialling creates a pair of link endpoints sharing one `LinkState` and
 //! spawns two delivery tasks (`super::delivery`), one per direction; each
 //! applies the faults of its directed link, by node name, to every frame.
+//! Each direction also has a write-through path (`super::memory_direct`):
+//! a frame fed (`LinkSender::feed`, the node's writer in latency mode)
+//! while its directed link has no fault configured and nothing queued,
+//! scheduled or held skips the delivery task, in the same order and bounds.
+//! Dropping either endpoint's receiver kills the link at once.
 //!
 //! Determinism: under a current-thread runtime with a paused clock, the same
 //! seed and the same sequence of calls and sends give the same deliveries at
@@ -22,9 +27,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::counters::bump;
-use super::delivery::{self, Direction};
+use super::delivery;
 use super::faults::{FaultTable, LinkFaults};
-use super::link::{self, FrameLimit, LinkState};
+use super::link::{self, FrameLimit, LinkState, WriteThrough};
+use super::memory_direct::{Direct, Direction};
 use super::memory_net::{FrameTap, MemoryConfig, Net, Registration};
 use super::{
     BoxFuture, ClusterOverlay, DEFAULT_ACCEPT_BACKLOG, DEFAULT_LINK_QUEUE_FRAMES, Link, LinkSource, Listener, Overlay,
@@ -117,7 +123,7 @@ impl InMemoryOverlay {
     }
 
     fn set_config(self, f: impl FnOnce(&mut MemoryConfig)) -> Self {
-        f(&mut self.net.lock().config);
+        self.net.set_config(f);
         self
     }
 
@@ -289,14 +295,12 @@ impl InMemoryOverlay {
         let (b_tx, b_out) = link::outbound(&state, q, max_frame_bytes);
         let a_limit = FrameLimit::new(max_frame_bytes, max_frame_bytes);
         let b_limit = FrameLimit::new(max_frame_bytes, max_frame_bytes);
-        let (a_in, a_bytes, a_rx) = link::inbound(q, a_limit.clone());
-        let (b_in, b_bytes, b_rx) = link::inbound(q, b_limit.clone());
-        let theirs = Link::new(b_tx, b_rx, me.to_owned(), LinkSource::Node(me.to_owned()));
-        if acceptor.try_send(theirs).is_err() {
-            return failed(OverlayError::Refused(peer.to_owned()));
-        }
-        drop(inner);
-        bump(&self.net.counters.links_opened, 1);
+        let (a_in, a_bytes, mut a_rx) = link::inbound(q, a_limit.clone());
+        let (b_in, b_bytes, mut b_rx) = link::inbound(q, b_limit.clone());
+        // A dropped receiver kills the link at once (not when a delivery
+        // task notices): no frame is written through after it.
+        a_rx.set_kill_on_drop(Arc::clone(&state));
+        b_rx.set_kill_on_drop(Arc::clone(&state));
         let there = Direction {
             net: Arc::clone(&self.net),
             from: me.to_owned(),
@@ -311,8 +315,19 @@ impl InMemoryOverlay {
             limit: a_limit,
             bytes: a_bytes,
         };
-        tokio::spawn(delivery::run(there, a_out, b_in, Arc::clone(&state)));
-        tokio::spawn(delivery::run(back, b_out, a_in, state));
+        // Each direction's write-through path (`memory_direct`).
+        let there_direct = Direct::new(there.clone(), b_in.clone(), Arc::clone(&state));
+        let back_direct = Direct::new(back.clone(), a_in.clone(), Arc::clone(&state));
+        let a_tx = a_tx.with_write_through(Arc::clone(&there_direct) as Arc<dyn WriteThrough>);
+        let b_tx = b_tx.with_write_through(Arc::clone(&back_direct) as Arc<dyn WriteThrough>);
+        let theirs = Link::new(b_tx, b_rx, me.to_owned(), LinkSource::Node(me.to_owned()));
+        if acceptor.try_send(theirs).is_err() {
+            return failed(OverlayError::Refused(peer.to_owned()));
+        }
+        drop(inner);
+        bump(&self.net.counters.links_opened, 1);
+        tokio::spawn(delivery::run(there, a_out, b_in, Arc::clone(&state), there_direct));
+        tokio::spawn(delivery::run(back, b_out, a_in, state, back_direct));
         Ok(Link::new(a_tx, a_rx, peer.to_owned(), LinkSource::Unknown))
     }
 }
@@ -329,7 +344,7 @@ impl Overlay for InMemoryOverlay {
     }
 
     fn max_frame_bytes(&self) -> usize {
-        self.net.config().max_frame_bytes
+        self.net.max_frame_bytes()
     }
 }
 
@@ -339,5 +354,7 @@ impl From<InMemoryOverlay> for ClusterOverlay {
     }
 }
 
+#[cfg(test)]
+mod direct_tests;
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::mpsc;
@@ -48,8 +48,9 @@ pub enum FrameFate {
 }
 
 /// Sees every frame an [`InMemoryOverlay`](super::InMemoryOverlay) carries, as it is decided
-/// (synchronously, on the link's delivery task: keep it quick). The
-/// simulation uses it to put every frame into its trace.
+/// (synchronously, on the link's delivery task, or on the sending task for
+/// a frame that skips it: keep it quick, and call no overlay method from
+/// it). The simulation uses it to put every frame into its trace.
 pub trait FrameTap: Send + Sync + std::fmt::Debug + 'static {
     /// The frame `bytes` from `from` to `to` met `fate`.
     fn frame(&self, from: &str, to: &str, bytes: &[u8], fate: FrameFate);
@@ -69,6 +70,9 @@ pub(crate) struct Net {
     inner: Mutex<NetInner>,
     /// Bumped on every fault change, so held links re-check their state.
     changes: Signal<u64>,
+    /// `config.max_frame_bytes`, readable without the lock (the node reads
+    /// it per request).
+    max_frame_bytes: AtomicUsize,
     pub(crate) counters: Counters,
     tap: std::sync::OnceLock<Arc<dyn FrameTap>>,
 }
@@ -91,6 +95,7 @@ impl Net {
         Net {
             inner: Mutex::new(inner),
             changes: Signal::new(0),
+            max_frame_bytes: AtomicUsize::new(config.max_frame_bytes),
             counters: Counters::default(),
             tap: std::sync::OnceLock::new(),
         }
@@ -103,6 +108,18 @@ impl Net {
 
     pub(crate) fn config(&self) -> MemoryConfig {
         self.inner.lock().config
+    }
+
+    /// Changes the settings (for links opened later).
+    pub(crate) fn set_config(&self, f: impl FnOnce(&mut MemoryConfig)) {
+        let mut inner = self.inner.lock();
+        f(&mut inner.config);
+        self.max_frame_bytes.store(inner.config.max_frame_bytes, Ordering::Relaxed);
+    }
+
+    /// The largest frame carried, without taking the lock.
+    pub(crate) fn max_frame_bytes(&self) -> usize {
+        self.max_frame_bytes.load(Ordering::Relaxed)
     }
 
     pub(crate) fn with_faults<T>(&self, f: impl FnOnce(&mut FaultTable) -> T) -> T {

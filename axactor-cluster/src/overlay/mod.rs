@@ -89,6 +89,7 @@ mod faults;
 mod link;
 mod listener;
 mod memory;
+mod memory_direct;
 mod memory_net;
 mod pull;
 mod stream;
