@@ -4,7 +4,8 @@
 //! wait costs a registration in the runtime's timer wheel and its removal
 //! when the answer comes first (the usual case): measured here, that
 //! doubled the cost of a local ask. Instead, a waiting request puts its
-//! waker in one ordered table ([`Deadlines::bound`]), and one sweeper task
+//! waker and deadline in one table of reusable slots ([`Deadlines::bound`]),
+//! and one sweeper task
 //! per node ([`Deadlines::run`]) sleeps until the earliest deadline in the
 //! table, wakes the requests whose deadline has come, and sleeps again.
 //!
@@ -24,7 +25,6 @@
 //! their callers' limits (`max_inflight_requests` for remote ones, the
 //! activations' mailboxes for local ones).
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -37,8 +37,9 @@ use tokio::time::{Instant, Sleep};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Elapsed;
 
-/// A waiter's place in the table: its deadline, then a unique number.
-type Key = (Instant, u64);
+/// A waiter's place in the table: its slot, and the slot's generation
+/// when it took it (a slot is reused once its waiter has left).
+type Key = (usize, u64);
 
 /// See the module docs.
 #[derive(Debug, Default)]
@@ -48,14 +49,50 @@ pub(crate) struct Deadlines {
     kick: Notify,
 }
 
+/// The waiters, in slots reused as they leave: taking a place and leaving it
+/// allocate nothing once the table has grown to the most waiters at once.
+/// The sweeper scans every slot, about once per timeout period.
 #[derive(Debug, Default)]
 struct Table {
-    waiting: BTreeMap<Key, Waker>,
-    next_id: u64,
+    slots: Vec<Slot>,
+    /// Indexes of the slots without a waiter.
+    free: Vec<usize>,
     /// When the sweeper wakes next (`None`: only when kicked).
     wake_at: Option<Instant>,
     /// The sweeper has ended: waiters keep a timer of their own.
     closed: bool,
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u64,
+    waiter: Option<(Instant, Waker)>,
+}
+
+impl Table {
+    /// The waiter of `key`, if it is still in the table.
+    fn waiter(&mut self, (index, generation): Key) -> Option<&mut (Instant, Waker)> {
+        self.slots.get_mut(index).filter(|s| s.generation == generation)?.waiter.as_mut()
+    }
+
+    fn insert(&mut self, deadline: Instant, waker: Waker) -> Key {
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot { generation: 0, waiter: None });
+            self.slots.len() - 1
+        });
+        let slot = &mut self.slots[index];
+        slot.generation += 1;
+        slot.waiter = Some((deadline, waker));
+        (index, slot.generation)
+    }
+
+    fn take(&mut self, index: usize) -> Option<(Instant, Waker)> {
+        let taken = self.slots[index].waiter.take();
+        if taken.is_some() {
+            self.free.push(index);
+        }
+        taken
+    }
 }
 
 /// What [`Deadlines::enroll`] did.
@@ -80,16 +117,14 @@ impl Deadlines {
                 return Enrolled::Closed;
             }
             if let Some(key) = key
-                && let Some(w) = t.waiting.get_mut(&key)
+                && let Some((_, w)) = t.waiter(key)
             {
                 if !w.will_wake(waker) {
                     w.clone_from(waker);
                 }
                 return Enrolled::At(key);
             }
-            let key = (deadline, t.next_id);
-            t.next_id += 1;
-            t.waiting.insert(key, waker.clone());
+            let key = t.insert(deadline, waker.clone());
             let kick = t.wake_at.is_none_or(|at| deadline < at);
             if kick {
                 t.wake_at = Some(deadline);
@@ -104,7 +139,10 @@ impl Deadlines {
 
     /// Takes a waiter out of the table (its future completed or was dropped).
     fn remove(&self, key: Key) {
-        self.inner.lock().waiting.remove(&key);
+        let mut t = self.inner.lock();
+        if t.waiter(key).is_some() {
+            t.take(key.0);
+        }
     }
 
     /// Takes the waiters whose deadline is at or before `now` out of the
@@ -112,14 +150,20 @@ impl Deadlines {
     fn sweep(&self, now: Instant) -> (Vec<Waker>, Option<Instant>) {
         let mut t = self.inner.lock();
         let mut due = Vec::new();
-        while let Some(entry) = t.waiting.first_entry() {
-            if entry.key().0 > now {
-                break;
+        let mut next: Option<Instant> = None;
+        for index in 0..t.slots.len() {
+            match &t.slots[index].waiter {
+                Some((deadline, _)) if *deadline <= now => {
+                    if let Some((_, waker)) = t.take(index) {
+                        due.push(waker);
+                    }
+                }
+                Some((deadline, _)) => next = Some(next.map_or(*deadline, |n| n.min(*deadline))),
+                None => {}
             }
-            due.push(entry.remove());
         }
-        t.wake_at = t.waiting.keys().next().map(|k| k.0);
-        (due, t.wake_at)
+        t.wake_at = next;
+        (due, next)
     }
 
     /// The sweeper: wakes waiters as their deadlines come, until `stop`
@@ -157,7 +201,7 @@ impl Deadlines {
             let mut t = self.inner.lock();
             t.closed = true;
             t.wake_at = None;
-            std::mem::take(&mut t.waiting).into_values().collect()
+            (0..t.slots.len()).filter_map(|i| t.take(i)).map(|(_, waker)| waker).collect()
         };
         wakers.into_iter().for_each(Waker::wake);
     }
@@ -248,7 +292,25 @@ mod tests {
     }
 
     fn waiting(d: &Deadlines) -> usize {
-        d.inner.lock().waiting.len()
+        d.inner.lock().slots.iter().filter(|s| s.waiter.is_some()).count()
+    }
+
+    /// A task waiting in `d` until `deadline` for an answer that never
+    /// comes (while the returned sender lives), once it is in the table.
+    async fn enrolled_waiter(
+        d: &Arc<Deadlines>,
+        deadline: Instant,
+    ) -> (oneshot::Sender<u32>, tokio::task::JoinHandle<Result<Option<u32>, Elapsed>>) {
+        let (tx, rx) = oneshot::channel::<u32>();
+        let waiter = tokio::spawn({
+            let d = Arc::clone(d);
+            async move { d.bound(deadline, rx).await.map(|r| r.ok()) }
+        });
+        let before = waiting(d);
+        while waiting(d) == before {
+            tokio::task::yield_now().await;
+        }
+        (tx, waiter)
     }
 
     #[tokio::test(start_paused = true)]
@@ -305,18 +367,26 @@ mod tests {
     async fn an_aborted_sweeper_leaves_no_wait_without_a_timer() {
         let (d, _stop, task) = sweeper();
         let t0 = Instant::now();
-        let (_tx, rx) = oneshot::channel::<u32>();
-        let waiter = tokio::spawn({
-            let d = Arc::clone(&d);
-            async move { d.bound(t0 + Duration::from_millis(200), rx).await.map(|r| r.ok()) }
-        });
-        tokio::task::yield_now().await;
-        assert_eq!(waiting(&d), 1);
+        let (_tx, waiter) = enrolled_waiter(&d, t0 + Duration::from_millis(200)).await;
         // A killed node's tasks are aborted, the sweeper with them.
         task.abort();
         assert!(task.await.is_err_and(|e| e.is_cancelled()));
         assert_eq!(waiter.await.expect("waiter"), Err(Elapsed));
         assert_eq!(Instant::now() - t0, Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_reused_slot_belongs_to_its_new_waiter() {
+        let d = Deadlines::default();
+        let (waker, t0) = (Waker::noop(), Instant::now());
+        let Enrolled::At(first) = d.enroll(t0, None, waker) else { unreachable!("the table is open") };
+        d.remove(first);
+        let Enrolled::At(second) = d.enroll(t0, None, waker) else { unreachable!("the table is open") };
+        assert_eq!(first.0, second.0, "the slot is reused");
+        d.remove(first);
+        assert_eq!(waiting(&d), 1, "a stale key leaves the new waiter alone");
+        d.remove(second);
+        assert_eq!(waiting(&d), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -333,13 +403,7 @@ mod tests {
     async fn after_the_sweeper_stops_waits_keep_their_deadlines() {
         let (d, stop, task) = sweeper();
         let t0 = Instant::now();
-        let (_tx, rx) = oneshot::channel::<u32>();
-        let early = tokio::spawn({
-            let d = Arc::clone(&d);
-            async move { d.bound(t0 + Duration::from_millis(200), rx).await.map(|r| r.ok()) }
-        });
-        tokio::task::yield_now().await;
-        assert_eq!(waiting(&d), 1);
+        let (_tx, early) = enrolled_waiter(&d, t0 + Duration::from_millis(200)).await;
         stop.send(()).expect("the sweeper runs");
         task.await.expect("sweeper ended");
         // Enrolled before the stop, and a new one after it.

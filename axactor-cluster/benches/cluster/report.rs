@@ -42,7 +42,14 @@ impl Row {
 }
 
 fn fmt_value(v: f64, unit: &str) -> String {
-    if v >= 100.0 { format!("{v:.0} {unit}") } else { format!("{v:.1} {unit}") }
+    if unit == "allocs" {
+        // Per-ask counts near a whole number: show the background's share.
+        format!("{v:.2} {unit}")
+    } else if v >= 100.0 {
+        format!("{v:.0} {unit}")
+    } else {
+        format!("{v:.1} {unit}")
+    }
 }
 
 /// Prints the table of medians and the per-round values.

@@ -211,8 +211,9 @@ impl Task {
             }
         }
         self.dir.net.tap(&self.dir.from, &self.dir.to, &frame, FrameFate::Delivered);
-        permit.send(frame);
+        // Counted before the receiver can see it: a frame received is counted.
         bump(&self.dir.net.counters.delivered, 1);
+        permit.send(frame);
         true
     }
 }

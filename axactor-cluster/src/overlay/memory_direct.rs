@@ -135,8 +135,9 @@ impl Direct {
         }
         let Direction { net, from, to, .. } = &self.dir;
         net.tap(from, to, &frame, FrameFate::Delivered);
-        permit.send(frame);
+        // Counted before the receiver can see it: a frame received is counted.
         bump(&net.counters.delivered, 1);
+        permit.send(frame);
         Ok(())
     }
 }
