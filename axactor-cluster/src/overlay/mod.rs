@@ -80,6 +80,7 @@
 //!   the node re-dials with its own capped backoff and runs a new handshake.
 
 #[cfg(feature = "overlay-conformance")]
+mod budget;
 pub mod conformance;
 mod counters;
 mod delivery;
