@@ -295,6 +295,14 @@ mod tests {
         d.inner.lock().slots.iter().filter(|s| s.waiter.is_some()).count()
     }
 
+    /// Waits in `d` until `deadline` for an answer that never comes; the
+    /// instant the wait ended (it must end as elapsed).
+    async fn unanswered(d: &Deadlines, deadline: Instant) -> Instant {
+        let (_tx, rx) = oneshot::channel::<u32>();
+        assert_eq!(d.bound(deadline, rx).await.map(|r| r.ok()), Err(Elapsed));
+        Instant::now()
+    }
+
     /// A task waiting in `d` until `deadline` for an answer that never
     /// comes (while the returned sender lives), once it is in the table.
     async fn enrolled_waiter(
@@ -332,11 +340,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_wait_ends_exactly_at_its_deadline() {
         let (d, _stop, _task) = sweeper();
-        let (_tx, rx) = oneshot::channel::<u32>();
         let t0 = Instant::now();
-        let got = d.bound(t0 + Duration::from_millis(250), rx).await;
-        assert_eq!(got.map(|r| r.ok()), Err(Elapsed));
-        assert_eq!(Instant::now() - t0, Duration::from_millis(250));
+        assert_eq!(unanswered(&d, t0 + Duration::from_millis(250)).await - t0, Duration::from_millis(250));
         assert_eq!(waiting(&d), 0);
     }
 
@@ -349,10 +354,7 @@ mod tests {
         for ms in [900u64, 100, 500, 100, 300] {
             let d = Arc::clone(&d);
             ends.push(tokio::spawn(async move {
-                let (_tx, rx) = oneshot::channel::<u32>();
-                let got = d.bound(t0 + Duration::from_millis(ms), rx).await;
-                assert_eq!(got.map(|r| r.ok()), Err(Elapsed));
-                (ms, (Instant::now() - t0).as_millis() as u64)
+                (ms, (unanswered(&d, t0 + Duration::from_millis(ms)).await - t0).as_millis() as u64)
             }));
             tokio::task::yield_now().await;
         }
@@ -407,10 +409,7 @@ mod tests {
         stop.send(()).expect("the sweeper runs");
         task.await.expect("sweeper ended");
         // Enrolled before the stop, and a new one after it.
-        let (_tx2, rx2) = oneshot::channel::<u32>();
-        let late = d.bound(t0 + Duration::from_millis(300), rx2).await;
-        assert_eq!(late.map(|r| r.ok()), Err(Elapsed));
-        assert_eq!(Instant::now() - t0, Duration::from_millis(300));
+        assert_eq!(unanswered(&d, t0 + Duration::from_millis(300)).await - t0, Duration::from_millis(300));
         assert_eq!(early.await.expect("waiter"), Err(Elapsed));
         assert_eq!(waiting(&d), 0);
     }
@@ -423,10 +422,7 @@ mod tests {
         for i in 0..10u64 {
             let d = Arc::clone(&d);
             let deadline = t0 + Duration::from_secs(1) + Duration::from_millis(i);
-            ends.push(tokio::spawn(async move {
-                let (_tx, rx) = oneshot::channel::<u32>();
-                d.bound(deadline, rx).await.is_err().then(Instant::now) == Some(deadline)
-            }));
+            ends.push(tokio::spawn(async move { unanswered(&d, deadline).await == deadline }));
             tokio::task::yield_now().await;
         }
         // Later deadlines never moved the sweeper's wake-up.
