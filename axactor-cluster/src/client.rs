@@ -54,9 +54,10 @@ use crate::hosted::{AskOf, DownEvent, HostedActor, HostedRegistry, MonitorSink, 
 use crate::id::SessionId;
 use crate::lease::Epoch;
 use crate::node::in_flight::{PendingGuard, Response};
-use crate::node::queues::{OutKind, Outbound, PeerLink};
+use crate::node::queues::{OutKind, Outbound, PeerLink, PeerQueues};
 use crate::node::remote_monitors::Watched;
 use crate::node::shared::Shared;
+use crate::node::write_path::Direct;
 use crate::shard::{lease_name, shard_of};
 use crate::wire::{CodecError, ControlMsg, DataOut, OutFrame, OutPayload, Raw, Rejection, Typed};
 
@@ -235,19 +236,33 @@ fn outcome_label<T>(result: &Result<T, RemoteError>) -> &'static str {
     result.as_ref().map_or_else(RemoteError::label, |_| "ok")
 }
 
-/// Queues `out` on a connection's data queue, waiting for room until
-/// `deadline` (without a timer while the queue has room, the usual case).
-/// An error means it was not queued, so not sent: `UnknownSession` when the
-/// connection ended, `Overloaded` when no room came in time.
-async fn queue(data: &mpsc::Sender<Outbound>, out: Outbound, deadline: Instant) -> Result<(), RemoteError> {
-    match data.try_send(out) {
+/// Sends `out` on a connection: a request is written from this task if the
+/// connection's write path is free (`node/write_path.rs`), else queued for
+/// its writer, waiting for room until `deadline` (without a timer while the
+/// queue has room, the usual case). An error means it was not sent:
+/// `UnknownSession` when the connection ended, `Overloaded` when no room
+/// came in time.
+async fn queue(link: &PeerQueues, out: Outbound, deadline: Instant) -> Result<(), RemoteError> {
+    let out = match out.kind {
+        // A lone request gains most from it; a flood of tells is batched
+        // by the writer, which flushes once for many.
+        OutKind::Request(_) => match link.shared.try_direct(out) {
+            Direct::Sent => return Ok(()),
+            Direct::Lost => return Err(RemoteError::UnknownSession),
+            Direct::Queue(out) => out,
+        },
+        _ => out,
+    };
+    match link.shared.try_queue(&link.data, out) {
         Ok(()) => Ok(()),
         Err(mpsc::error::TrySendError::Closed(_)) => Err(RemoteError::UnknownSession),
-        Err(mpsc::error::TrySendError::Full(out)) => match tokio::time::timeout_at(deadline, data.send(out)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(RemoteError::UnknownSession),
-            Err(_) => Err(RemoteError::Overloaded),
-        },
+        Err(mpsc::error::TrySendError::Full(out)) => {
+            match tokio::time::timeout_at(deadline, link.shared.queue(&link.data, out)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(RemoteError::UnknownSession),
+                Err(_) => Err(RemoteError::Overloaded),
+            }
+        }
     }
 }
 
@@ -509,7 +524,7 @@ impl<A: HostedActor> Route<A> {
             }
         };
         let out = Outbound { frame, kind: OutKind::Request(request_id) };
-        let queued = queue(&link.data, out, deadline).await;
+        let queued = queue(&link, out, deadline).await;
         if let Err(e) = queued {
             // Not queued (the connection ended, or no room in time): not sent.
             guard.forget();
@@ -629,7 +644,7 @@ impl<A: HostedActor> Route<A> {
         let (registry, epoch) = (self.registry(), epoch.0);
         let frame =
             held.with(|payload| self.encode(DataOut::Tell { registry, shard, epoch, key, payload, ack_id: None }))?;
-        queue(&link.data, Outbound { frame, kind: OutKind::Other }, deadline).await
+        queue(&link, Outbound { frame, kind: OutKind::Other }, deadline).await
     }
 
     pub(crate) async fn monitor(&self, key: &Arc<str>, shard: u32) -> Result<mpsc::Receiver<DownEvent>, RemoteError> {

@@ -10,7 +10,9 @@
 //!  ├─ membership loop ──── every heartbeat_interval: refresh our membership,
 //!  │                        read members, per missing peer: dial task
 //!  │                        (initiator handshake, capped backoff per name)
-//!  └─ conn task (established) = reader + writer (one Sealer), heartbeats
+//!  └─ conn task (established) = reader + writer, heartbeats; one Sealer
+//!                           behind the write path, which callers and
+//!                           activations take while the writer is idle
 //! ```
 //!
 //! Layers, each importing only the ones below it:
@@ -61,6 +63,7 @@ pub(crate) mod shared;
 mod sources;
 pub(crate) mod table;
 mod tasks;
+pub(crate) mod write_path;
 mod writer;
 
 use std::fmt;

@@ -34,8 +34,9 @@
 //!
 //! Only integrity and ordering are promised; payloads are not encrypted.
 //!
-//! Concurrency: none. A `Sealer` belongs to the connection's writer, an
-//! `Opener` to its reader; both are plain values (`Send`, no locks).
+//! Concurrency: none. A `Sealer` belongs to the connection's write path
+//! (behind its lock), an `Opener` to its reader; both are plain values
+//! (`Send`, no locks).
 
 use std::fmt;
 

@@ -11,9 +11,12 @@
 //! heartbeats, how a frame is answered, why the connection ends) is decided
 //! by `crate::conn_rules`.
 //!
-//! Sequence numbers are strictly consecutive, so the writer is the only
-//! owner of the `Sealer` and hands every sealed frame to the link with one
-//! priority: the overlay never reorders them. Both queues are bounded; a
+//! Sequence numbers are strictly consecutive, so a frame is sealed and
+//! handed to the link in one step, under the connection's one write path
+//! (`node/write_path.rs`), with one priority: the overlay never reorders
+//! them. The writer takes that path for what it dequeues; a caller's lone
+//! request and an activation's completed reply take it themselves while it
+//! is free, sparing the hand-off to the writer task. Both queues are bounded; a
 //! message that does not fit is dropped and counted, except a response to
 //! the peer's request (ack, rejection): it waits for room in a task, at most
 //! [`OWED_RESPONSE_CAPACITY`] per connection, so a flood that outruns the
@@ -32,11 +35,10 @@
 //! (bounded by [`CLOSE_GRACE`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{Instrument, Span};
@@ -48,7 +50,8 @@ use super::queues::{OutKind, Outbound, PeerQueues};
 use super::replies::{Replies, ReplyRoom};
 use super::shared::Shared;
 use super::table::{Admit, ConnId, Entry, PeerDirection};
-use super::writer::{ConnShared, Queues, saturating_decrement, write_loop};
+use super::write_path::ConnShared;
+use super::writer::{Queues, saturating_decrement, write_loop};
 use crate::conn_rules::{
     Accounting, Close, ConnRules, Control, PollOrder, Step, TellAnswer, Wake, accounting, tell_answer,
 };
@@ -104,11 +107,14 @@ pub(crate) async fn run(
     let stats = Arc::new(PeerStats::new(node.now_ms()));
     let conn = node.next_conn();
     let peer = est.peer;
-    let handle = PeerHandle {
-        close: close_tx,
-        stats: Arc::clone(&stats),
-        queues: Arc::new(PeerQueues { data: data_tx.clone(), control: control_tx.clone(), version: est.version }),
+    let shared = ConnShared::new(Replies::new(node.max_envelope()), sealer, tx.clone());
+    let queues = PeerQueues {
+        data: data_tx.clone(),
+        control: control_tx.clone(),
+        version: est.version,
+        shared: Arc::clone(&shared),
     };
+    let handle = PeerHandle { close: close_tx, stats: Arc::clone(&stats), queues: Arc::new(queues) };
     let entry = Entry { conn, session: peer.clone(), direction, version: est.version, handle };
     let admitted = admit(&node, entry);
     if let Some(name) = &dialled {
@@ -124,16 +130,11 @@ pub(crate) async fn run(
     // Queue senders may outlive the reader (clones held by requests and
     // monitors): the reader's end is what stops the writer.
     let (reader_done, reader_done_rx) = tokio::sync::oneshot::channel::<()>();
-    let shared = Arc::new(ConnShared {
-        replies: Mutex::new(Replies::new(node.max_envelope())),
-        outstanding: AtomicUsize::new(0),
-        owed_to_peer: AtomicUsize::new(0),
-    });
     let queues =
         Queues { control: control_rx, data: data_rx, shared: Arc::clone(&shared), reader_done: reader_done_rx };
     // The writer runs as a task of its own, so that sealing and sending
     // overlap with opening and dispatching on a multi-thread runtime.
-    let writer = node.env.spawn(write_loop(Arc::clone(&node), conn, sealer, tx.clone(), queues).in_current_span());
+    let writer = node.env.spawn(write_loop(Arc::clone(&node), conn, tx.clone(), queues).in_current_span());
     let reader = async {
         let owed = Arc::new(Semaphore::new(OWED_RESPONSE_CAPACITY));
         let rules = ConnRules::new(node.cfg.node_ttl, stats.last_seen_ms.load(Ordering::Relaxed), est.version);
@@ -244,7 +245,7 @@ fn admit(node: &Shared, entry: Entry<PeerHandle>) -> bool {
 
 struct Reader<'a> {
     node: &'a Shared,
-    shared: &'a ConnShared,
+    shared: &'a Arc<ConnShared>,
     tx: &'a LinkSender,
     opener: Opener,
     control: mpsc::Sender<ControlMsg>,
@@ -392,7 +393,7 @@ impl Reader<'_> {
             self.node.counters.dropped(DropReason::Unencodable);
             return;
         };
-        let msg = match self.data.try_send(Outbound { frame, kind: OutKind::Response }) {
+        let msg = match self.shared.try_queue(&self.data, Outbound { frame, kind: OutKind::Response }) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(msg)) => msg,
             Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -405,10 +406,11 @@ impl Reader<'_> {
             return;
         };
         let data = self.data.clone();
+        let shared = Arc::clone(self.shared);
         let node = self.weak.clone();
         self.node.env.spawn(async move {
             // Fails only once the connection has ended.
-            if data.send(msg).await.is_err()
+            if shared.queue(&data, msg).await.is_err()
                 && let Some(node) = node.upgrade()
             {
                 node.counters.dropped(DropReason::ResponseDiscardedAtClose);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::table::ConnId;
+use super::write_path::ConnShared;
 use crate::wire::{ControlMsg, OutFrame};
 
 /// A data-plane frame queued for a connection's writer, encoded by
@@ -37,6 +38,8 @@ pub(crate) struct PeerQueues {
     pub(crate) control: mpsc::Sender<ControlMsg>,
     /// The protocol version the session negotiated.
     pub(crate) version: u16,
+    /// The connection's write path, which a sender may take itself.
+    pub(crate) shared: Arc<ConnShared>,
 }
 
 /// One authenticated connection, as a request uses it: its id and its

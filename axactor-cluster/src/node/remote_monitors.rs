@@ -282,7 +282,8 @@ mod tests {
     fn link(conn: u64, version: u16) -> (PeerLink, mpsc::Receiver<ControlMsg>) {
         let (data, _) = mpsc::channel(1);
         let (control, control_rx) = mpsc::channel(4);
-        (PeerLink::new(ConnId(conn), Arc::new(PeerQueues { data, control, version })), control_rx)
+        let shared = crate::node::write_path::ConnShared::detached();
+        (PeerLink::new(ConnId(conn), Arc::new(PeerQueues { data, control, version, shared })), control_rx)
     }
 
     fn watched() -> Watched {

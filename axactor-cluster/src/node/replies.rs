@@ -26,8 +26,8 @@ use std::any::{Any, TypeId};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
 use parking_lot::Mutex;
@@ -139,6 +139,18 @@ struct Slot {
 #[derive(Default)]
 struct Ready {
     inner: Mutex<ReadyInner>,
+    /// Who may write a completed reply from the waking task instead of
+    /// waking the connection task (see [`Replies::write_directly`]).
+    direct: OnceLock<Weak<dyn WriteReady>>,
+}
+
+/// Writes completed replies from the task that completed them, if the
+/// connection's write path is free: the connection task is then not woken.
+pub(crate) trait WriteReady: Send + Sync {
+    /// Called from a slot's waker once the slot is on the ready list;
+    /// `true` if every completed reply was written (nothing left for the
+    /// connection task). Must not block on the replies' lock.
+    fn write_ready(&self) -> bool;
 }
 
 #[derive(Default)]
@@ -164,11 +176,13 @@ impl Wake for SlotWake {
         if self.queued.swap(true, Ordering::AcqRel) {
             return;
         }
-        let task = {
-            let mut inner = self.ready.inner.lock();
-            inner.slots.push(self.slot);
-            inner.task.take()
-        };
+        self.ready.inner.lock().slots.push(self.slot);
+        if let Some(direct) = self.ready.direct.get().and_then(Weak::upgrade)
+            && direct.write_ready()
+        {
+            return;
+        }
+        let task = self.ready.inner.lock().task.take();
         if let Some(task) = task {
             task.wake();
         }
@@ -189,6 +203,30 @@ impl Replies {
             batch: Vec::new(),
             done: VecDeque::new(),
             closed: false,
+        }
+    }
+
+    /// Lets `direct` write completed replies from the tasks that complete
+    /// them (at most once; later calls are ignored).
+    pub(crate) fn write_directly(&self, direct: Weak<dyn WriteReady>) {
+        let _ = self.ready.direct.set(direct);
+    }
+
+    /// The oldest completed reply (polling the ready list first, without
+    /// registering the connection task), with its permit.
+    pub(crate) fn take_done(&mut self) -> Option<(Outbound, OwnedSemaphorePermit)> {
+        if self.done.is_empty() {
+            self.poll_ready(None);
+        }
+        self.done.pop_front()
+    }
+
+    /// Puts back a reply taken by [`take_done`](Self::take_done), first in
+    /// line, and wakes the connection task to take it.
+    pub(crate) fn put_back(&mut self, reply: (Outbound, OwnedSemaphorePermit)) {
+        self.done.push_front(reply);
+        if let Some(task) = self.ready.inner.lock().task.take() {
+            task.wake();
         }
     }
 
@@ -268,10 +306,7 @@ impl Replies {
     /// for the next completion (the writer's fast path; it goes through
     /// [`poll_next`](Self::poll_next) before it waits).
     pub(crate) fn try_next(&mut self) -> Option<Outbound> {
-        if self.done.is_empty() {
-            self.poll_ready(None);
-        }
-        self.done.pop_front().map(|(msg, _permit)| msg)
+        self.take_done().map(|(msg, _permit)| msg)
     }
 
     /// Polls the slots on the ready list; registers `cx`'s task first, if given.

@@ -1,19 +1,22 @@
-//! The writer of an authenticated session: a task of its own, the only
-//! owner of the connection's [`Sealer`]. It takes control messages first,
-//! then completed replies to the peer's asks and the data queue in turn;
-//! the frames come encoded (by the caller for a request, by the activation
-//! for a reply), so it only seals each in place and hands it to the link.
+//! The writer of an authenticated session: a task of its own. It takes
+//! control messages first, then completed replies to the peer's asks and
+//! the data queue in turn; the frames come encoded (by the caller for a
+//! request, by the activation for a reply), so it only seals each in place
+//! and hands it to the link, through the connection's one write path
+//! (`node/write_path.rs`), which a sender also takes itself to write a lone
+//! request while this task is idle.
 //!
 //! Write modes: in latency mode (for `CALM_FRAMES` frames in a row, at
 //! most one of our requests in flight on this connection and none of the
-//! peer's unanswered or executing here) the writer feeds its frames to the
-//! link's write-through path (`LinkSender::feed`) and flushes them once none
-//! of its sources is ready: on TCP they are written to the socket from this
-//! task, sparing the hand-off to the overlay's connection task. Otherwise
-//! (pipelined requests, a flood) frames are queued on the link and the
-//! connection task batches them. Both paths keep the frames in the order
-//! sealed (`overlay/tcp_conn.rs`); the counts are hints only (a response
-//! dropped when its queue is full leaves a count high: throughput mode).
+//! peer's unanswered or executing here) frames are fed to the link's
+//! write-through path (`LinkSender::feed`), and the writer flushes them once
+//! none of its sources is ready: on TCP they are written to the socket from
+//! this task, sparing the hand-off to the overlay's connection task.
+//! Otherwise (pipelined requests, a flood) frames are queued on the link and
+//! the connection task batches them. Both paths keep the frames in the
+//! order sealed (`overlay/tcp_conn.rs`); the counts are hints only (a
+//! response dropped when its queue is full leaves a count high: throughput
+//! mode).
 
 use std::future::{Future, poll_fn};
 use std::sync::Arc;
@@ -27,28 +30,13 @@ use super::queues::{OutKind, Outbound};
 use super::replies::Replies;
 use super::shared::Shared;
 use super::table::ConnId;
+use super::write_path::{ConnShared, Written};
 use crate::counter_reasons::DropReason;
-use crate::overlay::{LinkSender, Priority};
-use crate::session::Sealer;
+use crate::overlay::LinkSender;
 use crate::wire::{CodecError, ControlMsg, Envelope, OutFrame, Rejection};
 
-/// Frames in a row the writer must see sent with no other exchange in
-/// flight before it writes through (latency mode) instead of letting the
-/// link's connection task batch (throughput mode).
-const CALM_FRAMES: u32 = 8;
 /// Items the writer takes in a row without waiting (see `write_loop`).
 const WRITE_BATCH: usize = 64;
-
-/// What the reader and the writer of one connection share.
-pub(super) struct ConnShared {
-    /// The peer's asks executing here, polled as they complete.
-    pub(super) replies: Mutex<Replies>,
-    /// Our requests sent on this connection and not answered yet (as far
-    /// as the reader has seen; only a hint for the write mode).
-    pub(super) outstanding: AtomicUsize,
-    /// The peer's requests received and not answered yet (likewise a hint).
-    pub(super) owed_to_peer: AtomicUsize,
-}
 
 /// What the writer takes its frames from.
 pub(super) struct Queues {
@@ -59,81 +47,62 @@ pub(super) struct Queues {
     pub(super) reader_done: tokio::sync::oneshot::Receiver<()>,
 }
 
-/// The only owner of the connection's [`Sealer`]. Sends control messages
-/// first; completed replies to the peer's asks and the data queue take
-/// turns (as when replies went through the data queue, neither starves
-/// the other).
-pub(super) async fn write_loop(node: Arc<Shared>, conn: ConnId, mut sealer: Sealer, tx: LinkSender, queues: Queues) {
+/// Sends control messages first; completed replies to the peer's asks and
+/// the data queue take turns (as when replies went through the data queue,
+/// neither starves the other).
+pub(super) async fn write_loop(node: Arc<Shared>, conn: ConnId, tx: LinkSender, queues: Queues) {
     let Queues { control, data, shared, reader_done } = queues;
-    let (node, outstanding, owed_to_peer) = (&*node, &shared.outstanding, &shared.owed_to_peer);
-    let max_envelope = node.max_envelope();
-    let mut frame = FrameWriter { node, sealer: &mut sealer, tx: &tx, max_envelope };
+    let node = &*node;
+    let mut frame = FrameWriter { node, shared: &shared, max_envelope: node.max_envelope() };
     let mut sources =
         Sources { control, data, replies: &shared.replies, reader_done, replies_first: true, in_a_row: 0 };
-    let mut mode = WriteMode::default();
     // Whether frames were fed since the last flush.
     let mut fed = false;
     while let Some(item) = sources.next(&tx, &mut fed).await {
         // What to count if this item is lost with the connection.
         let lost: Option<DropReason>;
-        let (out, kind) = match item {
+        let (out, kind, from_queue) = match item {
             Item::Control(ControlMsg::Goodbye) => {
-                sources.say_goodbye(&mut frame).await;
+                sources.say_goodbye(&mut frame, &tx).await;
                 break;
             }
             Item::Control(msg) => {
                 lost = control_loss(&msg);
-                (OutFrame::envelope(&Envelope::Control(msg)), OutKind::Other)
+                (OutFrame::envelope(&Envelope::Control(msg)), OutKind::Other, false)
             }
             Item::Data(out) => {
                 lost = data_loss(out.kind);
-                (Ok(out.frame), out.kind)
+                (Ok(out.frame), out.kind, true)
+            }
+            Item::Reply(out) => {
+                lost = data_loss(out.kind);
+                (Ok(out.frame), out.kind, false)
             }
         };
         match kind {
             OutKind::Request(_) => {
-                outstanding.fetch_add(1, Ordering::Relaxed);
+                shared.outstanding.fetch_add(1, Ordering::Relaxed);
             }
-            OutKind::Response => saturating_decrement(owed_to_peer),
+            OutKind::Response => saturating_decrement(&shared.owed_to_peer),
             OutKind::Other => {}
         }
-        // A lone exchange: at most this request in flight our way, no
-        // request of the peer's unanswered or executing here.
-        let lone = outstanding.load(Ordering::Relaxed) <= 1
-            && owed_to_peer.load(Ordering::Relaxed) == 0
-            && sources.replies.lock().is_empty();
-        let through = mode.frame(lone);
-        if !frame.send(out, through).await {
-            if let Some(reason) = lost {
-                node.counters.dropped(reason);
+        let lone = shared.lone(0);
+        match frame.send(out, lone, from_queue).await {
+            Written::Sent { through } => fed |= through,
+            Written::Ended => {
+                if let Some(reason) = lost {
+                    node.counters.dropped(reason);
+                }
+                break;
             }
-            break;
         }
-        fed |= through;
     }
+    shared.close_direct();
     tx.flush();
     tx.close();
     sources.close(node, conn);
-}
-
-/// The write mode, decided per frame: lone exchanges for the last
-/// [`CALM_FRAMES`] frames in a row are latency-bound, so their frames are
-/// written through from the writer's task; otherwise (a pipeline, a flood)
-/// frames are queued and the link's connection task batches them
-/// (throughput-bound).
-#[derive(Debug, Default, Clone, Copy)]
-struct WriteMode {
-    /// Lone exchanges in a row.
-    calm: u32,
-}
-
-impl WriteMode {
-    /// Notes a frame about to be sent (`lone`: see `write_loop`); returns
-    /// whether to write it through.
-    #[inline]
-    fn frame(&mut self, lone: bool) -> bool {
-        self.calm = if lone { self.calm.saturating_add(1) } else { 0 };
-        self.calm >= CALM_FRAMES
+    for _ in 0..shared.take_lost_replies() {
+        node.counters.dropped(DropReason::ResponseDiscardedAtClose);
     }
 }
 
@@ -176,13 +145,13 @@ impl Sources<'_> {
                 Some(msg) = control.recv() => Some(Item::Control(msg)),
                 Some(out) = poll_fn(|cx| replies.lock().poll_next(cx)), if *replies_first => {
                     *replies_first = false;
-                    Some(Item::Data(out))
+                    Some(Item::Reply(out))
                 }
                 Some(out) = data.recv() => {
                     *replies_first = true;
                     Some(Item::Data(out))
                 }
-                Some(out) = poll_fn(|cx| replies.lock().poll_next(cx)), if !*replies_first => Some(Item::Data(out)),
+                Some(out) = poll_fn(|cx| replies.lock().poll_next(cx)), if !*replies_first => Some(Item::Reply(out)),
                 _ = reader_done => None,
                 else => None,
             }
@@ -203,14 +172,22 @@ impl Sources<'_> {
 
     /// Sends what is queued or completed for the peer (responses it waits
     /// for), then the `Goodbye`, and flushes: nothing follows a Goodbye.
-    async fn say_goodbye(&mut self, frame: &mut FrameWriter<'_>) {
-        while let Some(out) = ready_reply(self.replies).await.or_else(|| self.data.try_recv().ok()) {
-            if !frame.send(Ok(out.frame), false).await {
+    async fn say_goodbye(&mut self, frame: &mut FrameWriter<'_>, tx: &LinkSender) {
+        loop {
+            let (out, from_queue) = match ready_reply(self.replies).await {
+                Some(out) => (out, false),
+                None => match self.data.try_recv() {
+                    Ok(out) => (out, true),
+                    Err(_) => break,
+                },
+            };
+            if frame.send(Ok(out.frame), false, from_queue).await == Written::Ended {
                 break;
             }
         }
-        let _ = frame.send(OutFrame::envelope(&Envelope::Control(ControlMsg::Goodbye)), false).await;
-        frame.tx.flush();
+        frame.shared.close_direct();
+        let _ = frame.send(OutFrame::envelope(&Envelope::Control(ControlMsg::Goodbye)), false, false).await;
+        tx.flush();
     }
 
     /// The connection is closed: our requests still queued were never
@@ -272,7 +249,10 @@ pub(super) fn saturating_decrement(n: &AtomicUsize) {
 /// What the writer takes next.
 enum Item {
     Control(ControlMsg),
+    /// From the data queue (counted in its `queued` until sealed).
     Data(Outbound),
+    /// A completed reply to one of the peer's asks.
+    Reply(Outbound),
 }
 
 /// What the writer's select would take now, in its order, without waiting
@@ -288,13 +268,13 @@ fn take_ready(
     }
     if *replies_first && let Some(out) = replies.lock().try_next() {
         *replies_first = false;
-        return Some(Item::Data(out));
+        return Some(Item::Reply(out));
     }
     if let Ok(out) = data.try_recv() {
         *replies_first = true;
         return Some(Item::Data(out));
     }
-    replies.lock().try_next().map(Item::Data)
+    replies.lock().try_next().map(Item::Reply)
 }
 
 /// A reply that has completed already, without waiting for one.
@@ -309,27 +289,23 @@ async fn ready_reply(replies: &Mutex<Replies>) -> Option<Outbound> {
 /// Seals encoded frames and hands them to the link, in order.
 struct FrameWriter<'a> {
     node: &'a Shared,
-    sealer: &'a mut Sealer,
-    tx: &'a LinkSender,
+    shared: &'a ConnShared,
     max_envelope: usize,
 }
 
 impl FrameWriter<'_> {
-    /// `false` once the connection cannot take more frames. `through`:
-    /// written through (at the next flush) if the link allows, else queued.
-    async fn send(&mut self, frame: Result<OutFrame, CodecError>, through: bool) -> bool {
-        let Some(frame) = frame.ok().filter(|f| f.envelope_bytes().len() <= self.max_envelope) else {
-            self.node.counters.dropped(DropReason::Unencodable);
-            return true;
-        };
-        let Ok(body) = self.sealer.seal_frame(frame) else {
-            tracing::debug!("sequence numbers exhausted; closing");
-            return false;
-        };
-        if through {
-            self.tx.feed(body, Priority::Data).await.is_ok()
-        } else {
-            self.tx.send(body, Priority::Data).await.is_ok()
+    /// Seals `frame` and hands it to the link (see [`ConnShared::write`]);
+    /// a frame that cannot be encoded or is too large is dropped and counted.
+    async fn send(&mut self, frame: Result<OutFrame, CodecError>, lone: bool, from_queue: bool) -> Written {
+        match frame.ok().filter(|f| f.envelope_bytes().len() <= self.max_envelope) {
+            Some(frame) => self.shared.write(frame, lone, from_queue).await,
+            None => {
+                if from_queue {
+                    self.shared.unqueue();
+                }
+                self.node.counters.dropped(DropReason::Unencodable);
+                Written::Sent { through: false }
+            }
         }
     }
 }
@@ -337,25 +313,6 @@ impl FrameWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn writes_through_only_after_calm_frames_lone_exchanges_in_a_row() {
-        let mut mode = WriteMode::default();
-        for _ in 1..CALM_FRAMES {
-            assert!(!mode.frame(true));
-        }
-        assert!(mode.frame(true), "the CALM_FRAMES-th lone frame in a row");
-        assert!(mode.frame(true));
-        assert!(!mode.frame(false), "a pipeline or a flood: queued at once");
-        assert!(!mode.frame(true), "and calm must build up again");
-    }
-
-    #[test]
-    fn the_calm_count_saturates() {
-        let mut mode = WriteMode { calm: u32::MAX };
-        assert!(mode.frame(true));
-        assert_eq!(mode.calm, u32::MAX);
-    }
 
     #[test]
     fn losses_at_close_are_labelled_except_requests_and_liveness() {

@@ -45,6 +45,12 @@ impl ByteBudget {
         self.queued.load(Ordering::Relaxed)
     }
 
+    /// Whether [`try_take`](Self::try_take) of `len` bytes would succeed now.
+    pub(crate) fn fits(&self, len: usize) -> bool {
+        let q = self.queued.load(Ordering::SeqCst);
+        q == 0 || q.saturating_add(len) <= self.max.load(Ordering::Relaxed)
+    }
+
     /// Takes `len` bytes if they fit the budget or nothing is queued.
     pub(crate) fn try_take(&self, len: usize) -> bool {
         let max = self.max.load(Ordering::Relaxed);

@@ -421,6 +421,34 @@ impl LinkSender {
         }
     }
 
+    /// As [`feed`](Self::feed), without waiting: [`OverlayError::Full`] if
+    /// the frame can neither be written through nor queued now (it is
+    /// dropped). A sender that must not lose the frame checks
+    /// [`has_room`](Self::has_room) first, with no other sender on the link.
+    pub(crate) fn try_feed(&self, frame: Bytes, priority: Priority) -> Result<(), OverlayError> {
+        let Some(direct) = &self.direct else { return self.try_send(frame, priority) };
+        self.check(&frame)?;
+        let fed = direct.feed(frame, &mut |frame| match self.try_queue(frame, priority) {
+            Ok(()) => Fed::Done,
+            Err(OverlayError::Closed) => Fed::Closed,
+            Err(_) => Fed::Wait(Bytes::new()),
+        });
+        match fed {
+            Fed::Done => Ok(()),
+            Fed::Closed => Err(OverlayError::Closed),
+            Fed::Wait(_) => Err(OverlayError::Full),
+        }
+    }
+
+    /// Whether a frame of `len` bytes would be taken now by
+    /// [`try_feed`](Self::try_feed) or [`try_send`](Self::try_send) at
+    /// `priority`: the link is open and that queue has a slot and the
+    /// bytes. Only the queues' consumer frees room, so the answer holds
+    /// until this sender (or another) queues a frame.
+    pub(crate) fn has_room(&self, len: usize, priority: Priority) -> bool {
+        self.state.phase() == Phase::Open && self.queue(priority).capacity() > 0 && self.bytes.fits(len)
+    }
+
     /// Writes the frames [`feed`](Self::feed) buffered, handing what the
     /// transport does not take to the driver. No-op on other links.
     pub(crate) fn flush(&self) {

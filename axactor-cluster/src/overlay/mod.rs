@@ -79,8 +79,8 @@
 //!   Reconnecting is not an overlay's job: a link that fails just ends, and
 //!   the node re-dials with its own capped backoff and runs a new handshake.
 
-#[cfg(feature = "overlay-conformance")]
 mod budget;
+#[cfg(feature = "overlay-conformance")]
 pub mod conformance;
 mod counters;
 mod delivery;
