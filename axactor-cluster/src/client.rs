@@ -236,22 +236,16 @@ fn outcome_label<T>(result: &Result<T, RemoteError>) -> &'static str {
     result.as_ref().map_or_else(RemoteError::label, |_| "ok")
 }
 
-/// Sends `out` on a connection: a request is written from this task if the
-/// connection's write path is free (`node/write_path.rs`), else queued for
-/// its writer, waiting for room until `deadline` (without a timer while the
-/// queue has room, the usual case). An error means it was not sent:
-/// `UnknownSession` when the connection ended, `Overloaded` when no room
-/// came in time.
+/// Sends `out` on a connection: written from this task if the connection's
+/// write path is free (`node/write_path.rs`), else queued for its writer,
+/// waiting for room until `deadline` (without a timer while the queue has
+/// room, the usual case). An error means it was not sent: `UnknownSession`
+/// when the connection ended, `Overloaded` when no room came in time.
 async fn queue(link: &PeerQueues, out: Outbound, deadline: Instant) -> Result<(), RemoteError> {
-    let out = match out.kind {
-        // A lone request gains most from it; a flood of tells is batched
-        // by the writer, which flushes once for many.
-        OutKind::Request(_) => match link.shared.try_direct(out) {
-            Direct::Sent => return Ok(()),
-            Direct::Lost => return Err(RemoteError::UnknownSession),
-            Direct::Queue(out) => out,
-        },
-        _ => out,
+    let out = match link.shared.try_direct(out) {
+        Direct::Sent => return Ok(()),
+        Direct::Lost => return Err(RemoteError::UnknownSession),
+        Direct::Queue(out) => out,
     };
     match link.shared.try_queue(&link.data, out) {
         Ok(()) => Ok(()),

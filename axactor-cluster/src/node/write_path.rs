@@ -8,7 +8,9 @@
 //! While it is idle, a sender holding a frame (a request, a tell) takes
 //! the lock itself and writes its frame from its own task: for a lone ask
 //! that spares the hand-off to the writer task, one task wake-up (and, on a
-//! multi-thread runtime, often one cross-thread unpark) per request.
+//! multi-thread runtime, often one cross-thread unpark) per request; for a
+//! stream of tells, one hand-off per tell (they are queued on the link, and
+//! its connection task batches them).
 //!
 //! A sender writes directly only if all of these hold, checked under the
 //! lock; otherwise it queues its frame for the writer as before:
@@ -137,11 +139,18 @@ impl ConnShared {
 
     /// Writes `out` from the caller's task if the path is free now (see the
     /// module docs); gives it back, to be queued for the writer, otherwise.
+    /// A request or a response is written through in latency mode; a plain
+    /// tell is always queued on the link, for its connection task to batch.
     pub(crate) fn try_direct(&self, out: Outbound) -> Direct {
         if self.queued.load(Ordering::SeqCst) != 0 {
             return Direct::Queue(out);
         }
-        let lone = self.lone(usize::from(matches!(out.kind, OutKind::Request(_))));
+        let lone = match out.kind {
+            OutKind::Request(_) => self.lone(1),
+            OutKind::Response => self.lone(0),
+            // Not written through (see `try_direct_as`): no mode to decide.
+            OutKind::Other => false,
+        };
         self.try_direct_as(out, lone)
     }
 
@@ -156,7 +165,10 @@ impl ConnShared {
         {
             return Direct::Queue(out);
         }
-        let through = core.mode.frame(lone);
+        // A plain tell is queued on the link, whose connection task batches
+        // a stream of them (a flush per tell would cost a write per tell),
+        // and leaves the write mode as it is.
+        let through = out.kind != OutKind::Other && core.mode.frame(lone);
         let Ok(body) = core.sealer.seal_frame(out.frame) else {
             tracing::debug!("sequence numbers exhausted; closing");
             core.closed = true;
@@ -413,6 +425,20 @@ pub(super) mod tests {
         assert!(matches!(shared.try_direct(request(3)), Direct::Sent));
         assert_eq!(heartbeats(&written(&mut far, &mut opener)), [1, 2, 3]);
         assert_eq!(shared.outstanding.load(Ordering::Relaxed), 2, "the two requests written directly");
+    }
+
+    #[tokio::test]
+    async fn a_plain_tell_is_written_directly_and_leaves_the_write_mode_as_it_is() {
+        let (shared, mut far) = path(16);
+        let mut opener = Opener::new(key());
+        shared.core.lock().mode = WriteMode { calm: CALM_FRAMES };
+        let tell = Outbound { kind: OutKind::Other, ..request(1) };
+        assert!(matches!(shared.try_direct(tell), Direct::Sent));
+        assert_eq!(shared.core.lock().mode.calm, CALM_FRAMES, "a tell is no exchange");
+        assert_eq!(shared.outstanding.load(Ordering::Relaxed), 0, "nor a request in flight");
+        assert!(matches!(shared.try_direct(request(2)), Direct::Sent));
+        assert_eq!(shared.core.lock().mode.calm, CALM_FRAMES + 1);
+        assert_eq!(heartbeats(&written(&mut far, &mut opener)), [1, 2]);
     }
 
     #[tokio::test]
