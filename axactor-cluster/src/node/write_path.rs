@@ -491,15 +491,23 @@ pub(super) mod tests {
         matches!(envelope, Envelope::Data(DataMsg::Reply { request_id, payload }) if *request_id == id && *payload == bytes)
     }
 
-    #[tokio::test]
-    async fn a_completed_reply_is_written_by_the_task_that_completes_it() {
-        let (shared, mut far) = path(16);
-        let mut opener = Opener::new(key());
+    /// A peer's ask `id` executing here, as the reader records it: its
+    /// reply pending in `shared`'s replies, holding the one permit of the
+    /// returned semaphore. Completing the returned sender completes it.
+    fn executing_ask(shared: &ConnShared, id: u64) -> (oneshot::Sender<Vec<u8>>, Arc<Semaphore>) {
         let permits = Arc::new(Semaphore::new(1));
         let (tx, rx) = oneshot::channel();
         let permit = Arc::clone(&permits).try_acquire_owned().expect("permit");
         shared.owed_to_peer.fetch_add(1, Ordering::Relaxed);
-        shared.replies.lock().insert(7, reply(7, rx), permit);
+        shared.replies.lock().insert(id, reply(id, rx), permit);
+        (tx, permits)
+    }
+
+    #[tokio::test]
+    async fn a_completed_reply_is_written_by_the_task_that_completes_it() {
+        let (shared, mut far) = path(16);
+        let mut opener = Opener::new(key());
+        let (tx, permits) = executing_ask(&shared, 7);
         assert!(far.driver.outbox.try_next().is_none(), "not complete yet");
         tx.send(vec![1, 2]).expect("send");
         let sent = written(&mut far, &mut opener);
@@ -513,9 +521,7 @@ pub(super) mod tests {
     async fn a_reply_completed_while_the_path_is_held_is_left_to_the_writer() {
         let (shared, mut far) = path(16);
         let mut opener = Opener::new(key());
-        let permits = Arc::new(Semaphore::new(1));
-        let (tx, rx) = oneshot::channel();
-        shared.replies.lock().insert(7, reply(7, rx), Arc::clone(&permits).try_acquire_owned().expect("permit"));
+        let (tx, _permits) = executing_ask(&shared, 7);
         let held = shared.core.lock();
         tx.send(vec![3]).expect("send");
         drop(held);

@@ -3,8 +3,9 @@
 //! the data queue in turn; the frames come encoded (by the caller for a
 //! request, by the activation for a reply), so it only seals each in place
 //! and hands it to the link, through the connection's one write path
-//! (`node/write_path.rs`), which a sender also takes itself to write a lone
-//! request while this task is idle.
+//! (`node/write_path.rs`). While this task is idle, callers (their
+//! requests and tells) and activations (their completed replies) take that
+//! path themselves; what they cannot write at once comes through here.
 //!
 //! Write modes: in latency mode (for `CALM_FRAMES` frames in a row, at
 //! most one of our requests in flight on this connection and none of the
