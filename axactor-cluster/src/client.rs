@@ -54,7 +54,8 @@ use crate::hosted::{AskOf, DownEvent, HostedActor, HostedRegistry, MonitorSink, 
 use crate::id::SessionId;
 use crate::lease::Epoch;
 use crate::node::in_flight::{PendingGuard, Response};
-use crate::node::queues::{OutKind, Outbound, PeerLink, PeerQueues};
+use crate::node::outbound::{OutKind, Outbound};
+use crate::node::queues::{PeerLink, PeerQueues};
 use crate::node::remote_monitors::Watched;
 use crate::node::shared::Shared;
 use crate::node::write_path::Direct;

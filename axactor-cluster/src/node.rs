@@ -54,6 +54,7 @@ mod loops;
 mod members;
 #[cfg(feature = "metrics")]
 mod metrics_export;
+pub(crate) mod outbound;
 mod owner_cache;
 mod peers;
 pub(crate) mod queues;

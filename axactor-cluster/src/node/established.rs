@@ -45,13 +45,14 @@ use tracing::{Instrument, Span};
 
 use super::in_flight::Response;
 use super::inspect::bump;
+use super::outbound::{OutKind, Outbound};
 use super::peers::{PeerHandle, PeerStats};
-use super::queues::{OutKind, Outbound, PeerQueues};
+use super::queues::PeerQueues;
 use super::replies::{Replies, ReplyRoom};
 use super::shared::Shared;
 use super::table::{Admit, ConnId, Entry, PeerDirection};
-use super::write_path::ConnShared;
-use super::writer::{Queues, saturating_decrement, write_loop};
+use super::write_path::{ConnShared, saturating_decrement};
+use super::writer::{Queues, write_loop};
 use crate::conn_rules::{
     Accounting, Close, ConnRules, Control, PollOrder, Step, TellAnswer, Wake, accounting, tell_answer,
 };

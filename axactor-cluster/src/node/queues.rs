@@ -1,35 +1,16 @@
 //! One authenticated connection's queues as the rest of the node sees
-//! them: [`Outbound`] frames for its writer (already encoded; the writer
-//! only seals), [`PeerQueues`] (the data and control senders, and the
-//! negotiated version) and [`PeerLink`], the handle a request takes of a
-//! connection. Plain types: no state of their own.
+//! them: [`PeerQueues`] (the data and control senders, the negotiated
+//! version, and the connection's write path) and [`PeerLink`], the handle a
+//! request takes of a connection. Plain types: no state of their own.
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::outbound::Outbound;
 use super::table::ConnId;
 use super::write_path::ConnShared;
-use crate::wire::{ControlMsg, OutFrame};
-
-/// A data-plane frame queued for a connection's writer, encoded by
-/// whoever queued it (the writer only seals it).
-#[derive(Debug)]
-pub(crate) struct Outbound {
-    pub(crate) frame: OutFrame,
-    pub(crate) kind: OutKind,
-}
-
-/// What an [`Outbound`] frame is, for the writer's bookkeeping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OutKind {
-    /// One of our requests (an ask, an acknowledged tell), by its id.
-    Request(u64),
-    /// An answer to one of the peer's requests.
-    Response,
-    /// Anything else (a plain tell).
-    Other,
-}
+use crate::wire::ControlMsg;
 
 /// The queues of one authenticated connection (to its writer).
 #[derive(Debug)]

@@ -33,7 +33,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use parking_lot::Mutex;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::queues::{OutKind, Outbound};
+use super::outbound::{OutKind, Outbound};
 use crate::wire::{DataMsg, Envelope, OutFrame};
 
 /// What a reply is, to [`Replies`]: a future of its encoded frame (`None`:

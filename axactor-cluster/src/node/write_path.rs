@@ -41,9 +41,8 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use super::queues::{OutKind, Outbound};
+use super::outbound::{OutKind, Outbound};
 use super::replies::{Replies, WriteReady};
-use super::writer::saturating_decrement;
 use crate::overlay::{LinkSender, OverlayError, Priority};
 use crate::session::Sealer;
 use crate::wire::{OutFrame, SEALED_OVERHEAD};
@@ -295,17 +294,6 @@ impl ConnShared {
     }
 }
 
-#[cfg(test)]
-impl ConnShared {
-    /// A connection's shared state over a link nobody reads (unit tests).
-    pub(crate) fn detached() -> Arc<ConnShared> {
-        let (shared, far) = tests::path(4);
-        // Nobody reads this link; its far side lives as long as the test.
-        std::mem::forget(far);
-        shared
-    }
-}
-
 impl WriteReady for ConnShared {
     /// Writes the completed replies from the completing task (the
     /// activation's, typically) while the path is free: the hand-off to
@@ -337,6 +325,11 @@ impl WriteReady for ConnShared {
     }
 }
 
+/// Decrements a hint counter, never below zero.
+pub(super) fn saturating_decrement(n: &AtomicUsize) {
+    let _ = n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+}
+
 /// The write mode, decided per frame: lone exchanges for the last
 /// [`CALM_FRAMES`] frames in a row are latency-bound, so their frames are
 /// written through from the writing task; otherwise (a pipeline, a flood)
@@ -359,7 +352,7 @@ impl WriteMode {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use std::future::poll_fn;
 
     use tokio::sync::{Semaphore, oneshot};
@@ -369,20 +362,30 @@ pub(super) mod tests {
     use crate::session::{FRAME_KEY_LEN, FrameKey, Opener};
     use crate::wire::{ControlMsg, DataMsg, Envelope, decode_envelope};
 
+    impl ConnShared {
+        /// A connection's shared state over a link nobody reads (unit tests).
+        pub(crate) fn detached() -> Arc<ConnShared> {
+            let (shared, far) = path(4);
+            // Nobody reads this link; its far side lives as long as the test.
+            std::mem::forget(far);
+            shared
+        }
+    }
+
     fn key() -> FrameKey {
         FrameKey::from_bytes([7; FRAME_KEY_LEN])
     }
 
     /// The far side of a test link: its driver (the outbox holds what was
     /// written) and the link's receiver (dropping it would kill the link).
-    pub(in crate::node) struct Far {
+    struct Far {
         driver: LinkDriver,
         _rx: LinkReceiver,
     }
 
     /// A connection's shared state over a link of `queue_frames` frames per
     /// queue.
-    pub(in crate::node) fn path(queue_frames: usize) -> (Arc<ConnShared>, Far) {
+    fn path(queue_frames: usize) -> (Arc<ConnShared>, Far) {
         let config = LinkConfig { queue_frames, ..LinkConfig::new(1 << 16) };
         let (link, driver) = endpoint(config, "peer", LinkSource::Unknown);
         let shared = ConnShared::new(Replies::new(1 << 16), Sealer::new(key()), link.tx);

@@ -21,17 +21,17 @@
 
 use std::future::{Future, poll_fn};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::in_flight::Response;
-use super::queues::{OutKind, Outbound};
+use super::outbound::{OutKind, Outbound};
 use super::replies::Replies;
 use super::shared::Shared;
 use super::table::ConnId;
-use super::write_path::{ConnShared, Written};
+use super::write_path::{ConnShared, Written, saturating_decrement};
 use crate::counter_reasons::DropReason;
 use crate::overlay::LinkSender;
 use crate::wire::{CodecError, ControlMsg, Envelope, OutFrame, Rejection};
@@ -240,11 +240,6 @@ fn control_loss(msg: &ControlMsg) -> Option<DropReason> {
         ControlMsg::Down { .. } => Some(DropReason::DownDiscardedAtClose),
         _ => Some(DropReason::ControlDiscardedAtClose),
     }
-}
-
-/// Decrements a hint counter, never below zero.
-pub(super) fn saturating_decrement(n: &AtomicUsize) {
-    let _ = n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
 }
 
 /// What the writer takes next.
