@@ -53,6 +53,28 @@ pub(crate) fn check(parsed: ParsedActor) -> syn::Result<Actor> {
     let remote = parsed.args.remote.is_some();
     let names = Names { ref_name, remote_ref_name: remote.then(|| format!("{type_name}RemoteRef")) };
 
+    check_impl_shape(&parsed, &type_name, &mut errs);
+    let (messages, hooks) = check_methods(parsed.methods, &names, &mut errs);
+
+    match (errs.all, parsed.name) {
+        (Some(e), _) => Err(e),
+        (None, Some(name)) => Ok(Actor {
+            msg_enum: quote::format_ident!("{}Msg", name, span = name.span()),
+            ref_struct: quote::format_ident!("{}Ref", name, span = name.span()),
+            self_ty: parsed.self_ty,
+            name,
+            messages,
+            hooks,
+            remote,
+        }),
+        // Unreachable: a missing name was reported above. Kept total without panicking.
+        (None, None) => Err(syn::Error::new(Span::call_site(), "#[actor] needs an impl block for a named type")),
+    }
+}
+
+/// The impl block itself: an inherent impl of a named, non-generic type,
+/// with `#[msg]` only on methods.
+fn check_impl_shape(parsed: &ParsedActor, type_name: &str, errs: &mut Errors) {
     if let Some(path) = &parsed.trait_path {
         errs.push(
             path,
@@ -88,11 +110,15 @@ pub(crate) fn check(parsed: ParsedActor) -> syn::Result<Actor> {
     for attr in &parsed.misplaced_msg {
         errs.push(attr, "#[msg] only applies to methods; remove it from this item");
     }
+}
 
+/// Each method: a lifecycle hook (by its name), a `#[msg]` message, or
+/// neither (left as it is).
+fn check_methods(methods: Vec<ParsedMethod>, names: &Names, errs: &mut Errors) -> (Vec<Message>, Vec<Hook>) {
     let mut messages = Vec::new();
     let mut hooks = Vec::new();
     let mut variants: HashMap<String, syn::Ident> = HashMap::new();
-    for method in parsed.methods {
+    for method in methods {
         let hook = HookKind::from_name(&plain_name(&method.ident));
         match (hook, &method.msg) {
             (Some(kind), Some(attr)) => errs.push(
@@ -104,33 +130,19 @@ pub(crate) fn check(parsed: ParsedActor) -> syn::Result<Actor> {
                 ),
             ),
             (Some(kind), None) => {
-                if let Some(h) = check_hook(kind, method, &mut errs) {
+                if let Some(h) = check_hook(kind, method, errs) {
                     hooks.push(h);
                 }
             }
             (None, Some(_)) => {
-                if let Some(m) = check_message(method, &names, &mut variants, &mut errs) {
+                if let Some(m) = check_message(method, names, &mut variants, errs) {
                     messages.push(m);
                 }
             }
             (None, None) => {}
         }
     }
-
-    match (errs.all, parsed.name) {
-        (Some(e), _) => Err(e),
-        (None, Some(name)) => Ok(Actor {
-            msg_enum: quote::format_ident!("{}Msg", name, span = name.span()),
-            ref_struct: quote::format_ident!("{}Ref", name, span = name.span()),
-            self_ty: parsed.self_ty,
-            name,
-            messages,
-            hooks,
-            remote,
-        }),
-        // Unreachable: a missing name was reported above. Kept total without panicking.
-        (None, None) => Err(syn::Error::new(Span::call_site(), "#[actor] needs an impl block for a named type")),
-    }
+    (messages, hooks)
 }
 
 fn check_args(args: &ActorArgs, errs: &mut Errors) {
