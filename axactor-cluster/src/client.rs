@@ -49,7 +49,7 @@ use tracing::{Instrument, Span};
 
 use crate::env::NodeEvent;
 use crate::error::RemoteError;
-use crate::host::{Host, Local};
+use crate::host::{Host, Local, Tried};
 use crate::hosted::{AskOf, DownEvent, HostedActor, HostedRegistry, MonitorSink, PendingOf, ReplyOf, TellOf};
 use crate::id::SessionId;
 use crate::lease::Epoch;
@@ -303,9 +303,14 @@ impl<A: HostedActor> Route<A> {
         self.check_running()?;
         let started = Instant::now();
         let deadline = started + self.node.cfg.request_timeout;
-        let tell = match self.host.local_tell_at(started, shard, key, tell, wait.then_some(deadline)).await {
-            Local::Done(r) => return r.map_err(|r| map_rejection(&r)),
-            Local::NotHere(t) => t,
+        let tell = match self.host.try_local_tell(started, shard, key, tell) {
+            Tried::Sent(()) => return Ok(()),
+            Tried::NotHere(tell) => tell,
+            Tried::Rejected(r) => return Err(map_rejection(&r)),
+            Tried::Refused(first, ()) => {
+                let wait = wait.then_some(deadline);
+                return self.host.finish_refused(shard, key, first, wait).await.map_err(|r| map_rejection(&r));
+            }
         };
         let tell = Held::new(tell);
         if wait {
@@ -326,10 +331,30 @@ impl<A: HostedActor> Route<A> {
         let started = Instant::now();
         // A caller's timeout beyond a day is a day: `Instant + Duration::MAX` would panic.
         let deadline = started + timeout.unwrap_or(self.node.cfg.request_timeout).min(crate::config::MAX_DURATION);
-        let ask = match self.host.local_ask_at(started, shard, key, ask, deadline).await {
-            Local::Done(r) => return self.await_local(r, deadline).await,
-            Local::NotHere(a) => a,
+        // The local fast path in this one future: no nested futures to poll
+        // through for an activation here with room, the common case.
+        let pending = match self.host.try_local_ask(started, shard, key, ask) {
+            Tried::Sent(pending) => pending,
+            Tried::NotHere(ask) => return self.ask_remote(key, shard, ask, started, deadline).await,
+            Tried::Rejected(r) => return Err(map_rejection(&r)),
+            Tried::Refused(first, pending) => {
+                self.host.finish_refused(shard, key, first, Some(deadline)).await.map_err(|r| map_rejection(&r))?;
+                pending
+            }
         };
+        self.await_local(Ok(pending), deadline).await
+    }
+
+    /// An ask for a shard not usable here: sent to its owner, retried
+    /// (re-resolving the owner) while the answer says it may be.
+    async fn ask_remote(
+        &self,
+        key: &Arc<str>,
+        shard: u32,
+        ask: AskOf<A>,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<ReplyOf<A>, RemoteError> {
         let ask = Held::new(ask);
         match self.request(key, shard, Req::Ask(&ask), started, deadline).await? {
             Answer::Bytes(bytes) => postcard::from_bytes(&bytes).map_err(|_| RemoteError::Codec),
@@ -339,18 +364,26 @@ impl<A: HostedActor> Route<A> {
         }
     }
 
-    async fn await_local(
+    /// The reply of a local ask, until `deadline`: the node's deadline
+    /// table, not a tokio timer per ask (see `deadline.rs`). Not an `async
+    /// fn`, so awaiting it adds no future of its own around the table's.
+    fn await_local(
         &self,
         r: Result<PendingOf<A>, Rejection>,
         deadline: Instant,
-    ) -> Result<ReplyOf<A>, RemoteError> {
-        let pending = r.map_err(|r| map_rejection(&r))?;
-        // The node's deadline table, not a tokio timer per ask (see `deadline.rs`).
-        match self.node.deadlines.bound(deadline, pending).await {
-            Ok(Some(reply)) => Ok(reply),
-            Ok(None) => Err(RemoteError::Canceled),
-            Err(_) => Err(RemoteError::Timeout),
-        }
+    ) -> impl std::future::Future<Output = Result<ReplyOf<A>, RemoteError>> + '_ {
+        let mut bounded = r.map(|pending| self.node.deadlines.bound(deadline, pending));
+        std::future::poll_fn(move |cx| {
+            let bounded = match &mut bounded {
+                Ok(b) => b,
+                Err(r) => return std::task::Poll::Ready(Err(map_rejection(r))),
+            };
+            std::future::Future::poll(std::pin::Pin::new(bounded), cx).map(|r| match r {
+                Ok(Some(reply)) => Ok(reply),
+                Ok(None) => Err(RemoteError::Canceled),
+                Err(_) => Err(RemoteError::Timeout),
+            })
+        })
     }
 
     /// The shard's owner: from the cache, or the store when `Fresh` or missing.

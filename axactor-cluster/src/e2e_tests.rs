@@ -216,3 +216,29 @@ async fn activations_are_bounded() {
     assert_eq!(h.deliver_tell(0, 1, "c", &tell_bytes(1)), Err(Rejection::Overloaded));
     assert_eq!(h.deliver_tell(0, 1, "a", &tell_bytes(1)), Ok(()), "existing keys still served");
 }
+
+/// The local fast path when the activation's mailbox is full: a plain tell
+/// is refused at once (`MailboxFull`, never run), while an acknowledged
+/// tell and an ask wait for room until their deadline and then go through.
+#[tokio::test(start_paused = true)]
+async fn a_full_local_mailbox_refuses_a_plain_tell_and_makes_waiting_calls_wait() {
+    let (log, _events) = mpsc::unbounded_channel();
+    let store = Arc::new(MemoryLeaseStore::new());
+    let node = ClusterNode::start(NodeId::new("solo"), store, InMemoryOverlay::new(), cfg()).await.expect("node");
+    let keyed = node.keyed("accounts", KeyedConfig::new(1).mailbox_capacity(1), factory("solo", &log)).expect("keyed");
+    let r = keyed.get("k");
+    // Bounded wait for the one shard (and the activation) to be here.
+    let started = Instant::now();
+    while r.balance().await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the node never took its shard");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(node.inspect().owned_count("accounts"), 1);
+    // One test thread: the activation runs only when this task waits, so
+    // the first tell fills its one-slot mailbox and the second finds it full.
+    r.deposit(1).await.expect("room for one");
+    assert!(matches!(r.deposit(2).await, Err(crate::RemoteError::MailboxFull)));
+    r.deposit_wait(4).await.expect("waits for room");
+    assert_eq!(r.balance().await.expect("waits for room, then the reply"), 5, "the refused tell never ran");
+    node.shutdown().await;
+}

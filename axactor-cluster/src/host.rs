@@ -115,6 +115,19 @@ impl<A: HostedActor> std::fmt::Debug for Host<A> {
     }
 }
 
+/// The synchronous part of a local delivery ([`Host::try_local_ask`]).
+pub(crate) enum Tried<T, R, A: HostedActor> {
+    /// The shard is not owned here (or not usable now): route `T` elsewhere.
+    NotHere(T),
+    /// Refused before reaching an activation (e.g. `max_activations`).
+    Rejected(Rejection),
+    /// In the activation's mailbox; `R` waits for the outcome.
+    Sent(R),
+    /// The activation refused it for now (full, or stopping); boxed, as
+    /// the rare case, to keep the common ones small.
+    Refused(Box<Refused<A>>, R),
+}
+
 /// How a local delivery went.
 pub(crate) enum Local<T, R> {
     /// The shard is not owned here (or not usable now): route `T` elsewhere.
@@ -319,24 +332,29 @@ impl<A: HostedActor> Host<A> {
         tell: TellOf<A>,
         wait: Option<Instant>,
     ) -> Local<TellOf<A>, ()> {
-        self.local_tell_at(Instant::now(), shard, key, tell, wait).await
+        match self.try_local_tell(Instant::now(), shard, key, tell) {
+            Tried::NotHere(tell) => Local::NotHere(tell),
+            Tried::Rejected(rejection) => Local::Done(Err(rejection)),
+            Tried::Sent(()) => Local::Done(Ok(())),
+            Tried::Refused(first, ()) => Local::Done(self.finish_refused(shard, key, first, wait).await),
+        }
     }
 
-    /// [`Host::local_tell`] with the shard's deadline checked at `now` (the
-    /// caller's clock reading, taken just before).
-    pub(crate) async fn local_tell_at(
+    /// The synchronous part of a local tell, at `now` (as
+    /// [`Host::try_local_ask`]).
+    pub(crate) fn try_local_tell(
         &self,
         now: Instant,
         shard: u32,
         key: &str,
         tell: TellOf<A>,
-        wait: Option<Instant>,
-    ) -> Local<TellOf<A>, ()> {
+    ) -> Tried<TellOf<A>, (), A> {
         let send = |local: &LocalRef<A::Msg>, tell| try_send::<A>(local, A::tell_message(tell));
         match self.local_activation(shard, key, now, tell, send) {
-            Err(tell) => Local::NotHere(tell),
-            Ok(Err(rejection)) => Local::Done(Err(rejection)),
-            Ok(Ok(first)) => Local::Done(self.settle(shard, None, key, first, wait).await),
+            Err(tell) => Tried::NotHere(tell),
+            Ok(Err(rejection)) => Tried::Rejected(rejection),
+            Ok(Ok(Ok(()))) => Tried::Sent(()),
+            Ok(Ok(Err(refused))) => Tried::Refused(Box::new(refused), ()),
         }
     }
 
@@ -349,30 +367,51 @@ impl<A: HostedActor> Host<A> {
         ask: AskOf<A>,
         deadline: Instant,
     ) -> Local<AskOf<A>, PendingOf<A>> {
-        self.local_ask_at(Instant::now(), shard, key, ask, deadline).await
+        match self.try_local_ask(Instant::now(), shard, key, ask) {
+            Tried::NotHere(ask) => Local::NotHere(ask),
+            Tried::Rejected(rejection) => Local::Done(Err(rejection)),
+            Tried::Sent(pending) => Local::Done(Ok(pending)),
+            Tried::Refused(first, pending) => {
+                Local::Done(self.finish_refused(shard, key, first, Some(deadline)).await.map(|()| pending))
+            }
+        }
     }
 
-    /// [`Host::local_ask`] with the shard's deadline checked at `now` (the
-    /// caller's clock reading, taken just before).
-    pub(crate) async fn local_ask_at(
+    /// The synchronous part of a local ask, at `now`: the message is in the
+    /// activation's mailbox (`Sent`), or refused by it and left to
+    /// [`Host::finish_refused`], or the shard is not usable here. No future
+    /// and no lock beyond the shard table's, so the common case (an
+    /// activation with room) costs its caller no `await` but the reply's.
+    pub(crate) fn try_local_ask(
         &self,
         now: Instant,
         shard: u32,
         key: &str,
         ask: AskOf<A>,
-        deadline: Instant,
-    ) -> Local<AskOf<A>, PendingOf<A>> {
+    ) -> Tried<AskOf<A>, PendingOf<A>, A> {
         let send = |local: &LocalRef<A::Msg>, ask| {
             let (msg, pending) = A::ask_message(ask);
             (try_send::<A>(local, msg), pending)
         };
         match self.local_activation(shard, key, now, ask, send) {
-            Err(ask) => Local::NotHere(ask),
-            Ok(Err(rejection)) => Local::Done(Err(rejection)),
-            Ok(Ok((first, pending))) => {
-                Local::Done(self.settle(shard, None, key, first, Some(deadline)).await.map(|()| pending))
-            }
+            Err(ask) => Tried::NotHere(ask),
+            Ok(Err(rejection)) => Tried::Rejected(rejection),
+            Ok(Ok((Ok(()), pending))) => Tried::Sent(pending),
+            Ok(Ok((Err(refused), pending))) => Tried::Refused(Box::new(refused), pending),
         }
+    }
+
+    /// A message the activation refused at first: with `wait`, waits for
+    /// mailbox space, or for a stopping activation to stop and tries a fresh
+    /// one, until that instant; without, the refusal (see [`Host::settle`]).
+    pub(crate) async fn finish_refused(
+        &self,
+        shard: u32,
+        key: &str,
+        first: Box<Refused<A>>,
+        wait: Option<Instant>,
+    ) -> Result<(), Rejection> {
+        self.settle(shard, None, key, Err(*first), wait).await
     }
 
     /// A peer's request names `key` in `shard`: the key must hash there with
@@ -607,7 +646,7 @@ impl<A: HostedActor> HostedRegistry for Host<A> {
 /// A rejection for a local mailbox refusal.
 /// A message an activation's mailbox refused, with the activation (to wait
 /// on it outside the table's lock).
-type Refused<A> = (TellError, LocalRef<<A as Actor>::Msg>, <A as Actor>::Msg);
+pub(crate) type Refused<A> = (TellError, LocalRef<<A as Actor>::Msg>, <A as Actor>::Msg);
 
 /// `msg` into `local`'s mailbox without waiting.
 fn try_send<A: HostedActor>(local: &LocalRef<A::Msg>, msg: A::Msg) -> Result<(), Refused<A>> {

@@ -170,8 +170,15 @@ impl<A: RemoteActor> RemoteHandle<A> {
     /// Dropping the future abandons the request: its in-flight slot is freed
     /// at once (counted as `dropped["request_abandoned"]`); a request
     /// already sent may still run, and its answer is discarded.
-    pub async fn ask(&self, ask: AskOf<A>, timeout: Option<Duration>) -> Result<ReplyOf<A>, RemoteError> {
-        self.route.ask(&self.key, self.shard, ask, timeout).await
+    ///
+    /// Lazy, like an `async fn`: nothing is sent before the first poll. (It
+    /// is the routing future itself rather than one wrapped around it.)
+    pub fn ask(
+        &self,
+        ask: AskOf<A>,
+        timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<ReplyOf<A>, RemoteError>> + Send + '_ {
+        self.route.ask(&self.key, self.shard, ask, timeout)
     }
 
     /// Watches the key's current activation: the receiver gets exactly one
