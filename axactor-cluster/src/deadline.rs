@@ -21,12 +21,23 @@
 //! clock works). Once the sweeper has ended (the node stopped), every waiter
 //! falls back to a tokio timer of its own, so a deadline is never missed.
 //!
-//! Bounds: one entry per waiting request; requests in flight are bounded by
-//! their callers' limits (`max_inflight_requests` for remote ones, the
-//! activations' mailboxes for local ones).
+//! A wait that ends leaves its entry to the next wait on the same thread
+//! ([`Deadlines::leave`]): a task asking one request after another (the
+//! usual caller) then takes the table's lock once per request, and keeps
+//! its waker in the entry instead of cloning and dropping it each time.
+//! The entry left meanwhile holds its old deadline; if no wait on that
+//! thread takes it first, the sweeper wakes its task once at that deadline
+//! (a spurious wake, which every future tolerates) and frees it.
+//!
+//! Bounds: one entry per waiting request, plus at most one entry left per
+//! thread; requests in flight are bounded by their callers' limits
+//! (`max_inflight_requests` for remote ones, the activations' mailboxes
+//! for local ones).
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
@@ -44,9 +55,20 @@ type Key = (usize, u64);
 /// See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct Deadlines {
-    inner: Mutex<Table>,
+    /// Shared with the per-thread note of the entry left ([`LEFT`]), which
+    /// holds it weakly: a table is told apart by its address, which cannot
+    /// be reused while that note exists.
+    inner: Arc<Mutex<Table>>,
     /// Tells the sweeper that it must look at the table again.
     kick: Notify,
+}
+
+/// The table the last wait that ended on this thread used, and the entry it
+/// left there for the next wait (`None` once taken). See the module docs.
+type Left = (Weak<Mutex<Table>>, Option<Key>);
+
+thread_local! {
+    static LEFT: RefCell<Option<Left>> = const { RefCell::new(None) };
 }
 
 /// The waiters, in slots reused as they leave: taking a place and leaving it
@@ -111,6 +133,8 @@ impl Deadlines {
     /// Puts (or keeps) a waiter in the table with `waker`; kicks the sweeper
     /// if it sleeps past `deadline`.
     fn enroll(&self, deadline: Instant, key: Option<Key>, waker: &Waker) -> Enrolled {
+        // A first wait takes the entry this thread's last wait left here.
+        let left = if key.is_none() { self.take_left() } else { None };
         let (kick, key) = {
             let mut t = self.inner.lock();
             if t.closed {
@@ -124,7 +148,15 @@ impl Deadlines {
                 }
                 return Enrolled::At(key);
             }
-            let key = t.insert(deadline, waker.clone());
+            let reused = left.and_then(|key| {
+                let (at, w) = t.waiter(key)?;
+                *at = deadline;
+                if !w.will_wake(waker) {
+                    w.clone_from(waker);
+                }
+                Some(key)
+            });
+            let key = reused.unwrap_or_else(|| t.insert(deadline, waker.clone()));
             let kick = t.wake_at.is_none_or(|at| deadline < at);
             if kick {
                 t.wake_at = Some(deadline);
@@ -139,10 +171,49 @@ impl Deadlines {
 
     /// Takes a waiter out of the table (its future completed or was dropped).
     fn remove(&self, key: Key) {
-        let mut t = self.inner.lock();
-        if t.waiter(key).is_some() {
-            t.take(key.0);
+        remove_from(&self.inner, key);
+    }
+
+    /// A wait that held `key` has ended: its entry stays for the next wait
+    /// on this thread (see the module docs). The entry the thread kept
+    /// before, in this table or another, is taken out now: a thread keeps
+    /// at most one.
+    fn leave(&self, key: Key) {
+        let me = Arc::as_ptr(&self.inner);
+        let before = LEFT.try_with(|left| {
+            let mut left = left.borrow_mut();
+            match left.as_mut() {
+                Some((table, kept)) if Weak::as_ptr(table) == me => kept.replace(key).map(|k| (None, k)),
+                _ => {
+                    let before = left.replace((Arc::downgrade(&self.inner), Some(key)));
+                    before.and_then(|(table, kept)| Some((Some(table), kept?)))
+                }
+            }
+        });
+        // Removed after the note's borrow ends: dropping a waker may run code.
+        match before {
+            Ok(None) => {}
+            Ok(Some((None, kept))) => self.remove(kept),
+            Ok(Some((Some(table), kept))) => {
+                if let Some(table) = table.upgrade() {
+                    remove_from(&table, kept);
+                }
+            }
+            // The thread is ending: nothing is kept.
+            Err(_) => self.remove(key),
         }
+    }
+
+    /// The entry this thread's last wait left in this table, if any (taken:
+    /// at most one wait reuses it).
+    fn take_left(&self) -> Option<Key> {
+        let me = Arc::as_ptr(&self.inner);
+        LEFT.try_with(|left| match left.borrow_mut().as_mut() {
+            Some((table, kept)) if Weak::as_ptr(table) == me => kept.take(),
+            _ => None,
+        })
+        .ok()
+        .flatten()
     }
 
     /// Takes the waiters whose deadline is at or before `now` out of the
@@ -207,6 +278,16 @@ impl Deadlines {
     }
 }
 
+/// Takes the waiter of `key` out of `table`, if it is still there.
+fn remove_from(table: &Mutex<Table>, key: Key) {
+    let taken = {
+        let mut t = table.lock();
+        if t.waiter(key).is_some() { t.take(key.0) } else { None }
+    };
+    // The waker is dropped outside the lock.
+    drop(taken);
+}
+
 /// The future of [`Deadlines::bound`].
 #[derive(Debug)]
 pub(crate) struct Bounded<'a, F> {
@@ -222,7 +303,7 @@ pub(crate) struct Bounded<'a, F> {
 impl<F> Bounded<'_, F> {
     fn leave(&mut self) {
         if let Some(key) = self.key.take() {
-            self.table.remove(key);
+            self.table.leave(key);
         }
     }
 }
@@ -291,7 +372,21 @@ mod tests {
         (d, stop, task)
     }
 
+    /// Entries of waits in progress: every entry but the one this thread's
+    /// last ended wait left for its next one.
     fn waiting(d: &Deadlines) -> usize {
+        let me = Arc::as_ptr(&d.inner);
+        let kept = LEFT.with(|left| match &*left.borrow() {
+            Some((table, kept)) if Weak::as_ptr(table) == me => *kept,
+            _ => None,
+        });
+        let mut t = d.inner.lock();
+        let kept = kept.and_then(|key| t.waiter(key)).is_some();
+        t.slots.iter().filter(|s| s.waiter.is_some()).count() - usize::from(kept)
+    }
+
+    /// Every entry in the table, waits in progress and entries left.
+    fn entries(d: &Deadlines) -> usize {
         d.inner.lock().slots.iter().filter(|s| s.waiter.is_some()).count()
     }
 
@@ -431,5 +526,75 @@ mod tests {
             assert!(end.await.expect("waiter"), "each wait ends at its deadline");
         }
         assert_eq!(waiting(&d), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_task_s_waits_in_a_row_use_one_entry() {
+        let (d, _stop, _task) = sweeper();
+        let t0 = Instant::now();
+        for i in 0..100u32 {
+            let (tx, rx) = oneshot::channel::<u32>();
+            let answer = tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                tx.send(i).expect("the waiter is alive");
+            });
+            let got = d.bound(t0 + Duration::from_secs(5), rx).await;
+            assert_eq!(got.map(|r| r.ok()), Ok(Some(i)));
+            answer.await.expect("answered");
+            assert_eq!((waiting(&d), entries(&d)), (0, 1), "the entry left is kept for the next wait");
+        }
+        assert_eq!(d.inner.lock().slots.len(), 1, "every wait took the same slot");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_entry_left_behind_is_freed_at_its_deadline_and_never_cuts_a_later_wait_short() {
+        let (d, _stop, _task) = sweeper();
+        let t0 = Instant::now();
+        let (tx, rx) = oneshot::channel::<u32>();
+        tx.send(1).expect("the receiver is alive");
+        // Answered at once: never waited, nothing enrolled.
+        assert_eq!(d.bound(t0 + Duration::from_millis(100), rx).await.map(|r| r.ok()), Ok(Some(1)));
+        assert_eq!(entries(&d), 0);
+        // Waited, then answered: its entry stays, with its deadline.
+        let (tx, rx) = oneshot::channel::<u32>();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            tx.send(2).expect("the waiter is alive");
+        });
+        assert_eq!(d.bound(t0 + Duration::from_millis(100), rx).await.map(|r| r.ok()), Ok(Some(2)));
+        assert_eq!(entries(&d), 1);
+        // The sweeper frees it at that deadline.
+        tokio::time::sleep_until(t0 + Duration::from_millis(101)).await;
+        assert_eq!(entries(&d), 0, "freed by the sweeper");
+        // A stale key left in this thread is never taken for a new wait: the
+        // new wait still ends at its own deadline.
+        let end = unanswered(&d, t0 + Duration::from_millis(400)).await;
+        assert_eq!(end - t0, Duration::from_millis(400));
+    }
+
+    #[test]
+    fn a_thread_keeps_one_entry_of_one_table() {
+        let (a, b) = (Deadlines::default(), Deadlines::default());
+        let (waker, t0) = (Waker::noop(), Instant::now());
+        let enroll = |d: &Deadlines| match d.enroll(t0, None, waker) {
+            Enrolled::At(key) => key,
+            Enrolled::Closed => unreachable!("the table is open"),
+        };
+        let (ka, kb) = (enroll(&a), enroll(&b));
+        a.leave(ka);
+        b.leave(kb);
+        assert_eq!((entries(&a), entries(&b)), (0, 1), "b's entry is kept, a's taken out");
+        let (kb2, kb3) = (enroll(&b), enroll(&b));
+        assert_eq!(kb2, kb, "the next wait takes the entry kept");
+        assert_ne!(kb3, kb, "only one wait takes it");
+        b.leave(kb3);
+        b.leave(kb2);
+        assert_eq!(entries(&b), 1, "a second entry of the same table replaces the first");
+        drop(b);
+        let c = Deadlines::default();
+        let kc = enroll(&c);
+        c.leave(kc);
+        assert_eq!(entries(&c), 1, "a dropped table's note gives way");
+        assert_eq!(entries(&a), 0);
     }
 }
