@@ -8,6 +8,14 @@
 //! in-memory overlay's per-link fault RNGs (`overlay::faults::link_seed`)
 //! are seeded from it, so simulations replay. The tests pin the values.
 
+/// A hash map for in-process tables on the request path whose keys no peer
+/// chooses (our own request ids, our own registries' names and shards):
+/// foldhash, several times faster than the standard library's SipHash for
+/// such keys, with a fixed seed, so nothing about the table depends on the
+/// process (the simulation replays runs from a seed). Tables keyed by what
+/// a peer sends keep the standard hasher.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+
 /// FNV-1a's 64-bit offset basis.
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 /// FNV-1a's 64-bit prime.

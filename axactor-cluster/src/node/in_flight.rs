@@ -18,7 +18,6 @@
 //! the connection) fills the slot and wakes it, and the caller takes the
 //! answer out, which frees the slot.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,6 +32,7 @@ use super::inspect::LiveCounters;
 use super::table::ConnId;
 use crate::counter_reasons::DropReason;
 use crate::error::RemoteError;
+use crate::hash::FastMap;
 use crate::wire::Rejection;
 
 /// The answer to a request in flight.
@@ -49,7 +49,7 @@ pub(crate) enum Response {
 #[derive(Debug)]
 pub(crate) struct InFlight {
     next_id: AtomicU64,
-    pending: Mutex<HashMap<u64, Entry>>,
+    pending: Mutex<FastMap<u64, Entry>>,
     /// `max_inflight_requests`: the bound of both directions.
     max: usize,
     /// Permits for asks from peers being executed here.
@@ -151,7 +151,7 @@ impl InFlight {
     pub(crate) fn new(max: usize) -> InFlight {
         InFlight {
             next_id: AtomicU64::new(0),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(FastMap::default()),
             max,
             inbound_asks: Arc::new(Semaphore::new(max)),
         }

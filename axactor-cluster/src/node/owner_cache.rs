@@ -4,12 +4,12 @@
 //! never overwritten by an older one. The node caches only the hosted
 //! registries' shards, so the cache is bounded by them.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+use crate::hash::FastMap;
 use crate::id::SessionId;
 use crate::lease::Epoch;
 
@@ -24,14 +24,14 @@ struct CachedOwner {
 #[derive(Debug)]
 pub(crate) struct OwnerCache {
     /// Registry → shard → owner (looked up by `&str`, without allocating).
-    owners: Mutex<HashMap<String, HashMap<u32, CachedOwner>>>,
+    owners: Mutex<FastMap<String, FastMap<u32, CachedOwner>>>,
     /// How long an entry is used (`renew_interval`).
     valid_for: Duration,
 }
 
 impl OwnerCache {
     pub(crate) fn new(valid_for: Duration) -> OwnerCache {
-        OwnerCache { owners: Mutex::new(HashMap::new()), valid_for }
+        OwnerCache { owners: Mutex::new(FastMap::default()), valid_for }
     }
 
     /// The cached owner of a shard, if cached less than `valid_for` before `now`.
@@ -45,7 +45,7 @@ impl OwnerCache {
     pub(crate) fn insert(&self, registry: &str, shard: u32, holder: SessionId, epoch: Epoch, now: Instant) {
         let mut owners = self.owners.lock();
         if !owners.contains_key(registry) {
-            owners.insert(registry.to_string(), HashMap::new());
+            owners.insert(registry.to_string(), FastMap::default());
         }
         let Some(shards) = owners.get_mut(registry) else { return };
         if shards.get(&shard).is_some_and(|o| o.epoch > epoch) {
@@ -74,7 +74,7 @@ impl OwnerCache {
 
     /// Entries cached now.
     pub(crate) fn len(&self) -> usize {
-        self.owners.lock().values().map(HashMap::len).sum()
+        self.owners.lock().values().map(FastMap::len).sum()
     }
 }
 
