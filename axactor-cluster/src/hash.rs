@@ -7,6 +7,9 @@
 //! placement ([`stable_hash`]) are a contract between nodes, and the
 //! in-memory overlay's per-link fault RNGs (`overlay::faults::link_seed`)
 //! are seeded from it, so simulations replay. The tests pin the values.
+//!
+//! Also [`FastMap`], the hash map of the request path's in-process tables
+//! (not a contract: nothing leaves the process).
 
 /// A hash map for in-process tables on the request path whose keys no peer
 /// chooses (our own request ids, our own registries' names and shards):
