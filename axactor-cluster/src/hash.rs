@@ -13,10 +13,11 @@
 
 /// A hash map for in-process tables on the request path whose keys no peer
 /// chooses (our own request ids, our own registries' names and shards):
-/// foldhash, several times faster than the standard library's SipHash for
-/// such keys, with a fixed seed, so nothing about the table depends on the
-/// process (the simulation replays runs from a seed). Tables keyed by what
-/// a peer sends keep the standard hasher.
+/// foldhash, cheaper than the standard library's SipHash for such keys
+/// (docs/benchmarks.md, the fifth round of issue #13), with a fixed seed, so
+/// nothing about the table depends on the process (the simulation replays
+/// runs from a seed). Tables keyed by what a peer sends keep the standard
+/// hasher.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
 /// FNV-1a's 64-bit offset basis.

@@ -379,9 +379,9 @@ impl<A: HostedActor> Host<A> {
 
     /// The synchronous part of a local ask, at `now`: the message is in the
     /// activation's mailbox (`Sent`), or refused by it and left to
-    /// [`Host::finish_refused`], or the shard is not usable here. No future
-    /// and no lock beyond the shard table's, so the common case (an
-    /// activation with room) costs its caller no `await` but the reply's.
+    /// [`Host::finish_refused`], or the shard is not usable here. Not a
+    /// future, so the common case (an activation with room) costs its
+    /// caller no `await` but the reply's.
     pub(crate) fn try_local_ask(
         &self,
         now: Instant,
@@ -643,7 +643,6 @@ impl<A: HostedActor> HostedRegistry for Host<A> {
     }
 }
 
-/// A rejection for a local mailbox refusal.
 /// A message an activation's mailbox refused, with the activation (to wait
 /// on it outside the table's lock).
 pub(crate) type Refused<A> = (TellError, LocalRef<<A as Actor>::Msg>, <A as Actor>::Msg);
@@ -653,6 +652,7 @@ fn try_send<A: HostedActor>(local: &LocalRef<A::Msg>, msg: A::Msg) -> Result<(),
     local.try_send_or_return(msg).map_err(|(e, msg)| (e, local.clone(), msg))
 }
 
+/// A rejection for a local mailbox refusal.
 fn tell_rejection(e: TellError) -> Rejection {
     match e {
         TellError::Full => Rejection::MailboxFull,

@@ -170,9 +170,6 @@ impl<A: RemoteActor> RemoteHandle<A> {
     /// Dropping the future abandons the request: its in-flight slot is freed
     /// at once (counted as `dropped["request_abandoned"]`); a request
     /// already sent may still run, and its answer is discarded.
-    ///
-    /// Lazy, like an `async fn`: nothing is sent before the first poll. (It
-    /// is the routing future itself rather than one wrapped around it.)
     pub fn ask(
         &self,
         ask: AskOf<A>,
