@@ -172,28 +172,43 @@ fn ref_struct_items(actor: &Actor) -> TokenStream {
          Cheap to clone; clones address the same actor and stay valid across restarts."
     );
     let debug_name = ref_name.as_str();
+    let handle = handle_struct(
+        &doc,
+        ref_struct,
+        quote!(::axactor::LocalRef<#msg_enum>),
+        quote!(f.debug_struct(#debug_name).field("pid", &self.inner.pid()).finish()),
+    );
     quote! {
-        #[doc = #doc]
-        #[allow(unreachable_pub, dead_code)]
-        pub struct #ref_struct {
-            inner: ::axactor::LocalRef<#msg_enum>,
-        }
-
-        impl ::core::clone::Clone for #ref_struct {
-            fn clone(&self) -> Self {
-                #ref_struct { inner: ::core::clone::Clone::clone(&self.inner) }
-            }
-        }
-
-        impl ::core::fmt::Debug for #ref_struct {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                f.debug_struct(#debug_name).field("pid", &self.inner.pid()).finish()
-            }
-        }
+        #handle
 
         impl ::core::convert::From<::axactor::LocalRef<#msg_enum>> for #ref_struct {
             fn from(inner: ::axactor::LocalRef<#msg_enum>) -> Self {
                 #ref_struct { inner }
+            }
+        }
+    }
+}
+
+/// A generated handle `pub struct name { inner }` with its `Clone` (clones
+/// `inner`) and `Debug` (`debug`, with `f` the formatter) impls: the local
+/// ref and the remote ref share this shape.
+pub(crate) fn handle_struct(doc: &str, name: &syn::Ident, inner: TokenStream, debug: TokenStream) -> TokenStream {
+    quote! {
+        #[doc = #doc]
+        #[allow(unreachable_pub, dead_code)]
+        pub struct #name {
+            inner: #inner,
+        }
+
+        impl ::core::clone::Clone for #name {
+            fn clone(&self) -> Self {
+                #name { inner: ::core::clone::Clone::clone(&self.inner) }
+            }
+        }
+
+        impl ::core::fmt::Debug for #name {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                #debug
             }
         }
     }

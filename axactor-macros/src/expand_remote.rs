@@ -31,7 +31,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::ast::{Actor, Message, plain_name};
-use crate::expand::{bindings, qualified, typed_params};
+use crate::expand::{bindings, handle_struct, qualified, typed_params};
 
 /// The names of the generated remote items.
 struct Names {
@@ -390,24 +390,14 @@ fn remote_ref(actor: &Actor, names: &Names) -> TokenStream {
     );
     let debug_name = plain_name(remote_ref);
     let methods = actor.messages.iter().map(|m| remote_ref_methods(actor, names, m));
+    let handle = handle_struct(
+        &doc,
+        remote_ref,
+        quote!(::axactor_cluster::RemoteHandle<#self_ty>),
+        quote!(f.debug_tuple(#debug_name).field(&self.inner).finish()),
+    );
     quote! {
-        #[doc = #doc]
-        #[allow(unreachable_pub, dead_code)]
-        pub struct #remote_ref {
-            inner: ::axactor_cluster::RemoteHandle<#self_ty>,
-        }
-
-        impl ::core::clone::Clone for #remote_ref {
-            fn clone(&self) -> Self {
-                #remote_ref { inner: ::core::clone::Clone::clone(&self.inner) }
-            }
-        }
-
-        impl ::core::fmt::Debug for #remote_ref {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                f.debug_tuple(#debug_name).field(&self.inner).finish()
-            }
-        }
+        #handle
 
         #[allow(unreachable_pub, private_interfaces, dead_code, clippy::too_many_arguments)]
         impl #remote_ref {
