@@ -145,6 +145,108 @@ pub struct Idle;
 #[actor(remote)]
 impl Idle {}
 
+/// Byte payloads in the spellings the macro writes as one byte string.
+#[derive(Debug, Default)]
+pub struct Blob(Vec<u8>);
+
+#[actor(remote)]
+impl Blob {
+    /// Replaces the blob (a tell with a `Vec<u8>`).
+    #[msg]
+    fn put(&mut self, data: Vec<u8>) {
+        self.0 = data;
+    }
+
+    /// Replaces the blob with a path-spelled `Vec<u8>` beside another
+    /// argument, replying with the old one.
+    #[msg]
+    fn swap(&mut self, data: std::vec::Vec<u8>, n: u32) -> Vec<u8> {
+        let _ = n;
+        std::mem::replace(&mut self.0, data)
+    }
+
+    /// A `Vec` of another element type keeps serde's own encoding.
+    #[msg]
+    fn words(&mut self, w: Vec<u16>) -> ::std::vec::Vec<u8> {
+        w.iter().map(|x| *x as u8).collect()
+    }
+}
+
+/// What [`Blob`]'s contract looks like with serde's own `Vec` impls: the
+/// byte-string attribute must not change a byte of the contract.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum PlainBlobTell {
+    Put { data: Vec<u8> },
+}
+
+/// See [`PlainBlobTell`].
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum PlainBlobAsk {
+    Swap { data: Vec<u8>, n: u32 },
+    Words { w: Vec<u16> },
+}
+
+/// See [`PlainBlobTell`].
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum PlainBlobReply {
+    Swap(Vec<u8>),
+    Words(Vec<u8>),
+}
+
+proptest::proptest! {
+    #[test]
+    fn byte_payloads_encode_as_serde_s_own_vec_impls_would(
+        data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        n in proptest::prelude::any::<u32>(),
+        w in proptest::collection::vec(proptest::prelude::any::<u16>(), 0..20),
+    ) {
+        let enc = |v: &dyn erased::Encode| v.bytes();
+        let pairs: [(&dyn erased::Encode, &dyn erased::Encode); 5] = [
+            (&BlobTell::Put { data: data.clone() }, &PlainBlobTell::Put { data: data.clone() }),
+            (&BlobAsk::Swap { data: data.clone(), n }, &PlainBlobAsk::Swap { data: data.clone(), n }),
+            (&BlobAsk::Words { w: w.clone() }, &PlainBlobAsk::Words { w: w.clone() }),
+            (&BlobReply::Swap(data.clone()), &PlainBlobReply::Swap(data.clone())),
+            (&BlobReply::Words(data.clone()), &PlainBlobReply::Words(data.clone())),
+        ];
+        for (ours, plain) in pairs {
+            proptest::prop_assert_eq!(enc(ours), enc(plain));
+        }
+        let bytes = postcard::to_allocvec(&PlainBlobAsk::Swap { data: data.clone(), n }).expect("encode");
+        match postcard::from_bytes::<BlobAsk>(&bytes).expect("decode") {
+            BlobAsk::Swap { data: d, n: m } => proptest::prop_assert_eq!((d, m), (data.clone(), n)),
+            other => proptest::prop_assert!(false, "wrong variant {other:?}"),
+        }
+        let bytes = postcard::to_allocvec(&PlainBlobReply::Swap(data.clone())).expect("encode");
+        match postcard::from_bytes::<BlobReply>(&bytes).expect("decode") {
+            BlobReply::Swap(d) => proptest::prop_assert_eq!(d, data),
+            other => proptest::prop_assert!(false, "wrong variant {other:?}"),
+        }
+    }
+}
+
+/// Postcard encoding behind a trait object, to compare values of
+/// different types.
+mod erased {
+    pub(crate) trait Encode {
+        fn bytes(&self) -> Vec<u8>;
+    }
+
+    impl<T: serde::Serialize> Encode for T {
+        fn bytes(&self) -> Vec<u8> {
+            postcard::to_allocvec(self).expect("encode")
+        }
+    }
+}
+
+#[test]
+fn a_truncated_byte_payload_is_an_error() {
+    let bytes = postcard::to_allocvec(&PlainBlobTell::Put { data: vec![1; 10] }).expect("encode");
+    for cut in 0..bytes.len() {
+        assert!(postcard::from_bytes::<BlobTell>(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+    assert!(postcard::from_bytes::<BlobTell>(&bytes).is_ok());
+}
+
 fn round_trip<T: RemoteSafe>(value: &T) -> (Vec<u8>, T) {
     let bytes = postcard::to_allocvec(value).expect("encode");
     let back = postcard::from_bytes(&bytes).expect("decode");

@@ -152,6 +152,30 @@ fn enum_allows() -> TokenStream {
     }
 }
 
+/// `#[serde(with)]` for a type written `Vec<u8>` (bare, or as
+/// `std::vec::Vec` / `alloc::vec::Vec`): one byte string instead of a
+/// sequence of `u8` values, the same bytes in postcard (`axactor::byte_vec`).
+/// A type alias or any other spelling keeps serde's own impl.
+fn byte_vec_attr(ty: &syn::Type) -> Option<TokenStream> {
+    let syn::Type::Path(p) = ty else { return None };
+    if p.qself.is_some() {
+        return None;
+    }
+    let segs: Vec<String> = p.path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let is_vec = match segs.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["Vec"] => p.path.leading_colon.is_none(),
+        ["std" | "alloc", "vec", "Vec"] => true,
+        _ => false,
+    };
+    let last = p.path.segments.last()?;
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    let [syn::GenericArgument::Type(syn::Type::Path(arg))] = &args.args.iter().collect::<Vec<_>>()[..] else {
+        return None;
+    };
+    let is_u8 = arg.qself.is_none() && arg.path.leading_colon.is_none() && arg.path.is_ident("u8");
+    (is_vec && is_u8).then(|| quote!(#[serde(with = "::axactor::__private::byte_vec")]))
+}
+
 const WIRE_ORDER: &str = "Variants follow the order of the `#[msg]` methods, and that order is the wire \
                           format: reordering, adding or removing message methods changes the contract, \
                           so every node must run the same version of the actor.";
@@ -164,7 +188,8 @@ fn args_variant(actor: &Actor, m: &Message, kind: &str) -> TokenStream {
     let fields = m.args.iter().map(|arg| {
         let (name, ty) = (&arg.name, &arg.ty);
         let fdoc = format!("Argument `{}`.", plain_name(name));
-        quote!(#[doc = #fdoc] #name: #ty)
+        let with = byte_vec_attr(ty);
+        quote!(#[doc = #fdoc] #with #name: #ty)
     });
     quote! {
         #(#cfgs)*
@@ -204,11 +229,12 @@ fn contract_enums(actor: &Actor, names: &Names) -> TokenStream {
     let reply_variants = asks(actor).map(|(m, ty)| {
         let Message { variant, cfgs, .. } = m;
         let vdoc = format!("The reply of `{}`.", qualified(actor, &m.method));
+        let with = byte_vec_attr(ty);
         // Spanned at the type: serde's errors about it then point there too.
         quote_spanned! {ty.span()=>
             #(#cfgs)*
             #[doc = #vdoc]
-            #variant(#ty)
+            #variant(#with #ty)
         }
     });
     let reply_debug = debug_impl(reply, asks(actor).map(|(m, _)| m), true);
@@ -552,6 +578,40 @@ fn remote_ask_methods(actor: &Actor, p: &RemoteParts<'_>, names: &Names, reply_t
             )
             .await?;
             #unpack
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_vec_attr;
+
+    fn attr(ty: &str) -> bool {
+        byte_vec_attr(&syn::parse_str(ty).expect("a type")).is_some()
+    }
+
+    #[test]
+    fn byte_vectors_in_their_usual_spellings_are_byte_strings() {
+        for ty in ["Vec<u8>", "std::vec::Vec<u8>", "::std::vec::Vec<u8>", "alloc::vec::Vec<u8>"] {
+            assert!(attr(ty), "{ty}");
+        }
+    }
+
+    #[test]
+    fn other_types_keep_serde_s_own_impl() {
+        for ty in [
+            "Vec<u16>",
+            "Vec<i8>",
+            "Vec<Vec<u8>>",
+            "::Vec<u8>",
+            "my::Vec<u8>",
+            "Vec<::u8>",
+            "Option<Vec<u8>>",
+            "[u8; 4]",
+            "Bytes",
+            "Vec",
+        ] {
+            assert!(!attr(ty), "{ty}");
         }
     }
 }

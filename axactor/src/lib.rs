@@ -49,6 +49,7 @@
 extern crate self as axactor;
 
 mod actor;
+mod byte_vec;
 mod catch;
 mod cell;
 mod cell_ops;
@@ -95,6 +96,11 @@ pub use system::{System, SystemBuilder};
 #[doc(hidden)]
 pub mod __private {
     pub use serde;
+
+    /// `#[serde(with)]` helpers for `Vec<u8>` message arguments and replies.
+    pub mod byte_vec {
+        pub use crate::byte_vec::{deserialize, serialize};
+    }
 
     /// [`RemoteSafe`](crate::RemoteSafe), with a diagnostic that says what
     /// `#[actor(remote)]` needs: the generated code asserts it for every
