@@ -218,10 +218,15 @@ impl<A: HostedActor> Req<'_, A> {
     }
 }
 
-/// Runs `fut` inside `span`, or bare when no subscriber wants the span (so
-/// a request without a tracing subscriber pays nothing per poll).
-async fn in_span<F: std::future::Future>(span: &Span, fut: F) -> F::Output {
-    if span.is_disabled() { fut.await } else { fut.instrument(span.clone()).await }
+/// Runs the future `make` returns inside `span`, or bare when no subscriber
+/// wants the span (so a request without a tracing subscriber pays nothing
+/// per poll).
+///
+/// It takes a maker, not the future: a future passed in would stay in this
+/// one's state beside the copy being awaited, doubling its size (the
+/// routing future is about 1.3 KB; every `.await` of a request moves it).
+async fn in_span<F: std::future::Future>(span: &Span, make: impl FnOnce() -> F) -> F::Output {
+    if span.is_disabled() { make().await } else { make().instrument(span.clone()).await }
 }
 
 /// Notes the owner an attempt was sent to.
@@ -252,7 +257,9 @@ async fn queue(link: &PeerQueues, out: Outbound, deadline: Instant) -> Result<()
         Ok(()) => Ok(()),
         Err(mpsc::error::TrySendError::Closed(_)) => Err(RemoteError::UnknownSession),
         Err(mpsc::error::TrySendError::Full(out)) => {
-            match tokio::time::timeout_at(deadline, link.shared.queue(&link.data, out)).await {
+            // Boxed: only a full queue waits, and the wait's future would
+            // otherwise grow every request's by its size (440 bytes).
+            match Box::pin(tokio::time::timeout_at(deadline, link.shared.queue(&link.data, out))).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_)) => Err(RemoteError::UnknownSession),
                 Err(_) => Err(RemoteError::Overloaded),
@@ -503,12 +510,11 @@ impl<A: HostedActor> Route<A> {
         // `Overloaded` is not retried here: see the module docs.
         let retry =
             |e: &RemoteError| e.is_retryable_request() || (*e == RemoteError::Timeout && mutant!(RetryAfterTimeout));
-        let result = in_span(
-            &span,
-            self.with_retries(key, started, deadline, &span, retry, |lookup| {
+        let result = in_span(&span, || {
+            self.with_retries(key, started, deadline, span_ref, retry, move |lookup| {
                 self.attempt(Target { key, shard }, req, deadline, lookup, span_ref)
-            }),
-        )
+            })
+        })
         .await;
         span.record("outcome", outcome_label(&result));
         result
@@ -527,7 +533,9 @@ impl<A: HostedActor> Route<A> {
         // caller's local path has just checked).
         if lookup == Lookup::Fresh && self.host.usable(shard) {
             span.record("peer", tracing::field::display(&self.node.session));
-            return self.local_retry(key, shard, req, deadline).await;
+            // Boxed: a retry that finds the shard held here is rare, and its
+            // future would otherwise grow every request's by its size.
+            return Box::pin(self.local_retry(key, shard, req, deadline)).await;
         }
         let (link, holder, epoch) = self.owner_link(shard, lookup).await?;
         record_owner(span, &holder, epoch);
@@ -634,12 +642,11 @@ impl<A: HostedActor> Route<A> {
     ) -> Result<(), RemoteError> {
         let span = self.request_span("tell", key, shard);
         let span_ref = &span;
-        let result = in_span(
-            &span,
-            self.with_retries(key, started, deadline, &span, RemoteError::is_retryable, |lookup| {
+        let result = in_span(&span, || {
+            self.with_retries(key, started, deadline, span_ref, RemoteError::is_retryable, move |lookup| {
                 self.try_unacked(key, shard, payload, lookup, deadline, span_ref)
-            }),
-        )
+            })
+        })
         .await;
         span.record("outcome", outcome_label(&result));
         result
@@ -659,7 +666,8 @@ impl<A: HostedActor> Route<A> {
     ) -> Result<(), RemoteError> {
         if lookup == Lookup::Fresh && self.host.usable(shard) {
             span.record("peer", tracing::field::display(&self.node.session));
-            return match self.host.local_tell(shard, key, held.take()?, None).await {
+            // Boxed, as in `attempt`: rare, and its future is large.
+            return match Box::pin(self.host.local_tell(shard, key, held.take()?, None)).await {
                 Local::Done(r) => r.map_err(|r| map_rejection(&r)),
                 Local::NotHere(tell) => {
                     held.put_back(tell);
