@@ -25,8 +25,15 @@ REDIS_PID=""
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK"
+    if [ -n "$REDIS_PID" ]; then
+        kill "$REDIS_PID" 2>/dev/null || true
+        # Daemonized (not our child): poll until it is gone (at most 5 s),
+        # so its last writes in $WORK do not race the `rm`.
+        for _ in $(seq 50); do kill -0 "$REDIS_PID" 2>/dev/null || break; sleep 0.1; done
+    fi
+    # Tolerates failure: under `set -e` a failing step here would turn a
+    # passing run into a failed one.
+    rm -rf "$WORK" || true
 }
 trap cleanup EXIT
 
