@@ -224,7 +224,7 @@ impl<A: HostedActor> Req<'_, A> {
 ///
 /// It takes a maker, not the future: a future passed in would stay in this
 /// one's state beside the copy being awaited, doubling its size (the
-/// routing future is about 1.3 KB; every `.await` of a request moves it).
+/// routing future is about a kilobyte; every `.await` of a request moves it).
 async fn in_span<F: std::future::Future>(span: &Span, make: impl FnOnce() -> F) -> F::Output {
     if span.is_disabled() { make().await } else { make().instrument(span.clone()).await }
 }
