@@ -11,6 +11,12 @@
 //! filled the mailbox and refused the rest as `mailbox_full`.
 //! Single-threaded runtime on the paused clock: the schedule is
 //! deterministic.
+//!
+//! A tell whose activation's mailbox is full is tried again after the
+//! reader yields (a few times) before it is refused: a burst larger than
+//! the mailbox is executed in full, while an activation that stays full
+//! still refuses what does not fit, and the reader goes on serving the
+//! connection's other keys.
 #![allow(missing_docs)]
 
 use std::sync::Arc;
@@ -40,6 +46,80 @@ impl Sink {
     fn count(&mut self) -> u64 {
         self.count
     }
+    /// Holds the activation (its handler does not return within the test).
+    #[msg]
+    async fn stall(&mut self) {
+        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+    }
+}
+
+/// Nodes `b` (paused by the returned `Env` on demand, holding the one
+/// shard) and `a`, the registry on both with activations of `mailbox`
+/// slots; the refs from `a` to keys `k` and `j`, both activated on `b`.
+async fn pair(mailbox: usize) -> (ClusterNode, ClusterNode, Env, SinkRemoteRef, SinkRemoteRef) {
+    let net = InMemoryOverlay::new();
+    let store: Arc<dyn LeaseStore> = Arc::new(MemoryLeaseStore::new());
+    let env = Env::pausable();
+    let b = ClusterNode::start_with_env(NodeId::new("b"), Arc::clone(&store), net.clone(), pinned_cfg(), env.clone())
+        .await
+        .expect("b starts");
+    let cfg = KeyedConfig::new(1).mailbox_capacity(mailbox);
+    let _kb = b.keyed(REG, cfg.clone(), |_: &str| Sink { count: 0 }).expect("keyed b");
+    owns_all(&b, REG, 1).await;
+    let a = ClusterNode::start(NodeId::new("a"), Arc::clone(&store), net.clone(), pinned_cfg()).await.expect("a");
+    let ka = a.keyed(REG, cfg, |_: &str| Sink { count: 0 }).expect("keyed a");
+    eventually(&a, "b is a peer", |s| s.peers.iter().any(|p| p.name.as_str() == "b")).await;
+    let (k, j) = (ka.get("k"), ka.get("j"));
+    // Both activations exist before the backlog.
+    assert_eq!(k.count().await.expect("first ask to k"), 0);
+    assert_eq!(j.count().await.expect("first ask to j"), 0);
+    (a, b, env, k, j)
+}
+
+fn refused_full(node: &ClusterNode) -> (u64, u64) {
+    let c = node.inspect().counters;
+    (
+        c.requests_rejected.get("mailbox_full").copied().unwrap_or(0),
+        c.dropped.get("unacked_tell_rejected").copied().unwrap_or(0),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_larger_than_the_mailbox_waits_for_room_instead_of_being_refused() {
+    const SMALL: usize = 8;
+    let (_a, b, env, k, _j) = pair(SMALL).await;
+    env.pause();
+    for _ in 0..TELLS {
+        k.hit().await.expect("tell sent");
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    env.resume();
+    // Without the yields, the reader refused all but about one mailbox of
+    // each pass of up to 64 frames.
+    assert_eq!(k.count().await.expect("count"), TELLS, "every tell executed: {:?}", refused_full(&b));
+    assert_eq!(refused_full(&b), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_activation_that_stays_full_still_refuses_and_the_reader_goes_on() {
+    const SLOTS: usize = 2;
+    const HITS: u64 = 10;
+    let (_a, b, env, k, j) = pair(SLOTS).await;
+    env.pause();
+    k.stall().await.expect("tell sent");
+    for _ in 0..HITS {
+        k.hit().await.expect("tell sent");
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    env.resume();
+    // The connection's next frame, to another key: answered, so the reader
+    // did not wait on the stalled activation.
+    assert_eq!(j.count().await.expect("j answers"), 0);
+    // While `stall` runs, the mailbox holds two hits; every other hit was
+    // refused after its yields (without them, `stall` itself was still in
+    // the mailbox when the third frame came: 9 refused).
+    let refused = HITS - SLOTS as u64;
+    assert_eq!(refused_full(&b), (refused, refused));
 }
 
 #[tokio::test(start_paused = true)]

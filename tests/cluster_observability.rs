@@ -59,6 +59,11 @@ impl Echo {
     fn count(&mut self) -> u64 {
         self.count
     }
+    /// Holds the activation (its handler does not return within the test).
+    #[msg]
+    async fn stall(&mut self) {
+        tokio::time::sleep(std::time::Duration::from_secs(24 * 3600)).await;
+    }
 }
 
 // ---------------------------------------------------------------- spans
@@ -402,15 +407,17 @@ async fn exported_metrics_match_inspect_after_traffic_a_rejection_and_lease_even
     eventually(&a, "b is a peer", |s| s.peer("b").is_some()).await;
     let target = ka.get("k");
     assert_eq!(target.count().await.expect("first ask"), 0);
-    // Tells pile up while b is held; on resuming, its one-slot mailbox
-    // refuses some (`mailbox_full`).
+    // Tells pile up while b is held; on resuming, the activation stalls
+    // and its one-slot mailbox refuses what does not fit (`mailbox_full`).
     env.pause();
+    target.stall().await.expect("tell sent");
     for _ in 0..20 {
         target.hit().await.expect("tell sent");
     }
     tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     env.resume();
-    target.count().await.expect("count");
+    let other = ka.get("other");
+    other.count().await.expect("count");
     let snap = b.inspect();
     assert!(snap.counters.requests_rejected.get("mailbox_full").copied().unwrap_or(0) > 0, "{:?}", snap.counters);
     assert!(snap.counters.leases.get("acquired").copied().unwrap_or(0) >= 2);

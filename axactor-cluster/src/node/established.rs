@@ -79,6 +79,11 @@ pub const OWED_RESPONSE_CAPACITY: usize = 16_384;
 /// Frames the reader handles in a row once one has arrived (those already
 /// received), before it checks its other events again.
 const READ_BATCH: usize = 64;
+
+/// Times the reader yields, each followed by another try, before a tell
+/// whose activation's mailbox is full is refused (see
+/// [`Reader::deliver_after_yields`]).
+const FULL_MAILBOX_YIELDS: usize = 4;
 /// How long a gracefully closing connection waits for the peer's end.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -152,6 +157,7 @@ pub(crate) async fn run(
             shared: &shared,
             rules,
             weak: Arc::downgrade(&node),
+            waits: false,
         };
         let end = reader.run(&mut rx, close_rx).await;
         shared.replies.lock().close();
@@ -261,6 +267,10 @@ struct Reader<'a> {
     rules: ConnRules,
     /// The node, for the monitors peers place here (see `MonitorSink`).
     weak: std::sync::Weak<Shared>,
+    /// The frame just handled holds a request (a tell or an ask) its
+    /// activation's mailbox had no room for: delivered again after a yield
+    /// (see [`Reader::deliver_after_yields`]).
+    waits: bool,
 }
 
 /// What woke the reader.
@@ -361,14 +371,52 @@ impl Reader<'_> {
         if let Some(end) = self.handle(&body, now) {
             return Some(end);
         }
+        self.deliver_after_yields(&body).await;
         for _ in 1..READ_BATCH {
             tokio::task::coop::consume_budget().await;
             let body = rx.try_recv()?;
             if let Some(end) = self.handle(&body, now) {
                 return Some(end);
             }
+            self.deliver_after_yields(&body).await;
         }
         None
+    }
+
+    /// If `frame` (just handled) holds a request (a tell or an ask) its
+    /// activation's mailbox had no room for, yields and tries again, up to
+    /// [`FULL_MAILBOX_YIELDS`] times, before refusing it as before
+    /// (`mailbox_full`). A reader that outruns the activation it feeds (its
+    /// frames arrive in bursts: up to [`READ_BATCH`] per pass) then gives
+    /// it the worker instead of dropping the sender's tells (or sending its
+    /// asks back to retry after a pause); an activation that stays full (a
+    /// handler that does not return) costs each of its requests a few
+    /// yields, never a wait on it. Nothing else on the connection is
+    /// handled in between, so one sender's messages keep their order.
+    async fn deliver_after_yields(&mut self, frame: &Bytes) {
+        if !std::mem::take(&mut self.waits) {
+            return;
+        }
+        for attempt in 1..=FULL_MAILBOX_YIELDS {
+            tokio::task::yield_now().await;
+            let may_wait = attempt < FULL_MAILBOX_YIELDS;
+            // Opened and decoded once already, so it decodes again (the
+            // `else` arms cannot run: decoding the same bytes is deterministic).
+            let Ok(Body::Sealed { payload, .. }) = decode_body(frame) else { return };
+            let Ok(EnvelopeRef::Data(msg)) = decode_envelope_ref(payload) else { return };
+            let done = match msg {
+                DataRef::Tell { registry, shard, epoch, key, payload, ack_id } => {
+                    self.on_tell(registry, shard, epoch, key, payload, ack_id, may_wait)
+                }
+                DataRef::Ask { request_id, registry, shard, epoch, key, payload } => {
+                    self.on_ask(request_id, registry, shard, epoch, key, payload, may_wait)
+                }
+                _ => true,
+            };
+            if done {
+                return;
+            }
+        }
     }
 
     /// Handles one frame received at `now` (ms); `Some` if the connection ends with it.
@@ -453,10 +501,64 @@ impl Reader<'_> {
         label
     }
 
+    /// A tell from the peer: delivered to its activation, answered (an ack
+    /// or a rejection) if the peer asked for an answer, counted as dropped
+    /// if refused without one. With `may_wait`, a tell refused only because
+    /// the activation's mailbox is full is left unanswered and `false` is
+    /// returned: the reader yields and tries again
+    /// ([`Reader::deliver_after_yields`]). `true` once it is dealt with.
+    #[allow(clippy::too_many_arguments)]
+    fn on_tell(
+        &self,
+        registry: &str,
+        shard: u32,
+        epoch: u64,
+        key: &str,
+        payload: &[u8],
+        ack_id: Option<u64>,
+        may_wait: bool,
+    ) -> bool {
+        let node = self.node;
+        let span = dispatch_span(TELL, registry, key, shard, epoch, &self.peer);
+        let _entered = span.enter();
+        let outcome = match node.hosts.get(registry) {
+            Some(host) => host.deliver_tell(shard, epoch, key, payload),
+            None => Err(Rejection::NotOwner { owner_hint: None }).inspect_err(|_| {
+                bump(&node.counters.data_rejected_no_registry);
+            }),
+        };
+        if may_wait && outcome == Err(Rejection::MailboxFull) {
+            span.record("outcome", WAITS);
+            return false;
+        }
+        let label = match tell_answer(outcome, ack_id) {
+            TellAnswer::Ack { ack_id } => {
+                self.queue_data(DataMsg::Ack { ack_id });
+                ACCEPTED
+            }
+            TellAnswer::Accepted => ACCEPTED,
+            TellAnswer::Reject { request_id, reason } => {
+                let label = self.count_rejection(&reason);
+                self.queue_data(DataMsg::Rejected { request_id, reason });
+                label
+            }
+            TellAnswer::DropUnacked { reason } => {
+                let label = self.count_rejection(&reason);
+                node.counters.dropped(DropReason::UnackedTellRejected);
+                label
+            }
+        };
+        span.record("outcome", label);
+        true
+    }
+
     /// An ask from the peer: fenced delivery; the reply is sent by the
     /// writer once it completes (see `node/replies.rs`). Asks executing at
-    /// once are bounded by `max_inflight_requests`.
-    /// Returns the dispatch outcome: `accepted` or the rejection's label.
+    /// once are bounded by `max_inflight_requests`. With `may_wait`, an ask
+    /// refused only because the activation's mailbox is full is left
+    /// unanswered and `false` is returned, as for a tell
+    /// ([`Reader::on_tell`]); `true` once it is dealt with.
+    #[allow(clippy::too_many_arguments)]
     fn on_ask(
         &self,
         request_id: u64,
@@ -465,28 +567,38 @@ impl Reader<'_> {
         epoch: u64,
         key: &str,
         payload: &[u8],
-    ) -> &'static str {
+        may_wait: bool,
+    ) -> bool {
         let node = self.node;
-        let Some(host) = node.hosts.get(registry) else {
-            bump(&node.counters.data_rejected_no_registry);
-            let reason = Rejection::NotOwner { owner_hint: None };
-            let label = self.count_rejection(&reason);
-            self.queue_data(DataMsg::Rejected { request_id, reason });
-            return label;
+        let span = dispatch_span(ASK, registry, key, shard, epoch, &self.peer);
+        let _entered = span.enter();
+        let outcome = match node.hosts.get(registry) {
+            None => {
+                bump(&node.counters.data_rejected_no_registry);
+                Err(Rejection::NotOwner { owner_hint: None })
+            }
+            Some(host) => match node.in_flight.try_execute() {
+                None => Err(Rejection::Overloaded),
+                Some(permit) => {
+                    let room = ReplyRoom::new(&self.shared.replies, permit);
+                    host.deliver_ask(request_id, shard, epoch, key, payload, room)
+                }
+            },
         };
-        let Some(permit) = node.in_flight.try_execute() else {
-            let label = self.count_rejection(&Rejection::Overloaded);
-            self.queue_data(DataMsg::Rejected { request_id, reason: Rejection::Overloaded });
-            return label;
-        };
-        match host.deliver_ask(request_id, shard, epoch, key, payload, ReplyRoom::new(&self.shared.replies, permit)) {
+        let label = match outcome {
             Ok(()) => ACCEPTED,
+            Err(Rejection::MailboxFull) if may_wait => {
+                span.record("outcome", WAITS);
+                return false;
+            }
             Err(reason) => {
                 let label = self.count_rejection(&reason);
                 self.queue_data(DataMsg::Rejected { request_id, reason });
                 label
             }
-        }
+        };
+        span.record("outcome", label);
+        true
     }
 
     /// Opens, decodes and dispatches one frame; `Ok(Some)` if the
@@ -561,7 +673,7 @@ impl Reader<'_> {
     }
 
     /// A data-plane message; `frame` is the frame `msg` borrows from.
-    fn on_data(&self, msg: DataRef<'_>, frame: &Bytes) {
+    fn on_data(&mut self, msg: DataRef<'_>, frame: &Bytes) {
         let node = self.node;
         match accounting(&msg) {
             Accounting::AnswersOurs => saturating_decrement(&self.shared.outstanding),
@@ -572,38 +684,10 @@ impl Reader<'_> {
         }
         match msg {
             DataRef::Tell { registry, shard, epoch, key, payload, ack_id } => {
-                let span = dispatch_span(TELL, registry, key, shard, epoch, &self.peer);
-                let _entered = span.enter();
-                let outcome = match node.hosts.get(registry) {
-                    Some(host) => host.deliver_tell(shard, epoch, key, payload),
-                    None => Err(Rejection::NotOwner { owner_hint: None }).inspect_err(|_| {
-                        bump(&node.counters.data_rejected_no_registry);
-                    }),
-                };
-                let label = match tell_answer(outcome, ack_id) {
-                    TellAnswer::Ack { ack_id } => {
-                        self.queue_data(DataMsg::Ack { ack_id });
-                        ACCEPTED
-                    }
-                    TellAnswer::Accepted => ACCEPTED,
-                    TellAnswer::Reject { request_id, reason } => {
-                        let label = self.count_rejection(&reason);
-                        self.queue_data(DataMsg::Rejected { request_id, reason });
-                        label
-                    }
-                    TellAnswer::DropUnacked { reason } => {
-                        let label = self.count_rejection(&reason);
-                        node.counters.dropped(DropReason::UnackedTellRejected);
-                        label
-                    }
-                };
-                span.record("outcome", label);
+                self.waits = !self.on_tell(registry, shard, epoch, key, payload, ack_id, true);
             }
             DataRef::Ask { request_id, registry, shard, epoch, key, payload } => {
-                let span = dispatch_span(ASK, registry, key, shard, epoch, &self.peer);
-                let _entered = span.enter();
-                let label = self.on_ask(request_id, registry, shard, epoch, key, payload);
-                span.record("outcome", label);
+                self.waits = !self.on_ask(request_id, registry, shard, epoch, key, payload, true);
             }
             DataRef::Reply { request_id, payload } => {
                 node.complete(self.conn, request_id, Response::Reply(slice_of(frame, payload)));
@@ -622,6 +706,9 @@ impl Reader<'_> {
 const ACCEPTED: &str = "accepted";
 /// `kind` of a dispatched tell.
 const TELL: &str = "tell";
+/// The outcome of a tell's dispatch that found its activation's mailbox
+/// full and is tried again after a yield.
+const WAITS: &str = "mailbox_full_yield";
 /// `kind` of a dispatched ask.
 const ASK: &str = "ask";
 
