@@ -79,9 +79,8 @@ pub const OWED_RESPONSE_CAPACITY: usize = 16_384;
 /// Frames the reader handles in a row once one has arrived (those already
 /// received), before it checks its other events again.
 const READ_BATCH: usize = 64;
-
-/// Times the reader yields, each followed by another try, before a tell
-/// whose activation's mailbox is full is refused (see
+/// Times the reader yields, each followed by another try, before a request
+/// (a tell or an ask) whose activation's mailbox is full is refused (see
 /// [`Reader::deliver_after_yields`]).
 const FULL_MAILBOX_YIELDS: usize = 4;
 /// How long a gracefully closing connection waits for the peer's end.
