@@ -19,13 +19,11 @@
 //! connection's other keys.
 #![allow(missing_docs)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axactor::actor;
-use axactor_cluster::{ClusterNode, Env, InMemoryOverlay, KeyedConfig, LeaseStore, MemoryLeaseStore, NodeId};
-use axactor_tests::cluster::eventually;
-use axactor_tests::keyed::{owns_all, pinned_cfg};
+use axactor_cluster::{ClusterNode, Env, Keyed, KeyedConfig};
+use axactor_tests::keyed::pausable_owner;
 
 const REG: &str = "flood";
 const TELLS: u64 = 1_000;
@@ -53,27 +51,29 @@ impl Sink {
     }
 }
 
-/// Nodes `b` (paused by the returned `Env` on demand, holding the one
-/// shard) and `a`, the registry on both with activations of `mailbox`
-/// slots; the refs from `a` to keys `k` and `j`, both activated on `b`.
-async fn pair(mailbox: usize) -> (ClusterNode, ClusterNode, Env, SinkRemoteRef, SinkRemoteRef) {
-    let net = InMemoryOverlay::new();
-    let store: Arc<dyn LeaseStore> = Arc::new(MemoryLeaseStore::new());
-    let env = Env::pausable();
-    let b = ClusterNode::start_with_env(NodeId::new("b"), Arc::clone(&store), net.clone(), pinned_cfg(), env.clone())
-        .await
-        .expect("b starts");
+/// Nodes `b` (paused by `env` on demand, holding the one shard) and `a`,
+/// the registry on both with activations of `mailbox` slots; the refs from
+/// `a` to keys `k` and `j`, both activated on `b`.
+struct Pair {
+    // Kept: dropping a node or a `Keyed` handle would end it.
+    _a: ClusterNode,
+    b: ClusterNode,
+    _kb: Keyed<Sink>,
+    env: Env,
+    k: SinkRemoteRef,
+    j: SinkRemoteRef,
+}
+
+async fn pair(mailbox: usize) -> Pair {
     let cfg = KeyedConfig::new(1).mailbox_capacity(mailbox);
-    let _kb = b.keyed(REG, cfg.clone(), |_: &str| Sink { count: 0 }).expect("keyed b");
-    owns_all(&b, REG, 1).await;
-    let a = ClusterNode::start(NodeId::new("a"), Arc::clone(&store), net.clone(), pinned_cfg()).await.expect("a");
+    let host = |b: &ClusterNode| b.keyed(REG, cfg.clone(), |_: &str| Sink { count: 0 }).expect("keyed b");
+    let (a, b, env, kb) = pausable_owner(REG, 1, host).await;
     let ka = a.keyed(REG, cfg, |_: &str| Sink { count: 0 }).expect("keyed a");
-    eventually(&a, "b is a peer", |s| s.peers.iter().any(|p| p.name.as_str() == "b")).await;
     let (k, j) = (ka.get("k"), ka.get("j"));
     // Both activations exist before the backlog.
     assert_eq!(k.count().await.expect("first ask to k"), 0);
     assert_eq!(j.count().await.expect("first ask to j"), 0);
-    (a, b, env, k, j)
+    Pair { _a: a, b, _kb: kb, env, k, j }
 }
 
 fn refused_full(node: &ClusterNode) -> (u64, u64) {
@@ -87,7 +87,8 @@ fn refused_full(node: &ClusterNode) -> (u64, u64) {
 #[tokio::test(start_paused = true)]
 async fn a_burst_larger_than_the_mailbox_waits_for_room_instead_of_being_refused() {
     const SMALL: usize = 8;
-    let (_a, b, env, k, _j) = pair(SMALL).await;
+    let p = pair(SMALL).await;
+    let (b, env, k) = (&p.b, &p.env, &p.k);
     env.pause();
     for _ in 0..TELLS {
         k.hit().await.expect("tell sent");
@@ -96,15 +97,16 @@ async fn a_burst_larger_than_the_mailbox_waits_for_room_instead_of_being_refused
     env.resume();
     // Without the yields, the reader refused all but about one mailbox of
     // each pass of up to 64 frames.
-    assert_eq!(k.count().await.expect("count"), TELLS, "every tell executed: {:?}", refused_full(&b));
-    assert_eq!(refused_full(&b), (0, 0));
+    assert_eq!(k.count().await.expect("count"), TELLS, "every tell executed: {:?}", refused_full(b));
+    assert_eq!(refused_full(b), (0, 0));
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_activation_that_stays_full_still_refuses_and_the_reader_goes_on() {
     const SLOTS: usize = 2;
     const HITS: u64 = 10;
-    let (_a, b, env, k, j) = pair(SLOTS).await;
+    let p = pair(SLOTS).await;
+    let (b, env, k, j) = (&p.b, &p.env, &p.k, &p.j);
     env.pause();
     k.stall().await.expect("tell sent");
     for _ in 0..HITS {
@@ -119,27 +121,13 @@ async fn an_activation_that_stays_full_still_refuses_and_the_reader_goes_on() {
     // refused after its yields (without them, `stall` itself was still in
     // the mailbox when the third frame came: 9 refused).
     let refused = HITS - SLOTS as u64;
-    assert_eq!(refused_full(&b), (refused, refused));
+    assert_eq!(refused_full(b), (refused, refused));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_backlog_from_one_peer_leaves_room_for_the_activation_it_feeds() {
-    let net = InMemoryOverlay::new();
-    let store: Arc<dyn LeaseStore> = Arc::new(MemoryLeaseStore::new());
-    let env = Env::pausable();
-    let b = ClusterNode::start_with_env(NodeId::new("b"), Arc::clone(&store), net.clone(), pinned_cfg(), env.clone())
-        .await
-        .expect("b starts");
-    let cfg = KeyedConfig::new(1).mailbox_capacity(MAILBOX);
-    let _kb = b.keyed(REG, cfg.clone(), |_: &str| Sink { count: 0 }).expect("keyed b");
-    owns_all(&b, REG, 1).await;
-    let a = ClusterNode::start(NodeId::new("a"), Arc::clone(&store), net.clone(), pinned_cfg()).await.expect("a");
-    let ka = a.keyed(REG, cfg, |_: &str| Sink { count: 0 }).expect("keyed a");
-    eventually(&a, "b is a peer", |s| s.peers.iter().any(|p| p.name.as_str() == "b")).await;
-    let target = ka.get("k");
-    // The activation exists before the backlog.
-    assert_eq!(target.count().await.expect("first ask"), 0);
-
+    let p = pair(MAILBOX).await;
+    let (b, env, target) = (&p.b, &p.env, &p.k);
     env.pause();
     for _ in 0..TELLS {
         target.hit().await.expect("tell sent");

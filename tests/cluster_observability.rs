@@ -20,10 +20,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axactor::actor;
 use axactor_cluster::{
-    ClusterInspect, ClusterNode, Env, InMemoryOverlay, KeyedConfig, LeaseStore, MemoryLeaseStore, NodeId,
+    ClusterInspect, ClusterNode, InMemoryOverlay, KeyedConfig, LeaseStore, MemoryLeaseStore, NodeId,
 };
 use axactor_tests::cluster::eventually;
-use axactor_tests::keyed::{owns_all, pinned_cfg};
+use axactor_tests::keyed::{owns_all, pausable_owner, pinned_cfg};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -392,19 +392,11 @@ fn export(node: &ClusterNode, recorder: &Recorded) -> ClusterInspect {
 
 #[tokio::test(start_paused = true)]
 async fn exported_metrics_match_inspect_after_traffic_a_rejection_and_lease_events() {
-    let net = InMemoryOverlay::new();
-    let store: Arc<dyn LeaseStore> = Arc::new(MemoryLeaseStore::new());
     // b owns the registry and refuses what does not fit its one-slot mailbox.
-    let env = Env::pausable();
-    let b = ClusterNode::start_with_env(NodeId::new("b"), Arc::clone(&store), net.clone(), pinned_cfg(), env.clone())
-        .await
-        .expect("b starts");
     let cfg = KeyedConfig::new(2).mailbox_capacity(1);
-    let _kb = b.keyed(REG, cfg.clone(), |_: &str| Echo { count: 0 }).expect("keyed b");
-    owns_all(&b, REG, 2).await;
-    let a = ClusterNode::start(NodeId::new("a"), Arc::clone(&store), net.clone(), pinned_cfg()).await.expect("a");
+    let host = |b: &ClusterNode| b.keyed(REG, cfg.clone(), |_: &str| Echo { count: 0 }).expect("keyed b");
+    let (a, b, env, _kb) = pausable_owner(REG, 2, host).await;
     let ka = a.keyed(REG, cfg, |_: &str| Echo { count: 0 }).expect("keyed a");
-    eventually(&a, "b is a peer", |s| s.peer("b").is_some()).await;
     let target = ka.get("k");
     assert_eq!(target.count().await.expect("first ask"), 0);
     // Tells pile up while b is held; on resuming, the activation stalls

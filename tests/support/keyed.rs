@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axactor_cluster::overlay::TcpStats;
-use axactor_cluster::{ClusterConfig, ClusterError, ClusterNode, InMemoryOverlay, LeaseStore, NodeId, TcpOverlay};
+use axactor_cluster::{
+    ClusterConfig, ClusterError, ClusterNode, Env, InMemoryOverlay, LeaseStore, MemoryLeaseStore, NodeId, TcpOverlay,
+};
 use tokio::time::Instant;
 
 use crate::cluster::{BOUND, connected, eventually, fast_cfg};
@@ -138,6 +140,30 @@ pub fn failover_cfg() -> ClusterConfig {
 /// The lease-store name of `shard` of `registry`.
 pub fn lease_name(registry: &str, shard_count: usize, shard: u32) -> String {
     axactor_cluster::shard::lease_name(registry, shard_count as u32, shard)
+}
+
+/// Two in-memory nodes on [`pinned_cfg`] for tests that hold the receiving
+/// side still: `b` runs on a pausable [`Env`] (returned, to pause and resume
+/// it) and holds all `shards` of `registry` once `host_on_b` has hosted it
+/// there (what `host_on_b` returns, typically the `Keyed` handle, is
+/// returned too); then `a` starts, and returns once it sees `b` as a peer.
+/// The caller hosts `registry` on `a`.
+pub async fn pausable_owner<T>(
+    registry: &str,
+    shards: usize,
+    host_on_b: impl FnOnce(&ClusterNode) -> T,
+) -> (ClusterNode, ClusterNode, Env, T) {
+    let net = InMemoryOverlay::new();
+    let store: Arc<dyn LeaseStore> = Arc::new(MemoryLeaseStore::new());
+    let env = Env::pausable();
+    let b = ClusterNode::start_with_env(NodeId::new("b"), Arc::clone(&store), net.clone(), pinned_cfg(), env.clone())
+        .await
+        .expect("b starts");
+    let hosted = host_on_b(&b);
+    owns_all(&b, registry, shards).await;
+    let a = ClusterNode::start(NodeId::new("a"), store, net, pinned_cfg()).await.expect("a starts");
+    eventually(&a, "b is a peer", |s| s.peers.iter().any(|p| p.name.as_str() == "b")).await;
+    (a, b, env, hosted)
 }
 
 /// Waits until `node` holds every one of the `shards` shards of `registry`.
