@@ -199,9 +199,13 @@ fn profile(rt: &Runtime, sz: Sizes) {
     );
     let wall = started.elapsed().as_secs_f64();
     if let (Some(a), Some(b)) = (cpu_before, cpu_ticks()) {
-        let asks = (rates.len() * sz.pipelined) as f64;
+        let messages = (rates.len() * sz.pipelined) as f64;
         // Ticks are 1/100 s on Linux.
-        println!("CPU: {:.2} µs per ask, {:.2} CPUs busy", (b - a) as f64 * 1e4 / asks, (b - a) as f64 / 100.0 / wall);
+        println!(
+            "CPU: {:.2} µs per message, {:.2} CPUs busy",
+            (b - a) as f64 * 1e4 / messages,
+            (b - a) as f64 / 100.0 / wall
+        );
     }
     let after = cluster.tcp.stats();
     let (frames, writes) = (after.frames_sent - before.frames_sent, after.write_batches - before.write_batches);
