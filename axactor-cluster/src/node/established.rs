@@ -403,16 +403,7 @@ impl Reader<'_> {
             // `else` arms cannot run: decoding the same bytes is deterministic).
             let Ok(Body::Sealed { payload, .. }) = decode_body(frame) else { return };
             let Ok(EnvelopeRef::Data(msg)) = decode_envelope_ref(payload) else { return };
-            let done = match msg {
-                DataRef::Tell { registry, shard, epoch, key, payload, ack_id } => {
-                    self.on_tell(registry, shard, epoch, key, payload, ack_id, may_wait)
-                }
-                DataRef::Ask { request_id, registry, shard, epoch, key, payload } => {
-                    self.on_ask(request_id, registry, shard, epoch, key, payload, may_wait)
-                }
-                _ => true,
-            };
-            if done {
+            if self.on_request(msg, may_wait) {
                 return;
             }
         }
@@ -498,6 +489,21 @@ impl Reader<'_> {
         self.node.emit(|| NodeEvent::Rejected { reason: label });
         tracing::debug!(reason = label, "request rejected before execution");
         label
+    }
+
+    /// A tell or an ask from the peer ([`Reader::on_tell`],
+    /// [`Reader::on_ask`]); `false` if it waits for room in a full mailbox
+    /// (only with `may_wait`). Any other message: `true`, nothing done.
+    fn on_request(&self, msg: DataRef<'_>, may_wait: bool) -> bool {
+        match msg {
+            DataRef::Tell { registry, shard, epoch, key, payload, ack_id } => {
+                self.on_tell(registry, shard, epoch, key, payload, ack_id, may_wait)
+            }
+            DataRef::Ask { request_id, registry, shard, epoch, key, payload } => {
+                self.on_ask(request_id, registry, shard, epoch, key, payload, may_wait)
+            }
+            _ => true,
+        }
     }
 
     /// A tell from the peer: delivered to its activation, answered (an ack
@@ -682,12 +688,7 @@ impl Reader<'_> {
             Accounting::OneWay => {}
         }
         match msg {
-            DataRef::Tell { registry, shard, epoch, key, payload, ack_id } => {
-                self.waits = !self.on_tell(registry, shard, epoch, key, payload, ack_id, true);
-            }
-            DataRef::Ask { request_id, registry, shard, epoch, key, payload } => {
-                self.waits = !self.on_ask(request_id, registry, shard, epoch, key, payload, true);
-            }
+            DataRef::Tell { .. } | DataRef::Ask { .. } => self.waits = !self.on_request(msg, true),
             DataRef::Reply { request_id, payload } => {
                 node.complete(self.conn, request_id, Response::Reply(slice_of(frame, payload)));
             }
