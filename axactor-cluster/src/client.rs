@@ -59,6 +59,7 @@ use crate::node::queues::{PeerLink, PeerQueues};
 use crate::node::remote_monitors::Watched;
 use crate::node::shared::Shared;
 use crate::node::write_path::Direct;
+use crate::route_hint::RouteHint;
 use crate::shard::{lease_name, shard_of};
 use crate::wire::{CodecError, ControlMsg, DataOut, OutFrame, OutPayload, Raw, Rejection, Typed};
 
@@ -95,11 +96,13 @@ enum Lookup {
     Fresh,
 }
 
-/// The key a request is for, and its shard.
+/// The key a request is for, its shard, and the requesting handle's hint.
 #[derive(Clone, Copy)]
 struct Target<'a> {
     key: &'a Arc<str>,
     shard: u32,
+    /// The requesting handle's route hint (`route_hint.rs`).
+    hint: &'a RouteHint,
 }
 
 /// What one remote attempt asks for, with the request's payload.
@@ -306,6 +309,7 @@ impl<A: HostedActor> Route<A> {
         shard: u32,
         tell: TellOf<A>,
         wait: bool,
+        hint: &RouteHint,
     ) -> Result<(), RemoteError> {
         self.check_running()?;
         let started = Instant::now();
@@ -321,9 +325,9 @@ impl<A: HostedActor> Route<A> {
         };
         let tell = Held::new(tell);
         if wait {
-            self.request(key, shard, Req::TellAck(&tell), started, deadline).await.map(|_| ())
+            self.request(Target { key, shard, hint }, Req::TellAck(&tell), started, deadline).await.map(|_| ())
         } else {
-            self.send_unacked(key, shard, &tell, started, deadline).await
+            self.send_unacked(Target { key, shard, hint }, &tell, started, deadline).await
         }
     }
 
@@ -333,6 +337,7 @@ impl<A: HostedActor> Route<A> {
         shard: u32,
         ask: AskOf<A>,
         timeout: Option<Duration>,
+        hint: &RouteHint,
     ) -> Result<ReplyOf<A>, RemoteError> {
         self.check_running()?;
         let started = Instant::now();
@@ -342,7 +347,7 @@ impl<A: HostedActor> Route<A> {
         // through for an activation here with room, the common case.
         let pending = match self.host.try_local_ask(started, shard, key, ask) {
             Tried::Sent(pending) => pending,
-            Tried::NotHere(ask) => return self.ask_remote(key, shard, ask, started, deadline).await,
+            Tried::NotHere(ask) => return self.ask_remote(Target { key, shard, hint }, ask, started, deadline).await,
             Tried::Rejected(r) => return Err(map_rejection(&r)),
             Tried::Refused(first, pending) => {
                 self.host.finish_refused(shard, key, first, Some(deadline)).await.map_err(|r| map_rejection(&r))?;
@@ -356,14 +361,13 @@ impl<A: HostedActor> Route<A> {
     /// (re-resolving the owner) while the answer says it may be.
     async fn ask_remote(
         &self,
-        key: &Arc<str>,
-        shard: u32,
+        to: Target<'_>,
         ask: AskOf<A>,
         started: Instant,
         deadline: Instant,
     ) -> Result<ReplyOf<A>, RemoteError> {
         let ask = Held::new(ask);
-        match self.request(key, shard, Req::Ask(&ask), started, deadline).await? {
+        match self.request(to, Req::Ask(&ask), started, deadline).await? {
             Answer::Bytes(bytes) => postcard::from_bytes(&bytes).map_err(|_| RemoteError::Codec),
             Answer::Reply(reply) => Ok(reply),
             // Only a local tell is `Done`.
@@ -425,8 +429,30 @@ impl<A: HostedActor> Route<A> {
         }
     }
 
-    /// The shard's owner and the connection to its session.
-    async fn owner_link(&self, shard: u32, lookup: Lookup) -> Result<(PeerLink, SessionId, Epoch), RemoteError> {
+    /// The shard's owner and the connection to its session: from `hint`
+    /// while it is current (`route_hint.rs`), else from the node's tables
+    /// (an owner-cache hit then refills `hint`).
+    async fn owner_link(
+        &self,
+        shard: u32,
+        lookup: Lookup,
+        hint: Option<&RouteHint>,
+    ) -> Result<(PeerLink, SessionId, Epoch), RemoteError> {
+        if let (Lookup::Cached(now), Some(hint)) = (lookup, hint) {
+            // Read before the lookups below: a change after this read makes
+            // the hint stored from them miss.
+            let versions = (self.node.owners.version(), self.node.peers.version());
+            if let Some(route) = hint.get(versions, now) {
+                return Ok(route);
+            }
+            if let Some((holder, epoch, until)) = self.node.owners.get_until(self.host.registry(), shard, now)
+                && holder != self.node.session
+                && let Some(link) = self.node.peers.connection(&holder)
+            {
+                hint.put(versions, until, &link, &holder, epoch);
+                return Ok((link, holder, epoch));
+            }
+        }
         let (holder, epoch) = self.owner(shard, lookup).await?;
         if holder == self.node.session {
             // The store says ours, but this node does not (or no longer) use it.
@@ -499,12 +525,12 @@ impl<A: HostedActor> Route<A> {
 
     async fn request(
         &self,
-        key: &Arc<str>,
-        shard: u32,
+        to: Target<'_>,
         req: Req<'_, A>,
         started: Instant,
         deadline: Instant,
     ) -> Result<Answer<ReplyOf<A>>, RemoteError> {
+        let Target { key, shard, .. } = to;
         let span = self.request_span(req.name(), key, shard);
         let span_ref = &span;
         // `Overloaded` is not retried here: see the module docs.
@@ -512,7 +538,7 @@ impl<A: HostedActor> Route<A> {
             |e: &RemoteError| e.is_retryable_request() || (*e == RemoteError::Timeout && mutant!(RetryAfterTimeout));
         let result = in_span(&span, || {
             self.with_retries(key, started, deadline, span_ref, retry, move |lookup| {
-                self.attempt(Target { key, shard }, req, deadline, lookup, span_ref)
+                self.attempt(to, req, deadline, lookup, span_ref)
             })
         })
         .await;
@@ -528,7 +554,7 @@ impl<A: HostedActor> Route<A> {
         lookup: Lookup,
         span: &Span,
     ) -> Result<Answer<ReplyOf<A>>, RemoteError> {
-        let Target { key, shard } = to;
+        let Target { key, shard, hint } = to;
         // The shard may have moved here since the first try (which the
         // caller's local path has just checked).
         if lookup == Lookup::Fresh && self.host.usable(shard) {
@@ -537,7 +563,7 @@ impl<A: HostedActor> Route<A> {
             // future would otherwise grow every request's by its size.
             return Box::pin(self.local_retry(key, shard, req, deadline)).await;
         }
-        let (link, holder, epoch) = self.owner_link(shard, lookup).await?;
+        let (link, holder, epoch) = self.owner_link(shard, lookup, Some(hint)).await?;
         record_owner(span, &holder, epoch);
         // Dropped with this future (the caller gave up), the guard frees
         // the entry.
@@ -634,17 +660,17 @@ impl<A: HostedActor> Route<A> {
     /// connection; retried only while it could not be queued at all.
     async fn send_unacked(
         &self,
-        key: &Arc<str>,
-        shard: u32,
+        to: Target<'_>,
         payload: &Held<TellOf<A>>,
         started: Instant,
         deadline: Instant,
     ) -> Result<(), RemoteError> {
+        let Target { key, shard, .. } = to;
         let span = self.request_span("tell", key, shard);
         let span_ref = &span;
         let result = in_span(&span, || {
             self.with_retries(key, started, deadline, span_ref, RemoteError::is_retryable, move |lookup| {
-                self.try_unacked(key, shard, payload, lookup, deadline, span_ref)
+                self.try_unacked(to, payload, lookup, deadline, span_ref)
             })
         })
         .await;
@@ -657,13 +683,13 @@ impl<A: HostedActor> Route<A> {
     /// sender is paced by the connection, not by retry sleeps.
     async fn try_unacked(
         &self,
-        key: &Arc<str>,
-        shard: u32,
+        to: Target<'_>,
         held: &Held<TellOf<A>>,
         lookup: Lookup,
         deadline: Instant,
         span: &Span,
     ) -> Result<(), RemoteError> {
+        let Target { key, shard, hint } = to;
         if lookup == Lookup::Fresh && self.host.usable(shard) {
             span.record("peer", tracing::field::display(&self.node.session));
             // Boxed, as in `attempt`: rare, and its future is large.
@@ -675,7 +701,7 @@ impl<A: HostedActor> Route<A> {
                 }
             };
         }
-        let (link, holder, epoch) = self.owner_link(shard, lookup).await?;
+        let (link, holder, epoch) = self.owner_link(shard, lookup, Some(hint)).await?;
         record_owner(span, &holder, epoch);
         let (registry, epoch) = (self.registry(), epoch.0);
         let frame =
@@ -723,7 +749,7 @@ impl<A: HostedActor> Route<A> {
             }
             return Ok(());
         }
-        let (link, holder, epoch) = self.owner_link(shard, lookup).await?;
+        let (link, holder, epoch) = self.owner_link(shard, lookup, None).await?;
         let registry = self.registry().to_string();
         let lease = lease_name(&registry, self.shards, shard);
         let watched = Watched { registry: registry.clone(), key: key.to_string(), lease, holder, epoch };

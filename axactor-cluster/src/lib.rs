@@ -97,6 +97,7 @@ mod manager;
 mod node;
 pub mod overlay;
 mod remote;
+mod route_hint;
 pub mod session;
 pub mod shard;
 mod signal;

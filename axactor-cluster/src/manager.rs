@@ -478,7 +478,7 @@ impl Driver {
     /// This node's standing (see [`standing`]), from what the node knows now.
     fn standing(&self, now: Instant) -> Standing {
         let snap = self.node.peers.members().snapshot();
-        let authenticated = self.node.peers.table().iter().map(|e| e.session.node.clone()).collect();
+        let authenticated = self.node.peers.names();
         let holding = self.shards.iter().any(|s| s.plan.holding());
         let cfg = &self.node.cfg;
         let members_fresh = self.plan.members_fresh(snap.last_read);

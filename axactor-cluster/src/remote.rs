@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use crate::client::Route;
 use crate::error::RemoteError;
 use crate::hosted::{DownEvent, HostedActor};
+use crate::route_hint::RouteHint;
 
 /// The tell enum of `A`'s contract.
 pub type TellOf<A> = <<A as RemoteActor>::Contract as RefContract>::Tell;
@@ -84,6 +85,9 @@ pub struct RemoteHandle<A: RemoteActor> {
     pub(crate) route: Arc<Route<A>>,
     pub(crate) key: Arc<str>,
     pub(crate) shard: u32,
+    /// Where this handle's requests went last (`route_hint.rs`); a clone
+    /// starts without one.
+    hint: RouteHint,
     _actor: PhantomData<fn() -> A>,
 }
 
@@ -93,6 +97,7 @@ impl<A: RemoteActor> Clone for RemoteHandle<A> {
             route: Arc::clone(&self.route),
             key: Arc::clone(&self.key),
             shard: self.shard,
+            hint: RouteHint::default(),
             _actor: PhantomData,
         }
     }
@@ -111,7 +116,7 @@ impl<A: RemoteActor> fmt::Debug for RemoteHandle<A> {
 impl<A: RemoteActor> RemoteHandle<A> {
     pub(crate) fn new(route: Arc<Route<A>>, key: Arc<str>) -> Self {
         let shard = route.shard_of(&key);
-        RemoteHandle { route, key, shard, _actor: PhantomData }
+        RemoteHandle { route, key, shard, hint: RouteHint::default(), _actor: PhantomData }
     }
 
     /// The key this handle addresses.
@@ -138,7 +143,7 @@ impl<A: RemoteActor> RemoteHandle<A> {
     /// at once (counted as `dropped["request_abandoned"]`); a request
     /// already sent may still run, and its answer is discarded.
     pub async fn tell(&self, tell: TellOf<A>) -> Result<(), RemoteError> {
-        self.route.tell(&self.key, self.shard, tell, false).await
+        self.route.tell(&self.key, self.shard, tell, false, &self.hint).await
     }
 
     /// Sends a tell and waits until the owner accepted it into the
@@ -154,7 +159,7 @@ impl<A: RemoteActor> RemoteHandle<A> {
     /// at once (counted as `dropped["request_abandoned"]`); a request
     /// already sent may still run, and its answer is discarded.
     pub async fn tell_wait(&self, tell: TellOf<A>) -> Result<(), RemoteError> {
-        self.route.tell(&self.key, self.shard, tell, true).await
+        self.route.tell(&self.key, self.shard, tell, true, &self.hint).await
     }
 
     /// Asks and waits for the reply, at most `timeout` (the node's
@@ -175,7 +180,7 @@ impl<A: RemoteActor> RemoteHandle<A> {
         ask: AskOf<A>,
         timeout: Option<Duration>,
     ) -> impl Future<Output = Result<ReplyOf<A>, RemoteError>> + Send + '_ {
-        self.route.ask(&self.key, self.shard, ask, timeout)
+        self.route.ask(&self.key, self.shard, ask, timeout, &self.hint)
     }
 
     /// Watches the key's current activation: the receiver gets exactly one

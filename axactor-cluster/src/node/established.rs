@@ -36,6 +36,8 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -51,6 +53,7 @@ use super::queues::PeerQueues;
 use super::replies::{Replies, ReplyRoom};
 use super::shared::Shared;
 use super::table::{Admit, ConnId, Entry, PeerDirection};
+use super::wake_flags::WakeFlags;
 use super::write_path::{ConnShared, saturating_decrement};
 use super::writer::{Queues, write_loop};
 use crate::conn_rules::{
@@ -272,6 +275,11 @@ struct Reader<'a> {
     waits: bool,
 }
 
+/// The reader's rare wake sources, by their [`WakeFlags`] number.
+const STOP: u32 = 0;
+const REPLACED: u32 = 1;
+const TICK: u32 = 2;
+
 /// What woke the reader.
 enum Event {
     Frame(Option<Bytes>),
@@ -289,26 +297,34 @@ impl Reader<'_> {
         let stopped = node.tasks.stopped();
         let replaced = close.changed();
         tokio::pin!(stopped, replaced);
+        // The three rare sources are polled only once they fired (`wake_flags.rs`).
+        let flags = WakeFlags::new(3);
         loop {
             // Frames first on most passes; the other events first on some,
             // so a flood of frames cannot starve them (see `PollOrder`).
-            let event = if self.rules.next_order() == PollOrder::FramesFirst {
-                tokio::select! {
-                    biased;
-                    frame = rx.recv() => Event::Frame(frame),
-                    _ = &mut stopped => Event::Stop,
-                    _ = &mut replaced => Event::Replaced,
-                    _ = heartbeat.tick() => Event::Tick,
+            let frames_first = self.rules.next_order() == PollOrder::FramesFirst;
+            let event = std::future::poll_fn(|cx| {
+                flags.register(cx.waker());
+                if frames_first && let Poll::Ready(frame) = std::pin::pin!(rx.recv()).poll(cx) {
+                    return Poll::Ready(Event::Frame(frame));
                 }
-            } else {
-                tokio::select! {
-                    biased;
-                    _ = &mut stopped => Event::Stop,
-                    _ = &mut replaced => Event::Replaced,
-                    _ = heartbeat.tick() => Event::Tick,
-                    frame = rx.recv() => Event::Frame(frame),
+                if flags.take(STOP) && stopped.as_mut().poll(&mut flags.context(STOP)).is_ready() {
+                    return Poll::Ready(Event::Stop);
                 }
-            };
+                if flags.take(REPLACED) && replaced.as_mut().poll(&mut flags.context(REPLACED)).is_ready() {
+                    return Poll::Ready(Event::Replaced);
+                }
+                if flags.take(TICK) && heartbeat.poll_tick(&mut flags.context(TICK)).is_ready() {
+                    // Polled again next time, to wait for the tick after.
+                    flags.set(TICK);
+                    return Poll::Ready(Event::Tick);
+                }
+                if !frames_first && let Poll::Ready(frame) = std::pin::pin!(rx.recv()).poll(cx) {
+                    return Poll::Ready(Event::Frame(frame));
+                }
+                Poll::Pending
+            })
+            .await;
             let wake = match event {
                 Event::Frame(Some(first)) => {
                     if let Some(end) = self.on_frames(first, rx).await {

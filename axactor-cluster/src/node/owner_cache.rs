@@ -3,7 +3,12 @@
 //! cached). An entry is used for one `renew_interval`; a newer epoch is
 //! never overwritten by an older one. The node caches only the hosted
 //! registries' shards, so the cache is bounded by them.
+//!
+//! Every change bumps a version ([`OwnerCache::version`]), so a copy of an
+//! entry kept elsewhere (a handle's [`RouteHint`](crate::route_hint::RouteHint))
+//! knows, from one atomic read, that it may be out of date.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -27,18 +32,35 @@ pub(crate) struct OwnerCache {
     owners: Mutex<FastMap<String, FastMap<u32, CachedOwner>>>,
     /// How long an entry is used (`renew_interval`).
     valid_for: Duration,
+    /// Bumped after every change (see the module docs).
+    version: AtomicU64,
 }
 
 impl OwnerCache {
     pub(crate) fn new(valid_for: Duration) -> OwnerCache {
-        OwnerCache { owners: Mutex::new(FastMap::default()), valid_for }
+        OwnerCache { owners: Mutex::new(FastMap::default()), valid_for, version: AtomicU64::new(0) }
+    }
+
+    /// The cache's version: it changes after every change of an entry.
+    #[inline]
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.version.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The cached owner of a shard, if cached less than `valid_for` before `now`.
     pub(crate) fn get(&self, registry: &str, shard: u32, now: Instant) -> Option<(SessionId, Epoch)> {
+        self.get_until(registry, shard, now).map(|(holder, epoch, _)| (holder, epoch))
+    }
+
+    /// As [`get`](Self::get), with the instant the entry stops being used.
+    pub(crate) fn get_until(&self, registry: &str, shard: u32, now: Instant) -> Option<(SessionId, Epoch, Instant)> {
         let owners = self.owners.lock();
         let o = owners.get(registry)?.get(&shard)?;
-        (now.saturating_duration_since(o.at) < self.valid_for).then(|| (o.holder.clone(), o.epoch))
+        (now.saturating_duration_since(o.at) < self.valid_for).then(|| (o.holder.clone(), o.epoch, o.at + self.valid_for))
     }
 
     /// Caches an owner as of `now`, unless a newer epoch is already known.
@@ -52,12 +74,15 @@ impl OwnerCache {
             return;
         }
         shards.insert(shard, CachedOwner { holder, epoch, at: now });
+        drop(owners);
+        self.changed();
     }
 
     /// Forgets a shard's owner.
     pub(crate) fn forget(&self, registry: &str, shard: u32) {
-        if let Some(shards) = self.owners.lock().get_mut(registry) {
-            shards.remove(&shard);
+        let removed = self.owners.lock().get_mut(registry).and_then(|shards| shards.remove(&shard));
+        if removed.is_some() {
+            self.changed();
         }
     }
 
@@ -69,6 +94,8 @@ impl OwnerCache {
             && shards.get(&shard).is_some_and(|o| o.epoch.0 <= epoch)
         {
             shards.remove(&shard);
+            drop(owners);
+            self.changed();
         }
     }
 

@@ -110,6 +110,8 @@ pub(crate) struct Peers {
     /// Wakes the membership loop to dial members now.
     dial_kick: Notify,
     next_conn: AtomicU64,
+    /// Bumped each time the table is taken for a change (see [`Peers::version`]).
+    version: AtomicU64,
 }
 
 impl Peers {
@@ -122,13 +124,33 @@ impl Peers {
             handshake_sources: SourceQuota::new(cfg.max_pending_handshakes_per_source),
             members: MemberBook::new(cfg.max_peers),
             dial_kick: Notify::new(),
+            version: AtomicU64::new(0),
             next_conn: AtomicU64::new(0),
         }
     }
 
-    /// The peer table (its rules are its own: `node/table.rs`).
+    /// The peer table, to change it (its rules are its own:
+    /// `node/table.rs`). Bumps [`Peers::version`] under the table's lock,
+    /// so a lookup that read the old version cannot see the changed table
+    /// and pass for current.
     pub(crate) fn table(&self) -> MutexGuard<'_, PeerTable<PeerHandle>> {
-        self.table.lock()
+        let table = self.table.lock();
+        self.version.fetch_add(1, Ordering::AcqRel);
+        table
+    }
+
+    /// The peer table's version: it changes whenever the table may have
+    /// changed, so a connection looked up at one version (a handle's
+    /// [`RouteHint`](crate::route_hint::RouteHint)) is current while the
+    /// version is the same.
+    #[inline]
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// The names of the authenticated peers now.
+    pub(crate) fn names<C: FromIterator<NodeId>>(&self) -> C {
+        self.table.lock().iter().map(|e| e.session.node.clone()).collect()
     }
 
     /// The member book.
