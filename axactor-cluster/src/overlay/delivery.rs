@@ -26,10 +26,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::counters::bump;
+use super::inbound::InboundTx;
 use super::faults::{Decision, DropReason, Schedule};
 use super::link::{LinkState, Next, OutQueue, Phase, PhaseWatch};
 use super::memory_direct::{Direct, Direction};
@@ -44,7 +44,7 @@ const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 struct Task {
     dir: Direction,
-    inbound: mpsc::Sender<Bytes>,
+    inbound: InboundTx,
     state: Arc<LinkState>,
     dead: PhaseWatch,
     schedule: Schedule,
@@ -58,7 +58,7 @@ struct Task {
 pub(crate) async fn run(
     dir: Direction,
     mut out: OutQueue,
-    inbound: mpsc::Sender<Bytes>,
+    inbound: InboundTx,
     state: Arc<LinkState>,
     direct: Arc<Direct>,
 ) {
@@ -194,11 +194,11 @@ impl Task {
             bump(&self.dir.net.counters.dropped_closed, 1);
             return false;
         }
-        let permit = tokio::select! {
+        let slot = tokio::select! {
             biased;
             () = self.dead.reached(Phase::Dead) => return false,
             r = self.inbound.reserve() => match r {
-                Ok(permit) => permit,
+                Ok(slot) => slot,
                 Err(_) => return false,
             },
         };
@@ -213,7 +213,7 @@ impl Task {
         self.dir.net.tap(&self.dir.from, &self.dir.to, &frame, FrameFate::Delivered);
         // Counted before the receiver can see it: a frame received is counted.
         bump(&self.dir.net.counters.delivered, 1);
-        permit.send(frame);
+        slot.send(frame);
         true
     }
 }

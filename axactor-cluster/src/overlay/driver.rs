@@ -39,8 +39,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
+use super::inbound::{InboundTx, NoSlot};
 use super::link::{self, ByteBudget, FrameLimit, LinkOutbox, LinkPhase, LinkState};
 use super::{DEFAULT_LINK_QUEUE_FRAMES, Link, LinkSource, OverlayError};
 use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
@@ -222,7 +222,7 @@ impl LinkControl {
 /// The transport's end of a link's inbound queue.
 #[derive(Debug)]
 pub struct LinkInbox {
-    tx: mpsc::Sender<Bytes>,
+    tx: InboundTx,
     bytes: Arc<ByteBudget>,
     limit: FrameLimit,
     control: LinkControl,
@@ -266,7 +266,7 @@ impl LinkInbox {
     /// Cancel safe: if the future is dropped, the frame was not delivered.
     pub async fn deliver(&self, frame: Bytes) -> Result<(), OverlayError> {
         self.check(&frame)?;
-        let permit = tokio::select! {
+        let slot = tokio::select! {
             biased;
             () = self.control.reached(LinkPhase::Dead) => return Err(OverlayError::Closed),
             r = self.tx.reserve() => r.map_err(|_| OverlayError::Closed)?,
@@ -278,7 +278,7 @@ impl LinkInbox {
                 () = self.bytes.take(frame.len()) => {}
             }
         }
-        permit.send(frame);
+        slot.send(frame);
         Ok(())
     }
 
@@ -289,14 +289,14 @@ impl LinkInbox {
     /// room now (the frame is not delivered; the link stays open).
     pub fn try_deliver(&self, frame: Bytes) -> Result<(), OverlayError> {
         self.check(&frame)?;
-        let permit = self.tx.try_reserve().map_err(|e| match e {
-            mpsc::error::TrySendError::Full(()) => OverlayError::Full,
-            mpsc::error::TrySendError::Closed(()) => OverlayError::Closed,
+        let slot = self.tx.try_reserve().map_err(|e| match e {
+            NoSlot::Full => OverlayError::Full,
+            NoSlot::Closed => OverlayError::Closed,
         })?;
         if !self.bytes.try_take(frame.len()) {
             return Err(OverlayError::Full);
         }
-        permit.send(frame);
+        slot.send(frame);
         Ok(())
     }
 

@@ -56,6 +56,7 @@ use crate::signal::Signal;
 
 pub(crate) use super::budget::ByteBudget;
 use super::error::OverlayError;
+use super::inbound::{self, InboundRx, InboundTx};
 use super::pull::StreamInbound;
 
 /// Default capacity of each bounded queue of a link, in frames: one queue
@@ -489,11 +490,7 @@ pub struct LinkReceiver {
 #[derive(Debug)]
 enum Inbound {
     /// A bounded queue its driver fills (in-memory links, [`endpoint`](super::endpoint)).
-    Queue {
-        rx: mpsc::Receiver<Bytes>,
-        /// Bytes in the queue, against its budget.
-        bytes: Arc<ByteBudget>,
-    },
+    Queue(InboundRx),
     /// The stream itself, read by the receiver (`super::pull`).
     Stream(Box<StreamInbound>),
 }
@@ -527,13 +524,7 @@ impl LinkReceiver {
     /// Cancel safe: a frame is never lost by dropping the future.
     pub async fn recv(&mut self) -> Option<Bytes> {
         match &mut self.inbound {
-            Inbound::Queue { rx, bytes } => {
-                let frame = rx.recv().await;
-                if let Some(frame) = &frame {
-                    bytes.give_back(frame.len());
-                }
-                frame
-            }
+            Inbound::Queue(rx) => rx.recv().await,
             Inbound::Stream(stream) => stream.recv().await,
         }
     }
@@ -542,11 +533,7 @@ impl LinkReceiver {
     /// right now (or the link has ended: [`recv`](Self::recv) tells which).
     pub fn try_recv(&mut self) -> Option<Bytes> {
         match &mut self.inbound {
-            Inbound::Queue { rx, bytes } => {
-                let frame = rx.try_recv().ok()?;
-                bytes.give_back(frame.len());
-                Some(frame)
-            }
+            Inbound::Queue(rx) => rx.try_recv(),
             Inbound::Stream(stream) => stream.try_recv(),
         }
     }
@@ -560,7 +547,7 @@ impl LinkReceiver {
     /// and the budget caps each read.
     pub fn set_max_queued_bytes(&self, max: usize) {
         match &self.inbound {
-            Inbound::Queue { bytes, .. } => bytes.set_max(max),
+            Inbound::Queue(rx) => rx.bytes.set_max(max),
             Inbound::Stream(stream) => stream.set_budget(max),
         }
     }
@@ -570,7 +557,7 @@ impl LinkReceiver {
     /// returned as frames).
     pub fn queued_bytes(&self) -> usize {
         match &self.inbound {
-            Inbound::Queue { bytes, .. } => bytes.queued(),
+            Inbound::Queue(rx) => rx.bytes.queued(),
             Inbound::Stream(stream) => stream.buffered(),
         }
     }
@@ -711,8 +698,8 @@ pub(crate) fn outbound(state: &Arc<LinkState>, queue_frames: usize, max_frame_by
 /// Creates the inbound half of a link endpoint: the driver's sender, the
 /// inbound queue's byte budget (the driver takes a frame's bytes before
 /// queueing it) and the receiver.
-pub(crate) fn inbound(queue_frames: usize, limit: FrameLimit) -> (mpsc::Sender<Bytes>, Arc<ByteBudget>, LinkReceiver) {
-    let (tx, rx) = mpsc::channel(queue_frames.max(1));
-    let bytes = ByteBudget::new(DEFAULT_LINK_QUEUE_BYTES);
-    (tx, Arc::clone(&bytes), LinkReceiver { inbound: Inbound::Queue { rx, bytes }, limit, kill_on_drop: None })
+pub(crate) fn inbound(queue_frames: usize, limit: FrameLimit) -> (InboundTx, Arc<ByteBudget>, LinkReceiver) {
+    let (tx, rx) = inbound::channel(queue_frames, DEFAULT_LINK_QUEUE_BYTES);
+    let bytes = Arc::clone(&rx.bytes);
+    (tx, bytes, LinkReceiver { inbound: Inbound::Queue(rx), limit, kill_on_drop: None })
 }

@@ -44,9 +44,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
 
 use super::counters::bump;
+use super::inbound::InboundTx;
 use super::link::{ByteBudget, Fed, FrameLimit, LinkState, Phase, WriteThrough};
 use super::memory_net::{FrameFate, Net};
 
@@ -79,14 +79,14 @@ struct Gate {
     /// The delivery task has, or may have, work (or has ended).
     busy: bool,
     /// The receiver's inbound queue; `None` once the delivery task ended.
-    inbound: Option<mpsc::Sender<Bytes>>,
+    inbound: Option<InboundTx>,
     /// The fault version last read and whether the link was clean at it.
     faults_seen: Option<(u64, bool)>,
 }
 
 impl Direct {
     /// An idle path carrying `dir` into `inbound`, for the link `state`.
-    pub(crate) fn new(dir: Direction, inbound: mpsc::Sender<Bytes>, state: Arc<LinkState>) -> Arc<Direct> {
+    pub(crate) fn new(dir: Direction, inbound: InboundTx, state: Arc<LinkState>) -> Arc<Direct> {
         let gate = Gate { busy: false, inbound: Some(inbound), faults_seen: None };
         Arc::new(Direct { gate: Mutex::new(gate), dir, state })
     }
@@ -129,7 +129,7 @@ impl Direct {
             return Err(frame);
         }
         let Some(inbound) = &gate.inbound else { return Err(frame) };
-        let Ok(permit) = inbound.try_reserve() else { return Err(frame) };
+        let Ok(slot) = inbound.try_reserve() else { return Err(frame) };
         if !self.dir.bytes.try_take(frame.len()) {
             return Err(frame);
         }
@@ -137,7 +137,7 @@ impl Direct {
         net.tap(from, to, &frame, FrameFate::Delivered);
         // Counted before the receiver can see it: a frame received is counted.
         bump(&net.counters.delivered, 1);
-        permit.send(frame);
+        slot.send(frame);
         Ok(())
     }
 }

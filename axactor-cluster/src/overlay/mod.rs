@@ -87,6 +87,7 @@ mod delivery;
 mod driver;
 mod error;
 mod faults;
+mod inbound;
 mod link;
 mod listener;
 mod memory;
