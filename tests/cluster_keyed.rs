@@ -21,8 +21,8 @@ use std::time::Duration;
 use axactor::ExitReason;
 use axactor_cluster::{ClusterNode, InMemoryOverlay, Keyed, KeyedConfig, LeaseStore, MemoryLeaseStore, RemoteError};
 use axactor_tests::activations::{
-    ActivationLog, Probe, Served, check_single_activation, held_epoch, intervals, lease_name, mesh, owner_of,
-    paused_cfg, start_node, wait_until,
+    ActivationLog, Probe, ProbeCluster, Served, check_single_activation, held_epoch, intervals, lease_name, mesh,
+    owner_of, paused_cfg, start_node, wait_until,
 };
 use tokio::time::{Instant, sleep};
 
@@ -238,4 +238,45 @@ async fn fence_in_a_handler_names_the_shard_and_the_owners_epoch() {
     assert_eq!(owners.len(), 2, "keys on both nodes");
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// A handle remembers where its last request went (owner, epoch,
+/// connection). When that connection ends and a new one is dialled, the
+/// handle must not keep the old one: its next request goes over the new
+/// connection at once, with no failed attempt and so no retry pause (the
+/// first is `MIN_RETRY_DELAY`; nothing else takes time on the paused clock).
+#[tokio::test(start_paused = true)]
+async fn a_handle_kept_across_a_reconnection_uses_the_new_connection_at_once() {
+    let log = ActivationLog::new();
+    let cluster = ProbeCluster::start(&["a", "b"], &paused_cfg(), REG, &KeyedConfig::new(SHARDS), &log).await;
+    let (a, b) = (cluster.node("a"), cluster.node("b"));
+    let key = cluster.key_owned_by("b", "kept");
+    let handle = cluster.keyed("a").get(key.as_str());
+    // Two asks: the first may read the owner from the store, the second
+    // finds it cached and leaves the handle its route.
+    for _ in 0..2 {
+        assert_eq!(handle.incr().await.expect("served by b").0, "b");
+    }
+    let handshakes = a.inspect().counters.handshakes_established;
+    // A duplicated frame is a replay: b closes the connection on a's next
+    // heartbeat, and the two dial again once the fault is gone.
+    cluster.net.set_duplicate_rate("a", "b", 1.0);
+    wait_until(Duration::from_secs(5), "b closed the connection on a replay", || {
+        b.inspect().counters.frame_rejections.contains_key("out_of_sequence")
+    })
+    .await;
+    cluster.net.clear_faults();
+    wait_until(Duration::from_secs(5), "a new connection", || {
+        a.inspect().counters.handshakes_established > handshakes
+    })
+    .await;
+    mesh(&[a, b]).await;
+    let started = Instant::now();
+    assert_eq!(handle.incr().await.expect("served by b over the new connection").0, "b");
+    assert!(
+        started.elapsed() < axactor_cluster::MIN_RETRY_DELAY,
+        "the first attempt failed and was retried: {:?}",
+        started.elapsed()
+    );
+    cluster.shutdown().await;
 }

@@ -81,6 +81,11 @@ impl<A: RemoteActor> HostedActor for A {
 
 /// The routing handle of one key: what every generated `XRemoteRef` wraps.
 /// Cheap to clone.
+///
+/// A handle remembers where its last request went (the owner's session,
+/// epoch and connection) and reuses it while the node's owner cache and
+/// peer table are unchanged, so keep a handle for a key you call often
+/// rather than calling `get` each time. A clone starts without that memory.
 pub struct RemoteHandle<A: RemoteActor> {
     pub(crate) route: Arc<Route<A>>,
     pub(crate) key: Arc<str>,
