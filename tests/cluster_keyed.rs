@@ -266,10 +266,8 @@ async fn a_handle_kept_across_a_reconnection_uses_the_new_connection_at_once() {
     })
     .await;
     cluster.net.clear_faults();
-    wait_until(Duration::from_secs(5), "a new connection", || {
-        a.inspect().counters.handshakes_established > handshakes
-    })
-    .await;
+    wait_until(Duration::from_secs(5), "a new connection", || a.inspect().counters.handshakes_established > handshakes)
+        .await;
     mesh(&[a, b]).await;
     let started = Instant::now();
     assert_eq!(handle.incr().await.expect("served by b over the new connection").0, "b");

@@ -34,9 +34,9 @@
 //! closes the link, and the reader drains until the peer has closed too
 //! (bounded by [`CLOSE_GRACE`]).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::future::Future;
 use std::task::Poll;
 use std::time::Duration;
 

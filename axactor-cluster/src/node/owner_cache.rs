@@ -60,7 +60,10 @@ impl OwnerCache {
     pub(crate) fn get_until(&self, registry: &str, shard: u32, now: Instant) -> Option<(SessionId, Epoch, Instant)> {
         let owners = self.owners.lock();
         let o = owners.get(registry)?.get(&shard)?;
-        (now.saturating_duration_since(o.at) < self.valid_for).then(|| (o.holder.clone(), o.epoch, o.at + self.valid_for))
+        // `renew_interval` is bounded by the configuration's checks; were the
+        // sum ever past the clock's range, the entry ends now (no hint).
+        let until = o.at.checked_add(self.valid_for).unwrap_or(now);
+        (now.saturating_duration_since(o.at) < self.valid_for).then(|| (o.holder.clone(), o.epoch, until))
     }
 
     /// Caches an owner as of `now`, unless a newer epoch is already known.

@@ -91,7 +91,8 @@ impl WakeFlags {
     pub(crate) fn take(&self, i: u32) -> bool {
         let bit = 1 << i;
         // A plain read first: the flags are clear on almost every park.
-        self.shared.flags.load(Ordering::Acquire) & bit != 0 && self.shared.flags.fetch_and(!bit, Ordering::AcqRel) & bit != 0
+        self.shared.flags.load(Ordering::Acquire) & bit != 0
+            && self.shared.flags.fetch_and(!bit, Ordering::AcqRel) & bit != 0
     }
 
     /// Sets source `i`'s flag: it is polled on the next park (a source

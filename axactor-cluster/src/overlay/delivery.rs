@@ -29,8 +29,8 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::counters::bump;
-use super::inbound::InboundTx;
 use super::faults::{Decision, DropReason, Schedule};
+use super::inbound::InboundTx;
 use super::link::{LinkState, Next, OutQueue, Phase, PhaseWatch};
 use super::memory_direct::{Direct, Direction};
 use super::memory_net::FrameFate;
