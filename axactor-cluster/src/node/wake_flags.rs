@@ -101,7 +101,8 @@ impl WakeFlags {
         self.shared.flags.fetch_or(1 << i, Ordering::AcqRel);
     }
 
-    /// A context to poll source `i` with.
+    /// A context to poll source `i` with (`i` below the count given to
+    /// [`new`](Self::new): the callers name their sources by constants).
     pub(crate) fn context(&self, i: u32) -> Context<'_> {
         Context::from_waker(&self.wakers[i as usize])
     }
