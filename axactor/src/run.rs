@@ -29,8 +29,13 @@ use crate::restart::Outcome;
 use crate::restarter::{End, Restarter};
 use crate::{Actor, Context, ExitReason, Fence};
 
-/// Messages handled between two cooperative yields, so one busy actor cannot
-/// starve the others on its worker.
+/// Messages handled back to back (the mailbox never empty in between)
+/// before a cooperative yield, so one busy actor cannot starve the others
+/// on its worker. An actor that found its mailbox empty has given its
+/// worker up already: the count starts again, so an actor fed one message
+/// at a time never yields for nothing (a yield with no other task ready
+/// made Tokio's worker look for work, find the next message's wake-up and
+/// wake another worker to take over: a hand-off between cores).
 const YIELD_EVERY: u32 = 128;
 
 /// Builds the actor value for each incarnation.
@@ -149,7 +154,16 @@ async fn message_loop<A: Actor>(
         if let Some(reason) = ctx.take_stop() {
             return End::Exit(reason);
         }
-        let next = poll_fn(|cx| cell.mailbox.poll_next(cx)).await;
+        let mut waited = false;
+        let next = poll_fn(|cx| {
+            let next = cell.mailbox.poll_next(cx);
+            waited |= next.is_pending();
+            next
+        })
+        .await;
+        if waited {
+            since_yield = 0;
+        }
         match next {
             Next::User(msg) => {
                 // Checked when the message is about to run, not when it was
