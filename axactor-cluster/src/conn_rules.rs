@@ -3,24 +3,31 @@
 //!
 //! Like quinn-proto's `Connection`, [`ConnRules`] does no I/O and reads no
 //! clock: the connection's reader (`node/established.rs`) feeds it what woke
-//! it, with `now` in milliseconds on the node's monotonic clock, and carries
-//! out what it returns (queue a control message, dispatch to the node, close
-//! with a reason). The reader keeps the link, the queues and the counters.
+//! it, with `now` in milliseconds on the node's monotonic clock where a rule
+//! needs it, and carries out what it returns (queue a control message,
+//! dispatch to the node, close with a reason). The reader keeps the link,
+//! the queues and the counters.
 //!
 //! ```text
 //!  next_order()               ─▶ FramesFirst | EventsFirst   (one pass in EVENTS_FIRST_EVERY)
-//!  on_frames(now)             ─▶ the peer is alive at `now`
+//!  on_frames()                ─▶ the peer is alive (stamped at the next tick)
 //!  on_wake(Tick { now })      ─▶ Send(Heartbeat { sent_at_ms: now }) | Close(Silent)
 //!  on_wake(Stop)              ─▶ Close(Shutdown)     (Goodbye queued, graceful)
 //!  on_wake(Replaced | LinkEnded) ─▶ Close(..)        (abrupt)
-//!  on_control(msg, now)       ─▶ Send(HeartbeatAck) | Rtt | Close(PeerGoodbye) | Dispatch(msg)
+//!  on_control(msg, || now)    ─▶ Send(HeartbeatAck) | Rtt | Close(PeerGoodbye) | Dispatch(msg)
 //!  accounting(&data)          ─▶ AnswersOurs | OwedAnswer | OneWay
 //!  tell_answer(outcome, ack)  ─▶ Ack | Accepted | Reject | DropUnacked
 //! ```
 //!
 //! Liveness: a peer is alive while a frame arrived within `node_ttl`; the
 //! check runs on each heartbeat tick, which also sends a heartbeat stamped
-//! with `now` (the peer echoes it back: the round-trip time). A connection
+//! with `now` (the peer echoes it back: the round-trip time). Frames are
+//! not stamped as they arrive (that would be a clock read per batch of
+//! frames, on every request's path): a tick that finds frames arrived since
+//! the tick before stamps them with its own `now`, which is at or after
+//! their arrival. So a peer is never found silent before `node_ttl` has
+//! passed since its last frame, and is found silent at most two heartbeat
+//! intervals after that (one for the stamp, one for the check). A connection
 //! ends gracefully on the node's stop (a `Goodbye` is queued first) or the
 //! peer's `Goodbye`, and abruptly on a bad frame, a replacement, the link's
 //! end or silence.
@@ -138,8 +145,11 @@ pub(crate) enum TellAnswer {
 #[derive(Debug, Clone)]
 pub(crate) struct ConnRules {
     ttl_ms: u64,
-    /// When a frame last arrived (ms).
+    /// A time (ms) at or after the last frame's arrival, as of the last
+    /// tick (or the connection's start).
     last_seen_ms: u64,
+    /// Frames arrived since the last tick (not stamped yet).
+    heard: bool,
     /// Reader passes so far (wrapping), for [`ConnRules::next_order`].
     passes: u32,
     /// The protocol version the session negotiated.
@@ -153,6 +163,7 @@ impl ConnRules {
         ConnRules {
             ttl_ms: u64::try_from(node_ttl.as_millis()).unwrap_or(u64::MAX),
             last_seen_ms: now_ms,
+            heard: false,
             passes: 0,
             version,
         }
@@ -165,31 +176,45 @@ impl ConnRules {
         if self.passes.is_multiple_of(EVENTS_FIRST_EVERY) { PollOrder::EventsFirst } else { PollOrder::FramesFirst }
     }
 
-    /// Frames arrived at `now_ms`: the peer is alive.
+    /// Frames arrived: the peer is alive (stamped by the next tick).
     #[inline]
-    pub(crate) fn on_frames(&mut self, now_ms: u64) {
-        self.last_seen_ms = now_ms;
+    pub(crate) fn on_frames(&mut self) {
+        self.heard = true;
+    }
+
+    /// When the peer was last known alive (ms): the tick that first saw
+    /// its latest frames, or the connection's start.
+    pub(crate) fn last_seen_ms(&self) -> u64 {
+        self.last_seen_ms
     }
 
     /// A wake-up other than frames.
-    pub(crate) fn on_wake(&self, wake: Wake) -> Step {
+    pub(crate) fn on_wake(&mut self, wake: Wake) -> Step {
         match wake {
             Wake::LinkEnded => Step::Close(Close::LinkEnded),
             Wake::Stop => Step::Close(Close::Shutdown),
             Wake::Replaced => Step::Close(Close::Replaced),
-            Wake::Tick { now_ms } if now_ms.saturating_sub(self.last_seen_ms) > self.ttl_ms => {
-                Step::Close(Close::Silent)
+            Wake::Tick { now_ms } => {
+                if std::mem::take(&mut self.heard) {
+                    // Never moves back (a clock read behind an earlier stamp).
+                    self.last_seen_ms = self.last_seen_ms.max(now_ms);
+                }
+                if now_ms.saturating_sub(self.last_seen_ms) > self.ttl_ms {
+                    Step::Close(Close::Silent)
+                } else {
+                    Step::Send(ControlMsg::Heartbeat { sent_at_ms: now_ms })
+                }
             }
-            Wake::Tick { now_ms } => Step::Send(ControlMsg::Heartbeat { sent_at_ms: now_ms }),
         }
     }
 
-    /// A control message from the peer, received at `now_ms`.
-    pub(crate) fn on_control(&self, msg: ControlMsg, now_ms: u64) -> Control {
+    /// A control message from the peer; `now_ms` is called (once) only for
+    /// a heartbeat's echo, the one message that needs the clock.
+    pub(crate) fn on_control(&self, msg: ControlMsg, now_ms: impl FnOnce() -> u64) -> Control {
         match msg {
             ControlMsg::Heartbeat { sent_at_ms } => Control::Send(ControlMsg::HeartbeatAck { echo_ms: sent_at_ms }),
             ControlMsg::HeartbeatAck { echo_ms } => {
-                Control::Rtt { rtt_us: now_ms.saturating_sub(echo_ms).saturating_mul(1000) }
+                Control::Rtt { rtt_us: now_ms().saturating_sub(echo_ms).saturating_mul(1000) }
             }
             ControlMsg::Goodbye => Control::Close(Close::PeerGoodbye),
             other => Control::Dispatch(other),
@@ -235,41 +260,59 @@ mod tests {
 
     const TTL: Duration = Duration::from_millis(3000);
 
+    /// The clock of a control message that must not read it.
+    fn no_clock() -> u64 {
+        unreachable!("only a heartbeat's echo reads the clock")
+    }
+
     fn rules(now_ms: u64) -> ConnRules {
         ConnRules::new(TTL, now_ms, MONITOR_IDENTITY_VERSION)
     }
 
     #[test]
     fn a_tick_sends_a_heartbeat_stamped_now() {
-        let r = rules(1000);
+        let mut r = rules(1000);
         assert_eq!(r.on_wake(Wake::Tick { now_ms: 1500 }), Step::Send(ControlMsg::Heartbeat { sent_at_ms: 1500 }));
     }
 
     #[test]
     fn a_peer_silent_for_longer_than_the_ttl_is_closed() {
-        let r = rules(1000);
+        let mut r = rules(1000);
         assert_eq!(r.on_wake(Wake::Tick { now_ms: 4000 }), Step::Send(ControlMsg::Heartbeat { sent_at_ms: 4000 }));
         assert_eq!(r.on_wake(Wake::Tick { now_ms: 4001 }), Step::Close(Close::Silent));
     }
 
     #[test]
-    fn frames_keep_the_peer_alive() {
+    fn frames_keep_the_peer_alive_from_the_tick_that_saw_them() {
         let mut r = rules(1000);
-        r.on_frames(3500);
+        r.on_frames();
+        // The tick at 3500 stamps the frames that arrived before it.
+        assert_eq!(r.on_wake(Wake::Tick { now_ms: 3500 }), Step::Send(ControlMsg::Heartbeat { sent_at_ms: 3500 }));
+        assert_eq!(r.last_seen_ms(), 3500);
         assert_eq!(r.on_wake(Wake::Tick { now_ms: 6500 }), Step::Send(ControlMsg::Heartbeat { sent_at_ms: 6500 }));
+        assert_eq!(r.last_seen_ms(), 3500, "no frames since: not stamped again");
         assert_eq!(r.on_wake(Wake::Tick { now_ms: 6501 }), Step::Close(Close::Silent));
     }
 
     #[test]
-    fn a_clock_behind_the_last_frame_is_not_silence() {
+    fn frames_seen_at_the_silence_check_keep_the_peer() {
         let mut r = rules(1000);
-        r.on_frames(5000);
+        r.on_frames();
+        // Frames arrived since the last tick, however late the tick: alive.
+        assert_eq!(r.on_wake(Wake::Tick { now_ms: 9000 }), Step::Send(ControlMsg::Heartbeat { sent_at_ms: 9000 }));
+    }
+
+    #[test]
+    fn a_clock_behind_the_last_stamp_is_not_silence() {
+        let mut r = rules(5000);
+        r.on_frames();
         assert_eq!(r.on_wake(Wake::Tick { now_ms: 10 }), Step::Send(ControlMsg::Heartbeat { sent_at_ms: 10 }));
+        assert_eq!(r.last_seen_ms(), 5000, "a stamp never moves back");
     }
 
     #[test]
     fn a_huge_ttl_never_overflows() {
-        let r = ConnRules::new(Duration::MAX, 0, 1);
+        let mut r = ConnRules::new(Duration::MAX, 0, 1);
         assert_eq!(
             r.on_wake(Wake::Tick { now_ms: u64::MAX }),
             Step::Send(ControlMsg::Heartbeat { sent_at_ms: u64::MAX })
@@ -278,7 +321,7 @@ mod tests {
 
     #[test]
     fn stop_is_graceful_and_the_other_ends_are_abrupt() {
-        let r = rules(0);
+        let mut r = rules(0);
         assert_eq!(r.on_wake(Wake::Stop), Step::Close(Close::Shutdown));
         assert_eq!(r.on_wake(Wake::Replaced), Step::Close(Close::Replaced));
         assert_eq!(r.on_wake(Wake::LinkEnded), Step::Close(Close::LinkEnded));
@@ -310,7 +353,7 @@ mod tests {
     fn heartbeats_are_acked_with_their_own_stamp() {
         let r = rules(0);
         assert_eq!(
-            r.on_control(ControlMsg::Heartbeat { sent_at_ms: 42 }, 99),
+            r.on_control(ControlMsg::Heartbeat { sent_at_ms: 42 }, no_clock),
             Control::Send(ControlMsg::HeartbeatAck { echo_ms: 42 })
         );
     }
@@ -318,23 +361,26 @@ mod tests {
     #[test]
     fn an_ack_gives_the_round_trip_in_microseconds() {
         let r = rules(0);
-        assert_eq!(r.on_control(ControlMsg::HeartbeatAck { echo_ms: 1000 }, 1250), Control::Rtt { rtt_us: 250_000 });
+        assert_eq!(r.on_control(ControlMsg::HeartbeatAck { echo_ms: 1000 }, || 1250), Control::Rtt { rtt_us: 250_000 });
         assert_eq!(
-            r.on_control(ControlMsg::HeartbeatAck { echo_ms: 2000 }, 1000),
+            r.on_control(ControlMsg::HeartbeatAck { echo_ms: 2000 }, || 1000),
             Control::Rtt { rtt_us: 0 },
             "echo from the future"
         );
-        assert_eq!(r.on_control(ControlMsg::HeartbeatAck { echo_ms: 0 }, u64::MAX), Control::Rtt { rtt_us: u64::MAX });
+        assert_eq!(
+            r.on_control(ControlMsg::HeartbeatAck { echo_ms: 0 }, || u64::MAX),
+            Control::Rtt { rtt_us: u64::MAX }
+        );
     }
 
     #[test]
     fn goodbye_closes_gracefully_and_the_rest_goes_to_the_node() {
         let r = rules(0);
-        assert_eq!(r.on_control(ControlMsg::Goodbye, 0), Control::Close(Close::PeerGoodbye));
+        assert_eq!(r.on_control(ControlMsg::Goodbye, no_clock), Control::Close(Close::PeerGoodbye));
         let down = ControlMsg::Down { request_id: 3, reason: DownReason::Stopped };
-        assert_eq!(r.on_control(down.clone(), 0), Control::Dispatch(down));
+        assert_eq!(r.on_control(down.clone(), no_clock), Control::Dispatch(down));
         let hosting = ControlMsg::Hosting { registries: vec![("r".into(), 4)] };
-        assert_eq!(r.on_control(hosting.clone(), 0), Control::Dispatch(hosting));
+        assert_eq!(r.on_control(hosting.clone(), no_clock), Control::Dispatch(hosting));
     }
 
     #[test]

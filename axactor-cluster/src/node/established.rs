@@ -338,7 +338,9 @@ impl Reader<'_> {
                 Event::Replaced => Wake::Replaced,
                 Event::Tick => Wake::Tick { now_ms: node.now_ms() },
             };
-            match self.rules.on_wake(wake) {
+            let step = self.rules.on_wake(wake);
+            self.stats.last_seen_ms.store(self.rules.last_seen_ms(), Ordering::Relaxed);
+            match step {
                 Step::Send(msg) => self.queue_control(msg),
                 Step::Close(close) => return self.closing(close),
             }
@@ -379,18 +381,16 @@ impl Reader<'_> {
     /// number of frames: the lease driver, activations and other readers
     /// on the same worker run in between, however fast frames arrive.
     async fn on_frames(&mut self, body: Bytes, rx: &mut LinkReceiver) -> Option<End> {
-        // One clock read per batch of frames.
-        let now = self.node.now_ms();
-        self.rules.on_frames(now);
-        self.stats.last_seen_ms.store(now, Ordering::Relaxed);
-        if let Some(end) = self.handle(&body, now) {
+        // No clock read here: the next heartbeat tick stamps these frames.
+        self.rules.on_frames();
+        if let Some(end) = self.handle(&body) {
             return Some(end);
         }
         self.deliver_after_yields(&body).await;
         for _ in 1..READ_BATCH {
             tokio::task::coop::consume_budget().await;
             let body = rx.try_recv()?;
-            if let Some(end) = self.handle(&body, now) {
+            if let Some(end) = self.handle(&body) {
                 return Some(end);
             }
             self.deliver_after_yields(&body).await;
@@ -425,9 +425,9 @@ impl Reader<'_> {
         }
     }
 
-    /// Handles one frame received at `now` (ms); `Some` if the connection ends with it.
-    fn handle(&mut self, frame: &Bytes, now: u64) -> Option<End> {
-        let close = match self.on_frame(frame, now) {
+    /// Handles one frame; `Some` if the connection ends with it.
+    fn handle(&mut self, frame: &Bytes) -> Option<End> {
+        let close = match self.on_frame(frame) {
             Ok(close) => close?,
             Err(reason) => Close::BadFrame(reason),
         };
@@ -624,7 +624,7 @@ impl Reader<'_> {
 
     /// Opens, decodes and dispatches one frame; `Ok(Some)` if the
     /// connection ends with it, `Err` with its reason if it is bad.
-    fn on_frame(&mut self, frame: &Bytes, now: u64) -> Result<Option<Close>, FrameRejection> {
+    fn on_frame(&mut self, frame: &Bytes) -> Result<Option<Close>, FrameRejection> {
         let (seq, payload, mac) = match decode_body(frame).map_err(|e| FrameRejection::from(&e))? {
             Body::Sealed { seq, payload, mac } => (seq, payload, mac),
             _ => return Err(FrameRejection::HandshakeAfterAuth),
@@ -632,7 +632,7 @@ impl Reader<'_> {
         self.opener.open_parts(seq, payload, mac).map_err(|e| FrameRejection::from(&e))?;
         let env = decode_envelope_ref(payload).map_err(|e| FrameRejection::from(&e))?;
         match env {
-            EnvelopeRef::Control(msg) => Ok(self.on_control(msg, now)),
+            EnvelopeRef::Control(msg) => Ok(self.on_control(msg)),
             EnvelopeRef::Data(msg) => {
                 self.on_data(msg, frame);
                 Ok(None)
@@ -641,8 +641,9 @@ impl Reader<'_> {
     }
 
     /// A control message; `Some` if the connection ends with it.
-    fn on_control(&mut self, msg: ControlMsg, now: u64) -> Option<Close> {
-        match self.rules.on_control(msg, now) {
+    fn on_control(&mut self, msg: ControlMsg) -> Option<Close> {
+        let node = self.node;
+        match self.rules.on_control(msg, || node.now_ms()) {
             Control::Send(answer) => self.queue_control(answer),
             Control::Rtt { rtt_us } => {
                 self.stats.rtt_us.store(rtt_us, Ordering::Relaxed);

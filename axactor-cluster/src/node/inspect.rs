@@ -142,7 +142,10 @@ pub struct PeerInfo {
     pub version: u16,
     /// Who dialled.
     pub direction: PeerDirection,
-    /// Time since the last authenticated frame from the peer.
+    /// Time since the peer was last known alive: since the heartbeat tick
+    /// that first saw its latest authenticated frames (frames are stamped
+    /// by the next tick, so this lags their arrival by at most one
+    /// `heartbeat_interval`), or since the connection was established.
     pub last_seen: Duration,
     /// Round-trip time of the latest answered heartbeat.
     pub rtt: Option<Duration>,
