@@ -14,7 +14,7 @@
 /// A hash map for in-process tables on the request path whose keys no peer
 /// chooses (our own request ids, our own registries' names and shards):
 /// foldhash, cheaper than the standard library's SipHash for such keys
-/// (docs/benchmarks.md, the fifth round of issue #13), with a fixed seed, so
+/// (docs/benchmarks-issue-13.md, the fifth round), with a fixed seed, so
 /// nothing about the table depends on the process (the simulation replays
 /// runs from a seed). Tables keyed by what a peer sends keep the standard
 /// hasher.
