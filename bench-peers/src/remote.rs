@@ -221,13 +221,15 @@ fn round(side: Side, s: Sizes, redis: Option<&str>) -> Option<Remote> {
     }
     let _server = Server::start(side, &args);
     let rt = runtime();
-    let r = rt.block_on(async {
+    // On a worker, as a server's request handlers ask (see `local::run`).
+    let task = rt.spawn(async move {
         match side {
             Side::Raw => measure(raw_side::connect(&args).await, s).await,
             Side::Axactor => measure(axactor_side::connect(&args).await, s).await,
             Side::Ractor => measure(ractor_side::connect(&args).await, s).await,
         }
     });
+    let r = rt.block_on(task).expect("the round's task");
     rt.shutdown_timeout(Duration::from_secs(1));
     Some(r)
 }

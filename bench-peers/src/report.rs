@@ -31,6 +31,9 @@ fn idle_in_child(lib: Lib, n: usize) -> (f64, f64) {
     (it.next().unwrap_or(f64::NAN), it.next().unwrap_or(f64::NAN))
 }
 
+/// A local table row: its name, the figure it reads, its unit.
+type LocalRow = (&'static str, fn(&Local) -> f64, &'static str);
+
 /// Runs `rounds` rounds of every library (alternating) and prints the table.
 pub fn local(rounds: usize, quick: bool) {
     let s = if quick { QUICK } else { FULL };
@@ -60,7 +63,7 @@ pub fn local(rounds: usize, quick: bool) {
     let header: Vec<&str> = Lib::ALL.iter().map(|l| l.name()).collect();
     println!("| metric | {} |", header.join(" | "));
     println!("|---|{}", "---:|".repeat(header.len()));
-    let rows: [(&str, fn(&Local) -> f64, &str); 4] = [
+    let rows: [LocalRow; 4] = [
         ("tell (1 actor, one sender)", |l| l.tell_ns, "ns"),
         ("ask p50 (sequential)", |l| l.ask_p50_ns, "ns"),
         ("ask p99 (sequential)", |l| l.ask_p99_ns, "ns"),

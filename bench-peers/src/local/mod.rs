@@ -161,7 +161,9 @@ pub fn run(lib: Lib, s: Sizes) -> Local {
                 .enable_all()
                 .build()
                 .expect("tokio runtime");
-            rt.block_on(async move {
+            // On a worker, as an actor's or a request handler's asks are:
+            // from `block_on`'s thread every ask would also wake that thread.
+            let task = rt.spawn(async move {
                 match lib {
                     Lib::Raw => raw_side::run(s).await,
                     Lib::Axactor => axactor_side::run(s).await,
@@ -169,7 +171,8 @@ pub fn run(lib: Lib, s: Sizes) -> Local {
                     Lib::Kameo => kameo_side::run(s).await,
                     Lib::Actix => unreachable!("actix runs on its own system"),
                 }
-            })
+            });
+            rt.block_on(task).expect("the round's task")
         }
     }
 }
