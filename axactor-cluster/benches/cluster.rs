@@ -21,6 +21,10 @@
 //! 8. `mac` (only when named): the cost of sealing and opening one frame
 //!    (HMAC-SHA256) at the ask's and the reply's frame sizes.
 //!
+//! A figure with a target (issue #13's for sections 1, 2, 5 and 6; the
+//! failover and handover bounds for 3 and 4) shows it with `met?` in its
+//! table, and the run ends with a scorecard of every such figure.
+//!
 //! Options after `--`: `--quick` or `quick` (small sizes, one round, one
 //! trial; also `AXACTOR_BENCH_QUICK=1`), section names to run only those
 //! (also `AXACTOR_BENCH=rpc,keyed`), and `--workers=N` (also
@@ -138,15 +142,16 @@ fn rpc(rt: &Runtime, sz: Sizes) -> f64 {
     let n = sz.asks;
     let mut rows = vec![
         Row::new(format!("sequential ask p50 ({n} asks)"), "µs", p(&ours, |l| l.p50), p(&mux_l, |l| l.p50))
-            .target(Target::AtMost(1.5)),
-        Row::new(format!("sequential ask p99 ({n} asks)"), "µs", p(&ours, |l| l.p99), p(&mux_l, |l| l.p99)),
+            .target(Target::AtMost(1.2)),
+        Row::new(format!("sequential ask p99 ({n} asks)"), "µs", p(&ours, |l| l.p99), p(&mux_l, |l| l.p99))
+            .target(Target::AtMost(1.3)),
         Row::new("sequential p50 vs raw one-task client".into(), "µs", p(&ours, |l| l.p50), p(&direct_l, |l| l.p50)),
         Row::new("sequential p99 vs raw one-task client".into(), "µs", p(&ours, |l| l.p99), p(&direct_l, |l| l.p99)),
     ];
     for (i, c) in CONCURRENCY.iter().enumerate() {
         let (o, r) = tput[i].clone();
         let metric = format!("pipelined throughput, {c} asker(s), {} asks", sz.pipelined);
-        rows.push(Row::new(metric, "asks/s", o, r).target(Target::AtLeast(0.5)));
+        rows.push(Row::new(metric, "asks/s", o, r).target(Target::AtLeast(0.8)));
     }
     report::table("axactor-cluster", "raw tokio", &rows);
     cluster.kill_all();
@@ -256,8 +261,11 @@ fn keyed(rt: &Runtime, sz: Sizes) {
     let p = |i: usize, f: fn(&Latency) -> f64| series[i].iter().map(f).collect::<Vec<_>>();
     let names = ["keyed ask, local key", "keyed ask, remote key (in-memory overlay)", "keyed ask, remote key (TCP)"];
     let mut rows = Vec::new();
+    // Issue #13's targets: a local key within 1.3× of the plain ask; an
+    // in-memory remote ask within 2 µs (absolute).
+    let p50_targets = [Target::AtMost(1.3), Target::Below(2.0), Target::None];
     for (i, name) in names.iter().enumerate() {
-        rows.push(Row::new(format!("{name}: p50"), "µs", p(i + 1, |l| l.p50), p(0, |l| l.p50)));
+        rows.push(Row::new(format!("{name}: p50"), "µs", p(i + 1, |l| l.p50), p(0, |l| l.p50)).target(p50_targets[i]));
         rows.push(Row::new(format!("{name}: p99"), "µs", p(i + 1, |l| l.p99), p(0, |l| l.p99)));
     }
     report::table("keyed ask", "local `EchoRef` ask", &rows);
@@ -355,10 +363,11 @@ fn costs(rt: &Runtime, sz: Sizes) {
     }
     let v = |i: usize, f: fn(&cost::Cost) -> f64| series[i].iter().map(f).collect::<Vec<_>>();
     let rows = vec![
-        Row::new("allocations per ask, sequential".into(), "allocs", v(0, |c| c.allocs), v(1, |c| c.allocs))
-            .target(Target::Below(4.0)),
-        Row::new(format!("allocations per ask, {askers} askers"), "allocs", v(2, |c| c.allocs), v(3, |c| c.allocs))
-            .target(Target::Below(4.0)),
+        // The whole process's allocations, the nodes' background work
+        // included (on the raw side too: the nodes run meanwhile); the
+        // target is held to the count of the asks alone, below.
+        Row::new("allocations per ask, sequential".into(), "allocs", v(0, |c| c.allocs), v(1, |c| c.allocs)),
+        Row::new(format!("allocations per ask, {askers} askers"), "allocs", v(2, |c| c.allocs), v(3, |c| c.allocs)),
         Row::new("CPU per ask, sequential".into(), "µs", v(0, |c| c.cpu_us), v(1, |c| c.cpu_us))
             .target(Target::AtMost(1.3)),
         Row::new(format!("CPU per ask, {askers} askers"), "µs", v(2, |c| c.cpu_us), v(3, |c| c.cpu_us))
@@ -370,6 +379,12 @@ fn costs(rt: &Runtime, sz: Sizes) {
     // background work included; this counts the asks alone.
     let (allocs, moved) = cost::in_memory_paused(sz.asks, sz.warm);
     let met = if allocs <= 4.0 { "met" } else { "**not met**" };
+    report::score(
+        "allocations per remote ask (in-memory, paused clock)",
+        format!("{allocs:.4} allocs"),
+        "≤ 4 allocs".to_owned(),
+        allocs <= 4.0,
+    );
     println!(
         "Allocations per remote ask on the in-memory overlay, counted on a paused clock (it moved {moved:?} during \
          the {} asks, so no timed background work ran): {allocs:.4} per ask, both nodes, the caller's argument \
@@ -412,7 +427,11 @@ fn stop_trials(rt: &Runtime, sz: Sizes, stop: Stop, rtt_us: Option<f64>) {
         "{title}\n\nThree TCP nodes `a`, `b`, `c`, fresh per trial; `a` (even trials) or `c` (odd trials) asks a key \
          held by `b`; `b` is stopped; time until an activation on another node answers.\n"
     );
-    report::trials(&Trials { trials: &trials, target, target_expr: &how });
+    let name = match stop {
+        Stop::Kill => "failover after a crash, slowest trial",
+        Stop::Shutdown => "handover after a shutdown, slowest trial",
+    };
+    report::trials(&Trials { name, trials: &trials, target, target_expr: &how });
 }
 
 fn main() {
@@ -468,5 +487,6 @@ fn main() {
         #[cfg(not(feature = "tls"))]
         println!("## TLS against TCP\n\nSkipped: build with `--features tls`.\n");
     }
+    report::scorecard(workers);
     println!("Total time: {:.1} s", started.elapsed().as_secs_f64());
 }

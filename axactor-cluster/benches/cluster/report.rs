@@ -1,6 +1,8 @@
 //! Markdown tables: medians over rounds with the ratio and the target, then
-//! every round's values; trial tables with min / median / max.
+//! every round's values; trial tables with min / median / max; and the
+//! run's scorecard, every targeted figure of the run in one table.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::failover::Trial;
@@ -52,7 +54,43 @@ fn fmt_value(v: f64, unit: &str) -> String {
     }
 }
 
-/// Prints the table of medians and the per-round values.
+/// One targeted figure of the run, as its table showed it.
+struct Scored {
+    metric: String,
+    value: String,
+    target: String,
+    met: bool,
+}
+
+/// Every targeted figure printed so far in this run, in order.
+static SCORED: Mutex<Vec<Scored>> = Mutex::new(Vec::new());
+
+/// Adds a targeted figure to the run's scorecard.
+pub(crate) fn score(metric: &str, value: String, target: String, met: bool) {
+    let scored = Scored { metric: metric.to_owned(), value, target, met };
+    SCORED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(scored);
+}
+
+/// Prints every targeted figure of the run with whether it was met (none:
+/// nothing printed).
+pub(crate) fn scorecard(workers: usize) {
+    let scored = SCORED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if scored.is_empty() {
+        return;
+    }
+    let met = scored.iter().filter(|s| s.met).count();
+    println!(
+        "## Targets in this run ({workers} worker(s)): {met} of {} met\n\n| figure | this run | target | met? |\n|---|---:|---|---|",
+        scored.len()
+    );
+    for s in scored.iter() {
+        println!("| {} | {} | {} | {} |", s.metric, s.value, s.target, if s.met { "yes" } else { "**no**" });
+    }
+    println!();
+}
+
+/// Prints the table of medians and the per-round values; every row with a
+/// target also goes to the run's [`scorecard`].
 pub(crate) fn table(ours_name: &str, theirs_name: &str, rows: &[Row]) {
     println!("| metric | {ours_name} | {theirs_name} | ratio | target | met? |\n|---|---:|---:|---:|---|---|");
     for r in rows {
@@ -64,6 +102,13 @@ pub(crate) fn table(ours_name: &str, theirs_name: &str, rows: &[Row]) {
             Target::Below(x) => (format!("≤ {}", fmt_value(x, r.unit)), Some(ours <= x)),
             Target::Time(_) | Target::None => ("—".to_owned(), None),
         };
+        if let Some(m) = met {
+            let value = match r.target {
+                Target::Below(_) => fmt_value(ours, r.unit),
+                _ => format!("{ratio:.2}×"),
+            };
+            score(&r.metric, value, target.clone(), m);
+        }
         let met = met.map_or("", |m| if m { "yes" } else { "**no**" });
         println!(
             "| {} | {} | {} | {ratio:.2}× | {target} | {met} |",
@@ -82,6 +127,8 @@ pub(crate) fn table(ours_name: &str, theirs_name: &str, rows: &[Row]) {
 
 /// The trials of one stop kind.
 pub(crate) struct Trials<'a> {
+    /// The scorecard's name for the trials' maximum.
+    pub(crate) name: &'a str,
     pub(crate) trials: &'a [Trial],
     pub(crate) target: Target,
     pub(crate) target_expr: &'a str,
@@ -95,6 +142,7 @@ pub(crate) fn trials(t: &Trials<'_>) {
     let (target, met) = match t.target {
         Target::Time(d) => {
             let d = d.as_secs_f64() * 1e3;
+            score(t.name, format!("{max:.0} ms"), format!("≤ {d:.0} ms"), max <= d);
             (format!("≤ {d:.0} ms ({})", t.target_expr), if max <= d { "yes" } else { "**no**" })
         }
         _ => ("—".to_owned(), ""),
