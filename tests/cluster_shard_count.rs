@@ -92,3 +92,54 @@ async fn two_counts_never_run_one_key_twice_and_the_store_says_why() {
     assert_eq!(served.0, "b");
     b.shutdown().await;
 }
+
+/// A lease notice numbers shards by its sender's count: a node of another
+/// count must not take it as the owner of its own shard of that number. If
+/// it did, its requests for the keys the two numberings share would be
+/// served (against "the mismatched node's requests fail"), and a monitor it
+/// placed would watch a lease of its own count that nobody holds, so a lost
+/// connection would fire `NodeDown` while the watched activation runs on
+/// (simulation seed 13726).
+#[tokio::test(start_paused = true)]
+async fn lease_notices_of_another_count_do_not_route_the_mismatched_node() {
+    let net = InMemoryOverlay::new();
+    let store: Arc<dyn LeaseStore> = Arc::new(MemoryLeaseStore::new());
+    let log = ActivationLog::new();
+    let cfg = paused_cfg();
+    // a (16) and b (32) register apart, then meet, as above.
+    net.partition("a", "b");
+    net.partition("c", "b");
+    let a = start_node("a", &store, &net, &cfg).await;
+    let b = start_node("b", &store, &net, &cfg).await;
+    let _ka = a.keyed(REG, KeyedConfig::new(16), log.factory("a")).expect("a: 16 shards");
+    wait_until(Duration::from_secs(30), "a takes its shards", || a.inspect().owned_count(REG) == 16).await;
+    let kb = b.keyed(REG, KeyedConfig::new(32), log.factory("b")).expect("b: 32 shards, nobody to object yet");
+    // c (16) registers while it sees a only, then meets b too.
+    let c = start_node("c", &store, &net, &cfg).await;
+    mesh(&[&a, &c]).await;
+    let _kc = c.keyed(REG, KeyedConfig::new(16), log.factory("c")).expect("c: 16 shards, like a");
+    net.heal("a", "b");
+    net.heal("c", "b");
+    mesh(&[&a, &b, &c]).await;
+    // a leaves: c takes its shards, and tells b of each (count-16 numbers).
+    a.shutdown().await;
+    wait_until(Duration::from_secs(60), "c takes every shard", || c.inspect().owned_count(REG) == 16).await;
+    let keys: Vec<String> = (0..40).map(|i| format!("key-{i}")).collect();
+    let mut mismatches = 0;
+    for k in &keys {
+        match kb.get(k).incr().await {
+            Ok(served) => panic!("{k}: b's request was served under the other count by {}", served.0),
+            Err(RemoteError::ShardCountMismatch) => mismatches += 1,
+            Err(e) => assert!(e.is_definitely_not_executed(), "{k}: {e} may have run"),
+        }
+        match kb.get(k).monitor().await {
+            Ok(_) => panic!("{k}: b placed a monitor under the other count"),
+            Err(e) => assert_eq!(e, RemoteError::ShardCountMismatch, "{k}: monitor"),
+        }
+    }
+    assert_eq!(mismatches, keys.len(), "every request of b fails as another count");
+    let ignored = b.inspect().counters.dropped.get("lease_notice_other_count").copied().unwrap_or(0);
+    assert!(ignored >= 1, "b counts the notices it ignored: {:?}", b.inspect().counters.dropped);
+    b.shutdown().await;
+    c.shutdown().await;
+}

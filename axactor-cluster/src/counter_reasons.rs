@@ -171,6 +171,10 @@ reasons! {
         RemonitorNotQueued => "remonitor_not_queued",
         /// A peer's monitors removed with its connection.
         RemoteMonitorConnectionEnded => "remote_monitor_connection_ended",
+        /// A peer's lease notice naming an owner, for a registry the peer
+        /// hosts with another shard count than this node (or has not
+        /// announced): not cached.
+        LeaseNoticeOtherCount => "lease_notice_other_count",
         /// A tell a closing connection never sent.
         TellDiscardedAtClose => "tell_discarded_at_close",
         /// A response a closing connection never sent.

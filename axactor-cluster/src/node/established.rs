@@ -687,7 +687,8 @@ impl Reader<'_> {
             }
             ControlMsg::Down { request_id, reason } => node.monitor_down(self.conn, request_id, reason),
             ControlMsg::LeaseNotice { registry, shard, epoch, owner } => {
-                node.lease_notice(&registry, shard, epoch, owner);
+                let peer_count = self.stats.hosted.lock().get(&registry).copied();
+                node.lease_notice(&registry, shard, epoch, owner, peer_count);
             }
             // The decoder refused a list over `MAX_HOSTED_REGISTRIES` already.
             ControlMsg::Hosting { registries } => node.peer_hosting(&self.stats, registries),

@@ -69,6 +69,11 @@ impl Hosts {
         self.registries.read().values().map(|h| (h.id().to_string(), h.shard_count())).collect()
     }
 
+    /// The shard count of the hosted registry `id`.
+    pub(crate) fn shard_count(&self, id: &str) -> Option<u32> {
+        self.registries.read().get(id).map(|h| h.shard_count())
+    }
+
     /// Whether `shard` is one of the hosted registry `id`'s shards.
     pub(crate) fn hosts_shard(&self, id: &str, shard: u32) -> bool {
         self.registries.read().get(id).is_some_and(|h| shard < h.shard_count())

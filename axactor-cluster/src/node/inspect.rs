@@ -204,10 +204,11 @@ pub struct Counters {
     /// `unmatched_response`, `unmatched_down`, `request_abandoned`,
     /// `down_receiver_full`, `down_connection_closed`,
     /// `demonitor_connection_closed`, `remonitor_not_queued`,
-    /// `remote_monitor_connection_ended`, and what a closing connection never
-    /// sent: `tell_discarded_at_close`, `response_discarded_at_close`,
-    /// `reply_discarded_at_close`, `down_discarded_at_close`,
-    /// `control_discarded_at_close`. docs/operations.md explains each.
+    /// `remote_monitor_connection_ended`, `lease_notice_other_count`, and
+    /// what a closing connection never sent: `tell_discarded_at_close`,
+    /// `response_discarded_at_close`, `reply_discarded_at_close`,
+    /// `down_discarded_at_close`, `control_discarded_at_close`.
+    /// docs/operations.md explains each.
     pub dropped: BTreeMap<&'static str, u64>,
     /// Dials that failed in the overlay (before any handshake).
     pub dial_failures: u64,

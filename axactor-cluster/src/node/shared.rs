@@ -239,9 +239,33 @@ impl Shared {
 
     /// A peer's lease notice: a hint only (the receiver still fences). A
     /// released lease also kicks placement.
-    pub(crate) fn lease_notice(&self, registry: &str, shard: u32, epoch: u64, owner: Option<SessionId>) {
+    ///
+    /// A notice numbers shards by its sender's count (`peer_count`, the
+    /// count the peer announced for `registry`; `None` if it announced
+    /// none). From a peer whose count is not this node's, shard `n` is
+    /// another key range than this node's shard `n`, so an owner it names
+    /// for a registry hosted here is not cached (counted:
+    /// `lease_notice_other_count`): a node of another count finds no owner
+    /// in its cache, reads its own count's lease from the store, and
+    /// answers `ShardCountMismatch`. A release is applied whatever the
+    /// count: it only drops a cache entry (the next request reads the
+    /// store) and kicks placement, and a node shutting down withdraws its
+    /// announcement before it releases.
+    pub(crate) fn lease_notice(
+        &self,
+        registry: &str,
+        shard: u32,
+        epoch: u64,
+        owner: Option<SessionId>,
+        peer_count: Option<u32>,
+    ) {
         match owner {
-            Some(holder) => self.cache_owner(registry, shard, holder, Epoch(epoch)),
+            Some(holder) => match self.hosts.shard_count(registry) {
+                // Not hosted here: nothing to cache (as `cache_owner`).
+                None => {}
+                Some(ours) if peer_count == Some(ours) => self.cache_owner(registry, shard, holder, Epoch(epoch)),
+                Some(_) => self.counters.dropped(DropReason::LeaseNoticeOtherCount),
+            },
             None => {
                 self.owners.released(registry, shard, epoch);
                 self.hosts.kick();

@@ -72,10 +72,17 @@ struct Act {
     epoch: u64,
     start_seq: u64,
     stopped: Option<u64>,
+    /// The first op it executed. An activation is spawned by a delivery
+    /// and records its start only once its task first runs (later still on
+    /// a paused node), so the op that spawned it may be invoked, and a
+    /// monitor placed on it, before its start shows in the trace.
+    first_op: Option<u64>,
 }
 
 #[derive(Debug)]
 struct Op {
+    /// The record that invoked it.
+    invoked: u64,
     obj: (&'static str, Arc<str>),
     kind: OpKind,
     execs: Vec<(u64, Effect)>,
@@ -199,7 +206,7 @@ impl Checker {
             Ev::Exec { uid, op, effect } => self.on_exec(at, r.seq, *uid, *op, *effect),
             Ev::Invoke { op, registry, key, kind, .. } => {
                 let obj = (*registry, Arc::clone(key));
-                self.ops.insert(*op, Op { obj, kind: *kind, execs: Vec::new(), done: None });
+                self.ops.insert(*op, Op { invoked: r.seq, obj, kind: *kind, execs: Vec::new(), done: None });
             }
             Ev::Done { op, outcome } => self.on_done(at, *op, outcome),
             Ev::MonitorPlaced { mon, session, registry, key } => {
@@ -329,15 +336,25 @@ impl Checker {
             }
         }
         self.open.entry(obj.clone()).or_default().insert(uid);
-        let act = Act { session: session.clone(), obj, lease: Arc::clone(lease), epoch, start_seq: seq, stopped: None };
+        let act = Act {
+            session: session.clone(),
+            obj,
+            lease: Arc::clone(lease),
+            epoch,
+            start_seq: seq,
+            stopped: None,
+            first_op: None,
+        };
         self.acts.insert(uid, act);
     }
 
     fn on_exec(&mut self, at: u64, seq: u64, uid: u64, op: u64, effect: Effect) {
-        let Some(act) = self.acts.get(&uid).cloned() else {
+        let Some(act) = self.acts.get_mut(&uid) else {
             self.fail(at, format!("op {op} executed by unknown activation #{uid}"));
             return;
         };
+        act.first_op.get_or_insert(op);
+        let act = act.clone();
         if !self.grant_valid(&act.lease, &act.session, act.epoch, at) {
             let now = self.leases.get(&act.lease).map(|l| format!("{} e{} until {}", l.holder, l.epoch, l.until));
             self.fail(
@@ -490,7 +507,14 @@ impl Checker {
             let ended_by_heal = |act: &Act| {
                 act.stopped.is_some_and(|t| t < healed) || self.ended.get(&act.session).is_some_and(|&t| t < healed)
             };
-            let mut targets = self.acts.values().filter(|a| a.obj == m.obj && a.start_seq < m.placed);
+            // What the monitor may be on: the object's activations started
+            // before it was placed, and those spawned before it (their
+            // first op invoked before it) that recorded their start after.
+            let spawned_before = |a: &Act| {
+                a.start_seq < m.placed
+                    || a.first_op.is_some_and(|op| self.ops.get(&op).is_some_and(|o| o.invoked < m.placed))
+            };
+            let mut targets = self.acts.values().filter(|a| a.obj == m.obj && spawned_before(a));
             if targets.all(ended_by_heal) {
                 missing.push((
                     self.last_at,
@@ -525,5 +549,85 @@ impl Checker {
         for (at, what) in problems {
             self.fail(at, what);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::NodeId;
+
+    const LEASE: &str = "register/16/5";
+
+    fn session() -> SessionId {
+        SessionId { node: NodeId::new("n1"), boot: 1, counter: 0 }
+    }
+
+    /// The checker's verdict on `events`, recorded one millisecond apart
+    /// after a grant of `LEASE` to `session()` that outlasts them.
+    fn verdict(events: Vec<Ev>) -> Vec<String> {
+        let grant = Ev::Grant { lease: Arc::from(LEASE), holder: session(), epoch: 1, until: 60_000_000 };
+        let records: Vec<Record> = std::iter::once(grant)
+            .chain(events)
+            .enumerate()
+            .map(|(i, ev)| Record { seq: i as u64, at: i as u64 * 1_000, ev })
+            .collect();
+        let limits =
+            Limits { lease_ttl: Duration::from_secs(2), renew_interval: Duration::from_millis(500), max_moves: 8 };
+        let mut checker = Checker::new(limits);
+        for r in &records {
+            checker.feed(r);
+        }
+        checker.finish(&records)
+    }
+
+    fn start(uid: u64) -> Ev {
+        Ev::ActStart {
+            uid,
+            session: session(),
+            registry: "register",
+            key: Arc::from("r3"),
+            lease: Arc::from(LEASE),
+            epoch: 1,
+        }
+    }
+
+    fn invoke(op: u64) -> Ev {
+        Ev::Invoke { op, session: session(), registry: "register", key: Arc::from("r3"), kind: OpKind::Read }
+    }
+
+    fn placed() -> Ev {
+        Ev::MonitorPlaced { mon: 0, session: session(), registry: "register", key: Arc::from("r3") }
+    }
+
+    fn read(uid: u64, op: u64) -> [Ev; 2] {
+        [Ev::Exec { uid, op, effect: Effect::Read { value: 0 } }, Ev::Done { op, outcome: Outcome::Ok(Some(0)) }]
+    }
+
+    /// An old activation ended before the monitor was placed; the one the
+    /// monitor is on was spawned by an op invoked before the placement and
+    /// recorded its start after it (as on a paused node): it runs on, so no
+    /// `Down` is owed (simulation seed 10533 reported one before this rule).
+    #[test]
+    fn an_activation_spawned_before_the_monitor_but_started_after_is_its_target() {
+        let mut events =
+            vec![start(1), Ev::ActStop { uid: 1, reason: "dropped".into() }, invoke(7), placed(), start(2)];
+        events.extend(read(2, 7));
+        events.push(Ev::Fault(LIVENESS_HEALED.into()));
+        assert_eq!(verdict(events), Vec::<String>::new());
+    }
+
+    /// The same, but the running activation was spawned by an op invoked
+    /// after the placement: the monitor was on the old one, which ended, so
+    /// a missing `Down` is reported.
+    #[test]
+    fn a_monitor_whose_activations_all_ended_owes_a_down() {
+        let mut events =
+            vec![start(1), Ev::ActStop { uid: 1, reason: "dropped".into() }, placed(), invoke(7), start(2)];
+        events.extend(read(2, 7));
+        events.push(Ev::Fault(LIVENESS_HEALED.into()));
+        let verdict = verdict(events);
+        assert_eq!(verdict.len(), 1, "{verdict:?}");
+        assert!(verdict[0].contains("monitor 0 on register/r3: its activation had ended by the heal"), "{verdict:?}");
     }
 }
