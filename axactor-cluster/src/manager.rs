@@ -56,6 +56,7 @@ use crate::hosted::HostedRegistry;
 use crate::lease::{Epoch, GroupGrant, LeaseGroup};
 use crate::node::hosts::DriverCmd;
 use crate::node::shared::Shared;
+use crate::overlay::BoxFuture;
 use crate::shard::lease_fsm::LeaseTimes;
 use crate::shard::lease_name;
 use crate::shard::lease_plan::{LeasePlan, Preference, ShardPlan, Step, registry_candidates};
@@ -578,8 +579,13 @@ impl Driver {
                 release_and_notify(&self.node, &name, registry, shard, epoch).await;
             }
         }
-        for (stop, registry, shard, epoch) in stopping {
-            stop.await;
+        // All at once: each stop kills what overruns its own deadline only
+        // while it is polled, and a shard whose lease ends first must not
+        // wait behind another's slow stop.
+        let (stops, stopped): (Vec<_>, Vec<_>) =
+            stopping.into_iter().map(|(stop, registry, shard, epoch)| (stop, (registry, shard, epoch))).unzip();
+        join_all(stops).await;
+        for (registry, shard, epoch) in stopped {
             self.node.emit(|| NodeEvent::ShardStopped { registry, shard, epoch: epoch.0 });
         }
         for (name, registry, shard, epoch) in releases {
@@ -605,6 +611,15 @@ impl Driver {
             }
         }
     }
+}
+
+/// Polls every future of `futs` until all have completed.
+async fn join_all(mut futs: Vec<BoxFuture<'static, ()>>) {
+    std::future::poll_fn(|cx| {
+        futs.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if futs.is_empty() { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await
 }
 
 /// Releases the lease, then tells the peers (a handover, or shutdown).
@@ -639,4 +654,31 @@ async fn release_and_notify(node: &Shared, name: &str, registry: String, shard: 
     span.record("outcome", outcome);
     node.forget_owner(&registry, shard);
     node.broadcast_control(&ControlMsg::LeaseNotice { registry, shard, epoch: epoch.0, owner: None });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A shutdown's stops run at once: one whose kill deadline comes first
+    /// ends at it, not after a slower one before it in the list (simulation
+    /// seed 39161: an activation outlived its grant while the shutdown
+    /// awaited another shard's stop).
+    #[tokio::test(start_paused = true)]
+    async fn every_stop_is_polled_at_once() {
+        let t0 = Instant::now();
+        let ended = Arc::new(Mutex::new(Vec::new()));
+        let stop = |name: &'static str, took: Duration| -> BoxFuture<'static, ()> {
+            let ended = Arc::clone(&ended);
+            Box::pin(async move {
+                tokio::time::sleep(took).await;
+                ended.lock().expect("not poisoned").push((name, t0.elapsed()));
+            })
+        };
+        join_all(vec![stop("slow", Duration::from_secs(5)), stop("due first", Duration::from_millis(100))]).await;
+        let ended = ended.lock().expect("not poisoned").clone();
+        assert_eq!(ended, vec![("due first", Duration::from_millis(100)), ("slow", Duration::from_secs(5))]);
+    }
 }
