@@ -16,8 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axactor_cluster::InMemoryOverlay;
-use axactor_cluster::{ClusterError, KeyedConfig, LeaseStore, MemoryLeaseStore, RemoteError};
-use axactor_tests::activations::{ActivationLog, check_single_activation, mesh, paused_cfg, start_node, wait_until};
+use axactor_cluster::{ClusterError, ClusterNode, Keyed, KeyedConfig, LeaseStore, MemoryLeaseStore, RemoteError};
+use axactor_tests::activations::{
+    ActivationLog, Probe, check_single_activation, mesh, paused_cfg, start_node, wait_until,
+};
 
 const REG: &str = "accounts";
 
@@ -47,19 +49,29 @@ async fn registering_another_count_than_a_connected_peer_is_refused() {
     b.shutdown().await;
 }
 
+/// Nodes `a` (16 shards, holding all of them) and `b` (32), registered
+/// while cut apart, so neither could refuse the other; still apart.
+async fn registered_apart(
+    net: &InMemoryOverlay,
+    store: &Arc<dyn LeaseStore>,
+    log: &ActivationLog,
+) -> (ClusterNode, ClusterNode, Keyed<Probe>, Keyed<Probe>) {
+    let cfg = paused_cfg();
+    net.partition("a", "b");
+    let a = start_node("a", store, net, &cfg).await;
+    let b = start_node("b", store, net, &cfg).await;
+    let ka = a.keyed(REG, KeyedConfig::new(16), log.factory("a")).expect("a: 16 shards");
+    wait_until(Duration::from_secs(30), "a takes its shards", || a.inspect().owned_count(REG) == 16).await;
+    let kb = b.keyed(REG, KeyedConfig::new(32), log.factory("b")).expect("b: 32 shards, nobody to object yet");
+    (a, b, ka, kb)
+}
+
 #[tokio::test(start_paused = true)]
 async fn two_counts_never_run_one_key_twice_and_the_store_says_why() {
     let net = InMemoryOverlay::new();
     let store: Arc<dyn LeaseStore> = Arc::new(MemoryLeaseStore::new());
     let log = ActivationLog::with_stop_delay(Duration::from_millis(40));
-    let cfg = paused_cfg();
-    // Cut apart while registering, so neither can refuse the other.
-    net.partition("a", "b");
-    let a = start_node("a", &store, &net, &cfg).await;
-    let b = start_node("b", &store, &net, &cfg).await;
-    let ka = a.keyed(REG, KeyedConfig::new(16), log.factory("a")).expect("a: 16 shards");
-    wait_until(Duration::from_secs(30), "a takes its shards", || a.inspect().owned_count(REG) == 16).await;
-    let kb = b.keyed(REG, KeyedConfig::new(32), log.factory("b")).expect("b: 32 shards, nobody to object yet");
+    let (a, b, ka, kb) = registered_apart(&net, &store, &log).await;
     net.heal("a", "b");
     mesh(&[&a, &b]).await;
     let keys: Vec<String> = (0..40).map(|i| format!("key-{i}")).collect();
@@ -105,17 +117,10 @@ async fn lease_notices_of_another_count_do_not_route_the_mismatched_node() {
     let net = InMemoryOverlay::new();
     let store: Arc<dyn LeaseStore> = Arc::new(MemoryLeaseStore::new());
     let log = ActivationLog::new();
-    let cfg = paused_cfg();
-    // a (16) and b (32) register apart, then meet, as above.
-    net.partition("a", "b");
     net.partition("c", "b");
-    let a = start_node("a", &store, &net, &cfg).await;
-    let b = start_node("b", &store, &net, &cfg).await;
-    let _ka = a.keyed(REG, KeyedConfig::new(16), log.factory("a")).expect("a: 16 shards");
-    wait_until(Duration::from_secs(30), "a takes its shards", || a.inspect().owned_count(REG) == 16).await;
-    let kb = b.keyed(REG, KeyedConfig::new(32), log.factory("b")).expect("b: 32 shards, nobody to object yet");
+    let (a, b, _ka, kb) = registered_apart(&net, &store, &log).await;
     // c (16) registers while it sees a only, then meets b too.
-    let c = start_node("c", &store, &net, &cfg).await;
+    let c = start_node("c", &store, &net, &paused_cfg()).await;
     mesh(&[&a, &c]).await;
     let _kc = c.keyed(REG, KeyedConfig::new(16), log.factory("c")).expect("c: 16 shards, like a");
     net.heal("a", "b");
