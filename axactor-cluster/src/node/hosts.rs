@@ -76,7 +76,7 @@ impl Hosts {
 
     /// Whether `shard` is one of the hosted registry `id`'s shards.
     pub(crate) fn hosts_shard(&self, id: &str, shard: u32) -> bool {
-        self.registries.read().get(id).is_some_and(|h| shard < h.shard_count())
+        self.shard_count(id).is_some_and(|count| shard < count)
     }
 
     /// Wakes the lease driver for a placement pass.
