@@ -242,3 +242,42 @@ async fn a_full_local_mailbox_refuses_a_plain_tell_and_makes_waiting_calls_wait(
     assert_eq!(r.balance().await.expect("waits for room, then the reply"), 5, "the refused tell never ran");
     node.shutdown().await;
 }
+
+/// Reports its actor's name when it starts.
+pub(crate) struct Named(mpsc::UnboundedSender<String>);
+
+#[actor(remote)]
+impl Named {
+    #[msg]
+    fn poke(&mut self) {}
+    async fn on_start(&mut self, ctx: &mut Context) {
+        let _ = self.0.send(ctx.name().to_owned());
+    }
+}
+
+/// An activation's actor is named `registry/key#id`, `id` being what its
+/// monitors are told it is (`Monitored`); the next activation of the key
+/// gets another id.
+#[tokio::test(start_paused = true)]
+async fn an_activation_is_named_by_the_id_its_monitors_are_given() {
+    let (tx, mut names) = mpsc::unbounded_channel();
+    let f: Arc<dyn Fn(&str) -> Named + Send + Sync> = Arc::new(move |_: &str| Named(tx.clone()));
+    let h = Host::new("named", KeyedConfig::new(4), f, Arc::new(System::new()), crate::env::Env::production(), None);
+    let k = key_in(1, 4);
+    let poke = postcard::to_allocvec(&NamedTell::Poke {}).expect("encodable");
+    let mut ids = Vec::new();
+    for epoch in 1..=2 {
+        h.grant(1, Epoch(epoch), Instant::now() + Duration::from_secs(10));
+        assert_eq!(h.deliver_tell(1, epoch, &k, &poke), Ok(()));
+        let (down_tx, _down_rx) = mpsc::channel(1);
+        let Ok(id) = HostedRegistry::monitor(&*h, &k, crate::hosted::MonitorSink::Local { tx: down_tx }) else {
+            panic!("the monitor is placed on the running activation")
+        };
+        let name = names.recv().await.expect("the activation started");
+        assert_eq!(name, format!("named/{k}#{id}"));
+        assert_eq!(crate::host::activation_id(&name), Some(id));
+        ids.push(id);
+        h.revoke(1, ExitReason::LeaseLost, Instant::now() + Duration::from_millis(100)).await;
+    }
+    assert_ne!(ids[0], ids[1], "ids are never reused");
+}

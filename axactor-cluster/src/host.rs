@@ -46,6 +46,18 @@ pub(crate) fn down_reason(reason: &ExitReason) -> DownReason {
     }
 }
 
+/// The name of an activation's actor (`ctx.name()`): `registry/key#id`,
+/// `id` being the number its host gives it and names it by to monitors
+/// (`Monitored`), never reused by that host.
+pub(crate) fn activation_name(registry: &str, key: &str, id: u64) -> String {
+    format!("{registry}/{key}#{id}")
+}
+
+/// The activation id in an actor name made by [`activation_name`].
+pub(crate) fn activation_id(name: &str) -> Option<u64> {
+    name.rsplit_once('#')?.1.parse().ok()
+}
+
 struct Monitors {
     sinks: Vec<MonitorSink>,
     /// The activation stopped (with this reason): new monitors fire at once.
@@ -103,7 +115,8 @@ pub(crate) struct Host<A: HostedActor> {
     /// (also while stopping, after a revoke took them out of `slots`).
     /// Bounded by `max_activations`, as `active` is.
     live: Mutex<BTreeMap<u64, LiveEntry>>,
-    /// The id of the next activation (never reused by this host).
+    /// The id of the next activation (never reused by this host; one
+    /// whose spawn failed leaves a gap).
     next_activation: std::sync::atomic::AtomicU64,
     /// The other shard count the store holds this registry under (0: none).
     count_conflict: std::sync::atomic::AtomicU64,
@@ -242,7 +255,9 @@ impl<A: HostedActor> Host<A> {
         let owned_key: Arc<str> = Arc::from(key);
         let make_key = Arc::clone(&owned_key);
         let shard = fence.shard;
-        let spawn_cfg = SpawnConfig::new(format!("{}/{}", self.id, key), self.cfg.mailbox_capacity)
+        // Numbered before the spawn, so the actor's name carries it.
+        let id = self.next_activation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let spawn_cfg = SpawnConfig::new(activation_name(&self.id, key, id), self.cfg.mailbox_capacity)
             .with_fence(fence)
             .run_guard(guard);
         let handle = match self.system.spawn_with(move || factory(&make_key), spawn_cfg) {
@@ -254,9 +269,7 @@ impl<A: HostedActor> Host<A> {
             }
         };
         let local = A::local_ref(&handle.actor());
-        let monitors = Arc::new(Mutex::new(Monitors { sinks: Vec::new(), down: None, id: 0 }));
-        let id = self.next_activation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        monitors.lock().id = id;
+        let monitors = Arc::new(Mutex::new(Monitors { sinks: Vec::new(), down: None, id }));
         self.live.lock().insert(id, LiveEntry { key: Arc::clone(&owned_key), monitors: Arc::clone(&monitors) });
         let watcher = Watcher {
             host: self.me.clone(),

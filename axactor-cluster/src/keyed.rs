@@ -16,6 +16,11 @@ pub use config::{
 
 /// A keyed registry of remote actors of type `A`, hosted on this node (and
 /// on every other node that registers the same id). Cheap to clone.
+///
+/// Each activation's actor is named `registry/key#n` (`ctx.name()`): `n`
+/// numbers the activations of this registry on this node (a new activation
+/// of a key after passivation or failover gets a new number; a restart in
+/// place keeps it), so logs tell successive activations of a key apart.
 pub struct Keyed<A: RemoteActor> {
     pub(crate) route: Arc<Route<A>>,
 }
@@ -36,8 +41,13 @@ impl<A: RemoteActor> Keyed<A> {
     /// The remote ref of `key`: messages go to the key's single activation,
     /// wherever its shard is owned. Creating a ref does no I/O.
     pub fn get(&self, key: impl Into<String>) -> A::RemoteRef {
+        A::remote_ref(self.handle(key))
+    }
+
+    /// The untyped handle behind [`Keyed::get`]'s ref.
+    pub(crate) fn handle(&self, key: impl Into<String>) -> RemoteHandle<A> {
         let key: String = key.into();
-        A::remote_ref(RemoteHandle::new(Arc::clone(&self.route), Arc::from(key)))
+        RemoteHandle::new(Arc::clone(&self.route), Arc::from(key))
     }
 
     /// The registry id.

@@ -206,6 +206,15 @@ impl<A: RemoteActor> RemoteHandle<A> {
     /// `Timeout` when the owner did not answer within the request timeout
     /// (the monitor is then cancelled).
     pub async fn monitor(&self) -> Result<mpsc::Receiver<DownEvent>, RemoteError> {
+        Ok(self.monitor_watching().await?.0)
+    }
+
+    /// [`RemoteHandle::monitor`], also returning the owner's session and
+    /// the id it gave the watched activation, if it named one (the
+    /// simulation checks a `Down` against exactly that activation).
+    pub(crate) async fn monitor_watching(
+        &self,
+    ) -> Result<(mpsc::Receiver<DownEvent>, Option<(crate::id::SessionId, u64)>), RemoteError> {
         self.route.monitor(&self.key, self.shard).await
     }
 

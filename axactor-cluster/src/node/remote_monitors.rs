@@ -27,6 +27,10 @@ use crate::lease::Epoch;
 use crate::wire::hello::MONITOR_IDENTITY_VERSION;
 use crate::wire::{ControlMsg, DownReason};
 
+/// The host's first answer to a monitor being placed: the activation it
+/// named (`Monitored`), or `None` for a `Down`.
+pub(crate) type Answered = oneshot::Receiver<Option<u64>>;
+
 /// A monitor this node holds on a remote activation.
 #[derive(Debug)]
 pub(crate) struct ClientMonitor {
@@ -37,8 +41,9 @@ pub(crate) struct ClientMonitor {
     control: mpsc::Sender<ControlMsg>,
     /// The watched activation, once the host named it (version 2 sessions).
     activation: Option<u64>,
-    /// `monitor()` waiting for the host's first answer (version 2 sessions).
-    placed: Option<oneshot::Sender<()>>,
+    /// `monitor()` waiting for the host's first answer (version 2
+    /// sessions): the activation it names, or `None` for a `Down`.
+    placed: Option<oneshot::Sender<Option<u64>>>,
     registry: String,
     key: String,
     /// The lease the monitored activation runs under.
@@ -95,8 +100,8 @@ impl RemoteMonitors {
 
     /// Registers the monitor `id` placed on `link`, sending its event to
     /// `tx`; on a version 2 session, returns the receiver of the host's
-    /// first answer (`Monitored` or `Down`; dropped unanswered if the
-    /// connection ends). `Overloaded` (counted `remote_monitor_table_full`)
+    /// first answer (`Monitored` with the watched activation, or `None`
+    /// for a `Down`; dropped unanswered if the connection ends). `Overloaded` (counted `remote_monitor_table_full`)
     /// when the table is full.
     pub(crate) fn insert(
         &self,
@@ -105,7 +110,7 @@ impl RemoteMonitors {
         watched: Watched,
         tx: mpsc::Sender<DownEvent>,
         counters: &LiveCounters,
-    ) -> Result<Option<oneshot::Receiver<()>>, RemoteError> {
+    ) -> Result<Option<Answered>, RemoteError> {
         let (placed, answered) = if link.version >= MONITOR_IDENTITY_VERSION {
             let (placed, answered) = oneshot::channel();
             (Some(placed), Some(answered))
@@ -236,7 +241,7 @@ impl RemoteMonitors {
         if let Some(m) = monitors.get_mut(&id).filter(|m| m.conn == Some(conn)) {
             m.activation.get_or_insert(activation);
             if let Some(placed) = m.placed.take() {
-                let _ = placed.send(());
+                let _ = placed.send(Some(activation));
             }
         }
         // Else answered by its `Down` already, or cancelled: nothing to do.
@@ -251,7 +256,7 @@ impl RemoteMonitors {
         {
             drop(monitors);
             if let Some(placed) = m.placed.take() {
-                let _ = placed.send(());
+                let _ = placed.send(None);
             }
             m.fire(reason, counters);
         } else {
@@ -320,6 +325,20 @@ mod tests {
             activation: Some(77),
         };
         assert_eq!(table.detached(2), waiting);
+    }
+
+    #[test]
+    fn the_first_answer_names_the_watched_activation_or_none_for_a_down() {
+        let (table, counters) = (RemoteMonitors::new(8), LiveCounters::default());
+        let (l, _c) = link(1, MONITOR_IDENTITY_VERSION);
+        let (tx, _rx) = mpsc::channel(1);
+        let mut first = table.insert(1, &l, watched(), tx.clone(), &counters).expect("fits").expect("version 2");
+        let mut second = table.insert(2, &l, watched(), tx, &counters).expect("fits").expect("version 2");
+        table.placed(ConnId(1), 1, 41);
+        table.placed(ConnId(1), 1, 42); // a later answer does not rename it
+        table.down(ConnId(1), 2, DownReason::Stopped, &counters);
+        assert_eq!(first.try_recv().ok(), Some(Some(41)));
+        assert_eq!(second.try_recv().ok(), Some(None));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::events::EventHub;
@@ -31,7 +31,7 @@ use super::members::{Recorded, auth_failure_reason};
 use super::owner_cache::OwnerCache;
 use super::peers::{PeerStats, Peers};
 use super::queues::PeerLink;
-use super::remote_monitors::{Detached, RemoteMonitors, Watched};
+use super::remote_monitors::{Answered, Detached, RemoteMonitors, Watched};
 use super::table::ConnId;
 use super::tasks::Tasks;
 use crate::config::ClusterConfig;
@@ -314,7 +314,7 @@ impl Shared {
         link: &PeerLink,
         watched: Watched,
         tx: mpsc::Sender<DownEvent>,
-    ) -> Result<(u64, Option<oneshot::Receiver<()>>), RemoteError> {
+    ) -> Result<(u64, Option<Answered>), RemoteError> {
         let id = self.in_flight.next_id();
         let watch = tx.clone();
         let answered = self.monitors.insert(id, link, watched, tx, &self.counters)?;

@@ -66,6 +66,9 @@ struct LeaseState {
 
 #[derive(Debug, Clone)]
 struct Act {
+    /// The id its host names it by to monitors (restarts in place keep
+    /// it; unique per host session and registry).
+    activation: u64,
     session: SessionId,
     obj: (&'static str, Arc<str>),
     lease: Arc<str>,
@@ -89,9 +92,19 @@ struct Op {
     done: Option<Outcome>,
 }
 
+impl Act {
+    /// Whether it is the activation `id` of the host `session`.
+    fn is(&self, session: &SessionId, id: u64) -> bool {
+        self.session == *session && self.activation == id
+    }
+}
+
 #[derive(Debug)]
 struct Monitor {
     placed: u64,
+    /// The owner's session and the id of the activation it said the
+    /// monitor watches, if it named one.
+    activation: Option<(SessionId, u64)>,
     /// The session of the node it was placed through (its watcher).
     watcher: SessionId,
     obj: (&'static str, Arc<str>),
@@ -191,8 +204,18 @@ impl Checker {
                 self.pauses.entry(session.clone()).or_default().push((since, at));
             }
             Ev::Node { session, event } => self.on_node_event(at, session, event),
-            Ev::ActStart { uid, session, registry, key, lease, epoch } => {
-                self.on_start(at, r.seq, *uid, session, (*registry, Arc::clone(key)), lease, *epoch)
+            Ev::ActStart { uid, activation, session, registry, key, lease, epoch } => {
+                let act = Act {
+                    activation: *activation,
+                    session: session.clone(),
+                    obj: (*registry, Arc::clone(key)),
+                    lease: Arc::clone(lease),
+                    epoch: *epoch,
+                    start_seq: r.seq,
+                    stopped: None,
+                    first_op: None,
+                };
+                self.on_start(at, *uid, act)
             }
             Ev::ActStop { uid, .. } => {
                 if let Some(act) = self.acts.get_mut(uid) {
@@ -209,10 +232,12 @@ impl Checker {
                 self.ops.insert(*op, Op { invoked: r.seq, obj, kind: *kind, execs: Vec::new(), done: None });
             }
             Ev::Done { op, outcome } => self.on_done(at, *op, outcome),
-            Ev::MonitorPlaced { mon, session, registry, key } => {
+            Ev::MonitorPlaced { mon, session, registry, key, activation } => {
                 let obj = (*registry, Arc::clone(key));
                 let watcher = session.clone();
-                self.monitors.insert(*mon, Monitor { placed: r.seq, watcher, obj, down: None, fired: false });
+                let activation = activation.clone();
+                let m = Monitor { placed: r.seq, activation, watcher, obj, down: None, fired: false };
+                self.monitors.insert(*mon, m);
             }
             Ev::MonitorDown { mon, reason } => {
                 if let Some(m) = self.monitors.get_mut(mon) {
@@ -299,16 +324,8 @@ impl Checker {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn on_start(
-        &mut self,
-        at: u64,
-        seq: u64,
-        uid: u64,
-        session: &SessionId,
-        obj: (&'static str, Arc<str>),
-        lease: &Arc<str>,
-        epoch: u64,
-    ) {
+    fn on_start(&mut self, at: u64, uid: u64, act: Act) {
+        let (session, obj, lease, epoch) = (&act.session, act.obj.clone(), &act.lease, act.epoch);
         let others: Vec<u64> = self.open.get(&obj).map(|s| s.iter().copied().collect()).unwrap_or_default();
         for o in others {
             let other = self.acts[&o].clone();
@@ -335,16 +352,7 @@ impl Checker {
                 self.epoch_owner.insert((Arc::clone(lease), epoch), session.clone());
             }
         }
-        self.open.entry(obj.clone()).or_default().insert(uid);
-        let act = Act {
-            session: session.clone(),
-            obj,
-            lease: Arc::clone(lease),
-            epoch,
-            start_seq: seq,
-            stopped: None,
-            first_op: None,
-        };
+        self.open.entry(obj).or_default().insert(uid);
         self.acts.insert(uid, act);
     }
 
@@ -507,14 +515,19 @@ impl Checker {
             let ended_by_heal = |act: &Act| {
                 act.stopped.is_some_and(|t| t < healed) || self.ended.get(&act.session).is_some_and(|&t| t < healed)
             };
-            // What the monitor may be on: the object's activations started
-            // before it was placed, and those spawned before it (their
-            // first op invoked before it) that recorded their start after.
+            // What the monitor may be on: the activation its owner named;
+            // else the object's activations started before it was placed,
+            // and those spawned before it (their first op invoked before
+            // it) that recorded their start after.
             let spawned_before = |a: &Act| {
                 a.start_seq < m.placed
                     || a.first_op.is_some_and(|op| self.ops.get(&op).is_some_and(|o| o.invoked < m.placed))
             };
-            let mut targets = self.acts.values().filter(|a| a.obj == m.obj && spawned_before(a));
+            let named = self.named(m);
+            let mut targets = self
+                .acts
+                .values()
+                .filter(|a| a.obj == m.obj && named.map_or_else(|| spawned_before(a), |(s, id)| a.is(s, id)));
             if targets.all(ended_by_heal) {
                 missing.push((
                     self.last_at,
@@ -532,16 +545,27 @@ impl Checker {
         }
     }
 
+    /// The activation `m` watches, if its owner named it and that
+    /// activation recorded its start (else the rules fall back to what was
+    /// placed before the monitor returned).
+    fn named<'m>(&self, m: &'m Monitor) -> Option<(&'m SessionId, u64)> {
+        let (session, id) = m.activation.as_ref()?;
+        self.acts.values().any(|a| a.obj == m.obj && a.is(session, *id)).then_some((session, *id))
+    }
+
     fn check_monitors(&mut self, records: &[Record]) {
-        // The activations of each object started before each monitor was
-        // placed: a `Down` means none of them runs again.
+        // A `Down` means the watched activation never runs again: the one
+        // its owner named, else each of the object's activations started
+        // before the monitor was placed.
         let mut problems = Vec::new();
         for (mon, m) in &self.monitors {
             let Some(down) = m.down else { continue };
+            let named = self.named(m);
             for r in records.iter().filter(|r| r.seq > down) {
                 let Ev::Exec { uid, op, .. } = &r.ev else { continue };
                 let Some(act) = self.acts.get(uid) else { continue };
-                if act.obj == m.obj && act.start_seq < m.placed {
+                let watched = named.map_or(act.start_seq < m.placed, |(s, id)| act.is(s, id));
+                if act.obj == m.obj && watched {
                     problems.push((r.at, format!("monitor {mon}: #{uid} executed op {op} after its Down")));
                 }
             }
@@ -581,9 +605,11 @@ mod tests {
         checker.finish(&records)
     }
 
+    /// The activation `uid`'s start; its host numbers it `uid + 100`.
     fn start(uid: u64) -> Ev {
         Ev::ActStart {
             uid,
+            activation: uid + 100,
             session: session(),
             registry: "register",
             key: Arc::from("r3"),
@@ -597,7 +623,19 @@ mod tests {
     }
 
     fn placed() -> Ev {
-        Ev::MonitorPlaced { mon: 0, session: session(), registry: "register", key: Arc::from("r3") }
+        Ev::MonitorPlaced { mon: 0, session: session(), registry: "register", key: Arc::from("r3"), activation: None }
+    }
+
+    /// A monitor placed on the activation `uid` (named by its owner).
+    fn placed_on(uid: u64) -> Ev {
+        let key = Arc::from("r3");
+        Ev::MonitorPlaced {
+            mon: 0,
+            session: session(),
+            registry: "register",
+            key,
+            activation: Some((session(), uid + 100)),
+        }
     }
 
     fn read(uid: u64, op: u64) -> [Ev; 2] {
@@ -629,5 +667,24 @@ mod tests {
         let verdict = verdict(events);
         assert_eq!(verdict.len(), 1, "{verdict:?}");
         assert!(verdict[0].contains("monitor 0 on register/r3: its activation had ended by the heal"), "{verdict:?}");
+    }
+
+    /// The monitor's answer named the old activation; a new one started
+    /// before `monitor()` returned (its answer was delayed) and runs on
+    /// after the old one's `Down`: not a violation (simulation seed 59923
+    /// reported one while the rule went by the return time alone).
+    #[test]
+    fn a_down_binds_only_the_named_activation() {
+        let mut events = vec![start(1), invoke(7), Ev::ActStop { uid: 1, reason: "passivated".into() }, start(2)];
+        events.extend(read(2, 7));
+        events.extend([placed_on(1), Ev::MonitorDown { mon: 0, reason: DownReason::Stopped }, invoke(8)]);
+        events.extend(read(2, 8));
+        assert_eq!(verdict(events.clone()), Vec::<String>::new());
+        // Named the running one instead, the same trace is a violation.
+        let named_running =
+            events.iter().map(|e| if matches!(e, Ev::MonitorPlaced { .. }) { placed_on(2) } else { e.clone() });
+        let verdict = verdict(named_running.collect());
+        assert_eq!(verdict.len(), 1, "{verdict:?}");
+        assert!(verdict[0].contains("monitor 0: #2 executed op 8 after its Down"), "{verdict:?}");
     }
 }

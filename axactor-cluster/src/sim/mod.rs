@@ -428,10 +428,11 @@ impl Sim {
     async fn monitor(&mut self) {
         let Some(up) = self.some_node() else { return };
         let key = self.some_key(REGISTER);
-        let Ok(mut rx) = up.register.get(&*key).monitor().await else { return };
+        let Ok((mut rx, activation)) = up.register.handle(&*key).monitor_watching().await else { return };
         let mon = self.next_monitor;
         self.next_monitor += 1;
-        self.trace.push(Ev::MonitorPlaced { mon, session: up.node.session().clone(), registry: REGISTER, key });
+        let session = up.node.session().clone();
+        self.trace.push(Ev::MonitorPlaced { mon, session, registry: REGISTER, key, activation });
         let trace = self.trace.clone();
         self.monitors.push(tokio::spawn(async move {
             if let Some(down) = rx.recv().await {

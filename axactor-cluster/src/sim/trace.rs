@@ -79,6 +79,10 @@ pub(crate) enum Ev {
     /// An activation's `on_start` ran.
     ActStart {
         uid: u64,
+        /// The id its host names it by to monitors (from its actor's
+        /// name; restarts in place keep it). Unique per host session and
+        /// registry.
+        activation: u64,
         session: SessionId,
         registry: &'static str,
         key: Arc<str>,
@@ -94,8 +98,16 @@ pub(crate) enum Ev {
     Invoke { op: u64, session: SessionId, registry: &'static str, key: Arc<str>, kind: OpKind },
     /// Operation `op` returned.
     Done { op: u64, outcome: Outcome },
-    /// A client's monitor on `key` was placed, through `session`'s node.
-    MonitorPlaced { mon: u64, session: SessionId, registry: &'static str, key: Arc<str> },
+    /// A client's monitor on `key` was placed, through `session`'s node,
+    /// on the activation `activation` of the owner's session, if the owner
+    /// named one.
+    MonitorPlaced {
+        mon: u64,
+        session: SessionId,
+        registry: &'static str,
+        key: Arc<str>,
+        activation: Option<(SessionId, u64)>,
+    },
     /// A client's monitor fired.
     MonitorDown { mon: u64, reason: crate::wire::DownReason },
     /// The fault schedule did something (free text, for reading the trace).

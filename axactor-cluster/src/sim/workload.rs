@@ -98,6 +98,7 @@ impl Probe {
         let (shard, epoch) = ctx.fence().map_or((u32::MAX, 0), |f| (f.shard, f.epoch));
         self.probes.trace.push(Ev::ActStart {
             uid: self.uid,
+            activation: crate::host::activation_id(ctx.name()).unwrap_or(u64::MAX),
             session: self.session.clone(),
             registry: self.registry,
             key: Arc::clone(&self.key),
