@@ -29,8 +29,9 @@ use axactor_cluster::{
 };
 use axactor_tests::activations::{
     ActivationLog, Event, EventKind, ProbeCluster, Served, Sighting, StorePoller, check_single_activation, held_epoch,
-    lease_name, mesh, paused_cfg, served_elsewhere, start_node, wait_until,
+    lease_name, paused_cfg, served_elsewhere, start_node, wait_until,
 };
+use axactor_tests::cluster::fast_cfg;
 use tokio::time::Instant;
 
 const REG: &str = "probes";
@@ -265,27 +266,40 @@ async fn a_message_routed_under_an_old_epoch_is_not_executed_under_a_newer_one()
     c.shutdown().await;
 }
 
+/// On the paused clock, with the fence reading Tokio's clock (a seeded env,
+/// as in the simulation).
 #[tokio::test(start_paused = true)]
 async fn a_paused_owner_does_not_run_its_backlog_after_it_resumes() {
-    let cfg = paused_cfg();
+    paused_owner_backlog(Env::seeded(7), paused_cfg(), Duration::from_secs(60)).await;
+}
+
+/// The same in real time, with the fence reading what production reads
+/// (the OS coarse clock, in a pausable env), on short timings: a few
+/// seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_owner_does_not_run_its_backlog_after_it_resumes_in_real_time() {
+    paused_owner_backlog(Env::pausable(), fast_cfg(), Duration::from_secs(10)).await;
+}
+
+/// `a`'s process (env `env_a`) pauses with five messages queued for one of
+/// its keys; `b`, started then, takes the key over (within `takeover`);
+/// when `a` resumes, none of them runs and the activation stops with
+/// `LeaseLost`.
+async fn paused_owner_backlog(env_a: Env, cfg: ClusterConfig, takeover: Duration) {
     let log = ActivationLog::new();
     let store: Arc<dyn LeaseStore> = Arc::new(MemoryLeaseStore::new());
     let net = InMemoryOverlay::new();
     // a's tasks (its activations included) can be held as a stopped process.
-    let env_a = Env::pausable();
     let a = ClusterNode::start_with_env(NodeId::new("a"), Arc::clone(&store), net.clone(), cfg.clone(), env_a.clone())
         .await
         .expect("a starts");
-    let b = start_node("b", &store, &net, &cfg).await;
-    mesh(&[&a, &b]).await;
     let ka = a.keyed(REG, KeyedConfig::new(SHARDS), log.factory("a")).expect("keyed a");
-    let kb = b.keyed(REG, KeyedConfig::new(SHARDS), log.factory("b")).expect("keyed b");
-    tokio::time::sleep(Duration::from_secs(30)).await;
-    let snap = a.inspect();
-    let key = (0..1000)
-        .map(|i| format!("pause-{i}"))
-        .find(|k| held_epoch(&snap, REG, ka.shard_of(k)).is_some())
-        .expect("a key on a");
+    // a is alone: it takes the shards, and none moves until it pauses.
+    let key = "pause-0".to_string();
+    wait_until(Duration::from_secs(30), "a holds the key's shard", || {
+        held_epoch(&a.inspect(), REG, ka.shard_of(&key)).is_some()
+    })
+    .await;
     let old = Served::from(ka.get(&key).incr().await.expect("served"));
     assert_eq!(old.node, "a");
 
@@ -297,13 +311,16 @@ async fn a_paused_owner_does_not_run_its_backlog_after_it_resumes() {
         ka.get(&key).bump().await.expect("queued on a while its lease is valid");
     }
     // Time moves on: a's lease expires and b takes the key over.
-    let (new, _) = served_elsewhere(&kb, &key, "a", Duration::from_secs(60)).await;
+    let b = start_node("b", &store, &net, &cfg).await;
+    let kb = b.keyed(REG, KeyedConfig::new(SHARDS), log.factory("b")).expect("keyed b");
+    let (new, _) = served_elsewhere(&kb, &key, "a", takeover).await;
     assert_eq!(new.node, "b");
     assert!(new.epoch > old.epoch);
     // a resumes with its backlog: none of it runs (its grant's deadline has
     // passed), and the activation stops with LeaseLost.
     env_a.resume();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stopped = || log.stop_of(old.uid).is_some();
+    wait_until(Duration::from_secs(5), "a's activation stopped", stopped).await;
     let ran_late: Vec<Event> = log
         .events_of(&key)
         .into_iter()

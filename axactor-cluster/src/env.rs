@@ -21,7 +21,11 @@
 //!
 //! Clock reads and sleeps go through Tokio's clock everywhere in the crate
 //! (`tokio::time`), so the paused test clock drives them: the env does not
-//! wrap it.
+//! wrap it. One exception, the clock the fencing guard reads before every
+//! hosted message: production and pausable envs read the OS coarse
+//! monotonic clock there (cheaper; it ends a grant up to two ticks early),
+//! a seeded env reads Tokio's, so the paused clock drives the
+//! simulation's fencing too (`fence_clock.rs`).
 //!
 //! [`ClusterNode::start`]: crate::ClusterNode::start
 
@@ -39,6 +43,7 @@ use rand::{Rng, RngExt, SeedableRng};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::error::RemoteError;
+use crate::fence_clock::FenceClock;
 use crate::handshake::{NonceError, fresh_nonce, nonce_from};
 use crate::id::{NodeId, SessionId};
 use crate::wire::hello::NONCE_LEN;
@@ -176,6 +181,8 @@ struct Gate {
 
 struct EnvInner {
     random: Random,
+    /// What the fencing guard reads before each hosted message.
+    fence_clock: FenceClock,
     next_session: AtomicU64,
     gate: Option<Gate>,
     observer: OnceLock<Arc<dyn Observer>>,
@@ -232,30 +239,35 @@ fn process_boot_id() -> u64 {
 static PROCESS_SESSIONS: AtomicU64 = AtomicU64::new(0);
 
 impl Env {
-    fn build(random: Random, gate: Option<Gate>) -> Env {
-        Env { inner: Arc::new(EnvInner { random, next_session: AtomicU64::new(0), gate, observer: OnceLock::new() }) }
+    fn build(random: Random, fence_clock: FenceClock, gate: Option<Gate>) -> Env {
+        let next_session = AtomicU64::new(0);
+        Env { inner: Arc::new(EnvInner { random, fence_clock, next_session, gate, observer: OnceLock::new() }) }
     }
 
     /// The production environment: OS randomness, `tokio::spawn`, no
     /// observer. What [`ClusterNode::start`](crate::ClusterNode::start) uses.
     pub fn production() -> Env {
-        Env::build(Random::Os, None)
+        Env::build(Random::Os, FenceClock::os(), None)
     }
 
     /// A deterministic environment: every random choice comes from `seed`,
     /// session ids are numbered per env, and the node's tasks can be paused
     /// and aborted as one ([`Env::pause`], [`Env::abort_all`]).
     ///
+    /// Its fencing guard reads Tokio's clock, so a paused test clock
+    /// drives it.
+    ///
     /// **Not for production**: nonces from a known seed are predictable, so
     /// a recorded handshake could be answered by anyone who knows the seed.
     pub fn seeded(seed: u64) -> Env {
-        Env::build(Random::Seeded(Box::new(Mutex::new(StdRng::seed_from_u64(seed)))), Some(Gate::default()))
+        let random = Random::Seeded(Box::new(Mutex::new(StdRng::seed_from_u64(seed))));
+        Env::build(random, FenceClock::Tokio, Some(Gate::default()))
     }
 
     /// The production environment, with tasks that can be paused and
     /// aborted as one (for process-pause tests on real randomness).
     pub fn pausable() -> Env {
-        Env::build(Random::Os, Some(Gate::default()))
+        Env::build(Random::Os, FenceClock::os(), Some(Gate::default()))
     }
 
     /// Sets the observer (once: `false`, and no change, if one is set).
@@ -291,6 +303,11 @@ impl Env {
                 SessionId { node, boot, counter: self.inner.next_session.fetch_add(1, Ordering::Relaxed) }
             }
         }
+    }
+
+    /// The clock the fencing guard of this env's node reads.
+    pub(crate) fn fence_clock(&self) -> FenceClock {
+        self.inner.fence_clock
     }
 
     /// Whether an observer is set.

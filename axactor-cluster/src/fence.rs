@@ -10,51 +10,53 @@
 //! resumes, even before its lease driver gets to revoke the shard. The
 //! activation stops with `ExitReason::LeaseLost` instead.
 //!
+//! The clock it reads is its node env's fence clock (`fence_clock.rs`):
+//! the OS coarse monotonic clock in production, which may end a grant up to
+//! two ticks early; Tokio's clock in the simulation.
+//!
 //! What this cannot do: stop a handler that is already running when the
 //! deadline passes (handlers are never interrupted). Writes to external
 //! storage must carry `ctx.fence()`'s epoch as a fencing token for that.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use axactor::{ExitReason, RunGuard};
 use tokio::time::Instant;
 
+use crate::fence_clock::{FenceClock, Origin};
 use crate::shard::fence_rule::may_run;
 
 /// See the module docs.
 #[derive(Debug)]
 pub(crate) struct GrantGuard {
-    /// Deadlines are kept as microseconds after this instant (tokio's clock).
-    base: Instant,
-    deadline_us: AtomicU64,
+    /// The clock read before each message, and where it counts from.
+    origin: Origin,
+    /// The deadline on that clock (0 once revoked).
+    limit: AtomicU64,
 }
 
 impl GrantGuard {
-    /// A guard valid until `deadline`.
-    pub(crate) fn new(deadline: Instant) -> GrantGuard {
-        let base = Instant::now();
-        GrantGuard { base, deadline_us: AtomicU64::new(micros(deadline.saturating_duration_since(base))) }
+    /// A guard valid until `deadline`, read on `clock`.
+    pub(crate) fn new(deadline: Instant, clock: FenceClock) -> GrantGuard {
+        let origin = Origin::new(clock);
+        GrantGuard { origin, limit: AtomicU64::new(origin.limit(deadline)) }
     }
 
     /// Moves the deadline to `deadline` if that is later.
     pub(crate) fn extend(&self, deadline: Instant) {
-        self.deadline_us.fetch_max(micros(deadline.saturating_duration_since(self.base)), Ordering::AcqRel);
+        self.limit.fetch_max(self.origin.limit(deadline), Ordering::AcqRel);
     }
 
     /// Ends the grant now: no further message of it runs.
     pub(crate) fn revoke(&self) {
-        self.deadline_us.store(0, Ordering::Release);
+        self.limit.store(0, Ordering::Release);
     }
 
     /// Whether a message may run now.
+    #[inline]
     pub(crate) fn valid(&self) -> bool {
-        may_run(micros(self.base.elapsed()), self.deadline_us.load(Ordering::Acquire))
+        may_run(self.origin.now(), self.limit.load(Ordering::Acquire))
     }
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 impl RunGuard for GrantGuard {
@@ -65,11 +67,13 @@ impl RunGuard for GrantGuard {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test(start_paused = true)]
     async fn admits_until_the_deadline_then_stops_with_lease_lost() {
-        let g = GrantGuard::new(Instant::now() + Duration::from_millis(100));
+        let g = GrantGuard::new(Instant::now() + Duration::from_millis(100), FenceClock::Tokio);
         assert_eq!(g.admit(), Ok(()));
         tokio::time::advance(Duration::from_millis(99)).await;
         assert_eq!(g.admit(), Ok(()));
@@ -83,9 +87,24 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn revocation_is_immediate() {
-        let g = GrantGuard::new(Instant::now() + Duration::from_secs(10));
+        let g = GrantGuard::new(Instant::now() + Duration::from_secs(10), FenceClock::Tokio);
         g.revoke();
         assert_eq!(g.admit(), Err(ExitReason::LeaseLost));
+        assert!(!g.valid());
+    }
+
+    /// On the OS coarse clock, in real time: valid before the deadline,
+    /// not after it.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn the_coarse_clock_guard_ends_in_real_time() {
+        let g = GrantGuard::new(Instant::now() + Duration::from_millis(60), FenceClock::Coarse);
+        assert!(g.valid(), "60 ms before its deadline (two ticks of margin)");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!g.valid(), "past its deadline");
+        g.extend(Instant::now() + Duration::from_secs(10));
+        assert!(g.valid(), "extended");
+        g.revoke();
         assert!(!g.valid());
     }
 }

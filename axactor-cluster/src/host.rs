@@ -54,6 +54,7 @@ pub(crate) fn activation_name(registry: &str, key: &str, id: u64) -> String {
 }
 
 /// The activation id in an actor name made by [`activation_name`].
+#[cfg(any(test, feature = "sim"))]
 pub(crate) fn activation_id(name: &str) -> Option<u64> {
     name.rsplit_once('#')?.1.parse().ok()
 }
@@ -497,7 +498,7 @@ impl<A: HostedActor> HostedRegistry for Host<A> {
     fn grant(&self, shard: u32, epoch: Epoch, deadline: Instant) {
         {
             let mut slots = self.slots.lock();
-            let guard = Arc::new(GrantGuard::new(deadline));
+            let guard = Arc::new(GrantGuard::new(deadline, self.env.fence_clock()));
             slots.insert(shard, Slot { epoch, deadline, guard, acts: BTreeMap::new() });
         }
         if let Some(key) = &self.eager

@@ -85,6 +85,7 @@ mod e2e_tests;
 mod env;
 mod error;
 mod fence;
+mod fence_clock;
 mod future;
 pub mod handshake;
 mod hash;

@@ -58,12 +58,12 @@ pub(crate) fn admit(grant: Option<Grant>, epoch: Option<u64>, now: Instant) -> R
     Ok(())
 }
 
-/// Whether a queued message may start running, `elapsed_us` after the
-/// guard's base instant, under a grant whose deadline is `deadline_us`
-/// after that base. A revoked grant's deadline is 0: nothing runs.
+/// Whether a queued message may start running at `now` under a grant whose
+/// deadline is `limit`, both read on the guard's clock (`fence_clock.rs`).
+/// A revoked grant's limit is 0: nothing runs.
 #[inline]
-pub(crate) fn may_run(elapsed_us: u64, deadline_us: u64) -> bool {
-    elapsed_us < deadline_us
+pub(crate) fn may_run(now: u64, limit: u64) -> bool {
+    now < limit
 }
 
 #[cfg(test)]
