@@ -266,6 +266,11 @@ impl Env {
 
     /// The production environment, with tasks that can be paused and
     /// aborted as one (for process-pause tests on real randomness).
+    ///
+    /// Its fencing guard reads the OS clock, as in production: in real
+    /// time, a paused node's backlog is refused once its grant's deadline
+    /// has passed. On Tokio's paused clock use [`Env::seeded`], whose guard
+    /// follows the paused clock.
     pub fn pausable() -> Env {
         Env::build(Random::Os, FenceClock::os(), Some(Gate::default()))
     }
