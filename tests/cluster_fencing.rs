@@ -306,6 +306,12 @@ async fn paused_owner_backlog(env_a: Env, cfg: ClusterConfig, takeover: Duration
     // a stops making progress; its own clients still queue messages into
     // the activation's mailbox (the lease is valid when they are queued).
     env_a.pause();
+    // The pause is cooperative: it holds each of a's tasks at its next poll.
+    // On a multi-threaded runtime, a poll of the activation in flight when
+    // the pause begins (it just replied to `incr`) still handles what it
+    // finds, so give it a moment to end before queuing the backlog. Whether
+    // some of the backlog ran then is checked below, not assumed.
+    tokio::time::sleep(Duration::from_millis(30)).await;
     let paused = log.note(&key, "a paused");
     for _ in 0..5 {
         ka.get(&key).bump().await.expect("queued on a while its lease is valid");
@@ -316,16 +322,21 @@ async fn paused_owner_backlog(env_a: Env, cfg: ClusterConfig, takeover: Duration
     let (new, _) = served_elsewhere(&kb, &key, "a", takeover).await;
     assert_eq!(new.node, "b");
     assert!(new.epoch > old.epoch);
+    let taken = log.note(&key, "b serves the key");
+    let handled_on_a = |from: u64| -> Vec<Event> {
+        log.events_of(&key)
+            .into_iter()
+            .filter(|e| e.node == "a" && e.seq > from && matches!(e.kind, EventKind::Handled { .. }))
+            .collect()
+    };
+    let before_takeover = handled_on_a(paused);
+    assert!(before_takeover.len() < 5, "the whole backlog ran before the pause held a: {before_takeover:?}");
     // a resumes with its backlog: none of it runs (its grant's deadline has
     // passed), and the activation stops with LeaseLost.
     env_a.resume();
     let stopped = || log.stop_of(old.uid).is_some();
     wait_until(Duration::from_secs(5), "a's activation stopped", stopped).await;
-    let ran_late: Vec<Event> = log
-        .events_of(&key)
-        .into_iter()
-        .filter(|e| e.node == "a" && e.seq > paused && matches!(e.kind, EventKind::Handled { .. }))
-        .collect();
+    let ran_late = handled_on_a(taken);
     assert!(ran_late.is_empty(), "a ran its backlog after resuming: {ran_late:?}");
     let stop = log.stop_of(old.uid).expect("a's activation stopped");
     assert_eq!(stop.kind, EventKind::Stop(ExitReason::LeaseLost));
