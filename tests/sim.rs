@@ -62,7 +62,7 @@ fn a_sweep_of_seeds_finds_no_violation() {
 /// Seeds that caught real bugs while the simulation was built (full-length
 /// runs; `docs/guarantees.md` says what each found). The traces have
 /// changed with the fixes, but each seed still drives its fault mix.
-const REGRESSION_SEEDS: [(u64, &str); 12] = [
+const REGRESSION_SEEDS: [(u64, &str); 13] = [
     (2, "a paused node ran its queued backlog after its lease had moved"),
     (124, "a stale release of a late grant deleted the same epoch's re-acquired lease"),
     (234, "an activation created before a pause ran on_start after its grant had expired"),
@@ -75,6 +75,7 @@ const REGRESSION_SEEDS: [(u64, &str); 12] = [
     (10533, "the checker owed a Down for a monitor on an activation that recorded its start late"),
     (39161, "a shutdown awaited its shards' stops one by one; an activation outlived its grant"),
     (59923, "the checker bound a Down to an activation started before monitor() returned, not the one named"),
+    (83243, "a monitor placed with a stale epoch fired NodeDown while its activation ran on"),
 ];
 
 #[test]

@@ -4,8 +4,9 @@
 //! connection ends, a monitor still waiting for the host's first answer is
 //! dropped (its `monitor()` call places it again); the others stay in the
 //! table, detached, until the node's reattach task (`node/shared.rs`)
-//! resolves them: once the lease the target ran under is no longer held at
-//! the watched epoch (`NodeDown`: the target can no longer execute), or, as
+//! resolves them: once the lease the target ran under is gone or held by
+//! another session ([`target_ended`]; `NodeDown`: the target can no longer
+//! execute), or, as
 //! soon as a new connection to the same session is up, by placing them
 //! again on exactly the activation they watched (`Remonitor`, protocol
 //! version 2), which the host answers with `Down` at once if that
@@ -23,7 +24,7 @@ use crate::counter_reasons::DropReason;
 use crate::error::RemoteError;
 use crate::hosted::DownEvent;
 use crate::id::SessionId;
-use crate::lease::Epoch;
+use crate::lease::{Epoch, Lease};
 use crate::wire::hello::MONITOR_IDENTITY_VERSION;
 use crate::wire::{ControlMsg, DownReason};
 
@@ -83,6 +84,27 @@ pub(crate) enum Detached {
     Done,
     /// Still detached: the lease it watches and the watched activation.
     Waiting { lease: String, holder: SessionId, epoch: Epoch, activation: Option<u64> },
+}
+
+/// Whether the store's view of the watched lease, `current`, shows that a
+/// detached monitor's target can no longer execute (then it fires
+/// `NodeDown` on its own).
+///
+/// A lease gone or held by another session ends every activation its
+/// holder ran under it. The epoch is compared only for a monitor whose
+/// activation the host never named (a version 1 session): `epoch` is what
+/// the watcher routed the `Monitor` by, possibly an older epoch of the
+/// same holder than the one the activation runs under (a stale owner
+/// cache), so on its own it cannot tell a re-acquired lease from a stale
+/// view. A named activation's fate under the same holder is the host's to
+/// tell, and `Remonitor` asks it (seed 83243: a monitor placed with a stale
+/// epoch fired `NodeDown` while its activation ran on).
+pub(crate) fn target_ended(current: Option<&Lease>, holder: &SessionId, epoch: Epoch, activation: Option<u64>) -> bool {
+    match current {
+        None => true,
+        Some(lease) if lease.holder != *holder => true,
+        Some(lease) => activation.is_none() && lease.epoch != epoch,
+    }
 }
 
 /// See the module docs.
@@ -294,6 +316,27 @@ mod tests {
     fn watched() -> Watched {
         let holder = SessionId { node: NodeId::new("b"), boot: 1, counter: 0 };
         Watched { registry: "r".into(), key: "k".into(), lease: "r/1/0".into(), holder, epoch: Epoch(3) }
+    }
+
+    #[test]
+    fn only_a_lease_gone_or_moved_ends_a_named_target_on_its_own() {
+        let w = watched();
+        let other = SessionId { node: NodeId::new("c"), boot: 1, counter: 0 };
+        let lease =
+            |holder: &SessionId, epoch| Lease { name: w.lease.clone(), holder: holder.clone(), epoch: Epoch(epoch) };
+        let ended = |current: Option<&Lease>, named| target_ended(current, &w.holder, w.epoch, named);
+        for named in [Some(7), None] {
+            assert!(ended(None, named), "a lease gone ends it");
+            assert!(ended(Some(&lease(&other, 3)), named), "another session's lease ends it");
+            assert!(ended(Some(&lease(&other, 4)), named));
+            assert!(!ended(Some(&lease(&w.holder, 3)), named), "the watched lease itself does not");
+        }
+        // The same holder at another epoch than the watcher routed by: the
+        // watcher's view may have been stale, so a named activation waits
+        // for the host's answer to `Remonitor`; an unnamed one (version 1)
+        // keeps the epoch rule.
+        assert!(!ended(Some(&lease(&w.holder, 4)), Some(7)));
+        assert!(ended(Some(&lease(&w.holder, 4)), None));
     }
 
     #[test]

@@ -31,7 +31,7 @@ use super::members::{Recorded, auth_failure_reason};
 use super::owner_cache::OwnerCache;
 use super::peers::{PeerStats, Peers};
 use super::queues::PeerLink;
-use super::remote_monitors::{Answered, Detached, RemoteMonitors, Watched};
+use super::remote_monitors::{Answered, Detached, RemoteMonitors, Watched, target_ended};
 use super::table::ConnId;
 use super::tasks::Tasks;
 use crate::config::ClusterConfig;
@@ -353,15 +353,15 @@ impl Shared {
 
     /// Resolves the detached monitor `id` (see `node/remote_monitors.rs`).
     /// "Down means down": it fires here only once the lease the target ran
-    /// under is no longer held at the watched epoch (expired, released or
-    /// taken over), i.e. the target can no longer execute; otherwise the
-    /// host decides, once the monitor is placed again on a new connection.
+    /// under is gone or held by another session ([`target_ended`]), i.e.
+    /// the target can no longer execute; otherwise the host decides, once
+    /// the monitor is placed again on a new connection.
     async fn reattach(&self, id: u64) {
         loop {
             let Detached::Waiting { lease, holder, epoch, activation } = self.monitors.detached(id) else { return };
             let current = tokio::time::timeout(self.cfg.lease_store_timeout, self.store.get(&lease)).await;
             if let Ok(Ok(lease)) = current
-                && lease.is_none_or(|l| l.holder != holder || l.epoch != epoch)
+                && target_ended(lease.as_ref(), &holder, epoch, activation)
             {
                 if let Some(m) = self.monitors.take_detached(id) {
                     m.fire(DownReason::NodeDown, &self.counters);
