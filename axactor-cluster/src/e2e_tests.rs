@@ -281,3 +281,64 @@ async fn an_activation_is_named_by_the_id_its_monitors_are_given() {
     }
     assert_ne!(ids[0], ids[1], "ids are never reused");
 }
+
+/// Waits (paused clock, bounded) until `check` holds.
+async fn until(what: &str, check: impl Fn() -> bool) {
+    let bound = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < bound, "not within 60 s: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Simulation seed 83243, deterministically: the watcher's owner cache
+/// names the activation's node at an older epoch than the one it runs
+/// under. The monitor placed by it survives a lost connection while the
+/// owner keeps its lease (no `NodeDown` made up from the epoch it routed
+/// by), and still fires once the activation stops.
+#[tokio::test(start_paused = true)]
+async fn a_monitor_routed_by_a_stale_epoch_does_not_fire_while_its_activation_runs() {
+    let net = InMemoryOverlay::new();
+    let store = Arc::new(MemoryLeaseStore::new());
+    let (log, mut events) = mpsc::unbounded_channel();
+    let keyed_cfg = || KeyedConfig::new(8).idle_timeout(None);
+    let a = ClusterNode::start(NodeId::new("a"), store.clone(), net.clone(), cfg()).await.expect("a");
+    let b = ClusterNode::start(NodeId::new("b"), store.clone(), net.clone(), cfg()).await.expect("b");
+    let ka = a.keyed("accounts", keyed_cfg(), factory("a", &log)).expect("keyed a");
+    let kb = b.keyed("accounts", keyed_cfg(), factory("b", &log)).expect("keyed b");
+    until("placement settles", || a.inspect().owned_count("accounts") + b.inspect().owned_count("accounts") == 8).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = |key: &str| a.inspect().shards.iter().find(|s| s.shard == ka.shard_of(key)).map(|s| s.epoch);
+    let key = (0..100).map(|i| format!("k{i}")).find(|k| held(k).is_some()).expect("a key a holds");
+    let (shard, epoch) = (ka.shard_of(&key), held(&key).expect("held"));
+    ka.get(key.as_str()).deposit_wait(1).await.expect("activated on a");
+    // b's cache: a, one epoch back.
+    b.recache_owner("accounts", shard, a.session().clone(), Epoch(epoch - 1));
+    let mut rx = kb.get(key.as_str()).monitor().await.expect("monitor placed");
+
+    net.partition("a", "b");
+    until("the connection ended", || b.inspect().peer("a").is_none()).await;
+    // Many store reads by the detached monitor (one per renew interval):
+    // the lease stays a's, at `epoch`, and the activation runs on.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(held(&key), Some(epoch));
+    assert!(rx.try_recv().is_err(), "fired while its activation runs");
+    net.heal("a", "b");
+    until("reconnected", || b.inspect().peer("a").is_some()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(rx.try_recv().is_err(), "fired while its activation runs");
+    assert_eq!(ka.get(key.as_str()).balance().await.expect("still served by a"), 1);
+    let stops = |events: &mut mpsc::UnboundedReceiver<(String, String, String)>| {
+        std::iter::from_fn(|| events.try_recv().ok())
+            .filter(|(n, k, w)| *n == "a" && *k == key && w.starts_with("stop"))
+            .count()
+    };
+    assert_eq!(stops(&mut events), 0);
+    // The activation stops (a leaves): the monitor fires, once.
+    a.shutdown().await;
+    let down = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("a Down").expect("one event");
+    assert_eq!(down.key, key);
+    assert_eq!(stops(&mut events), 1);
+    assert!(rx.try_recv().is_err(), "a second event");
+    b.shutdown().await;
+}

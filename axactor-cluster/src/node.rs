@@ -229,6 +229,15 @@ impl ClusterNode {
         &self.shared.session
     }
 
+    /// Replaces this node's cached owner of `shard` of `registry` with
+    /// `holder` at `epoch` (tests: a stale view of the owner, which the
+    /// cache itself never goes back to).
+    #[cfg(test)]
+    pub(crate) fn recache_owner(&self, registry: &str, shard: u32, holder: SessionId, epoch: crate::lease::Epoch) {
+        self.shared.forget_owner(registry, shard);
+        self.shared.cache_owner(registry, shard, holder, epoch);
+    }
+
     /// The address the overlay listens on (TCP; `None` in memory). With a
     /// port-0 address-book entry, this is the bound port: put it in the
     /// other nodes' address book (`TcpOverlay::insert_address`).
