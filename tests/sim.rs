@@ -62,7 +62,7 @@ fn a_sweep_of_seeds_finds_no_violation() {
 /// Seeds that caught real bugs while the simulation was built (full-length
 /// runs; `docs/guarantees.md` says what each found). The traces have
 /// changed with the fixes, but each seed still drives its fault mix.
-const REGRESSION_SEEDS: [(u64, &str); 13] = [
+const REGRESSION_SEEDS: [(u64, &str); 14] = [
     (2, "a paused node ran its queued backlog after its lease had moved"),
     (124, "a stale release of a late grant deleted the same epoch's re-acquired lease"),
     (234, "an activation created before a pause ran on_start after its grant had expired"),
@@ -76,6 +76,7 @@ const REGRESSION_SEEDS: [(u64, &str); 13] = [
     (39161, "a shutdown awaited its shards' stops one by one; an activation outlived its grant"),
     (59923, "the checker bound a Down to an activation started before monitor() returned, not the one named"),
     (83243, "a monitor placed with a stale epoch fired NodeDown while its activation ran on"),
+    (153202, "the liveness check gave a handover one renew interval; the new owner took it 2 ms later"),
 ];
 
 #[test]
