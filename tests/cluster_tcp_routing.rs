@@ -2,7 +2,8 @@
 //! ports, real clock) and, for order, over the in-memory overlay too:
 //!
 //! - **order**: 2,000 sequenced tells from one remote ref, acknowledged and
-//!   unacknowledged, execute in send order with no gaps;
+//!   unacknowledged, execute in send order with no gaps (also when the
+//!   unacknowledged ones travel in batches, over a slow in-memory link);
 //! - **long-lived connections**: 10,000 asks (64 concurrent callers) run
 //!   over the one connection the nodes already had;
 //! - **bounded memory under flood**: a receiver bounds the asks it executes
@@ -29,7 +30,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axactor::{Context, actor};
-use axactor_cluster::{ClusterConfig, ClusterNode, Keyed, KeyedConfig, LeaseStore, MemoryLeaseStore, RemoteError};
+use axactor_cluster::{
+    ClusterConfig, ClusterNode, Keyed, KeyedConfig, LeaseStore, LinkFaults, MemoryLeaseStore, RemoteError,
+};
 use axactor_tests::Gate;
 use axactor_tests::cluster::BOUND;
 use axactor_tests::keyed::{Net, all_connected, failover_cfg, holder, owns_all, pinned_cfg};
@@ -186,7 +189,10 @@ fn counted_losses(node: &ClusterNode) -> u64 {
 const ORDER_MESSAGES: u64 = 2_000;
 
 /// The order promise on `net`: node `a` sends, the activations live on `b`.
-async fn one_sender_keeps_its_order(net: Net) {
+/// With `slow_link` (in memory only) the unacknowledged tells go over a
+/// link that delays every frame by 1 ms, so they queue while the link is
+/// behind and travel in batches (`Tells`, protocol version 3).
+async fn one_sender_keeps_its_order(net: Net, slow_link: bool) {
     let label = net.label();
     let probes = Probes::default();
     let cfg = KeyedConfig::new(SHARDS).mailbox_capacity(4096);
@@ -207,6 +213,11 @@ async fn one_sender_keeps_its_order(net: Net) {
 
     // Unacknowledged tells, back to back: the ask queues behind them on the
     // same connection and in the same mailbox.
+    if slow_link && let Net::Memory(mem) = &net {
+        let delay = Duration::from_millis(1);
+        mem.set_link_faults("a", "b", LinkFaults { delay_min: delay, delay_max: delay, ..LinkFaults::NONE });
+    }
+    let batches_before = b.inspect().counters.tell_batches_received;
     let losses_before = counted_losses(b);
     let unacked = ka.get("unacked");
     let home = unacked.whoami().await.expect("whoami");
@@ -221,18 +232,30 @@ async fn one_sender_keeps_its_order(net: Net) {
     assert!(missing <= counted, "{label}: {missing} tells missing, only {counted} drops counted by the receiver");
     assert_eq!(seen.len() as u64 + missing, ORDER_MESSAGES, "{label}: unacknowledged: executed at most once each");
     assert_eq!(unacked.whoami().await.expect("whoami"), home, "{label}: the activation did not move");
-    eprintln!("order over {label}: {missing} unacknowledged tells lost ({counted} losses counted)");
+    let counters = b.inspect().counters;
+    let batches = counters.tell_batches_received - batches_before;
+    if slow_link {
+        assert!(batches > 0, "{label}: the tells queued behind the slow link travelled in batches");
+    }
+    eprintln!(
+        "order over {label}: {missing} unacknowledged tells lost ({counted} losses counted), {batches} batches received"
+    );
     shutdown_all(&nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_sender_keeps_its_order_over_tcp() {
-    one_sender_keeps_its_order(Net::tcp()).await;
+    one_sender_keeps_its_order(Net::tcp(), false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_sender_keeps_its_order_in_memory() {
-    one_sender_keeps_its_order(Net::memory()).await;
+    one_sender_keeps_its_order(Net::memory(), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sender_keeps_its_order_in_batches_over_a_slow_link() {
+    one_sender_keeps_its_order(Net::memory(), true).await;
 }
 
 const ASKS: u64 = 10_000;

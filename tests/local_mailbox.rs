@@ -245,3 +245,28 @@ async fn messages_are_handled_one_at_a_time() {
     s.gate.open(1);
     assert_eq!(r.count_wait().await, Ok(1));
 }
+
+/// `LocalRef::try_send_from`: enqueues in order up to the capacity under one
+/// lock, leaves the rest with the caller, and enqueues nothing once the
+/// actor has stopped.
+#[tokio::test(start_paused = true)]
+async fn a_batch_fills_the_mailbox_in_order_and_the_rest_stays_with_the_caller() {
+    let mut s = setup();
+    let h = blocked(&mut s, SpawnConfig::new("w", 3)).await;
+    let r = h.actor();
+    let local = r.as_local_ref();
+    let mut batch: std::collections::VecDeque<WorkerMsg> = (0..5).map(|_| WorkerMsg::Work {}).collect();
+    assert_eq!(local.try_send_from(&mut batch), Err(TellError::Full));
+    assert_eq!((r.mailbox_len(), batch.len()), (3, 2), "three taken, two left");
+    assert_eq!(local.try_send_from(&mut batch), Err(TellError::Full), "still full: nothing taken");
+    assert_eq!(batch.len(), 2);
+    s.gate.open(1);
+    assert_eq!(r.count_wait().await, Ok(3), "the three enqueued ran");
+    assert_eq!(local.try_send_from(&mut batch), Ok(()));
+    assert!(batch.is_empty());
+    assert_eq!(r.count_wait().await, Ok(5));
+    r.stop_wait().await.expect("was running");
+    let mut late: std::collections::VecDeque<WorkerMsg> = std::iter::once(WorkerMsg::Work {}).collect();
+    assert_eq!(local.try_send_from(&mut late), Err(TellError::Closed));
+    assert_eq!(late.len(), 1, "nothing taken by a stopped actor");
+}

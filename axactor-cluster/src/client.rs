@@ -58,9 +58,11 @@ use crate::node::outbound::{OutKind, Outbound};
 use crate::node::queues::{PeerLink, PeerQueues};
 use crate::node::remote_monitors::Watched;
 use crate::node::shared::Shared;
+use crate::node::tell_batch::TellTarget;
 use crate::node::write_path::Direct;
 use crate::route_hint::RouteHint;
 use crate::shard::{lease_name, shard_of};
+use crate::wire::hello::TELL_BATCH_VERSION;
 use crate::wire::{CodecError, ControlMsg, DataOut, OutFrame, OutPayload, Raw, Rejection, Typed};
 
 /// The `tracing` target of requests' spans and events: the one operators
@@ -585,7 +587,7 @@ impl<A: HostedActor> Route<A> {
                 return Err(e);
             }
         };
-        let out = Outbound { frame, kind: OutKind::Request(request_id) };
+        let out = Outbound::new(frame, OutKind::Request(request_id));
         let queued = queue(&link, out, deadline).await;
         if let Err(e) = queued {
             // Not queued (the connection ended, or no room in time): not sent.
@@ -704,9 +706,19 @@ impl<A: HostedActor> Route<A> {
         let (link, holder, epoch) = self.owner_link(shard, lookup, Some(hint)).await?;
         record_owner(span, &holder, epoch);
         let (registry, epoch) = (self.registry(), epoch.0);
+        if link.version >= TELL_BATCH_VERSION {
+            let target = TellTarget { registry, shard, epoch, key };
+            let max = self.node.max_envelope();
+            let batched = held.with(|payload| {
+                link.shared.try_batch(&link.data, target, &payload, max).map_err(|_| RemoteError::Codec)
+            })?;
+            if batched {
+                return Ok(());
+            }
+        }
         let frame =
             held.with(|payload| self.encode(DataOut::Tell { registry, shard, epoch, key, payload, ack_id: None }))?;
-        queue(&link, Outbound { frame, kind: OutKind::Other }, deadline).await
+        queue(&link, Outbound::new(frame, OutKind::Other), deadline).await
     }
 
     /// Places a monitor on `key`'s activation. Also returns the owner's

@@ -237,7 +237,7 @@ pub(crate) fn accounting(msg: &DataRef<'_>) -> Accounting {
             Accounting::AnswersOurs
         }
         DataRef::Ask { .. } | DataRef::Tell { ack_id: Some(_), .. } => Accounting::OwedAnswer,
-        DataRef::Tell { ack_id: None, .. } => Accounting::OneWay,
+        DataRef::Tell { ack_id: None, .. } | DataRef::Tells { .. } => Accounting::OneWay,
     }
 }
 

@@ -9,7 +9,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
 use crate::host::{Host, Local};
-use crate::hosted::HostedRegistry;
+use crate::hosted::{HostedRegistry, TellsDelivered};
 use crate::lease::Epoch;
 use crate::node::replies::{Replies, ReplyRoom};
 use crate::wire::{DataMsg, Envelope, Rejection, decode_envelope};
@@ -341,4 +341,115 @@ async fn a_monitor_routed_by_a_stale_epoch_does_not_fire_while_its_activation_ru
     assert_eq!(stops(&mut events), 1);
     assert!(rx.try_recv().is_err(), "a second event");
     b.shutdown().await;
+}
+
+/// A `Tells` is checked once (the shard, the fence) and its tells enqueued
+/// in order; a payload that does not decode is refused on its own.
+#[tokio::test(start_paused = true)]
+async fn a_batch_of_tells_is_checked_once_and_enqueued_in_order() {
+    let (log, _events) = mpsc::unbounded_channel();
+    let h = host(&log);
+    let (k, other) = (key_in(0, 4), key_in(1, 4));
+    let (one, two, four) = (tell_bytes(1), tell_bytes(2), tell_bytes(4));
+    let batch: [&[u8]; 4] = [&one, &[0xFF, 0xFF], &two, &four];
+    assert_eq!(h.deliver_tells(0, 5, &k, &batch), Err(Rejection::NotOwner { owner_hint: None }));
+    h.grant(0, Epoch(5), Instant::now() + Duration::from_secs(10));
+    assert_eq!(h.deliver_tells(0, 4, &k, &batch), Err(Rejection::StaleEpoch { current: 5 }));
+    assert_eq!(h.deliver_tells(0, 5, &other, &batch), Err(Rejection::WrongShard { shard_count: 4 }));
+    let done = h.deliver_tells(0, 5, &k, &batch).expect("delivered");
+    assert_eq!(done, TellsDelivered { taken: 4, refused: vec![(1, Rejection::BadPayload)] });
+    let (replies, permits) = (parking_lot::Mutex::new(Replies::new(1 << 16)), Arc::new(Semaphore::new(1)));
+    let room = ReplyRoom::new(&replies, Arc::clone(&permits).try_acquire_owned().expect("a permit"));
+    let ask = postcard::to_allocvec(&AcctAsk::Balance {}).expect("encodable");
+    assert_eq!(h.deliver_ask(7, 0, 5, &k, &ask, room), Ok(()));
+    let out = std::future::poll_fn(|cx| replies.lock().poll_next(cx)).await.expect("reply");
+    let Ok(Envelope::Data(DataMsg::Reply { payload, .. })) = decode_envelope(out.frame.envelope_bytes()) else {
+        panic!("a reply")
+    };
+    let AcctReply::Balance(b) = postcard::from_bytes(&payload).expect("decodes");
+    assert_eq!(b, 7, "the three good tells ran, the bad one did not");
+}
+
+/// A full mailbox stops a batch at the first tell it has no room for; the
+/// rest can be delivered from there once the activation has made room.
+#[tokio::test(start_paused = true)]
+async fn a_full_mailbox_stops_a_batch_where_it_has_no_room() {
+    let (log, _events) = mpsc::unbounded_channel();
+    let f: Arc<dyn Fn(&str) -> Acct + Send + Sync> = Arc::new(factory("n", &log));
+    let cfg = KeyedConfig::new(1).mailbox_capacity(2);
+    let h = Host::new("accounts", cfg, f, Arc::new(System::new()), crate::env::Env::production(), None);
+    h.grant(0, Epoch(1), Instant::now() + Duration::from_secs(10));
+    let tells: Vec<Vec<u8>> = (0..5).map(tell_bytes).collect();
+    let batch: Vec<&[u8]> = tells.iter().map(Vec::as_slice).collect();
+    // One test thread: the activation has not run yet, so two fit.
+    assert_eq!(h.deliver_tells(0, 1, "k", &batch), Ok(TellsDelivered { taken: 2, refused: vec![] }));
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(h.deliver_tells(0, 1, "k", &batch[2..4]), Ok(TellsDelivered { taken: 2, refused: vec![] }));
+}
+
+/// A key of `registry` held by `node`, once placement has given it some.
+async fn key_held_by(node: &ClusterNode, keyed: &crate::Keyed<Acct>) -> String {
+    until("the node holds a shard", || node.inspect().owned_count("accounts") > 0).await;
+    let held: Vec<u32> = node.inspect().shards.iter().map(|s| s.shard).collect();
+    (0..).map(|i| format!("k{i}")).find(|k| held.contains(&keyed.shard_of(k))).expect("some key")
+}
+
+/// Unacknowledged tells sent while the connection is behind (here: a
+/// delayed in-memory link, so frames wait for the link's delivery task)
+/// travel in `Tells` batches on a version 3 session, and arrive complete
+/// and in order; with a version 2 peer every tell is a frame of its own.
+async fn tells_over_a_delayed_link(sender_max_version: u16) -> Batching {
+    let net = InMemoryOverlay::new();
+    let store = Arc::new(MemoryLeaseStore::new());
+    let (log, _events) = mpsc::unbounded_channel();
+    let b = ClusterNode::start(NodeId::new("b"), store.clone(), net.clone(), cfg()).await.expect("b");
+    let kb = b.keyed("accounts", KeyedConfig::new(1), factory("b", &log)).expect("keyed b");
+    let key = key_held_by(&b, &kb).await;
+    let a_cfg = ClusterConfig { protocol_max_version: sender_max_version, ..cfg() };
+    let a = ClusterNode::start(NodeId::new("a"), store, net.clone(), a_cfg).await.expect("a");
+    let ka = a.keyed("accounts", KeyedConfig::new(1), factory("a", &log)).expect("keyed a");
+    until("a and b are connected", || a.inspect().peers.len() == 1 && b.inspect().peers.len() == 1).await;
+    let r = ka.get(key.as_str());
+    assert_eq!(r.balance().await.expect("routed to b"), 0);
+    let delay = Duration::from_millis(1);
+    net.set_link_faults("a", "b", crate::LinkFaults { delay_min: delay, delay_max: delay, ..crate::LinkFaults::NONE });
+    let before = b.inspect().counters;
+    for i in 1..=300 {
+        r.deposit(i).await.expect("tell");
+    }
+    // Behind the tells on the same connection, in the same mailbox.
+    let balance = r.balance().await.expect("balance");
+    let after = b.inspect().counters;
+    a.shutdown().await;
+    b.shutdown().await;
+    Batching {
+        balance,
+        batches: after.tell_batches_received - before.tell_batches_received,
+        tells: after.batched_tells_received - before.batched_tells_received,
+        dropped: after.dropped.values().sum::<u64>() - before.dropped.values().sum::<u64>(),
+    }
+}
+
+/// What [`tells_over_a_delayed_link`] saw at the receiver.
+struct Batching {
+    balance: i64,
+    batches: u64,
+    tells: u64,
+    dropped: u64,
+}
+
+#[tokio::test(start_paused = true)]
+async fn tells_queued_behind_a_slow_link_travel_in_batches() {
+    let b = tells_over_a_delayed_link(crate::wire::hello::PROTOCOL_MAX_VERSION).await;
+    assert_eq!(b.balance, (1..=300).sum::<i64>(), "every tell ran once");
+    assert!(b.batches >= 1, "batched");
+    assert!(b.tells >= 10 * b.batches, "{} tells in {} batches", b.tells, b.batches);
+    assert_eq!(b.dropped, 0, "nothing dropped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_version_2_peer_is_sent_no_batch() {
+    let b = tells_over_a_delayed_link(2).await;
+    assert_eq!(b.balance, (1..=300).sum::<i64>(), "every tell ran once");
+    assert_eq!((b.batches, b.tells), (0, 0));
 }

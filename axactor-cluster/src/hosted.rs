@@ -189,6 +189,18 @@ fn count_lost_down(node: &Weak<dyn MonitorNode>) {
     }
 }
 
+/// What [`HostedRegistry::deliver_tells`] did with the tells it was given.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct TellsDelivered {
+    /// How many, from the first, were dealt with: enqueued, or refused one
+    /// by one (`refused`). The rest were not looked at: the activation's
+    /// mailbox was full when the next one came.
+    pub(crate) taken: usize,
+    /// The tells among those taken that were refused, by index, in order
+    /// (`BadPayload`, or `ActorClosed` once the activation stopped).
+    pub(crate) refused: Vec<(usize, Rejection)>,
+}
+
 /// A registry as the node's drivers see it, whatever the actor type.
 pub(crate) trait HostedRegistry: Send + Sync + 'static {
     fn id(&self) -> &str;
@@ -206,6 +218,12 @@ pub(crate) trait HostedRegistry: Send + Sync + 'static {
     fn kill_shard(&self, shard: u32, reason: ExitReason);
     /// A tell from a peer.
     fn deliver_tell(&self, shard: u32, epoch: u64, key: &str, payload: &[u8]) -> Result<(), Rejection>;
+    /// The tells of one `Tells` from a peer, all to `key`, checked as one
+    /// (the shard, the fence, the activation: `Err` refuses them all) and
+    /// enqueued in order; stops before the first one the activation's
+    /// mailbox has no room for (see [`TellsDelivered`]).
+    fn deliver_tells(&self, shard: u32, epoch: u64, key: &str, payloads: &[&[u8]])
+    -> Result<TellsDelivered, Rejection>;
     /// An ask from a peer: once accepted, its reply goes to `room` (its
     /// connection's replies).
     fn deliver_ask(

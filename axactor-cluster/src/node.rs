@@ -64,6 +64,7 @@ pub(crate) mod shared;
 mod sources;
 pub(crate) mod table;
 mod tasks;
+pub(crate) mod tell_batch;
 mod wake_flags;
 pub(crate) mod write_path;
 mod writer;

@@ -86,6 +86,39 @@ impl<M: Send + 'static> LocalRef<M> {
         self.cell.mailbox.try_push(msg).map_err(|(e, _)| e)
     }
 
+    /// Enqueues messages from the front of `msgs`, in order, without
+    /// waiting and under one lock of the mailbox (one wake-up of the actor
+    /// for all of them), until `msgs` is empty or the mailbox is full; what
+    /// was not enqueued stays in `msgs`.
+    ///
+    /// # Errors
+    /// [`TellError::Full`] if the mailbox filled up before `msgs` was empty
+    /// (those left were not enqueued), [`TellError::Closed`] if the actor
+    /// has stopped or is stopping (none was enqueued).
+    ///
+    /// ```
+    /// # use std::collections::VecDeque;
+    /// # use axactor::{actor, SpawnConfig, System, TellError};
+    /// # struct Counter(u64);
+    /// # #[actor]
+    /// # impl Counter {
+    /// #     #[msg]
+    /// #     fn add(&mut self, n: u64) { self.0 += n; }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let system = System::new();
+    /// let counter = system.spawn_with(|| Counter(0), SpawnConfig::new("counter", 2)).expect("spawned").actor();
+    /// let mut batch: VecDeque<_> = (1..=3).map(|n| CounterMsg::Add { n }).collect();
+    /// // Room for two (the actor has not run yet): the third stays in `batch`.
+    /// assert_eq!(counter.as_local_ref().try_send_from(&mut batch), Err(TellError::Full));
+    /// assert_eq!(batch.len(), 1);
+    /// # }
+    /// ```
+    pub fn try_send_from(&self, msgs: &mut std::collections::VecDeque<M>) -> Result<(), TellError> {
+        self.cell.mailbox.try_push_from(msgs)
+    }
+
     /// Like [`LocalRef::try_send`], but hands `msg` back when it was not
     /// enqueued, so the caller can wait for space or route it elsewhere.
     ///

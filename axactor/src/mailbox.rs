@@ -131,6 +131,24 @@ impl<M> Mailbox<M> {
         Ok(())
     }
 
+    /// Moves user messages from the front of `msgs` to the mailbox, in
+    /// order and under one lock, until `msgs` is empty or the mailbox full.
+    pub(crate) fn try_push_from(&self, msgs: &mut VecDeque<M>) -> Result<(), TellError> {
+        let mut st = self.state.lock();
+        if st.status != Status::Open {
+            return Err(TellError::Closed);
+        }
+        let room = self.capacity.saturating_sub(st.user.len());
+        let n = room.min(msgs.len());
+        st.user.extend(msgs.drain(..n));
+        let rx = if n > 0 { st.rx_waker.take() } else { None };
+        drop(st);
+        if let Some(w) = rx {
+            w.wake();
+        }
+        if msgs.is_empty() { Ok(()) } else { Err(TellError::Full) }
+    }
+
     /// Enqueues a user message, waiting for space.
     pub(crate) fn push_wait(&self, msg: M) -> PushWait<'_, M> {
         PushWait { mailbox: self, msg: Some(msg), ticket: None }

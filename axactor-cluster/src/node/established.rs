@@ -159,7 +159,7 @@ pub(crate) async fn run(
             shared: &shared,
             rules,
             weak: Arc::downgrade(&node),
-            waits: false,
+            waits: None,
         };
         let end = reader.run(&mut rx, close_rx).await;
         shared.replies.lock().close();
@@ -269,10 +269,11 @@ struct Reader<'a> {
     rules: ConnRules,
     /// The node, for the monitors peers place here (see `MonitorSink`).
     weak: std::sync::Weak<Shared>,
-    /// The frame just handled holds a request (a tell or an ask) its
-    /// activation's mailbox had no room for: delivered again after a yield
-    /// (see [`Reader::deliver_after_yields`]).
-    waits: bool,
+    /// The frame just handled holds a request (a tell, an ask, or the tells
+    /// of a `Tells` from this index on) its activation's mailbox had no room
+    /// for: delivered again after a yield (see
+    /// [`Reader::deliver_after_yields`]).
+    waits: Option<usize>,
 }
 
 /// The reader's rare wake sources, by their [`WakeFlags`] number.
@@ -409,18 +410,27 @@ impl Reader<'_> {
     /// yields, never a wait on it. Nothing else on the connection is
     /// handled in between, so one sender's messages keep their order.
     async fn deliver_after_yields(&mut self, frame: &Bytes) {
-        if !std::mem::take(&mut self.waits) {
-            return;
-        }
-        for attempt in 1..=FULL_MAILBOX_YIELDS {
+        let Some(mut from) = self.waits.take() else { return };
+        // Yields in a row without progress: the tells of a `Tells` that the
+        // activation takes while the reader yields start the count again,
+        // so each tell gets as many yields as a tell of its own would.
+        let mut attempt = 0;
+        while attempt < FULL_MAILBOX_YIELDS {
+            attempt += 1;
             tokio::task::yield_now().await;
             let may_wait = attempt < FULL_MAILBOX_YIELDS;
             // Opened and decoded once already, so it decodes again (the
             // `else` arms cannot run: decoding the same bytes is deterministic).
             let Ok(Body::Sealed { payload, .. }) = decode_body(frame) else { return };
             let Ok(EnvelopeRef::Data(msg)) = decode_envelope_ref(payload) else { return };
-            if self.on_request(msg, may_wait) {
-                return;
+            match self.on_request(msg, from, may_wait) {
+                Some(next) => {
+                    if next > from {
+                        attempt = 0;
+                    }
+                    from = next;
+                }
+                None => return,
             }
         }
     }
@@ -448,7 +458,7 @@ impl Reader<'_> {
             self.node.counters.dropped(DropReason::Unencodable);
             return;
         };
-        let msg = match self.shared.try_queue(&self.data, Outbound { frame, kind: OutKind::Response }) {
+        let msg = match self.shared.try_queue(&self.data, Outbound::new(frame, OutKind::Response)) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(msg)) => msg,
             Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -507,19 +517,86 @@ impl Reader<'_> {
         label
     }
 
-    /// A tell or an ask from the peer ([`Reader::on_tell`],
-    /// [`Reader::on_ask`]); `false` if it waits for room in a full mailbox
-    /// (only with `may_wait`). Any other message: `true`, nothing done.
-    fn on_request(&self, msg: DataRef<'_>, may_wait: bool) -> bool {
-        match msg {
+    /// A tell, an ask or a `Tells` from the peer ([`Reader::on_tell`],
+    /// [`Reader::on_ask`], [`Reader::on_tells`], the latter's tells from
+    /// index `from` on); `Some(index)` if it waits for room in a full
+    /// mailbox (only with `may_wait`), to go on from that tell of a
+    /// `Tells` (0 for the others). Any other message: `None`, nothing done.
+    fn on_request(&self, msg: DataRef<'_>, from: usize, may_wait: bool) -> Option<usize> {
+        let done = match msg {
             DataRef::Tell { registry, shard, epoch, key, payload, ack_id } => {
                 self.on_tell(registry, shard, epoch, key, payload, ack_id, may_wait)
             }
             DataRef::Ask { request_id, registry, shard, epoch, key, payload } => {
                 self.on_ask(request_id, registry, shard, epoch, key, payload, may_wait)
             }
+            DataRef::Tells { registry, shard, epoch, key, payloads } => {
+                let rest = payloads.get(from..).unwrap_or_default();
+                return self.on_tells(registry, shard, epoch, key, rest, may_wait).map(|taken| from + taken);
+            }
             _ => true,
+        };
+        if done { None } else { Some(0) }
+    }
+
+    /// The tells of a `Tells` from the peer (`payloads`, those not dealt
+    /// with yet): delivered to their activation as one, in order. Each
+    /// refused tell is counted as a refused unacknowledged [`Reader::on_tell`]
+    /// would be. With `may_wait`, delivery stops at the first tell the
+    /// activation's mailbox has no room for and `Some` says how many were
+    /// dealt with before it: the reader yields and goes on from there
+    /// ([`Reader::deliver_after_yields`]); without, the rest are refused
+    /// (`MailboxFull`). `None` once all are dealt with.
+    fn on_tells(
+        &self,
+        registry: &str,
+        shard: u32,
+        epoch: u64,
+        key: &str,
+        payloads: &[&[u8]],
+        may_wait: bool,
+    ) -> Option<usize> {
+        let node = self.node;
+        let span = dispatch_span(TELLS, registry, key, shard, epoch, &self.peer);
+        let _entered = span.enter();
+        let refuse = |reason: &Rejection, n: usize| {
+            for _ in 0..n {
+                self.count_rejection(reason);
+                node.counters.dropped(DropReason::UnackedTellRejected);
+            }
+        };
+        let delivered = match node.hosts.get(registry) {
+            Some(host) => host.deliver_tells(shard, epoch, key, payloads),
+            None => {
+                for _ in payloads {
+                    bump(&node.counters.data_rejected_no_registry);
+                }
+                Err(Rejection::NotOwner { owner_hint: None })
+            }
+        };
+        let delivered = match delivered {
+            Ok(delivered) => delivered,
+            Err(reason) => {
+                refuse(&reason, payloads.len());
+                span.record("outcome", RequestRejection::from(&reason).label());
+                return None;
+            }
+        };
+        for (_, reason) in &delivered.refused {
+            refuse(reason, 1);
         }
+        let rest = payloads.len() - delivered.taken;
+        if rest == 0 {
+            span.record("outcome", ACCEPTED);
+            return None;
+        }
+        if may_wait {
+            span.record("outcome", WAITS);
+            return Some(delivered.taken);
+        }
+        refuse(&Rejection::MailboxFull, rest);
+        span.record("outcome", RequestRejection::from(&Rejection::MailboxFull).label());
+        None
     }
 
     /// A tell from the peer: delivered to its activation, answered (an ack
@@ -706,7 +783,13 @@ impl Reader<'_> {
             Accounting::OneWay => {}
         }
         match msg {
-            DataRef::Tell { .. } | DataRef::Ask { .. } => self.waits = !self.on_request(msg, true),
+            DataRef::Tell { .. } | DataRef::Ask { .. } | DataRef::Tells { .. } => {
+                if let DataRef::Tells { payloads, .. } = &msg {
+                    bump(&node.counters.tell_batches_received);
+                    node.counters.batched_tells_received.fetch_add(payloads.len() as u64, Ordering::Relaxed);
+                }
+                self.waits = self.on_request(msg, 0, true);
+            }
             DataRef::Reply { request_id, payload } => {
                 node.complete(self.conn, request_id, Response::Reply(slice_of(frame, payload)));
             }
@@ -729,6 +812,8 @@ const TELL: &str = "tell";
 const WAITS: &str = "mailbox_full_yield";
 /// `kind` of a dispatched ask.
 const ASK: &str = "ask";
+/// `kind` of a dispatched `Tells`.
+const TELLS: &str = "tells";
 
 /// The span of one request from a peer, dispatched here: TRACE level (one
 /// per data frame), so it costs a level check unless a subscriber asks for

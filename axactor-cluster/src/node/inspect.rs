@@ -196,6 +196,12 @@ pub struct Counters {
     pub heartbeat_timeouts: u64,
     /// Goodbyes received (graceful closes by peers).
     pub goodbyes_received: u64,
+    /// Batches of unacknowledged tells received (`Tells` frames, protocol
+    /// version 3: a sender gathers the tells it queues while a connection
+    /// is behind).
+    pub tell_batches_received: u64,
+    /// The tells those batches carried.
+    pub batched_tells_received: u64,
     /// Data-plane requests refused because no registry is hosted yet.
     pub data_rejected_no_registry: u64,
     /// Messages and signals dropped without a connection error, by reason:
@@ -302,6 +308,8 @@ pub(crate) struct LiveCounters {
     pub(crate) duplicate_connections: AtomicU64,
     pub(crate) heartbeat_timeouts: AtomicU64,
     pub(crate) goodbyes_received: AtomicU64,
+    pub(crate) tell_batches_received: AtomicU64,
+    pub(crate) batched_tells_received: AtomicU64,
     pub(crate) data_rejected_no_registry: AtomicU64,
     pub(crate) dial_failures: AtomicU64,
     pub(crate) member_auth_failures: AtomicU64,
@@ -354,6 +362,8 @@ impl LiveCounters {
             duplicate_connections: get(&self.duplicate_connections),
             heartbeat_timeouts: get(&self.heartbeat_timeouts),
             goodbyes_received: get(&self.goodbyes_received),
+            tell_batches_received: get(&self.tell_batches_received),
+            batched_tells_received: get(&self.batched_tells_received),
             data_rejected_no_registry: get(&self.data_rejected_no_registry),
             dropped: self.dropped.snapshot(),
             dial_failures: get(&self.dial_failures),

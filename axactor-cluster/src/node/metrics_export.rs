@@ -54,6 +54,8 @@ pub(crate) fn export(node: &Shared, snap: &ClusterInspect) {
         duplicate_connections,
         heartbeat_timeouts,
         goodbyes_received,
+        tell_batches_received,
+        batched_tells_received,
         data_rejected_no_registry,
         dropped,
         dial_failures,
@@ -74,6 +76,8 @@ pub(crate) fn export(node: &Shared, snap: &ClusterInspect) {
     plain("axactor_cluster_duplicate_connections_total", *duplicate_connections);
     plain("axactor_cluster_heartbeat_timeouts_total", *heartbeat_timeouts);
     plain("axactor_cluster_goodbyes_received_total", *goodbyes_received);
+    plain("axactor_cluster_tell_batches_received_total", *tell_batches_received);
+    plain("axactor_cluster_batched_tells_received_total", *batched_tells_received);
     plain("axactor_cluster_data_rejected_no_registry_total", *data_rejected_no_registry);
     labelled("axactor_cluster_dropped_total", "reason", dropped);
     plain("axactor_cluster_dial_failures_total", *dial_failures);

@@ -284,7 +284,7 @@ impl Replies {
                     Err(_) => return,
                 },
             };
-            self.done.push_back((Outbound { frame, kind: OutKind::Response }, slot.permit));
+            self.done.push_back((Outbound::new(frame, OutKind::Response), slot.permit));
         }
     }
 

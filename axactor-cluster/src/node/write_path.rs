@@ -43,9 +43,10 @@ use tokio::sync::mpsc;
 
 use super::outbound::{OutKind, Outbound};
 use super::replies::{Replies, WriteReady};
+use super::tell_batch::{TellBatch, TellTarget};
 use crate::overlay::{LinkSender, OverlayError, Priority};
 use crate::session::Sealer;
-use crate::wire::{OutFrame, SEALED_OVERHEAD};
+use crate::wire::{CodecError, OutFrame, OutPayload, SEALED_OVERHEAD};
 
 /// Frames in a row the writer must see sent with no other exchange in
 /// flight before it writes through (latency mode) instead of letting the
@@ -64,6 +65,10 @@ pub(crate) struct ConnShared {
     /// Frames in the writer's data queue, or taken and not sealed yet.
     queued: AtomicUsize,
     core: Mutex<Core>,
+    /// The batch of tells at the tail of the writer's data queue, while it
+    /// may still grow (`node/tell_batch.rs`). Every item queued for the
+    /// writer is queued under this lock, and ends the batch's growth.
+    tail: Mutex<Option<Arc<TellBatch>>>,
     tx: LinkSender,
     /// See [`take_lost_replies`](Self::take_lost_replies).
     lost_replies: AtomicUsize,
@@ -118,6 +123,7 @@ impl ConnShared {
             owed_to_peer: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
             core: Mutex::new(Core { sealer, mode: WriteMode::default(), busy: false, closed: false }),
+            tail: Mutex::new(None),
             tx,
             lost_replies: AtomicUsize::new(0),
         });
@@ -210,8 +216,65 @@ impl ConnShared {
         data: &mpsc::Sender<Outbound>,
         out: Outbound,
     ) -> Result<(), mpsc::error::TrySendError<Outbound>> {
+        let mut tail = self.tail.lock();
+        *tail = None;
         self.queued.fetch_add(1, Ordering::SeqCst);
         data.try_send(out).inspect_err(|_| self.unqueue())
+    }
+
+    /// An unacknowledged tell for `target` (see `node/tell_batch.rs`):
+    /// appended to the batch at the tail of the writer's queue, or queued
+    /// in a new batch if the connection is behind. `false` if neither: the
+    /// caller sends it as a frame of its own (also when the writer's queue
+    /// is full or closed, so that the frame path waits or reports it).
+    ///
+    /// # Errors
+    /// [`CodecError::Postcard`] if the payload cannot be encoded.
+    pub(crate) fn try_batch<P: OutPayload>(
+        &self,
+        data: &mpsc::Sender<Outbound>,
+        target: TellTarget<'_>,
+        payload: &P,
+        max_envelope: usize,
+    ) -> Result<bool, CodecError> {
+        let mut tail = self.tail.lock();
+        if let Some(batch) = tail.as_ref()
+            && batch.is_for(target)
+            && batch.try_push(payload, max_envelope)?
+        {
+            return Ok(true);
+        }
+        if !self.is_behind() {
+            return Ok(false);
+        }
+        let Some(batch) = TellBatch::new(target, payload, max_envelope)? else { return Ok(false) };
+        let batch = Arc::new(batch);
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        match data.try_send(Outbound::tells(Arc::clone(&batch))) {
+            Ok(()) => {
+                *tail = Some(batch);
+                Ok(true)
+            }
+            Err(_) => {
+                self.unqueue();
+                *tail = None;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Whether a frame sent now would wait: frames wait for the writer or
+    /// for the transport, or the write path is held.
+    fn is_behind(&self) -> bool {
+        self.queued.load(Ordering::SeqCst) != 0 || self.tx.is_behind(Priority::Data) || self.core.is_locked()
+    }
+
+    /// The writer takes `batch` from its queue: it grows no more.
+    pub(super) fn end_batch(&self, batch: &Arc<TellBatch>) {
+        let mut tail = self.tail.lock();
+        if tail.as_ref().is_some_and(|t| Arc::ptr_eq(t, batch)) {
+            *tail = None;
+        }
     }
 
     /// Queues `out` for the writer, waiting for room.
@@ -229,6 +292,8 @@ impl ConnShared {
                 self.0.unqueue();
             }
         }
+        // Anything queued after a batch ends its growth (see `try_queue`).
+        *self.tail.lock() = None;
         self.queued.fetch_add(1, Ordering::SeqCst);
         let counted = Counted(self);
         data.send(out).await?;
@@ -291,6 +356,9 @@ impl ConnShared {
     /// or ends).
     pub(super) fn close_direct(&self) {
         self.core.lock().closed = true;
+        // A batch still queued grows no more: what it holds is what the
+        // writer sends, or counts as lost.
+        *self.tail.lock() = None;
     }
 }
 
@@ -395,7 +463,7 @@ mod tests {
     /// Request `n`: a frame told apart by its content.
     fn request(n: u64) -> Outbound {
         let frame = OutFrame::envelope(&Envelope::Control(ControlMsg::Heartbeat { sent_at_ms: n }));
-        Outbound { frame: frame.expect("encodes"), kind: OutKind::Request(n) }
+        Outbound::new(frame.expect("encodes"), OutKind::Request(n))
     }
 
     /// The envelopes written so far, opened in order as the peer would.

@@ -60,8 +60,9 @@ pub(super) async fn write_loop(node: Arc<Shared>, conn: ConnId, tx: LinkSender, 
     // Whether frames were fed since the last flush.
     let mut fed = false;
     while let Some(item) = sources.next(&tx, &mut fed).await {
-        // What to count if this item is lost with the connection.
+        // What to count if this item is lost with the connection, and how many times.
         let lost: Option<DropReason>;
+        let mut messages = 1;
         let (out, kind, from_queue) = match item {
             Item::Control(ControlMsg::Goodbye) => {
                 sources.say_goodbye(&mut frame, &tx).await;
@@ -73,7 +74,13 @@ pub(super) async fn write_loop(node: Arc<Shared>, conn: ConnId, tx: LinkSender, 
             }
             Item::Data(out) => {
                 lost = data_loss(out.kind);
-                (Ok(out.frame), out.kind, true)
+                if let Some(batch) = &out.tells {
+                    // Taken: it grows no more, and is encoded as it is now.
+                    shared.end_batch(batch);
+                }
+                messages = out.messages();
+                let kind = out.kind;
+                (out.into_frame(), kind, true)
             }
             Item::Reply(out) => {
                 lost = data_loss(out.kind);
@@ -92,7 +99,9 @@ pub(super) async fn write_loop(node: Arc<Shared>, conn: ConnId, tx: LinkSender, 
             Written::Sent { through } => fed |= through,
             Written::Ended => {
                 if let Some(reason) = lost {
-                    node.counters.dropped(reason);
+                    for _ in 0..messages {
+                        node.counters.dropped(reason);
+                    }
                 }
                 break;
             }
@@ -182,7 +191,10 @@ impl Sources<'_> {
                     Err(_) => break,
                 },
             };
-            if frame.send(Ok(out.frame), false, from_queue).await == Written::Ended {
+            if let Some(batch) = &out.tells {
+                frame.shared.end_batch(batch);
+            }
+            if frame.send(out.into_frame(), false, from_queue).await == Written::Ended {
                 break;
             }
         }
@@ -204,7 +216,9 @@ impl Sources<'_> {
                 }
                 kind => {
                     if let Some(reason) = data_loss(kind) {
-                        node.counters.dropped(reason);
+                        for _ in 0..out.messages() {
+                            node.counters.dropped(reason);
+                        }
                     }
                 }
             }

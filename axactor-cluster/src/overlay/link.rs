@@ -450,6 +450,13 @@ impl LinkSender {
         self.state.phase() == Phase::Open && self.queue(priority).capacity() > 0 && self.bytes.fits(len)
     }
 
+    /// Whether frames wait in the link's `priority` queue for the
+    /// transport to take them (a backlog: the transport is behind).
+    pub(crate) fn is_behind(&self, priority: Priority) -> bool {
+        let q = self.queue(priority);
+        q.capacity() < q.max_capacity()
+    }
+
     /// Writes the frames [`feed`](Self::feed) buffered, handing what the
     /// transport does not take to the driver. No-op on other links.
     pub(crate) fn flush(&self) {

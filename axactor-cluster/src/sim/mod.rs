@@ -420,8 +420,17 @@ impl Sim {
             _ => (BANK, OpKind::Balance),
         };
         let key = self.some_key(registry);
-        let task = spawn_op(&self.trace, &self.next_op, &self.ok, up, registry, key, kind);
-        self.clients.push(task);
+        // Some plain deposits come in a burst to one account from one node,
+        // back to back: while the link is behind, they travel as a batch
+        // (`Tells`, one fence check for all).
+        let burst = match kind {
+            OpKind::Deposit { acked: false, .. } if self.rng.random_bool(0.3) => self.rng.random_range(2..8),
+            _ => 1,
+        };
+        for _ in 0..burst {
+            let task = spawn_op(&self.trace, &self.next_op, &self.ok, up.clone(), registry, Arc::clone(&key), kind);
+            self.clients.push(task);
+        }
     }
 
     /// Places a monitor on a random register key and records its `Down`.

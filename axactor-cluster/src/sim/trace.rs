@@ -203,19 +203,22 @@ impl Trace {
     }
 }
 
-/// The workload operation and epoch of a request frame (`None` for any
-/// other frame). Every workload message's first field is its operation id,
-/// so the contract payload starts with the variant index, then the id.
-fn routed_op(frame: &[u8]) -> Option<(u64, u64)> {
-    let crate::wire::Body::Sealed { payload, .. } = crate::wire::decode_body(frame).ok()? else { return None };
-    let (epoch, payload) = match crate::wire::decode_envelope_ref(payload).ok()? {
-        EnvelopeRef::Data(DataRef::Ask { epoch, payload, .. } | DataRef::Tell { epoch, payload, .. }) => {
-            (epoch, payload)
+/// The workload operations and epoch of a request frame (empty for any
+/// other frame): one for an ask or a tell, one per tell of a `Tells`.
+/// Every workload message's first field is its operation id, so the
+/// contract payload starts with the variant index, then the id.
+fn routed_ops(frame: &[u8]) -> Vec<(u64, u64)> {
+    let op = |payload: &[u8]| postcard::take_from_bytes::<(u32, u64)>(payload).ok().map(|((_variant, op), _)| op);
+    let Ok(crate::wire::Body::Sealed { payload, .. }) = crate::wire::decode_body(frame) else { return Vec::new() };
+    match crate::wire::decode_envelope_ref(payload) {
+        Ok(EnvelopeRef::Data(DataRef::Ask { epoch, payload, .. } | DataRef::Tell { epoch, payload, .. })) => {
+            op(payload).map(|op| (op, epoch)).into_iter().collect()
         }
-        _ => return None,
-    };
-    let ((_variant, op), _) = postcard::take_from_bytes::<(u32, u64)>(payload).ok()?;
-    Some((op, epoch))
+        Ok(EnvelopeRef::Data(DataRef::Tells { epoch, payloads, .. })) => {
+            payloads.iter().filter_map(|p| op(p)).map(|op| (op, epoch)).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 fn micros(d: std::time::Duration) -> u64 {
@@ -242,12 +245,15 @@ impl FrameTap for Trace {
         }
         let seq = g.events;
         g.events += 1;
-        if kind == FrameFate::Delivered
-            && let Some((op, epoch)) = routed_op(bytes)
-        {
-            drop(g);
-            self.push(Ev::Routed { op, to: to.to_owned(), epoch });
-            g = self.inner.lock();
+        if kind == FrameFate::Delivered {
+            let routed = routed_ops(bytes);
+            if !routed.is_empty() {
+                drop(g);
+                for (op, epoch) in routed {
+                    self.push(Ev::Routed { op, to: to.to_owned(), epoch });
+                }
+                g = self.inner.lock();
+            }
         }
         if g.keep_frames {
             let hash = crate::hash::stable_hash(&[bytes]);

@@ -118,6 +118,9 @@ pub(super) fn data_msg() -> impl Strategy<Value = DataMsg> {
         any::<u64>().prop_map(|ack_id| DataMsg::Ack { ack_id }),
         (any::<u64>(), rejection()).prop_map(|(request_id, reason)| DataMsg::Rejected { request_id, reason }),
         any::<u64>().prop_map(|request_id| DataMsg::Canceled { request_id }),
+        (text(), any::<u32>(), any::<u64>(), text(), prop::collection::vec(payload(), 1..4)).prop_map(
+            |(registry, shard, epoch, key, payloads)| DataMsg::Tells { registry, shard, epoch, key, payloads }
+        ),
     ]
 }
 

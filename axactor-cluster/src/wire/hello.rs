@@ -13,11 +13,14 @@ pub const NONCE_LEN: usize = 32;
 /// The oldest protocol version this build speaks.
 pub const PROTOCOL_MIN_VERSION: u16 = 1;
 /// The newest protocol version this build speaks.
-pub const PROTOCOL_MAX_VERSION: u16 = 2;
+pub const PROTOCOL_MAX_VERSION: u16 = 3;
 /// The first version with activation identities in monitors
 /// (`ControlMsg::Monitored` and `ControlMsg::Remonitor`): on older
 /// sessions neither is sent.
 pub(crate) const MONITOR_IDENTITY_VERSION: u16 = 2;
+/// The first version with batches of tells (`DataMsg::Tells`): on older
+/// sessions every tell is a frame of its own.
+pub(crate) const TELL_BATCH_VERSION: u16 = 3;
 
 /// Message 1, initiator → responder: who I am, which versions I speak, my
 /// nonce.

@@ -18,7 +18,8 @@ pub use frame::{DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameError, LEN_PREFIX, e
 pub use hello::HandshakeMsg;
 pub use msg::{
     Body, CodecError, ControlMsg, DataMsg, DataOut, DataRef, DownReason, Envelope, EnvelopeRef, MAC_LEN,
-    MAX_HOSTED_REGISTRIES, MAX_PREAUTH_FRAME_BYTES, OutFrame, OutPayload, PostcardErrorKind, Raw, Rejection,
-    SEALED_HEADER_LEN, SEALED_OVERHEAD, SEQ_LEN, TAG_PREAUTH, TAG_SEALED, Typed, decode_body, decode_envelope,
-    decode_envelope_ref, encode_envelope, encode_preauth, encode_sealed, max_envelope_bytes, sealed_header,
+    MAX_BATCHED_TELLS, MAX_HOSTED_REGISTRIES, MAX_PREAUTH_FRAME_BYTES, OutFrame, OutPayload, PostcardErrorKind, Raw,
+    Rejection, SEALED_HEADER_LEN, SEALED_OVERHEAD, SEQ_LEN, TAG_PREAUTH, TAG_SEALED, TellEntries, Typed, decode_body,
+    decode_envelope, decode_envelope_ref, encode_envelope, encode_preauth, encode_sealed, max_envelope_bytes,
+    sealed_header,
 };

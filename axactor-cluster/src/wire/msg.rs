@@ -25,8 +25,8 @@ mod arena;
 mod envelope;
 mod hot;
 
-pub use envelope::{ControlMsg, DataMsg, DownReason, Envelope, MAX_HOSTED_REGISTRIES, Rejection};
-pub use hot::{DataOut, DataRef, EnvelopeRef, OutFrame, OutPayload, Raw, Typed, decode_envelope_ref};
+pub use envelope::{ControlMsg, DataMsg, DownReason, Envelope, MAX_BATCHED_TELLS, MAX_HOSTED_REGISTRIES, Rejection};
+pub use hot::{DataOut, DataRef, EnvelopeRef, OutFrame, OutPayload, Raw, TellEntries, Typed, decode_envelope_ref};
 
 /// Tag of a pre-authentication body (a handshake message).
 pub const TAG_PREAUTH: u8 = 0x01;

@@ -204,7 +204,29 @@ pub enum DataMsg {
         /// The ask's `request_id`.
         request_id: u64,
     },
+    /// Index 6 (protocol version 3): unacknowledged tells to the activation
+    /// of `key`, in order, routed by one `shard` and `epoch`: each payload is
+    /// handled as a [`DataMsg::Tell`] with these fields and no `ack_id`
+    /// would be. At least one payload, at most [`MAX_BATCHED_TELLS`]; any
+    /// other count fails to decode.
+    Tells {
+        /// The registry id.
+        registry: String,
+        /// The shard the sender routed by.
+        shard: u32,
+        /// The lease epoch the sender routed by (the fencing check).
+        epoch: u64,
+        /// The key within the registry.
+        key: String,
+        /// Postcard of the actor's contract tell enum, one per tell, in the
+        /// order sent; opaque here.
+        #[serde(with = "tell_payloads")]
+        payloads: Vec<Vec<u8>>,
+    },
 }
+
+/// The most tells one [`DataMsg::Tells`] may carry.
+pub const MAX_BATCHED_TELLS: usize = 1024;
 
 /// Why a request was refused. Every reason is *definite*: the request was
 /// not executed and will not be, so the sender may retry it elsewhere.
@@ -281,6 +303,80 @@ mod hosted_list {
                     return Err(too_long());
                 }
                 out.push(entry);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// The payloads of a [`DataMsg::Tells`]: a sequence of byte strings (the
+/// bytes of a plain `Vec<Vec<u8>>`), its count checked while decoding: the
+/// announced count first, so a frame claiming more than
+/// [`MAX_BATCHED_TELLS`] fails before anything is reserved, and an empty
+/// list fails too.
+mod tell_payloads {
+    use std::fmt;
+
+    use serde::de::{self, SeqAccess, Visitor};
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::MAX_BATCHED_TELLS;
+
+    /// One payload, as a byte string.
+    struct Payload<'a>(&'a Vec<u8>);
+
+    impl Serialize for Payload<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            super::bytes_field::serialize(self.0, s)
+        }
+    }
+
+    /// One payload, read as a byte string.
+    struct Owned(Vec<u8>);
+
+    impl<'de> Deserialize<'de> for Owned {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Owned, D::Error> {
+            super::bytes_field::deserialize(d).map(Owned)
+        }
+    }
+
+    #[allow(clippy::ptr_arg)] // serde's `with` passes the field's own type.
+    pub(super) fn serialize<S: Serializer>(payloads: &Vec<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(payloads.len()))?;
+        for p in payloads {
+            seq.serialize_element(&Payload(p))?;
+        }
+        seq.end()
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        d.deserialize_seq(PayloadsVisitor)
+    }
+
+    struct PayloadsVisitor;
+
+    impl<'de> Visitor<'de> for PayloadsVisitor {
+        type Value = Vec<Vec<u8>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "1 to {MAX_BATCHED_TELLS} tell payloads")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let announced = seq.size_hint().unwrap_or(0);
+            if announced > MAX_BATCHED_TELLS {
+                return Err(de::Error::invalid_length(announced, &PayloadsVisitor));
+            }
+            let mut out = Vec::with_capacity(announced);
+            while let Some(Owned(p)) = seq.next_element::<Owned>()? {
+                if out.len() == MAX_BATCHED_TELLS {
+                    return Err(de::Error::invalid_length(MAX_BATCHED_TELLS + 1, &PayloadsVisitor));
+                }
+                out.push(p);
+            }
+            if out.is_empty() {
+                return Err(de::Error::invalid_length(0, &PayloadsVisitor));
             }
             Ok(out)
         }

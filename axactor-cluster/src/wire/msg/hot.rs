@@ -20,7 +20,8 @@ use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CodecError, ControlMsg, Envelope, Rejection, SEALED_HEADER_LEN, SEALED_OVERHEAD, append_postcard, decode_exact,
+    CodecError, ControlMsg, Envelope, MAX_BATCHED_TELLS, Rejection, SEALED_HEADER_LEN, SEALED_OVERHEAD,
+    append_postcard, decode_exact,
 };
 
 /// An [`Envelope`] decoded with its data-plane strings and payloads
@@ -50,6 +51,51 @@ pub enum DataRef<'a> {
     Rejected { request_id: u64, reason: Rejection },
     /// Index 5: [`DataMsg::Canceled`](super::DataMsg::Canceled).
     Canceled { request_id: u64 },
+    /// Index 6: [`DataMsg::Tells`](super::DataMsg::Tells) (protocol version 3).
+    Tells {
+        registry: &'a str,
+        shard: u32,
+        epoch: u64,
+        key: &'a str,
+        #[serde(borrow, deserialize_with = "tell_slices")]
+        payloads: Vec<&'a [u8]>,
+    },
+}
+
+/// The payloads of a `Tells`, borrowed: checked as the owned decoding
+/// checks them (1 to [`MAX_BATCHED_TELLS`], the announced count first).
+fn tell_slices<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<&'a [u8]>, D::Error> {
+    use serde::de::{Error, SeqAccess, Visitor};
+
+    struct Slices;
+
+    impl<'de> Visitor<'de> for Slices {
+        type Value = Vec<&'de [u8]>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "1 to {MAX_BATCHED_TELLS} tell payloads")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let announced = seq.size_hint().unwrap_or(0);
+            if announced > MAX_BATCHED_TELLS {
+                return Err(A::Error::invalid_length(announced, &Slices));
+            }
+            let mut out = Vec::with_capacity(announced);
+            while let Some(p) = seq.next_element::<&'de [u8]>()? {
+                if out.len() == MAX_BATCHED_TELLS {
+                    return Err(A::Error::invalid_length(MAX_BATCHED_TELLS + 1, &Slices));
+                }
+                out.push(p);
+            }
+            if out.is_empty() {
+                return Err(A::Error::invalid_length(0, &Slices));
+            }
+            Ok(out)
+        }
+    }
+
+    d.deserialize_seq(Slices)
 }
 
 /// Decodes a verified sealed payload, borrowing from it; accepts and
@@ -131,6 +177,9 @@ const TELL_PREFIX: [u8; 2] = [1, 0];
 /// [`Envelope::Data`] and the index of [`DataMsg::Ask`](super::DataMsg::Ask).
 const ASK_PREFIX: [u8; 2] = [1, 1];
 
+/// [`Envelope::Data`] and the index of [`DataMsg::Tells`](super::DataMsg::Tells).
+const TELLS_PREFIX: [u8; 2] = [1, 6];
+
 /// [`Envelope::Data`] and [`DataMsg::Reply`](super::DataMsg::Reply): the
 /// variant indexes that open a reply's envelope.
 const REPLY_PREFIX: [u8; 2] = [1, 2];
@@ -148,6 +197,12 @@ impl OutFrame {
         let mut buf = super::arena::buffer(envelope.saturating_add(SEALED_OVERHEAD));
         buf.resize(SEALED_HEADER_LEN, 0);
         OutFrame { buf }
+    }
+
+    /// An empty frame that is never sealed (it stands for a frame encoded
+    /// later); allocates nothing.
+    pub(crate) fn placeholder() -> OutFrame {
+        OutFrame { buf: BytesMut::new() }
     }
 
     /// The frame of any envelope.
@@ -232,6 +287,32 @@ impl OutFrame {
         Ok(frame)
     }
 
+    /// The frame of a [`DataMsg::Tells`](super::DataMsg::Tells) holding
+    /// the payloads gathered in `tells`, in order (exactly sized).
+    ///
+    /// # Errors
+    /// [`CodecError::Postcard`] if `tells` is empty or holds more than
+    /// [`MAX_BATCHED_TELLS`] payloads (the peer would refuse the frame).
+    pub fn tells(
+        registry: &str,
+        shard: u32,
+        epoch: u64,
+        key: &str,
+        tells: &TellEntries,
+    ) -> Result<OutFrame, CodecError> {
+        if tells.count == 0 || tells.count > MAX_BATCHED_TELLS {
+            return Err(CodecError::Postcard(super::PostcardErrorKind::Serialize));
+        }
+        let head = (registry, shard, epoch, key);
+        let head_len = TellEntries::head_len(registry, shard, epoch, key)?;
+        let mut frame = OutFrame::with_capacity(tells.envelope_len(head_len, None));
+        frame.buf.extend_from_slice(&TELLS_PREFIX);
+        append_postcard(&head, &mut frame.buf)?;
+        put_varint(tells.count as u64, &mut frame.buf);
+        frame.buf.extend_from_slice(&tells.buf);
+        Ok(frame)
+    }
+
     /// The encoded envelope (what gets sealed).
     pub fn envelope_bytes(&self) -> &[u8] {
         self.buf.get(SEALED_HEADER_LEN..).unwrap_or_default()
@@ -241,6 +322,67 @@ impl OutFrame {
     /// the header, then the envelope.
     pub(crate) fn into_buf(self) -> BytesMut {
         self.buf
+    }
+}
+
+/// The payloads of a [`DataMsg::Tells`](super::DataMsg::Tells) being
+/// gathered, each already encoded as its byte string (length, then the
+/// bytes): [`OutFrame::tells`] copies them into the frame in one piece.
+#[derive(Debug, Default)]
+pub struct TellEntries {
+    buf: BytesMut,
+    count: usize,
+}
+
+impl TellEntries {
+    /// No payloads yet.
+    pub fn new() -> TellEntries {
+        TellEntries::default()
+    }
+
+    /// Appends `payload` after those gathered.
+    ///
+    /// # Errors
+    /// [`CodecError::Postcard`] if the payload cannot be encoded, or
+    /// encodes to another length than it announced (nothing is appended).
+    pub fn push<P: OutPayload>(&mut self, payload: &P) -> Result<(), CodecError> {
+        let len = payload.encoded_len()?;
+        let before = self.buf.len();
+        self.buf.reserve(varint_len(len as u64) + len);
+        put_varint(len as u64, &mut self.buf);
+        let start = self.buf.len();
+        let appended = payload.append_to(&mut self.buf);
+        if appended.is_err() || self.buf.len() - start != len {
+            self.buf.truncate(before);
+            return Err(appended.err().unwrap_or(CodecError::Postcard(super::PostcardErrorKind::Serialize)));
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// How many payloads are gathered.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The length in bytes of what opens a `Tells` envelope for `registry`
+    /// and `key`: the variant indexes and the fields before the payloads.
+    ///
+    /// # Errors
+    /// [`CodecError::Postcard`] if the fields cannot be encoded (not expected).
+    pub fn head_len(registry: &str, shard: u32, epoch: u64, key: &str) -> Result<usize, CodecError> {
+        Ok(TELLS_PREFIX.len() + postcard::experimental::serialized_size(&(registry, shard, epoch, key))?)
+    }
+
+    /// The length in bytes of the envelope of a `Tells` opened by
+    /// `head_len` bytes ([`TellEntries::head_len`]) with these payloads,
+    /// and one more `more` bytes long if `Some`.
+    pub fn envelope_len(&self, head_len: usize, more: Option<usize>) -> usize {
+        let (count, entries) = match more {
+            Some(len) => (self.count + 1, self.buf.len() + varint_len(len as u64) + len),
+            None => (self.count, self.buf.len()),
+        };
+        head_len + varint_len(count as u64) + entries
     }
 }
 
@@ -293,6 +435,13 @@ mod tests {
                     DataMsg::Rejected { request_id, reason: reason.clone() }
                 }
                 DataRef::Canceled { request_id } => DataMsg::Canceled { request_id },
+                DataRef::Tells { registry, shard, epoch, key, ref payloads } => DataMsg::Tells {
+                    registry: registry.into(),
+                    shard,
+                    epoch,
+                    key: key.into(),
+                    payloads: payloads.iter().map(|p| p.to_vec()).collect(),
+                },
             }),
         }
     }
@@ -377,6 +526,31 @@ mod tests {
             let expected = Envelope::Data(DataMsg::Reply { request_id, payload });
             prop_assert_eq!(frame.envelope_bytes(), &owned_bytes(&expected)[..]);
             prop_assert_eq!(decode_envelope(frame.envelope_bytes()).expect("decodes"), expected);
+        }
+
+        #[test]
+        fn tells_frames_encode_like_the_owned_message_exactly_sized(
+            registry in ".{0,12}",
+            shard in any::<u32>(),
+            epoch in any::<u64>(),
+            key in ".{0,12}",
+            values in proptest::collection::vec(any::<(String, Vec<u32>)>(), 1..20),
+        ) {
+            let mut tells = TellEntries::new();
+            let head_len = TellEntries::head_len(&registry, shard, epoch, &key).expect("sized");
+            for (i, v) in values.iter().enumerate() {
+                let predicted = tells.envelope_len(head_len, Some(postcard::to_allocvec(v).expect("encodes").len()));
+                tells.push(&Typed(v)).expect("encodes");
+                prop_assert_eq!(tells.count(), i + 1);
+                prop_assert_eq!(tells.envelope_len(head_len, None), predicted);
+            }
+            let frame = OutFrame::tells(&registry, shard, epoch, &key, &tells).expect("encodes");
+            prop_assert_eq!(frame.buf.capacity(), frame.buf.len() + super::super::MAC_LEN, "exactly sized");
+            prop_assert_eq!(frame.envelope_bytes().len(), tells.envelope_len(head_len, None));
+            let payloads = values.iter().map(|v| postcard::to_allocvec(v).expect("encodes")).collect();
+            let owned_tells = Envelope::Data(DataMsg::Tells { registry, shard, epoch, key, payloads });
+            prop_assert_eq!(frame.envelope_bytes(), &owned_bytes(&owned_tells)[..]);
+            prop_assert_eq!(owned(&decode_envelope_ref(frame.envelope_bytes()).expect("decodes")), owned_tells);
         }
 
         #[test]

@@ -46,6 +46,7 @@ fn index_of(env: &Envelope) -> (u8, u8) {
                 DataMsg::Ack { .. } => 3,
                 DataMsg::Rejected { .. } => 4,
                 DataMsg::Canceled { .. } => 5,
+                DataMsg::Tells { .. } => 6,
             },
         ),
     }
@@ -79,6 +80,17 @@ fn golden_encodings() {
         reason: Rejection::NotOwner { owner_hint: Some(session("n")) },
     });
     assert_eq!(envelope_bytes(&rejected), [0x01, 0x04, 0x01, 0x00, 0x01, 0x01, b'n', 0x01, 0x00]);
+    let tells = Envelope::Data(DataMsg::Tells {
+        registry: "r".into(),
+        shard: 3,
+        epoch: 7,
+        key: "k".into(),
+        payloads: vec![vec![0xAA, 0xBB], vec![0xCC]],
+    });
+    assert_eq!(
+        envelope_bytes(&tells),
+        [0x01, 0x06, 0x01, b'r', 0x03, 0x07, 0x01, b'k', 0x02, 0x02, 0xAA, 0xBB, 0x01, 0xCC]
+    );
 
     let mut body = Vec::new();
     encode_preauth(&HandshakeMsg::Refuse(Refusal::BadProof), &mut body).expect("encodable");
@@ -139,7 +151,7 @@ fn unknown_variants_are_rejected() {
     let invalid = Some(CodecError::Postcard(PostcardErrorKind::Invalid));
     assert_eq!(decode_envelope(&[0x02]).err(), invalid); // Envelope has 2 variants
     assert_eq!(decode_envelope(&[0x00, 0x0A]).err(), invalid); // ControlMsg has 10
-    assert_eq!(decode_envelope(&[0x01, 0x06]).err(), invalid); // DataMsg has 6
+    assert_eq!(decode_envelope(&[0x01, 0x07]).err(), invalid); // DataMsg has 7
     assert_eq!(decode_envelope(&[0x00, 0x05, 0x00, 0x05]).err(), invalid); // DownReason has 5
     assert_eq!(decode_envelope(&[0x01, 0x04, 0x00, 0x09]).err(), invalid); // Rejection has 9
     assert_eq!(decode_body(&[TAG_PREAUTH, 0x05]).err(), invalid); // HandshakeMsg has 5
@@ -355,6 +367,47 @@ fn hosting_is_bounded_while_decoding() {
     // A length claimed without the entries: postcard refuses it against the
     // bytes left, before anything is allocated.
     assert_eq!(decode_envelope(&hosting_bytes(u64::from(u32::MAX), 0)), Err(CodecError::Truncated));
+}
+
+/// A `Tells` envelope for registry "r", key "k" claiming `claimed`
+/// payloads and holding `entries` one-byte ones.
+fn tells_bytes(claimed: u64, entries: usize) -> Vec<u8> {
+    let mut out = vec![0x01, 0x06, 0x01, b'r', 0x03, 0x07, 0x01, b'k'];
+    let mut n = claimed;
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    for _ in 0..entries {
+        out.extend_from_slice(&[0x01, 0xEE]);
+    }
+    out
+}
+
+/// A `Tells` holds 1 to `MAX_BATCHED_TELLS` payloads: an empty one, one
+/// over the bound, and a count claimed beyond the bound are refused while
+/// decoding, owned or borrowed.
+#[test]
+fn tells_are_bounded_while_decoding() {
+    let at_bound = tells_bytes(MAX_BATCHED_TELLS as u64, MAX_BATCHED_TELLS);
+    match decode_envelope(&at_bound) {
+        Ok(Envelope::Data(DataMsg::Tells { payloads, .. })) => assert_eq!(payloads.len(), MAX_BATCHED_TELLS),
+        other => panic!("a batch at the bound decodes: {other:?}"),
+    }
+    match decode_envelope_ref(&at_bound) {
+        Ok(EnvelopeRef::Data(DataRef::Tells { payloads, .. })) => assert_eq!(payloads.len(), MAX_BATCHED_TELLS),
+        other => panic!("a batch at the bound decodes borrowed: {other:?}"),
+    }
+    let invalid = Err(CodecError::Postcard(PostcardErrorKind::Invalid));
+    for (claimed, entries) in [(0, 0), (MAX_BATCHED_TELLS as u64 + 1, MAX_BATCHED_TELLS + 1)] {
+        let bytes = tells_bytes(claimed, entries);
+        assert_eq!(decode_envelope(&bytes).map(|_| ()), invalid, "owned: claimed {claimed}, {entries} entries");
+        assert_eq!(decode_envelope_ref(&bytes).map(|_| ()), invalid, "borrowed: claimed {claimed}, {entries} entries");
+    }
+    // A count claimed far beyond the bytes: refused before anything is reserved.
+    let bytes = tells_bytes(1 << 40, 4);
+    assert!(decode_envelope(&bytes).is_err() && decode_envelope_ref(&bytes).is_err());
 }
 
 const DEFAULT_MAX_FRAME_BYTES_FOR_TESTS: usize = crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
