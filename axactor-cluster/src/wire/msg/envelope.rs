@@ -314,7 +314,7 @@ mod hosted_list {
 /// announced count first, so a frame claiming more than
 /// [`MAX_BATCHED_TELLS`] fails before anything is reserved, and an empty
 /// list fails too.
-mod tell_payloads {
+pub(super) mod tell_payloads {
     use std::fmt;
 
     use serde::de::{self, SeqAccess, Visitor};
@@ -363,23 +363,34 @@ mod tell_payloads {
             write!(f, "1 to {MAX_BATCHED_TELLS} tell payloads")
         }
 
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let announced = seq.size_hint().unwrap_or(0);
-            if announced > MAX_BATCHED_TELLS {
-                return Err(de::Error::invalid_length(announced, &PayloadsVisitor));
-            }
-            let mut out = Vec::with_capacity(announced);
-            while let Some(Owned(p)) = seq.next_element::<Owned>()? {
-                if out.len() == MAX_BATCHED_TELLS {
-                    return Err(de::Error::invalid_length(MAX_BATCHED_TELLS + 1, &PayloadsVisitor));
-                }
-                out.push(p);
-            }
-            if out.is_empty() {
-                return Err(de::Error::invalid_length(0, &PayloadsVisitor));
-            }
-            Ok(out)
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            let payloads: Vec<Owned> = bounded_seq(seq, MAX_BATCHED_TELLS, &self)?;
+            Ok(payloads.into_iter().map(|Owned(p)| p).collect())
         }
+    }
+
+    /// The elements of `seq`, 1 to `max` of them: a count announced or
+    /// reached above `max`, or none, is refused before more is reserved.
+    pub(in crate::wire::msg) fn bounded_seq<'de, A: SeqAccess<'de>, T: Deserialize<'de>>(
+        mut seq: A,
+        max: usize,
+        expected: &dyn de::Expected,
+    ) -> Result<Vec<T>, A::Error> {
+        let announced = seq.size_hint().unwrap_or(0);
+        if announced > max {
+            return Err(de::Error::invalid_length(announced, expected));
+        }
+        let mut out = Vec::with_capacity(announced);
+        while let Some(element) = seq.next_element::<T>()? {
+            if out.len() == max {
+                return Err(de::Error::invalid_length(max + 1, expected));
+            }
+            out.push(element);
+        }
+        if out.is_empty() {
+            return Err(de::Error::invalid_length(0, expected));
+        }
+        Ok(out)
     }
 }
 

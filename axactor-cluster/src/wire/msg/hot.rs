@@ -65,7 +65,7 @@ pub enum DataRef<'a> {
 /// The payloads of a `Tells`, borrowed: checked as the owned decoding
 /// checks them (1 to [`MAX_BATCHED_TELLS`], the announced count first).
 fn tell_slices<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<&'a [u8]>, D::Error> {
-    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::de::{SeqAccess, Visitor};
 
     struct Slices;
 
@@ -76,22 +76,8 @@ fn tell_slices<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<&'a
             write!(f, "1 to {MAX_BATCHED_TELLS} tell payloads")
         }
 
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let announced = seq.size_hint().unwrap_or(0);
-            if announced > MAX_BATCHED_TELLS {
-                return Err(A::Error::invalid_length(announced, &Slices));
-            }
-            let mut out = Vec::with_capacity(announced);
-            while let Some(p) = seq.next_element::<&'de [u8]>()? {
-                if out.len() == MAX_BATCHED_TELLS {
-                    return Err(A::Error::invalid_length(MAX_BATCHED_TELLS + 1, &Slices));
-                }
-                out.push(p);
-            }
-            if out.is_empty() {
-                return Err(A::Error::invalid_length(0, &Slices));
-            }
-            Ok(out)
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            super::envelope::tell_payloads::bounded_seq(seq, MAX_BATCHED_TELLS, &self)
         }
     }
 

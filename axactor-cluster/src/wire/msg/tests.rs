@@ -323,11 +323,10 @@ proptest! {
 
 const DEFAULT_MAX: usize = crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
 
-/// A `Hosting` payload as a peer could write it: `claimed` as the list's
-/// length, then `entries` pairs of an empty registry id and shard count 0
-/// (two bytes each, the smallest entry there is).
-fn hosting_bytes(claimed: u64, entries: usize) -> Vec<u8> {
-    let mut out = vec![0x00, 0x07]; // Envelope::Control, ControlMsg::Hosting
+/// `prefix`, then `claimed` as a list's length (a varint), then `entries`
+/// copies of `entry`: a list as a peer could write it.
+fn list_bytes(prefix: &[u8], claimed: u64, entry: &[u8], entries: usize) -> Vec<u8> {
+    let mut out = prefix.to_vec();
     let mut n = claimed;
     while n >= 0x80 {
         out.push((n as u8 & 0x7f) | 0x80);
@@ -335,9 +334,17 @@ fn hosting_bytes(claimed: u64, entries: usize) -> Vec<u8> {
     }
     out.push(n as u8);
     for _ in 0..entries {
-        out.extend_from_slice(&[0x00, 0x00]);
+        out.extend_from_slice(entry);
     }
     out
+}
+
+/// A `Hosting` payload as a peer could write it: `claimed` as the list's
+/// length, then `entries` pairs of an empty registry id and shard count 0
+/// (two bytes each, the smallest entry there is).
+fn hosting_bytes(claimed: u64, entries: usize) -> Vec<u8> {
+    // Envelope::Control, ControlMsg::Hosting
+    list_bytes(&[0x00, 0x07], claimed, &[0x00, 0x00], entries)
 }
 
 #[test]
@@ -372,17 +379,8 @@ fn hosting_is_bounded_while_decoding() {
 /// A `Tells` envelope for registry "r", key "k" claiming `claimed`
 /// payloads and holding `entries` one-byte ones.
 fn tells_bytes(claimed: u64, entries: usize) -> Vec<u8> {
-    let mut out = vec![0x01, 0x06, 0x01, b'r', 0x03, 0x07, 0x01, b'k'];
-    let mut n = claimed;
-    while n >= 0x80 {
-        out.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-    for _ in 0..entries {
-        out.extend_from_slice(&[0x01, 0xEE]);
-    }
-    out
+    // Envelope::Data, DataMsg::Tells, "r", shard 3, epoch 7, "k"
+    list_bytes(&[0x01, 0x06, 0x01, b'r', 0x03, 0x07, 0x01, b'k'], claimed, &[0x01, 0xEE], entries)
 }
 
 /// A `Tells` holds 1 to `MAX_BATCHED_TELLS` payloads: an empty one, one
