@@ -18,7 +18,7 @@ use std::time::Duration;
 use axactor_cluster::handshake::{AuthKey, Initiator, Local, fresh_nonce};
 use axactor_cluster::overlay::TcpStats;
 use axactor_cluster::session::{Opener, Sealer};
-use axactor_cluster::wire::hello::{Auth, Challenge, Hello, Refusal};
+use axactor_cluster::wire::hello::{Auth, Challenge, Hello, PROTOCOL_MAX_VERSION, Refusal};
 use axactor_cluster::wire::{Body, ControlMsg, DataMsg, Envelope, HandshakeMsg, decode_body, encode_preauth};
 use axactor_cluster::{ClusterConfig, ClusterNode, LeaseStore, MemoryLeaseStore, NodeId, SessionId, TcpOverlay};
 use axactor_tests::cluster::{
@@ -286,9 +286,11 @@ async fn version_downgrades_and_tampered_versions_are_refused() {
     let addr = a.local_addr().expect("addr");
     let key = || AuthKey::from_token(TOKEN.as_bytes());
 
-    // Ranges that share no version with the node's 1..=2, and an empty one.
+    // Ranges that share no version with the node's 1..=PROTOCOL_MAX_VERSION,
+    // and an empty one.
+    let top = PROTOCOL_MAX_VERSION;
     let before = handshake_failures(&a, "incompatible_version");
-    let ranges = [(3, 5), (0, 0), (1, 0)];
+    let ranges = [(top + 1, top + 3), (0, 0), (1, 0)];
     for (i, (min, max)) in ranges.into_iter().enumerate() {
         let mut s = TcpStream::connect(addr).await.expect("connect");
         let hello =
@@ -298,20 +300,20 @@ async fn version_downgrades_and_tampered_versions_are_refused() {
         handshake_failure_counted(&a, "incompatible_version", before, i as u64 + 1).await;
     }
 
-    // A man in the middle narrows the initiator's range on the wire (2..=3
-    // becomes 2..=2). The node picks 2, a valid choice for the initiator
-    // (the best both speak), but the transcripts differ: the initiator's
-    // proof does not verify.
+    // A man in the middle narrows the initiator's range on the wire
+    // (top..=top+1 becomes top..=top). The node picks `top`, a valid choice
+    // for the initiator (the best both speak), but the transcripts differ:
+    // the initiator's proof does not verify.
     let before = handshake_failures(&a, "wrong_proof");
-    let local = Local { min_version: 2, max_version: 3, ..Local::new(run_of("v", 2), key()) };
-    let mut hs = handshake(addr, local, "a", |h| h.max_version = 2).await;
+    let local = Local { min_version: top, max_version: top + 1, ..Local::new(run_of("v", 2), key()) };
+    let mut hs = handshake(addr, local, "a", |h| h.max_version = top).await;
     assert!(hs.keys.is_none());
-    assert_eq!(hs.challenge.as_ref().map(|c| c.chosen_version), Some(2));
+    assert_eq!(hs.challenge.as_ref().map(|c| c.chosen_version), Some(top));
     assert_refusal(hs.refusal, Refusal::BadProof);
     assert_closed_by_node(&mut hs.stream).await;
     handshake_failure_counted(&a, "wrong_proof", before, 1).await;
 
-    // The same with the lower bound rewritten (1..=2 sent as 0..=2).
+    // The same with the lower bound rewritten (1..=top sent as 0..=top).
     let mut hs = handshake(addr, Local::new(run_of("v", 3), key()), "a", |h| h.min_version = 0).await;
     assert!(hs.keys.is_none());
     assert_refusal(hs.refusal, Refusal::BadProof);

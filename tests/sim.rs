@@ -88,8 +88,13 @@ fn the_regression_seeds_pass() {
     }
 }
 
-/// Seeds tried per mutant before giving up.
-const MUTANT_BUDGET: u64 = 40;
+/// Seeds tried per mutant before giving up. Most mutants are caught by
+/// the first few seeds; `skip-epoch-check` needs a message routed under an
+/// old epoch to arrive after its shard moved away and back, which about 2%
+/// of seeds drive (13 of 600 before batches of tells, 10 of 600 with them):
+/// at 40 seeds that missed half the time, at 400 about once in a thousand.
+/// A run stops at its mutant's first catch.
+const MUTANT_BUDGET: u64 = 400;
 
 #[test]
 fn every_deliberate_bug_is_caught() {
