@@ -277,9 +277,14 @@ impl<R: Reason, const N: usize> Default for Tally<R, N> {
 impl<R: Reason, const N: usize> Tally<R, N> {
     #[inline]
     fn bump(&self, reason: R) {
+        self.add(reason, 1);
+    }
+
+    #[inline]
+    fn add(&self, reason: R, n: u64) {
         // Always `Some`: `index() < R::ALL.len() == N` (asserted in `default`).
         if let Some(count) = self.counts.get(reason.index()) {
-            count.fetch_add(1, Ordering::Relaxed);
+            count.fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -338,6 +343,12 @@ impl LiveCounters {
 
     pub(crate) fn dropped(&self, reason: DropReason) {
         self.dropped.bump(reason);
+    }
+
+    /// `n` drops for `reason` at once (a batch of tells, the replies of a
+    /// closed connection).
+    pub(crate) fn dropped_n(&self, reason: DropReason, n: usize) {
+        self.dropped.add(reason, n as u64);
     }
 
     pub(crate) fn request_rejected(&self, reason: RequestRejection) {

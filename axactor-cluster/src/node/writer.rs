@@ -99,9 +99,7 @@ pub(super) async fn write_loop(node: Arc<Shared>, conn: ConnId, tx: LinkSender, 
             Written::Sent { through } => fed |= through,
             Written::Ended => {
                 if let Some(reason) = lost {
-                    for _ in 0..messages {
-                        node.counters.dropped(reason);
-                    }
+                    node.counters.dropped_n(reason, messages);
                 }
                 break;
             }
@@ -111,9 +109,7 @@ pub(super) async fn write_loop(node: Arc<Shared>, conn: ConnId, tx: LinkSender, 
     tx.flush();
     tx.close();
     sources.close(node, conn);
-    for _ in 0..shared.take_lost_replies() {
-        node.counters.dropped(DropReason::ResponseDiscardedAtClose);
-    }
+    node.counters.dropped_n(DropReason::ResponseDiscardedAtClose, shared.take_lost_replies());
 }
 
 /// Where the writer takes its items from, in its order: control first,
@@ -216,9 +212,7 @@ impl Sources<'_> {
                 }
                 kind => {
                     if let Some(reason) = data_loss(kind) {
-                        for _ in 0..out.messages() {
-                            node.counters.dropped(reason);
-                        }
+                        node.counters.dropped_n(reason, out.messages());
                     }
                 }
             }
@@ -229,9 +223,8 @@ impl Sources<'_> {
                 node.counters.dropped(reason);
             }
         }
-        for _ in 0..self.replies.lock().discard() {
-            node.counters.dropped(DropReason::ReplyDiscardedAtClose);
-        }
+        let discarded = self.replies.lock().discard();
+        node.counters.dropped_n(DropReason::ReplyDiscardedAtClose, discarded);
     }
 }
 
