@@ -17,7 +17,7 @@
 //! that activation, or learn that it has stopped. A peer's monitors are
 //! removed when the connection that carried them ends.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -38,6 +38,8 @@ use crate::node::table::ConnId as ConnTag;
 use crate::overlay::BoxFuture;
 use crate::shard::fence_rule::{self, Grant};
 use crate::wire::{DownReason, Rejection};
+
+mod tells;
 
 /// What a monitor learns from an exit reason.
 pub(crate) fn down_reason(reason: &ExitReason) -> DownReason {
@@ -568,38 +570,7 @@ impl<A: HostedActor> HostedRegistry for Host<A> {
         // The fence and the activation under the host's lock, once; the
         // tells decoded and enqueued outside it, under one mailbox lock.
         let local = self.with_activation(shard, Some(epoch), key, LocalRef::clone)?;
-        let mut done = TellsDelivered::default();
-        let mut msgs = VecDeque::with_capacity(payloads.len());
-        // The payload index of each message in `msgs`.
-        let mut from = Vec::with_capacity(payloads.len());
-        for (i, payload) in payloads.iter().enumerate() {
-            match postcard::from_bytes::<TellOf<A>>(payload) {
-                Ok(tell) => {
-                    msgs.push_back(A::tell_message(tell));
-                    from.push(i);
-                }
-                Err(_) => done.refused.push((i, Rejection::BadPayload)),
-            }
-        }
-        let sent = local.try_send_from(&mut msgs);
-        // The first tell not enqueued, if any (`msgs` keeps the last ones).
-        let stopped_at = from.len().checked_sub(msgs.len()).and_then(|n| from.get(n)).copied();
-        match (sent, stopped_at) {
-            (Ok(()), _) | (_, None) => done.taken = payloads.len(),
-            (Err(TellError::Full), Some(at)) => {
-                // Those from `at` on are not looked at yet (a bad one among
-                // them is refused when they are).
-                done.refused.retain(|(i, _)| *i < at);
-                done.taken = at;
-            }
-            (Err(TellError::Closed), Some(_)) => {
-                // Stopping: none of them could be enqueued.
-                done.refused.extend(from.iter().skip(from.len() - msgs.len()).map(|&i| (i, Rejection::ActorClosed)));
-                done.refused.sort_unstable_by_key(|(i, _)| *i);
-                done.taken = payloads.len();
-            }
-        }
-        Ok(done)
+        Ok(tells::deliver::<A>(&local, payloads))
     }
 
     fn deliver_ask(
