@@ -413,16 +413,17 @@ impl Reader<'_> {
         // Yields in a row without progress: the tells of a `Tells` that the
         // activation takes while the reader yields start the count again,
         // so each tell gets as many yields as a tell of its own would.
+        // Opened and decoded once already, so it decodes again, once for
+        // all the yields (the `else` arms cannot run: decoding the same
+        // bytes is deterministic).
+        let Ok(Body::Sealed { payload, .. }) = decode_body(frame) else { return };
+        let Ok(EnvelopeRef::Data(msg)) = decode_envelope_ref(payload) else { return };
         let mut attempt = 0;
         while attempt < FULL_MAILBOX_YIELDS {
             attempt += 1;
             tokio::task::yield_now().await;
             let may_wait = attempt < FULL_MAILBOX_YIELDS;
-            // Opened and decoded once already, so it decodes again (the
-            // `else` arms cannot run: decoding the same bytes is deterministic).
-            let Ok(Body::Sealed { payload, .. }) = decode_body(frame) else { return };
-            let Ok(EnvelopeRef::Data(msg)) = decode_envelope_ref(payload) else { return };
-            match self.on_request(msg, from, may_wait) {
+            match self.on_request(&msg, from, may_wait) {
                 Some(next) => {
                     if next > from {
                         attempt = 0;
@@ -595,7 +596,7 @@ impl Reader<'_> {
                     bump(&node.counters.tell_batches_received);
                     node.counters.batched_tells_received.fetch_add(payloads.len() as u64, Ordering::Relaxed);
                 }
-                self.waits = self.on_request(msg, 0, true);
+                self.waits = self.on_request(&msg, 0, true);
             }
             DataRef::Reply { request_id, payload } => {
                 node.complete(self.conn, request_id, Response::Reply(slice_of(frame, payload)));

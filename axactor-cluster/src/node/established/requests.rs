@@ -40,15 +40,15 @@ impl Reader<'_> {
     /// index `from` on); `Some(index)` if it waits for room in a full
     /// mailbox (only with `may_wait`), to go on from that tell of a
     /// `Tells` (0 for the others). Any other message: `None`, nothing done.
-    pub(super) fn on_request(&self, msg: DataRef<'_>, from: usize, may_wait: bool) -> Option<usize> {
-        let done = match msg {
+    pub(super) fn on_request(&self, msg: &DataRef<'_>, from: usize, may_wait: bool) -> Option<usize> {
+        let done = match *msg {
             DataRef::Tell { registry, shard, epoch, key, payload, ack_id } => {
                 self.on_tell(registry, shard, epoch, key, payload, ack_id, may_wait)
             }
             DataRef::Ask { request_id, registry, shard, epoch, key, payload } => {
                 self.on_ask(request_id, registry, shard, epoch, key, payload, may_wait)
             }
-            DataRef::Tells { registry, shard, epoch, key, payloads } => {
+            DataRef::Tells { registry, shard, epoch, key, ref payloads } => {
                 let rest = payloads.get(from..).unwrap_or_default();
                 return self.on_tells(registry, shard, epoch, key, rest, may_wait).map(|taken| from + taken);
             }
