@@ -313,20 +313,23 @@ impl<A: HostedActor> Route<A> {
         hint: &RouteHint,
     ) -> Result<(), RemoteError> {
         self.check_running()?;
-        let started = Instant::now();
-        let deadline = started + self.node.cfg.request_timeout;
-        let tell = match self.host.try_local_tell(started, shard, key, tell) {
+        // The clock is read only where it is needed: by the local path once
+        // it has found the shard here, and by the remote path after the fast
+        // path (which reads the cheaper fence clock) did not take the tell.
+        let tell = match self.host.try_local_tell(Instant::now, shard, key, tell) {
             Tried::Sent(()) => return Ok(()),
             Tried::NotHere(tell) => tell,
             Tried::Rejected(r) => return Err(map_rejection(&r)),
             Tried::Refused(first, ()) => {
-                let wait = wait.then_some(deadline);
+                let wait = wait.then(|| Instant::now() + self.node.cfg.request_timeout);
                 return self.host.finish_refused(shard, key, first, wait).await.map_err(|r| map_rejection(&r));
             }
         };
-        if !wait && self.joined_batch(key, shard, &tell, started, hint)? {
+        if !wait && self.joined_batch(key, shard, &tell, hint)? {
             return Ok(());
         }
+        let started = Instant::now();
+        let deadline = started + self.node.cfg.request_timeout;
         let tell = Held::new(tell);
         if wait {
             self.request(Target { key, shard, hint }, Req::TellAck(&tell), started, deadline).await.map(|_| ())
@@ -341,26 +344,19 @@ impl<A: HostedActor> Route<A> {
     /// writer's queue (`node/tell_batch.rs`) without an attempt of its own.
     /// `false`: the tell takes the usual path. Not taken while the
     /// requests' debug spans are on, so that every tell still gets one.
-    fn joined_batch(
-        &self,
-        key: &str,
-        shard: u32,
-        tell: &TellOf<A>,
-        now: Instant,
-        hint: &RouteHint,
-    ) -> Result<bool, RemoteError> {
+    fn joined_batch(&self, key: &str, shard: u32, tell: &TellOf<A>, hint: &RouteHint) -> Result<bool, RemoteError> {
         if tracing::enabled!(target: TARGET, tracing::Level::DEBUG) {
             return Ok(false);
         }
         let versions = (self.node.owners.version(), self.node.peers.version());
-        let Some((link, _, epoch)) = hint.get(versions, now) else { return Ok(false) };
-        if link.version < TELL_BATCH_VERSION {
-            return Ok(false);
-        }
-        let target = TellTarget { registry: self.registry(), shard, epoch: epoch.0, key };
-        link.shared
-            .try_batch(&link.data, target, &Typed(tell), self.node.max_envelope())
-            .map_err(|_| RemoteError::Codec)
+        let joined = hint.with_route(versions, &self.node.coarse, |link, epoch| {
+            if link.version < TELL_BATCH_VERSION {
+                return Ok(false);
+            }
+            let target = TellTarget { registry: self.registry(), shard, epoch: epoch.0, key };
+            link.shared.try_batch(&link.data, target, &Typed(tell), self.node.max_envelope())
+        });
+        joined.unwrap_or(Ok(false)).map_err(|_| RemoteError::Codec)
     }
 
     pub(crate) async fn ask(
@@ -481,7 +477,7 @@ impl<A: HostedActor> Route<A> {
                 && holder != self.node.session
                 && let Some(link) = self.node.peers.connection(&holder)
             {
-                hint.put(versions, until, &link, &holder, epoch);
+                hint.put(versions, until, &self.node.coarse, &link, &holder, epoch);
                 return Ok((link, holder, epoch));
             }
         }

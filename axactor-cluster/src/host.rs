@@ -203,18 +203,20 @@ impl<A: HostedActor> Host<A> {
     }
 
     /// The local fast path's one look at the table: `f(activation, value)`
-    /// if this node holds `shard` and `now` is before its deadline, under
-    /// one lock; `Err(value)` back when the shard is not usable here.
+    /// if this node holds `shard` and `now()` (read only then) is before
+    /// its deadline, under one lock; `Err(value)` back when the shard is
+    /// not usable here.
     fn local_activation<T, R>(
         &self,
         shard: u32,
         key: &str,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
         value: T,
         f: impl FnOnce(&LocalRef<A::Msg>, T) -> R,
     ) -> Result<Result<R, Rejection>, T> {
         let mut slots = self.slots.lock();
         let Some(slot) = slots.get_mut(&shard) else { return Err(value) };
+        let now = now();
         if fence_rule::admit(Some(slot.grant()), None, now).is_err() {
             return Err(value);
         }
@@ -350,7 +352,7 @@ impl<A: HostedActor> Host<A> {
         tell: TellOf<A>,
         wait: Option<Instant>,
     ) -> Local<TellOf<A>, ()> {
-        match self.try_local_tell(Instant::now(), shard, key, tell) {
+        match self.try_local_tell(Instant::now, shard, key, tell) {
             Tried::NotHere(tell) => Local::NotHere(tell),
             Tried::Rejected(rejection) => Local::Done(Err(rejection)),
             Tried::Sent(()) => Local::Done(Ok(())),
@@ -358,11 +360,12 @@ impl<A: HostedActor> Host<A> {
         }
     }
 
-    /// The synchronous part of a local tell, at `now` (as
-    /// [`Host::try_local_ask`]).
+    /// The synchronous part of a local tell, at `now()` (as
+    /// [`Host::try_local_ask`]; the clock is read only if the shard is
+    /// held here).
     pub(crate) fn try_local_tell(
         &self,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
         shard: u32,
         key: &str,
         tell: TellOf<A>,
@@ -411,7 +414,7 @@ impl<A: HostedActor> Host<A> {
             let (msg, pending) = A::ask_message(ask);
             (try_send::<A>(local, msg), pending)
         };
-        match self.local_activation(shard, key, now, ask, send) {
+        match self.local_activation(shard, key, || now, ask, send) {
             Err(ask) => Tried::NotHere(ask),
             Ok(Err(rejection)) => Tried::Rejected(rejection),
             Ok(Ok((Ok(()), pending))) => Tried::Sent(pending),

@@ -15,6 +15,12 @@
 //! reads the owner afresh and never uses a hint. Routing decides nothing
 //! about safety (see `docs/guarantees.md`).
 //!
+//! A plain tell's fast path checks the hint's end on the node's fence
+//! clock (`fence_clock.rs`: the OS coarse clock in production, read without
+//! the time-stamp counter; Tokio's in the simulation), converted once when
+//! the hint is stored and rounded down, so it never uses a hint longer than
+//! a request reading the precise clock would.
+//!
 //! Each clone of a handle starts with an empty hint, and a hint is taken
 //! with `try_lock`: tasks sharing one handle by reference never wait on it
 //! (a busy hint counts as a miss).
@@ -22,6 +28,7 @@
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+use crate::fence_clock::Origin;
 use crate::id::SessionId;
 use crate::lease::Epoch;
 use crate::node::queues::PeerLink;
@@ -39,6 +46,9 @@ struct Hint<L> {
     versions: Versions,
     /// When the owner-cache entry it copies stops being used.
     until: Instant,
+    /// `until` on the node's fence clock ([`Origin::limit`]: rounded down,
+    /// so the hint ends there no later than at `until`).
+    limit: u64,
     link: L,
     holder: SessionId,
     epoch: Epoch,
@@ -66,11 +76,36 @@ impl<L: Clone> RouteHint<L> {
         (h.versions == versions && now < h.until).then(|| (h.link.clone(), h.holder.clone(), h.epoch))
     }
 
+    /// `f` on the route's connection and epoch, borrowed, if the route was
+    /// taken at `versions` and is still used at `clock_now` on `clock` (the
+    /// fence clock the hint was [`put`](Self::put) with): the fast path of
+    /// a plain tell, which reads no precise clock and clones nothing.
+    #[inline]
+    pub(crate) fn with_route<R>(
+        &self,
+        versions: Versions,
+        clock: &Origin,
+        f: impl FnOnce(&L, Epoch) -> R,
+    ) -> Option<R> {
+        let hint = self.0.try_lock()?;
+        let h = hint.as_ref().filter(|h| h.versions == versions)?;
+        (clock.now() < h.limit).then(|| f(&h.link, h.epoch))
+    }
+
     /// Remembers a route found at `versions` (read before the lookup),
-    /// used until `until`.
-    pub(crate) fn put(&self, versions: Versions, until: Instant, link: &L, holder: &SessionId, epoch: Epoch) {
+    /// used until `until` (on `clock` too, for [`with_route`](Self::with_route)).
+    pub(crate) fn put(
+        &self,
+        versions: Versions,
+        until: Instant,
+        clock: &Origin,
+        link: &L,
+        holder: &SessionId,
+        epoch: Epoch,
+    ) {
+        let limit = clock.limit(until);
         if let Some(mut hint) = self.0.try_lock() {
-            *hint = Some(Hint { versions, until, link: link.clone(), holder: holder.clone(), epoch });
+            *hint = Some(Hint { versions, until, limit, link: link.clone(), holder: holder.clone(), epoch });
         }
     }
 }
@@ -80,6 +115,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::fence_clock::FenceClock;
     use crate::id::NodeId;
 
     /// A connection handle that is just its id.
@@ -91,9 +127,10 @@ mod tests {
     async fn a_hint_is_used_only_at_its_versions_and_before_its_end() {
         let (link, holder) = route();
         let hint = RouteHint::<u64>::default();
+        let clock = Origin::new(FenceClock::Tokio);
         let t0 = Instant::now();
         assert!(hint.get((0, 0), t0).is_none(), "empty");
-        hint.put((4, 7), t0 + Duration::from_secs(1), &link, &holder, Epoch(9));
+        hint.put((4, 7), t0 + Duration::from_secs(1), &clock, &link, &holder, Epoch(9));
         let (got, who, epoch) = hint.get((4, 7), t0).expect("current");
         assert_eq!((got, who, epoch), (3, holder.clone(), Epoch(9)));
         assert!(hint.get((5, 7), t0).is_none(), "the owner cache changed");
@@ -102,15 +139,35 @@ mod tests {
         assert!(hint.clone().get((4, 7), t0).is_none(), "a clone starts empty");
     }
 
+    /// The tell's fast path sees the same route, at the same versions,
+    /// until the same end, read on the fence clock (a paused one here).
+    #[tokio::test(start_paused = true)]
+    async fn the_fast_path_uses_a_hint_at_its_versions_and_before_its_end_on_the_fence_clock() {
+        let (link, holder) = route();
+        let hint = RouteHint::<u64>::default();
+        let clock = Origin::new(FenceClock::Tokio);
+        let route_of = |versions| hint.with_route(versions, &clock, |link, epoch| (*link, epoch));
+        assert_eq!(route_of((4, 7)), None, "empty");
+        hint.put((4, 7), Instant::now() + Duration::from_secs(1), &clock, &link, &holder, Epoch(9));
+        assert_eq!(route_of((4, 7)), Some((3, Epoch(9))));
+        assert_eq!(route_of((5, 7)), None, "the owner cache changed");
+        assert_eq!(route_of((4, 8)), None, "the peer table changed");
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert_eq!(route_of((4, 7)), Some((3, Epoch(9))), "still used just before its end");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(route_of((4, 7)), None, "the copied entry is no longer used");
+    }
+
     #[test]
     fn a_busy_hint_is_a_miss_and_is_not_overwritten() {
         let (link, holder) = route();
         let hint = RouteHint::<u64>::default();
+        let clock = Origin::new(FenceClock::Tokio);
         let t0 = Instant::now();
-        hint.put((1, 1), t0 + Duration::from_secs(1), &link, &holder, Epoch(1));
+        hint.put((1, 1), t0 + Duration::from_secs(1), &clock, &link, &holder, Epoch(1));
         let held = hint.0.lock();
         assert!(hint.get((1, 1), t0).is_none());
-        hint.put((2, 2), t0 + Duration::from_secs(1), &link, &holder, Epoch(2));
+        hint.put((2, 2), t0 + Duration::from_secs(1), &clock, &link, &holder, Epoch(2));
         drop(held);
         assert_eq!(hint.get((1, 1), t0).map(|(_, _, e)| e), Some(Epoch(1)));
     }

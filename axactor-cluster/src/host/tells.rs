@@ -133,7 +133,6 @@ mod tests {
         assert_eq!(done, TellsDelivered { taken: 5, refused });
     }
 
-
     #[test]
     fn the_nth_decoded_payload_skips_the_refused_ones() {
         let bad = |is: &[usize]| is.iter().map(|&i| (i, Rejection::BadPayload)).collect::<Vec<_>>();

@@ -39,6 +39,7 @@ use crate::counter_reasons::DropReason;
 use crate::deadline::Deadlines;
 use crate::env::{Env, NodeEvent};
 use crate::error::RemoteError;
+use crate::fence_clock::Origin;
 use crate::handshake::{AuthKey, HandshakeError};
 use crate::hosted::{DownEvent, HostedRegistry, MonitorNode};
 use crate::id::{NodeId, SessionId};
@@ -70,6 +71,11 @@ pub(crate) struct Shared {
     pub(crate) tasks: Tasks,
     /// The deadlines of requests waiting for an answer (one sweeper task).
     pub(crate) deadlines: Deadlines,
+    /// The env's fence clock (`fence_clock.rs`: the OS coarse clock in
+    /// production, Tokio's in the simulation), read by a plain tell's fast
+    /// path to check its route hint instead of the precise clock
+    /// (`Route::joined_batch`).
+    pub(crate) coarse: Origin,
     /// When the node started (`now_ms` counts from here).
     epoch: Instant,
 }
@@ -108,6 +114,7 @@ impl Shared {
             hosts: Hosts::default(),
             tasks: Tasks::new(),
             deadlines: Deadlines::default(),
+            coarse: Origin::new(env.fence_clock()),
             session,
             cfg,
             key,
