@@ -2,6 +2,7 @@
 //! tests live in `tests/`), and unit tests of the host's fencing check.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axactor::{Context, ExitReason, System, actor};
@@ -394,10 +395,15 @@ async fn key_held_by(node: &ClusterNode, keyed: &crate::Keyed<Acct>) -> String {
     (0..).map(|i| format!("k{i}")).find(|k| held.contains(&keyed.shard_of(k))).expect("some key")
 }
 
+/// How many tells [`tells_over_a_delayed_link`] sends.
+const TELLS: i64 = 1000;
+
 /// Unacknowledged tells sent while the connection is behind (here: a
 /// delayed in-memory link, so frames wait for the link's delivery task)
 /// travel in `Tells` batches on a version 3 session, and arrive complete
 /// and in order; with a version 2 peer every tell is a frame of its own.
+/// A task beside the sending loop records the most tells sent between two
+/// of its turns on the (one) worker.
 async fn tells_over_a_delayed_link(sender_max_version: u16) -> Batching {
     let net = InMemoryOverlay::new();
     let store = Arc::new(MemoryLeaseStore::new());
@@ -414,9 +420,27 @@ async fn tells_over_a_delayed_link(sender_max_version: u16) -> Batching {
     let delay = Duration::from_millis(1);
     net.set_link_faults("a", "b", crate::LinkFaults { delay_min: delay, delay_max: delay, ..crate::LinkFaults::NONE });
     let before = b.inspect().counters;
-    for i in 1..=300 {
+    // The ticker never waits, so the paused clock stands still (the link
+    // delivers nothing) until it is stopped after the loop.
+    let (sent, seen, longest) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let ticker = tokio::spawn({
+        let (sent, seen, longest) = (Arc::clone(&sent), Arc::clone(&seen), Arc::clone(&longest));
+        async move {
+            loop {
+                let now = sent.load(Ordering::Relaxed);
+                longest.fetch_max(now - seen.swap(now, Ordering::Relaxed), Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    for i in 1..=TELLS {
         r.deposit(i).await.expect("tell");
+        sent.fetch_add(1, Ordering::Relaxed);
     }
+    ticker.abort();
+    let _ = ticker.await;
+    let longest_run = longest.load(Ordering::Relaxed).max(sent.load(Ordering::Relaxed) - seen.load(Ordering::Relaxed));
     // Behind the tells on the same connection, in the same mailbox.
     let balance = r.balance().await.expect("balance");
     let after = b.inspect().counters;
@@ -427,6 +451,7 @@ async fn tells_over_a_delayed_link(sender_max_version: u16) -> Batching {
         batches: after.tell_batches_received - before.tell_batches_received,
         tells: after.batched_tells_received - before.batched_tells_received,
         dropped: after.dropped.values().sum::<u64>() - before.dropped.values().sum::<u64>(),
+        longest_run,
     }
 }
 
@@ -436,20 +461,25 @@ struct Batching {
     batches: u64,
     tells: u64,
     dropped: u64,
+    /// The most tells the sender sent without letting another task run.
+    longest_run: usize,
 }
 
 #[tokio::test(start_paused = true)]
 async fn tells_queued_behind_a_slow_link_travel_in_batches() {
     let b = tells_over_a_delayed_link(crate::wire::hello::PROTOCOL_MAX_VERSION).await;
-    assert_eq!(b.balance, (1..=300).sum::<i64>(), "every tell ran once");
+    assert_eq!(b.balance, (1..=TELLS).sum::<i64>(), "every tell ran once");
     assert!(b.batches >= 1, "batched");
     assert!(b.tells >= 10 * b.batches, "{} tells in {} batches", b.tells, b.batches);
     assert_eq!(b.dropped, 0, "nothing dropped");
+    // Joining a batch waits for nothing: without Tokio's budget the loop
+    // would keep the worker until the writer's queue was full.
+    assert!(b.longest_run <= 256, "{} tells in a row without a yield", b.longest_run);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_version_2_peer_is_sent_no_batch() {
     let b = tells_over_a_delayed_link(2).await;
-    assert_eq!(b.balance, (1..=300).sum::<i64>(), "every tell ran once");
+    assert_eq!(b.balance, (1..=TELLS).sum::<i64>(), "every tell ran once");
     assert_eq!((b.batches, b.tells), (0, 0));
 }
