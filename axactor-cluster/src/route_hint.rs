@@ -77,7 +77,7 @@ impl<L: Clone> RouteHint<L> {
     }
 
     /// `f` on the route's connection and epoch, borrowed, if the route was
-    /// taken at `versions` and is still used at `clock_now` on `clock` (the
+    /// taken at `versions` and is still used now as read on `clock` (the
     /// fence clock the hint was [`put`](Self::put) with): the fast path of
     /// a plain tell, which reads no precise clock and clones nothing.
     #[inline]

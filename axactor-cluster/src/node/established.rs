@@ -410,14 +410,14 @@ impl Reader<'_> {
     /// handled in between, so one sender's messages keep their order.
     async fn deliver_after_yields(&mut self, frame: &Bytes) {
         let Some(mut from) = self.waits.take() else { return };
-        // Yields in a row without progress: the tells of a `Tells` that the
-        // activation takes while the reader yields start the count again,
-        // so each tell gets as many yields as a tell of its own would.
         // Opened and decoded once already, so it decodes again, once for
         // all the yields (the `else` arms cannot run: decoding the same
         // bytes is deterministic).
         let Ok(Body::Sealed { payload, .. }) = decode_body(frame) else { return };
         let Ok(EnvelopeRef::Data(msg)) = decode_envelope_ref(payload) else { return };
+        // Yields in a row without progress: the tells of a `Tells` that the
+        // activation takes while the reader yields start the count again,
+        // so each tell gets as many yields as a tell of its own would.
         let mut attempt = 0;
         while attempt < FULL_MAILBOX_YIELDS {
             attempt += 1;
