@@ -355,7 +355,7 @@ impl<A: HostedActor> Route<A> {
             return Ok(false);
         }
         let versions = (self.node.owners.version(), self.node.peers.version());
-        let joined = hint.with_route(versions, &self.node.coarse, |link, epoch| {
+        let joined = hint.with_route(versions, &self.node.coarse, |link, _, epoch| {
             if link.version < TELL_BATCH_VERSION {
                 return Ok(false);
             }
@@ -476,7 +476,7 @@ impl<A: HostedActor> Route<A> {
             // Read before the lookups below: a change after this read makes
             // the hint stored from them miss.
             let versions = (self.node.owners.version(), self.node.peers.version());
-            if let Some(route) = hint.get(versions, now) {
+            if let Some(route) = hint.get(versions, &self.node.coarse) {
                 return Ok(route);
             }
             if let Some((holder, epoch, until)) = self.node.owners.get_until(self.host.registry(), shard, now)

@@ -15,11 +15,11 @@
 //! reads the owner afresh and never uses a hint. Routing decides nothing
 //! about safety (see `docs/guarantees.md`).
 //!
-//! A plain tell's fast path checks the hint's end on the node's fence
-//! clock (`fence_clock.rs`: the OS coarse clock in production, read without
-//! the time-stamp counter; Tokio's in the simulation), converted once when
-//! the hint is stored and rounded down, so it never uses a hint longer than
-//! a request reading the precise clock would.
+//! A hint's end is checked on the node's fence clock (`fence_clock.rs`:
+//! the OS coarse clock in production, read without the time-stamp
+//! counter; Tokio's in the simulation), converted once when the hint is
+//! stored and rounded down, so a hint never outlives the entry it copies:
+//! a plain tell's fast path reads no precise clock.
 //!
 //! Each clone of a handle starts with an empty hint, and a hint is taken
 //! with `try_lock`: tasks sharing one handle by reference never wait on it
@@ -44,10 +44,9 @@ pub(crate) struct RouteHint<L = PeerLink>(Mutex<Option<Hint<L>>>);
 #[derive(Debug)]
 struct Hint<L> {
     versions: Versions,
-    /// When the owner-cache entry it copies stops being used.
-    until: Instant,
-    /// `until` on the node's fence clock ([`Origin::limit`]: rounded down,
-    /// so the hint ends there no later than at `until`).
+    /// When the owner-cache entry it copies stops being used, on the
+    /// node's fence clock ([`Origin::limit`]: rounded down, so the hint
+    /// ends no later than the entry).
     limit: u64,
     link: L,
     holder: SessionId,
@@ -68,32 +67,31 @@ impl<L> Clone for RouteHint<L> {
 }
 
 impl<L: Clone> RouteHint<L> {
-    /// The route, if it was taken at `versions` and is still used at `now`.
+    /// The route, if it was taken at `versions` and is still used now as
+    /// read on `clock` (the fence clock the hint was [`put`](Self::put)
+    /// with).
     #[inline]
-    pub(crate) fn get(&self, versions: Versions, now: Instant) -> Option<(L, SessionId, Epoch)> {
-        let hint = self.0.try_lock()?;
-        let h = hint.as_ref()?;
-        (h.versions == versions && now < h.until).then(|| (h.link.clone(), h.holder.clone(), h.epoch))
+    pub(crate) fn get(&self, versions: Versions, clock: &Origin) -> Option<(L, SessionId, Epoch)> {
+        self.with_route(versions, clock, |link, holder, epoch| (link.clone(), holder.clone(), epoch))
     }
 
-    /// `f` on the route's connection and epoch, borrowed, if the route was
-    /// taken at `versions` and is still used now as read on `clock` (the
-    /// fence clock the hint was [`put`](Self::put) with): the fast path of
-    /// a plain tell, which reads no precise clock and clones nothing.
+    /// `f` on the route, borrowed, under the same condition as
+    /// [`get`](Self::get): the fast path of a plain tell, which clones
+    /// nothing.
     #[inline]
     pub(crate) fn with_route<R>(
         &self,
         versions: Versions,
         clock: &Origin,
-        f: impl FnOnce(&L, Epoch) -> R,
+        f: impl FnOnce(&L, &SessionId, Epoch) -> R,
     ) -> Option<R> {
         let hint = self.0.try_lock()?;
         let h = hint.as_ref().filter(|h| h.versions == versions)?;
-        (clock.now() < h.limit).then(|| f(&h.link, h.epoch))
+        (clock.now() < h.limit).then(|| f(&h.link, &h.holder, h.epoch))
     }
 
     /// Remembers a route found at `versions` (read before the lookup),
-    /// used until `until` (on `clock` too, for [`with_route`](Self::with_route)).
+    /// used until `until` (read on `clock` from then on).
     pub(crate) fn put(
         &self,
         versions: Versions,
@@ -105,7 +103,7 @@ impl<L: Clone> RouteHint<L> {
     ) {
         let limit = clock.limit(until);
         if let Some(mut hint) = self.0.try_lock() {
-            *hint = Some(Hint { versions, until, limit, link: link.clone(), holder: holder.clone(), epoch });
+            *hint = Some(Hint { versions, limit, link: link.clone(), holder: holder.clone(), epoch });
         }
     }
 }
@@ -123,39 +121,27 @@ mod tests {
         (3, SessionId { node: NodeId::new("b"), boot: 1, counter: 0 })
     }
 
+    /// A hint is used only at its versions and before its end, read on the
+    /// fence clock (a paused one here); the fast path sees the same route.
     #[tokio::test(start_paused = true)]
     async fn a_hint_is_used_only_at_its_versions_and_before_its_end() {
         let (link, holder) = route();
         let hint = RouteHint::<u64>::default();
         let clock = Origin::new(FenceClock::Tokio);
-        let t0 = Instant::now();
-        assert!(hint.get((0, 0), t0).is_none(), "empty");
-        hint.put((4, 7), t0 + Duration::from_secs(1), &clock, &link, &holder, Epoch(9));
-        let (got, who, epoch) = hint.get((4, 7), t0).expect("current");
-        assert_eq!((got, who, epoch), (3, holder.clone(), Epoch(9)));
-        assert!(hint.get((5, 7), t0).is_none(), "the owner cache changed");
-        assert!(hint.get((4, 8), t0).is_none(), "the peer table changed");
-        assert!(hint.get((4, 7), t0 + Duration::from_secs(1)).is_none(), "the copied entry is no longer used");
-        assert!(hint.clone().get((4, 7), t0).is_none(), "a clone starts empty");
-    }
-
-    /// The tell's fast path sees the same route, at the same versions,
-    /// until the same end, read on the fence clock (a paused one here).
-    #[tokio::test(start_paused = true)]
-    async fn the_fast_path_uses_a_hint_at_its_versions_and_before_its_end_on_the_fence_clock() {
-        let (link, holder) = route();
-        let hint = RouteHint::<u64>::default();
-        let clock = Origin::new(FenceClock::Tokio);
-        let route_of = |versions| hint.with_route(versions, &clock, |link, epoch| (*link, epoch));
-        assert_eq!(route_of((4, 7)), None, "empty");
+        assert!(hint.get((0, 0), &clock).is_none(), "empty");
         hint.put((4, 7), Instant::now() + Duration::from_secs(1), &clock, &link, &holder, Epoch(9));
-        assert_eq!(route_of((4, 7)), Some((3, Epoch(9))));
-        assert_eq!(route_of((5, 7)), None, "the owner cache changed");
-        assert_eq!(route_of((4, 8)), None, "the peer table changed");
+        let (got, who, epoch) = hint.get((4, 7), &clock).expect("current");
+        assert_eq!((got, who, epoch), (3, holder.clone(), Epoch(9)));
+        let borrowed = hint.with_route((4, 7), &clock, |link, who, epoch| (*link, who.clone(), epoch));
+        assert_eq!(borrowed, Some((3, holder.clone(), Epoch(9))), "the fast path sees the same route");
+        assert!(hint.get((5, 7), &clock).is_none(), "the owner cache changed");
+        assert!(hint.get((4, 8), &clock).is_none(), "the peer table changed");
+        assert!(hint.clone().get((4, 7), &clock).is_none(), "a clone starts empty");
         tokio::time::advance(Duration::from_millis(999)).await;
-        assert_eq!(route_of((4, 7)), Some((3, Epoch(9))), "still used just before its end");
+        assert!(hint.get((4, 7), &clock).is_some(), "still used just before its end");
         tokio::time::advance(Duration::from_millis(1)).await;
-        assert_eq!(route_of((4, 7)), None, "the copied entry is no longer used");
+        assert!(hint.get((4, 7), &clock).is_none(), "the copied entry is no longer used");
+        assert!(hint.with_route((4, 7), &clock, |_, _, _| ()).is_none(), "nor by the fast path");
     }
 
     #[test]
@@ -163,12 +149,12 @@ mod tests {
         let (link, holder) = route();
         let hint = RouteHint::<u64>::default();
         let clock = Origin::new(FenceClock::Tokio);
-        let t0 = Instant::now();
-        hint.put((1, 1), t0 + Duration::from_secs(1), &clock, &link, &holder, Epoch(1));
+        let end = Instant::now() + Duration::from_secs(60);
+        hint.put((1, 1), end, &clock, &link, &holder, Epoch(1));
         let held = hint.0.lock();
-        assert!(hint.get((1, 1), t0).is_none());
-        hint.put((2, 2), t0 + Duration::from_secs(1), &clock, &link, &holder, Epoch(2));
+        assert!(hint.get((1, 1), &clock).is_none());
+        hint.put((2, 2), end, &clock, &link, &holder, Epoch(2));
         drop(held);
-        assert_eq!(hint.get((1, 1), t0).map(|(_, _, e)| e), Some(Epoch(1)));
+        assert_eq!(hint.get((1, 1), &clock).map(|(_, _, e)| e), Some(Epoch(1)));
     }
 }
