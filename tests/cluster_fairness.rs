@@ -13,10 +13,12 @@
 //! deterministic.
 //!
 //! A tell whose activation's mailbox is full is tried again after the
-//! reader yields (a few times) before it is refused: a burst larger than
-//! the mailbox is executed in full, while an activation that stays full
-//! still refuses what does not fit, and the reader goes on serving the
-//! connection's other keys.
+//! reader yields (a few times), then after a wait for room (bounded by the
+//! reader's patience), before it is refused: a burst larger than the
+//! mailbox is executed in full, also behind a handler that pauses for a
+//! moment, while an activation that stays full still refuses what does not
+//! fit, and the reader goes on serving the connection's other keys, its
+//! waits bounded however many requests are stuck.
 #![allow(missing_docs)]
 
 use std::time::Duration;
@@ -28,6 +30,8 @@ use axactor_tests::keyed::pausable_owner;
 const REG: &str = "flood";
 const TELLS: u64 = 1_000;
 const MAILBOX: usize = 256;
+/// Shorter than the reader's longest wait for room (2 ms).
+const NAP: Duration = Duration::from_millis(1);
 
 #[derive(Debug)]
 pub struct Sink {
@@ -43,6 +47,11 @@ impl Sink {
     #[msg]
     fn count(&mut self) -> u64 {
         self.count
+    }
+    /// Holds the activation for a moment (a handler that awaits I/O, say).
+    #[msg]
+    async fn nap(&mut self) {
+        tokio::time::sleep(NAP).await;
     }
     /// Holds the activation (its handler does not return within the test).
     #[msg]
@@ -140,4 +149,55 @@ async fn a_backlog_from_one_peer_leaves_room_for_the_activation_it_feeds() {
     let executed = target.count().await.expect("count");
     let refused = b.inspect().counters.requests_rejected.get("mailbox_full").copied().unwrap_or(0);
     assert_eq!((executed, refused), (TELLS, 0), "tells executed, and refused for a full mailbox");
+}
+
+/// A handler that holds its activation for a moment (shorter than one wait
+/// for room): the tells behind it wait for room instead of being refused.
+/// With yields alone, the reader refused every hit that did not fit while
+/// `nap` ran (18 of 20).
+#[tokio::test(start_paused = true)]
+async fn tells_behind_a_handler_that_pauses_wait_for_room() {
+    const SLOTS: usize = 2;
+    const HITS: u64 = 20;
+    let p = pair(SLOTS).await;
+    let (b, env, k) = (&p.b, &p.env, &p.k);
+    env.pause();
+    k.nap().await.expect("tell sent");
+    for _ in 0..HITS {
+        k.hit().await.expect("tell sent");
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    env.resume();
+    assert_eq!(k.count().await.expect("count"), HITS, "every hit executed: {:?}", refused_full(b));
+    assert_eq!(refused_full(b), (0, 0));
+}
+
+/// Many requests (asks, a frame each) queued behind an activation that
+/// stays full: the reader waits for room for each in turn, but its
+/// patience bounds the waits in all (a store of 20 ms, then a tenth of the
+/// time), so a request to another key behind them is answered soon. With a
+/// full 2 ms wait for each, it took 100 ms and more.
+#[tokio::test(start_paused = true)]
+async fn the_readers_waits_for_a_stuck_activation_are_bounded_in_all() {
+    const SLOTS: usize = 1;
+    const ASKS: usize = 50;
+    let p = pair(SLOTS).await;
+    let (env, k, j) = (&p.env, &p.k, &p.j);
+    env.pause();
+    k.stall().await.expect("tell sent");
+    let asks: Vec<_> = (0..ASKS)
+        .map(|_| {
+            let k = k.clone();
+            tokio::spawn(async move { k.count().await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let resumed = tokio::time::Instant::now();
+    env.resume();
+    assert_eq!(j.count().await.expect("j answers"), 0);
+    let took = resumed.elapsed();
+    assert!(took < Duration::from_millis(40), "j answered {took:?} after the resume");
+    for a in asks {
+        a.abort();
+    }
 }

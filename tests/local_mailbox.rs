@@ -121,6 +121,39 @@ async fn ask_wait_waits_for_space() {
     assert_eq!(ask.await.expect("task"), Ok(1));
 }
 
+/// `wait_for_room` waits as a send does, enqueues nothing, and passes a
+/// wake-up it takes for a free slot on to the sender parked behind it;
+/// on a stopped actor it says `Closed`.
+#[tokio::test(start_paused = true)]
+async fn waiting_for_room_enqueues_nothing_and_passes_its_turn_on() {
+    let mut s = setup();
+    let h = blocked(&mut s, SpawnConfig::new("w", 1)).await;
+    let r = h.actor();
+    r.work().expect("room left");
+    let local = r.as_local_ref().clone();
+    let room = tokio::spawn({
+        let local = local.clone();
+        async move { local.wait_for_room().await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!room.is_finished(), "no room while the handler holds");
+    let sender = tokio::spawn({
+        let r = r.clone();
+        async move { r.work_wait().await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The actor takes `work`: one free slot, one wake-up, for the first waiter.
+    s.gate.open(1);
+    assert_eq!(room.await.expect("task"), Ok(()));
+    // Had the wake-up stopped there, the sender would wait on an idle actor.
+    let sent = tokio::time::timeout(Duration::from_secs(5), sender).await;
+    sent.expect("the sender got the turn").expect("task").expect("enqueued");
+    assert_eq!(r.count_wait().await, Ok(2), "the waiter enqueued nothing");
+    local.stop().expect("running");
+    local.wait_stopped().await;
+    assert_eq!(local.wait_for_room().await, Err(TellError::Closed));
+}
+
 #[tokio::test(start_paused = true)]
 async fn stop_overtakes_a_full_mailbox_and_cancels_queued_asks() {
     let mut s = setup();

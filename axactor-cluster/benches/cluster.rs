@@ -163,10 +163,14 @@ fn rpc(rt: &Runtime, sz: Sizes) -> f64 {
 /// `AXACTOR_BENCH_SIDE=raw` profiles the raw echo instead of the cluster,
 /// `AXACTOR_BENCH_ASKERS=n` sets the number of askers,
 /// `AXACTOR_BENCH_KIND=tells` streams one sender's unacknowledged tells
-/// (section 5) instead of asks.
+/// (section 5) instead of asks; `=memory` asks over the in-memory overlay,
+/// `=local` asks a key held by the asking node (section 2's two keyed
+/// figures; with `AXACTOR_BENCH_ASKERS=1` for their sequential shape).
 fn profile(rt: &Runtime, sz: Sizes) {
-    let cluster = on_worker(rt, Cluster::start(&["a", "b"], Transport::Tcp));
-    let key = cluster.key_owned_by("b");
+    let kind = std::env::var("AXACTOR_BENCH_KIND").unwrap_or_default();
+    let transport = if kind == "memory" { Transport::Memory } else { Transport::Tcp };
+    let cluster = on_worker(rt, Cluster::start(&["a", "b"], transport));
+    let key = cluster.key_owned_by(if kind == "local" { "a" } else { "b" });
     let remote = Remote(cluster.keyed[0].get(key.as_str()));
     let raw_side = std::env::var("AXACTOR_BENCH_SIDE").is_ok_and(|s| s == "raw");
     let frames = nodes::frame_sizes(&key);
@@ -176,7 +180,7 @@ fn profile(rt: &Runtime, sz: Sizes) {
     let cpu_before = cpu_ticks();
     let started = std::time::Instant::now();
     let mut rates = Vec::new();
-    let tells = std::env::var("AXACTOR_BENCH_KIND").is_ok_and(|s| s == "tells");
+    let tells = kind == "tells";
     let body = nodes::tell_frame_size(&key);
     while started.elapsed() < Duration::from_secs(5) {
         let c = std::env::var("AXACTOR_BENCH_ASKERS").ok().and_then(|n| n.parse().ok()).unwrap_or(CONCURRENCY[2]);
@@ -198,7 +202,7 @@ fn profile(rt: &Runtime, sz: Sizes) {
     println!(
         "profile ({}, {}): median {:.0} per second over {} runs",
         if raw_side { "raw" } else { "ours" },
-        if tells { "tells" } else { "asks" },
+        if kind.is_empty() { "asks" } else { kind.as_str() },
         median(&rates),
         rates.len()
     );

@@ -593,6 +593,14 @@ impl<A: HostedActor> HostedRegistry for Host<A> {
         Ok(())
     }
 
+    fn room(&self, shard: u32, key: &str) -> Option<BoxFuture<'static, ()>> {
+        let local = self.slots.lock().get(&shard)?.acts.get(key)?.local.clone();
+        Some(Box::pin(async move {
+            // `Closed`: stopping, so a retry finds no room to wait for.
+            let _ = local.wait_for_room().await;
+        }))
+    }
+
     fn monitor(&self, key: &str, sink: MonitorSink) -> Result<u64, (MonitorSink, DownReason)> {
         let slots = self.slots.lock();
         let Some(act) = slots.values().find_map(|s| s.acts.get(key)) else {

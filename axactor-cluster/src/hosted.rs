@@ -235,6 +235,11 @@ pub(crate) trait HostedRegistry: Send + Sync + 'static {
         payload: &[u8],
         room: ReplyRoom<'_>,
     ) -> Result<(), Rejection>;
+    /// Resolves once the current activation of `key` in `shard` has room in
+    /// its mailbox, or has begun to stop; `None` if there is none (a
+    /// request to it would not wait for room). See
+    /// `LocalRef::wait_for_room`.
+    fn room(&self, shard: u32, key: &str) -> Option<BoxFuture<'static, ()>>;
     /// Watches the current activation of `key`; returns that activation's id.
     fn monitor(&self, key: &str, sink: MonitorSink) -> Result<u64, (MonitorSink, DownReason)>;
     /// Watches the activation `activation` of `key` again (its watcher's

@@ -140,6 +140,47 @@ impl<M: Send + 'static> LocalRef<M> {
         self.cell.mailbox.push_wait(msg).await
     }
 
+    /// Waits until the user mailbox has room for a message, without sending
+    /// one: for a sender that must not hold its message in a waiting
+    /// future (it decodes it only once there is room, say, or gives up
+    /// after a time of its own). The room is not reserved: another sender
+    /// may take it first, so follow with [`LocalRef::try_send`] and expect
+    /// `Full` now and then. Waiting senders keep their order: a waiter
+    /// woken for a free slot passes the wake-up on when it returns.
+    ///
+    /// # Errors
+    /// [`TellError::Closed`] if the actor has stopped or is stopping.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: nothing is enqueued either way.
+    ///
+    /// ```
+    /// # use axactor::{actor, SpawnConfig, System, TellError};
+    /// # struct Counter(u64);
+    /// # #[actor]
+    /// # impl Counter {
+    /// #     #[msg]
+    /// #     fn add(&mut self, n: u64) { self.0 += n; }
+    /// #     #[msg]
+    /// #     fn get(&mut self) -> u64 { self.0 }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let system = System::new();
+    /// let counter = system.spawn_with(|| Counter(0), SpawnConfig::new("counter", 1)).expect("spawned").actor();
+    /// let local = counter.as_local_ref();
+    /// local.try_send(CounterMsg::Add { n: 1 }).expect("room for one");
+    /// assert_eq!(local.try_send(CounterMsg::Add { n: 2 }), Err(TellError::Full));
+    /// // The actor takes the first message: room again.
+    /// local.wait_for_room().await.expect("running");
+    /// local.try_send(CounterMsg::Add { n: 2 }).expect("room");
+    /// assert_eq!(counter.get_wait().await, Ok(3));
+    /// # }
+    /// ```
+    pub async fn wait_for_room(&self) -> Result<(), TellError> {
+        self.cell.mailbox.wait_room().await
+    }
+
     /// Asks without waiting for space: the message is built by `make` around
     /// the reply channel.
     ///

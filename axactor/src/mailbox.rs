@@ -185,6 +185,29 @@ impl<M> Mailbox<M> {
         Ok(())
     }
 
+    /// Waits until the user queue has room for one message, or the mailbox
+    /// no longer takes user messages (`Closed`); enqueues nothing. The
+    /// waiter parks among the senders waiting for space: a wake-up for a
+    /// free slot that it receives is passed on to the next sender when it
+    /// returns, so no sender loses its turn to it.
+    pub(crate) async fn wait_room(&self) -> Result<(), TellError> {
+        let mut guard = TicketGuard { mailbox: self, ticket: None, control: false };
+        std::future::poll_fn(|cx| {
+            let mut st = self.state.lock();
+            if st.status != Status::Open {
+                return Poll::Ready(Err(TellError::Closed));
+            }
+            if st.user.len() < self.capacity {
+                return Poll::Ready(Ok(()));
+            }
+            st.senders.park(&mut guard.ticket, cx.waker());
+            Poll::Pending
+        })
+        .await
+        // `guard` drops here: a ticket still parked is removed, one woken
+        // is handed on (`cancel_ticket`).
+    }
+
     /// Waits for control space, then enqueues a handle-originated control
     /// message built by `make`.
     pub(crate) async fn push_control_wait(&self, make: impl Fn() -> Control) -> Result<(), TellError> {

@@ -67,6 +67,7 @@ use crate::session::Opener;
 use crate::wire::{
     Body, ControlMsg, DataMsg, DataRef, DownReason, Envelope, EnvelopeRef, OutFrame, decode_body, decode_envelope_ref,
 };
+use patience::Patience;
 
 /// Control messages queued per connection before new ones are dropped.
 pub const CONTROL_QUEUE_CAPACITY: usize = 256;
@@ -76,15 +77,19 @@ pub const DATA_QUEUE_CAPACITY: usize = 1024;
 /// full data queue; beyond this they are dropped and counted
 /// (`data_queue_full`), and the peer's request times out.
 pub const OWED_RESPONSE_CAPACITY: usize = 16_384;
+mod patience;
 mod requests;
 
 /// Frames the reader handles in a row once one has arrived (those already
 /// received), before it checks its other events again.
 const READ_BATCH: usize = 64;
-/// Times the reader yields, each followed by another try, before a request
-/// (a tell or an ask) whose activation's mailbox is full is refused (see
-/// [`Reader::deliver_after_yields`]).
+/// Times the reader yields, each followed by another try, before it waits
+/// for room for a request (a tell or an ask) whose activation's mailbox is
+/// full (see [`Reader::deliver_after_yields`]).
 const FULL_MAILBOX_YIELDS: usize = 4;
+/// Waits for room in a row that bring none the request can take (another
+/// sender took it first) before the request is refused.
+const FULL_MAILBOX_WAITS: usize = 4;
 /// How long a gracefully closing connection waits for the peer's end.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -159,6 +164,7 @@ pub(crate) async fn run(
             rules,
             weak: Arc::downgrade(&node),
             waits: None,
+            patience: Patience::new(),
         };
         let end = reader.run(&mut rx, close_rx).await;
         shared.replies.lock().close();
@@ -273,6 +279,8 @@ struct Reader<'a> {
     /// for: delivered again after a yield (see
     /// [`Reader::deliver_after_yields`]).
     waits: Option<usize>,
+    /// How long the reader may still wait for room (see `patience.rs`).
+    patience: Patience,
 }
 
 /// The reader's rare wake sources, by their [`WakeFlags`] number.
@@ -400,29 +408,37 @@ impl Reader<'_> {
 
     /// If `frame` (just handled) holds a request (a tell or an ask) its
     /// activation's mailbox had no room for, yields and tries again, up to
-    /// [`FULL_MAILBOX_YIELDS`] times, before refusing it as before
-    /// (`mailbox_full`). A reader that outruns the activation it feeds (its
-    /// frames arrive in bursts: up to [`READ_BATCH`] per pass) then gives
-    /// it the worker instead of dropping the sender's tells (or sending its
-    /// asks back to retry after a pause); an activation that stays full (a
-    /// handler that does not return) costs each of its requests a few
-    /// yields, never a wait on it. Nothing else on the connection is
-    /// handled in between, so one sender's messages keep their order.
+    /// [`FULL_MAILBOX_YIELDS`] times in a row without progress; then waits
+    /// for room, as the reader's patience allows (`patience.rs`), and tries
+    /// again; refuses the rest (`mailbox_full`) once no room comes in time.
+    /// A reader that outruns the activation it feeds (its frames arrive in
+    /// bursts: up to [`READ_BATCH`] per pass) thus gives it the worker, and
+    /// waits for an activation that is not running right now (queued behind
+    /// another task, on a worker the OS has descheduled), instead of
+    /// dropping the sender's tells (or sending its asks back to retry after
+    /// a pause); an activation that stays full (a handler that does not
+    /// return) costs the connection at most the patience's bound. Nothing
+    /// else on the connection is handled in between, so one sender's
+    /// messages keep their order.
     async fn deliver_after_yields(&mut self, frame: &Bytes) {
         let Some(mut from) = self.waits.take() else { return };
         // Opened and decoded once already, so it decodes again, once for
-        // all the yields (the `else` arms cannot run: decoding the same
+        // all the tries (the `else` arms cannot run: decoding the same
         // bytes is deterministic).
         let Ok(Body::Sealed { payload, .. }) = decode_body(frame) else { return };
         let Ok(EnvelopeRef::Data(msg)) = decode_envelope_ref(payload) else { return };
-        // Yields in a row without progress: the tells of a `Tells` that the
-        // activation takes while the reader yields start the count again,
-        // so each tell gets as many yields as a tell of its own would.
+        // Tries in a row without progress: the tells of a `Tells` that the
+        // activation takes meanwhile start the count again, so each tell
+        // gets as many tries as a tell of its own would.
         let mut attempt = 0;
-        while attempt < FULL_MAILBOX_YIELDS {
+        loop {
+            let may_wait = if attempt < FULL_MAILBOX_YIELDS {
+                tokio::task::yield_now().await;
+                true
+            } else {
+                attempt < FULL_MAILBOX_YIELDS + FULL_MAILBOX_WAITS && self.wait_for_room(&msg).await
+            };
             attempt += 1;
-            tokio::task::yield_now().await;
-            let may_wait = attempt < FULL_MAILBOX_YIELDS;
             match self.on_request(&msg, from, may_wait) {
                 Some(next) => {
                     if next > from {
@@ -433,6 +449,27 @@ impl Reader<'_> {
                 None => return,
             }
         }
+    }
+
+    /// Waits until the activation `msg` is for has room in its mailbox, at
+    /// most as long as the reader's patience allows; whether room came.
+    async fn wait_for_room(&mut self, msg: &DataRef<'_>) -> bool {
+        let (registry, shard, key) = match *msg {
+            DataRef::Tell { registry, shard, key, .. }
+            | DataRef::Ask { registry, shard, key, .. }
+            | DataRef::Tells { registry, shard, key, .. } => (registry, shard, key),
+            _ => return false,
+        };
+        let Some(room) = self.node.hosts.get(registry).and_then(|h| h.room(shard, key)) else { return false };
+        let started = tokio::time::Instant::now();
+        let allowed = self.patience.allowance(started);
+        if allowed.is_zero() {
+            return false;
+        }
+        let came = tokio::time::timeout(allowed, room).await.is_ok();
+        self.patience.spend(started.elapsed());
+
+        came
     }
 
     /// Handles one frame; `Some` if the connection ends with it.
