@@ -313,12 +313,8 @@ impl<A: HostedActor> Route<A> {
         hint: &RouteHint,
     ) -> Result<(), RemoteError> {
         self.check_running()?;
-        // A tell that joins a batch, or is written through, or enqueued
-        // locally, waits for nothing: a loop of them would keep its worker
-        // (and the tasks woken on it, such as the connection's writer) until
-        // some queue filled. Tokio's budget makes it yield now and then. A
-        // tell dropped while it yields here was not sent.
-        tokio::task::coop::consume_budget().await;
+        // The handle has spent the task's cooperative budget for this tell
+        // (`tell_budget.rs`): a loop of tells, which wait for nothing, yields.
         // The clock is read only where it is needed: by the local path once
         // it has found the shard here, and by the remote path after the fast
         // path (which reads the cheaper fence clock) did not take the tell.

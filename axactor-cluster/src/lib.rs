@@ -104,6 +104,7 @@ pub mod shard;
 mod signal;
 #[cfg(feature = "sim")]
 pub mod sim;
+mod tell_budget;
 pub mod wire;
 
 pub use client::{MAX_ATTEMPTS, MAX_RETRY_DELAY, MIN_RETRY_DELAY};

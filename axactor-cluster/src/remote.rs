@@ -25,6 +25,7 @@ use crate::client::Route;
 use crate::error::RemoteError;
 use crate::hosted::{DownEvent, HostedActor};
 use crate::route_hint::RouteHint;
+use crate::tell_budget::TellBudget;
 
 /// The tell enum of `A`'s contract.
 pub type TellOf<A> = <<A as RemoteActor>::Contract as RefContract>::Tell;
@@ -93,6 +94,9 @@ pub struct RemoteHandle<A: RemoteActor> {
     /// Where this handle's requests went last (`route_hint.rs`); a clone
     /// starts without one.
     hint: RouteHint,
+    /// How this handle's tells spend the task's budget (`tell_budget.rs`);
+    /// a clone starts afresh.
+    budget: TellBudget,
     _actor: PhantomData<fn() -> A>,
 }
 
@@ -103,6 +107,7 @@ impl<A: RemoteActor> Clone for RemoteHandle<A> {
             key: Arc::clone(&self.key),
             shard: self.shard,
             hint: RouteHint::default(),
+            budget: TellBudget::default(),
             _actor: PhantomData,
         }
     }
@@ -121,7 +126,14 @@ impl<A: RemoteActor> fmt::Debug for RemoteHandle<A> {
 impl<A: RemoteActor> RemoteHandle<A> {
     pub(crate) fn new(route: Arc<Route<A>>, key: Arc<str>) -> Self {
         let shard = route.shard_of(&key);
-        RemoteHandle { route, key, shard, hint: RouteHint::default(), _actor: PhantomData }
+        RemoteHandle {
+            route,
+            key,
+            shard,
+            hint: RouteHint::default(),
+            budget: TellBudget::default(),
+            _actor: PhantomData,
+        }
     }
 
     /// The key this handle addresses.
@@ -148,6 +160,8 @@ impl<A: RemoteActor> RemoteHandle<A> {
     /// at once (counted as `dropped["request_abandoned"]`); a request
     /// already sent may still run, and its answer is discarded.
     pub async fn tell(&self, tell: TellOf<A>) -> Result<(), RemoteError> {
+        // A tell dropped while it yields here was not sent.
+        self.budget.spend().await;
         self.route.tell(&self.key, self.shard, tell, false, &self.hint).await
     }
 
@@ -164,6 +178,7 @@ impl<A: RemoteActor> RemoteHandle<A> {
     /// at once (counted as `dropped["request_abandoned"]`); a request
     /// already sent may still run, and its answer is discarded.
     pub async fn tell_wait(&self, tell: TellOf<A>) -> Result<(), RemoteError> {
+        self.budget.spend().await;
         self.route.tell(&self.key, self.shard, tell, true, &self.hint).await
     }
 
