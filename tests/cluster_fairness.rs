@@ -21,6 +21,7 @@
 //! waits bounded however many requests are stuck.
 #![allow(missing_docs)]
 
+use std::future::Future;
 use std::time::Duration;
 
 use axactor::actor;
@@ -85,6 +86,22 @@ async fn pair(mailbox: usize) -> Pair {
     Pair { _a: a, b, _kb: kb, env, k, j }
 }
 
+/// Holds `b` (as a stopped process) while `send` queues requests to it,
+/// lets `a`'s writer move them onto `b`'s side of the link, and resumes `b`.
+async fn queued_while_held(env: &Env, send: impl Future<Output = ()>) {
+    env.pause();
+    send.await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    env.resume();
+}
+
+/// `n` plain tells to `k`.
+async fn hits(k: &SinkRemoteRef, n: u64) {
+    for _ in 0..n {
+        k.hit().await.expect("tell sent");
+    }
+}
+
 fn refused_full(node: &ClusterNode) -> (u64, u64) {
     let c = node.inspect().counters;
     (
@@ -98,12 +115,7 @@ async fn a_burst_larger_than_the_mailbox_waits_for_room_instead_of_being_refused
     const SMALL: usize = 8;
     let p = pair(SMALL).await;
     let (b, env, k) = (&p.b, &p.env, &p.k);
-    env.pause();
-    for _ in 0..TELLS {
-        k.hit().await.expect("tell sent");
-    }
-    tokio::time::sleep(Duration::from_millis(1)).await;
-    env.resume();
+    queued_while_held(env, hits(k, TELLS)).await;
     // Without the yields, the reader refused all but about one mailbox of
     // each pass of up to 64 frames.
     assert_eq!(k.count().await.expect("count"), TELLS, "every tell executed: {:?}", refused_full(b));
@@ -116,13 +128,11 @@ async fn an_activation_that_stays_full_still_refuses_and_the_reader_goes_on() {
     const HITS: u64 = 10;
     let p = pair(SLOTS).await;
     let (b, env, k, j) = (&p.b, &p.env, &p.k, &p.j);
-    env.pause();
-    k.stall().await.expect("tell sent");
-    for _ in 0..HITS {
-        k.hit().await.expect("tell sent");
-    }
-    tokio::time::sleep(Duration::from_millis(1)).await;
-    env.resume();
+    queued_while_held(env, async {
+        k.stall().await.expect("tell sent");
+        hits(k, HITS).await;
+    })
+    .await;
     // The connection's next frame, to another key: answered, so the reader
     // did not wait on the stalled activation.
     assert_eq!(j.count().await.expect("j answers"), 0);
@@ -137,13 +147,7 @@ async fn an_activation_that_stays_full_still_refuses_and_the_reader_goes_on() {
 async fn a_backlog_from_one_peer_leaves_room_for_the_activation_it_feeds() {
     let p = pair(MAILBOX).await;
     let (b, env, target) = (&p.b, &p.env, &p.k);
-    env.pause();
-    for _ in 0..TELLS {
-        target.hit().await.expect("tell sent");
-    }
-    // Let a's writer move the tells onto b's side of the link (b is held).
-    tokio::time::sleep(Duration::from_millis(1)).await;
-    env.resume();
+    queued_while_held(env, hits(target, TELLS)).await;
     // Asked after the tells on the same connection: answered once every
     // tell has been executed or refused.
     let executed = target.count().await.expect("count");
@@ -161,13 +165,11 @@ async fn tells_behind_a_handler_that_pauses_wait_for_room() {
     const HITS: u64 = 20;
     let p = pair(SLOTS).await;
     let (b, env, k) = (&p.b, &p.env, &p.k);
-    env.pause();
-    k.nap().await.expect("tell sent");
-    for _ in 0..HITS {
-        k.hit().await.expect("tell sent");
-    }
-    tokio::time::sleep(Duration::from_millis(1)).await;
-    env.resume();
+    queued_while_held(env, async {
+        k.nap().await.expect("tell sent");
+        hits(k, HITS).await;
+    })
+    .await;
     assert_eq!(k.count().await.expect("count"), HITS, "every hit executed: {:?}", refused_full(b));
     assert_eq!(refused_full(b), (0, 0));
 }
@@ -183,17 +185,16 @@ async fn the_readers_waits_for_a_stuck_activation_are_bounded_in_all() {
     const ASKS: usize = 50;
     let p = pair(SLOTS).await;
     let (env, k, j) = (&p.env, &p.k, &p.j);
-    env.pause();
-    k.stall().await.expect("tell sent");
-    let asks: Vec<_> = (0..ASKS)
-        .map(|_| {
+    let mut asks = Vec::new();
+    queued_while_held(env, async {
+        k.stall().await.expect("tell sent");
+        asks.extend((0..ASKS).map(|_| {
             let k = k.clone();
             tokio::spawn(async move { k.count().await })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(1)).await;
+        }));
+    })
+    .await;
     let resumed = tokio::time::Instant::now();
-    env.resume();
     assert_eq!(j.count().await.expect("j answers"), 0);
     let took = resumed.elapsed();
     assert!(took < Duration::from_millis(40), "j answered {took:?} after the resume");

@@ -468,7 +468,6 @@ impl Reader<'_> {
         }
         let came = tokio::time::timeout(allowed, room).await.is_ok();
         self.patience.spend(started.elapsed());
-
         came
     }
 
