@@ -172,6 +172,10 @@ async fn tells_behind_a_handler_that_pauses_wait_for_room() {
     .await;
     assert_eq!(k.count().await.expect("count"), HITS, "every hit executed: {:?}", refused_full(b));
     assert_eq!(refused_full(b), (0, 0));
+    // The reader waited for room while `nap` ran, and no longer than it.
+    let c = b.inspect().counters;
+    assert!(c.mailbox_waits >= 1, "waited for room");
+    assert!(Duration::from_micros(c.mailbox_wait_micros) <= NAP, "waited {} µs", c.mailbox_wait_micros);
 }
 
 /// Many requests (asks, a frame each) queued behind an activation that
@@ -184,7 +188,7 @@ async fn the_readers_waits_for_a_stuck_activation_are_bounded_in_all() {
     const SLOTS: usize = 1;
     const ASKS: usize = 50;
     let p = pair(SLOTS).await;
-    let (env, k, j) = (&p.env, &p.k, &p.j);
+    let (b, env, k, j) = (&p.b, &p.env, &p.k, &p.j);
     let mut asks = Vec::new();
     queued_while_held(env, async {
         k.stall().await.expect("tell sent");
@@ -198,6 +202,9 @@ async fn the_readers_waits_for_a_stuck_activation_are_bounded_in_all() {
     assert_eq!(j.count().await.expect("j answers"), 0);
     let took = resumed.elapsed();
     assert!(took < Duration::from_millis(40), "j answered {took:?} after the resume");
+    // The reader waited, for the whole store (20 ms) and within `took`.
+    let waited = Duration::from_micros(b.inspect().counters.mailbox_wait_micros);
+    assert!(waited >= Duration::from_millis(20) && waited <= took, "waited {waited:?} of {took:?}");
     for a in asks {
         a.abort();
     }

@@ -467,7 +467,11 @@ impl Reader<'_> {
             return false;
         }
         let came = tokio::time::timeout(allowed, room).await.is_ok();
-        self.patience.spend(started.elapsed());
+        let waited = started.elapsed();
+        self.patience.spend(waited);
+        bump(&self.node.counters.mailbox_waits);
+        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.node.counters.mailbox_wait_micros.fetch_add(micros, Ordering::Relaxed);
         came
     }
 

@@ -202,6 +202,13 @@ pub struct Counters {
     pub tell_batches_received: u64,
     /// The tells those batches carried.
     pub batched_tells_received: u64,
+    /// Times a connection's reader waited for room in an activation's full
+    /// mailbox (after its yields brought none), reading nothing else on the
+    /// connection meanwhile; bounded by its patience (at most 2 ms at once,
+    /// 20 ms stored, refilled at a tenth of the time).
+    pub mailbox_waits: u64,
+    /// The time those waits took, in microseconds.
+    pub mailbox_wait_micros: u64,
     /// Data-plane requests refused because no registry is hosted yet.
     pub data_rejected_no_registry: u64,
     /// Messages and signals dropped without a connection error, by reason:
@@ -315,6 +322,8 @@ pub(crate) struct LiveCounters {
     pub(crate) goodbyes_received: AtomicU64,
     pub(crate) tell_batches_received: AtomicU64,
     pub(crate) batched_tells_received: AtomicU64,
+    pub(crate) mailbox_waits: AtomicU64,
+    pub(crate) mailbox_wait_micros: AtomicU64,
     pub(crate) data_rejected_no_registry: AtomicU64,
     pub(crate) dial_failures: AtomicU64,
     pub(crate) member_auth_failures: AtomicU64,
@@ -375,6 +384,8 @@ impl LiveCounters {
             goodbyes_received: get(&self.goodbyes_received),
             tell_batches_received: get(&self.tell_batches_received),
             batched_tells_received: get(&self.batched_tells_received),
+            mailbox_waits: get(&self.mailbox_waits),
+            mailbox_wait_micros: get(&self.mailbox_wait_micros),
             data_rejected_no_registry: get(&self.data_rejected_no_registry),
             dropped: self.dropped.snapshot(),
             dial_failures: get(&self.dial_failures),

@@ -56,6 +56,8 @@ pub(crate) fn export(node: &Shared, snap: &ClusterInspect) {
         goodbyes_received,
         tell_batches_received,
         batched_tells_received,
+        mailbox_waits,
+        mailbox_wait_micros,
         data_rejected_no_registry,
         dropped,
         dial_failures,
@@ -78,6 +80,8 @@ pub(crate) fn export(node: &Shared, snap: &ClusterInspect) {
     plain("axactor_cluster_goodbyes_received_total", *goodbyes_received);
     plain("axactor_cluster_tell_batches_received_total", *tell_batches_received);
     plain("axactor_cluster_batched_tells_received_total", *batched_tells_received);
+    plain("axactor_cluster_mailbox_waits_total", *mailbox_waits);
+    plain("axactor_cluster_mailbox_wait_micros_total", *mailbox_wait_micros);
     plain("axactor_cluster_data_rejected_no_registry_total", *data_rejected_no_registry);
     labelled("axactor_cluster_dropped_total", "reason", dropped);
     plain("axactor_cluster_dial_failures_total", *dial_failures);
