@@ -47,7 +47,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -155,16 +155,25 @@ pub(crate) use LinkPhase as Phase;
 /// The lifecycle state shared by a link's halves and its driver.
 #[derive(Debug)]
 pub(crate) struct LinkState {
+    /// What tasks wait on ([`PhaseWatch::reached`]).
     phase: Signal<Phase>,
+    /// The same phase ([`phase_code`]), stored under the signal's lock
+    /// whenever it moves: read on every frame sent and received, so
+    /// without taking that lock.
+    current: AtomicU8,
 }
 
 impl LinkState {
     pub(crate) fn new() -> Arc<LinkState> {
-        Arc::new(LinkState { phase: Signal::new(Phase::Open) })
+        Arc::new(LinkState { phase: Signal::new(Phase::Open), current: AtomicU8::new(phase_code(Phase::Open)) })
     }
 
     pub(crate) fn phase(&self) -> Phase {
-        self.phase.get()
+        match self.current.load(Ordering::Acquire) {
+            0 => Phase::Open,
+            1 => Phase::Closing,
+            _ => Phase::Dead,
+        }
     }
 
     /// Moves to `to` unless the link is already there or further on.
@@ -173,6 +182,7 @@ impl LinkState {
             let moved = *p < to;
             if moved {
                 *p = to;
+                self.current.store(phase_code(to), Ordering::Release);
             }
             moved
         });
@@ -180,6 +190,15 @@ impl LinkState {
 
     pub(crate) fn watch(self: &Arc<Self>) -> PhaseWatch {
         PhaseWatch { state: Arc::clone(self) }
+    }
+}
+
+/// A phase as [`LinkState::phase`] decodes it.
+fn phase_code(phase: Phase) -> u8 {
+    match phase {
+        Phase::Open => 0,
+        Phase::Closing => 1,
+        Phase::Dead => 2,
     }
 }
 
