@@ -210,10 +210,14 @@ fn profile(rt: &Runtime, sz: Sizes) {
     if let (Some(a), Some(b)) = (cpu_before, cpu_ticks()) {
         let messages = (rates.len() * sz.pipelined) as f64;
         // Ticks are 1/100 s on Linux.
+        let per_message = |ticks: u64| ticks as f64 * 1e4 / messages;
+        let (user, kernel) = (b.user - a.user, b.kernel - a.kernel);
         println!(
-            "CPU: {:.2} µs per message, {:.2} CPUs busy",
-            (b - a) as f64 * 1e4 / messages,
-            (b - a) as f64 / 100.0 / wall
+            "CPU: {:.2} µs per message ({:.2} user, {:.2} kernel), {:.2} CPUs busy",
+            per_message(user + kernel),
+            per_message(user),
+            per_message(kernel),
+            (user + kernel) as f64 / 100.0 / wall
         );
     }
     let after = cluster.tcp.stats();
@@ -225,15 +229,24 @@ fn profile(rt: &Runtime, sz: Sizes) {
     cluster.kill_all();
 }
 
-/// User plus system CPU time of this process so far, in clock ticks
-/// (Linux `/proc/self/stat`), if known.
-fn cpu_ticks() -> Option<u64> {
+/// CPU time of this process so far, in clock ticks.
+#[derive(Debug, Clone, Copy)]
+struct CpuTicks {
+    user: u64,
+    /// In the kernel for the process: its system calls, and on a virtual
+    /// machine much of the cost of parking and waking its threads.
+    kernel: u64,
+}
+
+/// User and system CPU time of this process so far (Linux
+/// `/proc/self/stat`), if known.
+fn cpu_ticks() -> Option<CpuTicks> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
     let mut rest = stat.rsplit_once(')')?.1.split_whitespace();
-    let utime: u64 = rest.nth(11)?.parse().ok()?;
-    let stime: u64 = rest.next()?.parse().ok()?;
-    Some(utime + stime)
+    let user: u64 = rest.nth(11)?.parse().ok()?;
+    let kernel: u64 = rest.next()?.parse().ok()?;
+    Some(CpuTicks { user, kernel })
 }
 
 /// Section 2.

@@ -49,6 +49,9 @@ fn fmt_value(v: f64, unit: &str) -> String {
         format!("{v:.2} {unit}")
     } else if v >= 100.0 {
         format!("{v:.0} {unit}")
+    } else if v < 1.0 {
+        // Sub-microsecond latencies (local asks): tenths would hide the gap.
+        format!("{v:.3} {unit}")
     } else {
         format!("{v:.1} {unit}")
     }
