@@ -729,3 +729,28 @@ pub(crate) fn inbound(queue_frames: usize, limit: FrameLimit) -> (InboundTx, Arc
     let bytes = Arc::clone(&rx.bytes);
     (tx, bytes, LinkReceiver { inbound: Inbound::Queue(rx), limit, kill_on_drop: None })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_phase_read_moves_only_forwards_with_what_waiters_see() {
+        let state = LinkState::new();
+        let mut watch = state.watch();
+        assert_eq!(state.phase(), Phase::Open);
+        state.advance(Phase::Closing);
+        assert_eq!(state.phase(), Phase::Closing);
+        watch.reached(Phase::Closing).await;
+        state.advance(Phase::Open);
+        assert_eq!(state.phase(), Phase::Closing, "a phase never moves back");
+        state.advance(Phase::Dead);
+        assert_eq!((state.phase(), watch.phase()), (Phase::Dead, Phase::Dead));
+        watch.reached(Phase::Dead).await;
+        state.advance(Phase::Closing);
+        assert_eq!(state.phase(), Phase::Dead);
+        let skipped = LinkState::new();
+        skipped.advance(Phase::Dead);
+        assert_eq!(skipped.phase(), Phase::Dead, "a step may be skipped");
+    }
+}
