@@ -152,8 +152,10 @@ async fn an_authenticated_client_is_refused_data_and_cut_off_on_a_bad_frame() {
     let rejected = timeout(BOUND, async {
         loop {
             let body = read_frame(&mut s).await.expect("frame");
-            let Ok(Body::Sealed { seq, payload, mac }) = decode_body(&body) else { panic!("expected a sealed frame") };
-            opener.open_parts(seq, payload, mac).expect("authentic frame from the node");
+            let Ok(Body::Sealed { kind, seq, payload, mac }) = decode_body(&body) else {
+                panic!("expected a sealed frame")
+            };
+            opener.open_parts(kind, seq, payload, mac).expect("authentic frame from the node");
             if let Envelope::Data(DataMsg::Rejected { request_id, reason }) = decode_envelope(payload).expect("env") {
                 return (request_id, reason);
             }

@@ -483,3 +483,51 @@ async fn a_version_2_peer_is_sent_no_batch() {
     assert_eq!(b.balance, (1..=TELLS).sum::<i64>(), "every tell ran once");
     assert_eq!((b.batches, b.tells), (0, 0));
 }
+
+/// The tag bytes of the sealed frames an in-memory network delivered.
+#[derive(Debug, Default)]
+struct SealedTags(parking_lot::Mutex<std::collections::BTreeSet<u8>>);
+
+impl crate::overlay::FrameTap for SealedTags {
+    fn frame(&self, _from: &str, _to: &str, bytes: &[u8], fate: crate::overlay::FrameFate) {
+        if let (crate::overlay::FrameFate::Delivered, Some(&tag)) = (fate, bytes.first())
+            && tag != crate::wire::TAG_PREAUTH
+        {
+            self.0.lock().insert(tag);
+        }
+    }
+}
+
+/// The session's protocol version chooses the frames' MAC: a version 3 peer
+/// gets (and sends) HMAC-SHA256 frames, two version 4 nodes seal with
+/// AES-256-GMAC; asks and tells work either way.
+async fn sealed_tags_between(a_max_version: u16) -> (u16, std::collections::BTreeSet<u8>) {
+    let net = InMemoryOverlay::new();
+    let tags = Arc::new(SealedTags::default());
+    assert!(net.set_tap(tags.clone()));
+    let store = Arc::new(MemoryLeaseStore::new());
+    let (log, _events) = mpsc::unbounded_channel();
+    let b = ClusterNode::start(NodeId::new("b"), store.clone(), net.clone(), cfg()).await.expect("b");
+    let kb = b.keyed("accounts", KeyedConfig::new(1), factory("b", &log)).expect("keyed b");
+    let key = key_held_by(&b, &kb).await;
+    let a_cfg = ClusterConfig { protocol_max_version: a_max_version, ..cfg() };
+    let a = ClusterNode::start(NodeId::new("a"), store, net.clone(), a_cfg).await.expect("a");
+    let ka = a.keyed("accounts", KeyedConfig::new(1), factory("a", &log)).expect("keyed a");
+    until("a and b are connected", || a.inspect().peers.len() == 1 && b.inspect().peers.len() == 1).await;
+    let r = ka.get(key.as_str());
+    r.deposit(5).await.expect("tell routed to b");
+    assert_eq!(r.balance().await.expect("ask routed to b"), 5);
+    let version = a.inspect().peer("b").map(|p| p.version).expect("a knows b");
+    a.shutdown().await;
+    b.shutdown().await;
+    let seen = tags.0.lock().clone();
+    (version, seen)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_session_version_chooses_the_frame_mac() {
+    use crate::wire::{TAG_SEALED, TAG_SEALED_GMAC};
+    let newest = crate::wire::hello::PROTOCOL_MAX_VERSION;
+    assert_eq!(sealed_tags_between(newest).await, (newest, [TAG_SEALED_GMAC].into()));
+    assert_eq!(sealed_tags_between(3).await, (3, [TAG_SEALED].into()));
+}

@@ -3,12 +3,21 @@
 //! Low-level protocol internals, public for tests and fuzzing. After the
 //! handshake (`crate::handshake`) both sides hold a [`SessionKeys`]: one key
 //! per direction, derived from the handshake key and the transcript, so the
-//! keys differ between directions and between sessions. Every frame sent
-//! afterwards is a *sealed body*:
+//! keys differ between directions and between sessions, and the MAC the
+//! negotiated protocol version chose ([`FrameMac::for_version`]). Every
+//! frame sent afterwards is a *sealed body*:
 //!
 //! ```text
-//! [TAG_SEALED 0x02][seq: u64 big-endian][payload][HMAC-SHA256(direction key, seq_be ‖ payload): 32 bytes]
+//! versions 1-3: [TAG_SEALED 0x02][seq: u64 BE][payload][HMAC-SHA256(direction key, seq_be ‖ payload): 32 bytes]
+//! version 4 on: [TAG_SEALED_GMAC 0x03][seq: u64 BE][payload][AES-256-GMAC(direction key, nonce, payload): 16 bytes]
+//!               nonce = 0u32 BE ‖ seq_be (12 bytes)
 //! ```
+//!
+//! GMAC is AES-GCM with no plaintext: the payload is the associated data,
+//! and the sequence number, inside the nonce, is authenticated with it. A
+//! GCM key must never see one nonce twice; here each key serves one
+//! direction of one session and each sequence number is sealed once, so no
+//! nonce repeats (a frame sealed again is a new number, see the invariants).
 //!
 //! The layout and its constants belong to `crate::wire::msg`; this module
 //! computes and checks the sequence number and the MAC, either on a whole
@@ -23,6 +32,9 @@
 //!   per link), so a gap or inversion is an attack, corruption, or an
 //!   injected fault — in every case the connection is closed and the node
 //!   reconnects with a new handshake (new keys, sequence numbers from 0).
+//! - An [`Opener`] accepts only its session's MAC: a body under the other
+//!   one (its tag byte) is rejected like a forged one, so a version's MAC
+//!   cannot be swapped for the other's.
 //! - The MAC is checked (in constant time) before the sequence number, so
 //!   an unauthenticated frame never tells the sender which number was
 //!   expected.
@@ -40,14 +52,15 @@
 
 use std::fmt;
 
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use bytes::Bytes;
 
-use crate::wire::msg::{
-    MAC_LEN, OutFrame, SEALED_HEADER_LEN, SEALED_OVERHEAD, SEQ_LEN, TAG_SEALED, encode_sealed, sealed_header,
-};
+pub use crate::wire::msg::FrameMac;
+use crate::wire::msg::{GMAC_TAG_LEN, MAC_LEN, OutFrame, SEALED_HEADER_LEN, SEQ_LEN, encode_sealed, sealed_header};
 
 /// Length of a frame key, in bytes.
 pub const FRAME_KEY_LEN: usize = 32;
@@ -71,9 +84,92 @@ impl FrameKey {
         &self.0
     }
 
-    fn mac(&self) -> HmacSha256 {
+    fn hmac(&self) -> HmacSha256 {
         HmacSha256::new_from_slice(&self.0).expect("HMAC accepts keys of any length")
     }
+
+    fn keyed(&self, kind: FrameMac) -> Keyed {
+        match kind {
+            FrameMac::HmacSha256 => Keyed::Hmac(self.hmac()),
+            FrameMac::Aes256Gmac => Keyed::Gmac(Box::new(<Aes256Gcm as aes_gcm::KeyInit>::new(&self.0.into()))),
+        }
+    }
+}
+
+/// A direction's key, ready for its MAC. The GCM state (AES round keys and
+/// the hash key) is boxed: it is several hundred bytes, and sealers move.
+#[derive(Clone)]
+enum Keyed {
+    Hmac(HmacSha256),
+    Gmac(Box<Aes256Gcm>),
+}
+
+impl Keyed {
+    fn kind(&self) -> FrameMac {
+        match self {
+            Keyed::Hmac(_) => FrameMac::HmacSha256,
+            Keyed::Gmac(_) => FrameMac::Aes256Gmac,
+        }
+    }
+
+    /// The MAC of `payload` numbered `seq`.
+    fn compute(&self, seq: u64, payload: &[u8]) -> MacBytes {
+        let mut out = MacBytes { bytes: [0; MAC_LEN], len: self.kind().mac_len() };
+        match self {
+            Keyed::Hmac(key) => {
+                let mut mac = key.clone();
+                mac.update(&seq.to_be_bytes());
+                mac.update(payload);
+                out.bytes.copy_from_slice(&mac.finalize().into_bytes());
+            }
+            Keyed::Gmac(key) => {
+                // With no plaintext, sealing cannot fail: GCM refuses only
+                // associated data of 2^61 bytes or more, and this is one
+                // frame, bounded far below that by the frame limit.
+                if let Ok(tag) = key.encrypt_in_place_detached(&gmac_nonce(seq), payload, &mut []) {
+                    out.bytes[..GMAC_TAG_LEN].copy_from_slice(&tag);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `mac` is the MAC of `payload` numbered `seq`, in constant time.
+    fn verify(&self, seq: u64, payload: &[u8], mac: &[u8]) -> bool {
+        match self {
+            Keyed::Hmac(key) => {
+                let mut check = key.clone();
+                check.update(&seq.to_be_bytes());
+                check.update(payload);
+                check.verify_slice(mac).is_ok()
+            }
+            Keyed::Gmac(key) => {
+                use subtle::ConstantTimeEq;
+                let Ok(tag) = key.encrypt_in_place_detached(&gmac_nonce(seq), payload, &mut []) else { return false };
+                // Unequal lengths compare unequal.
+                tag.as_slice().ct_eq(mac).into()
+            }
+        }
+    }
+}
+
+/// A MAC's bytes: the first `len` of `bytes` (the longest MAC fits).
+struct MacBytes {
+    bytes: [u8; MAC_LEN],
+    len: usize,
+}
+
+impl MacBytes {
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// The GCM nonce of frame `seq`: four zero bytes, then `seq` big-endian.
+fn gmac_nonce(seq: u64) -> Nonce<aes_gcm::aead::consts::U12> {
+    let mut nonce = [0u8; 12];
+    nonce[4..].copy_from_slice(&seq.to_be_bytes());
+    nonce.into()
 }
 
 impl fmt::Debug for FrameKey {
@@ -91,13 +187,15 @@ pub struct SessionKeys {
     pub send: FrameKey,
     /// Key of the direction this side receives in.
     pub recv: FrameKey,
+    /// The MAC of the session's protocol version, both directions.
+    pub mac: FrameMac,
 }
 
 impl SessionKeys {
     /// The sealer for outgoing and the opener for incoming frames, both
     /// starting at sequence number 0.
     pub fn into_parts(self) -> (Sealer, Opener) {
-        (Sealer::new(self.send), Opener::new(self.recv))
+        (Sealer::with_mac(self.send, self.mac), Opener::with_mac(self.recv, self.mac))
     }
 }
 
@@ -119,8 +217,10 @@ pub enum OpenError {
     /// Shorter than tag, sequence number and MAC.
     #[error("sealed frame too short")]
     TooShort,
-    /// The first byte is not [`TAG_SEALED`].
-    #[error("not a sealed frame")]
+    /// The first byte is not the tag of the session's MAC
+    /// ([`FrameMac::tag`]): not a sealed frame, or sealed with the MAC of
+    /// another protocol version.
+    #[error("not a sealed frame of this session's kind")]
     WrongTag,
     /// The MAC does not verify: tampered, forged, or sealed under another
     /// key (other direction, other session, other token).
@@ -158,14 +258,25 @@ impl OpenError {
 
 /// Seals outgoing frames of one direction of a session.
 pub struct Sealer {
-    mac: HmacSha256,
+    mac: Keyed,
     next_seq: u64,
 }
 
 impl Sealer {
-    /// A sealer whose first frame gets sequence number 0.
+    /// A sealer under HMAC-SHA256 (protocol versions 1 to 3) whose first
+    /// frame gets sequence number 0.
     pub fn new(key: FrameKey) -> Sealer {
-        Sealer { mac: key.mac(), next_seq: 0 }
+        Sealer::with_mac(key, FrameMac::HmacSha256)
+    }
+
+    /// A sealer under `mac` whose first frame gets sequence number 0.
+    pub fn with_mac(key: FrameKey, mac: FrameMac) -> Sealer {
+        Sealer { mac: key.keyed(mac), next_seq: 0 }
+    }
+
+    /// The MAC this sealer seals with.
+    pub fn mac(&self) -> FrameMac {
+        self.mac.kind()
     }
 
     /// The sequence number the next sealed frame will carry.
@@ -174,7 +285,7 @@ impl Sealer {
     }
 
     /// Appends the sealed body of `payload` to `out`
-    /// (`payload.len() + SEALED_OVERHEAD` bytes) and advances the sequence
+    /// (`payload.len() + self.mac().overhead()` bytes) and advances the sequence
     /// number. `out` is not cleared, so a caller may reserve a length prefix
     /// first.
     ///
@@ -187,12 +298,13 @@ impl Sealer {
         if seq == u64::MAX {
             return Err(SealError::Exhausted);
         }
-        encode_sealed(seq, payload, &self.mac_of(seq, payload), out);
+        let mac = self.mac.compute(seq, payload);
+        encode_sealed(self.mac.kind(), seq, payload, mac.as_slice(), out);
         self.next_seq = seq + 1;
         Ok(())
     }
 
-    /// Seals `frame` in place: fills in its header (`TAG_SEALED`, the
+    /// Seals `frame` in place: fills in its header (the MAC's tag, the
     /// sequence number) and appends the MAC; the same bytes as
     /// [`seal`](Self::seal) of its envelope, without a copy.
     ///
@@ -206,25 +318,18 @@ impl Sealer {
         }
         let mut buf = frame.into_buf();
         // An `OutFrame` always starts with `SEALED_HEADER_LEN` bytes of room.
-        buf[..SEALED_HEADER_LEN].copy_from_slice(&sealed_header(seq));
-        let mut mac = self.mac.clone();
-        // `seq_be ‖ payload`, as `mac_of` covers it.
-        mac.update(&buf[1..]);
-        buf.extend_from_slice(&mac.finalize().into_bytes());
+        buf[..SEALED_HEADER_LEN].copy_from_slice(&sealed_header(self.mac.kind(), seq));
+        // The buffer has room for the longest MAC (`OutFrame`): appending
+        // it does not grow the buffer.
+        let mac = self.mac.compute(seq, &buf[SEALED_HEADER_LEN..]);
+        buf.extend_from_slice(mac.as_slice());
         self.next_seq = seq + 1;
         Ok(buf.freeze())
     }
 
-    fn mac_of(&self, seq: u64, payload: &[u8]) -> [u8; MAC_LEN] {
-        let mut mac = self.mac.clone();
-        mac.update(&seq.to_be_bytes());
-        mac.update(payload);
-        mac.finalize().into_bytes().into()
-    }
-
     #[cfg(test)]
-    fn starting_at(key: FrameKey, next_seq: u64) -> Sealer {
-        Sealer { mac: key.mac(), next_seq }
+    fn starting_at(key: FrameKey, mac: FrameMac, next_seq: u64) -> Sealer {
+        Sealer { mac: key.keyed(mac), next_seq }
     }
 }
 
@@ -236,15 +341,26 @@ impl fmt::Debug for Sealer {
 
 /// Opens incoming frames of one direction of a session, in order.
 pub struct Opener {
-    mac: HmacSha256,
+    mac: Keyed,
     next_expected: u64,
     closed: bool,
 }
 
 impl Opener {
-    /// An opener expecting sequence number 0 first.
+    /// An opener under HMAC-SHA256 (protocol versions 1 to 3) expecting
+    /// sequence number 0 first.
     pub fn new(key: FrameKey) -> Opener {
-        Opener { mac: key.mac(), next_expected: 0, closed: false }
+        Opener::with_mac(key, FrameMac::HmacSha256)
+    }
+
+    /// An opener under `mac` expecting sequence number 0 first.
+    pub fn with_mac(key: FrameKey, mac: FrameMac) -> Opener {
+        Opener { mac: key.keyed(mac), next_expected: 0, closed: false }
+    }
+
+    /// The MAC this opener accepts.
+    pub fn mac(&self) -> FrameMac {
+        self.mac.kind()
     }
 
     /// The sequence number the next accepted frame must carry.
@@ -258,8 +374,8 @@ impl Opener {
         self.closed
     }
 
-    /// Checks a sealed body and returns its payload. Order of checks: length,
-    /// tag, MAC (constant time), then the sequence number must equal
+    /// Checks a sealed body and returns its payload. Order of checks: tag
+    /// (this opener's MAC), length, MAC (constant time), then the sequence number must equal
     /// [`next_expected`](Self::next_expected) exactly.
     ///
     /// # Errors
@@ -268,24 +384,26 @@ impl Opener {
         if self.closed {
             return Err(OpenError::Closed);
         }
-        let (seq, payload, mac) = split_sealed(body).inspect_err(|_| self.closed = true)?;
-        self.open_parts(seq, payload, mac)?;
+        let kind = self.mac.kind();
+        let (seq, payload, mac) = split_sealed(kind, body).inspect_err(|_| self.closed = true)?;
+        self.open_parts(kind, seq, payload, mac)?;
         Ok(payload)
     }
 
     /// Like [`open`](Self::open), for a body already cut into its parts (as
-    /// `wire::msg::Body::Sealed` carries them): checks the MAC over
-    /// `seq_be ‖ payload` (constant time), then the sequence number.
+    /// `wire::msg::Body::Sealed` carries them): checks that `kind` is this
+    /// opener's MAC, the MAC of `payload` numbered `seq` (constant time),
+    /// then the sequence number.
     ///
     /// # Errors
-    /// [`OpenError::BadMac`], [`OpenError::OutOfSequence`],
-    /// [`OpenError::Exhausted`] or [`OpenError::Closed`]. After an error the
-    /// opener is closed.
-    pub fn open_parts(&mut self, seq: u64, payload: &[u8], mac: &[u8; MAC_LEN]) -> Result<(), OpenError> {
+    /// [`OpenError::WrongTag`], [`OpenError::BadMac`],
+    /// [`OpenError::OutOfSequence`], [`OpenError::Exhausted`] or
+    /// [`OpenError::Closed`]. After an error the opener is closed.
+    pub fn open_parts(&mut self, kind: FrameMac, seq: u64, payload: &[u8], mac: &[u8]) -> Result<(), OpenError> {
         if self.closed {
             return Err(OpenError::Closed);
         }
-        let result = self.check(seq, payload, mac);
+        let result = if kind == self.mac.kind() { self.check(seq, payload, mac) } else { Err(OpenError::WrongTag) };
         match result {
             // `check` refuses `u64::MAX`, so this cannot overflow.
             Ok(()) => self.next_expected = seq + 1,
@@ -294,11 +412,10 @@ impl Opener {
         result
     }
 
-    fn check(&self, seq: u64, payload: &[u8], mac: &[u8; MAC_LEN]) -> Result<(), OpenError> {
-        let mut check = self.mac.clone();
-        check.update(&seq.to_be_bytes());
-        check.update(payload);
-        check.verify_slice(mac).map_err(|_| OpenError::BadMac)?;
+    fn check(&self, seq: u64, payload: &[u8], mac: &[u8]) -> Result<(), OpenError> {
+        if !self.mac.verify(seq, payload, mac) {
+            return Err(OpenError::BadMac);
+        }
         if seq != self.next_expected {
             return Err(OpenError::OutOfSequence { expected: self.next_expected, got: seq });
         }
@@ -311,22 +428,20 @@ impl Opener {
     }
 
     #[cfg(test)]
-    fn starting_at(key: FrameKey, next_expected: u64) -> Opener {
-        Opener { mac: key.mac(), next_expected, closed: false }
+    fn starting_at(key: FrameKey, mac: FrameMac, next_expected: u64) -> Opener {
+        Opener { mac: key.keyed(mac), next_expected, closed: false }
     }
 }
 
-/// Cuts a sealed body into sequence number, payload and MAC.
-fn split_sealed(body: &[u8]) -> Result<(u64, &[u8], &[u8; MAC_LEN]), OpenError> {
-    if body.len() < SEALED_OVERHEAD {
-        return Err(OpenError::TooShort);
-    }
+/// Cuts a body sealed with `kind` into sequence number, payload and MAC.
+fn split_sealed(kind: FrameMac, body: &[u8]) -> Result<(u64, &[u8], &[u8]), OpenError> {
     let (&tag, rest) = body.split_first().ok_or(OpenError::TooShort)?;
-    if tag != TAG_SEALED {
+    if tag != kind.tag() {
         return Err(OpenError::WrongTag);
     }
     let (seq, rest) = rest.split_first_chunk::<SEQ_LEN>().ok_or(OpenError::TooShort)?;
-    let (payload, mac) = rest.split_last_chunk::<MAC_LEN>().ok_or(OpenError::TooShort)?;
+    let cut = rest.len().checked_sub(kind.mac_len()).ok_or(OpenError::TooShort)?;
+    let (payload, mac) = rest.split_at(cut);
     Ok((u64::from_be_bytes(*seq), payload, mac))
 }
 
@@ -340,243 +455,4 @@ impl fmt::Debug for Opener {
 }
 
 #[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    fn key(b: u8) -> FrameKey {
-        FrameKey::from_bytes([b; FRAME_KEY_LEN])
-    }
-
-    fn pair(b: u8) -> (Sealer, Opener) {
-        (Sealer::new(key(b)), Opener::new(key(b)))
-    }
-
-    fn sealed(s: &mut Sealer, payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        s.seal(payload, &mut out).expect("seal");
-        out
-    }
-
-    #[test]
-    fn sealing_a_frame_in_place_gives_the_same_bytes_and_advances_the_sequence() {
-        use crate::wire::{ControlMsg, Envelope, encode_envelope};
-        let (mut a, mut b) = (Sealer::new(key(3)), Sealer::new(key(3)));
-        let mut opener = Opener::new(key(3));
-        for ms in [1u64, 2, 300] {
-            let env = Envelope::Control(ControlMsg::Heartbeat { sent_at_ms: ms });
-            let mut payload = Vec::new();
-            encode_envelope(&env, &mut payload).expect("encode");
-            let in_place = a.seal_frame(OutFrame::envelope(&env).expect("encode")).expect("seal");
-            assert_eq!(&in_place[..], &sealed(&mut b, &payload)[..]);
-            assert_eq!(opener.open(&in_place).expect("opens"), &payload[..]);
-        }
-        assert_eq!(a.next_seq(), 3);
-    }
-
-    #[test]
-    fn layout_is_tag_seq_payload_mac() {
-        let (mut s, _) = pair(1);
-        let a = sealed(&mut s, b"hello");
-        let b = sealed(&mut s, b"");
-        assert_eq!(a.len(), 5 + SEALED_OVERHEAD);
-        assert_eq!(a[0], TAG_SEALED);
-        assert_eq!(&a[1..9], &0u64.to_be_bytes());
-        assert_eq!(&a[9..14], b"hello");
-        assert_eq!(&b[1..9], &1u64.to_be_bytes());
-        assert_eq!(b.len(), SEALED_OVERHEAD);
-        let mut expect = HmacSha256::new_from_slice(&[1; 32]).expect("key");
-        expect.update(&0u64.to_be_bytes());
-        expect.update(b"hello");
-        assert_eq!(&a[14..], expect.finalize().into_bytes().as_slice());
-    }
-
-    #[test]
-    fn seal_appends_to_out() {
-        let (mut s, mut o) = pair(1);
-        let mut out = vec![0xAA, 0xBB];
-        s.seal(b"x", &mut out).expect("seal");
-        assert_eq!(&out[..2], &[0xAA, 0xBB]);
-        assert_eq!(o.open(&out[2..]), Ok(&b"x"[..]));
-    }
-
-    #[test]
-    fn round_trip_many_frames() {
-        let (mut s, mut o) = pair(7);
-        for i in 0..1000u32 {
-            let payload = i.to_le_bytes().repeat((i % 17) as usize);
-            let body = sealed(&mut s, &payload);
-            assert_eq!(o.open(&body), Ok(payload.as_slice()));
-        }
-        assert_eq!(s.next_seq(), 1000);
-        assert_eq!(o.next_expected(), 1000);
-    }
-
-    #[test]
-    fn every_flipped_bit_is_rejected() {
-        let (mut s, _) = pair(3);
-        let body = sealed(&mut s, b"transfer 10 to alice");
-        for bit in 0..body.len() * 8 {
-            let mut bad = body.clone();
-            bad[bit / 8] ^= 1 << (bit % 8);
-            let mut o = Opener::new(key(3));
-            let err = o.open(&bad).expect_err("flipped bit accepted");
-            let want = if bit < 8 { OpenError::WrongTag } else { OpenError::BadMac };
-            assert_eq!(err, want, "bit {bit}");
-            assert!(o.is_closed());
-        }
-    }
-
-    #[test]
-    fn truncated_and_extended_bodies_are_rejected() {
-        let (mut s, _) = pair(3);
-        let body = sealed(&mut s, b"abc");
-        for len in 0..body.len() {
-            let mut o = Opener::new(key(3));
-            let want = if len < SEALED_OVERHEAD { OpenError::TooShort } else { OpenError::BadMac };
-            assert_eq!(o.open(&body[..len]), Err(want), "len {len}");
-        }
-        let mut longer = body.clone();
-        longer.push(0);
-        assert_eq!(Opener::new(key(3)).open(&longer), Err(OpenError::BadMac));
-    }
-
-    #[test]
-    fn replayed_frame_is_rejected() {
-        let (mut s, mut o) = pair(4);
-        let f0 = sealed(&mut s, b"a");
-        let f1 = sealed(&mut s, b"b");
-        assert!(o.open(&f0).is_ok());
-        assert!(o.open(&f1).is_ok());
-        assert_eq!(o.open(&f1), Err(OpenError::OutOfSequence { expected: 2, got: 1 }));
-        assert_eq!(o.open(&sealed(&mut s, b"c")), Err(OpenError::Closed));
-    }
-
-    #[test]
-    fn replay_of_first_frame_is_rejected() {
-        let (mut s, mut o) = pair(4);
-        let f0 = sealed(&mut s, b"a");
-        assert!(o.open(&f0).is_ok());
-        assert_eq!(o.open(&f0), Err(OpenError::OutOfSequence { expected: 1, got: 0 }));
-    }
-
-    #[test]
-    fn reordered_frames_are_rejected() {
-        let (mut s, mut o) = pair(5);
-        let f0 = sealed(&mut s, b"a");
-        let f1 = sealed(&mut s, b"b");
-        assert_eq!(o.open(&f1), Err(OpenError::OutOfSequence { expected: 0, got: 1 }));
-        assert_eq!(o.open(&f0), Err(OpenError::Closed));
-    }
-
-    #[test]
-    fn gap_is_rejected() {
-        let (mut s, mut o) = pair(5);
-        let f0 = sealed(&mut s, b"a");
-        let _dropped = sealed(&mut s, b"b");
-        let f2 = sealed(&mut s, b"c");
-        assert!(o.open(&f0).is_ok());
-        assert_eq!(o.open(&f2), Err(OpenError::OutOfSequence { expected: 1, got: 2 }));
-    }
-
-    #[test]
-    fn frame_under_other_key_is_rejected() {
-        // The other direction of the same session, and an older session.
-        let keys = SessionKeys { send: key(1), recv: key(2) };
-        let (mut send, _) = keys.clone().into_parts();
-        let (_, mut recv) = keys.into_parts();
-        let body = sealed(&mut send, b"to peer");
-        assert_eq!(recv.open(&body), Err(OpenError::BadMac));
-
-        let (mut old_sealer, _) = pair(9);
-        let (_, mut new_opener) = pair(10);
-        assert_eq!(new_opener.open(&sealed(&mut old_sealer, b"stale")), Err(OpenError::BadMac));
-    }
-
-    #[test]
-    fn sealer_stops_before_wrapping() {
-        let mut s = Sealer::starting_at(key(1), u64::MAX - 1);
-        let mut o = Opener::starting_at(key(1), u64::MAX - 1);
-        let body = sealed(&mut s, b"last");
-        assert_eq!(o.open(&body), Ok(&b"last"[..]));
-        assert_eq!(s.next_seq(), u64::MAX);
-        assert_eq!(o.next_expected(), u64::MAX);
-        let mut out = Vec::new();
-        assert_eq!(s.seal(b"one more", &mut out), Err(SealError::Exhausted));
-        assert!(out.is_empty());
-    }
-
-    #[test]
-    fn opener_refuses_seq_max() {
-        // Forge a body with seq u64::MAX under the right key.
-        let mut mac = key(1).mac();
-        mac.update(&u64::MAX.to_be_bytes());
-        let mut body = vec![TAG_SEALED];
-        body.extend_from_slice(&u64::MAX.to_be_bytes());
-        body.extend_from_slice(&mac.finalize().into_bytes());
-        let mut o = Opener::starting_at(key(1), u64::MAX);
-        assert_eq!(o.open(&body), Err(OpenError::Exhausted));
-    }
-
-    #[test]
-    fn parts_from_the_wire_decoder_open() {
-        use crate::wire::msg::{Body, decode_body};
-        let (mut s, mut o) = pair(6);
-        for payload in [&b"one"[..], b"", b"three"] {
-            let body = sealed(&mut s, payload);
-            let Ok(Body::Sealed { seq, payload: got, mac }) = decode_body(&body) else {
-                panic!("not a sealed body");
-            };
-            assert_eq!(got, payload);
-            assert_eq!(o.open_parts(seq, got, mac), Ok(()));
-        }
-        let body = sealed(&mut s, b"four");
-        let Ok(Body::Sealed { seq, payload, mac }) = decode_body(&body) else { panic!("not a sealed body") };
-        assert_eq!(o.open_parts(seq, b"fouR", mac), Err(OpenError::BadMac));
-        assert_eq!(o.open_parts(seq, payload, mac), Err(OpenError::Closed));
-    }
-
-    #[test]
-    fn debug_hides_keys() {
-        let (s, o) = pair(0xAB);
-        assert_eq!(format!("{:?}", key(0xAB)), "FrameKey(..)");
-        assert_eq!(format!("{s:?}"), "Sealer { next_seq: 0, .. }");
-        assert_eq!(format!("{o:?}"), "Opener { next_expected: 0, closed: false, .. }");
-    }
-
-    proptest! {
-        #[test]
-        fn random_payloads_round_trip(payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..40)) {
-            let (mut s, mut o) = pair(42);
-            for p in &payloads {
-                let body = sealed(&mut s, p);
-                prop_assert_eq!(o.open(&body), Ok(p.as_slice()));
-            }
-        }
-
-        #[test]
-        fn single_bit_flips_are_rejected(
-            payload in prop::collection::vec(any::<u8>(), 0..200),
-            skip in 0usize..4,
-            bit in any::<prop::sample::Index>(),
-        ) {
-            let (mut s, mut o) = pair(42);
-            for _ in 0..skip {
-                let body = sealed(&mut s, b"earlier");
-                prop_assert!(o.open(&body).is_ok());
-            }
-            let mut body = sealed(&mut s, &payload);
-            let bit = bit.index(body.len() * 8);
-            body[bit / 8] ^= 1 << (bit % 8);
-            prop_assert!(o.open(&body).is_err());
-        }
-
-        #[test]
-        fn open_never_panics(body in prop::collection::vec(any::<u8>(), 0..200), start in any::<u64>()) {
-            let mut o = Opener::starting_at(key(42), start);
-            let _ = o.open(&body);
-            let _ = o.open(&body);
-        }
-    }
-}
+mod tests;

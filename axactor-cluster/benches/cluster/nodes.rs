@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axactor_cluster::wire::{DataMsg, Envelope, SEALED_OVERHEAD, encode_envelope};
+use axactor_cluster::wire::hello::PROTOCOL_MAX_VERSION;
+use axactor_cluster::wire::{DataMsg, Envelope, FrameMac, encode_envelope};
 use axactor_cluster::{
     ClusterConfig, ClusterNode, ClusterOverlay, InMemoryOverlay, Keyed, KeyedConfig, LeaseStore, MemoryLeaseStore,
     NodeId, TcpOverlay,
@@ -194,7 +195,13 @@ pub(crate) fn tell_frame_size(key: &str) -> usize {
         DataMsg::Tell { registry: REGISTRY.into(), shard: 7, epoch: 1, key: key.into(), payload: tell, ack_id: None };
     let mut out = Vec::new();
     encode_envelope(&Envelope::Data(msg), &mut out).expect("encode envelope");
-    out.len() + SEALED_OVERHEAD
+    out.len() + sealed_overhead()
+}
+
+/// What sealing adds to a frame's envelope between two nodes of this build
+/// (the MAC of the newest protocol version).
+pub(crate) fn sealed_overhead() -> usize {
+    FrameMac::for_version(PROTOCOL_MAX_VERSION).overhead()
 }
 
 /// The body sizes of the node's frames for this ask and its reply, from the
@@ -205,7 +212,7 @@ pub(crate) fn frame_sizes(key: &str) -> Sizes {
     let body = |msg: DataMsg| {
         let mut out = Vec::new();
         encode_envelope(&Envelope::Data(msg), &mut out).expect("encode envelope");
-        out.len() + SEALED_OVERHEAD
+        out.len() + sealed_overhead()
     };
     let request_id = 100_000;
     let request =

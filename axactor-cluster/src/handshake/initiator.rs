@@ -104,7 +104,7 @@ impl Initiator {
                 if !self.key.verify(Role::Responder, &transcript, &accept.mac) {
                     return Err(self.close(HandshakeError::WrongProof));
                 }
-                let keys = self.key.session_keys(Role::Initiator, &transcript);
+                let keys = self.key.session_keys(Role::Initiator, &transcript, version);
                 self.state = State::Established;
                 Ok(Step { send: None, established: Some(Established { peer, version, keys }) })
             }

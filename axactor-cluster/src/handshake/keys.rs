@@ -17,7 +17,7 @@ use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::session::{FRAME_KEY_LEN, FrameKey, SessionKeys};
+use crate::session::{FRAME_KEY_LEN, FrameKey, FrameMac, SessionKeys};
 
 /// Length of the handshake key `K`, in bytes.
 pub(crate) const KEY_LEN: usize = 32;
@@ -95,8 +95,8 @@ impl AuthKey {
 
     /// The frame keys of `role` for the session with this transcript:
     /// `HKDF-Expand(PRK = K, info = direction label ‖ transcript, 32)` per
-    /// direction.
-    pub(crate) fn session_keys(&self, role: Role, transcript: &[u8]) -> SessionKeys {
+    /// direction, for the MAC of the negotiated `version`.
+    pub(crate) fn session_keys(&self, role: Role, transcript: &[u8], version: u16) -> SessionKeys {
         let hkdf = Hkdf::<Sha256>::from_prk(&self.0).expect("K is exactly one hash length");
         let expand = |label: &[u8]| {
             let mut k = [0u8; FRAME_KEY_LEN];
@@ -105,9 +105,10 @@ impl AuthKey {
         };
         let i2r = expand(FRAMES_I2R_LABEL);
         let r2i = expand(FRAMES_R2I_LABEL);
+        let mac = FrameMac::for_version(version);
         match role {
-            Role::Initiator => SessionKeys { send: i2r, recv: r2i },
-            Role::Responder => SessionKeys { send: r2i, recv: i2r },
+            Role::Initiator => SessionKeys { send: i2r, recv: r2i, mac },
+            Role::Responder => SessionKeys { send: r2i, recv: i2r, mac },
         }
     }
 

@@ -139,7 +139,7 @@ impl Responder {
                     return Err(self.close(HandshakeError::WrongProof));
                 }
                 let mac = self.key.proof(Role::Responder, &transcript);
-                let keys = self.key.session_keys(Role::Responder, &transcript);
+                let keys = self.key.session_keys(Role::Responder, &transcript, version);
                 self.state = State::Established;
                 Ok(Step {
                     send: Some(HandshakeMsg::Accept(Accept { mac })),

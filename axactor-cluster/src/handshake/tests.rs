@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::keys::Role;
 use super::*;
 use crate::id::NodeId;
-use crate::session::OpenError;
+use crate::session::{FrameMac, OpenError};
 use crate::wire::hello::{Accept, Auth, Challenge, Hello, Refusal};
 
 fn sid(name: &str, boot: u64) -> SessionId {
@@ -139,6 +139,22 @@ fn highest_common_version_is_chosen() {
     let rec = run(&clock, i, hello, r);
     assert_eq!(challenge_of(&rec.challenge).chosen_version, 4);
     assert_eq!((rec.initiator.version, rec.responder.version), (4, 4));
+    assert_eq!((rec.initiator.keys.mac, rec.responder.keys.mac), (FrameMac::Aes256Gmac, FrameMac::Aes256Gmac));
+}
+
+/// A session below version 4 seals with HMAC-SHA256 on both sides, so a
+/// node still speaking version 3 understands every frame.
+#[test]
+fn a_version_3_session_seals_with_hmac() {
+    let clock = Clock::new();
+    let (i, hello) = Initiator::new(local("a", "t", 1..=3), NodeId::new("b"), [1; 32], clock.at(5)).expect("initiator");
+    let r = Responder::new(local("b", "t", 1..=4), None, [2; 32], clock.at(5)).expect("responder");
+    let rec = run(&clock, i, hello, r);
+    assert_eq!((rec.initiator.version, rec.responder.version), (3, 3));
+    assert_eq!((rec.initiator.keys.mac, rec.responder.keys.mac), (FrameMac::HmacSha256, FrameMac::HmacSha256));
+    let to_b = seal(&rec.initiator.keys, b"a to b");
+    assert_eq!(to_b[0], crate::wire::TAG_SEALED);
+    assert_eq!(open(&rec.responder.keys, &to_b), Ok(b"a to b".to_vec()));
 }
 
 #[test]
@@ -604,9 +620,9 @@ fn known_answers() {
     let challenge =
         Challenge { session: sid("b", 2), min_version: 1, max_version: 1, chosen_version: 1, nonce: [0xb2; 32] };
     let t = transcript(&hello, &challenge);
-    let keys = key.session_keys(Role::Initiator, &t);
+    let keys = key.session_keys(Role::Initiator, &t, challenge.chosen_version);
     let i2r = seal(&keys, b"");
-    let r2i = seal(&SessionKeys { send: keys.recv.clone(), recv: keys.send.clone() }, b"");
+    let r2i = seal(&SessionKeys { send: keys.recv.clone(), recv: keys.send.clone(), mac: keys.mac }, b"");
     let got = [
         hex(key.bytes()),
         hex(&t),

@@ -550,11 +550,11 @@ impl Reader<'_> {
     /// Opens, decodes and dispatches one frame; `Ok(Some)` if the
     /// connection ends with it, `Err` with its reason if it is bad.
     fn on_frame(&mut self, frame: &Bytes) -> Result<Option<Close>, FrameRejection> {
-        let (seq, payload, mac) = match decode_body(frame).map_err(|e| FrameRejection::from(&e))? {
-            Body::Sealed { seq, payload, mac } => (seq, payload, mac),
+        let (kind, seq, payload, mac) = match decode_body(frame).map_err(|e| FrameRejection::from(&e))? {
+            Body::Sealed { kind, seq, payload, mac } => (kind, seq, payload, mac),
             _ => return Err(FrameRejection::HandshakeAfterAuth),
         };
-        self.opener.open_parts(seq, payload, mac).map_err(|e| FrameRejection::from(&e))?;
+        self.opener.open_parts(kind, seq, payload, mac).map_err(|e| FrameRejection::from(&e))?;
         let env = decode_envelope_ref(payload).map_err(|e| FrameRejection::from(&e))?;
         match env {
             EnvelopeRef::Control(msg) => Ok(self.on_control(msg)),

@@ -13,7 +13,7 @@ pub const NONCE_LEN: usize = 32;
 /// The oldest protocol version this build speaks.
 pub const PROTOCOL_MIN_VERSION: u16 = 1;
 /// The newest protocol version this build speaks.
-pub const PROTOCOL_MAX_VERSION: u16 = 3;
+pub const PROTOCOL_MAX_VERSION: u16 = 4;
 /// The first version with activation identities in monitors
 /// (`ControlMsg::Monitored` and `ControlMsg::Remonitor`): on older
 /// sessions neither is sent.
@@ -21,6 +21,9 @@ pub(crate) const MONITOR_IDENTITY_VERSION: u16 = 2;
 /// The first version with batches of tells (`DataMsg::Tells`): on older
 /// sessions every tell is a frame of its own.
 pub(crate) const TELL_BATCH_VERSION: u16 = 3;
+/// The first version whose frames are sealed with AES-256-GMAC
+/// (`wire::FrameMac::Aes256Gmac`) instead of HMAC-SHA256.
+pub(crate) const GMAC_VERSION: u16 = 4;
 
 /// Message 1, initiator → responder: who I am, which versions I speak, my
 /// nonce.

@@ -120,18 +120,26 @@ fn payload_bytes_match_plain_vec_encoding() {
 fn body_tags_and_layout() {
     assert_eq!(decode_body(&[]), Err(CodecError::Truncated));
     assert_eq!(decode_body(&[0x00]), Err(CodecError::UnknownTag(0x00)));
-    assert_eq!(decode_body(&[0x03, 1, 2]), Err(CodecError::UnknownTag(0x03)));
+    assert_eq!(decode_body(&[0x04, 1, 2]), Err(CodecError::UnknownTag(0x04)));
     assert_eq!(decode_body(&[TAG_PREAUTH]), Err(CodecError::Truncated));
-    for short in 1..SEALED_OVERHEAD {
-        let mut body = vec![0u8; short];
-        body[0] = TAG_SEALED;
-        assert_eq!(decode_body(&body), Err(CodecError::Truncated), "{short} bytes");
+    for kind in [FrameMac::HmacSha256, FrameMac::Aes256Gmac] {
+        for short in 1..kind.overhead() {
+            let mut body = vec![0u8; short];
+            body[0] = kind.tag();
+            assert_eq!(decode_body(&body), Err(CodecError::Truncated), "{kind:?}: {short} bytes");
+        }
+        let mut body = Vec::new();
+        let mac = vec![7; kind.mac_len()];
+        encode_sealed(kind, 0x0102_0304_0506_0708, &[], &mac, &mut body);
+        assert_eq!(body.len(), kind.overhead());
+        assert_eq!(&body[..SEALED_HEADER_LEN], &[kind.tag(), 1, 2, 3, 4, 5, 6, 7, 8]);
+        let want = Body::Sealed { kind, seq: 0x0102_0304_0506_0708, payload: &[], mac: &mac };
+        assert_eq!(decode_body(&body), Ok(want));
+        encode_sealed(kind, 1, &[9, 9], &mac, &mut body);
+        let want = Body::Sealed { kind, seq: 1, payload: &[9, 9], mac: &mac };
+        assert_eq!(decode_body(&body[kind.overhead()..]), Ok(want));
     }
-    let mut body = Vec::new();
-    encode_sealed(0x0102_0304_0506_0708, &[], &[7; MAC_LEN], &mut body);
-    assert_eq!(body.len(), SEALED_OVERHEAD);
-    assert_eq!(&body[..SEALED_HEADER_LEN], &[TAG_SEALED, 1, 2, 3, 4, 5, 6, 7, 8]);
-    assert_eq!(decode_body(&body), Ok(Body::Sealed { seq: 0x0102_0304_0506_0708, payload: &[], mac: &[7; MAC_LEN] }));
+    assert_eq!((TAG_SEALED, TAG_SEALED_GMAC, MAC_LEN, GMAC_TAG_LEN), (0x02, 0x03, 32, 16));
     assert_eq!(decode_envelope(&[]), Err(CodecError::Truncated));
 }
 
@@ -211,7 +219,8 @@ fn encoders_append() {
 fn limits_fit_together() {
     assert_eq!(max_envelope_bytes(SEALED_OVERHEAD + 10), 10);
     assert_eq!(max_envelope_bytes(3), 0);
-    assert_eq!(sealed_header(1), [TAG_SEALED, 0, 0, 0, 0, 0, 0, 0, 1]);
+    assert_eq!(sealed_header(FrameMac::HmacSha256, 1), [TAG_SEALED, 0, 0, 0, 0, 0, 0, 0, 1]);
+    assert_eq!(sealed_header(FrameMac::Aes256Gmac, 2), [TAG_SEALED_GMAC, 0, 0, 0, 0, 0, 0, 0, 2]);
 }
 
 proptest! {
@@ -244,11 +253,13 @@ proptest! {
         envs in prop::collection::vec(arb::envelope(), 1..6),
         seq0 in any::<u64>(),
         cut in 1usize..50,
+        gmac in any::<bool>(),
     ) {
+        let kind = if gmac { FrameMac::Aes256Gmac } else { FrameMac::HmacSha256 };
         let mut stream = BytesMut::new();
         for (i, env) in envs.iter().enumerate() {
             let mut body = Vec::new();
-            encode_sealed(seq0.wrapping_add(i as u64), &envelope_bytes(env), &[i as u8; MAC_LEN], &mut body);
+            encode_sealed(kind, seq0.wrapping_add(i as u64), &envelope_bytes(env), &vec![i as u8; kind.mac_len()], &mut body);
             encode_frame(&body, DEFAULT_MAX, &mut stream).expect("fits");
         }
         let mut dec = FrameDecoder::new(DEFAULT_MAX);
@@ -258,10 +269,11 @@ proptest! {
             buf.extend_from_slice(chunk);
             while let Some(frame) = dec.decode(&mut buf).expect("valid stream") {
                 match decode_body(&frame).expect("valid body") {
-                    Body::Sealed { seq, payload, mac } => {
+                    Body::Sealed { kind: got_kind, seq, payload, mac } => {
                         let i = got.len();
+                        prop_assert_eq!(got_kind, kind);
                         prop_assert_eq!(seq, seq0.wrapping_add(i as u64));
-                        prop_assert_eq!(mac, &[i as u8; MAC_LEN]);
+                        prop_assert_eq!(mac, &vec![i as u8; kind.mac_len()][..]);
                         got.push(decode_envelope(payload).expect("valid envelope"));
                     }
                     other => prop_assert!(false, "unexpected body {:?}", other),
