@@ -123,9 +123,9 @@ impl Keyed {
                 out.bytes.copy_from_slice(&mac.finalize().into_bytes());
             }
             Keyed::Gmac(key) => {
-                // With no plaintext, sealing cannot fail: GCM refuses only
-                // associated data of 2^61 bytes or more, and this is one
-                // frame, bounded far below that by the frame limit.
+                // With no plaintext, sealing cannot fail: `aes-gcm` refuses
+                // only associated data over 2^36 bytes (64 GiB), and this is
+                // one frame, at most `u32::MAX` bytes by its length prefix.
                 if let Ok(tag) = key.encrypt_in_place_detached(&gmac_nonce(seq), payload, &mut []) {
                     out.bytes[..GMAC_TAG_LEN].copy_from_slice(&tag);
                 }
