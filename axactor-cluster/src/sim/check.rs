@@ -251,7 +251,7 @@ impl Checker {
             Ev::Routed { op, to, epoch } => {
                 self.routed.insert((*op, to.clone()), *epoch);
             }
-            Ev::NodeUp { session } => {
+            Ev::NodeUp { session, .. } => {
                 if !self.sessions.insert(session.clone()) {
                     self.fail(at, format!("{session} started a second time: a restarted node must be a new session"));
                 }

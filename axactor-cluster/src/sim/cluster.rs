@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, RngExt};
 use tokio::task::JoinHandle;
 
 use super::faults::Fault;
@@ -25,6 +25,11 @@ use crate::overlay::{InMemoryOverlay, OverlayError};
 
 /// Shards of each workload registry (the register's doubles under
 /// [`Fault::ShardSkew`]).
+/// The protocol version a node not yet upgraded speaks at most: the one
+/// before the newest (version 3, frames sealed with HMAC-SHA256, against
+/// version 4's AES-256-GMAC).
+const PREVIOUS_VERSION: u16 = crate::wire::hello::PROTOCOL_MAX_VERSION - 1;
+
 pub(crate) const REGISTER_SHARDS: usize = 16;
 pub(crate) const COUNTER_SHARDS: usize = 8;
 pub(crate) const BANK_SHARDS: usize = 12;
@@ -78,17 +83,17 @@ impl Cluster {
         }
         let env = Env::seeded(self.seeds.next_u64());
         env.set_observer(Arc::new(self.trace.clone()));
+        // A rolling upgrade: one start in four runs the version before the
+        // newest, so sessions between such a node and an upgraded one (and
+        // between two old ones) use that version's frame MAC.
+        let max_version = if self.seeds.random_ratio(1, 4) { PREVIOUS_VERSION } else { self.cfg.protocol_max_version };
+        let cfg = ClusterConfig { protocol_max_version: max_version, ..self.cfg.clone() };
         let store: Arc<dyn crate::lease::LeaseStore> = Arc::new(self.store.clone());
         let id = NodeId::new(self.slots[i].name.clone());
         let mut tries = 0;
         let node = loop {
-            let start = ClusterNode::start_with_env(
-                id.clone(),
-                Arc::clone(&store),
-                self.net.clone(),
-                self.cfg.clone(),
-                env.clone(),
-            );
+            let start =
+                ClusterNode::start_with_env(id.clone(), Arc::clone(&store), self.net.clone(), cfg.clone(), env.clone());
             match start.await {
                 Ok(node) => break node,
                 // A crashed run of this name still listens until its aborted
@@ -103,7 +108,7 @@ impl Cluster {
                 }
             }
         };
-        self.trace.push(Ev::NodeUp { session: node.session().clone() });
+        self.trace.push(Ev::NodeUp { session: node.session().clone(), max_version });
         let cfg = |shards| KeyedConfig::new(shards).idle_timeout(Some(self.idle_timeout));
         let (probes, session) = (self.probes.clone(), node.session().clone());
         let registered = (|| {

@@ -68,8 +68,9 @@ pub(crate) enum Ev {
     Renew { lease: Arc<str>, holder: SessionId, epoch: u64, until: u64 },
     /// The store released the lease.
     Release { lease: Arc<str>, holder: SessionId, epoch: u64 },
-    /// A node session started.
-    NodeUp { session: SessionId },
+    /// A node session started, speaking protocol versions up to
+    /// `max_version` (an older one stands for a node not yet upgraded).
+    NodeUp { session: SessionId, max_version: u16 },
     /// A node session ended: crashed (`kill`) or shut down gracefully.
     NodeDown { session: SessionId, crashed: bool },
     /// A node's process was paused (`true`) or resumed.
