@@ -23,13 +23,13 @@ use crate::keyed::{Keyed, KeyedConfig};
 use crate::node::ClusterNode;
 use crate::overlay::{InMemoryOverlay, OverlayError};
 
-/// Shards of each workload registry (the register's doubles under
-/// [`Fault::ShardSkew`]).
 /// The protocol version a node not yet upgraded speaks at most: the one
 /// before the newest (version 3, frames sealed with HMAC-SHA256, against
 /// version 4's AES-256-GMAC).
 const PREVIOUS_VERSION: u16 = crate::wire::hello::PROTOCOL_MAX_VERSION - 1;
 
+/// Shards of each workload registry (the register's doubles under
+/// [`Fault::ShardSkew`]).
 pub(crate) const REGISTER_SHARDS: usize = 16;
 pub(crate) const COUNTER_SHARDS: usize = 8;
 pub(crate) const BANK_SHARDS: usize = 12;
