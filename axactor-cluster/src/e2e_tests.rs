@@ -395,6 +395,29 @@ async fn key_held_by(node: &ClusterNode, keyed: &crate::Keyed<Acct>) -> String {
     (0..).map(|i| format!("k{i}")).find(|k| held.contains(&keyed.shard_of(k))).expect("some key")
 }
 
+/// Two connected nodes on one in-memory network: `b` holds `key` (its one
+/// shard), `a` speaks protocol versions up to `a_max_version`.
+struct Pair {
+    a: ClusterNode,
+    b: ClusterNode,
+    ka: crate::Keyed<Acct>,
+    key: String,
+}
+
+async fn pair_on(net: &InMemoryOverlay, a_max_version: u16) -> Pair {
+    let store = Arc::new(MemoryLeaseStore::new());
+    // The actors' events are not looked at here.
+    let (log, _) = mpsc::unbounded_channel();
+    let b = ClusterNode::start(NodeId::new("b"), store.clone(), net.clone(), cfg()).await.expect("b");
+    let kb = b.keyed("accounts", KeyedConfig::new(1), factory("b", &log)).expect("keyed b");
+    let key = key_held_by(&b, &kb).await;
+    let a_cfg = ClusterConfig { protocol_max_version: a_max_version, ..cfg() };
+    let a = ClusterNode::start(NodeId::new("a"), store, net.clone(), a_cfg).await.expect("a");
+    let ka = a.keyed("accounts", KeyedConfig::new(1), factory("a", &log)).expect("keyed a");
+    until("a and b are connected", || a.inspect().peers.len() == 1 && b.inspect().peers.len() == 1).await;
+    Pair { a, b, ka, key }
+}
+
 /// How many tells [`tells_over_a_delayed_link`] sends.
 const TELLS: i64 = 1000;
 
@@ -406,15 +429,7 @@ const TELLS: i64 = 1000;
 /// of its turns on the (one) worker.
 async fn tells_over_a_delayed_link(sender_max_version: u16) -> Batching {
     let net = InMemoryOverlay::new();
-    let store = Arc::new(MemoryLeaseStore::new());
-    let (log, _events) = mpsc::unbounded_channel();
-    let b = ClusterNode::start(NodeId::new("b"), store.clone(), net.clone(), cfg()).await.expect("b");
-    let kb = b.keyed("accounts", KeyedConfig::new(1), factory("b", &log)).expect("keyed b");
-    let key = key_held_by(&b, &kb).await;
-    let a_cfg = ClusterConfig { protocol_max_version: sender_max_version, ..cfg() };
-    let a = ClusterNode::start(NodeId::new("a"), store, net.clone(), a_cfg).await.expect("a");
-    let ka = a.keyed("accounts", KeyedConfig::new(1), factory("a", &log)).expect("keyed a");
-    until("a and b are connected", || a.inspect().peers.len() == 1 && b.inspect().peers.len() == 1).await;
+    let Pair { a, b, ka, key } = pair_on(&net, sender_max_version).await;
     let r = ka.get(key.as_str());
     assert_eq!(r.balance().await.expect("routed to b"), 0);
     let delay = Duration::from_millis(1);
@@ -505,15 +520,7 @@ async fn sealed_tags_between(a_max_version: u16) -> (u16, std::collections::BTre
     let net = InMemoryOverlay::new();
     let tags = Arc::new(SealedTags::default());
     assert!(net.set_tap(tags.clone()));
-    let store = Arc::new(MemoryLeaseStore::new());
-    let (log, _events) = mpsc::unbounded_channel();
-    let b = ClusterNode::start(NodeId::new("b"), store.clone(), net.clone(), cfg()).await.expect("b");
-    let kb = b.keyed("accounts", KeyedConfig::new(1), factory("b", &log)).expect("keyed b");
-    let key = key_held_by(&b, &kb).await;
-    let a_cfg = ClusterConfig { protocol_max_version: a_max_version, ..cfg() };
-    let a = ClusterNode::start(NodeId::new("a"), store, net.clone(), a_cfg).await.expect("a");
-    let ka = a.keyed("accounts", KeyedConfig::new(1), factory("a", &log)).expect("keyed a");
-    until("a and b are connected", || a.inspect().peers.len() == 1 && b.inspect().peers.len() == 1).await;
+    let Pair { a, b, ka, key } = pair_on(&net, a_max_version).await;
     let r = ka.get(key.as_str());
     r.deposit(5).await.expect("tell routed to b");
     assert_eq!(r.balance().await.expect("ask routed to b"), 5);
