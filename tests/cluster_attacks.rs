@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axactor_cluster::handshake::{AuthKey, Initiator, Local, fresh_nonce};
 use axactor_cluster::overlay::TcpStats;
-use axactor_cluster::session::{Opener, Sealer};
+use axactor_cluster::session::{FrameMac, Opener, Sealer, SessionKeys};
 use axactor_cluster::wire::hello::{Auth, Challenge, Hello, PROTOCOL_MAX_VERSION, Refusal};
 use axactor_cluster::wire::{Body, ControlMsg, DataMsg, Envelope, HandshakeMsg, decode_body, encode_preauth};
 use axactor_cluster::{ClusterConfig, ClusterNode, LeaseStore, MemoryLeaseStore, NodeId, SessionId, TcpOverlay};
@@ -134,6 +134,8 @@ struct Handshake {
     refusal: Option<Refusal>,
     /// The frame keys, if the handshake was established.
     keys: Option<(Sealer, Opener)>,
+    /// The session's keys and MAC, as the handshake produced them.
+    session_keys: Option<SessionKeys>,
 }
 
 /// Runs the real initiator handshake as `local` against `peer` at `addr`;
@@ -146,7 +148,15 @@ async fn handshake(addr: SocketAddr, local: Local, peer: &str, rewrite: impl FnO
         Initiator::new(local, NodeId::new(peer), fresh_nonce().expect("rng"), deadline).expect("initiator");
     let HandshakeMsg::Hello(mut hello) = hello else { panic!("the initiator starts with a Hello") };
     rewrite(&mut hello);
-    let mut hs = Handshake { stream, sent: Vec::new(), challenge: None, accept_mac: None, refusal: None, keys: None };
+    let mut hs = Handshake {
+        stream,
+        sent: Vec::new(),
+        challenge: None,
+        accept_mac: None,
+        refusal: None,
+        keys: None,
+        session_keys: None,
+    };
     let first = preauth(&HandshakeMsg::Hello(hello));
     write_frame(&mut hs.stream, &first).await;
     hs.sent.push(first);
@@ -164,6 +174,7 @@ async fn handshake(addr: SocketAddr, local: Local, peer: &str, rewrite: impl FnO
             hs.sent.push(body);
         }
         if let Some(est) = step.established {
+            hs.session_keys = Some(est.keys.clone());
             hs.keys = Some(est.keys.into_parts());
             break;
         }
@@ -435,6 +446,53 @@ async fn a_bad_frame_ends_the_connection_before_the_frames_behind_it() {
     })
     .await;
     assert_eq!(frame_rejections(&a, "closed"), closed, "frames behind the bad one were read");
+    honest_traffic_flows(&a, &b).await;
+    cluster.shutdown().await;
+}
+
+/// The frame MAC follows the negotiated version and cannot be swapped on
+/// the wire: after a version 4 handshake, a heartbeat sealed with version
+/// 3's HMAC under the session's own key ends the connection (`wrong_tag`);
+/// a client speaking only version 3 gets a version 3 session whose HMAC
+/// frames are read, and a flipped bit in one ends it (`bad_mac`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_frame_mac_follows_the_version_and_cannot_be_swapped() {
+    let (cluster, a, b) = Cluster::pair(fast_cfg()).await;
+    let addr = a.local_addr().expect("addr");
+    let heartbeat = |at| Envelope::Control(ControlMsg::Heartbeat { sent_at_ms: at });
+
+    let mut x = authenticated(addr, run_of("x", 1), "a").await;
+    eventually(&a, "x authenticated", |s| s.peer("x").is_some()).await;
+    let keys = x.session_keys.take().expect("keys");
+    assert_eq!(keys.mac, FrameMac::Aes256Gmac);
+    let wrong_tag = frame_rejections(&a, "wrong_tag");
+    let mut hmac = Sealer::with_mac(keys.send, FrameMac::HmacSha256);
+    write_frame(&mut x.stream, &sealed(&mut hmac, &heartbeat(1))).await;
+    assert_closed_by_node(&mut x.stream).await;
+    eventually(&a, "wrong tag counted and x removed", |s| {
+        s.counters.frame_rejections.get("wrong_tag") == Some(&(wrong_tag + 1)) && s.peer("x").is_none()
+    })
+    .await;
+
+    let key = AuthKey::from_token(TOKEN.as_bytes());
+    let old = Local { min_version: 1, max_version: 3, ..Local::new(run_of("y", 1), key) };
+    let mut y = handshake(addr, old, "a", |_| {}).await;
+    let (mut sealer, _opener) = y.keys.take().expect("a version 3 client is accepted");
+    assert_eq!(sealer.mac(), FrameMac::HmacSha256);
+    assert_eq!(y.challenge.as_ref().map(|c| c.chosen_version), Some(3));
+    eventually(&a, "y authenticated at version 3", |s| s.peer("y").is_some_and(|p| p.version == 3)).await;
+    let bad_mac = frame_rejections(&a, "bad_mac");
+    for at in 0..3 {
+        write_frame(&mut y.stream, &sealed(&mut sealer, &heartbeat(at))).await;
+    }
+    let mut flipped = sealed(&mut sealer, &heartbeat(3));
+    flipped[10] ^= 1;
+    write_frame(&mut y.stream, &flipped).await;
+    assert_closed_by_node(&mut y.stream).await;
+    eventually(&a, "bad mac counted and y removed", |s| {
+        s.counters.frame_rejections.get("bad_mac") == Some(&(bad_mac + 1)) && s.peer("y").is_none()
+    })
+    .await;
     honest_traffic_flows(&a, &b).await;
     cluster.shutdown().await;
 }
