@@ -9,7 +9,7 @@
 //! the queues and the counters.
 //!
 //! ```text
-//!  next_order()               ─▶ FramesFirst | EventsFirst   (one pass in EVENTS_FIRST_EVERY)
+//!  Passes::next_order()       ─▶ FramesFirst | EventsFirst   (one pass in EVENTS_FIRST_EVERY)
 //!  on_frames()                ─▶ the peer is alive (stamped at the next tick)
 //!  on_wake(Tick { now })      ─▶ Send(Heartbeat { sent_at_ms: now }) | Close(Silent)
 //!  on_wake(Stop)              ─▶ Close(Shutdown)     (Goodbye queued, graceful)
@@ -141,6 +141,21 @@ pub(crate) enum TellAnswer {
     DropUnacked { reason: Rejection },
 }
 
+/// The reader's passes so far (wrapping): what it polls first on each.
+/// Kept by the reader task alone, apart from [`ConnRules`] (which frames
+/// handled from a sender's task update too).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Passes(u32);
+
+impl Passes {
+    /// What to poll first on the next pass.
+    #[inline]
+    pub(crate) fn next_order(&mut self) -> PollOrder {
+        self.0 = self.0.wrapping_add(1);
+        if self.0.is_multiple_of(EVENTS_FIRST_EVERY) { PollOrder::EventsFirst } else { PollOrder::FramesFirst }
+    }
+}
+
 /// The liveness and heartbeat state of one established connection.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnRules {
@@ -150,8 +165,6 @@ pub(crate) struct ConnRules {
     last_seen_ms: u64,
     /// Frames arrived since the last tick (not stamped yet).
     heard: bool,
-    /// Reader passes so far (wrapping), for [`ConnRules::next_order`].
-    passes: u32,
     /// The protocol version the session negotiated.
     version: u16,
 }
@@ -164,16 +177,8 @@ impl ConnRules {
             ttl_ms: u64::try_from(node_ttl.as_millis()).unwrap_or(u64::MAX),
             last_seen_ms: now_ms,
             heard: false,
-            passes: 0,
             version,
         }
-    }
-
-    /// What to poll first on the next pass.
-    #[inline]
-    pub(crate) fn next_order(&mut self) -> PollOrder {
-        self.passes = self.passes.wrapping_add(1);
-        if self.passes.is_multiple_of(EVENTS_FIRST_EVERY) { PollOrder::EventsFirst } else { PollOrder::FramesFirst }
     }
 
     /// Frames arrived: the peer is alive (stamped by the next tick).
@@ -334,7 +339,7 @@ mod tests {
 
     #[test]
     fn one_pass_in_sixteen_polls_events_first() {
-        let mut r = rules(0);
+        let mut r = Passes::default();
         let orders: Vec<PollOrder> = (0..EVENTS_FIRST_EVERY * 2).map(|_| r.next_order()).collect();
         let first: Vec<usize> =
             orders.iter().enumerate().filter(|(_, o)| **o == PollOrder::EventsFirst).map(|(i, _)| i + 1).collect();
@@ -343,8 +348,7 @@ mod tests {
 
     #[test]
     fn the_pass_counter_wraps() {
-        let mut r = rules(0);
-        r.passes = u32::MAX - 1;
+        let mut r = Passes(u32::MAX - 1);
         assert_eq!(r.next_order(), PollOrder::FramesFirst, "pass u32::MAX");
         assert_eq!(r.next_order(), PollOrder::EventsFirst, "pass 0, after wrapping");
     }

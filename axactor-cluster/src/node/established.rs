@@ -9,7 +9,9 @@
 //!
 //! The reader does the I/O; what it does on each event (liveness,
 //! heartbeats, how a frame is answered, why the connection ends) is decided
-//! by `crate::conn_rules`.
+//! by `crate::conn_rules`. On in-memory links a frame written through while
+//! nothing is queued is opened and dispatched by the sending task itself,
+//! in order, without waking the reader task (`established/inline.rs`).
 //!
 //! Sequence numbers are strictly consecutive, so a frame is sealed and
 //! handed to the link in one step, under the connection's one write path
@@ -56,7 +58,7 @@ use super::table::{Admit, ConnId, Entry, PeerDirection};
 use super::wake_flags::WakeFlags;
 use super::write_path::{ConnShared, saturating_decrement};
 use super::writer::{Queues, write_loop};
-use crate::conn_rules::{Accounting, Close, ConnRules, Control, PollOrder, Step, Wake, accounting};
+use crate::conn_rules::{Accounting, Close, ConnRules, Control, Passes, PollOrder, Step, Wake, accounting};
 use crate::counter_reasons::{DropReason, FrameRejection, HandshakeFailure, Reason};
 use crate::env::NodeEvent;
 use crate::handshake::Established;
@@ -67,6 +69,8 @@ use crate::session::Opener;
 use crate::wire::{
     Body, ControlMsg, DataMsg, DataRef, DownReason, Envelope, EnvelopeRef, OutFrame, decode_body, decode_envelope_ref,
 };
+use inline::{Access, InlineReader, Quiet, ReaderCell};
+use parking_lot::Mutex;
 use patience::Patience;
 
 /// Control messages queued per connection before new ones are dropped.
@@ -77,15 +81,18 @@ pub const DATA_QUEUE_CAPACITY: usize = 1024;
 /// full data queue; beyond this they are dropped and counted
 /// (`data_queue_full`), and the peer's request times out.
 pub const OWED_RESPONSE_CAPACITY: usize = 16_384;
+mod inline;
 mod patience;
 mod requests;
+
+pub(crate) use inline::Scope as InlineScope;
 
 /// Frames the reader handles in a row once one has arrived (those already
 /// received), before it checks its other events again.
 const READ_BATCH: usize = 64;
 /// Times the reader yields, each followed by another try, before it waits
 /// for room for a request (a tell or an ask) whose activation's mailbox is
-/// full (see [`Reader::deliver_after_yields`]).
+/// full (see [`deliver_after_yields`]).
 const FULL_MAILBOX_YIELDS: usize = 4;
 /// Waits for room in a row that bring none the request can take (another
 /// sender took it first) before the request is refused.
@@ -151,8 +158,8 @@ pub(crate) async fn run(
         let owed = Arc::new(Semaphore::new(OWED_RESPONSE_CAPACITY));
         let rules = ConnRules::new(node.cfg.node_ttl, stats.last_seen_ms.load(Ordering::Relaxed), est.version);
         let reader = Reader {
-            node: &node,
-            tx: &tx,
+            node: Arc::clone(&node),
+            tx: tx.clone(),
             opener,
             control: control_tx,
             data: data_tx,
@@ -160,13 +167,26 @@ pub(crate) async fn run(
             stats,
             conn,
             peer: peer.clone(),
-            shared: &shared,
+            shared: Arc::clone(&shared),
             rules,
             weak: Arc::downgrade(&node),
             waits: None,
             patience: Patience::new(),
         };
-        let end = reader.run(&mut rx, close_rx).await;
+        let cell = ReaderCell::new(reader);
+        // Frames a link hands over while nothing is queued are handled from
+        // the sender's task (`established/inline.rs`): the reader's state
+        // is shared with the link. Elsewhere (streams) it is the task's own.
+        let end = if rx.offers_inline() {
+            let cell = Arc::new(Mutex::new(cell));
+            rx.set_inline(Arc::new(InlineReader { cell: Arc::downgrade(&cell) }));
+            let end = read(&mut &*cell, &node, &mut rx, close_rx).await;
+            cell.lock().gone = true;
+            end
+        } else {
+            let mut cell = cell;
+            read(&mut cell, &node, &mut rx, close_rx).await
+        };
         shared.replies.lock().close();
         // Drops this connection's handle (and its queue sender) if it is still ours.
         let removed = node.peers.table().remove(&peer.node, conn);
@@ -257,10 +277,10 @@ fn admit(node: &Shared, entry: Entry<PeerHandle>) -> bool {
     }
 }
 
-struct Reader<'a> {
-    node: &'a Shared,
-    shared: &'a Arc<ConnShared>,
-    tx: &'a LinkSender,
+struct Reader {
+    node: Arc<Shared>,
+    shared: Arc<ConnShared>,
+    tx: LinkSender,
     opener: Opener,
     control: mpsc::Sender<ControlMsg>,
     data: mpsc::Sender<Outbound>,
@@ -276,8 +296,7 @@ struct Reader<'a> {
     weak: std::sync::Weak<Shared>,
     /// The frame just handled holds a request (a tell, an ask, or the tells
     /// of a `Tells` from this index on) its activation's mailbox had no room
-    /// for: delivered again after a yield (see
-    /// [`Reader::deliver_after_yields`]).
+    /// for: delivered again after a yield (see [`deliver_after_yields`]).
     waits: Option<usize>,
     /// How long the reader may still wait for room (see `patience.rs`).
     patience: Patience,
@@ -288,76 +307,277 @@ const STOP: u32 = 0;
 const REPLACED: u32 = 1;
 const TICK: u32 = 2;
 
+/// What handling a frame left to the reader task.
+enum After {
+    /// Nothing: on to the next frame.
+    Next,
+    /// A request waits for room in a full mailbox ([`deliver_after_yields`]).
+    Waits,
+    /// The connection ends.
+    Ends(End),
+}
+
+impl ReaderCell {
+    /// Handles `frame` (taken from the queue by the reader task); no frame
+    /// is claimed inline meanwhile.
+    fn handle_queued(&mut self, frame: &Bytes) -> After {
+        let _quiet = Quiet::enter();
+        match self.reader.handle(frame) {
+            Some(end) => {
+                // Decided under the lock: nothing more is taken inline.
+                self.gone = true;
+                After::Ends(end)
+            }
+            None if self.reader.waits.is_some() => After::Waits,
+            None => After::Next,
+        }
+    }
+}
+
 /// What woke the reader.
 enum Event {
-    Frame(Option<Bytes>),
+    /// A frame taken from the queue and handled (its connection's end, if
+    /// it ended with it), or the queue's end.
+    Frame(Option<(Bytes, After)>),
+    /// A frame handled inline waits for room (`inline.rs`).
+    Deferred(Bytes),
+    /// The connection ended with a frame handled inline.
+    Ended(End),
     Stop,
     Replaced,
     Tick,
 }
 
-impl Reader<'_> {
-    async fn run(mut self, rx: &mut LinkReceiver, mut close: watch::Receiver<bool>) -> End {
-        let node = self.node;
-        let mut heartbeat = tokio::time::interval(node.cfg.heartbeat_interval);
-        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        // Created once, not per frame: each creation registers and removes a waiter.
-        let stopped = node.tasks.stopped();
-        let replaced = close.changed();
-        tokio::pin!(stopped, replaced);
-        // The three rare sources are polled only once they fired (`wake_flags.rs`).
-        let flags = WakeFlags::new(3);
-        loop {
-            // Frames first on most passes; the other events first on some,
-            // so a flood of frames cannot starve them (see `PollOrder`).
-            let frames_first = self.rules.next_order() == PollOrder::FramesFirst;
-            let event = std::future::poll_fn(|cx| {
-                flags.register(cx.waker());
-                if frames_first && let Poll::Ready(frame) = std::pin::pin!(rx.recv()).poll(cx) {
-                    return Poll::Ready(Event::Frame(frame));
-                }
-                if flags.take(STOP) && stopped.as_mut().poll(&mut flags.context(STOP)).is_ready() {
-                    return Poll::Ready(Event::Stop);
-                }
-                if flags.take(REPLACED) && replaced.as_mut().poll(&mut flags.context(REPLACED)).is_ready() {
-                    return Poll::Ready(Event::Replaced);
-                }
-                if flags.take(TICK) && heartbeat.poll_tick(&mut flags.context(TICK)).is_ready() {
-                    // Polled again next time, to wait for the tick after.
-                    flags.set(TICK);
-                    return Poll::Ready(Event::Tick);
-                }
-                if !frames_first && let Poll::Ready(frame) = std::pin::pin!(rx.recv()).poll(cx) {
-                    return Poll::Ready(Event::Frame(frame));
-                }
-                Poll::Pending
-            })
-            .await;
-            let wake = match event {
-                Event::Frame(Some(first)) => {
-                    if let Some(end) = self.on_frames(first, rx).await {
-                        return end;
-                    }
-                    continue;
-                }
-                Event::Frame(None) => Wake::LinkEnded,
-                Event::Stop => Wake::Stop,
-                // A send of `true` or the handle being dropped: replaced.
-                Event::Replaced => Wake::Replaced,
-                Event::Tick => Wake::Tick { now_ms: node.now_ms() },
-            };
-            let step = self.rules.on_wake(wake);
-            self.stats.last_seen_ms.store(self.rules.last_seen_ms(), Ordering::Relaxed);
-            match step {
-                Step::Send(msg) => self.queue_control(msg),
-                Step::Close(close) => return self.closing(close),
+/// The reader task: waits for frames and its rare events, and handles
+/// what the sender's task did not handle inline (`inline.rs`; `inline`:
+/// the link hands frames over that way).
+async fn read<A: Access>(cell: &mut A, node: &Shared, rx: &mut LinkReceiver, mut close: watch::Receiver<bool>) -> End {
+    let mut heartbeat = tokio::time::interval(node.cfg.heartbeat_interval);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Created once, not per frame: each creation registers and removes a waiter.
+    let stopped = node.tasks.stopped();
+    let replaced = close.changed();
+    tokio::pin!(stopped, replaced);
+    // The three rare sources are polled only once they fired (`wake_flags.rs`).
+    let flags = WakeFlags::new(3);
+    let mut passes = Passes::default();
+    loop {
+        // Frames first on most passes; the other events first on some,
+        // so a flood of frames cannot starve them (see `PollOrder`).
+        let frames_first = passes.next_order() == PollOrder::FramesFirst;
+        let event = std::future::poll_fn(|cx| {
+            flags.register(cx.waker());
+            if frames_first && let Poll::Ready(event) = poll_frames(cell, rx, cx) {
+                return Poll::Ready(event);
             }
+            if flags.take(STOP) && stopped.as_mut().poll(&mut flags.context(STOP)).is_ready() {
+                return Poll::Ready(Event::Stop);
+            }
+            if flags.take(REPLACED) && replaced.as_mut().poll(&mut flags.context(REPLACED)).is_ready() {
+                return Poll::Ready(Event::Replaced);
+            }
+            if flags.take(TICK) && heartbeat.poll_tick(&mut flags.context(TICK)).is_ready() {
+                // Polled again next time, to wait for the tick after.
+                flags.set(TICK);
+                return Poll::Ready(Event::Tick);
+            }
+            if !frames_first {
+                return poll_frames(cell, rx, cx);
+            }
+            Poll::Pending
+        })
+        .await;
+        let wake = match event {
+            Event::Frame(Some((first, after))) => {
+                let end = on_frames(cell, node, first, after, rx).await;
+                if A::SHARED {
+                    cell.with(|c| c.in_hand = false);
+                }
+                if let Some(end) = end {
+                    return end;
+                }
+                continue;
+            }
+            Event::Deferred(frame) => {
+                deliver_after_yields(cell, node, &frame).await;
+                cell.with(|c| c.in_hand = false);
+                continue;
+            }
+            Event::Ended(end) => return end,
+            Event::Frame(None) => Wake::LinkEnded,
+            Event::Stop => Wake::Stop,
+            // A send of `true` or the handle being dropped: replaced.
+            Event::Replaced => Wake::Replaced,
+            Event::Tick => Wake::Tick { now_ms: node.now_ms() },
+        };
+        let closed = cell.with(|c| {
+            let reader = &mut c.reader;
+            let step = reader.rules.on_wake(wake);
+            reader.stats.last_seen_ms.store(reader.rules.last_seen_ms(), Ordering::Relaxed);
+            match step {
+                Step::Send(msg) => {
+                    reader.queue_control(msg);
+                    None
+                }
+                Step::Close(close) => {
+                    c.gone = true;
+                    Some(c.reader.closing(close))
+                }
+            }
+        });
+        if let Some(end) = closed {
+            return end;
         }
     }
+}
 
+/// What a frame handled inline left to the reader task, else the next
+/// queued frame, handled; all in one step (under the cell's lock where the
+/// link shares it), so no frame handled inline can overtake one taken from
+/// the queue.
+fn poll_frames<A: Access>(cell: &mut A, rx: &mut LinkReceiver, cx: &mut std::task::Context<'_>) -> Poll<Event> {
+    cell.with(|cell| poll_frames_in(cell, rx, cx))
+}
+
+fn poll_frames_in(cell: &mut ReaderCell, rx: &mut LinkReceiver, cx: &mut std::task::Context<'_>) -> Poll<Event> {
+    if let Some(end) = cell.ended.take() {
+        cell.gone = true;
+        return Poll::Ready(Event::Ended(end));
+    }
+    if let Some(frame) = cell.deferred.take() {
+        cell.in_hand = true;
+        return Poll::Ready(Event::Deferred(frame));
+    }
+    cell.set_waker(cx.waker());
+    match std::pin::pin!(rx.recv()).poll(cx) {
+        Poll::Ready(Some(frame)) => {
+            cell.in_hand = true;
+            // No clock read here: the next heartbeat tick stamps these frames.
+            cell.reader.rules.on_frames();
+            let after = cell.handle_queued(&frame);
+            Poll::Ready(Event::Frame(Some((frame, after))))
+        }
+        Poll::Ready(None) => Poll::Ready(Event::Frame(None)),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+/// After `first` (taken and handled), delivers it if it waits for room,
+/// then handles the frames already received after it (at most
+/// `READ_BATCH` in all, without waiting for new ones); `Some` if the
+/// connection ends.
+///
+/// Every frame handled spends one unit of the task's cooperative
+/// budget (Tokio's, the one channel and socket operations spend), so a
+/// peer that keeps the link full makes the reader yield after a bounded
+/// number of frames: the lease driver, activations and other readers
+/// on the same worker run in between, however fast frames arrive.
+async fn on_frames<A: Access>(
+    cell: &mut A,
+    node: &Shared,
+    first: Bytes,
+    mut after: After,
+    rx: &mut LinkReceiver,
+) -> Option<End> {
+    let mut frame = first;
+    for _ in 1..READ_BATCH {
+        match after {
+            After::Next => {}
+            After::Waits => deliver_after_yields(cell, node, &frame).await,
+            After::Ends(end) => return Some(end),
+        }
+        tokio::task::coop::consume_budget().await;
+        frame = rx.try_recv()?;
+        after = cell.with(|c| c.handle_queued(&frame));
+    }
+    match after {
+        After::Next => None,
+        After::Waits => {
+            deliver_after_yields(cell, node, &frame).await;
+            None
+        }
+        After::Ends(end) => Some(end),
+    }
+}
+
+/// If `frame` (just handled) holds a request (a tell or an ask) its
+/// activation's mailbox had no room for, yields and tries again, up to
+/// [`FULL_MAILBOX_YIELDS`] times in a row without progress; then waits
+/// for room, as the reader's patience allows (`patience.rs`), and tries
+/// again; refuses the rest (`mailbox_full`) once no room comes in time.
+/// A reader that outruns the activation it feeds (its frames arrive in
+/// bursts: up to [`READ_BATCH`] per pass) thus gives it the worker, and
+/// waits for an activation that is not running right now (queued behind
+/// another task, on a worker the OS has descheduled), instead of
+/// dropping the sender's tells (or sending its asks back to retry after
+/// a pause); an activation that stays full (a handler that does not
+/// return) costs the connection at most the patience's bound. Nothing
+/// else on the connection is handled in between (the cell stays `in_hand`,
+/// so no frame is handled inline either), so one sender's messages keep
+/// their order.
+async fn deliver_after_yields<A: Access>(cell: &mut A, node: &Shared, frame: &Bytes) {
+    let Some(mut from) = cell.with(|c| c.reader.waits.take()) else { return };
+    // Opened and decoded once already, so it decodes again, once for
+    // all the tries (the `else` arms cannot run: decoding the same
+    // bytes is deterministic).
+    let Ok(Body::Sealed { payload, .. }) = decode_body(frame) else { return };
+    let Ok(EnvelopeRef::Data(msg)) = decode_envelope_ref(payload) else { return };
+    // Tries in a row without progress: the tells of a `Tells` that the
+    // activation takes meanwhile start the count again, so each tell
+    // gets as many tries as a tell of its own would.
+    let mut attempt = 0;
+    loop {
+        let may_wait = if attempt < FULL_MAILBOX_YIELDS {
+            tokio::task::yield_now().await;
+            true
+        } else {
+            attempt < FULL_MAILBOX_YIELDS + FULL_MAILBOX_WAITS && wait_for_room(cell, node, &msg).await
+        };
+        attempt += 1;
+        let next = cell.with(|c| {
+            let _quiet = Quiet::enter();
+            c.reader.on_request(&msg, from, may_wait)
+        });
+        match next {
+            Some(next) => {
+                if next > from {
+                    attempt = 0;
+                }
+                from = next;
+            }
+            None => return,
+        }
+    }
+}
+
+/// Waits until the activation `msg` is for has room in its mailbox, at
+/// most as long as the reader's patience allows; whether room came.
+async fn wait_for_room<A: Access>(cell: &mut A, node: &Shared, msg: &DataRef<'_>) -> bool {
+    let (registry, shard, key) = match *msg {
+        DataRef::Tell { registry, shard, key, .. }
+        | DataRef::Ask { registry, shard, key, .. }
+        | DataRef::Tells { registry, shard, key, .. } => (registry, shard, key),
+        _ => return false,
+    };
+    let Some(room) = node.hosts.get(registry).and_then(|h| h.room(shard, key)) else { return false };
+    let started = tokio::time::Instant::now();
+    let allowed = cell.with(|c| c.reader.patience.allowance(started));
+    if allowed.is_zero() {
+        return false;
+    }
+    let came = tokio::time::timeout(allowed, room).await.is_ok();
+    let waited = started.elapsed();
+    cell.with(|c| c.reader.patience.spend(waited));
+    bump(&node.counters.mailbox_waits);
+    let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+    node.counters.mailbox_wait_micros.fetch_add(micros, Ordering::Relaxed);
+    came
+}
+
+impl Reader {
     /// Counts and logs why the connection ends; returns how it ends.
     fn closing(&self, close: Close) -> End {
-        let node = self.node;
+        let node = &self.node;
         match close {
             Close::Shutdown => self.queue_control(ControlMsg::Goodbye),
             Close::PeerGoodbye => {
@@ -378,103 +598,6 @@ impl Reader<'_> {
         }
         if close.is_graceful() { End::Graceful } else { End::Abrupt }
     }
-
-    /// Handles `first` and the frames already received after it (at most
-    /// `READ_BATCH` in all, without waiting for new ones); `Some` if the
-    /// connection ends.
-    ///
-    /// Every frame handled spends one unit of the task's cooperative
-    /// budget (Tokio's, the one channel and socket operations spend), so a
-    /// peer that keeps the link full makes the reader yield after a bounded
-    /// number of frames: the lease driver, activations and other readers
-    /// on the same worker run in between, however fast frames arrive.
-    async fn on_frames(&mut self, body: Bytes, rx: &mut LinkReceiver) -> Option<End> {
-        // No clock read here: the next heartbeat tick stamps these frames.
-        self.rules.on_frames();
-        if let Some(end) = self.handle(&body) {
-            return Some(end);
-        }
-        self.deliver_after_yields(&body).await;
-        for _ in 1..READ_BATCH {
-            tokio::task::coop::consume_budget().await;
-            let body = rx.try_recv()?;
-            if let Some(end) = self.handle(&body) {
-                return Some(end);
-            }
-            self.deliver_after_yields(&body).await;
-        }
-        None
-    }
-
-    /// If `frame` (just handled) holds a request (a tell or an ask) its
-    /// activation's mailbox had no room for, yields and tries again, up to
-    /// [`FULL_MAILBOX_YIELDS`] times in a row without progress; then waits
-    /// for room, as the reader's patience allows (`patience.rs`), and tries
-    /// again; refuses the rest (`mailbox_full`) once no room comes in time.
-    /// A reader that outruns the activation it feeds (its frames arrive in
-    /// bursts: up to [`READ_BATCH`] per pass) thus gives it the worker, and
-    /// waits for an activation that is not running right now (queued behind
-    /// another task, on a worker the OS has descheduled), instead of
-    /// dropping the sender's tells (or sending its asks back to retry after
-    /// a pause); an activation that stays full (a handler that does not
-    /// return) costs the connection at most the patience's bound. Nothing
-    /// else on the connection is handled in between, so one sender's
-    /// messages keep their order.
-    async fn deliver_after_yields(&mut self, frame: &Bytes) {
-        let Some(mut from) = self.waits.take() else { return };
-        // Opened and decoded once already, so it decodes again, once for
-        // all the tries (the `else` arms cannot run: decoding the same
-        // bytes is deterministic).
-        let Ok(Body::Sealed { payload, .. }) = decode_body(frame) else { return };
-        let Ok(EnvelopeRef::Data(msg)) = decode_envelope_ref(payload) else { return };
-        // Tries in a row without progress: the tells of a `Tells` that the
-        // activation takes meanwhile start the count again, so each tell
-        // gets as many tries as a tell of its own would.
-        let mut attempt = 0;
-        loop {
-            let may_wait = if attempt < FULL_MAILBOX_YIELDS {
-                tokio::task::yield_now().await;
-                true
-            } else {
-                attempt < FULL_MAILBOX_YIELDS + FULL_MAILBOX_WAITS && self.wait_for_room(&msg).await
-            };
-            attempt += 1;
-            match self.on_request(&msg, from, may_wait) {
-                Some(next) => {
-                    if next > from {
-                        attempt = 0;
-                    }
-                    from = next;
-                }
-                None => return,
-            }
-        }
-    }
-
-    /// Waits until the activation `msg` is for has room in its mailbox, at
-    /// most as long as the reader's patience allows; whether room came.
-    async fn wait_for_room(&mut self, msg: &DataRef<'_>) -> bool {
-        let (registry, shard, key) = match *msg {
-            DataRef::Tell { registry, shard, key, .. }
-            | DataRef::Ask { registry, shard, key, .. }
-            | DataRef::Tells { registry, shard, key, .. } => (registry, shard, key),
-            _ => return false,
-        };
-        let Some(room) = self.node.hosts.get(registry).and_then(|h| h.room(shard, key)) else { return false };
-        let started = tokio::time::Instant::now();
-        let allowed = self.patience.allowance(started);
-        if allowed.is_zero() {
-            return false;
-        }
-        let came = tokio::time::timeout(allowed, room).await.is_ok();
-        let waited = started.elapsed();
-        self.patience.spend(waited);
-        bump(&self.node.counters.mailbox_waits);
-        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
-        self.node.counters.mailbox_wait_micros.fetch_add(micros, Ordering::Relaxed);
-        came
-    }
-
     /// Handles one frame; `Some` if the connection ends with it.
     fn handle(&mut self, frame: &Bytes) -> Option<End> {
         let close = match self.on_frame(frame) {
@@ -511,7 +634,7 @@ impl Reader<'_> {
             return;
         };
         let data = self.data.clone();
-        let shared = Arc::clone(self.shared);
+        let shared = Arc::clone(&self.shared);
         let node = self.weak.clone();
         self.node.env.spawn(async move {
             // Fails only once the connection has ended.
@@ -567,7 +690,7 @@ impl Reader<'_> {
 
     /// A control message; `Some` if the connection ends with it.
     fn on_control(&mut self, msg: ControlMsg) -> Option<Close> {
-        let node = self.node;
+        let node = &*self.node;
         match self.rules.on_control(msg, || node.now_ms()) {
             Control::Send(answer) => self.queue_control(answer),
             Control::Rtt { rtt_us } => {
@@ -582,7 +705,7 @@ impl Reader<'_> {
 
     /// A control message for the node (monitors, lease notices, hosting).
     fn dispatch_control(&self, msg: ControlMsg) {
-        let node = self.node;
+        let node = &*self.node;
         match msg {
             // Answered by the connection's rules.
             ControlMsg::Heartbeat { .. } | ControlMsg::HeartbeatAck { .. } | ControlMsg::Goodbye => {}
@@ -622,7 +745,7 @@ impl Reader<'_> {
 
     /// A data-plane message; `frame` is the frame `msg` borrows from.
     fn on_data(&mut self, msg: DataRef<'_>, frame: &Bytes) {
-        let node = self.node;
+        let node = &*self.node;
         match accounting(&msg) {
             Accounting::AnswersOurs => saturating_decrement(&self.shared.outstanding),
             Accounting::OwedAnswer => {

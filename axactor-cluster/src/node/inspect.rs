@@ -209,6 +209,10 @@ pub struct Counters {
     pub mailbox_waits: u64,
     /// The time those waits took, in microseconds.
     pub mailbox_wait_micros: u64,
+    /// Frames a connection's reader took from the sender's own task instead
+    /// of its queue (in-memory links, while nothing was queued): handled
+    /// without waking the reader task.
+    pub frames_read_inline: u64,
     /// Data-plane requests refused because no registry is hosted yet.
     pub data_rejected_no_registry: u64,
     /// Messages and signals dropped without a connection error, by reason:
@@ -324,6 +328,7 @@ pub(crate) struct LiveCounters {
     pub(crate) batched_tells_received: AtomicU64,
     pub(crate) mailbox_waits: AtomicU64,
     pub(crate) mailbox_wait_micros: AtomicU64,
+    pub(crate) frames_read_inline: AtomicU64,
     pub(crate) data_rejected_no_registry: AtomicU64,
     pub(crate) dial_failures: AtomicU64,
     pub(crate) member_auth_failures: AtomicU64,
@@ -386,6 +391,7 @@ impl LiveCounters {
             batched_tells_received: get(&self.batched_tells_received),
             mailbox_waits: get(&self.mailbox_waits),
             mailbox_wait_micros: get(&self.mailbox_wait_micros),
+            frames_read_inline: get(&self.frames_read_inline),
             data_rejected_no_registry: get(&self.data_rejected_no_registry),
             dropped: self.dropped.snapshot(),
             dial_failures: get(&self.dial_failures),

@@ -58,6 +58,7 @@ pub(crate) fn export(node: &Shared, snap: &ClusterInspect) {
         batched_tells_received,
         mailbox_waits,
         mailbox_wait_micros,
+        frames_read_inline,
         data_rejected_no_registry,
         dropped,
         dial_failures,
@@ -82,6 +83,7 @@ pub(crate) fn export(node: &Shared, snap: &ClusterInspect) {
     plain("axactor_cluster_batched_tells_received_total", *batched_tells_received);
     plain("axactor_cluster_mailbox_waits_total", *mailbox_waits);
     plain("axactor_cluster_mailbox_wait_micros_total", *mailbox_wait_micros);
+    plain("axactor_cluster_frames_read_inline_total", *frames_read_inline);
     plain("axactor_cluster_data_rejected_no_registry_total", *data_rejected_no_registry);
     labelled("axactor_cluster_dropped_total", "reason", dropped);
     plain("axactor_cluster_dial_failures_total", *dial_failures);

@@ -41,6 +41,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
+use super::established::InlineScope;
 use super::outbound::{OutKind, Outbound};
 use super::replies::{Replies, WriteReady};
 use super::tell_batch::{TellBatch, TellTarget};
@@ -147,6 +148,9 @@ impl ConnShared {
     /// A request or a response is written through in latency mode; a plain
     /// tell is always queued on the link, for its connection task to batch.
     pub(crate) fn try_direct(&self, out: Outbound) -> Direct {
+        // Left last, after the path's lock: a reader that took the frame
+        // inline handles it then (`established/inline.rs`).
+        let _inline = InlineScope::enter();
         if self.queued.load(Ordering::SeqCst) != 0 {
             return Direct::Queue(out);
         }
@@ -371,6 +375,8 @@ impl WriteReady for ConnShared {
         if self.queued.load(Ordering::SeqCst) != 0 {
             return false;
         }
+        // Left last, after the replies' and the path's locks (as in `try_direct`).
+        let _inline = InlineScope::enter();
         let Some(mut replies) = self.replies.try_lock() else { return false };
         while let Some((out, permit)) = replies.take_done() {
             // This response counts in `owed_to_peer` until it is sent.

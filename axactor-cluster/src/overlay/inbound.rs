@@ -9,8 +9,13 @@
 //! queued, and the receiver gives both back as it takes the frame out.
 //! A frame is always admitted into an empty queue, whatever its size (the
 //! byte budget's rule); a queue of `queue_frames` frames admits no more.
+//!
+//! The receiver may install an [`InlineSink`]: a producer that finds the
+//! queue empty offers a frame to it first (in-memory links' write-through,
+//! `memory_direct.rs`), so the receiver can handle it from the producer's
+//! task instead of being woken for it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -26,11 +31,25 @@ pub(crate) enum NoSlot {
     Closed,
 }
 
+/// A receiver that can take a frame from a producer's own task, handled
+/// in order before any frame queued after it.
+pub(crate) trait InlineSink: Send + Sync + std::fmt::Debug {
+    /// Takes `frame` if the receiver can handle it from this task now
+    /// (nothing of its own in hand), calling `taken` with it first; gives
+    /// it back otherwise, to be queued. Called only with the queue empty,
+    /// under the producers' lock.
+    fn try_take(&self, frame: Bytes, taken: &mut dyn FnMut(&Bytes)) -> Result<(), Bytes>;
+}
+
+/// Where the receiver's [`InlineSink`] is, once installed.
+type InlineSlot = Arc<OnceLock<Arc<dyn InlineSink>>>;
+
 /// The producers' end (cloned by each producer of the link).
 #[derive(Debug, Clone)]
 pub(crate) struct InboundTx {
     tx: mpsc::UnboundedSender<Bytes>,
     frames: Arc<ByteBudget>,
+    inline: InlineSlot,
 }
 
 /// The receiver's end.
@@ -40,6 +59,7 @@ pub(crate) struct InboundRx {
     frames: Arc<ByteBudget>,
     /// The queue's byte budget: the producers take a frame's bytes from it.
     pub(crate) bytes: Arc<ByteBudget>,
+    inline: InlineSlot,
 }
 
 /// One frame's slot in the queue, taken by a producer; given back if
@@ -57,10 +77,25 @@ pub(crate) fn channel(queue_frames: usize, max_bytes: usize) -> (InboundTx, Inbo
     let (tx, rx) = mpsc::unbounded_channel();
     let frames = ByteBudget::new(queue_frames.max(1));
     let bytes = ByteBudget::new(max_bytes);
-    (InboundTx { tx, frames: Arc::clone(&frames) }, InboundRx { rx, frames, bytes })
+    let inline = InlineSlot::default();
+    (
+        InboundTx { tx, frames: Arc::clone(&frames), inline: Arc::clone(&inline) },
+        InboundRx { rx, frames, bytes, inline },
+    )
 }
 
 impl InboundTx {
+    /// Offers `frame` to the receiver's [`InlineSink`] if it has one and
+    /// nothing is queued (`taken` is called with it if taken); gives it
+    /// back otherwise. The caller holds the producers' lock, so no frame
+    /// can be queued meanwhile.
+    pub(crate) fn try_inline(&self, frame: Bytes, taken: &mut dyn FnMut(&Bytes)) -> Result<(), Bytes> {
+        match self.inline.get() {
+            Some(sink) if self.frames.queued() == 0 && !self.tx.is_closed() => sink.try_take(frame, taken),
+            _ => Err(frame),
+        }
+    }
+
     /// A frame slot now, if there is room and a receiver.
     pub(crate) fn try_reserve(&self) -> Result<FrameSlot<'_>, NoSlot> {
         if self.tx.is_closed() {
@@ -112,6 +147,11 @@ impl Drop for FrameSlot<'_> {
 }
 
 impl InboundRx {
+    /// Installs the receiver's [`InlineSink`]; `false` if one already was.
+    pub(crate) fn set_inline(&self, sink: Arc<dyn InlineSink>) -> bool {
+        self.inline.set(sink).is_ok()
+    }
+
     /// The next frame; `None` once every producer is gone and the queue is empty.
     ///
     /// # Cancel safety

@@ -56,7 +56,7 @@ use crate::signal::Signal;
 
 pub(crate) use super::budget::ByteBudget;
 use super::error::OverlayError;
-use super::inbound::{self, InboundRx, InboundTx};
+use super::inbound::{self, InboundRx, InboundTx, InlineSink};
 use super::pull::StreamInbound;
 
 /// Default capacity of each bounded queue of a link, in frames: one queue
@@ -552,6 +552,24 @@ impl LinkReceiver {
         match &mut self.inbound {
             Inbound::Queue(rx) => rx.recv().await,
             Inbound::Stream(stream) => stream.recv().await,
+        }
+    }
+
+    /// Whether this link may hand frames to an [`InlineSink`] (a queue's
+    /// link: in memory, [`endpoint`](super::endpoint); not a stream's).
+    pub(crate) fn offers_inline(&self) -> bool {
+        matches!(self.inbound, Inbound::Queue(_))
+    }
+
+    /// Lets `sink` take frames from the sender's own task while nothing is
+    /// queued (in-memory links; see `inbound.rs`); `false` if this link
+    /// never offers frames that way (stream links) or a sink is already
+    /// installed. The receiver must still [`recv`](Self::recv) as before:
+    /// frames the sink does not take are queued.
+    pub(crate) fn set_inline(&self, sink: Arc<dyn InlineSink>) -> bool {
+        match &self.inbound {
+            Inbound::Queue(rx) => rx.set_inline(sink),
+            Inbound::Stream(_) => false,
         }
     }
 

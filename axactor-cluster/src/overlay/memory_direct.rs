@@ -129,16 +129,31 @@ impl Direct {
             return Err(frame);
         }
         let Some(inbound) = &gate.inbound else { return Err(frame) };
+        // Nothing queued: the receiver may take it from this task.
+        if let Err(frame) = inbound.try_inline(frame, &mut |frame| self.delivered(frame)) {
+            return self.queue(inbound, frame);
+        }
+        Ok(())
+    }
+
+    /// Queues `frame` for the receiver if there is room; gives it back
+    /// otherwise.
+    fn queue(&self, inbound: &InboundTx, frame: Bytes) -> Result<(), Bytes> {
         let Ok(slot) = inbound.try_reserve() else { return Err(frame) };
         if !self.dir.bytes.try_take(frame.len()) {
             return Err(frame);
         }
-        let Direction { net, from, to, .. } = &self.dir;
-        net.tap(from, to, &frame, FrameFate::Delivered);
-        // Counted before the receiver can see it: a frame received is counted.
-        bump(&net.counters.delivered, 1);
+        self.delivered(&frame);
         slot.send(frame);
         Ok(())
+    }
+
+    /// Taps and counts a frame written through, before the receiver can
+    /// see it (a frame received is counted).
+    fn delivered(&self, frame: &Bytes) {
+        let Direction { net, from, to, .. } = &self.dir;
+        net.tap(from, to, frame, FrameFate::Delivered);
+        bump(&net.counters.delivered, 1);
     }
 }
 

@@ -107,6 +107,7 @@ pub use delivery::REORDER_MAX_WAIT;
 pub use driver::{DEFAULT_CLOSE_TIMEOUT, LinkConfig, LinkControl, LinkDriver, LinkInbox, endpoint};
 pub use error::OverlayError;
 pub use faults::LinkFaults;
+pub(crate) use inbound::InlineSink;
 pub use link::{
     DEFAULT_LINK_QUEUE_BYTES, DEFAULT_LINK_QUEUE_FRAMES, Link, LinkOutbox, LinkPhase, LinkReceiver, LinkSender,
     LinkSource, Outgoing, PeerIdentity, Priority,

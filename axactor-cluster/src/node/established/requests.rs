@@ -24,7 +24,7 @@ const ASK: &str = "ask";
 /// `kind` of a dispatched `Tells`.
 const TELLS: &str = "tells";
 
-impl Reader<'_> {
+impl Reader {
     /// Counts a rejection; returns its label.
     fn count_rejection(&self, reason: &Rejection) -> &'static str {
         let rejection = RequestRejection::from(reason);
@@ -63,7 +63,7 @@ impl Reader<'_> {
     /// would be. With `may_wait`, delivery stops at the first tell the
     /// activation's mailbox has no room for and `Some` says how many were
     /// dealt with before it: the reader yields and goes on from there
-    /// ([`Reader::deliver_after_yields`]); without, the rest are refused
+    /// ([`deliver_after_yields`](super::deliver_after_yields)); without, the rest are refused
     /// (`MailboxFull`). `None` once all are dealt with.
     fn on_tells(
         &self,
@@ -74,7 +74,7 @@ impl Reader<'_> {
         payloads: &[&[u8]],
         may_wait: bool,
     ) -> Option<usize> {
-        let node = self.node;
+        let node = &*self.node;
         let span = dispatch_span(TELLS, registry, key, shard, epoch, &self.peer);
         let _entered = span.enter();
         let refuse = |reason: &Rejection, n: usize| {
@@ -122,7 +122,7 @@ impl Reader<'_> {
     /// if refused without one. With `may_wait`, a tell refused only because
     /// the activation's mailbox is full is left unanswered and `false` is
     /// returned: the reader yields and tries again
-    /// ([`Reader::deliver_after_yields`]). `true` once it is dealt with.
+    /// ([`deliver_after_yields`](super::deliver_after_yields)). `true` once it is dealt with.
     #[allow(clippy::too_many_arguments)]
     fn on_tell(
         &self,
@@ -134,7 +134,7 @@ impl Reader<'_> {
         ack_id: Option<u64>,
         may_wait: bool,
     ) -> bool {
-        let node = self.node;
+        let node = &*self.node;
         let span = dispatch_span(TELL, registry, key, shard, epoch, &self.peer);
         let _entered = span.enter();
         let outcome = match node.hosts.get(registry) {
@@ -185,7 +185,7 @@ impl Reader<'_> {
         payload: &[u8],
         may_wait: bool,
     ) -> bool {
-        let node = self.node;
+        let node = &*self.node;
         let span = dispatch_span(ASK, registry, key, shard, epoch, &self.peer);
         let _entered = span.enter();
         let outcome = match node.hosts.get(registry) {
