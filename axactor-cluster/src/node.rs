@@ -49,6 +49,7 @@ mod established;
 mod events;
 pub(crate) mod hosts;
 pub(crate) mod in_flight;
+mod inline_scope;
 pub(crate) mod inspect;
 mod loops;
 mod members;

@@ -48,6 +48,7 @@ use tokio::time::MissedTickBehavior;
 use tracing::{Instrument, Span};
 
 use super::in_flight::Response;
+use super::inline_scope::Quiet;
 use super::inspect::bump;
 use super::outbound::{OutKind, Outbound};
 use super::peers::{PeerHandle, PeerStats};
@@ -69,7 +70,7 @@ use crate::session::Opener;
 use crate::wire::{
     Body, ControlMsg, DataMsg, DataRef, DownReason, Envelope, EnvelopeRef, OutFrame, decode_body, decode_envelope_ref,
 };
-use inline::{Access, InlineReader, Quiet, ReaderCell};
+use inline::{Access, InlineReader, ReaderCell};
 use parking_lot::Mutex;
 use patience::Patience;
 
@@ -84,8 +85,6 @@ pub const OWED_RESPONSE_CAPACITY: usize = 16_384;
 mod inline;
 mod patience;
 mod requests;
-
-pub(crate) use inline::Scope as InlineScope;
 
 /// Frames the reader handles in a row once one has arrived (those already
 /// received), before it checks its other events again.
@@ -449,6 +448,11 @@ fn poll_frames_in(cell: &mut ReaderCell, rx: &mut LinkReceiver, cx: &mut std::ta
         return Poll::Ready(Event::Deferred(frame));
     }
     cell.set_waker(cx.waker());
+    if cell.claimed {
+        // A sender's task handles its frame first; it wakes us after.
+        cell.waits_for_claim = true;
+        return Poll::Pending;
+    }
     match std::pin::pin!(rx.recv()).poll(cx) {
         Poll::Ready(Some(frame)) => {
             cell.in_hand = true;

@@ -41,7 +41,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use super::established::InlineScope;
+use super::inline_scope::Scope as InlineScope;
 use super::outbound::{OutKind, Outbound};
 use super::replies::{Replies, WriteReady};
 use super::tell_batch::{TellBatch, TellTarget};

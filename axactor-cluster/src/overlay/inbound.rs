@@ -91,7 +91,9 @@ impl InboundTx {
     /// can be queued meanwhile.
     pub(crate) fn try_inline(&self, frame: Bytes, taken: &mut dyn FnMut(&Bytes)) -> Result<(), Bytes> {
         match self.inline.get() {
-            Some(sink) if self.frames.queued() == 0 && !self.tx.is_closed() => sink.try_take(frame, taken),
+            Some(sink) if (self.frames.queued() == 0 || mutant!(InlineOverQueued)) && !self.tx.is_closed() => {
+                sink.try_take(frame, taken)
+            }
             _ => Err(frame),
         }
     }

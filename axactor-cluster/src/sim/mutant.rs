@@ -29,11 +29,14 @@ pub enum Mutant {
     /// Lease names ignore the registry's shard count, and a node accepts
     /// keys that do not hash to the shard they were sent for.
     IgnoreShardCount,
+    /// An in-memory link hands a frame to its reader from the sender's
+    /// task while frames are still queued before it.
+    InlineOverQueued,
 }
 
 impl Mutant {
     /// Every mutant, in a fixed order.
-    pub const ALL: [Mutant; 7] = [
+    pub const ALL: [Mutant; 8] = [
         Mutant::SkipEpochCheck,
         Mutant::FenceWhenQueued,
         Mutant::ReleaseBeforeStop,
@@ -41,6 +44,7 @@ impl Mutant {
         Mutant::ReuseSession,
         Mutant::RetryAfterTimeout,
         Mutant::IgnoreShardCount,
+        Mutant::InlineOverQueued,
     ];
 
     /// The kebab-case name (`--mutant` on the command line).
@@ -53,6 +57,7 @@ impl Mutant {
             Mutant::ReuseSession => "reuse-session",
             Mutant::RetryAfterTimeout => "retry-after-timeout",
             Mutant::IgnoreShardCount => "ignore-shard-count",
+            Mutant::InlineOverQueued => "inline-over-queued",
         }
     }
 

@@ -8,23 +8,25 @@
 //! inline in two steps:
 //!
 //! 1. *Claim*, under the link's producers' lock, with the queue empty: the
-//!    sink try-locks the cell and keeps the lock if the reader has nothing
-//!    in hand (no frame taken from the queue and not yet handled, no frame
-//!    waiting for room, not ended) and its node is not paused. The claim and
-//!    the frame wait in a thread-local slot. Later frames on the link find
-//!    the cell locked and are queued; the reader task, woken for them,
-//!    waits for the lock, so they are handled after the claimed one.
-//! 2. *Handle*, when the outermost [`Scope`] on this thread ends: after the
+//!    sink try-locks the cell and marks it `claimed` if the reader has
+//!    nothing in hand (no frame taken from the queue and not yet handled,
+//!    no frame waiting for room, no claim, not ended) and its node is not
+//!    paused. The claim and the frame wait in this thread's slot
+//!    (`node/inline_scope.rs`). Later frames on the link are queued; the
+//!    reader task, woken for them, takes nothing from the queue while the
+//!    cell is claimed, and is woken again when the claim ends, so they are
+//!    handled after the claimed one.
+//! 2. *Handle*, when the outermost `Scope` on this thread ends: after the
 //!    sender's own locks (its write path, its reply table) are released,
-//!    the frame is opened, checked and dispatched as the reader task would,
-//!    in the connection's span, and the claim is released.
+//!    the frame is opened, checked and dispatched under the cell's lock as
+//!    the reader task would, in the connection's span, and the claim ends.
 //!
-//! A claim is taken only inside a [`Scope`] (the write path of a caller's
+//! A claim is taken only inside a `Scope` (the write path of a caller's
 //! request and of an activation's completed reply), never while the thread
-//! handles frames for a reader ([`Quiet`]), and at most one at a time per
-//! thread: nothing nests, and a claim never waits for a lock a claimant
-//! holds (every other claimant only try-locks; the reader task locks the
-//! cell holding nothing else).
+//! handles frames for a reader (`Quiet`), and at most one at a time per
+//! thread: nothing nests, and nobody waits on a claim while holding a lock
+//! (claimants only try-lock the cell, and it is never locked across a
+//! claim).
 //!
 //! What the reader task would do after a frame that the sender's task
 //! cannot do is left to it: a request whose mailbox is full (it yields and
@@ -33,18 +35,17 @@
 //!
 //! Determinism: no clock, no randomness; under the simulation's
 //! current-thread runtime a claimed frame is handled before the sender's
-//! task yields, so the reader task never waits for the lock there.
+//! task yields, so the reader task never finds the cell claimed there.
 
-use std::cell::{Cell, RefCell};
-use std::marker::PhantomData;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::task::Waker;
 
 use bytes::Bytes;
-use parking_lot::{ArcMutexGuard, Mutex, RawMutex};
+use parking_lot::Mutex;
 use tracing::Span;
 
 use super::{End, Reader};
+use crate::node::inline_scope::{self, Claimed};
 use crate::node::inspect::bump;
 use crate::overlay::InlineSink;
 
@@ -63,6 +64,11 @@ pub(super) struct ReaderCell {
     pub(super) waker: Option<Waker>,
     /// The reader task has ended: nothing more is taken inline.
     pub(super) gone: bool,
+    /// A sender's task claimed a frame and has not handled it yet: the
+    /// reader task takes nothing from the queue meanwhile.
+    pub(super) claimed: bool,
+    /// The reader task found the cell claimed: woken when the claim ends.
+    pub(super) waits_for_claim: bool,
     /// The connection's span, entered while a frame is handled inline.
     pub(super) span: Span,
 }
@@ -104,6 +110,8 @@ impl ReaderCell {
             ended: None,
             waker: None,
             gone: false,
+            claimed: false,
+            waits_for_claim: false,
             span: Span::current(),
         }
     }
@@ -111,6 +119,7 @@ impl ReaderCell {
     /// Whether a frame may be handled inline now.
     fn takes_inline(&self) -> bool {
         !self.in_hand
+            && !self.claimed
             && self.deferred.is_none()
             && self.ended.is_none()
             && !self.gone
@@ -125,98 +134,40 @@ impl ReaderCell {
     }
 
     /// Handles `frame` as the reader task would, leaving to it what only it
-    /// can do.
-    fn handle_inline(&mut self, frame: Bytes) {
+    /// can do; `true` if the reader task must be woken for that.
+    fn handle_inline(&mut self, frame: Bytes) -> bool {
         let _entered = self.span.enter();
         bump(&self.reader.node.counters.frames_read_inline);
         self.reader.rules.on_frames();
         match self.reader.handle(&frame) {
             Some(end) => self.ended = Some(end),
             None if self.reader.waits.is_some() => self.deferred = Some(frame),
-            None => return,
+            None => return false,
         }
-        if let Some(waker) = self.waker.take() {
+        true
+    }
+
+    /// Ends a claim; wakes the reader task if `wake` or if it waits for the
+    /// claim to end.
+    fn end_claim(&mut self, wake: bool) {
+        self.claimed = false;
+        if (std::mem::take(&mut self.waits_for_claim) || wake)
+            && let Some(waker) = self.waker.take()
+        {
             waker.wake();
         }
     }
 }
 
-/// A claimed cell: locked, its `Arc` kept.
-type Claim = ArcMutexGuard<RawMutex, ReaderCell>;
-
-/// This thread's scopes: read on every frame sent and handled, so kept
-/// apart from the claim (nothing to drop: no lazy registration on access).
-struct Scopes {
-    /// [`Scope`]s entered and not yet left.
-    depth: Cell<u32>,
-    /// [`Quiet`]s entered and not yet left.
-    quiet: Cell<u32>,
-    /// `PENDING` holds a claim.
-    claimed: Cell<bool>,
-}
-
-thread_local! {
-    static SCOPES: Scopes = const { Scopes { depth: Cell::new(0), quiet: Cell::new(0), claimed: Cell::new(false) } };
-    /// The claimed cell and its frame, handled when the outermost scope ends.
-    static PENDING: RefCell<Option<(Claim, Bytes)>> = const { RefCell::new(None) };
-}
-
-/// A stretch of a sender's work in which a reader may take its frame
-/// inline; the frame is handled when the outermost scope ends. Enter it
-/// before taking the locks the frame is sent under (it is dropped after
-/// them), and never hold it across an await.
-#[must_use = "a scope handles its claimed frame when dropped"]
-pub(crate) struct Scope {
-    /// Thread-bound.
-    _local: PhantomData<*const ()>,
-}
-
-impl Scope {
-    /// Enters a scope on this thread.
-    pub(crate) fn enter() -> Scope {
-        SCOPES.with(|s| s.depth.set(s.depth.get() + 1));
-        Scope { _local: PhantomData }
+impl Claimed for Mutex<ReaderCell> {
+    fn handle_claimed(&self, frame: Bytes) {
+        let mut cell = self.lock();
+        let wake = cell.handle_inline(frame);
+        cell.end_claim(wake);
     }
-}
 
-impl Drop for Scope {
-    fn drop(&mut self) {
-        let claimed = SCOPES.with(|s| {
-            let depth = s.depth.get().saturating_sub(1);
-            s.depth.set(depth);
-            depth == 0 && s.claimed.replace(false)
-        });
-        if claimed && let Some((mut claim, frame)) = PENDING.with(|p| p.borrow_mut().take()) {
-            // Unwinding: the claim is let go unhandled (the connection then
-            // ends at the next frame's sequence check) rather than running
-            // the node's code inside a panic.
-            if std::thread::panicking() {
-                return;
-            }
-            let _quiet = Quiet::enter();
-            claim.handle_inline(frame);
-        }
-    }
-}
-
-/// A stretch in which this thread handles frames for a reader: no frame is
-/// claimed inline meanwhile.
-pub(super) struct Quiet {
-    /// Thread-bound.
-    _local: PhantomData<*const ()>,
-}
-
-impl Quiet {
-    /// Enters a quiet stretch on this thread.
-    pub(super) fn enter() -> Quiet {
-        SCOPES.with(|s| s.quiet.set(s.quiet.get() + 1));
-        Quiet { _local: PhantomData }
-    }
-}
-
-impl Drop for Quiet {
-    fn drop(&mut self) {
-        SCOPES.with(|s| s.quiet.set(s.quiet.get().saturating_sub(1)));
+    fn release(&self) {
+        self.lock().end_claim(false);
     }
 }
 
@@ -234,18 +185,20 @@ impl std::fmt::Debug for InlineReader {
 
 impl InlineSink for InlineReader {
     fn try_take(&self, frame: Bytes, taken: &mut dyn FnMut(&Bytes)) -> Result<(), Bytes> {
-        let free = SCOPES.with(|s| s.depth.get() != 0 && s.quiet.get() == 0 && !s.claimed.get());
-        if !free {
+        if !inline_scope::may_claim() {
             return Err(frame);
         }
         let Some(cell) = self.cell.upgrade() else { return Err(frame) };
-        let Some(claim) = cell.try_lock_arc() else { return Err(frame) };
-        if !claim.takes_inline() {
-            return Err(frame);
+        {
+            let Some(mut state) = cell.try_lock() else { return Err(frame) };
+            if !state.takes_inline() {
+                return Err(frame);
+            }
+            state.claimed = true;
         }
         taken(&frame);
-        PENDING.with(|p| *p.borrow_mut() = Some((claim, frame)));
-        SCOPES.with(|s| s.claimed.set(true));
+        let claimed: Arc<dyn Claimed> = cell;
+        inline_scope::hold(claimed, frame);
         Ok(())
     }
 }
