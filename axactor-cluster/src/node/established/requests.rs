@@ -63,7 +63,7 @@ impl Reader {
     /// would be. With `may_wait`, delivery stops at the first tell the
     /// activation's mailbox has no room for and `Some` says how many were
     /// dealt with before it: the reader yields and goes on from there
-    /// ([`deliver_after_yields`](super::deliver_after_yields)); without, the rest are refused
+    /// ([`deliver_after_yields`](super::inline::ReaderCell::deliver_after_yields)); without, the rest are refused
     /// (`MailboxFull`). `None` once all are dealt with.
     fn on_tells(
         &self,
@@ -122,7 +122,7 @@ impl Reader {
     /// if refused without one. With `may_wait`, a tell refused only because
     /// the activation's mailbox is full is left unanswered and `false` is
     /// returned: the reader yields and tries again
-    /// ([`deliver_after_yields`](super::deliver_after_yields)). `true` once it is dealt with.
+    /// ([`deliver_after_yields`](super::inline::ReaderCell::deliver_after_yields)). `true` once it is dealt with.
     #[allow(clippy::too_many_arguments)]
     fn on_tell(
         &self,
