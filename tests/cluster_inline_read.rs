@@ -11,6 +11,11 @@
 //!   never replaced; and both readers took frames inline.
 //! - A paused node (its tasks held, as a stopped process) takes nothing
 //!   inline: a request to it waits, unhandled, until it resumes.
+//! - A frame is not taken inline while the reader task has one in hand: a
+//!   tell that arrives while an earlier tell to the same key waits for room
+//!   in its activation's full mailbox is delivered after it, even when room
+//!   comes just before the later tell does (a build that skips the
+//!   in-hand check delivers the later tell first here).
 #![allow(missing_docs)]
 
 use std::sync::Arc;
@@ -20,6 +25,7 @@ use axactor::actor;
 use axactor_cluster::{ClusterNode, InMemoryOverlay, Keyed, KeyedConfig, LeaseStore, MemoryLeaseStore, NodeId};
 use axactor_tests::cluster::{BOUND, connected};
 use axactor_tests::keyed::{owns_all, pausable_owner, pinned_cfg};
+use tokio::sync::Notify;
 
 /// Hosted on `a` first (so `a` holds its shards), then on `b`.
 const LEFT: &str = "left";
@@ -152,6 +158,112 @@ async fn a_paused_node_takes_nothing_inline() {
     env.resume();
     let answer = tokio::time::timeout(BOUND, ask).await.expect("answered once resumed").expect("task");
     assert_eq!(answer.expect("ask"), 2);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// What the test and a [`Held`] activation share: the activation says when
+/// its `hold` has started, waits for `release`, and says when it is done.
+#[derive(Default)]
+pub struct Gate {
+    started: Notify,
+    release: Notify,
+    done: Notify,
+}
+
+pub struct Held {
+    gate: Arc<Gate>,
+    seen: Vec<u64>,
+}
+
+#[actor(remote)]
+impl Held {
+    /// Keeps the activation busy until the test releases it.
+    #[msg]
+    async fn hold(&mut self) {
+        self.gate.started.notify_one();
+        self.gate.release.notified().await;
+        self.gate.done.notify_one();
+    }
+    #[msg]
+    fn push(&mut self, n: u64) {
+        self.seen.push(n);
+    }
+    /// An ask that is also a step of the key's history.
+    #[msg]
+    fn record(&mut self, n: u64) -> u64 {
+        self.seen.push(n);
+        n
+    }
+    #[msg]
+    fn seen(&mut self) -> Vec<u64> {
+        self.seen.clone()
+    }
+}
+
+/// `Held` with a mailbox of one: a second message waits for room.
+fn host_held(node: &ClusterNode, gate: &Arc<Gate>) -> Keyed<Held> {
+    let gate = Arc::clone(gate);
+    let cfg = KeyedConfig::new(SHARDS).mailbox_capacity(1);
+    node.keyed(HELD, cfg, move |_: &str| Held { gate: Arc::clone(&gate), seen: Vec::new() }).expect("hosted")
+}
+
+/// Hosted with a mailbox of one, held by `b`.
+const HELD: &str = "held";
+
+/// Everything on one thread, so the order in which tasks run is fixed:
+///
+/// 1. Lone asks put `a`'s write path in latency mode (a lone request is
+///    then written through, and `b` takes it inline).
+/// 2. `hold` occupies the activation on `b`; the tells `push(1)` and
+///    `push(2)` (queued, as plain tells are, for the connection task) fill
+///    its mailbox and find it full: `b`'s reader task tries `push(2)` again
+///    after yields, then waits for room, with the frame in hand.
+/// 3. The test releases `hold`. The activation says it is done (which
+///    queues the asking task) and then takes `push(1)` (which makes room
+///    and queues the reader task, after the asking task).
+/// 4. The asking task runs first and asks `record(3)`, a lone request,
+///    written through while the room is there and `push(2)` is still in
+///    the reader's hand: taken inline, it would take the room first.
+#[tokio::test(start_paused = true)]
+async fn a_frame_is_not_taken_inline_past_one_waiting_for_room() {
+    let gate = Arc::new(Gate::default());
+    let (a, b, _env, _kb) = pausable_owner(HELD, SHARDS, |b| host_held(b, &gate)).await;
+    let ka = host_held(&a, &gate);
+    let r = ka.get("k");
+    for _ in 0..8 {
+        assert_eq!(r.seen().await.expect("ask"), Vec::<u64>::new());
+    }
+    assert!(b.inspect().counters.frames_read_inline > 0, "lone asks were taken inline");
+
+    r.hold().await.expect("tell hold");
+    tokio::time::timeout(BOUND, gate.started.notified()).await.expect("hold started");
+    r.push(1).await.expect("tell 1");
+    r.push(2).await.expect("tell 2");
+    // A task (not the test's own future, which its runtime polls only
+    // between rounds of tasks) that asks once `hold` is done.
+    let third = tokio::spawn({
+        let (gate, r) = (Arc::clone(&gate), r.clone());
+        async move {
+            gate.done.notified().await;
+            r.record(3).await
+        }
+    });
+    // Every task runs until it waits before the paused clock moves: the
+    // reader then waits for room for `push(2)` (a first wait lasts up to
+    // 2 ms, longer than this), and the task above waits for `done`.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(b.inspect().counters.mailbox_waits, 0, "no wait for room has ended yet");
+
+    gate.release.notify_one();
+    let answer = tokio::time::timeout(BOUND, third).await.expect("answered").expect("task");
+    assert_eq!(answer.expect("ask"), 3);
+
+    let seen = tokio::time::timeout(BOUND, r.seen()).await.expect("answered").expect("ask");
+    assert_eq!(seen, vec![1, 2, 3], "a later request overtook a tell waiting for room");
+    let c = b.inspect().counters;
+    assert!(c.mailbox_waits > 0, "push(2) waited for room");
+    assert!(c.frame_rejections.is_empty(), "frames refused: {:?}", c.frame_rejections);
     a.shutdown().await;
     b.shutdown().await;
 }
