@@ -164,13 +164,14 @@ async fn a_paused_node_takes_nothing_inline() {
 
 /// What the test and a [`Held`] activation share: the activation says when
 /// its `hold` has started, waits for `release`, and says when it is done.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Gate {
     started: Notify,
     release: Notify,
     done: Notify,
 }
 
+#[derive(Debug)]
 pub struct Held {
     gate: Arc<Gate>,
     seen: Vec<u64>,
