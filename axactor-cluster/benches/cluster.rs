@@ -102,6 +102,18 @@ impl Asker for LocalRef {
     }
 }
 
+/// A plain local ask with a timeout, as every keyed ask has (section 2's
+/// second floor).
+#[derive(Clone)]
+struct LocalTimeoutRef(EchoRef, Duration);
+
+impl Asker for LocalTimeoutRef {
+    async fn call(&mut self) {
+        let reply = self.0.echo_wait_timeout(vec![7; PAYLOAD], self.1).await.expect("local ask");
+        assert_eq!(reply.len(), PAYLOAD);
+    }
+}
+
 /// Section 1; returns the median sequential p50 of our remote ask (µs).
 fn rpc(rt: &Runtime, sz: Sizes) -> f64 {
     let cluster = on_worker(rt, Cluster::start(&["a", "b"], Transport::Tcp));
@@ -268,12 +280,14 @@ fn keyed(rt: &Runtime, sz: Sizes) {
          (in-process fast path), key `{remote_key}` held by `b` over TCP, key `{mem_remote_key}` held by `b` over \
          the in-memory overlay; floor: a plain local `EchoRef::echo_wait` (no cluster).\n"
     );
-    let mut series: [Vec<Latency>; 4] = Default::default();
+    let timed = LocalTimeoutRef(local.1.0.clone(), nodes::config().request_timeout);
+    let mut series: [Vec<Latency>; 5] = Default::default();
     for _ in 0..sz.rounds {
         series[0].push(on_worker(rt, lat(local.1.clone(), sz)));
         series[1].push(on_worker(rt, lat(local_key_ref.clone(), sz)));
         series[2].push(on_worker(rt, lat(mem_ref.clone(), sz)));
         series[3].push(on_worker(rt, lat(tcp_ref.clone(), sz)));
+        series[4].push(on_worker(rt, lat(timed.clone(), sz)));
     }
     let p = |i: usize, f: fn(&Latency) -> f64| series[i].iter().map(f).collect::<Vec<_>>();
     let names = ["keyed ask, local key", "keyed ask, remote key (in-memory overlay)", "keyed ask, remote key (TCP)"];
@@ -286,6 +300,17 @@ fn keyed(rt: &Runtime, sz: Sizes) {
         rows.push(Row::new(format!("{name}: p99"), "µs", p(i + 1, |l| l.p99), p(0, |l| l.p99)));
     }
     report::table("keyed ask", "local `EchoRef` ask", &rows);
+    // Every keyed ask is bounded by a timeout (the node's `request_timeout`
+    // when the caller gives none): against a local ask that is too.
+    println!(
+        "Against a plain local ask bounded by the same timeout (`EchoRef::echo_wait_timeout`, {:?}), no target:\n",
+        timed.1
+    );
+    let timed_rows = vec![
+        Row::new("keyed ask, local key: p50".into(), "µs", p(1, |l| l.p50), p(4, |l| l.p50)),
+        Row::new("keyed ask, local key: p99".into(), "µs", p(1, |l| l.p99), p(4, |l| l.p99)),
+    ];
+    report::table("keyed ask", "local `EchoRef` ask with a timeout", &timed_rows);
     tcp.kill_all();
     mem.kill_all();
     drop(local);
