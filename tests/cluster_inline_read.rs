@@ -46,10 +46,31 @@ const TELL_EVERY: u64 = 50;
 #[derive(Debug, Default)]
 pub struct Seq {
     seen: Vec<u64>,
+    /// Only for `hold`.
+    gate: Option<Arc<Gate>>,
+}
+
+/// What the test and a `Seq` activation share: the activation says when
+/// its `hold` has started, waits for `release`, and says when it is done.
+#[derive(Debug, Default)]
+pub struct Gate {
+    started: Notify,
+    release: Notify,
+    done: Notify,
 }
 
 #[actor(remote)]
 impl Seq {
+    /// Keeps the activation busy until the test releases its gate (at
+    /// once without one).
+    #[msg]
+    async fn hold(&mut self) {
+        if let Some(gate) = &self.gate {
+            gate.started.notify_one();
+            gate.release.notified().await;
+            gate.done.notify_one();
+        }
+    }
     #[msg]
     fn push(&mut self, n: u64) {
         self.seen.push(n);
@@ -162,51 +183,11 @@ async fn a_paused_node_takes_nothing_inline() {
     b.shutdown().await;
 }
 
-/// What the test and a [`Held`] activation share: the activation says when
-/// its `hold` has started, waits for `release`, and says when it is done.
-#[derive(Debug, Default)]
-pub struct Gate {
-    started: Notify,
-    release: Notify,
-    done: Notify,
-}
-
-#[derive(Debug)]
-pub struct Held {
-    gate: Arc<Gate>,
-    seen: Vec<u64>,
-}
-
-#[actor(remote)]
-impl Held {
-    /// Keeps the activation busy until the test releases it.
-    #[msg]
-    async fn hold(&mut self) {
-        self.gate.started.notify_one();
-        self.gate.release.notified().await;
-        self.gate.done.notify_one();
-    }
-    #[msg]
-    fn push(&mut self, n: u64) {
-        self.seen.push(n);
-    }
-    /// An ask that is also a step of the key's history.
-    #[msg]
-    fn record(&mut self, n: u64) -> u64 {
-        self.seen.push(n);
-        n
-    }
-    #[msg]
-    fn seen(&mut self) -> Vec<u64> {
-        self.seen.clone()
-    }
-}
-
-/// `Held` with a mailbox of one: a second message waits for room.
-fn host_held(node: &ClusterNode, gate: &Arc<Gate>) -> Keyed<Held> {
+/// `Seq` with `gate` and a mailbox of one: a second message waits for room.
+fn host_held(node: &ClusterNode, gate: &Arc<Gate>) -> Keyed<Seq> {
     let gate = Arc::clone(gate);
     let cfg = KeyedConfig::new(SHARDS).mailbox_capacity(1);
-    node.keyed(HELD, cfg, move |_: &str| Held { gate: Arc::clone(&gate), seen: Vec::new() }).expect("hosted")
+    node.keyed(HELD, cfg, move |_: &str| Seq { gate: Some(Arc::clone(&gate)), ..Seq::default() }).expect("hosted")
 }
 
 /// Hosted with a mailbox of one, held by `b`.
