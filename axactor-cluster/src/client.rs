@@ -53,7 +53,7 @@ use crate::host::{Host, Local, Tried};
 use crate::hosted::{AskOf, HostedActor, HostedRegistry, PendingOf, ReplyOf, TellOf};
 use crate::id::SessionId;
 use crate::lease::Epoch;
-use crate::node::in_flight::{PendingGuard, Response};
+use crate::node::in_flight::{Lost, PendingGuard, Response};
 use crate::node::outbound::{OutKind, Outbound};
 use crate::node::queues::{PeerLink, PeerQueues};
 use crate::node::shared::Shared;
@@ -222,15 +222,38 @@ impl<A: HostedActor> Req<'_, A> {
     }
 }
 
-/// Runs the future `make` returns inside `span`, or bare when no subscriber
-/// wants the span (so a request without a tracing subscriber pays nothing
-/// per poll).
-///
-/// It takes a maker, not the future: a future passed in would stay in this
-/// one's state beside the copy being awaited, doubling its size (the
-/// routing future is about a kilobyte; every `.await` of a request moves it).
-async fn in_span<F: std::future::Future>(span: &Span, make: impl FnOnce() -> F) -> F::Output {
-    if span.is_disabled() { make().await } else { make().instrument(span.clone()).await }
+/// Awaits the future `make` returns inside `span`, or bare when no
+/// subscriber wants the span (so a request without a tracing subscriber
+/// pays nothing per poll). A macro, not an `async fn`: a function would be
+/// one more future around the request's (about a kilobyte), moved once
+/// more when awaited; the two branches here live in the caller's own.
+macro_rules! in_span {
+    ($span:expr, $make:expr) => {{
+        let (span, make) = ($span, $make);
+        if span.is_disabled() { make().await } else { make().instrument(span.clone()).await }
+    }};
+}
+
+/// What an attempt's wait for its response ended with (`answered`: the
+/// response, or the deadline first); the in-flight entry is gone either way.
+fn response_of(
+    guard: PendingGuard<'_>,
+    answered: Result<Result<Response, Lost>, crate::deadline::Elapsed>,
+) -> Result<Bytes, RemoteError> {
+    match &answered {
+        // Not answered in time: the entry goes now.
+        Err(_) => guard.forget(),
+        // Answered or failed with its connection: the entry is gone.
+        Ok(_) => guard.disarm(),
+    }
+    match answered {
+        Err(_) => Err(RemoteError::Timeout),
+        Ok(Err(_)) => Err(RemoteError::ConnectionLost),
+        Ok(Ok(Response::Reply(bytes))) => Ok(bytes),
+        Ok(Ok(Response::Ack)) => Ok(Bytes::new()),
+        Ok(Ok(Response::Canceled)) => Err(RemoteError::Canceled),
+        Ok(Ok(Response::Rejected(r))) => Err(map_rejection(&r)),
+    }
 }
 
 /// Notes the owner an attempt was sent to.
@@ -377,7 +400,18 @@ impl<A: HostedActor> Route<A> {
         // through for an activation here with room, the common case.
         let pending = match self.host.try_local_ask(started, shard, key, ask) {
             Tried::Sent(pending) => pending,
-            Tried::NotHere(ask) => return self.ask_remote(Target { key, shard, hint }, ask, started, deadline).await,
+            Tried::NotHere(ask) => {
+                // Sent to the shard's owner, retried (re-resolving the
+                // owner) while the answer says it may be; awaited here, not
+                // in a future of its own, which would be moved once more.
+                let ask = Held::new(ask);
+                return match self.request(Target { key, shard, hint }, Req::Ask(&ask), started, deadline).await? {
+                    Answer::Bytes(bytes) => postcard::from_bytes(&bytes).map_err(|_| RemoteError::Codec),
+                    Answer::Reply(reply) => Ok(reply),
+                    // Only a local tell is `Done`.
+                    Answer::Done => Err(RemoteError::Codec),
+                };
+            }
             Tried::Rejected(r) => return Err(map_rejection(&r)),
             Tried::Refused(first, pending) => {
                 self.host.finish_refused(shard, key, first, Some(deadline)).await.map_err(|r| map_rejection(&r))?;
@@ -385,24 +419,6 @@ impl<A: HostedActor> Route<A> {
             }
         };
         self.await_local(Ok(pending), deadline).await
-    }
-
-    /// An ask for a shard not usable here: sent to its owner, retried
-    /// (re-resolving the owner) while the answer says it may be.
-    async fn ask_remote(
-        &self,
-        to: Target<'_>,
-        ask: AskOf<A>,
-        started: Instant,
-        deadline: Instant,
-    ) -> Result<ReplyOf<A>, RemoteError> {
-        let ask = Held::new(ask);
-        match self.request(to, Req::Ask(&ask), started, deadline).await? {
-            Answer::Bytes(bytes) => postcard::from_bytes(&bytes).map_err(|_| RemoteError::Codec),
-            Answer::Reply(reply) => Ok(reply),
-            // Only a local tell is `Done`.
-            Answer::Done => Err(RemoteError::Codec),
-        }
     }
 
     /// The reply of a local ask, until `deadline`: the node's deadline
@@ -566,12 +582,12 @@ impl<A: HostedActor> Route<A> {
         // `Overloaded` is not retried here: see the module docs.
         let retry =
             |e: &RemoteError| e.is_retryable_request() || (*e == RemoteError::Timeout && mutant!(RetryAfterTimeout));
-        let result = in_span(&span, || {
+        let attempts = || {
             self.with_retries(key, started, deadline, span_ref, retry, move |lookup| {
                 self.attempt(to, req, deadline, lookup, span_ref)
             })
-        })
-        .await;
+        };
+        let result = in_span!(&span, attempts);
         span.record("outcome", outcome_label(&result));
         result
     }
@@ -622,13 +638,18 @@ impl<A: HostedActor> Route<A> {
             guard.forget();
             return Err(e);
         }
-        if mutant!(RetryAfterTimeout) {
+        let deadline = if mutant!(RetryAfterTimeout) {
             // Gives up on the attempt early, to try again (a bug: it may run).
             let now = Instant::now();
-            let early = now + deadline.saturating_duration_since(now) / 3;
-            return self.wait_response(guard, early).await.map(Answer::Bytes);
-        }
-        self.wait_response(guard, deadline).await.map(Answer::Bytes)
+            now + deadline.saturating_duration_since(now) / 3
+        } else {
+            deadline
+        };
+        // The node's deadline table, not a tokio timer per request
+        // (`deadline.rs`); awaited here, not in a future of its own, so the
+        // request's future is not moved once more.
+        let answered = self.node.deadlines.bound(deadline, guard.response()).await;
+        response_of(guard, answered).map(Answer::Bytes)
     }
 
     /// The frame of `msg`: `TooLarge` beyond the frame limit (the
@@ -639,24 +660,6 @@ impl<A: HostedActor> Route<A> {
             return Err(RemoteError::TooLarge);
         }
         Ok(frame)
-    }
-
-    async fn wait_response(&self, guard: PendingGuard<'_>, deadline: Instant) -> Result<Bytes, RemoteError> {
-        // The node's deadline table, not a tokio timer per request (`deadline.rs`).
-        let answered = self.node.deadlines.bound(deadline, guard.response()).await;
-        // Answered or failed with its connection: the entry is gone.
-        match &answered {
-            Err(_) => guard.forget(),
-            Ok(_) => guard.disarm(),
-        }
-        match answered {
-            Err(_) => Err(RemoteError::Timeout),
-            Ok(Err(_)) => Err(RemoteError::ConnectionLost),
-            Ok(Ok(Response::Reply(bytes))) => Ok(bytes),
-            Ok(Ok(Response::Ack)) => Ok(Bytes::new()),
-            Ok(Ok(Response::Canceled)) => Err(RemoteError::Canceled),
-            Ok(Ok(Response::Rejected(r))) => Err(map_rejection(&r)),
-        }
     }
 
     /// A retry that found the shard owned here: delivers the payload in
@@ -698,12 +701,12 @@ impl<A: HostedActor> Route<A> {
         let Target { key, shard, .. } = to;
         let span = self.request_span("tell", key, shard);
         let span_ref = &span;
-        let result = in_span(&span, || {
+        let attempts = || {
             self.with_retries(key, started, deadline, span_ref, RemoteError::is_retryable, move |lookup| {
                 self.try_unacked(to, payload, lookup, deadline, span_ref)
             })
-        })
-        .await;
+        };
+        let result = in_span!(&span, attempts);
         span.record("outcome", outcome_label(&result));
         result
     }
