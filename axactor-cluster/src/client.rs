@@ -35,6 +35,8 @@
 //! enables it, the span is a level check and the future runs bare. The
 //! local fast path makes no span.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -274,25 +276,43 @@ fn outcome_label<T>(result: &Result<T, RemoteError>) -> &'static str {
 /// waiting for room until `deadline` (without a timer while the queue has
 /// room, the usual case). An error means it was not sent: `UnknownSession`
 /// when the connection ended, `Overloaded` when no room came in time.
-async fn queue(link: &PeerQueues, out: Outbound, deadline: Instant) -> Result<(), RemoteError> {
+///
+/// Not an `async fn`: the usual cases complete here, and a caller awaiting
+/// a future of its own would have it in its state and move it once per
+/// request; only a full queue returns the (boxed) wait for room.
+fn queue(link: &PeerQueues, out: Outbound, deadline: Instant) -> Queued<'_> {
     let out = match link.shared.try_direct(out) {
-        Direct::Sent => return Ok(()),
-        Direct::Lost => return Err(RemoteError::UnknownSession),
+        Direct::Sent => return Queued::Done(Ok(())),
+        Direct::Lost => return Queued::Done(Err(RemoteError::UnknownSession)),
         Direct::Queue(out) => out,
     };
     match link.shared.try_queue(&link.data, out) {
-        Ok(()) => Ok(()),
-        Err(mpsc::error::TrySendError::Closed(_)) => Err(RemoteError::UnknownSession),
-        Err(mpsc::error::TrySendError::Full(out)) => {
-            // Boxed: only a full queue waits, and the wait's future would
-            // otherwise grow every request's by its size (440 bytes).
-            match Box::pin(tokio::time::timeout_at(deadline, link.shared.queue(&link.data, out))).await {
+        Ok(()) => Queued::Done(Ok(())),
+        Err(mpsc::error::TrySendError::Closed(_)) => Queued::Done(Err(RemoteError::UnknownSession)),
+        Err(mpsc::error::TrySendError::Full(out)) => Queued::Wait(Box::pin(async move {
+            match tokio::time::timeout_at(deadline, link.shared.queue(&link.data, out)).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_)) => Err(RemoteError::UnknownSession),
                 Err(_) => Err(RemoteError::Overloaded),
             }
-        }
+        })),
     }
+}
+
+/// What [`queue`] did: sent or queued (or failed to), or the wait for room.
+enum Queued<'a> {
+    Done(Result<(), RemoteError>),
+    Wait(Pin<Box<dyn Future<Output = Result<(), RemoteError>> + Send + 'a>>),
+}
+
+/// [`queue`], awaited only when it has to wait.
+macro_rules! queue {
+    ($link:expr, $out:expr, $deadline:expr) => {
+        match queue($link, $out, $deadline) {
+            Queued::Done(r) => r,
+            Queued::Wait(wait) => wait.await,
+        }
+    };
 }
 
 /// `postcard(value)` in a buffer of exactly its size (one allocation).
@@ -475,30 +495,31 @@ impl<A: HostedActor> Route<A> {
         }
     }
 
-    /// The shard's owner and the connection to its session: from `hint`
-    /// while it is current (`route_hint.rs`), else from the node's tables
-    /// (an owner-cache hit then refills `hint`).
-    async fn owner_link(
-        &self,
-        shard: u32,
-        lookup: Lookup,
-        hint: Option<&RouteHint>,
-    ) -> Result<(PeerLink, SessionId, Epoch), RemoteError> {
-        if let (Lookup::Cached(now), Some(hint)) = (lookup, hint) {
-            // Read before the lookups below: a change after this read makes
-            // the hint stored from them miss.
-            let versions = (self.node.owners.version(), self.node.peers.version());
-            if let Some(route) = hint.get(versions, &self.node.coarse) {
-                return Ok(route);
-            }
-            if let Some((holder, epoch, until)) = self.node.owners.get_until(self.host.registry(), shard, now)
-                && holder != self.node.session
-                && let Some(link) = self.node.peers.connection(&holder)
-            {
-                hint.put(versions, until, &self.node.coarse, &link, &holder, epoch);
-                return Ok((link, holder, epoch));
-            }
+    /// The shard's owner and the connection to its session, if known
+    /// without waiting: from `hint` while it is current (`route_hint.rs`),
+    /// else from the node's owner cache (a hit then refills `hint`). Not for
+    /// a `Fresh` lookup. Not a future: the usual request finds its route
+    /// here, and [`Route::looked_up_link`] is awaited (boxed) only when not.
+    fn cached_link(&self, shard: u32, lookup: Lookup, hint: &RouteHint) -> Option<(PeerLink, SessionId, Epoch)> {
+        let Lookup::Cached(now) = lookup else { return None };
+        // Read before the lookups below: a change after this read makes
+        // the hint stored from them miss.
+        let versions = (self.node.owners.version(), self.node.peers.version());
+        if let Some(route) = hint.get(versions, &self.node.coarse) {
+            return Some(route);
         }
+        let (holder, epoch, until) = self.node.owners.get_until(self.host.registry(), shard, now)?;
+        if holder == self.node.session {
+            return None;
+        }
+        let link = self.node.peers.connection(&holder)?;
+        hint.put(versions, until, &self.node.coarse, &link, &holder, epoch);
+        Some((link, holder, epoch))
+    }
+
+    /// The shard's owner (the owner cache, else the lease store) and the
+    /// connection to its session.
+    async fn looked_up_link(&self, shard: u32, lookup: Lookup) -> Result<(PeerLink, SessionId, Epoch), RemoteError> {
         let (holder, epoch) = self.owner(shard, lookup).await?;
         if holder == self.node.session {
             // The store says ours, but this node does not (or no longer) use it.
@@ -609,7 +630,12 @@ impl<A: HostedActor> Route<A> {
             // future would otherwise grow every request's by its size.
             return Box::pin(self.local_retry(key, shard, req, deadline)).await;
         }
-        let (link, holder, epoch) = self.owner_link(shard, lookup, Some(hint)).await?;
+        let (link, holder, epoch) = match self.cached_link(shard, lookup, hint) {
+            Some(route) => route,
+            // Boxed: a miss is rare (a first request, a retry, a moved
+            // shard), and its future would grow every request's.
+            None => Box::pin(self.looked_up_link(shard, lookup)).await?,
+        };
         record_owner(span, &holder, epoch);
         // Dropped with this future (the caller gave up), the guard frees
         // the entry.
@@ -632,7 +658,7 @@ impl<A: HostedActor> Route<A> {
             }
         };
         let out = Outbound::new(frame, OutKind::Request(request_id));
-        let queued = queue(&link, out, deadline).await;
+        let queued = queue!(&link, out, deadline);
         if let Err(e) = queued {
             // Not queued (the connection ended, or no room in time): not sent.
             guard.forget();
@@ -734,7 +760,12 @@ impl<A: HostedActor> Route<A> {
                 }
             };
         }
-        let (link, holder, epoch) = self.owner_link(shard, lookup, Some(hint)).await?;
+        let (link, holder, epoch) = match self.cached_link(shard, lookup, hint) {
+            Some(route) => route,
+            // Boxed: a miss is rare (a first request, a retry, a moved
+            // shard), and its future would grow every request's.
+            None => Box::pin(self.looked_up_link(shard, lookup)).await?,
+        };
         record_owner(span, &holder, epoch);
         let (registry, epoch) = (self.registry(), epoch.0);
         if link.version >= TELL_BATCH_VERSION {
@@ -749,7 +780,7 @@ impl<A: HostedActor> Route<A> {
         }
         let frame =
             held.with(|payload| self.encode(DataOut::Tell { registry, shard, epoch, key, payload, ack_id: None }))?;
-        queue(&link, Outbound::new(frame, OutKind::Other), deadline).await
+        queue!(&link, Outbound::new(frame, OutKind::Other), deadline)
     }
 }
 

@@ -69,7 +69,7 @@ impl<A: HostedActor> Route<A> {
                 }
             });
         }
-        let (link, holder, epoch) = self.owner_link(shard, lookup, None).await?;
+        let (link, holder, epoch) = self.looked_up_link(shard, lookup).await?;
         let registry = self.registry().to_string();
         let lease = lease_name(&registry, self.shards, shard);
         let watched =
