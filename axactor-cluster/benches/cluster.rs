@@ -285,17 +285,15 @@ fn keyed(rt: &Runtime, sz: Sizes) {
     // Mean µs per ask of one task asking back to back, no clock read per ask:
     // the local key, `echo_wait`, `echo_wait_timeout`.
     let mut back_to_back: [Vec<f64>; 3] = Default::default();
-    let mean = |r: f64| 1e6 / r;
     for _ in 0..sz.rounds {
         series[0].push(on_worker(rt, lat(local.1.clone(), sz)));
         series[1].push(on_worker(rt, lat(local_key_ref.clone(), sz)));
         series[2].push(on_worker(rt, lat(mem_ref.clone(), sz)));
         series[3].push(on_worker(rt, lat(tcp_ref.clone(), sz)));
         series[4].push(on_worker(rt, lat(timed.clone(), sz)));
-        let (k, l, t) = (local_key_ref.clone(), local.1.clone(), timed.clone());
-        back_to_back[0].push(mean(on_worker(rt, async move { throughput(&k, 1, sz.asks, sz.warm).await })));
-        back_to_back[1].push(mean(on_worker(rt, async move { throughput(&l, 1, sz.asks, sz.warm).await })));
-        back_to_back[2].push(mean(on_worker(rt, async move { throughput(&t, 1, sz.asks, sz.warm).await })));
+        back_to_back[0].push(mean_us(rt, local_key_ref.clone(), sz));
+        back_to_back[1].push(mean_us(rt, local.1.clone(), sz));
+        back_to_back[2].push(mean_us(rt, timed.clone(), sz));
     }
     let p = |i: usize, f: fn(&Latency) -> f64| series[i].iter().map(f).collect::<Vec<_>>();
     let names = ["keyed ask, local key", "keyed ask, remote key (in-memory overlay)", "keyed ask, remote key (TCP)"];
@@ -457,6 +455,11 @@ fn costs(rt: &Runtime, sz: Sizes) {
          included (target ≤ 4: {met}).\n",
         sz.asks
     );
+}
+
+/// Mean µs per ask of one task asking `a` back to back (no clock read per ask).
+fn mean_us<A: Asker + Clone + Send + Sync + 'static>(rt: &Runtime, a: A, sz: Sizes) -> f64 {
+    1e6 / on_worker(rt, async move { throughput(&a, 1, sz.asks, sz.warm).await })
 }
 
 async fn lat<A: Asker>(mut a: A, sz: Sizes) -> Latency {

@@ -315,6 +315,19 @@ macro_rules! queue {
     };
 }
 
+/// The shard's owner and its connection for one attempt of `$route`:
+/// [`Route::cached_link`] when it knows them, else the lease store's answer
+/// ([`Route::looked_up_link`], boxed: a miss is rare, a first request, a
+/// retry or a moved shard, and its future would grow every request's).
+macro_rules! route {
+    ($route:expr, $shard:expr, $lookup:expr, $hint:expr) => {
+        match $route.cached_link($shard, $lookup, $hint) {
+            Some(route) => Ok(route),
+            None => Box::pin($route.looked_up_link($shard, $lookup)).await,
+        }
+    };
+}
+
 /// `postcard(value)` in a buffer of exactly its size (one allocation).
 fn encode_payload<T: Serialize>(value: &T) -> Result<Vec<u8>, RemoteError> {
     let size = postcard::experimental::serialized_size(value).map_err(|_| RemoteError::Codec)?;
@@ -630,12 +643,7 @@ impl<A: HostedActor> Route<A> {
             // future would otherwise grow every request's by its size.
             return Box::pin(self.local_retry(key, shard, req, deadline)).await;
         }
-        let (link, holder, epoch) = match self.cached_link(shard, lookup, hint) {
-            Some(route) => route,
-            // Boxed: a miss is rare (a first request, a retry, a moved
-            // shard), and its future would grow every request's.
-            None => Box::pin(self.looked_up_link(shard, lookup)).await?,
-        };
+        let (link, holder, epoch) = route!(self, shard, lookup, hint)?;
         record_owner(span, &holder, epoch);
         // Dropped with this future (the caller gave up), the guard frees
         // the entry.
@@ -760,12 +768,7 @@ impl<A: HostedActor> Route<A> {
                 }
             };
         }
-        let (link, holder, epoch) = match self.cached_link(shard, lookup, hint) {
-            Some(route) => route,
-            // Boxed: a miss is rare (a first request, a retry, a moved
-            // shard), and its future would grow every request's.
-            None => Box::pin(self.looked_up_link(shard, lookup)).await?,
-        };
+        let (link, holder, epoch) = route!(self, shard, lookup, hint)?;
         record_owner(span, &holder, epoch);
         let (registry, epoch) = (self.registry(), epoch.0);
         if link.version >= TELL_BATCH_VERSION {
